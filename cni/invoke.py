@@ -1,0 +1,165 @@
+"""Finding and running plugins: delegation (spec-notes §6) and the runtime's exec (§2.4).
+
+A delegate that is one of this suite's own executables (same inode as the file this process
+started from) runs in this interpreter through `cni.skel.run`; anything else is executed. Both
+paths take the same env and stdin and produce the same (status, stdout), so callers cannot tell.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from cni.errors import ERR_INTERNAL, ERR_UNKNOWN, CNIError
+
+_ETXTBSY_RETRIES = 6
+
+
+def split_path(cni_path: str) -> list[str]:
+    """CNI_PATH split on ':' with empty entries dropped."""
+    return [p for p in cni_path.split(os.pathsep) if p]
+
+
+def find_in_path(name: str, paths: list[str]) -> str:
+    """The first regular file called `name` in `paths`; CNIError 999 with the reference wording."""
+    if not name:
+        raise CNIError(ERR_INTERNAL, "no plugin name provided")
+    if "/" in name or "\x00" in name or name in (".", ".."):
+        raise CNIError(ERR_INTERNAL, f"invalid plugin name: {name}")
+    if not paths:
+        raise CNIError(ERR_INTERNAL, "no paths provided")
+    import stat
+
+    for d in paths:
+        candidate = os.path.join(d, name)
+        try:
+            if stat.S_ISREG(os.stat(candidate).st_mode):
+                return candidate
+        except (OSError, ValueError):
+            continue
+    return _not_found(name, paths)
+
+
+def _not_found(name: str, paths: list[str]) -> str:
+    raise CNIError(ERR_INTERNAL, f'failed to find plugin "{name}" in path [{" ".join(paths)}]')
+
+
+def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
+    import subprocess
+    import time
+
+    for attempt in range(_ETXTBSY_RETRIES):
+        try:
+            proc = subprocess.run(
+                [path], input=stdin, env=dict(env), capture_output=True, check=False
+            )
+            return proc.returncode, proc.stdout, proc.stderr
+        except OSError as e:
+            import errno
+
+            if e.errno == errno.ETXTBSY and attempt < _ETXTBSY_RETRIES - 1:
+                time.sleep(1)
+                continue
+            raise CNIError(ERR_INTERNAL, f"fork/exec {path}: {e.strerror}") from None
+    raise AssertionError("unreachable")
+
+
+def plugin_error(rc: int, stdout: bytes, stderr: bytes) -> CNIError:
+    """Turn a failed plugin's output into a CNIError as the reference runtime does (§2.4)."""
+    import json
+
+    exit_text = f"exit status {rc}" if rc >= 0 else f"signal: {-rc}"
+    if stdout.strip():
+        try:
+            return CNIError.from_dict(json.loads(stdout))
+        except (ValueError, UnicodeDecodeError) as e:
+            return CNIError(
+                ERR_UNKNOWN,
+                f'netplugin failed but error parsing its diagnostic message "{stdout.decode(errors="replace")}": {e}',
+            )
+    if stderr.strip():
+        return CNIError(
+            ERR_UNKNOWN, f'netplugin failed: "{stderr.decode(errors="replace")}": {exit_text}'
+        )
+    return CNIError(ERR_UNKNOWN, f"netplugin failed with no error message: {exit_text}")
+
+
+def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes) -> bytes:
+    """Run the plugin at `path` (in-process when it is our own executable); its stdout on success.
+
+    Raises the plugin's CNIError on failure. The plugin's stderr reaches this process's stderr.
+    """
+    from cni import multicall
+
+    name = os.path.basename(path)
+    if name in multicall.ENTRY_POINTS and multicall.is_self(path):
+        from cni.skel import run
+
+        rc, out = run(multicall.plugin_for(name), env, stdin)
+        out_b = out.encode()
+        if rc != 0:
+            raise plugin_error(rc, out_b, b"")
+        return out_b
+    rc, out_b, err_b = _exec(path, env, stdin)
+    if err_b:
+        import sys
+
+        sys.stderr.write(err_b.decode(errors="replace"))
+    if rc != 0:
+        raise plugin_error(rc, out_b, err_b)
+    return out_b
+
+
+def _delegate(plugin_type: str, command: str, stdin: bytes, env: Mapping[str, str]) -> bytes:
+    paths = split_path(env.get("CNI_PATH", ""))
+    path = find_in_path(plugin_type, paths)
+    child_env = dict(env)
+    child_env["CNI_COMMAND"] = command
+    return exec_plugin(path, child_env, stdin)
+
+
+def delegate_add(plugin_type: str, stdin: bytes, env: Mapping[str, str]):
+    """Run the delegate's ADD and return its result parsed in the config's cniVersion family.
+
+    When the ADD fails, the delegate's DEL runs (best effort) before the ADD's error is raised,
+    so a failed delegation leaves no lease behind.
+    """
+    import json
+
+    try:
+        out = _delegate(plugin_type, "ADD", stdin, env)
+    except CNIError:
+        try:
+            _delegate(plugin_type, "DEL", stdin, env)
+        except CNIError:
+            pass
+        raise
+    from cni.result import parse_result
+    from cni.version import config_version
+
+    try:
+        conf = json.loads(stdin)
+    except ValueError:
+        conf = {}
+    version = config_version(conf) if isinstance(conf, dict) else ""
+    return parse_result(out, version)
+
+
+def delegate_del(plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+    """Run the delegate's DEL; its error passes up with its code."""
+    _delegate(plugin_type, "DEL", stdin, env)
+
+
+def delegate_check(plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+    """Run the delegate's CHECK; its error passes up with its code."""
+    _delegate(plugin_type, "CHECK", stdin, env)
+
+
+def delegate_status(plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+    """Run the delegate's STATUS; its error passes up with its code."""
+    _delegate(plugin_type, "STATUS", stdin, env)
+
+
+def delegate_gc(plugin_type: str, stdin: bytes, env: Mapping[str, str]) -> None:
+    """Run the delegate's GC; its error passes up with its code."""
+    _delegate(plugin_type, "GC", stdin, env)

@@ -1,0 +1,77 @@
+"""One entry point for every executable of the suite, chosen by the name it was started as.
+
+The built suite is one executable behind hard links (`bridge`, `host-local`, ...), so "is this
+delegate one of ours?" is an exact inode comparison with the executable that started this process.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# executable name -> module holding `PLUGIN` (a cni.skel.Plugin) or `main()`
+ENTRY_POINTS: dict[str, str] = {
+    "loopback": "plugins.loopback",
+    "bridge": "plugins.bridge",
+    "flannel": "plugins.flannel",
+    "portmap": "plugins.portmap",
+    "host-local": "ipam.host_local",
+    "cnitool": "cni.cnitool",
+}
+
+_self_id: tuple[int, int] | None = None
+
+
+def set_self(path: str) -> None:
+    """Record the file this process was started from, for the in-process delegation check."""
+    global _self_id
+    try:
+        st = os.stat(path)
+    except OSError:
+        _self_id = None
+        return
+    _self_id = (st.st_dev, st.st_ino)
+
+
+def is_self(path: str) -> bool:
+    """True when `path` is the very file (same device and inode) this process was started from."""
+    if _self_id is None:
+        return False
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_dev, st.st_ino) == _self_id
+
+
+def plugin_for(name: str):
+    """The cni.skel.Plugin of entry point `name`, importing only that module."""
+    import importlib
+
+    module = importlib.import_module(ENTRY_POINTS[name])
+    return module.PLUGIN
+
+
+def main(argv0: str | None = None) -> None:
+    """Dispatch on the basename of argv[0] (or `argv0`) to that entry point's main."""
+    exe = argv0 or sys.argv[0]
+    name = os.path.basename(exe)
+    if getattr(sys, "frozen", False):
+        set_self(sys.executable)
+    else:
+        set_self(exe)
+    modname = ENTRY_POINTS.get(name)
+    if modname is None:
+        sys.stderr.write(
+            f"{name}: unknown entry point; link this file as one of: {', '.join(sorted(ENTRY_POINTS))}\n"
+        )
+        sys.exit(2)
+    import importlib
+
+    module = importlib.import_module(modname)
+    if hasattr(module, "main"):
+        module.main()
+    else:
+        from cni.skel import main as skel_main
+
+        skel_main(module.PLUGIN)

@@ -1,0 +1,285 @@
+"""The plugin skeleton: validate env and stdin in the reference order, gate versions, dispatch.
+
+`run()` is a pure function of (environment, stdin) that returns (exit status, stdout text): the
+process entry `main()` and in-process delegation both go through it, so a delegate that runs in
+this interpreter is indistinguishable from one that is executed (spec-notes §1.6).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from cni import version as _version
+from cni.errors import (
+    ERR_DECODING_FAILURE,
+    ERR_INTERNAL,
+    ERR_INVALID_ENVIRONMENT_VARIABLES,
+    ERR_INVALID_NETNS,
+    ERR_INVALID_NETWORK_CONFIG,
+    ERR_IO_FAILURE,
+    CNIError,
+)
+
+COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
+
+# (variable, commands that require it, validator name)
+_ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
+    ("CNI_COMMAND", (), None),
+    ("CNI_CONTAINERID", ("ADD", "DEL", "CHECK"), "container_id"),
+    ("CNI_NETNS", ("ADD", "CHECK"), None),
+    ("CNI_IFNAME", ("ADD", "DEL", "CHECK"), "interface_name"),
+    ("CNI_ARGS", (), None),
+    ("CNI_PATH", ("ADD", "DEL", "CHECK", "STATUS", "GC"), None),
+    ("CNI_NETNS_OVERRIDE", (), None),
+)
+
+
+@dataclass
+class CmdArgs:
+    """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
+
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: str
+    path: str
+    netns_override: bool
+    stdin: bytes
+    config: dict = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cni_version(self) -> str:
+        """The config's cniVersion as given ("" when absent)."""
+        v = self.config.get("cniVersion", "")
+        return v if isinstance(v, str) else ""
+
+
+Callback = Callable[[CmdArgs], Any]
+
+
+@dataclass
+class Plugin:
+    """A plugin's callbacks and identity. A callback left as None succeeds with no output."""
+
+    add: Callback | None = None
+    delete: Callback | None = None
+    check: Callback | None = None
+    status: Callback | None = None
+    gc: Callback | None = None
+    versions: tuple[str, ...] = _version.ALL
+    about: str = ""
+
+
+def _validator(name: str | None) -> Callable[[str], None] | None:
+    if name is None:
+        return None
+    from cni import validate
+
+    return getattr(validate, name)
+
+
+def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Read the protocol variables in the reference order; the first invalid value raises."""
+    cmd = env.get("CNI_COMMAND", "")
+    values: dict[str, str] = {}
+    missing: list[str] = []
+    for var, required_for, validator in _ENV_SPEC:
+        val = env.get(var, "")
+        values[var] = val
+        required = var == "CNI_COMMAND" or cmd in required_for
+        if not required:
+            continue
+        if val == "":
+            missing.append(var)
+            continue
+        check = _validator(validator)
+        if check is not None:
+            check(val)
+    return values, missing
+
+
+def _decode_config(stdin: bytes) -> dict:
+    """Decode stdin and check `name` as the skel does before dispatch (codes 6 and 7)."""
+    try:
+        text = stdin.decode("utf-8")
+        conf = json.loads(text) if text.strip() else None
+    except (UnicodeDecodeError, ValueError) as e:
+        from cni.errors import one_line
+
+        raise CNIError(ERR_DECODING_FAILURE, f"error unmarshall network config: {one_line(e)}") from None
+    if conf is None:
+        conf = {}
+    if not isinstance(conf, dict):
+        raise CNIError(
+            ERR_DECODING_FAILURE,
+            f"error unmarshall network config: cannot unmarshal {type(conf).__name__} into an object",
+        )
+    name = conf.get("name")
+    if name is not None and not isinstance(name, str):
+        raise CNIError(
+            ERR_DECODING_FAILURE, "error unmarshall network config: name is not a string"
+        )
+    if not name:
+        raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing network name")
+    from cni import validate
+
+    validate.network_name(name)
+    return conf
+
+
+def _netns_check(args: CmdArgs) -> None:
+    """Refuse CNI_NETNS naming the plugin's own namespace (code 8), unless overridden."""
+    if args.netns_override or not args.netns:
+        return
+    from cni.netns import same_as_current
+
+    if same_as_current(args.netns):
+        raise CNIError(
+            ERR_INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"
+        )
+
+
+def _format_result(result: Any, conf_version: str) -> str:
+    if result is None:
+        return ""
+    if isinstance(result, (bytes, str)):
+        return result.decode() if isinstance(result, bytes) else result
+    if isinstance(result, dict):
+        from cni.result import parse_result
+
+        result = parse_result(result, conf_version)
+    converted = result.convert(conf_version or "0.1.0")
+    return converted.to_json()
+
+
+StdinSource = bytes | Callable[[], bytes]
+
+
+def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: list) -> str:
+    values, missing = _parse_env(env)
+    cmd = values["CNI_COMMAND"]
+    if missing:
+        if cmd == "" and plugin.about:
+            sys.stderr.write(plugin.about + "\n")
+            sys.stderr.write("CNI protocol versions supported: " + ", ".join(plugin.versions) + "\n")
+            return ""
+        raise CNIError(
+            ERR_INVALID_ENVIRONMENT_VARIABLES,
+            f"required env variables [{','.join(missing)}] missing",
+        )
+    stdin = source() if callable(source) else source
+    box.append(stdin)
+    if cmd == "VERSION":
+        return _version.version_reply(_try_json(stdin), plugin.versions)
+    conf = _decode_config(stdin)
+    override = values["CNI_NETNS_OVERRIDE"].lower() in ("1", "true")
+    args = CmdArgs(
+        command=cmd,
+        container_id=values["CNI_CONTAINERID"],
+        netns=values["CNI_NETNS"],
+        ifname=values["CNI_IFNAME"],
+        args=values["CNI_ARGS"],
+        path=values["CNI_PATH"],
+        netns_override=override,
+        stdin=stdin,
+        config=conf,
+        env=dict(env),
+    )
+    callbacks = {
+        "ADD": plugin.add,
+        "DEL": plugin.delete,
+        "CHECK": plugin.check,
+        "STATUS": plugin.status,
+        "GC": plugin.gc,
+    }
+    if cmd not in callbacks:
+        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {cmd}")
+    conf_version = _version.config_version(conf)
+    _version.check_command(cmd, conf_version, plugin.versions)
+    if cmd in ("ADD", "DEL"):
+        _netns_check(args)
+    callback = callbacks[cmd]
+    if callback is None:
+        return ""
+    result = callback(args)
+    if cmd != "ADD":
+        return ""
+    return _format_result(result, conf_version)
+
+
+def _try_json(stdin: bytes) -> dict | None:
+    try:
+        obj = json.loads(stdin.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _error_version(stdin: bytes) -> str | None:
+    conf = _try_json(stdin)
+    if conf is not None and isinstance(conf.get("cniVersion"), str) and conf["cniVersion"]:
+        return conf["cniVersion"]
+    return _version.CURRENT
+
+
+def run(plugin: Plugin, env: Mapping[str, str], stdin: StdinSource) -> tuple[int, str]:
+    """Run one invocation; returns (exit status, stdout text) and never raises.
+
+    `stdin` is the request bytes, or a callable that reads them, called only once the environment
+    has passed its checks. Typed errors keep their code; anything unexpected becomes code 999
+    with a one-line message.
+    """
+    box: list[bytes] = []
+    try:
+        return 0, _dispatch(plugin, env, stdin, box)
+    except CNIError as e:
+        return 1, e.to_json(_error_version(box[0] if box else b""))
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # noqa: BLE001 - the protocol wants JSON, never a traceback
+        from cni.errors import one_line
+
+        err = CNIError(ERR_INTERNAL, one_line(f"{type(e).__name__}: {e}"))
+        if _debug(env):
+            import traceback
+
+            traceback.print_exc(file=sys.stderr)
+        return 1, err.to_json(_error_version(box[0] if box else b""))
+
+
+def _debug(env: Mapping[str, str]) -> bool:
+    return env.get("CNI_PY_DEBUG", "") not in ("", "0")
+
+
+def read_stdin() -> bytes:
+    """All of stdin as bytes; CNIError 5 when it cannot be read."""
+    try:
+        return sys.stdin.buffer.read()
+    except OSError as e:
+        raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: {e}") from None
+
+
+def main(plugin: Plugin) -> NoReturn:
+    """Process entry point: run with os.environ and stdin, print stdout, exit 0 or 1."""
+    import os
+
+    env = os.environ
+
+    def source() -> bytes:
+        if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty():
+            return b""
+        return read_stdin()
+
+    rc, out = run(plugin, env, source)
+    if out:
+        sys.stdout.write(out)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # os._exit skips interpreter teardown (module GC, atexit) that costs milliseconds per call.
+    os._exit(rc)

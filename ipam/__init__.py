@@ -1,0 +1,1 @@
+"""IPAM plugins (host-local)."""
