@@ -1,0 +1,173 @@
+"""iptables through one save and one restore per table and family.
+
+Rules are written in iptables-save's canonical form, so "does this rule exist" is a text
+comparison against one `iptables-save` run, and every change of a call goes to one
+`iptables-restore --noflush` process: no process per rule, one lock acquisition.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from cni.errors import ERR_INTERNAL, CNIError, one_line
+
+
+def _binary(ipv6: bool, suffix: str) -> str:
+    return ("ip6tables" if ipv6 else "iptables") + suffix
+
+
+def available(ipv6: bool) -> bool:
+    """True when iptables-save/-restore for this family exist and can read the nat table."""
+    if shutil.which(_binary(ipv6, "-restore")) is None:
+        return False
+    try:
+        save(ipv6, "nat")
+    except CNIError:
+        return False
+    return True
+
+
+def save(ipv6: bool, table: str) -> str:
+    """The `iptables-save -t <table>` text for this family; CNIError 999 when it fails."""
+    exe = _binary(ipv6, "-save")
+    try:
+        proc = subprocess.run([exe, "-t", table], capture_output=True, text=True, check=False)
+    except OSError as e:
+        raise CNIError(ERR_INTERNAL, f"failed to run {exe}: {e.strerror}") from None
+    if proc.returncode != 0:
+        raise CNIError(ERR_INTERNAL, f"{exe} -t {table} failed: {one_line(proc.stderr.strip())}")
+    return proc.stdout
+
+
+@dataclass
+class TableState:
+    """A parsed iptables-save table: chains and their rules in order (`-A` lines, minus `-A CHAIN `)."""
+
+    chains: dict[str, list[str]] = field(default_factory=dict)
+
+    def has_chain(self, chain: str) -> bool:
+        """True when the chain exists (built-in or user-defined)."""
+        return chain in self.chains
+
+    def has_rule(self, chain: str, rule: str) -> bool:
+        """True when `rule` (canonical save form, without `-A CHAIN`) is in `chain`."""
+        return rule in self.chains.get(chain, ())
+
+
+def parse_save(text: str) -> TableState:
+    """Parse one table of iptables-save output."""
+    state = TableState()
+    for line in text.splitlines():
+        if line.startswith(":"):
+            state.chains.setdefault(line[1:].split(" ", 1)[0], [])
+        elif line.startswith("-A "):
+            chain, _, rule = line[3:].partition(" ")
+            state.chains.setdefault(chain, []).append(rule)
+    return state
+
+
+def load(ipv6: bool, table: str) -> TableState:
+    """The current state of `table` for this family, from one iptables-save."""
+    return parse_save(save(ipv6, table))
+
+
+class Batch:
+    """Changes to one table of one family, applied atomically by a single iptables-restore.
+
+    Callers read the table once (`load`), decide against that state, queue changes here and
+    `commit()`. New chains are declared only when absent, because a declaration of an existing
+    chain in --noflush mode flushes it.
+    """
+
+    def __init__(self, ipv6: bool, table: str, state: TableState) -> None:
+        self.ipv6 = ipv6
+        self.table = table
+        self.state = state
+        self._new_chains: list[str] = []
+        self._lines: list[str] = []
+
+    def ensure_chain(self, chain: str) -> None:
+        """Create `chain` unless it exists."""
+        if not self.state.has_chain(chain) and chain not in self._new_chains:
+            self._new_chains.append(chain)
+            self.state.chains[chain] = []
+
+    def flush_chain(self, chain: str) -> None:
+        """Flush `chain` if it exists."""
+        if self.state.has_chain(chain):
+            self._lines.append(f"-F {chain}")
+            self.state.chains[chain] = []
+
+    def delete_chain(self, chain: str) -> None:
+        """Flush and delete `chain` if it exists (its references must be gone first)."""
+        if self.state.has_chain(chain):
+            self.flush_chain(chain)
+            self._lines.append(f"-X {chain}")
+            del self.state.chains[chain]
+
+    def append(self, chain: str, rule: str) -> None:
+        """Append `rule` to `chain` unless an identical rule is already there."""
+        if not self.state.has_rule(chain, rule):
+            self._lines.append(f"-A {chain} {rule}")
+            self.state.chains.setdefault(chain, []).append(rule)
+
+    def insert_first(self, chain: str, rule: str) -> None:
+        """Insert `rule` at position 1 of `chain` unless an identical rule is already there."""
+        if not self.state.has_rule(chain, rule):
+            self._lines.append(f"-I {chain} 1 {rule}")
+            self.state.chains.setdefault(chain, []).insert(0, rule)
+
+    def delete(self, chain: str, rule: str) -> None:
+        """Delete every copy of `rule` from `chain` (no error when absent)."""
+        rules = self.state.chains.get(chain, [])
+        while rule in rules:
+            self._lines.append(f"-D {chain} {rule}")
+            rules.remove(rule)
+
+    def empty(self) -> bool:
+        """True when nothing is queued."""
+        return not self._new_chains and not self._lines
+
+    def script(self) -> str:
+        """The iptables-restore input this batch will apply."""
+        out = [f"*{self.table}"]
+        out += [f":{c} - [0:0]" for c in self._new_chains]
+        out += self._lines
+        out.append("COMMIT")
+        return "\n".join(out) + "\n"
+
+    def commit(self) -> None:
+        """Apply the batch with one `iptables-restore --noflush -w`; CNIError 999 on failure."""
+        if self.empty():
+            return
+        exe = _binary(self.ipv6, "-restore")
+        try:
+            proc = subprocess.run(
+                [exe, "--noflush", "-w", "5"],
+                input=self.script(),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        except OSError as e:
+            raise CNIError(ERR_INTERNAL, f"failed to run {exe}: {e.strerror}") from None
+        if proc.returncode != 0:
+            raise CNIError(
+                ERR_INTERNAL, f"{exe} failed: {one_line(proc.stderr.strip() or proc.stdout.strip())}"
+            )
+        self._new_chains.clear()
+        self._lines.clear()
+
+
+def comment_arg(text: str) -> str:
+    """A `-m comment --comment ...` argument as iptables-save prints it."""
+    return "-m comment --comment " + _save_quote(text)
+
+
+def _save_quote(text: str) -> str:
+    # iptables-save quotes a comment with double quotes and escapes `"` and `\` inside it.
+    if text and all(c.isalnum() or c in "-_.:/" for c in text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
