@@ -107,8 +107,7 @@ def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 def _decode_config(stdin: bytes) -> dict:
     """Decode stdin and check `name` as the skel does before dispatch (codes 6 and 7)."""
     try:
-        text = stdin.decode("utf-8")
-        conf = json.loads(text) if text.strip() else None
+        conf = json.loads(stdin.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         from cni.errors import one_line
 
@@ -258,11 +257,41 @@ def _debug(env: Mapping[str, str]) -> bool:
 
 
 def read_stdin() -> bytes:
-    """All of stdin as bytes; CNIError 5 when it cannot be read."""
+    """All of stdin as bytes; CNIError 5 when it cannot be read (closed, a directory, ...)."""
+    if sys.stdin is None:
+        raise CNIError(ERR_IO_FAILURE, "error reading from stdin: stdin is closed")
     try:
         return sys.stdin.buffer.read()
-    except OSError as e:
+    except (OSError, ValueError) as e:
         raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: {e}") from None
+
+
+def read_stdin_briefly(timeout: float = 0.2) -> bytes:
+    """What stdin holds within `timeout` seconds, or b"": VERSION must answer even when its
+    stdin is closed, unreadable or never closed by the caller."""
+    import os
+    import select
+    import time
+
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else -1
+    except (OSError, ValueError):
+        return b""
+    if fd < 0:
+        return b""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return b""  # caller never finished writing: answer without it
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    except (OSError, ValueError):
+        return b""
 
 
 def main(plugin: Plugin) -> NoReturn:
@@ -272,8 +301,8 @@ def main(plugin: Plugin) -> NoReturn:
     env = os.environ
 
     def source() -> bytes:
-        if env.get("CNI_COMMAND") == "VERSION" and sys.stdin.isatty():
-            return b""
+        if env.get("CNI_COMMAND") == "VERSION":
+            return read_stdin_briefly()
         return read_stdin()
 
     rc, out = run(plugin, env, source)
