@@ -1,0 +1,168 @@
+"""Conversions between result families (spec-notes §4.7). Use ``Result.convert``; this is its engine.
+
+Every pair among 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 converts:
+
+* inside a family only the label changes (1.0.0 <-> 1.1.0 included: same shape, the 1.1.0
+  interface/route keys are kept, exactly like the reference);
+* 0.1/0.2 -> 0.3/0.4: ``ip4`` then ``ip6`` become ``ips`` (version "4"/"6" by key, no
+  interface index), their routes are concatenated as is;
+* 0.3/0.4 -> 1.x: ``version`` is dropped, everything else copied;
+* 1.x -> 0.3/0.4: interface mtu/socketPath/pciID dropped, ``version`` derived from the address;
+* 0.3/0.4 (and 1.x via 0.4.0) -> 0.1/0.2: first "4" and first "6" IP, routes filed by dst family
+  with dst/gw only, routes of a missing family dropped; no IP at all is an error.
+"""
+
+from __future__ import annotations
+
+from cni.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_INTERNAL, CNIError, one_line
+from cni.result_types import (
+    DNS,
+    Interface,
+    Interface040,
+    IPConfig,
+    IPConfig020,
+    IPConfig040,
+    Result,
+    Result020,
+    Result040,
+    Result100,
+    Route,
+)
+
+KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+
+# Code used for "cannot convert: no valid IP addresses". The Go skel reports this failure of
+# PrintResult as an untyped error, i.e. code 999, so a drop-in plugin prints the same.
+ERR_NO_VALID_IPS = ERR_INTERNAL
+
+
+def family_of(version: str) -> type[Result] | None:
+    """The result class that parses `version` ("" is the legacy 0.1.0 family), or None."""
+    if version in ("", "0.1.0", "0.2.0"):
+        return Result020
+    if version in Result040.VERSIONS:
+        return Result040
+    if version in Result100.VERSIONS:
+        return Result100
+    return None
+
+
+def convert(result: Result, to_version: str) -> Result:
+    """`result` as a new object in `to_version` (see the module docstring for the rules)."""
+    to = to_version if isinstance(to_version, str) else str(to_version)
+    to = to or "0.1.0"
+    frm = result.cni_version or type(result).IMPLEMENTED
+    if frm == to:
+        return _relabel(result, frm)
+    target = family_of(to)
+    if frm not in type(result).VERSIONS or target is None:
+        raise CNIError(
+            ERR_INCOMPATIBLE_CNI_VERSION,
+            one_line(f"no converter for CNI result version {frm} to {to}"),
+        )
+    if isinstance(result, target):
+        return _relabel(result, to)
+    if isinstance(result, Result020):
+        r040 = _040_from_020(result, "0.4.0" if target is Result100 else to)
+        return _100_from_040(r040, to) if target is Result100 else r040
+    if isinstance(result, Result040):
+        if target is Result100:
+            return _100_from_040(result, to)
+        return _020_from_040(result, to)
+    assert isinstance(result, Result100)
+    if target is Result040:
+        return _040_from_100(result, to)
+    return _020_from_040(_040_from_100(result, "0.4.0"), to)
+
+
+def _relabel(result: Result, version: str) -> Result:
+    out = result.model_copy(deep=True)
+    object.__setattr__(out, "cni_version", version)
+    return out
+
+
+def _routes(routes: list[Route]) -> list[Route]:
+    return [r.model_copy(deep=True) for r in routes]
+
+
+def _dns(dns: DNS) -> DNS:
+    return dns.model_copy(deep=True)
+
+
+def _040_from_020(src: Result020, to: str) -> Result040:
+    ips: list[IPConfig040] = []
+    routes: list[Route] = []
+    for fam, ipc in (("4", src.ip4), ("6", src.ip6)):
+        if ipc is None:
+            continue
+        ips.append(
+            IPConfig040.model_construct(
+                version=fam, interface=None, address=ipc.ip, gateway=ipc.gateway
+            )
+        )
+        routes.extend(_routes(ipc.routes))
+    return Result040.model_construct(
+        cni_version=to, interfaces=[], ips=ips, routes=routes, dns=_dns(src.dns)
+    )
+
+
+def _100_from_040(src: Result040, to: str) -> Result100:
+    return Result100.model_construct(
+        cni_version=to,
+        interfaces=[
+            Interface.model_construct(
+                name=i.name, mac=i.mac, mtu=0, sandbox=i.sandbox, socketPath="", pciID=""
+            )
+            for i in src.interfaces
+        ],
+        ips=[
+            IPConfig.model_construct(address=ip.address, gateway=ip.gateway, interface=ip.interface)
+            for ip in src.ips
+        ],
+        routes=_routes(src.routes),
+        dns=_dns(src.dns),
+    )
+
+
+def _040_from_100(src: Result100, to: str) -> Result040:
+    return Result040.model_construct(
+        cni_version=to,
+        interfaces=[
+            Interface040.model_construct(name=i.name, mac=i.mac, sandbox=i.sandbox)
+            for i in src.interfaces
+        ],
+        ips=[
+            IPConfig040.model_construct(
+                version="4" if ip.is_ipv4 else "6",
+                interface=ip.interface,
+                address=ip.address,
+                gateway=ip.gateway,
+            )
+            for ip in src.ips
+        ],
+        routes=_routes(src.routes),
+        dns=_dns(src.dns),
+    )
+
+
+def _020_from_040(src: Result040, to: str) -> Result020:
+    ip4: IPConfig020 | None = None
+    ip6: IPConfig020 | None = None
+    for ip in src.ips:
+        if ip.version == "4" and ip4 is None:
+            ip4 = IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
+        elif ip.version == "6" and ip6 is None:
+            ip6 = IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
+        if ip4 is not None and ip6 is not None:
+            break
+    for r in src.routes:
+        holder = ip4 if r.is_ipv4 else ip6
+        if holder is not None:
+            holder.routes.append(
+                Route.model_construct(
+                    dst=r.dst, gw=r.gw, mtu=0, advmss=0, priority=0, table=None, scope=None
+                )
+            )
+    if ip4 is None and ip6 is None:
+        raise CNIError(ERR_NO_VALID_IPS, "cannot convert: no valid IP addresses")
+    return Result020.model_construct(cni_version=to, ip4=ip4, ip6=ip6, dns=_dns(src.dns))
