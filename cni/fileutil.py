@@ -1,0 +1,85 @@
+"""Crash-safe state files: atomic replace (temp file, fsync, rename, fsync dir) and reading.
+
+A reader of a path written here sees either the old content or the complete new content, never
+a truncated file, also across a power loss. Temporary files are named ``.<name>.tmp-<pid>-<hex>``
+in the target's directory: they start with a dot, so they can never be mistaken for a container
+ID or network name (those start with a letter or digit).
+"""
+
+from __future__ import annotations
+
+import os
+
+TMP_MARK = ".tmp-"
+
+
+def ensure_dir(path: str, mode: int = 0o700) -> None:
+    """Create `path` and missing parents (like `mkdir -p`, `mode` for the ones created).
+
+    Raises OSError when it cannot, or when `path` exists and is not a directory.
+    """
+    os.makedirs(path, mode=mode, exist_ok=True)
+
+
+def fsync_dir(path: str) -> None:
+    """fsync the directory `path`, so a rename or unlink inside it is durable.
+
+    Raises OSError when the directory cannot be opened or synced.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def is_temp_name(name: str) -> bool:
+    """True for the name of a temporary file made by `atomic_write` (possibly a crash leftover)."""
+    return name.startswith(".") and TMP_MARK in name
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
+    """Replace the file at `path` with `data` atomically and durably, file mode `mode`.
+
+    The data goes to a temporary file in the same directory, which is fsynced, renamed over
+    `path`, and then the directory is fsynced. On any error the temporary file is removed, the
+    old content of `path` (if any) is untouched, and the OSError is raised.
+    """
+    import secrets
+
+    directory, name = os.path.split(path)
+    directory = directory or "."
+    tmp = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fchmod(fd, mode)  # the umask must not loosen or tighten what was asked for
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(directory)
+
+
+def remove(path: str, *, durable: bool = True) -> bool:
+    """Unlink `path`; True when it was removed, False when it did not exist.
+
+    With `durable`, the directory is fsynced afterwards. Other OSErrors are raised.
+    """
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    if durable:
+        fsync_dir(os.path.dirname(path) or ".")
+    return True

@@ -1,0 +1,303 @@
+"""flannel: turn flanneld's subnet.env into a bridge configuration and delegate (flannel-notes).
+
+ADD   load the config and subnet.env (waiting `subnetFileWait` seconds for a file flanneld has
+      not written yet, then code 11), generate the delegate configuration, save it atomically
+      to `<dataDir>/<containerID>`, delegate ADD and return the delegate's result.
+DEL   delegate DEL with the saved configuration and remove it only once that succeeded, so a
+      retried DEL still releases the lease. When the saved file is missing or unusable and
+      subnet.env is readable, the configuration is regenerated and DEL delegated anyway.
+CHECK delegate CHECK with the saved configuration and the prevResult.
+STATUS code 50 with the ADD diagnostic while subnet.env is missing or invalid (or the delegate
+      is not installed); otherwise the delegate's STATUS.
+GC    DEL and remove each saved configuration of this network whose container is not among
+      the valid attachments, then forward GC to the delegate.
+
+Delegation goes through `cni.invoke`: our own bridge/host-local run in this interpreter, any
+other executable on CNI_PATH is executed.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from cni import __version__
+from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
+from cni.skel import CmdArgs, Plugin
+
+# The ifname used to DEL a stale attachment during GC: saved files are keyed by container ID
+# only (the reference's layout), and Kubernetes pods always attach the cluster network as eth0.
+GC_IFNAME = "eth0"
+# A temporary file of an interrupted write older than this is removed by GC.
+STALE_TEMP_SECONDS = 300.0
+
+
+def _warn(text: str) -> None:
+    sys.stderr.write(f"flannel: {text}\n")
+
+
+def _conf(args: CmdArgs, *, for_add: bool = False):
+    from plugins import flannel_config
+
+    return flannel_config.load(args.config, for_add=for_add)
+
+
+def _subnet_env(conf, *, wait: float = 0.0, code: int = ERR_INTERNAL):
+    from plugins import flannel_subnet
+
+    return flannel_subnet.load(
+        conf.subnet_file(), lenient=conf.subnetFileLenient, wait=wait, code=code
+    )
+
+
+def _find_delegate(plugin_type: str, env: dict[str, str], prefix: str, code: int = ERR_INTERNAL) -> None:
+    """Fail early, like the reference's non-CNI errors, when the delegate is not on CNI_PATH."""
+    from cni.invoke import find_in_path, split_path
+
+    try:
+        find_in_path(plugin_type, split_path(env.get("CNI_PATH", "")))
+    except CNIError as e:
+        raise CNIError(code, f"{prefix}{e.msg}", e.details) from None
+
+
+def cmd_add(args: CmdArgs):
+    """Generate and save the delegate configuration, delegate ADD, return the delegate's result."""
+    from cni.invoke import delegate_add
+    from plugins import flannel_delegate
+
+    conf = _conf(args, for_add=True)
+    env = _subnet_env(conf, wait=float(conf.subnetFileWait))
+    delegate = flannel_delegate.build(conf, env)
+    data = flannel_delegate.encode(delegate)
+    # Saved before the delegate runs: whatever it does, the runtime's DEL finds what to undo.
+    flannel_delegate.save(conf.data_dir(), args.container_id, data)
+    _find_delegate(delegate["type"], args.env, "failed to delegate add: ")
+    return delegate_add(delegate["type"], data, args.env)
+
+
+def _regenerate(conf) -> tuple[str, bytes] | None:
+    """The delegate configuration ADD would generate now, or None (reason on stderr)."""
+    from plugins import flannel_delegate
+
+    try:
+        env = _subnet_env(conf)
+        delegate = flannel_delegate.build(conf, env)
+        return delegate["type"], flannel_delegate.encode(delegate)
+    except CNIError as e:
+        _warn(f"cannot regenerate the delegate configuration: {e.msg}")
+        return None
+
+
+def cmd_del(args: CmdArgs) -> None:
+    """Delegate DEL with the saved configuration (or a regenerated one); then remove the file.
+
+    The file is removed only after the delegate's DEL succeeded, so a failed DEL can be retried.
+    No saved file and no usable subnet.env is success: there is nothing this plugin can undo.
+    """
+    from cni.invoke import delegate_del
+    from plugins import flannel_delegate
+
+    conf = _conf(args)
+    path = flannel_delegate.saved_path(conf.data_dir(), args.container_id)
+    read_error: OSError | None = None
+    try:
+        data = flannel_delegate.read_saved(path)
+    except OSError as e:
+        data, read_error = None, e
+    saved = flannel_delegate.parse_saved(data) if data is not None else None
+    if saved is not None:
+        delegate_del(saved["type"], data, args.env)
+        flannel_delegate.remove_saved(path)
+        return
+    if data is not None:
+        _warn(f"saved delegate configuration {path} is not usable (torn write?); regenerating it")
+    regenerated = _regenerate(conf)
+    if regenerated is None:
+        if read_error is not None:
+            raise CNIError(
+                ERR_INTERNAL, f"failed to read {path}: {flannel_delegate._oserr(read_error)}"
+            )
+        if data is not None:
+            flannel_delegate.remove_saved(path)
+        return
+    delegate_del(regenerated[0], regenerated[1], args.env)
+    if data is not None or read_error is not None:
+        try:
+            flannel_delegate.remove_saved(path)
+        except CNIError as e:
+            _warn(e.msg)
+
+
+def cmd_check(args: CmdArgs) -> None:
+    """Delegate CHECK with the saved configuration plus this call's prevResult."""
+    import json
+
+    from cni.invoke import delegate_check
+    from plugins import flannel_delegate
+
+    conf = _conf(args)
+    path = flannel_delegate.saved_path(conf.data_dir(), args.container_id)
+    try:
+        data = flannel_delegate.read_saved(path)
+    except OSError as e:
+        raise CNIError(ERR_INTERNAL, f"failed to read {path}: {flannel_delegate._oserr(e)}") from None
+    if data is None:
+        raise CNIError(
+            ERR_INTERNAL,
+            f"no saved delegate configuration {path}: ADD did not run for this container "
+            "or its state was lost",
+        )
+    saved = flannel_delegate.parse_saved(data)
+    if saved is None:
+        raise CNIError(ERR_INTERNAL, f"saved delegate configuration {path} is not usable")
+    _warn_if_lease_changed(conf, saved)
+    if conf.cniVersion:
+        saved["cniVersion"] = conf.cniVersion
+    if conf.prevResult is not None:
+        saved["prevResult"] = args.config.get("prevResult", conf.prevResult)
+    delegate_check(saved["type"], json.dumps(saved).encode(), args.env)
+
+
+def _warn_if_lease_changed(conf, saved: dict[str, Any]) -> None:
+    """Say so on stderr when subnet.env no longer gives the ranges the attachment was made with."""
+    try:
+        env = _subnet_env(conf)
+    except CNIError:
+        return
+    ipam = saved.get("ipam")
+    ranges = ipam.get("ranges") if isinstance(ipam, dict) else None
+    if ranges is not None and ranges != env.ranges():
+        _warn(f"the node's flannel subnet changed since ADD: now {env.ranges()}, saved {ranges}")
+
+
+def cmd_status(args: CmdArgs) -> None:
+    """Code 50 while subnet.env is missing or invalid or the delegate is absent; else its STATUS."""
+    from cni.invoke import delegate_status
+    from plugins import flannel_delegate
+
+    conf = _conf(args)
+    env = _subnet_env(conf, code=ERR_PLUGIN_NOT_AVAILABLE)
+    delegate = flannel_delegate.build(conf, env)
+    _find_delegate(delegate["type"], args.env, "", code=ERR_PLUGIN_NOT_AVAILABLE)
+    delegate_status(delegate["type"], flannel_delegate.encode(delegate), args.env)
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    """DEL every saved attachment of this network that is not valid, then forward GC.
+
+    Every stale attachment is tried even when one fails; the first error is raised at the end.
+    """
+    from cni.config import valid_attachments
+    from cni.invoke import delegate_del, delegate_gc
+    from plugins import flannel_delegate
+
+    conf = _conf(args)
+    valid_ids = {cid for cid, _ in valid_attachments(args.config)}
+    errors: list[CNIError] = []
+    template: dict[str, Any] | None = None
+    for name, path in _saved_entries(conf.data_dir()):
+        try:
+            data = flannel_delegate.read_saved(path)
+        except OSError as e:
+            _warn(f"GC: cannot read {path}: {flannel_delegate._oserr(e)}")
+            continue
+        saved = flannel_delegate.parse_saved(data) if data is not None else None
+        if saved is None:
+            if data is not None:
+                _warn(f"GC: {path} is not usable; left for the DEL of its container")
+            continue
+        if saved.get("name") != conf.name:
+            continue  # another network sharing this dataDir
+        if name in valid_ids:
+            template = saved
+            continue
+        env = dict(args.env)
+        env.update(CNI_CONTAINERID=name, CNI_IFNAME=GC_IFNAME, CNI_NETNS="", CNI_ARGS="")
+        try:
+            delegate_del(saved["type"], data, env)
+            flannel_delegate.remove_saved(path)
+        except CNIError as e:
+            errors.append(e)
+            template = template or saved
+    forwarded = _gc_delegate_conf(conf, template)
+    if forwarded is None:
+        _warn("GC: no delegate configuration available (subnet.env unreadable); GC not forwarded")
+    else:
+        forwarded["cni.dev/valid-attachments"] = args.config.get("cni.dev/valid-attachments") or []
+        try:
+            delegate_gc(forwarded["type"], flannel_delegate.encode(forwarded), args.env)
+        except CNIError as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
+
+
+def _gc_delegate_conf(conf, template: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The delegate configuration for forwarding GC: generated now, else a saved one of this network."""
+    from plugins import flannel_delegate
+
+    try:
+        return flannel_delegate.build(conf, _subnet_env(conf))
+    except CNIError:
+        pass
+    if template is None:
+        return None
+    out = dict(template)
+    if conf.cniVersion:
+        out["cniVersion"] = conf.cniVersion
+    return out
+
+
+def _saved_entries(data_dir: str) -> list[tuple[str, str]]:
+    """(containerID, path) of every saved configuration in `data_dir`, sorted; stale temps removed."""
+    import os
+    import time
+
+    from cni import fileutil
+    from cni.validate import container_id
+
+    out: list[tuple[str, str]] = []
+    try:
+        entries = list(os.scandir(data_dir))
+    except FileNotFoundError:
+        return out
+    except OSError as e:
+        raise CNIError(ERR_INTERNAL, f"failed to list {data_dir}: {e.strerror}") from None
+    now = time.time()
+    for entry in entries:
+        try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
+            if fileutil.is_temp_name(entry.name):
+                if now - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS:
+                    os.unlink(entry.path)
+                continue
+        except OSError:
+            continue
+        try:
+            container_id(entry.name)
+        except CNIError:
+            continue
+        out.append((entry.name, entry.path))
+    return sorted(out)
+
+
+PLUGIN = Plugin(
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
+    about=f"CNI Plugin flannel version {__version__} (pycni)",
+)
+
+
+def main() -> None:
+    """Process entry point."""
+    from cni.skel import main as skel_main
+
+    skel_main(PLUGIN)
+
+
+if __name__ == "__main__":
+    main()
