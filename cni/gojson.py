@@ -1,0 +1,172 @@
+"""JSON read and written the way Go's encoding/json does, for byte-compatible files and requests.
+
+The libcni cache (spec-notes §8.6) and the requests libcni sends are produced by Go's
+`json.Marshal` of generic maps: compact, object keys sorted, numbers decoded as float64 and
+printed in Go's shortest form (`1.0` -> `1`), `<`, `>`, `&`, U+2028 and U+2029 escaped, other
+non-ASCII text written raw. `marshal` reproduces that; `loads` decodes as Go does into
+`interface{}` (invalid UTF-8 becomes U+FFFD, NaN/Infinity are rejected).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\b": "\\b",
+    "\f": "\\f",
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
+def _string(s: str) -> str:
+    out = ['"']
+    for c in s:
+        esc = _ESCAPES.get(c)
+        if esc is not None:
+            out.append(esc)
+        elif c < " ":
+            out.append(f"\\u{ord(c):04x}")
+        elif "\ud800" <= c <= "\udfff":  # lone surrogate: Go writes U+FFFD
+            out.append("\ufffd")
+        else:
+            out.append(c)
+    out.append('"')
+    return "".join(out)
+
+
+def format_float(f: float) -> str:
+    """A float64 as Go's encoding/json prints it (shortest round-trip digits)."""
+    if not math.isfinite(f):
+        raise ValueError(f"json: unsupported value: {f}")
+    if f == 0:
+        return "-0" if math.copysign(1.0, f) < 0 else "0"
+    a = abs(f)
+    if 1e-6 <= a < 1e21:
+        from decimal import Decimal
+
+        return format(Decimal(repr(f)).normalize(), "f")
+    text = repr(f)  # Python uses exponent form for these magnitudes, with the same digits
+    mant, _, exp = text.partition("e")
+    if mant.endswith(".0"):
+        mant = mant[:-2]
+    sign = exp[0] if exp[:1] in "+-" else "+"
+    digits = exp.lstrip("+-").lstrip("0") or "0"
+    if sign == "+" and len(digits) < 2:
+        digits = digits.rjust(2, "0")  # Go: e+21, e-7 (negative exponents lose the padding)
+    return f"{mant}e{sign}{digits}"
+
+
+def _number(n: int | float) -> str:
+    if isinstance(n, int):
+        # Go decodes every number into float64: small ints print unchanged, big ones round.
+        return str(n) if abs(n) < 2**53 else format_float(float(n))
+    return format_float(n)
+
+
+def _encode(obj: Any, out: list[str]) -> None:
+    if obj is None:
+        out.append("null")
+    elif obj is True:
+        out.append("true")
+    elif obj is False:
+        out.append("false")
+    elif isinstance(obj, str):
+        out.append(_string(obj))
+    elif isinstance(obj, (int, float)):
+        out.append(_number(obj))
+    elif isinstance(obj, dict):
+        out.append("{")
+        first = True
+        for key in sorted(obj, key=lambda k: str(k).encode("utf-8", "surrogatepass")):
+            if not first:
+                out.append(",")
+            first = False
+            out.append(_string(str(key)))
+            out.append(":")
+            _encode(obj[key], out)
+        out.append("}")
+    elif isinstance(obj, (list, tuple)):
+        out.append("[")
+        for i, item in enumerate(obj):
+            if i:
+                out.append(",")
+            _encode(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"json: unsupported type: {type(obj).__name__}")
+
+
+def marshal(obj: Any) -> bytes:
+    """`obj` (decoded JSON data) as Go's json.Marshal of the same interface{} value, in UTF-8."""
+    out: list[str] = []
+    _encode(obj, out)
+    return "".join(out).encode("utf-8")
+
+
+def marshal_str(obj: Any) -> str:
+    """`marshal(obj)` as text."""
+    out: list[str] = []
+    _encode(obj, out)
+    return "".join(out)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON as Go does into interface{}; raises ValueError with a one-line reason."""
+    if isinstance(data, bytes):
+        data = data.decode("utf-8", errors="replace")
+    if not data.strip():
+        raise ValueError("unexpected end of JSON input")
+    return json.loads(data, parse_constant=_reject_constant)
+
+
+def kind(value: Any) -> str:
+    """The Go type name `%T` prints for a decoded JSON value (for libcni's error texts)."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "float64"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "map[string]interface {}"
+
+
+_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+
+
+def quote(text: str) -> str:
+    """Go's `%q` of a string, as it appears inside libcni's error messages."""
+    out = ['"']
+    for c in text:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c in _QUOTE_ESCAPES:
+            out.append(_QUOTE_ESCAPES[c])
+        elif c.isprintable():
+            out.append(c)
+        elif ord(c) < 0x80:
+            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) <= 0xFFFF:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    out.append('"')
+    return "".join(out)
