@@ -44,9 +44,8 @@ def _loopback_addresses(ipr, index: int) -> tuple[str | None, str | None]:
 
 def cmd_add(args: CmdArgs):
     """Set lo up inside CNI_NETNS; return the prevResult, or lo and its loopback addresses."""
-    from cni.result import parse_prev_result
-
     from cni.netns import in_netns
+    from cni.result import parse_prev_result
 
     prev = parse_prev_result(args.config)
     with in_netns(args.netns):
@@ -73,14 +72,17 @@ def cmd_add(args: CmdArgs):
 
 
 def cmd_del(args: CmdArgs) -> None:
-    """Set lo down; an empty or vanished CNI_NETNS is success."""
-    from cni.netns import in_netns, netns_exists
+    """Set lo down; an empty or vanished CNI_NETNS is success, a path that is no netns is not."""
+    from cni.netns import NetnsNotFoundError, in_netns
 
-    if not args.netns or not netns_exists(args.netns):
+    if not args.netns:
         return
-    with in_netns(args.netns):
-        with _iproute() as ipr:
-            ipr.link("set", index=_lo_index(ipr), state="down")
+    try:
+        with in_netns(args.netns):
+            with _iproute() as ipr:
+                ipr.link("set", index=_lo_index(ipr), state="down")
+    except NetnsNotFoundError:
+        return  # only entering raises this: the namespace is already gone
 
 
 def cmd_check(args: CmdArgs) -> None:
