@@ -12,9 +12,9 @@ from cni.skel import CmdArgs, Plugin
 
 
 def _iproute():
-    from pyroute2.iproute.linux import IPRoute
+    from plugins.linux.netlink import iproute
 
-    return IPRoute()
+    return iproute()
 
 
 def _lo_index(ipr) -> int:
