@@ -1,0 +1,174 @@
+"""One isolated run of a scenario, and the differential comparison of two runs.
+
+A `Sandbox` owns the namespaces and temp directories of one run (built from the harness's
+create_netns / make_state_dirs) and removes them on exit, whatever happened. `differential()`
+runs a scenario in a fresh sandbox against the directory under test and, when a reference
+directory is configured, again in another fresh sandbox against the reference, then compares
+the two normalised observations. Only the listed deviations are folded before comparing.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from conformance import deviations, observe
+from conformance.bindir import CniDir
+from conformance.harness_link import harness
+
+Scenario = Callable[[CniDir, "Sandbox"], dict[str, Any]]
+
+
+class Sandbox:
+    """Namespaces and a temp dir for one run; `close()` (or `with`) removes them all."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="cnitest-conf-"))
+        self._netns: list[harness.Netns] = []
+        self._fixed: dict[str, str] = {str(self.tmp): "<tmp>"}
+        self._roles: dict[str, int] = {}
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def netns(self, role: str = "node", *, lo_up: bool | None = None) -> harness.Netns:
+        """A fresh namespace; `lo` is up for role "node" and down otherwise unless told.
+
+        Its path and name normalise to ``<netns:ROLEn>`` (n counts per role), the same label in
+        every sandbox that creates namespaces in the same order.
+        """
+        if lo_up is None:
+            lo_up = role == "node"
+        ns = harness.create_netns(role, lo_up=lo_up)
+        self._netns.append(ns)
+        n = self._roles[role] = self._roles.get(role, 0) + 1
+        self._fixed[ns.path] = f"<netns:{role}{n}>"
+        self._fixed[ns.name] = f"<netns-name:{role}{n}>"
+        return ns
+
+    def dir(self, name: str) -> Path:
+        """A directory `name` under the sandbox's temp dir (created)."""
+        p = self.tmp / name
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def state(self) -> harness.StateDirs:
+        """The harness's private state layout under this sandbox."""
+        return harness.make_state_dirs(self.tmp / "state")
+
+    def fix(self, raw: str, label: str) -> None:
+        """Also normalise the exact string `raw` to `label` (e.g. a random container id)."""
+        self._fixed[raw] = label
+
+    def normaliser(self) -> observe.Normaliser:
+        """A Normaliser that knows this sandbox's paths and namespace names."""
+        return observe.Normaliser(self._fixed)
+
+    def close(self) -> None:
+        """Delete every namespace (reverse order) and the temp dir; re-raise the first failure."""
+        errors: list[BaseException] = []
+        for ns in reversed(self._netns):
+            try:
+                harness.delete_netns(ns)
+            except BaseException as exc:  # keep removing the others
+                errors.append(exc)
+        self._netns.clear()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        if errors:
+            raise errors[0]
+
+
+def run_scenario(cni: CniDir, scenario: Scenario) -> dict[str, Any]:
+    """`scenario(cni, sandbox)` in a fresh sandbox; its observation, normalised."""
+    with Sandbox() as sb:
+        raw = scenario(cni, sb)
+        return sb.normaliser()(raw)
+
+
+def differential(
+    cni: CniDir,
+    scenario: Scenario,
+    *,
+    needs: tuple[str, ...] = (),
+    ignore: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """Run `scenario` against `cni`; with a reference configured, also against it and compare.
+
+    Returns the target's normalised observation for the case's own assertions. The comparison
+    folds only the listed deviations (see `canonical`); keys in `ignore` (dotted prefixes,
+    each justified at the call site by a deviation id) are left out of the comparison.
+    Raises AssertionError listing every difference.
+    """
+    obs = run_scenario(cni, scenario)
+    ref = cni.ref
+    if ref is None or not all(ref.has(n) for n in needs):
+        return obs
+    ref_obs = run_scenario(ref, scenario)
+    a = _drop(canonical(obs, cni), ignore)
+    b = _drop(canonical(ref_obs, ref), ignore)
+    problems = observe.diff(a, b)
+    if problems:
+        raise AssertionError(
+            f"differs from the reference {ref.path} ({len(problems)} differences):\n  "
+            + "\n  ".join(problems)
+        )
+    return obs
+
+
+def _drop(obj: Any, prefixes: tuple[str, ...], path: str = "") -> Any:
+    if not prefixes:
+        return obj
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            p = f"{path}.{k}" if path else str(k)
+            if any(p == x or p.startswith(x + ".") for x in prefixes):
+                continue
+            out[k] = _drop(v, prefixes, p)
+        return out
+    return obj
+
+
+_LEASE_NAME = re.compile(r"(^|/)(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]*|last_reserved_ip\.\d+)$")
+
+
+def canonical(obs: Any, cni: CniDir) -> Any:
+    """`obs` with the listed deviations folded to the HEAD / ours form, for comparison only.
+
+    * R1: an empty `dns` object of a 1.x result is dropped (HEAD omits it).
+    * I1: `cniVersion` inside an error object is dropped (ours adds it on purpose).
+    * R4: on the v1.1.1 side, host-local lease / last_reserved files of mode 0644 read 0600.
+    * R5: on the v1.1.1 side, keep_addr_on_down of a container ethN interface reads 1.
+    """
+    r4 = deviations.get("R4-lease-file-mode").old_side(cni)
+    r5 = deviations.get("R5-keep-addr-on-down").old_side(cni)
+
+    def walk(o: Any, key: str = "") -> Any:
+        if isinstance(o, dict):
+            d = {k: walk(v, k) for k, v in o.items()}
+            if "code" in d and "msg" in d:
+                d.pop("cniVersion", None)
+            ver = d.get("cniVersion")
+            if isinstance(ver, str) and ver.startswith("1.") and d.get("dns") == {}:
+                d.pop("dns")
+            if r4 and d.get("mode") == "0644" and "data" in d and _LEASE_NAME.search(key):
+                d["mode"] = "0600"
+                deviations.USED["R4-lease-file-mode"] += 1
+            if r5:
+                for k in list(d):
+                    if re.search(r"/eth\d+/keep_addr_on_down$", k) and d[k] == "0":
+                        d[k] = "1"
+                        deviations.USED["R5-keep-addr-on-down"] += 1
+            return d
+        if isinstance(o, list):
+            return [walk(v, key) for v in o]
+        return o
+
+    return walk(obs)
