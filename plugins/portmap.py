@@ -1,0 +1,229 @@
+"""portmap: hostPort mappings for a chained plugin result (plugins-notes §3).
+
+Chained after the network plugin, portmap reads `runtimeConfig.portMappings` and forwards each
+host port to the container address found in the prevResult: the first IPv4 and the first IPv6
+address that belongs to CNI_IFNAME inside the sandbox (or names no interface). The firewall work
+is one batch per address family and call (iptables: one iptables-save plus at most one
+iptables-restore; nftables: one transaction), see plugins/portmap_iptables.py and
+plugins/portmap_nftables.py; UDP conntrack entries to the mapped host ports are flushed after the
+rules are in place; with snat, `route_localnet` is set on the interface that routes to the
+container so 127.0.0.1:hostPort works.
+
+Verbs: ADD, DEL, CHECK as the reference HEAD does them; GC (the reference has none) removes this
+network's rules of containers not among `cni.dev/valid-attachments`; STATUS reports whether the
+configured firewall backend can be used.
+
+Deliberate differences from the reference: invalid mappings (port outside 1-65535, protocol other
+than tcp/udp/sctp, hostIP that is not an address) are refused with code 7 before anything is
+written; config errors use code 7 rather than 999; DEL neither judges mapping values nor parses the
+prevResult, so it cannot be refused for them; nftables rules use the protocol in lower case (the
+reference passes `TCP` through and nft rejects it); an ADD with both address families is one nft
+transaction; the backend is auto-detected by the presence of the iptables tools rather than by
+running them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from cni import __version__
+from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
+from cni.skel import CmdArgs, Plugin
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from plugins.portmap_config import Settings
+
+
+def detect_backend() -> str:
+    """The reference's default: iptables, unless only nftables is available."""
+    import shutil
+
+    if shutil.which("iptables-restore") and shutil.which("iptables-save"):
+        return "iptables"
+    return "nftables" if shutil.which("nft") else "iptables"
+
+
+def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = False):
+    """(Settings, prevResult as given or None, its 1.x form or None), checked in the
+    reference's order: JSON shape, prevResult, then the portmap keys. Errors are prefixed as
+    the reference prefixes them (`failed to parse config: ` for ADD and DEL)."""
+    from cni.config import load
+    from plugins.portmap_config import PortMapNetConf, resolve
+
+    prev = current = None
+    try:
+        conf = load(PortMapNetConf, args.config)
+        if prev_result:
+            prev, current = _prev_result(args)
+        return resolve(conf, detect_backend, strict=strict), prev, current
+    except CNIError as e:
+        raise CNIError(e.code, prefix + e.msg, e.details) from None
+
+
+def _prev_result(args: CmdArgs):
+    """(prevResult as given or None, its 1.x form or None)."""
+    from cni.result import new_result_from_result, parse_prev_result
+
+    prev = parse_prev_result(args.config)
+    if prev is None:
+        return None, None
+    try:
+        return prev, new_result_from_result(prev)
+    except CNIError as e:
+        raise CNIError(e.code, f"could not convert result to current version: {e.msg}") from None
+
+
+def container_addresses(result, ifname: str) -> list:
+    """The first IPv4 and first IPv6 address of the container (reference `parseConfig`), as
+    ipaddress interfaces, IPv4 first. Addresses on another interface, or on one without a
+    sandbox (host side), are skipped; an IP without an interface index, or with an index out of
+    range, counts as the container's."""
+    import ipaddress
+
+    found: dict[int, object] = {}
+    interfaces = result.interfaces
+    for ip in result.ips:
+        net = ipaddress.ip_interface(ip.address)
+        if net.version in found:
+            continue
+        idx = ip.interface
+        if idx is not None and 0 <= idx < len(interfaces):
+            iface = interfaces[idx]
+            if iface.name != ifname or not iface.sandbox:
+                continue
+        found[net.version] = net
+    return [found[v] for v in (4, 6) if v in found]
+
+
+def _flush_udp(settings: Settings, ipv6: bool) -> None:
+    """Drop stale UDP conntrack entries to the mapped host ports; failures are only logged."""
+    ports = sorted({m.host_port for m in settings.mappings if m.proto == "udp"})
+    if not ports:
+        return
+    from plugins.linux.conntrack import delete_udp_dst_port
+
+    for port in ports:
+        try:
+            delete_udp_dst_port(port, ipv6)
+        except (OSError, RuntimeError) as e:
+            sys.stderr.write(f"failed to delete stale UDP conntrack entries for port {port}: {e}\n")
+
+
+def _enable_route_localnet(ip: str) -> None:
+    """route_localnet=1 on the host interface that routes to the container (IPv4 only)."""
+    from plugins.linux import sysctl
+    from plugins.linux.route import output_interface
+
+    try:
+        dev = output_interface(ip)
+    except OSError:
+        return  # the reference skips when the route lookup fails
+    if not dev:
+        return
+    try:
+        sysctl.write(f"net/ipv4/conf/{dev}/route_localnet", "1")
+    except OSError as e:
+        raise CNIError(ERR_INTERNAL, f"unable to enable route_localnet: {e.strerror or e}") from None
+
+
+def cmd_add(args: CmdArgs):
+    """Install the mappings for the prevResult's container addresses; return the prevResult."""
+    settings, prev, current = _parse(
+        args, strict=True, prefix="failed to parse config: ", prev_result=True
+    )
+    if prev is None:
+        raise CNIError(ERR_INTERNAL, "must be called as chained plugin")
+    if not settings.mappings:
+        return prev
+    nets = container_addresses(current, args.ifname)
+    if not nets:
+        return prev
+    if settings.backend == "nftables":
+        from plugins import portmap_nftables
+
+        portmap_nftables.add(settings, args.container_id, nets)
+    for net in nets:
+        if settings.backend == "iptables":
+            from plugins import portmap_iptables
+
+            portmap_iptables.add(settings, args.container_id, net)
+        _flush_udp(settings, net.version == 6)
+        if net.version == 4 and settings.snat:
+            _enable_route_localnet(str(net.ip))
+    return prev
+
+
+def _backend_module(settings: Settings):
+    if settings.backend == "nftables":
+        from plugins import portmap_nftables
+
+        return portmap_nftables
+    from plugins import portmap_iptables
+
+    return portmap_iptables
+
+
+def cmd_del(args: CmdArgs) -> None:
+    """Remove this container's mappings; nothing to do when the config carries no mappings."""
+    settings, _, _ = _parse(args, strict=False, prefix="failed to parse config: ")
+    if not settings.mappings:
+        return
+    _backend_module(settings).delete(settings, args.container_id)
+
+
+def cmd_check(args: CmdArgs) -> None:
+    """Verify the mappings of each container address (reference HEAD CHECK)."""
+    settings, prev, current = _parse(args, strict=True, prefix="", prev_result=True)
+    if prev is None:
+        raise CNIError(ERR_INTERNAL, "Required prevResult missing")
+    if not settings.mappings:
+        return
+    backend = _backend_module(settings)
+    for net in container_addresses(current, args.ifname):
+        backend.check(settings, args.container_id, net)
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    """Remove this network's mappings of containers that are not valid attachments."""
+    from cni.config import valid_attachments
+
+    settings, _, _ = _parse(args, strict=False, prefix="")
+    valid = {cid for cid, _ifname in valid_attachments(args.config)}
+    _backend_module(settings).gc(settings, valid)
+
+
+def cmd_status(args: CmdArgs) -> None:
+    """Fail with code 50 when the configured (or detected) firewall backend cannot be used."""
+    settings, _, _ = _parse(args, strict=False, prefix="")
+    if settings.backend == "nftables":
+        from plugins.linux import nftables
+
+        usable = nftables.available()
+    else:
+        from plugins.linux import iptables
+
+        usable = iptables.available(False)
+    if not usable:
+        raise CNIError(ERR_PLUGIN_NOT_AVAILABLE, f"the {settings.backend} backend is not usable")
+
+
+PLUGIN = Plugin(
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    gc=cmd_gc,
+    status=cmd_status,
+    about=f"CNI portmap plugin {__version__} (pycni)",
+)
+
+
+def main() -> None:
+    """Process entry point."""
+    from cni.skel import main as skel_main
+
+    skel_main(PLUGIN)
+
+
+if __name__ == "__main__":
+    main()
