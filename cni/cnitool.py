@@ -10,6 +10,9 @@ Environment (spec-notes §9):
   CNI_IFNAME     interface name when -i is not given (default eth0)
   CNI_CACHE_DIR  result cache directory (default /var/lib/cni; not in the Go cnitool)
 
+`check` and `del` without CAP_ARGS (or CNI_ARGS) use the values cached by `add`, so a `del`
+cleans up what the `add` set up (the Go cnitool sends only what the environment holds now).
+
 The container ID is `cnitool-` + the first 10 bytes of SHA-512 of the absolute netns path, in
 hex, as the Go cnitool derives it, so both tools address the same cached attachment.
 """
@@ -221,6 +224,8 @@ def _execute(command: str, net_name: str, netns: str, ifname_flag: str, env: Map
     )
     if command == "add":
         return cni.add_network_list(net, rt)
+    if command in ("check", "del") and not (cap_text and args_text):
+        _use_cached_args(cni, net, rt, use_caps=not cap_text, use_args=not args_text)
     if command == "check":
         cni.check_network_list(net, rt)
     elif command == "del":
@@ -230,6 +235,26 @@ def _execute(command: str, net_name: str, netns: str, ifname_flag: str, env: Map
     elif command == "status":
         cni.status_network_list(net)
     return None
+
+
+def _use_cached_args(cni, net, rt, *, use_caps: bool, use_args: bool) -> None:
+    """Fill CAP_ARGS / CNI_ARGS the caller did not give from the attachment's cache entry.
+
+    The Go cnitool sends DEL and CHECK only what the environment holds now, so a `del`
+    without the CAP_ARGS of the `add` leaves e.g. portmap's rules behind. The cache holds what
+    ADD used (libcni GetNetworkListCachedConfig); an unreadable entry is ignored here.
+    """
+    try:
+        cached = cni.cached_config(net, rt)
+    except CNIError:
+        return
+    if cached is None:
+        return
+    _, cached_rt = cached
+    if use_caps:
+        rt.capability_args = cached_rt.capability_args
+    if use_args:
+        rt.args = cached_rt.args
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
