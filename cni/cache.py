@@ -63,10 +63,10 @@ def _b64decode(text: str) -> bytes:
     return base64.b64decode(cleaned, validate=True)
 
 
-def _expect(value: Any, kind: type | tuple[type, ...], key: str) -> Any:
+def _expect(value: Any, kind: type, key: str) -> Any:
     if value is None:
         return None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind):
         raise ValueError(
             f"json: cannot unmarshal {gojson.kind(value)} into Go struct field "
             f"cachedInfo.{key}"

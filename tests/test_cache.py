@@ -207,6 +207,8 @@ def test_path_requires_all_parts_and_missing_file_is_none(tmp_path):
         'cache file path requires network name ("net"), container ID (""), and interface name ("eth0")'
     )
     assert cache.get_config("net", "cid", "eth0") is None
+    with pytest.raises(CacheError, match="cache file path requires"):
+        cache.get_config("", "cid", "eth0")
     assert cache.get_result("net", "1.0.0", "cid", "eth0") is None
     cache.delete("net", "", "eth0")  # ignored
 

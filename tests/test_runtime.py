@@ -468,3 +468,22 @@ def test_cached_config_view(env):
     assert env.cni.cached_config(net, RuntimeConf(container_id="zz", ifname="eth1")) is None
     atts = env.cni.cached_attachments("c9")
     assert [(a.container_id, a.network, a.ifname) for a in atts] == [("c9", "net1", "eth1")]
+
+
+# ------------------------------------------------------------------ exec details (§2.4)
+
+
+def test_text_file_busy_is_retried(env):
+    """A plugin binary still open for writing (ETXTBSY) is retried once a second, as libcni does."""
+    import threading
+
+    writer = open(env.plugins["a"], "a")  # noqa: SIM115 - closed by the timer below
+    timer = threading.Timer(1.2, writer.close)
+    timer.start()
+    try:
+        result = env.cni.add_network_list(netlist(plugins=[{"type": "a"}]), RT)
+    finally:
+        timer.cancel()
+        writer.close()
+    assert [i["name"] for i in result.to_dict()["interfaces"]] == ["a-eth0"]
+    assert len(env.calls("ADD")) == 1
