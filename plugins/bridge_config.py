@@ -1,0 +1,215 @@
+"""Configuration of the bridge plugin (plugins-notes §2.1): the model and its checks.
+
+`load(args)` is the one way in: it decodes the config, runs the reference's pre-flight checks
+(§2.2) that need no kernel, and resolves the container MAC from runtimeConfig, args and CNI_ARGS.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import model_validator
+
+from cni.config import CNIModel, NetConf
+from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
+
+DEFAULT_BRIDGE = "cni0"
+IPMASQ_BACKENDS = ("iptables", "nftables")
+# ETH_MIN_MTU / ETH_MAX_MTU: what the kernel accepts for a bridge or a veth.
+MTU_MIN = 68
+MTU_MAX = 65535
+
+
+class _GoNulls(CNIModel):
+    """A model where JSON null on a non-nullable field leaves the default, as Go's decoder does."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_nulls(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        nullable = _nullable_fields(cls)
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None or not isinstance(k, str) or k.lower() in nullable
+            or k.lower() not in _field_keys(cls)
+        }
+
+
+def _field_keys(cls: type[CNIModel]) -> set[str]:
+    return {(info.alias or name).lower() for name, info in cls.model_fields.items()}
+
+
+def _nullable_fields(cls: type[CNIModel]) -> set[str]:
+    out = set()
+    for name, info in cls.model_fields.items():
+        if info.default is None:
+            out.add((info.alias or name).lower())
+    return out
+
+
+class VlanTrunk(_GoNulls):
+    """One `vlanTrunk` entry: a single `id` and/or a `minID`..`maxID` range."""
+
+    minID: int | None = None
+    maxID: int | None = None
+    id: int | None = None
+
+
+class BridgeCNIArgs(_GoNulls):
+    """`args.cni`: the bridge reads only `mac`."""
+
+    mac: str = ""
+
+
+class BridgeArgs(_GoNulls):
+    """The `args` object; only `args.cni` matters to the bridge."""
+
+    cni: BridgeCNIArgs | None = None
+
+
+class BridgeRuntimeConfig(_GoNulls):
+    """`runtimeConfig`: capability `mac`."""
+
+    mac: str = ""
+
+
+class BridgeNetConf(NetConf, _GoNulls):
+    """The bridge plugin's configuration (plugins-notes §2.1)."""
+
+    bridge: str = DEFAULT_BRIDGE
+    isGateway: bool = False
+    isDefaultGateway: bool = False
+    forceAddress: bool = False
+    ipMasq: bool = False
+    ipMasqBackend: str | None = None
+    mtu: int = 0
+    hairpinMode: bool = False
+    promiscMode: bool = False
+    vlan: int = 0
+    vlanTrunk: list[VlanTrunk | None] | None = None
+    preserveDefaultVlan: bool = False
+    macspoofchk: bool = False
+    enabledad: bool = False
+    disableContainerInterface: bool = False
+    portIsolation: bool = False
+    args: BridgeArgs | None = None
+    runtimeConfig: BridgeRuntimeConfig | None = None
+
+    @property
+    def ipam_type(self) -> str:
+        """The IPAM plugin type; "" means L2 mode."""
+        return self.ipam.type if self.ipam is not None else ""
+
+    @property
+    def is_layer3(self) -> bool:
+        """True when an IPAM plugin assigns addresses."""
+        return self.ipam_type != ""
+
+    @property
+    def vlan_filtering(self) -> bool:
+        """Whether a newly created bridge gets VLAN filtering (a present trunk list counts, even empty)."""
+        return self.vlan != 0 or self.vlanTrunk is not None
+
+    def dns_set(self) -> bool:
+        """The reference's dnsConfSet: any list present (even empty) or a non-empty domain."""
+        d = self.dns
+        if d is None:
+            return False
+        return d.nameservers is not None or d.search is not None or d.options is not None or bool(d.domain)
+
+
+def _invalid(msg: str) -> CNIError:
+    return CNIError(ERR_INVALID_NETWORK_CONFIG, msg)
+
+
+def trunk_vlans(trunk: list[VlanTrunk | None] | None) -> list[int]:
+    """The reference's collectVlanTrunk: the sorted, de-duplicated VIDs; CNIError 7 naming the problem."""
+    if trunk is None:
+        return []
+    vids: set[int] = set()
+    for item in trunk:
+        if item is None:
+            continue
+        if item.minID is not None and item.maxID is not None:
+            if not 0 < item.minID <= 4094:
+                raise _invalid("incorrect trunk minID parameter")
+            if not 0 < item.maxID <= 4094:
+                raise _invalid("incorrect trunk maxID parameter")
+            if item.maxID < item.minID:
+                raise _invalid("minID is greater than maxID in trunk parameter")
+            vids.update(range(item.minID, item.maxID + 1))
+        elif item.maxID is not None:
+            raise _invalid("minID and maxID should be configured simultaneously, minID is missing")
+        elif item.minID is not None:
+            raise _invalid("minID and maxID should be configured simultaneously, maxID is missing")
+        if item.id is not None:
+            if not 0 < item.id <= 4094:
+                raise _invalid("incorrect trunk id parameter")
+            vids.add(item.id)
+    return sorted(vids)
+
+
+class Loaded:
+    """A decoded bridge config plus what is derived from it and CNI_ARGS."""
+
+    __slots__ = ("conf", "mac", "vlans")
+
+    def __init__(self, conf: BridgeNetConf, mac: str, vlans: list[int]) -> None:
+        self.conf = conf
+        self.mac = mac
+        self.vlans = vlans
+
+
+def load(config: dict, cni_args: str) -> Loaded:
+    """Decode and check the config as the reference's loadNetConf does, in its order.
+
+    Order: decode, VLAN range, trunk list, CNI_ARGS (`MAC`, `IgnoreUnknown`). The container MAC
+    precedence is runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC.
+    """
+    from cni.config import load as load_model
+
+    conf = load_model(BridgeNetConf, config)
+    if not 0 <= conf.vlan <= 4094:
+        raise _invalid(f"invalid VLAN ID {conf.vlan} (must be between 0 and 4094)")
+    vlans = trunk_vlans(conf.vlanTrunk)
+    mac = ""
+    if cni_args:
+        from cni.args import load_args
+
+        mac = load_args(cni_args, {"MAC"}).get("MAC", "")
+    if conf.args is not None and conf.args.cni is not None and conf.args.cni.mac:
+        mac = conf.args.cni.mac
+    if conf.runtimeConfig is not None and conf.runtimeConfig.mac:
+        mac = conf.runtimeConfig.mac
+    return Loaded(conf, mac, vlans)
+
+
+def preflight(loaded: Loaded) -> None:
+    """The ADD-only checks that precede any side effect (§2.2 steps 2-4, plus our own range checks).
+
+    Normalises isDefaultGateway => isGateway. Beyond the reference: the MTU range and the
+    masquerade backend name are checked here, before anything is created, instead of failing
+    half-way (the reference reports a bad backend only after configuring everything else).
+    """
+    conf = loaded.conf
+    if conf.is_layer3 and conf.disableContainerInterface:
+        raise _invalid("cannot use IPAM when DisableContainerInterface flag is set")
+    if conf.isDefaultGateway:
+        conf.isGateway = True
+    if conf.hairpinMode and conf.promiscMode:
+        raise _invalid("cannot set hairpin mode and promiscuous mode at the same time")
+    if conf.mtu != 0 and not MTU_MIN <= conf.mtu <= MTU_MAX:
+        raise _invalid(f"invalid MTU {conf.mtu} (must be 0 or between {MTU_MIN} and {MTU_MAX})")
+    if conf.ipMasq and conf.ipMasqBackend is not None and conf.ipMasqBackend not in IPMASQ_BACKENDS:
+        raise _invalid(f'unknown ipmasq backend "{conf.ipMasqBackend}"')
+    if loaded.mac:
+        _check_mac(loaded.mac)
+
+
+def _check_mac(mac: str) -> None:
+    from plugins.linux.link import parse_mac
+
+    if parse_mac(mac) is None:
+        raise _invalid(f"failed to make veth pair: address {mac}: invalid MAC address")
