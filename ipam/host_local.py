@@ -1,0 +1,232 @@
+"""host-local IPAM: addresses from configured ranges, leases as files (plugins-notes §1).
+
+A drop-in for the reference host-local: same configuration, results, messages and files, so
+a node can switch between the two (or run both) without losing a lease. Beyond the
+reference: GC frees leases of attachments the runtime no longer knows, STATUS says whether an
+address can be handed out, ADD/DEL/CHECK cost the same at any number of leases (owner index,
+ipam/index.py), lease files are never visible half-written, and a failed ADD writes nothing.
+"""
+
+from __future__ import annotations
+
+from cni import __version__
+from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
+from cni.skel import CmdArgs, Plugin
+
+
+def _settings(args: CmdArgs, cni_args: str | None = None):
+    from ipam.config import load
+
+    return load(args.config, args.args if cni_args is None else cni_args)
+
+
+def cmd_add(args: CmdArgs):
+    """Lease one address per range set to (CNI_CONTAINERID, CNI_IFNAME) and return them."""
+    from ipam.allocator import AllocationError, commit_plan, plan
+    from ipam.store import Store
+
+    s = _settings(args)
+    dns = None
+    if s.resolv_conf:
+        from ipam.dns import parse_resolv_conf
+
+        dns = parse_resolv_conf(s.resolv_conf)
+    with Store.open(s.data_dir, s.name) as store:
+        try:
+            choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
+            commit_plan(store, choices, args.container_id, args.ifname)
+        except AllocationError as e:
+            raise CNIError(ERR_INTERNAL, one_line(str(e))) from None
+
+    from cni.result import new_result
+
+    fields: dict = {"ips": [c.ip_config() for c in choices]}
+    if s.routes:
+        fields["routes"] = s.routes
+    if dns is not None:
+        fields["dns"] = dns
+    return new_result("1.1.0", **fields)
+
+
+def cmd_del(args: CmdArgs) -> None:
+    """Release every lease of (CNI_CONTAINERID, CNI_IFNAME) (legacy ID-only leases when there
+    is none). Idempotent; a data directory that does not exist and cannot be created is success."""
+    import os
+
+    from ipam.store import Store
+
+    s = _settings(args)
+    try:
+        store = Store.open(s.data_dir, s.name)
+    except CNIError:
+        if not os.path.isdir(os.path.join(s.data_dir, s.name)):
+            return  # nothing was ever leased here
+        raise
+    with store:
+        store.release_owner(args.container_id, args.ifname)
+
+
+def cmd_check(args: CmdArgs) -> None:
+    """Succeed when (CNI_CONTAINERID, CNI_IFNAME) holds a lease, and when every prevResult
+    address inside this plugin's ranges is leased to exactly that attachment."""
+    from ipam.addr import text
+    from ipam.store import Store
+
+    s = _settings(args)
+    with Store.open(s.data_dir, s.name) as store:
+        if not store.has_owner(args.container_id, args.ifname):
+            raise CNIError(
+                ERR_INTERNAL,
+                f"host-local: Failed to find address added by container {args.container_id}",
+            )
+        cid = args.container_id.strip()
+        for a in _prev_addresses(args.config):
+            if not any(rs.contains(a) for rs in s.range_sets):
+                continue
+            holder = store.holder(text(a))
+            if holder not in ((cid, args.ifname), (cid, None)):
+                who = "nobody" if holder is None else " ".join(h for h in holder if h)
+                raise CNIError(
+                    ERR_INTERNAL,
+                    one_line(
+                        f"host-local: address {text(a)} of container {args.container_id} "
+                        f"({args.ifname}) is not leased to it (lease holder: {who})"
+                    ),
+                )
+
+
+def _prev_addresses(conf: dict) -> list:
+    """The addresses listed in the config's prevResult (any result version), leniently."""
+    from ipam.addr import parse_cidr
+
+    prev = None
+    for key, value in conf.items():
+        if isinstance(key, str) and key.lower() == "prevresult":
+            prev = value
+    if not isinstance(prev, dict):
+        return []
+    texts = []
+    for ip in prev.get("ips") or ():
+        if isinstance(ip, dict) and isinstance(ip.get("address"), str):
+            texts.append(ip["address"])
+    for fam in ("ip4", "ip6"):
+        block = prev.get(fam)
+        if isinstance(block, dict) and isinstance(block.get("ip"), str):
+            texts.append(block["ip"])
+    out = []
+    for t in texts:
+        parsed = parse_cidr(t)
+        if parsed is not None:
+            out.append(parsed[0])
+    return out
+
+
+def cmd_gc(args: CmdArgs) -> None:
+    """Free every lease whose holder is not among the valid attachments (spec 1.1.0 GC).
+
+    Attachments come from `cni.dev/valid-attachments` (or the older `cni.dev/attachments`);
+    null or missing means none is valid. A lease file with empty or unreadable owner content
+    is freed too. Failures are collected and reported after the whole directory was handled.
+    """
+    from cni.config import valid_attachments
+    from ipam.addr import parse
+    from ipam.index import owner_of
+    from ipam.store import Store
+
+    s = _settings(args)
+    valid = {(cid.strip(), ifname) for cid, ifname in valid_attachments(args.config)}
+    valid_ids = {cid for cid, _ in valid}
+    store = Store.open(s.data_dir, s.name, create=False)
+    if store is None:
+        return
+    with store:
+        scanned = store.scan()
+        keep, drop = [], []
+        for name, content in scanned:
+            if content is None or parse(name) is None:
+                keep.append((name, content))  # not a lease we can judge: leave it alone
+                continue
+            owner = owner_of(content)
+            if owner is not None and (
+                owner in valid if owner[1] is not None else owner[0] in valid_ids
+            ):
+                keep.append((name, content))
+            else:
+                drop.append(name)
+        errors = store.remove_leases(drop)
+        store.rebuild_index(keep)
+    if errors:
+        raise CNIError(ERR_INTERNAL, one_line("; ".join(errors)))
+
+
+def cmd_status(args: CmdArgs) -> None:
+    """Succeed when an ADD could get an address from every range set; else code 50.
+
+    Read-only: the data directory must exist and be writable (or be creatable), and every
+    range set must have a free address. Nothing is created or locked.
+    """
+    from ipam.allocator import first_free
+    from ipam.store import Store
+
+    s = _settings(args)
+    problem = _data_dir_problem(s.data_dir, s.name)
+    if problem:
+        raise CNIError(
+            ERR_PLUGIN_NOT_AVAILABLE,
+            one_line(f'host-local cannot allocate: data directory "{s.data_dir}" {problem}'),
+        )
+    store = Store.peek(s.data_dir, s.name)
+    if store is None:
+        return  # a fresh directory: every range is free
+    for idx, rs in enumerate(s.range_sets):
+        found = first_free(
+            rs, store.last_reserved(idx), lambda n: not store.exists(n), store.names
+        )
+        if found is None:
+            raise CNIError(
+                ERR_PLUGIN_NOT_AVAILABLE,
+                f"host-local cannot allocate: no IP addresses available in range set {idx}: {rs}",
+            )
+
+
+def _data_dir_problem(data_dir: str, network: str) -> str:
+    """Why leases cannot be written under `<data_dir>/<network>`, or "" when they can."""
+    import os
+
+    path = os.path.join(data_dir, network)
+    while not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent == path or not parent:
+            break
+        path = parent
+    if not os.path.isdir(path):
+        return f"is not usable: {path} is not a directory"
+    try:
+        if os.statvfs(path).f_flag & os.ST_RDONLY:
+            return f"is not usable: {path} is on a read-only file system"
+    except OSError as e:
+        return f"is not usable: {path}: {e.strerror}"
+    if not os.access(path, os.W_OK | os.X_OK):
+        return f"is not usable: {path} is not writable"
+    return ""
+
+
+PLUGIN = Plugin(
+    add=cmd_add,
+    delete=cmd_del,
+    check=cmd_check,
+    status=cmd_status,
+    gc=cmd_gc,
+    about=f"CNI host-local plugin {__version__} (pycni)",
+)
+
+
+def main() -> None:
+    """Process entry point."""
+    from cni.skel import main as skel_main
+
+    skel_main(PLUGIN)
+
+
+if __name__ == "__main__":
+    main()

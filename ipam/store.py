@@ -1,0 +1,358 @@
+"""The disk store: `<dataDir>/<network>/` in the reference's exact layout (plugins-notes §1.5).
+
+* `<ip>`: one lease file per address, content `<containerID>\\r\\n<ifname>`, mode 0600.
+* `last_reserved_ip.<range set index>`: the last address reserved in that set, no newline.
+* `lock`: empty; every operation holds an exclusive flock(2) on it, exactly as the reference
+  does, so both implementations can work on one directory at the same time.
+
+Lease files are never visible half-written: the content is written to a temporary file,
+fdatasync'ed, and then hard-linked to `<ip>`. link(2) fails if `<ip>` exists, which keeps the
+reference's O_EXCL rule: two allocators can never both win one address.
+
+Finding a container's leases goes through the owner index (ipam/index.py) instead of reading
+every file, so ADD, DEL and CHECK cost the same with 10 or 60,000 leases.
+"""
+
+from __future__ import annotations
+
+import os
+
+from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line
+from ipam.addr import Addr, parse
+from ipam.dns import go_errtext
+from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, replace_file, temp_path
+
+LOCK_FILE = "lock"
+LAST_RESERVED = "last_reserved_ip."
+_LEASE_TMP = "lease"
+_MAX_LEASE = 64 * 1024
+
+
+def _io_error(what: str, err: OSError) -> CNIError:
+    return CNIError(ERR_IO_FAILURE, one_line(f"{what}: {go_errtext(err)}"))
+
+
+def is_lease_name(name: str) -> bool:
+    """True for a name that can be a lease file (not the lock, a last_reserved file or ours)."""
+    return not (name == LOCK_FILE or name.startswith(LAST_RESERVED) or name.startswith("."))
+
+
+def read_small(path: str, limit: int = _MAX_LEASE) -> bytes | None:
+    """The content of the regular file at `path` (at most `limit` bytes), or None when it is
+    missing, not a regular file, or unreadable. Never follows a symlink, never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        import stat
+
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+class Store:
+    """One network's lease directory, locked for the lifetime of the object.
+
+    Use as a context manager: `with Store.open(data_dir, network) as store: ...`. On leaving,
+    the owner index is written and sealed when the operation ended normally or with a CNIError
+    (the in-memory index then mirrors the directory); after any other exception it is
+    invalidated, so the next operation rebuilds it from the lease files.
+    """
+
+    def __init__(self, netdir: str, lock_fd: int | None) -> None:
+        self.dir = netdir
+        self._lock_fd = lock_fd
+        self.index = OwnerIndex(netdir)
+        self._index_checked = False
+        self._changed = False
+        self._tmp: str | None = None  # a written, synced lease temp file ready to be linked
+        self._tmp_content: bytes = b""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def open(cls, data_dir: str, network: str, *, create: bool = True) -> Store | None:
+        """Create `<data_dir>/<network>` (mode 0755) and its lock file, and take the lock.
+
+        With `create=False` a missing directory gives None instead of being created. Raises
+        CNIError 5 naming the path when the directory or lock cannot be made or locked.
+        """
+        from cni.validate import safe_file_component
+
+        safe_file_component(network, "network name")
+        netdir = os.path.join(data_dir, network)
+        if not create and not os.path.isdir(netdir):
+            return None
+        try:
+            os.makedirs(netdir, mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise _io_error(f'cannot use data directory "{data_dir}": mkdir {netdir}', e) from None
+        lock_path = os.path.join(netdir, LOCK_FILE)
+        try:
+            fd = os.open(lock_path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o750)
+        except OSError as e:
+            raise _io_error(f"cannot open lock file: open {lock_path}", e) from None
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as e:
+            os.close(fd)
+            raise _io_error(f"cannot lock {lock_path}", e) from None
+        return cls(netdir, fd)
+
+    @classmethod
+    def peek(cls, data_dir: str, network: str) -> Store | None:
+        """An unlocked, read-only view of `<data_dir>/<network>` (None when it does not exist),
+        for queries that need no consistency with concurrent writers (STATUS)."""
+        from cni.validate import safe_file_component
+
+        safe_file_component(network, "network name")
+        netdir = os.path.join(data_dir, network)
+        return cls(netdir, None) if os.path.isdir(netdir) else None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._drop_tmp()
+            if self._changed:
+                if exc_type is None or issubclass(exc_type, CNIError):
+                    try:
+                        self.index.commit()
+                    except OSError:
+                        self.index.invalidate()
+                else:
+                    self.index.invalidate()
+        except OSError:
+            pass
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the flock
+
+    # ------------------------------------------------------------------ index
+
+    def scan(self) -> list[tuple[str, bytes | None]]:
+        """Every possible lease file at the top of the directory with its content (None when
+        it is not a readable regular file). O(number of files): used only to rebuild and for GC."""
+        out: list[tuple[str, bytes | None]] = []
+        try:
+            it = os.scandir(self.dir)
+        except OSError as e:
+            raise _io_error(f"cannot read {self.dir}", e) from None
+        with it:
+            for entry in it:
+                name = entry.name
+                if not is_lease_name(name):
+                    continue
+                try:
+                    if entry.is_dir(follow_symlinks=False) or entry.is_symlink():
+                        continue
+                except OSError:
+                    continue
+                out.append((name, read_small(os.path.join(self.dir, name))))
+        return out
+
+    def rebuild_index(self, scanned: list[tuple[str, bytes | None]] | None = None) -> None:
+        """Rebuild the owner index from the lease files (or from an existing `scan()`)."""
+        if scanned is None:
+            scanned = self.scan()
+        entries = []
+        for name, content in scanned:
+            owner = owner_of(content) if content is not None else None
+            if owner is not None:
+                entries.append(Entry(name, owner[0], owner[1]))
+        self.index.replace_all(entries)
+        self._index_checked = True
+        self._changed = True
+
+    def _ensure_index(self) -> None:
+        if not self._index_checked:
+            if not self.index.is_current():
+                self.rebuild_index()
+            self._index_checked = True
+
+    def _read_owner(self, name: str) -> tuple[str, str | None] | None:
+        content = read_small(os.path.join(self.dir, name))
+        return owner_of(content) if content is not None else None
+
+    def _leases_of(self, cid: str) -> list[Entry]:
+        """The lease files owned by container ID `cid`, each checked against its file."""
+        self._ensure_index()
+        entries = self.index.lookup(cid)
+        for e in entries:
+            if self._read_owner(e.name) != (e.cid, e.ifname):
+                self.rebuild_index()  # someone changed a file in place: trust the files
+                return self.index.lookup(cid)
+        return entries
+
+    # ------------------------------------------------------------------ queries
+
+    def owned(self, container_id: str, ifname: str) -> list[Addr]:
+        """The reference's GetByID: addresses of every lease held by (ID, ifname) or by the ID
+        alone (legacy content), in file-name order; names that are not IPs are left out."""
+        cid = container_id.strip()
+        out = []
+        for e in sorted(self._leases_of(cid)):
+            if e.ifname is None or e.ifname == ifname:
+                a = parse(e.name)
+                if a is not None:
+                    out.append(a)
+        return out
+
+    def has_owner(self, container_id: str, ifname: str) -> bool:
+        """The reference's FindByID: True when a lease holds `<ID>\\r\\n<ifname>` or just `<ID>`."""
+        cid = container_id.strip()
+        return any(e.ifname is None or e.ifname == ifname for e in self._leases_of(cid))
+
+    def holder(self, name: str) -> tuple[str, str | None] | None:
+        """The owner recorded in lease file `name`, or None (missing or unmatchable)."""
+        return self._read_owner(name)
+
+    def exists(self, name: str) -> bool:
+        """True when a directory entry `name` exists (a lease, whatever its content)."""
+        try:
+            os.lstat(os.path.join(self.dir, name))
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        return True
+
+    def names(self) -> set[str]:
+        """Every name in the directory (one listdir): the taken addresses in text form."""
+        try:
+            return set(os.listdir(self.dir))
+        except OSError as e:
+            raise _io_error(f"cannot read {self.dir}", e) from None
+
+    def last_reserved(self, range_id: int) -> Addr | None:
+        """The address in `last_reserved_ip.<range_id>`, parsed strictly (exactly an IP, no
+        newline); None when missing or unparsable. Other read errors are logged to stderr."""
+        path = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            import sys
+
+            sys.stderr.write(f"Error retrieving last reserved ip: read {path}: {go_errtext(e)}\n")
+            return None
+        try:
+            return parse(data.decode("ascii"))
+        except UnicodeDecodeError:
+            return None
+
+    # ------------------------------------------------------------------ changes
+
+    def _prepare_tmp(self, content: bytes) -> str:
+        if self._tmp is not None and self._tmp_content == content:
+            return self._tmp
+        self._drop_tmp()
+        root = os.path.join(self.dir, INDEX_DIR)
+        os.makedirs(root, mode=0o700, exist_ok=True)
+        path = temp_path(root, _LEASE_TMP)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, content)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+        self._tmp, self._tmp_content = path, content
+        return path
+
+    def _drop_tmp(self) -> None:
+        if self._tmp is not None:
+            try:
+                os.unlink(self._tmp)
+            except FileNotFoundError:
+                pass
+            self._tmp = None
+
+    def reserve(self, name: str, container_id: str, ifname: str) -> bool:
+        """Create lease file `name` for (ID, ifname) if it does not exist; False if it does.
+
+        Content `<ID trimmed>\\r\\n<ifname>`, mode 0600; never visible half-written.
+        """
+        cid = container_id.strip()
+        content = f"{cid}\r\n{ifname}".encode("utf-8", "surrogateescape")
+        self._ensure_index()
+        try:
+            tmp = self._prepare_tmp(content)
+            os.link(tmp, os.path.join(self.dir, name))
+        except FileExistsError:
+            return False
+        except OSError as e:
+            raise _io_error(f"cannot create lease {os.path.join(self.dir, name)}", e) from None
+        self._changed = True
+        self.index.add(Entry(name, cid, ifname))
+        self._drop_tmp()  # a fresh inode for every lease
+        return True
+
+    def set_last_reserved(self, range_id: int, name: str) -> None:
+        """Replace `last_reserved_ip.<range_id>` with `name` atomically (mode 0600)."""
+        root = os.path.join(self.dir, INDEX_DIR)
+        target = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
+        try:
+            os.makedirs(root, mode=0o700, exist_ok=True)
+            replace_file(root, f"{LAST_RESERVED}{range_id}", name.encode(), target=target)
+        except OSError as e:
+            raise _io_error(f"cannot write {target}", e) from None
+        self._changed = True
+
+    def _remove(self, e: Entry) -> bool:
+        try:
+            os.unlink(os.path.join(self.dir, e.name))
+        except FileNotFoundError:
+            pass
+        except OSError:
+            return False
+        self._changed = True
+        self.index.discard(e)
+        return True
+
+    def unreserve(self, name: str, container_id: str, ifname: str) -> None:
+        """Remove lease `name` that this operation reserved for (ID, ifname) (a rollback)."""
+        self._remove(Entry(name, container_id.strip(), ifname))
+
+    def release_owner(self, container_id: str, ifname: str) -> list[str]:
+        """The reference's ReleaseByID: remove every lease holding `<ID>\\r\\n<ifname>`; when
+        there is none, every lease holding just `<ID>` (legacy). Returns the names removed.
+        Removal failures are skipped, as in the reference."""
+        cid = container_id.strip()
+        leases = self._leases_of(cid)
+        match = [e for e in leases if e.ifname == ifname]
+        if not match:
+            match = [e for e in leases if e.ifname is None]
+        return [e.name for e in match if self._remove(e)]
+
+    def remove_leases(self, names: list[str]) -> list[str]:
+        """Remove the given lease files (GC); returns error texts for the ones that failed."""
+        errors = []
+        for name in names:
+            try:
+                os.unlink(os.path.join(self.dir, name))
+                self._changed = True
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                errors.append(f"failed to release {name}: {go_errtext(e)}")
+        return errors
+
+
+def internal(msg: str) -> CNIError:
+    """A CNIError with code 999 (the reference's code for allocation failures)."""
+    return CNIError(ERR_INTERNAL, one_line(msg))
