@@ -125,6 +125,13 @@ _ALL = [
         "an invalid CNI_IFNAME is ignored on GC/STATUS at HEAD; the v1.1.1 skel validates it "
         "for every command but VERSION (code 4 before `unknown CNI_COMMAND`)",
     ),
+    Deviation(
+        "R12-route-extras",
+        "release",
+        "spec-notes §4.4 (1.1.0 route fields); observed on v1.1.1",
+        "route `mtu`, `advmss`, `priority`, `table`, `scope` are kept in results at HEAD; "
+        "v1.1.1 (libcni 1.1 types) drops them, e.g. host-local echoes routes without `priority`",
+    ),
     # ------------------------------------------------------------ improve: ours vs the Go code
     Deviation(
         "I1-error-cniversion",
@@ -152,7 +159,17 @@ _ALL = [
         "about text names the suite and version (`CNI <p> plugin <v> (pycni)`) instead of "
         "`CNI <p> plugin version unknown`",
     ),
+    Deviation(
+        "I5-host-local-index",
+        "improve",
+        "brief: flat cost at scale; ipam/index.py",
+        "our host-local keeps an owner index under `<dataDir>/<network>/.pycni-index/` (a cache "
+        "of the lease files, never holding lease-like content); the reference has none",
+    ),
 ]
+
+INDEX_DIR = ".pycni-index"
+"""Our host-local's owner index directory inside `<dataDir>/<network>/` (I5)."""
 
 DEVIATIONS: dict[str, Deviation] = {d.id: d for d in _ALL}
 

@@ -98,21 +98,31 @@ def differential(
     *,
     needs: tuple[str, ...] = (),
     ignore: tuple[str, ...] = (),
+    fold: dict[str, Callable[[Any], Any]] | None = None,
+    spec_1_1: bool = False,
 ) -> dict[str, Any]:
     """Run `scenario` against `cni`; with a reference configured, also against it and compare.
 
     Returns the target's normalised observation for the case's own assertions. The comparison
     folds only the listed deviations (see `canonical`); keys in `ignore` (dotted prefixes,
-    each justified at the call site by a deviation id) are left out of the comparison.
+    each justified at the call site) are left out of the comparison. `fold` maps a deviation
+    id to a function applied to *both* observations when the reference is on the old side of
+    that deviation (e.g. dropping fields the old release cannot produce). `spec_1_1` marks a
+    scenario that needs spec 1.1.0: it is not compared with a reference that lacks it (R2).
     Raises AssertionError listing every difference.
     """
     obs = run_scenario(cni, scenario)
     ref = cni.ref
     if ref is None or not all(ref.has(n) for n in needs):
         return obs
+    if spec_1_1 and deviations.old_side(ref, "R2-version-list"):
+        return obs
     ref_obs = run_scenario(ref, scenario)
     a = _drop(canonical(obs, cni), ignore)
     b = _drop(canonical(ref_obs, ref), ignore)
+    for dev_id, fn in (fold or {}).items():
+        if deviations.old_side(ref, dev_id):
+            a, b = fn(a), fn(b)
     problems = observe.diff(a, b)
     if problems:
         raise AssertionError(
@@ -146,13 +156,17 @@ def canonical(obs: Any, cni: CniDir) -> Any:
     * I1: `cniVersion` inside an error object is dropped (ours adds it on purpose).
     * R4: on the v1.1.1 side, host-local lease / last_reserved files of mode 0644 read 0600.
     * R5: on the v1.1.1 side, keep_addr_on_down of a container ethN interface reads 1.
+    * I5: on our side, entries of the host-local owner index directory are left out.
     """
     r4 = deviations.get("R4-lease-file-mode").old_side(cni)
     r5 = deviations.get("R5-keep-addr-on-down").old_side(cni)
 
+    i5 = not deviations.get("I5-host-local-index").old_side(cni)
+
     def walk(o: Any, key: str = "") -> Any:
         if isinstance(o, dict):
-            d = {k: walk(v, k) for k, v in o.items()}
+            d = {k: walk(v, k) for k, v in o.items()
+                 if not (i5 and deviations.INDEX_DIR in k.split("/"))}
             if "code" in d and "msg" in d:
                 d.pop("cniVersion", None)
             ver = d.get("cniVersion")
