@@ -132,6 +132,13 @@ _ALL = [
         "route `mtu`, `advmss`, `priority`, `table`, `scope` are kept in results at HEAD; "
         "v1.1.1 (libcni 1.1 types) drops them, e.g. host-local echoes routes without `priority`",
     ),
+    Deviation(
+        "R13-bridge-ipam-dns",
+        "release",
+        "plugins-notes §2.3 step 8b / §2.4 (HEAD); observed on v1.1.1",
+        "bridge copies the IPAM result's dns into its result at HEAD; v1.1.1 drops it (only a "
+        "config `dns` reaches the result)",
+    ),
     # ------------------------------------------------------------ improve: ours vs the Go code
     Deviation(
         "I1-error-cniversion",

@@ -88,6 +88,7 @@ class Sandbox:
 def run_scenario(cni: CniDir, scenario: Scenario) -> dict[str, Any]:
     """`scenario(cni, sandbox)` in a fresh sandbox; its observation, normalised."""
     with Sandbox() as sb:
+        sb.fix(str(cni.path), "<cni-bin>")
         raw = scenario(cni, sb)
         return sb.normaliser()(raw)
 

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from conformance import deviations
 from conformance.bindir import CniDir, same_dir
 from conformance.harness_link import TESTS_DIR, harness
+from conformance.sandbox import Sandbox
 
 _spec = importlib.util.spec_from_file_location("cnitest_shared_conftest", TESTS_DIR / "conftest.py")
 assert _spec is not None and _spec.loader is not None
@@ -71,6 +73,13 @@ def cni(request: pytest.FixtureRequest) -> CniDir:
     if ref_path and not same_dir(path, ref_path):
         d.ref = CniDir(Path(ref_path).resolve(), "reference")
     return d
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    """A sandbox (namespaces + temp state, built on the harness) removed after the case."""
+    with Sandbox() as s:
+        yield s
 
 
 @pytest.hookimpl(trylast=True)

@@ -35,13 +35,6 @@ def plugin(request: pytest.FixtureRequest, cni: CniDir) -> str:
     return name
 
 
-@pytest.fixture
-def sb():
-    """A sandbox (namespaces + temp state) removed after the case."""
-    with Sandbox() as s:
-        yield s
-
-
 def versions(cni: CniDir) -> list[str]:
     return dev.pick(cni, "R2-version-list", new=ALL_VERSIONS_HEAD, old=ALL_VERSIONS_V111)
 
