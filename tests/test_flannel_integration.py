@@ -1,10 +1,10 @@
 """flannel end to end in throwaway node and pod namespaces (flannel-notes §8 cases 53-57 and the
 issue's acceptance list), with real executables through the CNI protocol.
 
-The delegates are the REFERENCE bridge, host-local and portmap (/usr/lib/cni), linked into a
-private CNI_PATH, and our flannel (dist/bin). Conflists are run by our cnitool, as a runtime
-would run them. All state (subnet.env, flannel dataDir, host-local dataDir, result cache) lives
-under the test's tmp_path.
+Every test runs twice: with the REFERENCE bridge, host-local and portmap (/usr/lib/cni) behind
+our flannel, and with OUR executables only (hard links of dist/bin, so delegation runs
+in-process). Conflists are run by our cnitool, as a runtime would run them. All state
+(subnet.env, flannel dataDir, host-local dataDir, result cache) lives under the test's tmp_path.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from harness import REFERENCE_BIN, REPO_ROOT, SAFE_PATH, Netns, ns_ip, run_plugin
+from harness import REFERENCE_BIN, REPO_ROOT, SAFE_PATH, Netns, ns_ip, plugin_env, run_plugin
 
 DIST = REPO_ROOT / "dist" / "bin"
 FLANNEL = DIST / "flannel"
@@ -43,19 +42,63 @@ def _needs():
             pytest.skip(f"reference {name} not installed in {REFERENCE_BIN}")
 
 
-def link_bin(directory: Path, names=("bridge", "host-local", "portmap"), flannel: bool = True) -> Path:
-    """A CNI_PATH directory: the reference plugins symlinked, our flannel hard-linked."""
+OURS = ("flannel", "bridge", "host-local", "portmap")
+
+
+def link_bin(directory: Path, names=("bridge", "host-local", "portmap"), flannel: bool = True,
+             impl: str = "reference") -> Path:
+    """A CNI_PATH directory holding `names` (+ flannel).
+
+    reference: the /usr/lib/cni plugins symlinked, our flannel hard-linked. ours: hard links of
+    our one launcher (same inode: delegation in-process). ours-exec: copies of it (different
+    inodes: every delegate is executed, for comparison).
+    """
+    import shutil
+
     directory.mkdir(parents=True, exist_ok=True)
-    for name in names:
-        os.symlink(REFERENCE_BIN / name, directory / name)
-    if flannel:
-        os.link(FLANNEL, directory / "flannel")
+    if impl != "reference" or flannel:
+        _link_support_files(directory)
+    for name in (*names, "flannel") if flannel else names:
+        if impl == "reference" and name != "flannel":
+            os.symlink(REFERENCE_BIN / name, directory / name)
+        elif impl == "ours-exec" and name != "flannel":
+            shutil.copy2(DIST / name, directory / name)
+        else:
+            os.link(DIST / name, directory / name)
     return directory
 
 
+def _link_support_files(directory: Path) -> None:
+    """Make what our executables need beside them available in `directory`.
+
+    A standalone build keeps its Python in a contents directory next to the executable, found
+    relative to the path it was started as; dev launchers need nothing. Everything in dist/bin
+    that is not an executable name is symlinked.
+    """
+    for entry in DIST.iterdir():
+        if entry.name not in OURS and entry.name not in ("cnitool", "loopback") and not (directory / entry.name).exists():
+            os.symlink(entry, directory / entry.name)
+
+
+def _ours_missing() -> str | None:
+    import importlib.util
+
+    for module in ("plugins.bridge", "ipam.host_local", "plugins.portmap"):
+        if importlib.util.find_spec(module) is None:
+            return f"our {module} is not in the tree yet"
+    return None
+
+
+@pytest.fixture(params=["reference", "ours"])
+def impl(request) -> str:
+    if request.param == "ours" and _ours_missing():
+        pytest.skip(_ours_missing())
+    return request.param
+
+
 @pytest.fixture
-def ref_bin(tmp_path) -> Path:
-    return link_bin(tmp_path / "cni-bin")
+def ref_bin(tmp_path, impl) -> Path:
+    return link_bin(tmp_path / "cni-bin", impl=impl)
 
 
 def kube_flannel_conflist(state_dir, **delegate) -> dict:
@@ -98,11 +141,13 @@ def container_id_of(pod: Netns) -> str:
 
 
 def leases(state_dir, network: str) -> list[str]:
-    """host-local's reservation files for `network` (its bookkeeping files left out)."""
+    """host-local's reservation files for `network` (lock, last_reserved_ip.*, dot-files left out)."""
     d = state_dir.networks / network
     if not d.exists():
         return []
-    return sorted(n for n in os.listdir(d) if n != "lock" and not n.startswith("last_reserved_ip"))
+    return sorted(
+        n for n in os.listdir(d) if n != "lock" and not n.startswith(("last_reserved_ip", "."))
+    )
 
 
 def veths(node: Netns) -> list[str]:
@@ -173,14 +218,14 @@ def test_two_pods_through_kube_flannel_conflist(node_ns, make_pod, state_dir, re
     assert veths(node_ns) == []
 
 
-def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_pod, state_dir, ref_bin, tmp_path):
+def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_pod, state_dir, ref_bin, tmp_path, impl):
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
     pod = make_pod()
     rc, _, err = cnitool(node_ns, "add", pod, state_dir, ref_bin)
     assert rc == 0, err
     # The first DEL's delegate cannot run (bridge missing, as after a botched upgrade).
-    broken = link_bin(tmp_path / "broken-bin", names=("host-local", "portmap"))
+    broken = link_bin(tmp_path / "broken-bin", names=("host-local", "portmap"), impl=impl)
     rc, _, err = cnitool(node_ns, "del", pod, state_dir, broken)
     assert rc != 0 and 'failed to find plugin "bridge"' in err
     saved = state_dir.flannel / container_id_of(pod)
@@ -273,13 +318,13 @@ def test_flannel_without_masquerade_means_bridge_masquerades(node_ns, make_pod, 
     assert "MASQUERADE" not in node_ns.exec("iptables-save", "-t", "nat").stdout
 
 
-def test_check_delegated_to_reference_bridge(node_ns, make_pod, state_dir, ref_bin):
+def test_check_delegated(node_ns, make_pod, state_dir, ref_bin, impl):
     """CHECK runs the delegate's CHECK with the saved configuration and the prevResult.
 
     The reference bridge's CHECK (v1.1.1) looks up each result route with its gateway as a
     filter, so flannel's gateway-less network route is never found: it fails on every flannel
-    attachment, with this exact message. That message is the proof the delegate really checked
-    the live namespace against our prevResult; a removed eth0 gives a different verdict.
+    attachment, with this exact message (proof that it checked the live namespace against our
+    prevResult). Our bridge passes. Both fail once eth0 is gone.
     """
     state_dir.subnet_env.write_text(README_ENV)
     pod = make_pod()
@@ -288,9 +333,12 @@ def test_check_delegated_to_reference_bridge(node_ns, make_pod, state_dir, ref_b
     add = run_plugin(FLANNEL, "ADD", conf, **kw)
     assert add.returncode == 0
     r = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": add.result}, **kw)
-    assert (r.returncode, r.result["msg"]) == (
-        1, "Expected Route {Dst:{IP:10.1.0.0 Mask:ffff0000} GW:<nil>} not found in routing table"
-    )
+    if impl == "reference":
+        assert (r.returncode, r.result["msg"]) == (
+            1, "Expected Route {Dst:{IP:10.1.0.0 Mask:ffff0000} GW:<nil>} not found in routing table"
+        )
+    else:
+        assert r.returncode == 0, r.stdout + r.stderr
     ns_ip(pod, "link", "del", "eth0")
     r = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": add.result}, **kw)
     assert r.returncode == 1 and "eth0" in r.result["msg"], r.stdout
@@ -342,11 +390,12 @@ exec {real}
 
 
 @pytest.mark.parametrize("before", [False, True], ids=["after-bridge", "before-bridge"])
-def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before):  # case 56
+def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # case 56
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     pod = make_pod()
-    crash_bin = link_bin(tmp_path / "crash-bin", names=("host-local",))
-    (crash_bin / "bridge").write_text(KILLER.format(real=REFERENCE_BIN / "bridge"))
+    crash_bin = link_bin(tmp_path / "crash-bin", names=("host-local",), impl=impl)
+    real = REFERENCE_BIN / "bridge" if impl == "reference" else DIST / "bridge"
+    (crash_bin / "bridge").write_text(KILLER.format(real=real))
     (crash_bin / "bridge").chmod(0o755)
     conf = flannel_conf(state_dir)
     kw = dict(netns=pod.path, in_netns=node_ns, containerid="crash1")
@@ -362,26 +411,95 @@ def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, r
     assert veths(node_ns) == []
 
 
-def test_add_latency_exec_delegation(node_ns, make_pod, state_dir, ref_bin, record_property):  # case 57
-    """ADD latency of flannel -> reference bridge -> reference host-local (exec delegation).
+LATENCY: dict[str, tuple[float, float]] = {}
 
-    Budget is generous (the machine may be busy); the figures are recorded for the report.
+
+@pytest.mark.parametrize("variant", ["reference", "ours-exec", "ours"])
+def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, variant):  # case 57
+    """ADD latency of flannel -> bridge -> host-local, as a runtime sees it (one exec of flannel).
+
+    reference: the Go bridge and host-local, executed. ours-exec: our bridge and host-local as
+    separate executables (an interpreter each). ours: in-process delegation (one interpreter).
+    The budget is generous (the machine may be busy); the figures are printed and recorded.
     """
+    if variant != "reference" and _ours_missing():
+        pytest.skip(_ours_missing())
+    cni_bin = link_bin(tmp_path / "bin", names=("bridge", "host-local"), impl=variant)
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     conf = flannel_conf(state_dir)
     rounds = int(os.environ.get("FLANNEL_TEST_ROUNDS", "8"))
     pod = make_pod()
     times = []
     for i in range(rounds):
-        kw = dict(netns=pod.path, cni_path=str(ref_bin), in_netns=node_ns, containerid=f"lat{i}")
+        kw = dict(netns=pod.path, cni_path=str(cni_bin), in_netns=node_ns, containerid=f"lat{i}")
         start = time.monotonic()
-        r = run_plugin(FLANNEL, "ADD", conf, **kw)
+        r = run_plugin(cni_bin / "flannel", "ADD", conf, **kw)
         times.append(time.monotonic() - start)
-        assert r.returncode == 0, r.stdout
-        assert run_plugin(FLANNEL, "DEL", conf, **kw).returncode == 0
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert run_plugin(cni_bin / "flannel", "DEL", conf, **kw).returncode == 0
+    times.sort()
     p50 = statistics.median(times)
-    p99 = max(times)
+    p99 = times[min(len(times) - 1, int(0.99 * len(times)))]
+    LATENCY[variant] = (p50, p99)
     record_property("flannel_add_p50_ms", round(p50 * 1000))
-    record_property("flannel_add_max_ms", round(p99 * 1000))
-    print(f"flannel->ref bridge->ref host-local ADD: p50 {p50 * 1000:.0f} ms, max {p99 * 1000:.0f} ms")
+    record_property("flannel_add_p99_ms", round(p99 * 1000))
+    print(f"\nflannel ADD ({variant}, {rounds} rounds, incl. `ip netns exec`): "
+          f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
     assert p50 < 2.0
+
+
+def _python_execs(trace: str) -> list[str]:
+    """One path per process of an `strace -f` execve log that became a Python interpreter.
+
+    Our executables are Python scripts or a frozen Python, so a process that exec'd one of them
+    (or a python binary) is one interpreter start. A process that execs several times (the
+    standalone build's loader re-executes itself once to set up its library path) counts once.
+    """
+    import re
+
+    by_pid: dict[str, str] = {}
+    for line in trace.splitlines():
+        m = re.match(r'\s*(\d+)\s+execve\("([^"]+)"', line)
+        if not m or line.rstrip().endswith(("ENOENT (No such file or directory)", "EACCES (Permission denied)")):
+            continue
+        pid, path = m.groups()
+        name = os.path.basename(path)
+        if name in OURS or "python" in name or name.startswith(".pycni"):
+            by_pid.setdefault(pid, path)
+    return list(by_pid.values())
+
+
+@pytest.mark.parametrize("variant", ["ours", "ours-exec"])
+def test_one_interpreter_per_pod_add(node_ns, make_pod, state_dir, tmp_path, variant):
+    """The runtime execs flannel once; with our executables on CNI_PATH, bridge and host-local
+    run inside that interpreter, so the pod ADD starts exactly one interpreter.
+
+    Counted with `strace -f -e trace=execve` around the flannel process. The ours-exec variant
+    (copies, not hard links) shows the same count rises to three when delegation execs.
+    """
+    import shutil
+
+    if _ours_missing():
+        pytest.skip(_ours_missing())
+    strace = shutil.which("strace", path=SAFE_PATH)
+    if strace is None:
+        pytest.skip("strace not installed")
+    cni_bin = link_bin(tmp_path / "bin", names=("bridge", "host-local", "portmap"), impl=variant)
+    state_dir.subnet_env.write_text(ACCEPT_ENV)
+    conf = {**kube_flannel_conflist(state_dir)["plugins"][0], "name": "cbr0", "cniVersion": "0.3.1"}
+    pod = make_pod()
+    env = plugin_env("ADD", containerid="one1", netns=pod.path, cni_path=str(cni_bin))
+    log = tmp_path / "execve.log"
+    proc = node_ns.exec(strace, "-f", "-qq", "-e", "trace=execve", "-o", str(log), str(cni_bin / "flannel"),
+                        input=json.dumps(conf), env=env, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["ips"][0]["address"].startswith("10.244.1.")
+    starts = _python_execs(log.read_text())
+    if variant == "ours":
+        assert starts == [str(cni_bin / "flannel")], starts
+    else:
+        assert sorted(os.path.basename(p) for p in starts) == ["bridge", "flannel", "host-local"], starts
+    env["CNI_COMMAND"] = "DEL"
+    assert run_plugin(cni_bin / "flannel", "DEL", conf, netns=pod.path, cni_path=str(cni_bin),
+                      in_netns=node_ns, containerid="one1").returncode == 0
+    assert leases(state_dir, "cbr0") == [] and veths(node_ns) == []
