@@ -2,8 +2,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PREFIX ?= /opt/cni/bin
+DESTDIR ?=
 
-.PHONY: all venv build dev-build test test-full lint bench clean
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni/__init__.py)
+ARCH := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
+TARBALL := dist/pycni-plugins-linux-$(ARCH)-v$(VERSION).tgz
+
+.PHONY: all venv build dev dist install test lint bench measure clean
 
 all: build
 
@@ -15,15 +20,42 @@ $(VENV)/.stamp: pyproject.toml
 
 venv: $(VENV)/.stamp
 
-# One executable per type in dist/bin (dev launchers until the standalone build lands).
+# The standalone suite in dist/bin (PyInstaller, build.spec): hard links of one executable,
+# Python and libraries in dist/bin/pycni-lib. Needs no Python on the machine that runs it.
+# About 10 s; skipped when dist/bin already holds a build of the current sources.
 build: venv
+	$(PY) scripts/build_standalone.py
+
+# Dev launchers in dist/bin instead: the venv's interpreter running the work tree, so edits
+# take effect without rebuilding. `make build` puts the standalone build back.
+dev:
 	sh scripts/dev-launchers.sh dist/bin
+
+# Release artifacts: $(TARBALL) (extract into /opt/cni/bin), its .sha256, and the sample
+# dist/10-flannel.conflist for /etc/cni/net.d. Every entry point must exist.
+dist: venv
+	$(PY) scripts/build_standalone.py --strict
+	$(PY) scripts/make_release.py --bin dist/bin --out dist
+
+# Install the release tarball's contents into $(DESTDIR)$(PREFIX) (default /opt/cni/bin),
+# hard links kept. Files of other plugins there are left alone.
+install: dist
+	mkdir -p "$(DESTDIR)$(PREFIX)"
+	tar -xzf "$(TARBALL)" -C "$(DESTDIR)$(PREFIX)" --no-same-owner
 
 test: build
 	$(PY) -m pytest
 
 lint: venv
 	$(PY) -m ruff check .
+
+# Start-up cost of dist/bin (VERSION and loopback ADD in a throwaway netns).
+bench: build
+	$(PY) conformance/bench/bench_startup.py --baseline "dist/bin=dist/bin"
+
+# Rebuild every candidate layout in build/measure and time them (docs/startup.md).
+measure: venv
+	$(PY) scripts/measure_layouts.py
 
 clean:
 	rm -rf build dist

@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Start-up cost of the suite's executables: the VERSION floor and a real loopback ADD.
+
+    bench_startup.py [--runs N] [--warmup N] [--baseline] [--json FILE] LABEL=DIR [LABEL=DIR ...]
+
+Each DIR must hold a `loopback` executable (a built dist/bin, an extracted release tarball,
+a measurement variant from scripts/measure_layouts.py, the dev launchers). Two figures per DIR:
+
+* VERSION: `CNI_COMMAND=VERSION loopback` with a one-line config on stdin, the least any call
+  costs: bootloader, interpreter, our imports, the reply.
+* ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod
+  namespace (tests/harness.py makes and removes both): the same plus pyroute2 and the netlink
+  work. Nothing is made in the root namespace.
+
+Timing is a plain loop: posix_spawn, waitpid, perf_counter around the pair, stdin from a
+file; the loop's own cost (well under a millisecond) is the same for every candidate.
+`--baseline` adds the bare system interpreter (`python3 -I -S -c pass`, `python3 -I -c pass`)
+for scale. Needs root for ADD (namespaces); without root only VERSION is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+import harness  # noqa: E402
+
+SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+CONF = {"cniVersion": "1.1.0", "name": "bench", "type": "loopback"}
+
+
+def spawn_wait(argv: list[str], env: dict[str, str], stdin_path: str) -> tuple[float, int]:
+    """Run argv once with stdin from `stdin_path`, output discarded; (seconds, exit status)."""
+    fd_in = os.open(stdin_path, os.O_RDONLY)
+    fd_null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        actions = [
+            (os.POSIX_SPAWN_DUP2, fd_in, 0),
+            (os.POSIX_SPAWN_DUP2, fd_null, 1),
+            (os.POSIX_SPAWN_DUP2, fd_null, 2),
+        ]
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
+        _, status = os.waitpid(pid, 0)
+        elapsed = time.perf_counter() - t0
+    finally:
+        os.close(fd_in)
+        os.close(fd_null)
+    return elapsed, os.waitstatus_to_exitcode(status)
+
+
+def measure(argv: list[str], env: dict[str, str], stdin_path: str, runs: int, warmup: int) -> dict:
+    """Time `runs` calls after `warmup` untimed ones; every call must exit 0."""
+    for _ in range(warmup):
+        _, rc = spawn_wait(argv, env, stdin_path)
+        if rc != 0:
+            raise SystemExit(f"{argv} exited {rc} (env {env})")
+    times = []
+    for _ in range(runs):
+        t, rc = spawn_wait(argv, env, stdin_path)
+        if rc != 0:
+            raise SystemExit(f"{argv} exited {rc} (env {env})")
+        times.append(t * 1000)
+    return {
+        "runs": runs,
+        "mean_ms": statistics.fmean(times),
+        "median_ms": statistics.median(times),
+        "stdev_ms": statistics.stdev(times) if len(times) > 1 else 0.0,
+        "min_ms": min(times),
+    }
+
+
+def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dict:
+    """VERSION and (with namespaces) ADD figures for bindir/loopback."""
+    exe = str(bindir / "loopback")
+    if not os.access(exe, os.X_OK):
+        raise SystemExit(f"{label}: no executable {exe}")
+    row = {"label": label, "dir": str(bindir)}
+    env = {"PATH": SAFE_PATH, "CNI_COMMAND": "VERSION"}
+    row["version"] = measure([exe], env, stdin_path, args.runs, args.warmup)
+    if node is not None:
+        from cni.netns import in_netns
+
+        env = {
+            "PATH": SAFE_PATH,
+            "CNI_COMMAND": "ADD",
+            "CNI_CONTAINERID": "bench",
+            "CNI_NETNS": pod.path,
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": str(bindir),
+        }
+        with in_netns(node.path):  # children spawned from this thread start in the node ns
+            row["add"] = measure([exe], env, stdin_path, args.runs, args.warmup)
+    return row
+
+
+def baseline_rows(stdin_path: str, args) -> list[dict]:
+    """The bare system interpreter, for scale."""
+    rows = []
+    for label, argv in (
+        ("python3 -I -S -c pass", ["/usr/bin/python3", "-I", "-S", "-c", "pass"]),
+        ("python3 -I -c pass", ["/usr/bin/python3", "-I", "-c", "pass"]),
+    ):
+        if os.access(argv[0], os.X_OK):
+            rows.append(
+                {
+                    "label": label,
+                    "version": measure(argv, {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup),
+                }
+            )
+    return rows
+
+
+def fmt(m: dict | None) -> str:
+    """median ± stdev (min) in ms, or a dash."""
+    if not m:
+        return "–"
+    return f"{m['median_ms']:.1f} ± {m['stdev_ms']:.1f} (min {m['min_ms']:.1f})"
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table of the rows."""
+    out = [
+        "| candidate | VERSION ms: median ± sd (min) | loopback ADD ms: median ± sd (min) |",
+        "| --- | --- | --- |",
+    ]
+    for r in rows:
+        out.append(f"| {r['label']} | {fmt(r.get('version'))} | {fmt(r.get('add'))} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, measure every candidate, print a markdown table (and JSON if asked)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("candidates", nargs="+", metavar="LABEL=DIR")
+    ap.add_argument("--runs", type=int, default=int(os.environ.get("BENCH_RUNS", "40")))
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--baseline", action="store_true", help="also time the bare interpreter")
+    ap.add_argument("--json", help="write the figures as JSON to this file")
+    args = ap.parse_args(argv)
+
+    candidates = []
+    for c in args.candidates:
+        label, sep, d = c.partition("=")
+        if not sep:
+            ap.error(f"{c!r}: expected LABEL=DIR")
+        candidates.append((label, Path(d).resolve()))
+
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(CONF, f)
+        stdin_path = f.name
+    node = pod = None
+    try:
+        if harness.netns_unavailable_reason() is None:
+            node = harness.create_netns("bnode", lo_up=True)
+            pod = harness.create_netns("bpod", lo_up=False)
+        rows = baseline_rows(stdin_path, args) if args.baseline else []
+        for label, d in candidates:
+            rows.append(bench_dir(label, d, stdin_path, args, node, pod))
+            print(f"measured {label}", file=sys.stderr)
+    finally:
+        for ns in (pod, node):
+            if ns is not None:
+                harness.delete_netns(ns)
+        os.unlink(stdin_path)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
