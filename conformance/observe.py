@@ -34,8 +34,9 @@ _LINKINFO_DATA_KEYS = {
     "vxlan": ("id", "port", "local", "learning", "link"),
 }
 _SLAVE_KEYS = ("state", "hairpin", "isolated", "learning", "flood")
+# `tentative` is left out on purpose: it only says whether DAD had finished when we looked
 _ADDR_KEYS = ("family", "local", "prefixlen", "scope", "broadcast", "label", "noprefixroute",
-              "nodad", "tentative", "dadfailed")
+              "nodad", "dadfailed")
 _ROUTE_KEYS = ("type", "dst", "gateway", "dev", "protocol", "scope", "prefsrc", "table",
                "metric", "flags", "pref")
 

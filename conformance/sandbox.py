@@ -156,11 +156,9 @@ def canonical(obs: Any, cni: CniDir) -> Any:
     * R1: an empty `dns` object of a 1.x result is dropped (HEAD omits it).
     * I1: `cniVersion` inside an error object is dropped (ours adds it on purpose).
     * R4: on the v1.1.1 side, host-local lease / last_reserved files of mode 0644 read 0600.
-    * R5: on the v1.1.1 side, keep_addr_on_down of a container ethN interface reads 1.
     * I5: on our side, entries of the host-local owner index directory are left out.
     """
     r4 = deviations.get("R4-lease-file-mode").old_side(cni)
-    r5 = deviations.get("R5-keep-addr-on-down").old_side(cni)
 
     i5 = not deviations.get("I5-host-local-index").old_side(cni)
 
@@ -176,11 +174,6 @@ def canonical(obs: Any, cni: CniDir) -> Any:
             if r4 and d.get("mode") == "0644" and "data" in d and _LEASE_NAME.search(key):
                 d["mode"] = "0600"
                 deviations.USED["R4-lease-file-mode"] += 1
-            if r5:
-                for k in list(d):
-                    if re.search(r"/eth\d+/keep_addr_on_down$", k) and d[k] == "0":
-                        d[k] = "1"
-                        deviations.USED["R5-keep-addr-on-down"] += 1
             return d
         if isinstance(o, list):
             return [walk(v, key) for v in o]
