@@ -101,9 +101,44 @@ def sysctls(ns: harness.Netns | str, paths: Iterable[str]) -> dict[str, str]:
 
 
 def firewall(ns: harness.Netns | str) -> dict[str, str]:
-    """iptables / ip6tables / nft rulesets inside `ns`, counters and dates removed."""
+    """iptables / ip6tables / nft rulesets inside `ns`, counters and dates removed.
+
+    The nft listing shows chains in creation order, which says nothing about behaviour (an
+    iptables-restore batch creates them in another order than one-by-one calls); the chain
+    blocks of each table are sorted by name, rule order inside a chain is kept.
+    """
     snap = harness.snapshot_ns(ns)
-    return {k: snap[k] for k in ("iptables", "ip6tables", "nft")}
+    out = {k: snap[k] for k in ("iptables", "ip6tables", "nft")}
+    out["nft"] = sort_nft_blocks(out["nft"])
+    return out
+
+
+def sort_nft_blocks(text: str) -> str:
+    """`nft list ruleset` text with the blocks (chains, sets, maps) of each table sorted."""
+    out: list[str] = []
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("table "):
+            out.append(line)
+            blocks = []
+        elif line == "}":
+            for b in sorted(blocks, key=lambda b: b[0]):
+                if out and out[-1] != line and not out[-1].startswith("table "):
+                    out.append("")
+                out.extend(b)
+            out.append(line)
+            blocks = []
+        elif line.startswith("\t") and not line.startswith("\t\t") and line.rstrip().endswith("{"):
+            current = [line]
+        elif current is not None:
+            current.append(line)
+            if line == "\t}":
+                blocks.append(current)
+                current = None
+        elif line.strip():
+            out.append(line)
+    return "\n".join(out)
 
 
 def files(root: str | os.PathLike[str]) -> dict[str, Any]:
