@@ -82,10 +82,14 @@ def _regenerate(conf) -> tuple[str, bytes] | None:
     try:
         env = _subnet_env(conf)
         delegate = flannel_delegate.build(conf, env)
-        return delegate["type"], flannel_delegate.encode(delegate)
+        data = flannel_delegate.encode(delegate)
     except CNIError as e:
         _warn(f"cannot regenerate the delegate configuration: {e.msg}")
         return None
+    if not flannel_delegate.usable_type(delegate["type"]):
+        _warn(f"cannot regenerate the delegate configuration: bad delegate type {delegate['type']!r}")
+        return None
+    return delegate["type"], data
 
 
 def cmd_del(args: CmdArgs) -> None:
@@ -223,7 +227,10 @@ def cmd_gc(args: CmdArgs) -> None:
     if forwarded is None:
         _warn("GC: no delegate configuration available (subnet.env unreadable); GC not forwarded")
     else:
-        forwarded["cni.dev/valid-attachments"] = args.config.get("cni.dev/valid-attachments") or []
+        listed = args.config.get("cni.dev/valid-attachments")
+        if listed is None:
+            listed = args.config.get("cni.dev/attachments")
+        forwarded["cni.dev/valid-attachments"] = listed or []
         try:
             delegate_gc(forwarded["type"], flannel_delegate.encode(forwarded), args.env)
         except CNIError as e:

@@ -17,7 +17,15 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
 
 from cni.config import CNIModel, DNSConfig
 from cni.errors import ERR_INTERNAL, CNIError
@@ -59,6 +67,13 @@ class FlannelNetConf(CNIModel):
         default=DEFAULT_SUBNET_FILE_WAIT, ge=0, le=MAX_SUBNET_FILE_WAIT
     )
     subnetFileLenient: StrictBool = False
+
+    @field_validator("subnetFile", "dataDir")
+    @classmethod
+    def _no_nul(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("a path cannot contain a NUL character")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -212,10 +212,19 @@ def parse_saved(data: bytes) -> dict[str, Any] | None:
         return None
     if not isinstance(conf, dict):
         return None
-    t = conf.get("type")
-    if not isinstance(t, str) or not t:
+    if not usable_type(conf.get("type")):
         return None
     return conf
+
+
+def usable_type(plugin_type: object) -> bool:
+    """True when `plugin_type` can name an executable on CNI_PATH (a plain, non-empty file name)."""
+    return (
+        isinstance(plugin_type, str)
+        and plugin_type not in ("", ".", "..")
+        and "/" not in plugin_type
+        and "\x00" not in plugin_type
+    )
 
 
 def remove_saved(path: str) -> None:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from harness import REPO_ROOT, run_plugin
 
 FLANNEL = REPO_ROOT / "dist" / "bin" / "flannel"
@@ -477,3 +476,31 @@ def test_gc_without_subnet_env_uses_saved_template(paths, fake):
 def test_gc_gated(paths, fake):
     r = flannel("GC", conf_for(paths, "1.0.0"), fake, cid=None, ifname=None)
     assert (r.result["code"], r.result["msg"]) == (1, "config version does not allow GC")
+
+
+def test_gc_legacy_attachments_key_is_forwarded(paths, fake):
+    _add_containers(paths, fake, "keep1")
+    valid = [{"containerID": "keep1", "ifname": "eth0"}]
+    r = flannel("GC", conf_for(paths, "1.1.0", **{"cni.dev/attachments": valid}), fake, cid=None, ifname=None)
+    assert r.returncode == 0, r.stdout
+    env, stdin = fake.calls()[-1]
+    assert env["CNI_COMMAND"] == "GC"
+    assert json.loads(stdin)["cni.dev/valid-attachments"] == valid
+    assert os.listdir(paths["data"]) == ["keep1"]
+
+
+def test_empty_delegate_type_never_blocks_del(paths, fake):
+    r = flannel("ADD", conf_for(paths, delegate={"type": ""}), fake)
+    assert (r.returncode, r.result["msg"]) == (1, "failed to delegate add: no plugin name provided")
+    assert (paths["data"] / "ctr1").exists()
+    r = flannel("DEL", conf_for(paths, delegate={"type": ""}), fake)
+    assert r.returncode == 0, r.stdout
+    assert not (paths["data"] / "ctr1").exists()
+    assert fake.calls() == []
+
+
+def test_nul_in_paths_is_a_clean_error(paths, fake):
+    for key in ("subnetFile", "dataDir"):
+        r = flannel("ADD", conf_for(paths, **{key: "/tmp/a\u0000b"}), fake)
+        assert r.returncode == 1 and r.result["code"] == 999
+        assert key in r.result["msg"] and "Traceback" not in r.stderr
