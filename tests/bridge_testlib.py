@@ -150,8 +150,23 @@ def routes(ns: Netns, family: str = "-4") -> list[str]:
 
 
 def sysctl(ns: Netns, name: str) -> str:
-    """A sysctl read inside the netns (slash notation)."""
-    return ns.exec("cat", f"/proc/sys/{name}").stdout.strip()
+    """A sysctl read inside the netns (slash notation); "<absent>" when it does not exist."""
+    return sysctls(ns, [name])[name]
+
+
+def sysctls(ns: Netns, names: list[str]) -> dict[str, str]:
+    """Several sysctls read in-process from inside the netns (no process per value)."""
+    from cni.netns import in_netns
+
+    out = {}
+    with in_netns(ns.path):
+        for name in names:
+            try:
+                with open(f"/proc/sys/{name}") as f:
+                    out[name] = f.read().strip()
+            except OSError:
+                out[name] = "<absent>"
+    return out
 
 
 def nat_rules(ns: Netns, ipv6: bool = False) -> list[str]:

@@ -117,14 +117,6 @@ def err(e: Any) -> Any:
     return e
 
 
-def _sysctls(ns: Netns, names: list[str]) -> dict[str, str]:
-    out = {}
-    for n in names:
-        r = ns.exec("cat", f"/proc/sys/{n}", check=False)
-        out[n] = r.stdout.strip() if r.returncode == 0 else "<absent>"
-    return out
-
-
 def kernel_state(side: Side, pod: Netns | None, bridge: str = "refbr0", ifname: str = "eth0") -> dict:
     """What the reference notes say to compare, with names and MACs normalised."""
     node = side.node
@@ -153,10 +145,10 @@ def kernel_state(side: Side, pod: Netns | None, bridge: str = "refbr0", ifname: 
             "operstate": lk["operstate"],
             "hairpin": slave.get("hairpin"),
             "learning": slave.get("learning"),
-            "accept_ra": _sysctls(node, [f"net/ipv6/conf/{name}/accept_ra"]).popitem()[1],
+            "accept_ra": bt.sysctls(node, [f"net/ipv6/conf/{name}/accept_ra"]).popitem()[1],
         })
     st["ports"] = ports
-    st["host_sysctls"] = _sysctls(node, ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
+    st["host_sysctls"] = bt.sysctls(node, ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding"]
                                   + ([f"net/ipv6/conf/{bridge}/accept_ra"] if br else []))
     st["nat4"] = bt.nat_rules(node)
     st["nat6"] = bt.nat_rules(node, ipv6=True)
@@ -170,7 +162,7 @@ def kernel_state(side: Side, pod: Netns | None, bridge: str = "refbr0", ifname: 
                 "mtu": c["mtu"], "up": "UP" in c["flags"], "operstate": c["operstate"],
                 "addrs": bt.addrs(pod, ifname),
             }
-            st["pod_sysctls"] = _sysctls(pod, [
+            st["pod_sysctls"] = bt.sysctls(pod, [
                 f"net/ipv6/conf/{ifname}/accept_dad", f"net/ipv6/conf/{ifname}/enhanced_dad",
                 f"net/ipv4/conf/{ifname}/arp_notify", f"net/ipv6/conf/{ifname}/disable_ipv6",
                 "net/ipv6/conf/lo/disable_ipv6",
