@@ -1,0 +1,633 @@
+#!/usr/bin/env python3
+"""CNI benchmark (issue 10): ours against the reference on identical configurations.
+
+    bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4]
+                 [--json FILE]
+
+Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
+ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (tests/harness.py) with
+its state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; pods are
+throwaway namespaces. Ours and the reference alternate round by round (the order flips every
+round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
+measured in the steady state of a node that already has its bridge and firewall chains.
+
+B1  serial pod cycle: ADD then DEL of one pod, as a runtime does it (a network list run plugin
+    by plugin, prevResult chained, DEL in reverse order). Rows: bridge + host-local with
+    ipMasq false and true; the kube-flannel list (flannel -> bridge -> host-local, then portmap
+    with one mapping). No Go flannel is packaged, so the reference side of that row runs the
+    bridge configuration flannel generates (same bridge, ranges, routes, MTU, hairpin) followed
+    by portmap; ours runs flannel, and also that same bridge list, so flannel's own overhead
+    over our bridge is printed on its own line.
+B2  bursts: 32 and 64 concurrent ADDs (bridge + host-local, ipMasq true), each in its own pod
+    namespace, then their DELs, also concurrent. Wall time from the first start to the last exit.
+B3  host-local at scale: ADD and DEL with 0, 10,000 and 60,000 existing leases (the fill and
+    the timed calls come from bench_host_local.py). "work" is the plugin's own work run in
+    this interpreter (imports already loaded), what the issue's 20 ms budget is about.
+B4  footprint: peak RSS (wait4's ru_maxrss) of every invocation timed in B1/B2, per plugin and
+    command; and import time per entry point and command, measured with `-X importtime` by
+    running the same calls through the venv interpreter on this source tree (the standalone
+    build cannot report its imports), summing the top-level imports after start-up.
+
+Medians in milliseconds; "ratio" is ours / reference of the medians; "target" is the issue's
+goal, printed as information. A benchmark, not a test: the only failure is a plugin call that
+fails (the figures would mean nothing). `--quick` (CI smoke, < 60 s) runs every part with tiny
+counts: its figures are not meant to be quoted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+for _p in (str(REPO / "tests"), str(REPO), str(HERE)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import benchlib  # noqa: E402
+import harness  # noqa: E402
+from benchlib import BenchError, NetList, chain  # noqa: E402
+
+PORT_MAPPING = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
+FLANNEL_ENV = (
+    "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+)
+
+# B4's RSS table: (impl, plugin, command) -> [KiB]
+RSS: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+
+
+def log(text: str) -> None:
+    """Progress on stderr (the tables go to stdout)."""
+    print(text, file=sys.stderr, flush=True)
+
+
+def med(xs: list[float]) -> float:
+    """Median, NaN for no data."""
+    return statistics.median(xs) if xs else float("nan")
+
+
+def _record_rss(impl: str, runs: list[benchlib.Run]) -> None:
+    for r in runs:
+        RSS[(impl, os.path.basename(r.argv0), r.command)].append(r.maxrss_kib)
+
+
+# --------------------------------------------------------------------------- configurations
+
+
+def bridge_list(state: harness.StateDirs, masq: bool) -> NetList:
+    """bridge + host-local, one plugin, cniVersion 1.0.0."""
+    return NetList(
+        "benchnet",
+        "1.0.0",
+        [
+            {
+                "type": "bridge",
+                "bridge": "cni0",
+                "isGateway": True,
+                "ipMasq": masq,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.22.0.0/16",
+                    "dataDir": str(state.networks),
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            }
+        ],
+    )
+
+
+def _portmap_plugin() -> dict[str, Any]:
+    return {"type": "portmap", "capabilities": {"portMappings": True}}
+
+
+def flannel_list(state: harness.StateDirs) -> NetList:
+    """kube-flannel's conflist (cniVersion 0.3.1) with state paths in `state`."""
+    state.subnet_env.write_text(FLANNEL_ENV)
+    return NetList(
+        "cbr0",
+        "0.3.1",
+        [
+            {
+                "type": "flannel",
+                "subnetFile": str(state.subnet_env),
+                "dataDir": str(state.flannel),
+                "ipam": {"dataDir": str(state.networks)},
+                "delegate": {"hairpinMode": True, "isDefaultGateway": True},
+            },
+            _portmap_plugin(),
+        ],
+        {"portMappings": [PORT_MAPPING]},
+    )
+
+
+def flannel_equivalent_list(state: harness.StateDirs) -> NetList:
+    """The bridge list flannel generates from FLANNEL_ENV (its delegate), then portmap."""
+    return NetList(
+        "cbr0",
+        "0.3.1",
+        [
+            {
+                "type": "bridge",
+                "hairpinMode": True,
+                "isDefaultGateway": True,
+                "ipMasq": False,
+                "isGateway": True,
+                "mtu": 1450,
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(state.networks),
+                    "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                    "routes": [{"dst": "10.244.0.0/16"}],
+                },
+            },
+            _portmap_plugin(),
+        ],
+        {"portMappings": [PORT_MAPPING]},
+    )
+
+
+# --------------------------------------------------------------------------- environments
+
+
+@dataclass
+class Node:
+    """One implementation's node: namespace, state dirs, the bin dir it runs from."""
+
+    impl: str
+    bindir: str
+    ns: harness.Netns
+    state: harness.StateDirs
+    netlist: NetList | None = None
+
+
+@contextmanager
+def nodes(specs: list[tuple[str, str]], tmp: str) -> Iterator[list[Node]]:
+    """A fresh node namespace and state dir per (impl, bindir); all removed afterwards."""
+    made: list[Node] = []
+    try:
+        for impl, bindir in specs:
+            root = tempfile.mkdtemp(prefix=f"bench-{impl.replace('/', '-')}-", dir=tmp)
+            try:
+                ns = harness.create_netns("bnode", lo_up=True)
+            except BaseException:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+            made.append(Node(impl, bindir, ns, harness.make_state_dirs(root)))
+        yield made
+    finally:
+        for n in made:
+            harness.delete_netns(n.ns)
+            shutil.rmtree(n.state.root, ignore_errors=True)
+
+
+@contextmanager
+def pods(count: int) -> Iterator[list[harness.Netns]]:
+    """`count` pod namespaces (lo down, as a runtime makes them); all removed afterwards."""
+    made: list[harness.Netns] = []
+    try:
+        for _ in range(count):
+            made.append(harness.create_netns("bpod", lo_up=False))
+        yield made
+    finally:
+        for ns in made:
+            harness.delete_netns(ns)
+
+
+def in_node(node: Node):
+    """Context manager: this thread (and every process it starts) in the node namespace."""
+    from cni.netns import in_netns
+
+    return in_netns(node.ns.path)
+
+
+def alternate(items: list, round_no: int) -> list:
+    """`items` in a rotated order, so no implementation always runs first."""
+    k = round_no % len(items)
+    return items[k:] + items[:k]
+
+
+# --------------------------------------------------------------------------- B1
+
+
+@dataclass
+class CycleTimes:
+    """ADD, DEL and whole-cycle times (ms) of one variant."""
+
+    add: list[float] = field(default_factory=list)
+    dele: list[float] = field(default_factory=list)
+    cycle: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # CPU of every process of the cycle
+
+
+def _cycle(node: Node, pod: harness.Netns, cid: str, rss: bool = False) -> tuple[float, float, float]:
+    assert node.netlist is not None
+    with in_node(node):
+        add = chain(node.netlist, "ADD", node.bindir, cid, pod.path, rss=rss)
+        dele = chain(node.netlist, "DEL", node.bindir, cid, pod.path, cached=add.result, rss=rss)
+    if rss:
+        _record_rss(node.impl, add.runs + dele.runs)
+    return add.ms, dele.ms, add.cpu_ms + dele.cpu_ms
+
+
+def b1_row(
+    label: str, variants: list[tuple[str, str, Callable[[harness.StateDirs], NetList]]], rounds: int, tmp: str
+) -> dict[str, CycleTimes]:
+    """Alternating ADD+DEL cycles of every variant (impl label, bindir, list factory)."""
+    times = {impl: CycleTimes() for impl, _, _ in variants}
+    with nodes([(impl, bindir) for impl, bindir, _ in variants], tmp) as ns_list, pods(1) as (pod,):
+        for node, (_, _, make) in zip(ns_list, variants, strict=True):
+            node.netlist = make(node.state)
+            _cycle(node, pod, "warmup")
+        for i in range(rounds):
+            for node in alternate(ns_list, i):
+                a, d, c = _cycle(node, pod, f"c{i}")
+                t = times[node.impl]
+                t.cpu.append(c)
+                t.add.append(a)
+                t.dele.append(d)
+                t.cycle.append(a + d)
+    log(f"B1 {label}: done")
+    return times
+
+
+def b1(args, out: dict) -> None:
+    """B1 table."""
+    ours, ref = args.ours, args.ref
+    rows = [
+        ("bridge+host-local ipMasq=false", 36.0,
+         [("ref", ref, lambda s: bridge_list(s, False)), ("ours", ours, lambda s: bridge_list(s, False))]),
+        ("bridge+host-local ipMasq=true", 96.0,
+         [("ref", ref, lambda s: bridge_list(s, True)), ("ours", ours, lambda s: bridge_list(s, True))]),
+        ("kube-flannel list (+portmap)", None,
+         [("ref", ref, flannel_equivalent_list), ("ours", ours, flannel_list),
+          ("ours/bridge-equiv", ours, flannel_equivalent_list)]),
+    ]
+    print(f"\nB1 serial pod cycle: ADD then DEL of one pod; medians of {args.rounds} alternating rounds, ms"
+          " (cpu: user+sys of all processes of the cycle)")
+    head = (f"{'row':32} | {'ref ADD':>7} {'ref DEL':>7} {'ref cyc':>7} {'ref cpu':>7} | {'our ADD':>7}"
+            f" {'our DEL':>7} {'our cyc':>7} {'our cpu':>7} | {'ratio':>5} | target")
+    print(head)
+    print("-" * len(head))
+    out["B1"] = []
+    for label, issue_ref, variants in rows:
+        t = b1_row(label, variants, args.rounds, args.tmp)
+        r, o = t["ref"], t["ours"]
+        ratio = med(o.cycle) / med(r.cycle)
+        mark = "met" if ratio <= 2.0 else "MISSED"
+        print(f"{label:32} | {med(r.add):7.1f} {med(r.dele):7.1f} {med(r.cycle):7.1f} {med(r.cpu):7.1f} |"
+              f" {med(o.add):7.1f} {med(o.dele):7.1f} {med(o.cycle):7.1f} {med(o.cpu):7.1f} | {ratio:5.2f} |"
+              f" <= 2.0x ({mark})", flush=True)
+        row = {"row": label, "issue_ref_cycle_ms": issue_ref, "ratio": ratio,
+               **{f"{k}_{m}_ms": med(getattr(v, m)) for k, v in t.items() for m in ("add", "dele", "cycle", "cpu")}}
+        if "ours/bridge-equiv" in t:
+            b = t["ours/bridge-equiv"]
+            over = med(o.cycle) - med(b.cycle)
+            print(f"{'  our flannel over our bridge':32} | {'':31} | {med(o.add) - med(b.add):7.1f}"
+                  f" {med(o.dele) - med(b.dele):7.1f} {over:7.1f} {med(o.cpu) - med(b.cpu):7.1f} |"
+                  f" (our bridge list: {med(b.cycle):.1f} ms)")
+            row["flannel_overhead_cycle_ms"] = over
+        out["B1"].append(row)
+
+
+# --------------------------------------------------------------------------- B2
+
+
+def _burst(node: Node, pod_list: list[harness.Netns], command: str, tag: str) -> float:
+    assert node.netlist is not None
+    (plugin,) = node.netlist.plugins
+    exe = os.path.join(node.bindir, plugin["type"])
+    stdin = node.netlist.plugin_conf(plugin, None)
+    jobs = [
+        ([exe], benchlib.cni_env(command, f"{tag}-{i}", pod.path, node.bindir), stdin)
+        for i, pod in enumerate(pod_list)
+    ]
+    with in_node(node):
+        ms, runs = benchlib.run_burst(jobs)
+    bad = [r for r in runs if r.rc != 0]
+    if bad:
+        raise BenchError(f"{len(bad)} of {len(runs)} {command}s failed; first: {bad[0].describe()}")
+    return ms
+
+
+def b2(args, out: dict) -> None:
+    """B2 table."""
+    sizes = [4] if args.quick else [32, 64]
+    rounds = 1 if args.quick else max(1, args.rounds // 4)
+    issue = {32: (470.0, 1300.0), 64: (1400.0, 2700.0)}
+    print(f"\nB2 bursts: N concurrent ADDs (bridge + host-local, ipMasq true, one pod namespace each),"
+          f" then N concurrent DELs; medians of {rounds} alternating rounds, wall ms")
+    head = (f"{'pods':>4} | {'ref ADD':>8} {'ref DEL':>8} | {'our ADD':>8} {'our DEL':>8} |"
+            f" {'ADD ratio':>9} {'DEL ratio':>9} | target")
+    print(head)
+    print("-" * len(head))
+    out["B2"] = []
+    with nodes([("ref", args.ref), ("ours", args.ours)], args.tmp) as ns_list, pods(max(sizes)) as pod_all:
+        for node in ns_list:
+            node.netlist = bridge_list(node.state, True)
+            _cycle(node, pod_all[0], "warmup")
+        for size in sizes:
+            t: dict[str, tuple[list[float], list[float]]] = {n.impl: ([], []) for n in ns_list}
+            for i in range(rounds):
+                for node in alternate(ns_list, i):
+                    t[node.impl][0].append(_burst(node, pod_all[:size], "ADD", f"b{size}r{i}"))
+                    t[node.impl][1].append(_burst(node, pod_all[:size], "DEL", f"b{size}r{i}"))
+            ra, rd = med(t["ref"][0]), med(t["ref"][1])
+            oa, od = med(t["ours"][0]), med(t["ours"][1])
+            mark = "met" if oa < ra and od < rd else "MISSED"
+            print(f"{size:>4} | {ra:8.0f} {rd:8.0f} | {oa:8.0f} {od:8.0f} | {oa / ra:9.2f} {od / rd:9.2f} |"
+                  f" < 1.0x ({mark})", flush=True)
+            out["B2"].append({"pods": size, "ref_add_ms": ra, "ref_del_ms": rd, "ours_add_ms": oa,
+                              "ours_del_ms": od, "issue_ref_ms": issue.get(size)})
+    log("B2: done")
+
+
+# --------------------------------------------------------------------------- B3
+
+
+def b3(args, out: dict) -> None:
+    """B3 table, built from bench_host_local.py's fill and timed calls, alternating."""
+    import bench_host_local as bhl
+
+    sizes = [0, 1000] if args.quick else [0, 10000, 60000]
+    rounds = 2 if args.quick else max(5, args.rounds)
+    ours = os.path.join(args.ours, "host-local")
+    ref = os.path.join(args.ref, "host-local")
+    print(f"\nB3 host-local at scale: ADD / DEL with N existing leases in a /16; medians of {rounds}"
+          " alternating rounds, ms")
+    head = (f"{'leases':>6} | {'ref ADD':>7} {'ref DEL':>7} | {'our ADD':>7} {'our DEL':>7} (exec) |"
+            f" {'our ADD':>7} {'our DEL':>7} (work) | {'1st call':>8} | target")
+    print(head)
+    print("-" * len(head))
+    out["B3"] = []
+    warm = _tmpdir(args.tmp, "warm")
+    try:
+        bhl.rounds_in_process(warm, 1, "warm")  # imports, outside the timings
+    finally:
+        shutil.rmtree(warm, ignore_errors=True)
+    ns = harness.create_netns("bnode", lo_up=True)
+    try:
+        from cni.netns import in_netns
+
+        for size in sizes:
+            d_ref, d_ours = _tmpdir(args.tmp, "ref"), _tmpdir(args.tmp, "ours")
+            try:
+                bhl.fill(d_ref, size)
+                bhl.fill(d_ours, size)
+                stdin_path = os.path.join(d_ours, "conf.json")
+                Path(stdin_path).write_bytes(bhl.conf(d_ours))
+                with in_netns(ns.path):
+                    first = bhl.spawn(ours, bhl.env_for("DEL", "nobody"), stdin_path) * 1000
+                    t: dict[str, tuple[list[float], list[float]]] = {"ref": ([], []), "ours": ([], [])}
+                    for i in range(rounds):
+                        for impl in alternate(["ref", "ours"], i):
+                            exe, d = (ref, d_ref) if impl == "ref" else (ours, d_ours)
+                            a, dl = bhl.rounds_exec(exe, d, 1, f"{impl}{i}")
+                            t[impl][0].extend(a)
+                            t[impl][1].extend(dl)
+                    wa, wd = bhl.rounds_in_process(d_ours, rounds, "work")
+            finally:
+                shutil.rmtree(d_ref, ignore_errors=True)
+                shutil.rmtree(d_ours, ignore_errors=True)
+            row = {"leases": size, "ref_add_ms": med(t["ref"][0]), "ref_del_ms": med(t["ref"][1]),
+                   "ours_add_ms": med(t["ours"][0]), "ours_del_ms": med(t["ours"][1]),
+                   "work_add_ms": med(wa), "work_del_ms": med(wd), "first_call_ms": first}
+            ok = max(row["work_add_ms"], row["work_del_ms"]) <= 20.0
+            print(f"{size:>6} | {row['ref_add_ms']:7.1f} {row['ref_del_ms']:7.1f} | {row['ours_add_ms']:7.1f}"
+                  f" {row['ours_del_ms']:7.1f}        | {row['work_add_ms']:7.1f} {row['work_del_ms']:7.1f}       |"
+                  f" {first:8.1f} | work <= 20 ms ({'met' if ok else 'MISSED'})", flush=True)
+            out["B3"].append(row)
+    finally:
+        harness.delete_netns(ns)
+    log("B3: done")
+
+
+def _tmpdir(base: str, tag: str) -> str:
+    return tempfile.mkdtemp(prefix=f"bench-hl-{tag}-", dir=base)
+
+
+# --------------------------------------------------------------------------- B4
+
+
+LAUNCHER = """#!{python} -ISXimporttime
+import sys
+sys.path[:0] = [{repo!r}, {site!r}]
+sys.stderr.write("@@bench-start@@\\n")
+sys.stderr.flush()
+from cni.multicall import main
+main()
+"""
+
+
+def import_launchers(directory: str) -> str:
+    """Hard links of one `-X importtime` launcher running this source tree, one per name."""
+    import sysconfig
+
+    python = str(REPO / ".venv" / "bin" / "python")
+    if not os.access(python, os.X_OK):
+        python = sys.executable
+    site = sysconfig.get_paths()["purelib"]
+    main = os.path.join(directory, ".pycni-importtime")
+    Path(main).write_text(LAUNCHER.format(python=python, repo=str(REPO), site=site))
+    os.chmod(main, 0o755)
+    from cni.multicall import ENTRY_POINTS
+
+    for name in ENTRY_POINTS:
+        os.link(main, os.path.join(directory, name))
+    return directory
+
+
+@dataclass
+class Imports:
+    """What `-X importtime` reported after start-up: total ms, module count, heaviest tops."""
+
+    total_ms: float
+    modules: int
+    top: list[tuple[str, float]]
+
+
+def parse_importtime(stderr: bytes) -> Imports:
+    """Sum the top-level imports that follow the launcher's start marker."""
+    text = stderr.decode(errors="replace")
+    _, _, text = text.partition("@@bench-start@@\n")
+    tops: list[tuple[str, float]] = []
+    count = 0
+    for line in text.splitlines():
+        if not line.startswith("import time:"):
+            continue
+        parts = line[len("import time:"):].split("|")
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue  # the header line
+        count += 1
+        name = parts[2]
+        if name.startswith(" ") and not name.startswith("  "):
+            tops.append((name.strip(), int(parts[1]) / 1000))
+    tops.sort(key=lambda x: -x[1])
+    return Imports(sum(ms for _, ms in tops), count, tops[:4])
+
+
+def b4(args, out: dict) -> None:
+    """B4 tables: peak RSS per invocation, import time per entry point and command."""
+    out["B4"] = {"rss": [], "imports": []}
+    b4_rss(args)
+    print(f"\nB4 footprint: peak RSS per invocation (every call of one cycle of each B1 list, and"
+          f" VERSION, through {benchlib.TIME} after a warm-up cycle), MiB")
+    head = f"{'impl':5} {'plugin':10} {'command':7} | {'median':>6} {'max':>6} | {'calls':>5} | target"
+    print(head)
+    print("-" * len(head))
+    for (impl, plugin, command), kib in sorted(RSS.items()):
+        mx = max(kib) / 1024
+        mark = "" if impl == "ref" else f"<= 60 MiB ({'met' if mx <= 60 else 'MISSED'})"
+        print(f"{impl:5} {plugin:10} {command:7} | {med(kib) / 1024:6.1f} {mx:6.1f} | {len(kib):5} | {mark}")
+        out["B4"]["rss"].append({"impl": impl, "plugin": plugin, "command": command,
+                                 "median_mib": med(kib) / 1024, "max_mib": mx})
+    print("\nB4 footprint: import time per entry point and command (venv interpreter on this tree,"
+          " -X importtime, top-level imports after start-up), ms")
+    head = f"{'entry point':10} {'command':7} | {'imports':>7} {'modules':>7} {'wall':>6} | heaviest top-level imports"
+    print(head)
+    print("-" * len(head))
+    with tempfile.TemporaryDirectory(prefix="bench-imp-", dir=args.tmp) as d:
+        os.mkdir(os.path.join(d, "bin"))
+        bindir = import_launchers(os.path.join(d, "bin"))
+        state = harness.make_state_dirs(os.path.join(d, "state"))
+        ns = harness.create_netns("bnode", lo_up=True)
+        try:
+            with pods(1) as (pod,):
+                for entry, command, argv_extra, stdin, env in _import_cases(bindir, state, pod):
+                    exe = os.path.join(bindir, entry)
+                    from cni.netns import in_netns
+
+                    with in_netns(ns.path):
+                        r = benchlib.run([exe, *argv_extra], env, stdin)
+                    if r.rc != 0 and command != "help":
+                        raise BenchError(r.describe()[:2000])
+                    imp = parse_importtime(r.stderr)
+                    heavy = ", ".join(f"{n} {ms:.0f}" for n, ms in imp.top)
+                    print(f"{entry:10} {command:7} | {imp.total_ms:7.1f} {imp.modules:7} {r.ms:6.0f} | {heavy}",
+                          flush=True)
+                    out["B4"]["imports"].append({"entry": entry, "command": command, "import_ms": imp.total_ms,
+                                                 "modules": imp.modules, "wall_ms": r.ms, "top": imp.top})
+        finally:
+            harness.delete_netns(ns)
+    log("B4: done")
+
+
+def b4_rss(args) -> None:
+    """Fill RSS: VERSION of every entry point, then one measured cycle of each B1 list."""
+    ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
+    env = {"PATH": benchlib.SAFE_PATH, "CNI_COMMAND": "VERSION"}
+    for impl, bindir, names in (("ref", args.ref, ("bridge", "host-local", "portmap")),
+                                ("ours", args.ours, ("bridge", "host-local", "portmap", "flannel", "loopback"))):
+        _record_rss(impl, [benchlib.run([os.path.join(bindir, n)], env, ver, rss=True) for n in names])
+    for make_ref, make_ours in ((lambda s: bridge_list(s, True), lambda s: bridge_list(s, True)),
+                                (flannel_equivalent_list, flannel_list)):
+        with nodes([("ref", args.ref), ("ours", args.ours)], args.tmp) as ns_list, pods(1) as (pod,):
+            for node, make in zip(ns_list, (make_ref, make_ours), strict=True):
+                node.netlist = make(node.state)
+                _cycle(node, pod, "warmup")
+                _cycle(node, pod, "rss", rss=True)
+
+
+def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> Iterator[tuple]:
+    """(entry, command, extra argv, stdin, env) per measured call; ADDs before their DELs."""
+    env = benchlib.cni_env
+    ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
+    for entry in ("loopback", "bridge", "host-local", "flannel", "portmap"):
+        yield entry, "VERSION", [], ver, {"PATH": benchlib.SAFE_PATH, "CNI_COMMAND": "VERSION"}
+    yield "cnitool", "help", ["--help"], b"", {"PATH": benchlib.SAFE_PATH}
+    lo = json.dumps({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}).encode()
+    for cmd in ("ADD", "DEL"):
+        yield "loopback", cmd, [], lo, env(cmd, "imp-lo", pod.path, bindir)
+    hl = bridge_list(state, True)
+    ipam = json.dumps({"cniVersion": "1.0.0", "name": "hl", "ipam": hl.plugins[0]["ipam"]}).encode()
+    for cmd in ("ADD", "DEL"):
+        yield "host-local", cmd, [], ipam, env(cmd, "imp-hl", pod.path, bindir)
+    br = hl.plugin_conf(hl.plugins[0], None)
+    for cmd in ("ADD", "DEL"):
+        yield "bridge", cmd, [], br, env(cmd, "imp-br", pod.path, bindir)
+    fl = flannel_list(state)
+    fl.plugins[0]["delegate"]["bridge"] = "cni1"  # cni0 already holds bridge's 10.22.0.1/16
+    fconf = fl.plugin_conf(fl.plugins[0], None)
+    yield "flannel", "ADD", [], fconf, env("ADD", "imp-fl", pod.path, bindir)
+    # portmap after flannel's ADD, with a prevResult of the shape flannel returns
+    prev = {"cniVersion": "0.3.1", "interfaces": [{"name": "eth0", "sandbox": pod.path}],
+            "ips": [{"version": "4", "interface": 0, "address": "10.244.1.2/24", "gateway": "10.244.1.1"}]}
+    pm = fl.plugin_conf(fl.plugins[1], prev)
+    for cmd in ("ADD", "DEL"):
+        yield "portmap", cmd, [], pm, env(cmd, "imp-fl", pod.path, bindir)
+    yield "flannel", "DEL", [], fconf, env("DEL", "imp-fl", pod.path, bindir)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def header(args) -> dict:
+    """Print and return what is being compared, on what."""
+    info = benchlib.machine()
+    info["ours"] = f"{args.ours}: {benchlib.describe_bindir(args.ours)}"
+    info["ref"] = f"{args.ref}: {_ref_version(args.ref)}"
+    info["load at start"] = benchlib.loadavg()
+    info["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    for k, v in info.items():
+        print(f"# {k}: {v}")
+    return info
+
+
+def _ref_version(ref: str) -> str:
+    r = benchlib.run([os.path.join(ref, "bridge")], {"PATH": benchlib.SAFE_PATH})
+    text = (r.stderr or r.stdout).decode(errors="replace").strip().splitlines()
+    return text[0] if text else "?"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the chosen parts, print the tables."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ours", default=str(REPO / "dist" / "bin"))
+    ap.add_argument("--ref", default="/usr/lib/cni")
+    ap.add_argument("--rounds", type=int, default=None, help="B1 rounds (B2 uses a quarter, B3 at least 5)")
+    ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke test (< 60 s), not figures")
+    ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated parts to run")
+    ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--tmp", default=None, help="where state dirs go (default $TMPDIR)")
+    args = ap.parse_args(argv)
+    args.ours = os.path.abspath(args.ours)
+    args.rounds = args.rounds or (1 if args.quick else 15)
+    parts = {p.strip().upper() for p in args.only.split(",") if p.strip()}
+    reason = harness.netns_unavailable_reason()
+    if reason:
+        raise SystemExit(f"bench_cni: {reason}")
+    for d, names in ((args.ours, ("bridge", "host-local", "flannel", "portmap")), (args.ref, ("bridge", "host-local", "portmap"))):
+        for n in names:
+            if not os.access(os.path.join(d, n), os.X_OK):
+                raise SystemExit(f"bench_cni: {os.path.join(d, n)} missing (run `make build`?)")
+    out: dict[str, Any] = {"machine": header(args), "quick": args.quick, "rounds": args.rounds}
+    t0 = time.monotonic()
+    try:
+        for part, fn in (("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4)):
+            if part in parts:
+                fn(args, out)
+    except BenchError as e:
+        print(f"\nbench_cni: a plugin call failed, figures abandoned: {e}", file=sys.stderr)
+        return 1
+    out["machine"]["load at end"] = benchlib.loadavg()
+    print(f"\n# load at end: {out['machine']['load at end']}; took {time.monotonic() - t0:.0f} s")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

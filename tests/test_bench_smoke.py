@@ -1,0 +1,62 @@
+"""Smoke test of the CNI benchmark (conformance/bench/bench_cni.py --quick).
+
+The benchmark is not a timed test: this only checks that it runs to the end against dist/bin
+and the reference, prints every table, leaves nothing behind (the module's leak audit), and
+writes well-formed JSON. No figure is judged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import harness
+import pytest
+
+BENCH = harness.REPO_ROOT / "conformance" / "bench" / "bench_cni.py"
+DIST = harness.REPO_ROOT / "dist" / "bin"
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs():
+    reason = harness.netns_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    for d, names in ((DIST, ("bridge", "host-local", "flannel", "portmap")),
+                     (harness.REFERENCE_BIN, ("bridge", "host-local", "portmap"))):
+        for n in names:
+            if not os.access(d / n, os.X_OK):
+                pytest.skip(f"{d / n} missing (run `make build`; reference in /usr/lib/cni)")
+
+
+def test_quick_run_prints_every_table(tmp_path):
+    out_json = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--json", str(out_json), "--tmp", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for title in ("B1 serial pod cycle", "B2 bursts", "B3 host-local at scale", "B4 footprint: peak RSS",
+                  "B4 footprint: import time"):
+        assert title in text, f"{title!r} missing:\n{text}"
+    for row in ("bridge+host-local ipMasq=false", "bridge+host-local ipMasq=true",
+                "kube-flannel list (+portmap)", "our flannel over our bridge"):
+        assert row in text, f"B1 row {row!r} missing:\n{text}"
+    data = json.loads(out_json.read_text())
+    assert [r["row"] for r in data["B1"]][:1] == ["bridge+host-local ipMasq=false"]
+    assert data["B2"] and data["B3"] and data["B4"]["rss"] and data["B4"]["imports"]
+    for row in data["B1"]:
+        assert row["ref_cycle_ms"] > 0 and row["ours_cycle_ms"] > 0
+    # every entry point's VERSION import figure is there
+    entries = {(r["entry"], r["command"]) for r in data["B4"]["imports"]}
+    for name in ("loopback", "bridge", "host-local", "flannel", "portmap"):
+        assert (name, "VERSION") in entries
+    assert not list(tmp_path.glob("bench-*")), "state dirs left behind"
