@@ -119,7 +119,7 @@ def cmd_del(args: CmdArgs) -> None:
     if regenerated is None:
         if read_error is not None:
             raise CNIError(
-                ERR_INTERNAL, f"failed to read {path}: {flannel_delegate._oserr(read_error)}"
+                ERR_INTERNAL, f"failed to read {path}: {flannel_delegate.os_error_text(read_error)}"
             )
         if data is not None:
             flannel_delegate.remove_saved(path)
@@ -144,7 +144,7 @@ def cmd_check(args: CmdArgs) -> None:
     try:
         data = flannel_delegate.read_saved(path)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to read {path}: {flannel_delegate._oserr(e)}") from None
+        raise CNIError(ERR_INTERNAL, f"failed to read {path}: {flannel_delegate.os_error_text(e)}") from None
     if data is None:
         raise CNIError(
             ERR_INTERNAL,
@@ -203,7 +203,7 @@ def cmd_gc(args: CmdArgs) -> None:
         try:
             data = flannel_delegate.read_saved(path)
         except OSError as e:
-            _warn(f"GC: cannot read {path}: {flannel_delegate._oserr(e)}")
+            _warn(f"GC: cannot read {path}: {flannel_delegate.os_error_text(e)}")
             continue
         saved = flannel_delegate.parse_saved(data) if data is not None else None
         if saved is None:

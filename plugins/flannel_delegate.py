@@ -189,7 +189,7 @@ def save(data_dir: str, container_id: str, data: bytes) -> str:
         fileutil.ensure_dir(data_dir, 0o700)
         fileutil.atomic_write(path, data, 0o600)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to save delegate config {path}: {_oserr(e)}") from None
+        raise CNIError(ERR_INTERNAL, f"failed to save delegate config {path}: {os_error_text(e)}") from None
     return path
 
 
@@ -234,9 +234,10 @@ def remove_saved(path: str) -> None:
     try:
         fileutil.remove(path)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to remove {path}: {_oserr(e)}") from None
+        raise CNIError(ERR_INTERNAL, f"failed to remove {path}: {os_error_text(e)}") from None
 
 
-def _oserr(e: OSError) -> str:
+def os_error_text(e: OSError) -> str:
+    """An OSError as Go words it: the strerror text with a lower-case first letter."""
     text = os.strerror(e.errno) if e.errno else str(e)
     return text[:1].lower() + text[1:]
