@@ -575,3 +575,48 @@ def test_vlan(run: bt.Runner, node_ns: Netns, make_pod) -> None:
     veth = res["interfaces"][1]["name"]
     vlans = node_ns.exec("bridge", "-j", "vlan", "show", "dev", veth).stdout
     assert '"vlan":100' in vlans.replace(" ", "")
+
+
+# =========================================================================== concurrency
+
+
+def _concurrency() -> int:
+    import os
+
+    return int(os.environ.get("BRIDGE_CONCURRENCY", "8"))
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_concurrent_adds_and_dels(backend: str, run: bt.Runner, node_ns: Netns, make_pod,
+                                  data: Path) -> None:
+    """N pods attached at once to a bridge that does not exist yet, then detached at once:
+    every ADD succeeds with a distinct address, the firewall holds exactly N attachments, and
+    after the DELs only the bridge is left. N = BRIDGE_CONCURRENCY (default 8)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = _concurrency()
+    conf = bt.l3_conf(data, subnet="10.250.0.0/16", isGateway=True, ipMasq=True,
+                      ipMasqBackend=backend)
+    pods = [make_pod() for _ in range(n)]
+    with ThreadPoolExecutor(n) as pool:
+        results = list(pool.map(lambda i: run("ADD", conf, pods[i], cid=f"c{i}"), range(n)))
+    assert [r.returncode for r in results] == [0] * n, [r.stdout for r in results if r.returncode]
+    ips = {r.result["ips"][0]["address"] for r in results}
+    assert len(ips) == n
+    host = bt.links(node_ns)
+    assert sum(1 for lk in host.values() if lk.get("master") == "testbr0") == n
+    assert bt.addrs(node_ns, "testbr0") == ["10.250.0.1/16"]
+    if backend == "iptables":
+        assert len([r for r in bt.nat_rules(node_ns) if r.startswith("-A POSTROUTING")]) == n
+        assert len([r for r in bt.nat_rules(node_ns) if r.startswith(":CNI-")]) == n
+    else:
+        assert bt.nft_ruleset(node_ns).count(" masquerade comment ") == n
+    first, last = (r.result["ips"][0]["address"].split("/")[0] for r in (results[0], results[-1]))
+    assert bt.ping(pods[0], last) and bt.ping(pods[-1], first)
+    with ThreadPoolExecutor(n) as pool:
+        dels = list(pool.map(lambda i: run("DEL", conf, pods[i], cid=f"c{i}"), range(n)))
+    assert [r.returncode for r in dels] == [0] * n, [r.stdout for r in dels if r.returncode]
+    assert sorted(bt.links(node_ns)) == ["lo", "testbr0"]
+    assert bt.nat_rules(node_ns) == []
+    assert " masquerade comment " not in bt.nft_ruleset(node_ns)
+    assert bt.lease_files(data, "testnet") == []
