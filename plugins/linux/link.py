@@ -190,6 +190,20 @@ def set_master(ipr: Any, index: int, master: int) -> None:
     ipr.link("set", index=index, master=master)
 
 
+def rename(ipr: Any, index: int, name: str) -> None:
+    """Rename the link (the kernel refuses while it is up: set it down first)."""
+    ipr.link("set", index=index, ifname=name)
+
+
+def move_to_netns(ipr: Any, index: int, netns_fd: int, name: str | None = None) -> None:
+    """Move the link into the netns behind `netns_fd`, renaming it there when `name` is given
+    (one request, so a name clash in the target fails the move and nothing changes)."""
+    kwargs: dict[str, Any] = {"index": index, "net_ns_fd": netns_fd}
+    if name:
+        kwargs["ifname"] = name
+    ipr.link("set", **kwargs)
+
+
 def delete_link(ipr: Any, index: int) -> None:
     """Delete the link (for a veth, its peer goes with it)."""
     ipr.link("del", index=index)
