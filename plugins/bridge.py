@@ -173,7 +173,8 @@ def _setup_veth(host: Any, pod: Any, br: Link, ifname: str, conf: BridgeNetConf,
 
     host_fd = link.current_netns_fd()
     try:
-        peer = _make_veth(pod, host, ifname, conf, loaded.mac, host_fd)
+        mac = link.parse_mac(loaded.mac) or "" if loaded.mac else ""
+        peer = _make_veth(pod, host, ifname, conf, mac, host_fd)
     finally:
         import os
 

@@ -169,7 +169,7 @@ def test_mac_precedence(run: bt.Runner, make_pod, data: Path) -> None:
     assert run.ok("ADD", conf2, pod2, cid="c2", args="IgnoreUnknown=1;MAC=0a:58:00:00:00:15")[
         "interfaces"][2]["mac"] == "0a:58:00:00:00:16"
     pod3 = make_pod()
-    assert run.ok("ADD", bt.l3_conf(data), pod3, cid="c3", args="IgnoreUnknown=1;MAC=0a:58:00:00:00:15")[
+    assert run.ok("ADD", bt.l3_conf(data), pod3, cid="c3", args="IgnoreUnknown=1;MAC=0A-58-00-00-00-15")[
         "interfaces"][2]["mac"] == "0a:58:00:00:00:15"
 
 
