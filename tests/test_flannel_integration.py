@@ -445,7 +445,8 @@ def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, va
     record_property("flannel_add_p99_ms", round(p99 * 1000))
     print(f"\nflannel ADD ({variant}, {rounds} rounds, incl. `ip netns exec`): "
           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
-    assert p50 < 2.0
+    # ours-exec is only a comparison point (three interpreter starts), so it gets more room.
+    assert p50 < (5.0 if variant == "ours-exec" else 2.0)
 
 
 def _python_execs(trace: str) -> list[str]:
