@@ -58,7 +58,7 @@ def _with_pyroute2(port: int, ipv6: bool) -> int:
 
     family = socket.AF_INET6 if ipv6 else socket.AF_INET
     wanted = NFCTAttrTuple(family=family, proto=IPPROTO_UDP, dport=port)
-    with Conntrack() as ct:
+    with Conntrack(nfgen_family=family) as ct:
         # collect first: deleting while the dump is still being read breaks pyroute2's iterator
         entries = list(ct.dump_entries(tuple_orig=wanted))
         for entry in entries:
