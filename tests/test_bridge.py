@@ -183,6 +183,17 @@ def test_enabledad_and_port_isolation(run: bt.Runner, node_ns: Netns, make_pod, 
     assert slave["isolated"] is True
 
 
+def test_enabledad_ipv6_waits_for_dad(run: bt.Runner, make_pod, data: Path) -> None:
+    """With DAD on, ADD returns only once the pod's IPv6 address has left the tentative state
+    (the reference's SettleAddresses), so the address is usable when the runtime gets the result."""
+    pod = make_pod()
+    conf = bt.l3_conf(data, subnet=None, ranges=[[{"subnet": "fd00:68::/64"}]], isGateway=True,
+                      enabledad=True)
+    run.ok("ADD", conf, pod)
+    out = pod.ip("-6", "addr", "show", "dev", "eth0", "scope", "global").stdout
+    assert "fd00:68::2/64" in out and "tentative" not in out
+
+
 def test_promisc_mode(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
     pod = make_pod()
     run.ok("ADD", bt.l3_conf(data, promiscMode=True), pod)
