@@ -2,9 +2,9 @@
 
 `ctr run --cni` (containerd 1.6) runs the CNI plugins itself, in its own process, with the
 fixed paths /etc/cni/net.d (configs), /opt/cni/bin (plugins) and /var/lib/cni (libcni's
-result cache). So the whole session - the containerd daemon, `ctr` and therefore the plugins -
+result cache), and the runc shim puts its socket under /run/containerd/s. So the whole session - the containerd daemon, `ctr` and therefore the plugins -
 runs inside a node namespace made by the test (`ip netns exec`, which also gives a private
-mount namespace), where /etc, /opt and /var/lib are overlaid with temp upper layers and the bin
+mount namespace), where /etc, /opt, /var/lib and /run are overlaid with temp upper layers and the bin
 directory under test is bind-mounted on /opt/cni/bin. Nothing is written to the host's /etc,
 /opt, /var/lib or /run: containerd's root, state, socket, the runc root and the IO fifos are
 all in the temp dir. `ip netns exec` hides the host's cgroup mounts (it remounts /sys), so
@@ -194,7 +194,7 @@ def session_script(tmp: Path, cni_bin: Path, conflist: str, container_cmd: str) 
     mounts = "\n".join(
         f"mkdir -p {ov}/{n}.u {ov}/{n}.w\n"
         f"mount -t overlay overlay -o lowerdir={p},upperdir={ov}/{n}.u,workdir={ov}/{n}.w {p}"
-        for n, p in (("etc", "/etc"), ("opt", "/opt"), ("varlib", "/var/lib")))
+        for n, p in (("etc", "/etc"), ("opt", "/opt"), ("varlib", "/var/lib"), ("run", "/run")))
     return f"""set -eu
 {_cgroup_script()}
 {mounts}

@@ -28,6 +28,10 @@ CONTAINER_CMD = ("ip -o -4 addr show dev eth0; echo MTU=$(cat /sys/class/net/eth
                  "ip route; ping -c 1 -W 2 10.244.1.1 >/dev/null && echo PING-OK")
 
 
+HOST_PATHS = ("/etc/cni", "/opt/cni", "/var/lib/cni", "/var/lib/containerd", "/run/containerd",
+              "/run/flannel", "/var/lib/cni/flannel")
+
+
 @pytest.fixture
 def runtime_enabled(request: pytest.FixtureRequest) -> None:
     if not (request.config.getoption("--runtime") or os.environ.get("CONFORMANCE_RUNTIME") == "1"):
@@ -71,6 +75,7 @@ def test_containerd_attach_detach(cni: CniDir, sb: Sandbox, runtime_enabled: Non
     (tmp / "containerd.toml").write_text(runtime.containerd_config(tmp))
     script = runtime.session_script(tmp, cni.path, json.dumps(conflist, indent=2), CONTAINER_CMD)
     before = harness.root_state()
+    host_paths = {p: Path(p).exists() for p in HOST_PATHS}
     try:
         proc = harness.ns_exec(node, "sh", "-c", script, check=False, timeout=240)
     finally:
@@ -98,6 +103,7 @@ def test_containerd_attach_detach(cni: CniDir, sb: Sandbox, runtime_enabled: Non
     links = json.loads(node.ip("-j", "link", "show").stdout)
     assert [li["ifname"] for li in links if li.get("master") == "cni0"] == [], links
     assert "cni0" in [li["ifname"] for li in links]  # the bridge stays, as with the reference
+    assert {p: Path(p).exists() for p in HOST_PATHS} == host_paths, "host paths touched"
     after = harness.root_state()
     # namespaces are audited after the module (the node namespace is still ours here)
     problems = harness.audit_diff({k: v for k, v in before.items() if k != "netns"},
