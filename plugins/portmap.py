@@ -106,7 +106,7 @@ def _flush_udp(settings: Settings, ipv6: bool) -> None:
     for port in ports:
         try:
             delete_udp_dst_port(port, ipv6)
-        except (OSError, RuntimeError) as e:
+        except Exception as e:  # noqa: BLE001 - informative only, as in the reference
             sys.stderr.write(f"failed to delete stale UDP conntrack entries for port {port}: {e}\n")
 
 

@@ -26,12 +26,14 @@ PROTOCOLS = ("tcp", "udp", "sctp")
 
 
 class PortMapping(CNIModel):
-    """One `runtimeConfig.portMappings` entry (CNI CONVENTIONS `portMappings` capability)."""
+    """One `runtimeConfig.portMappings` entry (CNI CONVENTIONS `portMappings` capability).
 
-    hostPort: int = 0
-    containerPort: int = 0
-    protocol: str = ""
-    hostIP: str = ""
+    JSON null is accepted wherever Go's decoder accepts it (it leaves the zero value)."""
+
+    hostPort: int | None = 0
+    containerPort: int | None = 0
+    protocol: str | None = ""
+    hostIP: str | None = ""
 
 
 class PortMapRuntimeConfig(CNIModel):
@@ -47,7 +49,7 @@ class PortMapNetConf(NetConf):
     snat: bool | None = None
     conditionsV4: list[str] | None = None
     conditionsV6: list[str] | None = None
-    masqAll: bool = False
+    masqAll: bool | None = False  # null leaves Go's zero value
     markMasqBit: int | None = None
     externalSetMarkChain: str | None = None
     runtimeConfig: PortMapRuntimeConfig | None = None  # type: ignore[assignment]
@@ -147,16 +149,18 @@ def _host_ip(text: str) -> tuple[str, int, bool]:
 
 
 def _mapping(pm: PortMapping) -> Mapping:
-    if not 0 < pm.containerPort <= 65535:
-        raise _invalid(f"Invalid container port number: {pm.containerPort}")
-    if not 0 < pm.hostPort <= 65535:
-        raise _invalid(f"Invalid host port number: {pm.hostPort}")
-    if pm.protocol.lower() not in PROTOCOLS:
-        raise _invalid(f'Invalid protocol: "{pm.protocol}" (must be tcp, udp or sctp)')
-    if not pm.hostIP:
-        return Mapping(pm.hostPort, pm.containerPort, pm.protocol)
-    host, version, unspecified = _host_ip(pm.hostIP)
-    return Mapping(pm.hostPort, pm.containerPort, pm.protocol, host, version, unspecified)
+    container_port, host_port = pm.containerPort or 0, pm.hostPort or 0
+    protocol, host_ip = pm.protocol or "", pm.hostIP or ""
+    if not 0 < container_port <= 65535:
+        raise _invalid(f"Invalid container port number: {container_port}")
+    if not 0 < host_port <= 65535:
+        raise _invalid(f"Invalid host port number: {host_port}")
+    if protocol.lower() not in PROTOCOLS:
+        raise _invalid(f'Invalid protocol: "{protocol}" (must be tcp, udp or sctp)')
+    if not host_ip:
+        return Mapping(host_port, container_port, protocol)
+    host, version, unspecified = _host_ip(host_ip)
+    return Mapping(host_port, container_port, protocol, host, version, unspecified)
 
 
 def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: bool = True) -> Settings:
@@ -177,7 +181,7 @@ def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: 
     if strict:
         mappings = [_mapping(pm) for pm in raw]
     else:  # DEL only needs to know whether there are mappings: never refuse it over their values
-        mappings = [Mapping(pm.hostPort, pm.containerPort, pm.protocol) for pm in raw]
+        mappings = [Mapping(pm.hostPort or 0, pm.containerPort or 0, pm.protocol or "") for pm in raw]
     return Settings(
         name=conf.name,
         backend=backend,
@@ -186,6 +190,6 @@ def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: 
         external_set_mark_chain=conf.externalSetMarkChain,
         conditions_v4=conf.conditionsV4,
         conditions_v6=conf.conditionsV6,
-        masq_all=conf.masqAll,
+        masq_all=bool(conf.masqAll),
         mappings=mappings,
     )

@@ -136,6 +136,13 @@ def _list(fam: str) -> list[dict]:
     return nftables.rules(nftables.list_table(fam, TABLE))
 
 
+def _nft_missing() -> bool:
+    """True when there is no nft binary: nothing can have been set up with it."""
+    import shutil
+
+    return shutil.which("nft") is None
+
+
 def add(settings: Settings, container_id: str, nets: list[Net]) -> None:
     """Set up the mappings for every container address in one nft transaction."""
     from plugins.linux import nftables
@@ -154,6 +161,8 @@ def delete(settings: Settings, container_id: str) -> None:
     """Remove every rule commented with the container id, in both families (idempotent)."""
     from plugins.linux import nftables
 
+    if _nft_missing():  # the reference skips a family whose nftables cannot be opened
+        return
     marker = attachments_chain(settings.name)
     lines = []
     for fam in ("ip", "ip6"):
@@ -205,6 +214,8 @@ def gc(settings: Settings, valid_container_ids: set[str]) -> list[str]:
     """Remove what this network recorded for containers no longer valid; return `fam:id`s."""
     from plugins.linux import nftables
 
+    if _nft_missing():
+        return []
     lines: list[str] = []
     removed: list[str] = []
     for fam in ("ip", "ip6"):

@@ -471,3 +471,10 @@ def test_conntrack_tool_output_parsing():
     assert _deleted_count("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.") == 2
     assert _deleted_count("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.") == 0
     assert _deleted_count("something else") is None
+
+
+def test_json_null_leaves_zero_values_like_go():
+    s = settings(mappings=[{"hostPort": 80, "containerPort": 81, "protocol": "tcp", "hostIP": None}], masqAll=None,
+                 snat=None, markMasqBit=None, conditionsV4=None, backend=None)  # fmt: skip
+    assert (s.masq_all, s.snat, s.mark_bit, s.mappings[0].host_ip) == (False, True, 13, "")
+    assert _err(mappings=[{"hostPort": None, "containerPort": 81, "protocol": "tcp"}]) == (7, "Invalid host port number: 0")
