@@ -16,10 +16,11 @@ configured firewall backend can be used.
 Deliberate differences from the reference: invalid mappings (port outside 1-65535, protocol other
 than tcp/udp/sctp, hostIP that is not an address) are refused with code 7 before anything is
 written; config errors use code 7 rather than 999; DEL neither judges mapping values nor parses the
-prevResult, so it cannot be refused for them; nftables rules use the protocol in lower case (the
-reference passes `TCP` through and nft rejects it); an ADD with both address families is one nft
-transaction; the backend is auto-detected by the presence of the iptables tools rather than by
-running them.
+prevResult, so it cannot be refused for them (without mappings it does not look at the config at
+all); nftables rules use the protocol in lower case (the reference passes `TCP` through and nft
+rejects it); an ADD with both address families is one nft transaction; the backend is
+auto-detected by the presence of the iptables tools rather than by running them; nftables ADDs
+also record the attachment for GC (plugins/portmap_nftables.py).
 """
 
 from __future__ import annotations
@@ -164,8 +165,29 @@ def _backend_module(settings: Settings):
     return portmap_iptables
 
 
+def _has_raw_mappings(conf: dict) -> bool:
+    """Does the raw config carry a non-empty runtimeConfig.portMappings? (keys matched as Go does)"""
+
+    def get(obj: object, key: str) -> object:
+        found = None
+        if isinstance(obj, dict):
+            for k, v in obj.items():  # case-insensitive, last duplicate wins
+                if isinstance(k, str) and k.lower() == key:
+                    found = v
+        return found
+
+    mappings = get(get(conf, "runtimeconfig"), "portmappings")
+    return not (mappings is None or mappings == [])
+
+
 def cmd_del(args: CmdArgs) -> None:
-    """Remove this container's mappings; nothing to do when the config carries no mappings."""
+    """Remove this container's mappings; nothing to do when the config carries no mappings.
+
+    Without mappings DEL returns before the config is even modelled (the reference parses it
+    first and can refuse the DEL): most pods have no hostPort, and their DEL should cost nothing.
+    """
+    if not _has_raw_mappings(args.config):
+        return
     settings, _, _ = _parse(args, strict=False, prefix="failed to parse config: ")
     if not settings.mappings:
         return

@@ -478,3 +478,14 @@ def test_json_null_leaves_zero_values_like_go():
                  snat=None, markMasqBit=None, conditionsV4=None, backend=None)  # fmt: skip
     assert (s.masq_all, s.snat, s.mark_bit, s.mappings[0].host_ip) == (False, True, 13, "")
     assert _err(mappings=[{"hostPort": None, "containerPort": 81, "protocol": "tcp"}]) == (7, "Invalid host port number: 0")
+
+
+def test_del_fast_path_detects_mappings_like_go_decoding():
+    from plugins.portmap import _has_raw_mappings
+
+    assert not _has_raw_mappings({"name": "n"})
+    assert not _has_raw_mappings({"runtimeConfig": {"portMappings": []}})
+    assert not _has_raw_mappings({"runtimeConfig": {"portMappings": None}})
+    assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
+    assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
+    assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
