@@ -95,15 +95,21 @@ def main() -> int:
     ap.add_argument("--runs", default=os.environ.get("BENCH_RUNS", "40"))
     ap.add_argument("--out", default=str(REPO / "build" / "measure"))
     ap.add_argument("--only", help="comma-separated variant names")
+    ap.add_argument("--reuse", action="store_true", help="time the variants already in --out")
     ap.add_argument("--dev", default=str(REPO / "dist" / "dev"), help="dev launcher dir")
     args = ap.parse_args()
     out = Path(args.out)
     names = args.only.split(",") if args.only else list(VARIANTS)
     candidates = []
     for name in names:
-        bindir, seconds = build(name, out)
+        if args.reuse:
+            onefile = VARIANTS[name][0] == "onefile"
+            bindir = out / name / "dist" / ("" if onefile else "pycni")
+        else:
+            bindir, seconds = build(name, out)
+            print(f"{name}: built in {seconds:.1f} s", file=sys.stderr)
         size = disk_usage(bindir) / 2**20
-        print(f"{name}: built in {seconds:.1f} s, {size:.0f} MiB on disk", file=sys.stderr)
+        print(f"{name}: {size:.0f} MiB on disk", file=sys.stderr)
         candidates.append(f"{name}={bindir}")
     dev = Path(args.dev)
     subprocess.run(["sh", str(REPO / "scripts" / "dev-launchers.sh"), str(dev)], check=True)

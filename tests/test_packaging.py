@@ -154,6 +154,77 @@ def test_every_module_of_ours_is_in_the_build():
         assert (lib / (module.replace(".", "/") + ".pyc")).exists(), module
 
 
+def _imported_modules(tree) -> set[str]:
+    """Absolute module names imported anywhere in an ast (functions included), except under
+    `if TYPE_CHECKING:` and in a try that catches ImportError (optional dependencies)."""
+    import ast
+
+    found: set[str] = set()
+
+    def optional(node) -> bool:
+        for h in getattr(node, "handlers", ()):
+            names = [h.type] if not isinstance(h.type, ast.Tuple) else list(h.type.elts)
+            if any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names):
+                return True
+        return False
+
+    def visit(node) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Try) and optional(node):
+            return
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module != "__future__":
+            found.add(node.module)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return found
+
+
+def _in_build(module: str, lib: Path, base_names: set[str]) -> bool:
+    """True when `module` can be imported from the contents dir of a standalone build."""
+    if module in sys.builtin_module_names:
+        return True
+    rel = module.replace(".", "/")
+    if (lib / f"{rel}.pyc").exists() or (lib / rel / "__init__.pyc").exists():
+        return True
+    if f"{rel}.pyc" in base_names or f"{rel}/__init__.pyc" in base_names:
+        return True
+    parent, _, leaf = rel.rpartition("/")
+    for d in (lib / parent, lib / "python3.11" / "lib-dynload"):
+        if list(d.glob(f"{leaf}.cpython-*.so")) if d.is_dir() else False:
+            return True
+    return False
+
+
+def test_every_import_in_our_source_is_in_the_build():
+    """Every module that any of our source files imports, at the top or lazily inside a
+    function, is importable from the build: lazily-imported dependencies cannot go missing."""
+    import ast
+    import zipfile
+
+    lib = DIST_BIN / CONTENTS_DIR
+    base_names: set[str] = set()
+    if (lib / "base_library.zip").exists():  # only in builds that use PyInstaller's PYZ
+        with zipfile.ZipFile(lib / "base_library.zip") as z:
+            base_names = set(z.namelist())
+    info_mtime = (lib / "BUILD-INFO").stat().st_mtime
+    missing = {}
+    for pkg in ("cni", "plugins", "ipam"):
+        for src in (REPO / pkg).rglob("*.py"):
+            if "__pycache__" in src.parts or src.stat().st_mtime > info_mtime:
+                continue  # changed after the build: the build is stale, not incomplete
+            for module in _imported_modules(ast.parse(src.read_bytes())):
+                if not _in_build(module, lib, base_names):
+                    missing.setdefault(module, []).append(str(src.relative_to(REPO)))
+    assert missing == {}
+
+
 def test_third_party_dependencies_collected():
     """pyroute2's netlink entry point, pydantic (with its compiled core) and filelock are there."""
     lib = DIST_BIN / CONTENTS_DIR

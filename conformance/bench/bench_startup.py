@@ -4,16 +4,20 @@
     bench_startup.py [--runs N] [--warmup N] [--baseline] [--json FILE] LABEL=DIR [LABEL=DIR ...]
 
 Each DIR must hold a `loopback` executable (a built dist/bin, an extracted release tarball,
-a measurement variant from scripts/measure_layouts.py, the dev launchers). Two figures per DIR:
+a measurement variant from scripts/measure_layouts.py, the dev launchers). Figures per DIR:
 
+* floor: the executable started under a name that is no entry point (a symlink): bootloader,
+  interpreter and cni.multicall only; it exits 2 ("unknown entry point").
 * VERSION: `CNI_COMMAND=VERSION loopback` with a one-line config on stdin, the least any call
   costs: bootloader, interpreter, our imports, the reply.
 * ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod
   namespace (tests/harness.py makes and removes both): the same plus pyroute2 and the netlink
   work. Nothing is made in the root namespace.
 
-Timing is a plain loop: posix_spawn, waitpid, perf_counter around the pair, stdin from a
-file; the loop's own cost (well under a millisecond) is the same for every candidate.
+Timing is a plain loop: posix_spawn, wait4, perf_counter around the pair, stdin from a file;
+the loop's own cost (well under a millisecond) is the same for every candidate. Two figures per
+call: wall time (what a runtime waits) and the child's CPU time, user + system from wait4's
+rusage (much less disturbed by other load on the machine than wall time).
 `--baseline` adds the bare system interpreter (`python3 -I -S -c pass`, `python3 -I -c pass`)
 for scale. Needs root for ADD (namespaces); without root only VERSION is measured.
 """
@@ -39,8 +43,11 @@ SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CONF = {"cniVersion": "1.1.0", "name": "bench", "type": "loopback"}
 
 
-def spawn_wait(argv: list[str], env: dict[str, str], stdin_path: str) -> tuple[float, int]:
-    """Run argv once with stdin from `stdin_path`, output discarded; (seconds, exit status)."""
+def spawn_wait(argv: list[str], env: dict[str, str], stdin_path: str) -> tuple[float, float, int]:
+    """Run argv once with stdin from `stdin_path`, output discarded.
+
+    Returns (wall seconds, CPU seconds of the child, exit status).
+    """
     fd_in = os.open(stdin_path, os.O_RDONLY)
     fd_null = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -51,32 +58,37 @@ def spawn_wait(argv: list[str], env: dict[str, str], stdin_path: str) -> tuple[f
         ]
         t0 = time.perf_counter()
         pid = os.posix_spawn(argv[0], argv, env, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter() - t0
     finally:
         os.close(fd_in)
         os.close(fd_null)
-    return elapsed, os.waitstatus_to_exitcode(status)
+    return elapsed, usage.ru_utime + usage.ru_stime, os.waitstatus_to_exitcode(status)
 
 
-def measure(argv: list[str], env: dict[str, str], stdin_path: str, runs: int, warmup: int) -> dict:
-    """Time `runs` calls after `warmup` untimed ones; every call must exit 0."""
+def measure(
+    argv: list[str], env: dict[str, str], stdin_path: str, runs: int, warmup: int, expect: int = 0
+) -> dict:
+    """Time `runs` calls after `warmup` untimed ones; every call must exit with `expect`."""
     for _ in range(warmup):
-        _, rc = spawn_wait(argv, env, stdin_path)
-        if rc != 0:
+        _, _, rc = spawn_wait(argv, env, stdin_path)
+        if rc != expect:
             raise SystemExit(f"{argv} exited {rc} (env {env})")
-    times = []
+    times, cpu = [], []
     for _ in range(runs):
-        t, rc = spawn_wait(argv, env, stdin_path)
-        if rc != 0:
+        t, c, rc = spawn_wait(argv, env, stdin_path)
+        if rc != expect:
             raise SystemExit(f"{argv} exited {rc} (env {env})")
         times.append(t * 1000)
+        cpu.append(c * 1000)
     return {
         "runs": runs,
         "mean_ms": statistics.fmean(times),
         "median_ms": statistics.median(times),
         "stdev_ms": statistics.stdev(times) if len(times) > 1 else 0.0,
         "min_ms": min(times),
+        "cpu_median_ms": statistics.median(cpu),
+        "load": os.getloadavg()[0],
     }
 
 
@@ -86,6 +98,12 @@ def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dic
     if not os.access(exe, os.X_OK):
         raise SystemExit(f"{label}: no executable {exe}")
     row = {"label": label, "dir": str(bindir)}
+    # The floor: started under a name that is no entry point, the program only loads
+    # cni.multicall and exits 2. A symlink, so the candidate directory is left untouched.
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = os.path.join(tmp, "no-such-plugin")
+        os.symlink(exe, probe)
+        row["floor"] = measure([probe], {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup, 2)
     env = {"PATH": SAFE_PATH, "CNI_COMMAND": "VERSION"}
     row["version"] = measure([exe], env, stdin_path, args.runs, args.warmup)
     if node is not None:
@@ -122,20 +140,27 @@ def baseline_rows(stdin_path: str, args) -> list[dict]:
 
 
 def fmt(m: dict | None) -> str:
-    """median ± stdev (min) in ms, or a dash."""
+    """wall median (min) / CPU median, in ms, or a dash."""
     if not m:
         return "–"
-    return f"{m['median_ms']:.1f} ± {m['stdev_ms']:.1f} (min {m['min_ms']:.1f})"
+    return f"{m['median_ms']:.1f} ({m['min_ms']:.1f}) / {m['cpu_median_ms']:.1f}"
 
 
 def table(rows: list[dict]) -> str:
     """A markdown table of the rows."""
     out = [
-        "| candidate | VERSION ms: median ± sd (min) | loopback ADD ms: median ± sd (min) |",
-        "| --- | --- | --- |",
+        "| candidate | floor | VERSION | loopback ADD |",
+        "| --- | --- | --- | --- |",
     ]
     for r in rows:
-        out.append(f"| {r['label']} | {fmt(r.get('version'))} | {fmt(r.get('add'))} |")
+        out.append(
+            f"| {r['label']} | {fmt(r.get('floor'))} | {fmt(r.get('version'))} | {fmt(r.get('add'))} |"
+        )
+    out.append("")
+    out.append("ms per call: wall median (wall min) / CPU median (user + system)")
+    loads = [m["load"] for r in rows for m in (r.get("version"), r.get("add")) if m]
+    out.append("")
+    out.append(f"load average during the runs: {min(loads):.1f}–{max(loads):.1f}")
     return "\n".join(out)
 
 
@@ -156,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"{c!r}: expected LABEL=DIR")
         candidates.append((label, Path(d).resolve()))
 
+    import signal
+
+    def _terminate(signum, frame):  # so the namespaces below are removed on `kill`
+        raise SystemExit(f"terminated by signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
         json.dump(CONF, f)
         stdin_path = f.name
