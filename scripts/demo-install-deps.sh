@@ -1,0 +1,112 @@
+#!/bin/sh
+# Install what a fresh Debian or Ubuntu machine lacks for `make build` and the demo (as root).
+#
+#   sh scripts/demo-install-deps.sh                 install what is missing (idempotent)
+#   sh scripts/demo-install-deps.sh --check         only report what is missing (exit 1 if any)
+#   sh scripts/demo-install-deps.sh --print-python  print the Python (>= 3.11) to build with
+#
+# Each need is checked by what it provides (a command, a module, a library), so nothing is
+# installed when it is already there by any means; `apt-get update` runs only when something
+# is missing. Needs:
+#   demo:  ip + bridge (iproute2), iptables-save/-restore (iptables), nft (nftables),
+#          ping with -M (iputils-ping), busybox httpd (busybox-static)
+#   build: make, a Python >= 3.11 with venv/ensurepip and its shared libpython (PyInstaller),
+#          objdump/objcopy (binutils), gcc (source builds where no wheel fits)
+set -eu
+
+MODE=install
+case "${1:-}" in
+    "") ;;
+    --check) MODE=check ;;
+    --print-python) MODE=print-python ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo-install-deps: unknown option $1 (try --help)" >&2; exit 2 ;;
+esac
+
+# The caller's PATH first (their python3 is the one `make` uses), the system dirs after it.
+PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+export PATH
+
+say() { echo "demo-install-deps: $*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# The name of a Python >= 3.11 for the build venv: python3 when new enough, else a versioned one.
+pick_python() {
+    for py in python3 python3.13 python3.12 python3.11; do
+        if have "$py" && "$py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+            echo "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [ "$MODE" = print-python ]; then
+    pick_python || { say "no Python >= 3.11 found (run this script without options as root)" >&2; exit 1; }
+    exit 0
+fi
+
+MISSING=""
+need() { # need <apt package>: add it once
+    case " $MISSING " in *" $1 "*) ;; *) MISSING="${MISSING:+$MISSING }$1" ;; esac
+}
+
+have ip && have bridge || need iproute2
+have iptables-save && have iptables-restore || need iptables
+have nft || need nftables
+# busybox's own ping has no -M (path MTU discovery), which the demo uses.
+if ! have ping || ! ping -V 2>&1 | grep -qi iputils; then need iputils-ping; fi
+if ! have busybox || ! busybox --list 2>/dev/null | grep -qx httpd; then need busybox-static; fi
+have make || need make
+have gcc || need gcc
+have objdump && have objcopy || need binutils
+
+PY=$(pick_python || true)
+if [ -z "$PY" ]; then
+    need python3.11
+    need python3.11-venv
+    need libpython3.11
+    PYVER=""
+else
+    PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    # venv: Debian and Ubuntu ship ensurepip for the system Python in pythonX.Y-venv.
+    if ! "$PY" -m ensurepip --version >/dev/null 2>&1; then need "python$PYVER-venv"; fi
+    case "$(command -v "$PY")" in
+        /usr/bin/*)
+            if have dpkg-query && ! dpkg-query -W -f='${Status}' "python$PYVER-venv" 2>/dev/null | grep -q "ok installed"; then
+                need "python$PYVER-venv"
+            fi ;;
+    esac
+    # PyInstaller bundles the shared libpython; Debian keeps it in libpythonX.Y.
+    if ! "$PY" - <<'EOF' 2>/dev/null
+import glob, os, sys, sysconfig
+v = "%d.%d" % sys.version_info[:2]
+multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+dirs = [sysconfig.get_config_var("LIBDIR") or "", "/usr/lib/" + multiarch, "/usr/lib", "/usr/local/lib"]
+sys.exit(0 if any(glob.glob(os.path.join(d, "libpython%s*.so*" % v)) for d in dirs if d) else 1)
+EOF
+    then need "libpython$PYVER"; fi
+fi
+
+if [ -z "$MISSING" ]; then
+    say "everything the build and the demo need is present"
+    exit 0
+fi
+if [ "$MODE" = check ]; then
+    say "missing: $MISSING"
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    say "missing: $MISSING; run as root to install them"
+    exit 1
+fi
+if ! have apt-get; then
+    say "missing: $MISSING; this script installs with apt-get (Debian/Ubuntu) only"
+    exit 1
+fi
+say "installing: $MISSING"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086 # word splitting of the package list is wanted
+apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
+say "installed: $MISSING"
