@@ -11,6 +11,7 @@ rules, standing in for kube-proxy's, to show how each scales with the table size
 
 from __future__ import annotations
 
+import resource
 import statistics
 import sys
 import time
@@ -34,20 +35,16 @@ def fill_nat(node: harness.Netns, n: int) -> None:
     node.exec("iptables-restore", "--noflush", input="\n".join(lines + ["COMMIT"]) + "\n")
 
 
-def measure(exe: Path, node: harness.Netns, iterations: int, **keys) -> tuple[list[float], list[float]]:
-    pod = t.Pod(harness.Netns("cnitest-pod-none"), 5, "pmv5")
-    adds, dels = [], []
-    for i in range(iterations):
-        cid = f"bench{i}"
-        start = time.perf_counter()
-        res = t.run(exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), container_id=cid)
-        adds.append(time.perf_counter() - start)
-        assert res.returncode == 0, res.stdout
-        start = time.perf_counter()
-        res = t.run(exe, node, "DEL", t.conf(MAPPINGS, None, **keys), container_id=cid)
-        dels.append(time.perf_counter() - start)
-        assert res.returncode == 0, res.stdout
-    return adds, dels
+def _timed(exe: Path, node: harness.Netns, command: str, config: dict, cid: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the child processes) of one call."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    res = t.run(exe, node, command, config, container_id=cid)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert res.returncode == 0, res.stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
 
 
 def main() -> None:
@@ -55,23 +52,37 @@ def main() -> None:
     fill = int(sys.argv[2]) if len(sys.argv) > 2 else 0
     runs = [("reference", t.REFERENCE, {}), ("ours/iptables", t.OURS, {}),
             ("ours/nftables", t.OURS, {"backend": "nftables"})]  # fmt: skip
-    print(f"{iterations} ADD+DEL each, IPv4, tcp+udp mapping, {fill} extra nat rules; ms median (p90)")
-    for label, exe, keys in runs:
-        node = harness.create_netns("node")
-        try:
+    pod = t.Pod(harness.Netns("cnitest-pod-none"), 5, "pmv5")
+    nodes = []
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    try:
+        for _ in runs:
+            node = harness.create_netns("node")
+            nodes.append(node)
             t.setup_node(node)
             if fill:
                 fill_nat(node, fill)
-            measure(exe, node, 2, **keys)  # warm caches (page cache, pyc)
-            adds, dels = measure(exe, node, iterations, **keys)
-        finally:
+        # interleaved, so that load from elsewhere hits every implementation alike
+        for i in range(-2, iterations):  # two warm-up rounds
+            for (label, exe, keys), node in zip(runs, nodes, strict=True):
+                cid = f"bench{i + 2}"
+                add = _timed(exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), cid)
+                dele = _timed(exe, node, "DEL", t.conf(MAPPINGS, None, **keys), cid)
+                if i >= 0:
+                    samples.setdefault((label, "ADD"), []).append(add)
+                    samples.setdefault((label, "DEL"), []).append(dele)
+    finally:
+        for node in nodes:
             harness.delete_netns(node)
 
-        def fmt(xs: list[float]) -> str:
-            xs = sorted(xs)
-            return f"{statistics.median(xs) * 1000:6.1f} ({xs[int(len(xs) * 0.9) - 1] * 1000:6.1f})"
+    def fmt(xs: list[tuple[float, float]]) -> str:
+        wall = sorted(x[0] for x in xs)
+        cpu = statistics.median(x[1] for x in xs)
+        return f"wall {statistics.median(wall) * 1000:6.1f} (p90 {wall[int(len(wall) * 0.9) - 1] * 1000:6.1f}) cpu {cpu * 1000:6.1f}"
 
-        print(f"  {label:14s} ADD {fmt(adds)}   DEL {fmt(dels)}")
+    print(f"{iterations} ADD+DEL each, IPv4, tcp+udp mapping, {fill} extra nat rules; ms, median")
+    for label, _exe, _keys in runs:
+        print(f"  {label:14s} ADD {fmt(samples[(label, 'ADD')])}   DEL {fmt(samples[(label, 'DEL')])}")
 
 
 if __name__ == "__main__":
