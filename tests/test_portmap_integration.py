@@ -347,3 +347,24 @@ def test_status(node_ns):
     res = harness.run_plugin(t.OURS, "STATUS", conf, containerid=None, ifname=None, in_netns=node_ns,
                              extra_env={"PATH": "/nonexistent"})  # fmt: skip
     assert res.returncode == 1 and res.result["code"] == 50
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_masq_all(net, backend):
+    """HEAD's masqAll: every hostPort connection is masqueraded, no separate localhost rule."""
+    node, a, b = net
+    conf = t.conf(MAPPINGS, a.prev_result(version="1.1.0"), version="1.1.0", backend=backend, masqAll=True)
+    assert t.run(t.OURS, node, "ADD", conf).returncode == 0
+    assert t.run(t.OURS, node, "CHECK", conf).returncode == 0
+    for client in (node, b.ns):
+        assert t.fetch(client, "tcp", t.NODE_IP4, TCP) == "from-A"
+        assert t.fetch(client, "udp", t.NODE_IP6, UDP) == "from-A"
+    if backend == "iptables":
+        from plugins.portmap_iptables import dnat_chain_name
+
+        chain = dnat_chain_name("pmnet", "ctr1")
+        assert f"-A {chain} -p tcp -m tcp --dport {TCP} -j CNI-HOSTPORT-SETMARK" in t.nat(node)
+        assert not any("127.0.0.1" in ln for ln in t.nat(node))
+    else:
+        masq = [ln for ln in t.nft_table(node, "ip") if "masquerade" in ln]
+        assert masq == [f'ip saddr 0.0.0.0/0 ip daddr {a.ip4} masquerade comment "ctr1"']
