@@ -368,3 +368,34 @@ def test_masq_all(net, backend):
     else:
         masq = [ln for ln in t.nft_table(node, "ip") if "masquerade" in ln]
         assert masq == [f'ip saddr 0.0.0.0/0 ip daddr {a.ip4} masquerade comment "ctr1"']
+
+
+ORACLE_RULES = [
+    (False, ["-p", "tcp", "--dport", "8080", "-s", "10.0.0.2/24", "-j", "RETURN"]),
+    (False, ["-p", "TCP", "--dport", "8080", "-d", "192.168.0.2", "-s", "127.0.0.1", "-j", "RETURN"]),
+    (False, ["-p", "sctp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "DNAT", "--to-destination", "10.0.0.2:81"]),
+    (True, ["-p", "udp", "--dport", "8085", "-d", "2001:db8:a::1", "-s", "2001:db8::2/64", "-j", "RETURN"]),
+    (True, ["-p", "tcp", "--dport", "1", "-s", "::/0", "-j", "DNAT", "--to-destination", "[2001:db8:0::2]:85"]),
+    (False, ["-m", "comment", "--comment", 'dnat name: "n.1" id: "c\'d"', "-m", "multiport", "-p", "tcp",
+             "--destination-ports", "8080,8081", "-s", "10.0.0.0/16", "-i", "eth+", "-j", "RETURN"]),
+    (True, ["-m", "comment", "--comment", "x", "-m", "multiport", "-p", "udp", "--destination-ports", "1",
+            "!", "-s", "fd00:dead::/32", "-j", "RETURN"]),
+    (False, ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x20/0x20"]),
+    (False, ["-m", "mark", "--mark", "0x2000/0x2000", "-j", "MASQUERADE"]),
+    (False, ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"]),
+]  # fmt: skip
+
+
+def test_canonical_text_is_what_iptables_save_prints(node_ns):
+    """The oracle for plugins.linux.iptables_rules.canonical: the installed iptables itself."""
+    from plugins.linux.iptables_rules import canonical
+
+    for v6 in (False, True):
+        node_ns.exec("ip6tables" if v6 else "iptables", "-t", "nat", "-N", "ORACLE")
+    for v6, args in ORACLE_RULES:
+        tool = "ip6tables" if v6 else "iptables"
+        node_ns.exec(tool, "-t", "nat", "-F", "ORACLE")
+        node_ns.exec(tool, "-t", "nat", "-A", "ORACLE", *args)
+        saved = [ln[len("-A ORACLE "):] for ln in t.nat(node_ns, v6) if ln.startswith("-A ORACLE ")]
+        predicted = canonical(args, v6)
+        assert predicted.exact and saved == [predicted.text], args

@@ -3,7 +3,7 @@
 Callers build rules the way the reference passes them to iptables (`["-p", "tcp", "--dport",
 "80", "-j", "DNAT", ...]`) and compare against one `iptables-save` by text, so they need the
 exact line iptables-save would print for that rule. `canonical()` predicts it for the grammar
-these plugins use (verified against iptables 1.8.9, nf_tables and legacy print alike):
+these plugins use (verified against iptables-save 1.8.9, nf_tables backend):
 
 * the IP header matches come first, in the order `-s -d -i -o -p -f`, each optionally negated;
   addresses are printed as `network/prefix` (host bits masked, `/32` or `/128` added), and a
