@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{data['seconds']:.0f}s"
             + (f"; expected deviations exercised: {', '.join(sorted(dev))}" if dev else "")
         )
+        for reason, n in sorted((data.get("skipped") or {}).items(), key=lambda kv: -kv[1]):
+            details.append(f"  skipped {n}: {reason}")
         closing.append(f"{label}: {passed} passed, {failed} failed")
     print()
     for line in details:
