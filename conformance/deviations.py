@@ -173,6 +173,13 @@ _ALL = [
         "our host-local keeps an owner index under `<dataDir>/<network>/.pycni-index/` (a cache "
         "of the lease files, never holding lease-like content); the reference has none",
     ),
+    Deviation(
+        "I6-host-local-gc",
+        "improve",
+        "spec-notes §3.6, §10 #53-54; flannel-notes §7 #4",
+        "our host-local implements GC (frees leases of attachments missing from "
+        "cni.dev/valid-attachments); the Go host-local has none (HEAD: silent no-op)",
+    ),
 ]
 
 INDEX_DIR = ".pycni-index"
