@@ -65,6 +65,8 @@ def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
 
     name = conf.bridge
     prefix = f'failed to create bridge "{name}": '
+    if not name:
+        raise _err(f'{prefix}could not add "": LinkAttrs.Name cannot be empty')
     try:
         created = link.create_bridge(host, name, conf.mtu, conf.vlan_filtering)
     except link.netlink_error() as e:
