@@ -118,7 +118,6 @@ class Link:
     operstate: str
     master: int
     peer_index: int  # IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns)
-    addr_assign_type: int | None = None
 
     @property
     def up(self) -> bool:
