@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, NoReturn
 
 from cni import version as _version
 from cni.errors import (
@@ -23,6 +20,16 @@ from cni.errors import (
     ERR_IO_FAILURE,
     CNIError,
 )
+
+# typing (~2 ms) and dataclasses (~5 ms, it imports inspect) are left out of the start-up path
+# of every call: the classes below are written out, type checkers honour this idiom.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any, NoReturn
+
+    Callback = Callable[["CmdArgs"], Any]
+    StdinSource = bytes | Callable[[], bytes]
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
 
@@ -37,21 +44,64 @@ _ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("CNI_NETNS_OVERRIDE", (), None),
 )
 
+_UNSET: dict = {}  # marks "not given" for the dict fields, which then get a fresh dict
 
-@dataclass
-class CmdArgs:
+
+class _Record:
+    """Field-wise repr and equality, as a dataclass has (instances stay unhashable)."""
+
+    _FIELDS: tuple[str, ...] = ()
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
+
+
+class CmdArgs(_Record):
     """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
 
-    command: str
-    container_id: str
-    netns: str
-    ifname: str
-    args: str
-    path: str
-    netns_override: bool
-    stdin: bytes
-    config: dict = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
+    _FIELDS = (
+        "command",
+        "container_id",
+        "netns",
+        "ifname",
+        "args",
+        "path",
+        "netns_override",
+        "stdin",
+        "config",
+        "env",
+    )
+
+    def __init__(
+        self,
+        command: str,
+        container_id: str,
+        netns: str,
+        ifname: str,
+        args: str,
+        path: str,
+        netns_override: bool,
+        stdin: bytes,
+        config: dict = _UNSET,
+        env: dict[str, str] = _UNSET,
+    ) -> None:
+        self.command = command
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args = args
+        self.path = path
+        self.netns_override = netns_override
+        self.stdin = stdin
+        self.config = {} if config is _UNSET else config
+        self.env = {} if env is _UNSET else env
 
     @property
     def cni_version(self) -> str:
@@ -60,20 +110,28 @@ class CmdArgs:
         return v if isinstance(v, str) else ""
 
 
-Callback = Callable[[CmdArgs], Any]
-
-
-@dataclass
-class Plugin:
+class Plugin(_Record):
     """A plugin's callbacks and identity. A callback left as None succeeds with no output."""
 
-    add: Callback | None = None
-    delete: Callback | None = None
-    check: Callback | None = None
-    status: Callback | None = None
-    gc: Callback | None = None
-    versions: tuple[str, ...] = _version.ALL
-    about: str = ""
+    _FIELDS = ("add", "delete", "check", "status", "gc", "versions", "about")
+
+    def __init__(
+        self,
+        add: Callback | None = None,
+        delete: Callback | None = None,
+        check: Callback | None = None,
+        status: Callback | None = None,
+        gc: Callback | None = None,
+        versions: tuple[str, ...] = _version.ALL,
+        about: str = "",
+    ) -> None:
+        self.add = add
+        self.delete = delete
+        self.check = check
+        self.status = status
+        self.gc = gc
+        self.versions = versions
+        self.about = about
 
 
 def _validator(name: str | None) -> Callable[[str], None] | None:
@@ -108,7 +166,7 @@ def _decode_config(stdin: bytes) -> dict:
     """Decode stdin and check `name` as the skel does before dispatch (codes 6 and 7)."""
     try:
         conf = json.loads(stdin.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: too deep
         from cni.errors import one_line
 
         raise CNIError(ERR_DECODING_FAILURE, f"error unmarshall network config: {one_line(e)}") from None
@@ -155,9 +213,6 @@ def _format_result(result: Any, conf_version: str) -> str:
         result = parse_result(result, conf_version)
     converted = result.convert(conf_version or "0.1.0")
     return converted.to_json()
-
-
-StdinSource = bytes | Callable[[], bytes]
 
 
 def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: list) -> str:
@@ -215,7 +270,7 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
 def _try_json(stdin: bytes) -> dict | None:
     try:
         obj = json.loads(stdin.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 
