@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line
 
 M = TypeVar("M", bound=BaseModel)

@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
