@@ -51,6 +51,39 @@ need() { # need <apt package>: add it once
     case " $MISSING " in *" $1 "*) ;; *) MISSING="${MISSING:+$MISSING }$1" ;; esac
 }
 
+UPDATED=""
+install_missing() { # install $MISSING with apt-get (update first, once per run)
+    if [ "$(id -u)" != 0 ]; then
+        say "missing: $MISSING; run as root to install them"
+        exit 1
+    fi
+    if ! have apt-get; then
+        say "missing: $MISSING; this script installs with apt-get (Debian/Ubuntu) only"
+        exit 1
+    fi
+    say "installing: $MISSING"
+    export DEBIAN_FRONTEND=noninteractive
+    if [ -z "$UPDATED" ]; then
+        apt-get update -qq
+        UPDATED=1
+    fi
+    # shellcheck disable=SC2086 # word splitting of the package list is wanted
+    apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
+    say "installed: $MISSING"
+    MISSING=""
+}
+
+# Python first: the checks below run it (the demo runs with python3, the build venv with a
+# Python >= 3.11, which python3 is on Debian 12 and Ubuntu 24.04).
+if ! have python3; then
+    need python3
+    if [ "$MODE" = check ]; then
+        say "missing: python3 (and whatever it would show missing after that)"
+        exit 1
+    fi
+    install_missing
+fi
+
 have ip && have bridge || need iproute2
 have iptables-save && have iptables-restore || need iptables
 have nft || need nftables
@@ -61,31 +94,36 @@ have make || need make
 have gcc || need gcc
 have objdump && have objcopy || need binutils
 
-PY=$(pick_python || true)
-if [ -z "$PY" ]; then
-    need python3.11
-    need python3.11-venv
-    need libpython3.11
-    PYVER=""
-else
-    PYVER=$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
-    # venv: Debian and Ubuntu ship ensurepip for the system Python in pythonX.Y-venv.
-    if ! "$PY" -m ensurepip --version >/dev/null 2>&1; then need "python$PYVER-venv"; fi
-    case "$(command -v "$PY")" in
+python_needs() { # what Python $1 (>= 3.11) lacks for the build venv and PyInstaller
+    ver=$("$1" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    # venv: Debian and Ubuntu ship ensurepip for their Python in pythonX.Y-venv.
+    if ! "$1" -m ensurepip --version >/dev/null 2>&1; then need "python$ver-venv"; fi
+    case "$(command -v "$1")" in
         /usr/bin/*)
-            if have dpkg-query && ! dpkg-query -W -f='${Status}' "python$PYVER-venv" 2>/dev/null | grep -q "ok installed"; then
-                need "python$PYVER-venv"
+            if have dpkg-query && ! dpkg-query -W -f='${Status}' "python$ver-venv" 2>/dev/null | grep -q "ok installed"; then
+                need "python$ver-venv"
             fi ;;
     esac
-    # PyInstaller bundles the shared libpython; Debian keeps it in libpythonX.Y.
-    if ! "$PY" - <<'EOF' 2>/dev/null
+    # PyInstaller bundles the shared libpython; Debian and Ubuntu keep it in libpythonX.Y.
+    if ! "$1" - <<'EOF' 2>/dev/null
 import glob, os, sys, sysconfig
 v = "%d.%d" % sys.version_info[:2]
 multiarch = sysconfig.get_config_var("MULTIARCH") or ""
 dirs = [sysconfig.get_config_var("LIBDIR") or "", "/usr/lib/" + multiarch, "/usr/lib", "/usr/local/lib"]
 sys.exit(0 if any(glob.glob(os.path.join(d, "libpython%s*.so*" % v)) for d in dirs if d) else 1)
 EOF
-    then need "libpython$PYVER"; fi
+    then need "libpython$ver"; fi
+}
+
+PY=$(pick_python || true)
+if [ -n "$PY" ]; then
+    python_needs "$PY"
+else
+    # An older python3 (Ubuntu 22.04 has 3.10): add 3.11 beside it; build with
+    # `make build PYTHON=$(sh scripts/demo-install-deps.sh --print-python)`.
+    need python3.11
+    need python3.11-venv
+    need libpython3.11
 fi
 
 if [ -z "$MISSING" ]; then
@@ -96,17 +134,4 @@ if [ "$MODE" = check ]; then
     say "missing: $MISSING"
     exit 1
 fi
-if [ "$(id -u)" != 0 ]; then
-    say "missing: $MISSING; run as root to install them"
-    exit 1
-fi
-if ! have apt-get; then
-    say "missing: $MISSING; this script installs with apt-get (Debian/Ubuntu) only"
-    exit 1
-fi
-say "installing: $MISSING"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# shellcheck disable=SC2086 # word splitting of the package list is wanted
-apt-get install -y -qq --no-install-recommends $MISSING >/dev/null
-say "installed: $MISSING"
+install_missing
