@@ -458,3 +458,36 @@ def test_unwritable_data_dir_is_a_clean_error(tmp_path, node):
     # DEL with a data directory that does not exist (and cannot be made) is success
     run = call(OURS, node, "DEL", netconf(blocker / "sub", V4))
     assert run.returncode == 0, run.stdout
+
+
+def test_check_verifies_prev_result_addresses(tmp_path, node):
+    """Beyond the reference (which only looks for any lease of the owner): every prevResult
+    address inside our ranges must be leased to this very attachment."""
+    conf = netconf(tmp_path, V4)
+    a = call(OURS, node, "ADD", conf, cid="a").result
+    call(OURS, node, "ADD", conf, cid="b")
+    check = dict(conf, cniVersion="1.0.0", prevResult=a)
+    assert call(OURS, node, "CHECK", check, cid="a").returncode == 0
+    # an address outside every range (e.g. another plugin's) is not ours to judge
+    outside = dict(a, ips=a["ips"] + [{"address": "192.168.77.5/24"}])
+    assert call(OURS, node, "CHECK", dict(check, prevResult=outside), cid="a").returncode == 0
+    # the lease of a's address now belongs to b (an operator edited it): CHECK fails
+    (tmp_path / NET / "10.250.3.2").write_bytes(b"b\r\neth0")
+    run = call(OURS, node, "CHECK", check, cid="a")
+    assert run.returncode == 1
+    assert run.result["msg"] == (
+        "host-local: Failed to find address added by container a"
+    )
+    call(OURS, node, "ADD", conf, cid="a", args="IP=10.250.3.9")
+    run = call(OURS, node, "CHECK", check, cid="a")
+    assert run.returncode == 1
+    assert run.result["msg"] == (
+        "host-local: address 10.250.3.2 of container a (eth0) is not leased to it (lease holder: b eth0)"
+    )
+
+
+def test_names_that_would_escape_the_data_dir(tmp_path, node):
+    for name in ("../escape", "a/b", ".."):
+        run = call(OURS, node, "ADD", dict(netconf(tmp_path, V4), name=name))
+        assert run.returncode == 1 and run.result["code"] == 7, run.stdout
+    assert list(tmp_path.iterdir()) == []

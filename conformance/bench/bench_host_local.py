@@ -17,6 +17,9 @@ lease count stays at the size. Printed per size, medians in milliseconds:
 * ours first call: the first DEL after the leases were written behind our back; it
   rebuilds the owner index from the lease files (once; later calls use the index).
 
+Exec'd calls are shown twice: wall time, and the child's CPU time (user + system, from
+wait4), which stays meaningful when the machine is busy.
+
 A benchmark, not a test: nothing is asserted beyond every call succeeding.
 """
 
@@ -83,15 +86,18 @@ def fill(data_dir: str, count: int) -> None:
     os.sync()
 
 
-def spawn(exe: str, env: dict[str, str], stdin_path: str) -> float:
-    """Run `exe` once with stdin from a file; seconds taken. Exits the benchmark on failure."""
+def spawn(exe: str, env: dict[str, str], stdin_path: str) -> tuple[float, float]:
+    """Run `exe` once with stdin from a file; (wall seconds, CPU seconds of the child).
+
+    CPU time (user + system, from wait4) is what the call costs the node; unlike wall time it
+    hardly moves when other work competes for the CPUs. Exits the benchmark on failure."""
     fd_in = os.open(stdin_path, os.O_RDONLY)
     fd_null = os.open(os.devnull, os.O_WRONLY)
     try:
         actions = [(os.POSIX_SPAWN_DUP2, fd_in, 0), (os.POSIX_SPAWN_DUP2, fd_null, 1)]
         t0 = time.perf_counter()
         pid = os.posix_spawn(exe, [exe], env, file_actions=actions)
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
         elapsed = time.perf_counter() - t0
     finally:
         os.close(fd_in)
@@ -99,44 +105,53 @@ def spawn(exe: str, env: dict[str, str], stdin_path: str) -> float:
     rc = os.waitstatus_to_exitcode(status)
     if rc != 0:
         raise SystemExit(f"{exe} {env['CNI_COMMAND']} {env['CNI_CONTAINERID']} exited {rc}")
-    return elapsed
+    return elapsed, usage.ru_utime + usage.ru_stime
 
 
-def in_process(env: dict[str, str], stdin: bytes) -> float:
-    """Run our plugin in this interpreter through the skel; seconds taken."""
+def in_process(env: dict[str, str], stdin: bytes) -> tuple[float, float]:
+    """Run our plugin in this interpreter through the skel; (wall, CPU) seconds taken."""
     from cni.skel import run
     from ipam.host_local import PLUGIN
 
+    c0 = time.process_time()
     t0 = time.perf_counter()
     rc, out = run(PLUGIN, env, stdin)
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     if rc != 0:
         raise SystemExit(f"in-process {env['CNI_COMMAND']} failed: {out}")
-    return elapsed
+    return elapsed, cpu
 
 
-def rounds_exec(exe: str, data_dir: str, rounds: int, tag: str) -> tuple[list[float], list[float]]:
-    """`rounds` ADD+DEL pairs by executing `exe`; (ADD times, DEL times) in ms."""
+Times = dict[str, list[float]]
+
+
+def rounds_exec(exe: str, data_dir: str, rounds: int, tag: str) -> Times:
+    """`rounds` ADD+DEL pairs by executing `exe`: wall and CPU ms of each ADD and DEL."""
     stdin_path = os.path.join(data_dir, "conf.json")
     with open(stdin_path, "wb") as f:
         f.write(conf(data_dir))
-    adds, dels = [], []
+    out: Times = {"add": [], "del": [], "add_cpu": [], "del_cpu": []}
     for i in range(rounds):
         cid = f"{tag}-{i}"
-        adds.append(spawn(exe, env_for("ADD", cid), stdin_path) * 1000)
-        dels.append(spawn(exe, env_for("DEL", cid), stdin_path) * 1000)
-    return adds, dels
+        for cmd, key in (("ADD", "add"), ("DEL", "del")):
+            wall, cpu = spawn(exe, env_for(cmd, cid), stdin_path)
+            out[key].append(wall * 1000)
+            out[key + "_cpu"].append(cpu * 1000)
+    return out
 
 
-def rounds_in_process(data_dir: str, rounds: int, tag: str) -> tuple[list[float], list[float]]:
-    """`rounds` ADD+DEL pairs run in this process; (ADD times, DEL times) in ms."""
+def rounds_in_process(data_dir: str, rounds: int, tag: str) -> Times:
+    """`rounds` ADD+DEL pairs run in this process: wall and CPU ms of each ADD and DEL."""
     stdin = conf(data_dir)
-    adds, dels = [], []
+    out: Times = {"add": [], "del": [], "add_cpu": [], "del_cpu": []}
     for i in range(rounds):
         cid = f"{tag}-{i}"
-        adds.append(in_process(env_for("ADD", cid), stdin) * 1000)
-        dels.append(in_process(env_for("DEL", cid), stdin) * 1000)
-    return adds, dels
+        for cmd, key in (("ADD", "add"), ("DEL", "del")):
+            wall, cpu = in_process(env_for(cmd, cid), stdin)
+            out[key].append(wall * 1000)
+            out[key + "_cpu"].append(cpu * 1000)
+    return out
 
 
 def median(xs: list[float]) -> str:
@@ -167,22 +182,26 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(warm, ignore_errors=True)
 
-    print(f"host-local ADD/DEL medians in ms over {rounds} rounds; /16 subnet; {'' if have_ref else 'NO reference binary; '}"
-          f"ours={a.ours}")
+    print(f"host-local ADD and DEL, median ms over {rounds} rounds, /16 subnet"
+          f"{'' if have_ref else ' (NO reference binary)'}; ours = {a.ours}")
+    print("  wall: whole process (interpreter start-up and imports included for ours)")
+    print("  cpu:  user+system CPU of the process (robust against a busy machine)")
+    print("  work: ours in this process via cni.skel.run, i.e. the plugin's own work")
+    print("  1st:  ours' first call after the leases were written behind its back (index rebuild)")
     header = (
-        f"{'leases':>7} | {'ref ADD':>8} {'ref DEL':>8} | {'our ADD':>8} {'our DEL':>8} (exec)"
-        f" | {'our ADD':>8} {'our DEL':>8} (work) | {'1st call':>8} (index rebuild)"
+        f"{'leases':>7} {'':5} | {'ref ADD':>8} {'ref DEL':>8} | {'our ADD':>8} {'our DEL':>8}"
+        f" | {'work ADD':>8} {'work DEL':>8} | {'1st':>8}"
     )
     print(header)
     print("-" * len(header))
+    empty: Times = {"add": [], "del": [], "add_cpu": [], "del_cpu": []}
     for size in sizes:
-        ref_add: list[float] = []
-        ref_del: list[float] = []
+        ref = empty
         if have_ref:
             d = tempfile.mkdtemp(prefix="bench-hl-ref-", dir=a.tmp)
             try:
                 fill(d, size)
-                ref_add, ref_del = rounds_exec(a.reference, d, rounds, "ref")
+                ref = rounds_exec(a.reference, d, rounds, "ref")
             finally:
                 shutil.rmtree(d, ignore_errors=True)
         d = tempfile.mkdtemp(prefix="bench-hl-ours-", dir=a.tmp)
@@ -191,14 +210,20 @@ def main(argv: list[str] | None = None) -> int:
             stdin_path = os.path.join(d, "conf.json")
             with open(stdin_path, "wb") as f:
                 f.write(conf(d))
-            first = spawn(a.ours, env_for("DEL", "nobody"), stdin_path) * 1000
-            our_add, our_del = rounds_exec(a.ours, d, rounds, "ours")
-            work_add, work_del = rounds_in_process(d, rounds, "work")
+            first, first_cpu = spawn(a.ours, env_for("DEL", "nobody"), stdin_path)
+            ours = rounds_exec(a.ours, d, rounds, "ours")
+            work = rounds_in_process(d, rounds, "work")
         finally:
             shutil.rmtree(d, ignore_errors=True)
         print(
-            f"{size:>7} | {median(ref_add)} {median(ref_del)} | {median(our_add)} {median(our_del)}       "
-            f" | {median(work_add)} {median(work_del)}       | {first:8.1f}",
+            f"{size:>7} {'wall':5} | {median(ref['add'])} {median(ref['del'])} | "
+            f"{median(ours['add'])} {median(ours['del'])} | {median(work['add'])} {median(work['del'])} | "
+            f"{first * 1000:8.1f}"
+        )
+        print(
+            f"{'':>7} {'cpu':5} | {median(ref['add_cpu'])} {median(ref['del_cpu'])} | "
+            f"{median(ours['add_cpu'])} {median(ours['del_cpu'])} | "
+            f"{median(work['add_cpu'])} {median(work['del_cpu'])} | {first_cpu * 1000:8.1f}",
             flush=True,
         )
     return 0
