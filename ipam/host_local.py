@@ -63,7 +63,10 @@ def cmd_del(args: CmdArgs) -> None:
             return  # nothing was ever leased here
         raise
     with store:
-        store.release_owner(args.container_id, args.ifname)
+        # One release pass per range set, as the reference: a pass after the first finds no
+        # `<id>\r\n<ifname>` lease any more and so also frees the legacy `<id>`-only ones.
+        for _ in s.range_sets:
+            store.release_owner(args.container_id, args.ifname)
 
 
 def cmd_check(args: CmdArgs) -> None:

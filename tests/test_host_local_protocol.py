@@ -491,3 +491,11 @@ def test_names_that_would_escape_the_data_dir(tmp_path, node):
         run = call(OURS, node, "ADD", dict(netconf(tmp_path, V4), name=name))
         assert run.returncode == 1 and run.result["code"] == 7, run.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+@reference
+def test_36_del_with_two_range_sets_frees_legacy_leases_too(pair):
+    ipam = {"ranges": [[{"subnet": "10.250.3.0/24"}], [{"subnet": "fd00:3::/64"}]]}
+    pair.both(lambda d: write_leases(d, {"10.250.3.20": "r1", "10.250.3.21": "r1\r\neth0"}))
+    pair.run("DEL", ipam, cid="r1")
+    assert leases(pair.netdir("ours")) == {}
