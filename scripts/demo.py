@@ -113,7 +113,7 @@ class Interrupted(BaseException):
 
 def say(text: str = "") -> None:
     """Print one line of the demonstration."""
-    print(text, flush=True)
+    print(text.rstrip(), flush=True)
 
 
 def section(number: int, title: str) -> None:
@@ -126,7 +126,7 @@ def section(number: int, title: str) -> None:
 def show(text: str, indent: str = "    ") -> None:
     """Command output, indented."""
     for line in text.rstrip("\n").splitlines():
-        say((indent + line).rstrip())
+        say(indent + line)
 
 
 def ok(text: str) -> None:
