@@ -20,17 +20,19 @@ ENTRY_POINTS: dict[str, str] = {
 }
 
 _self_id: tuple[int, int] | None = None
+_self_stat: os.stat_result | None = None
 
 
 def set_self(path: str) -> None:
     """Record the file this process was started from, for the in-process delegation check."""
-    global _self_id
+    global _self_id, _self_stat
     try:
         st = os.stat(path)
     except OSError:
-        _self_id = None
+        _self_id = _self_stat = None
         return
     _self_id = (st.st_dev, st.st_ino)
+    _self_stat = st
 
 
 def is_self(path: str) -> bool:
@@ -56,16 +58,26 @@ def main(argv0: str | None = None) -> None:
     """Dispatch on the basename of argv[0] (or `argv0`) to that entry point's main."""
     exe = argv0 or sys.argv[0]
     name = os.path.basename(exe)
-    if getattr(sys, "frozen", False):
-        set_self(sys.executable)
-    else:
-        set_self(exe)
+    self_path = sys.executable if getattr(sys, "frozen", False) else os.path.abspath(exe)
+    set_self(self_path)
+    env = os.environ
+    serve_path = env.get("PYCNI_WORKER_SERVE")
+    if serve_path:
+        from cni import worker
+
+        worker.serve(serve_path, self_path)
     modname = ENTRY_POINTS.get(name)
     if modname is None:
         sys.stderr.write(
             f"{name}: unknown entry point; link this file as one of: {', '.join(sorted(ENTRY_POINTS))}\n"
         )
         sys.exit(2)
+    if name != "cnitool" and _self_stat is not None and env.get("PYCNI_WORKER") == "1":
+        from cni import worker_client
+
+        rc = worker_client.call(name, self_path, worker_client.build_id(_self_stat), env)
+        if rc is not None:
+            os._exit(rc)
     import importlib
 
     module = importlib.import_module(modname)

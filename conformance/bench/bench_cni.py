@@ -164,34 +164,123 @@ def flannel_equivalent_list(state: harness.StateDirs) -> NetList:
 
 
 @dataclass
-class Node:
-    """One implementation's node: namespace, state dirs, the bin dir it runs from."""
+class Variant:
+    """What runs on one node: an implementation label, its bin dir, its list, worker or not."""
 
     impl: str
     bindir: str
+    make: Callable[[harness.StateDirs], NetList]
+    worker: bool = False
+
+
+@dataclass
+class Node:
+    """One variant's node: namespace, state dirs, list, and (worker variants) its worker."""
+
+    variant: Variant
     ns: harness.Netns
     state: harness.StateDirs
-    netlist: NetList | None = None
+    netlist: NetList
+    env: dict[str, str] = field(default_factory=dict)
+    worker_dir: str | None = None
+
+    @property
+    def impl(self) -> str:
+        """The variant's label."""
+        return self.variant.impl
+
+    @property
+    def bindir(self) -> str:
+        """Where its executables are (CNI_PATH)."""
+        return self.variant.bindir
+
+    def worker_pids(self) -> list[int]:
+        """Pids of live workers serving this node (read from their lock files)."""
+        pids = []
+        for lock in Path(self.worker_dir).glob("*.lock") if self.worker_dir else ():
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                continue
+            if pid and _alive(pid):
+                pids.append(pid)
+        return pids
+
+    def worker_cpu_ms(self) -> float:
+        """CPU used so far by this node's live workers (utime + stime, clock-tick resolution)."""
+        total = 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.worker_pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) * 1000 / tick
+            except (OSError, IndexError, ValueError):
+                pass
+        return total
+
+    def wait_for_worker(self, timeout: float = 15.0) -> None:
+        """Block until a worker socket is listening (the warm-up call started the worker)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.worker_dir and list(Path(self.worker_dir).glob("*.sock")):
+                return
+            time.sleep(0.05)
+        raise BenchError(f"{self.impl}: no worker socket in {self.worker_dir} after {timeout:.0f} s")
+
+    def stop_workers(self) -> None:
+        """End this node's workers (started for this benchmark, found by pid) and wait."""
+        import signal
+
+        pids = self.worker_pids()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 5
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+WORKER_ENV = {"PYCNI_WORKER": "1", "PYCNI_WORKER_IDLE": "120"}
 
 
 @contextmanager
-def nodes(specs: list[tuple[str, str]], tmp: str) -> Iterator[list[Node]]:
-    """A fresh node namespace and state dir per (impl, bindir); all removed afterwards."""
+def nodes(variants: list[Variant], tmp: str) -> Iterator[list[Node]]:
+    """A fresh node namespace, state dir (and worker dir) per variant; all removed afterwards."""
     made: list[Node] = []
     try:
-        for impl, bindir in specs:
-            root = tempfile.mkdtemp(prefix=f"bench-{impl.replace('/', '-')}-", dir=tmp)
+        for v in variants:
+            root = tempfile.mkdtemp(prefix=f"bench-{v.impl.replace('/', '-').replace('+', '-')}-", dir=tmp)
             try:
                 ns = harness.create_netns("bnode", lo_up=True)
             except BaseException:
                 shutil.rmtree(root, ignore_errors=True)
                 raise
-            made.append(Node(impl, bindir, ns, harness.make_state_dirs(root)))
+            state = harness.make_state_dirs(root)
+            node = Node(v, ns, state, v.make(state))
+            made.append(node)
+            if v.worker:
+                # short: a unix socket path must stay under 108 bytes
+                node.worker_dir = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
+                node.env = {**WORKER_ENV, "PYCNI_WORKER_DIR": node.worker_dir}
         yield made
     finally:
         for n in made:
+            n.stop_workers()
             harness.delete_netns(n.ns)
             shutil.rmtree(n.state.root, ignore_errors=True)
+            if n.worker_dir:
+                shutil.rmtree(n.worker_dir, ignore_errors=True)
 
 
 @contextmanager
@@ -220,6 +309,24 @@ def alternate(items: list, round_no: int) -> list:
     return items[k:] + items[:k]
 
 
+def warm_up(node_list: list[Node], pod: harness.Netns) -> None:
+    """One untimed cycle per node (bridge and chains created); worker nodes: until the worker
+    listens, then one more cycle so it has run each command once."""
+    for node in node_list:
+        _cycle(node, pod, "warmup")
+        if node.variant.worker:
+            node.wait_for_worker()
+            _cycle(node, pod, "warmup2")
+
+
+def variants_for(args, make_ref, make_ours, extra: tuple[Variant, ...] = ()) -> list[Variant]:
+    """ref, ours, and (unless --no-worker) ours with the warm worker switched on."""
+    out = [Variant("ref", args.ref, make_ref), Variant("ours", args.ours, make_ours)]
+    if args.worker:
+        out.append(Variant("ours+w", args.ours, make_ours, worker=True))
+    return out + list(extra)
+
+
 # --------------------------------------------------------------------------- B1
 
 
@@ -231,74 +338,81 @@ class CycleTimes:
     dele: list[float] = field(default_factory=list)
     cycle: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)  # CPU of every process of the cycle
+    worker_cpu: float = 0.0  # CPU of the worker over all timed cycles
 
 
 def _cycle(node: Node, pod: harness.Netns, cid: str, rss: bool = False) -> tuple[float, float, float]:
-    assert node.netlist is not None
     with in_node(node):
-        add = chain(node.netlist, "ADD", node.bindir, cid, pod.path, rss=rss)
-        dele = chain(node.netlist, "DEL", node.bindir, cid, pod.path, cached=add.result, rss=rss)
+        add = chain(node.netlist, "ADD", node.bindir, cid, pod.path, rss=rss, extra_env=node.env)
+        dele = chain(node.netlist, "DEL", node.bindir, cid, pod.path, cached=add.result, rss=rss,
+                     extra_env=node.env)
     if rss:
         _record_rss(node.impl, add.runs + dele.runs)
     return add.ms, dele.ms, add.cpu_ms + dele.cpu_ms
 
 
-def b1_row(
-    label: str, variants: list[tuple[str, str, Callable[[harness.StateDirs], NetList]]], rounds: int, tmp: str
-) -> dict[str, CycleTimes]:
-    """Alternating ADD+DEL cycles of every variant (impl label, bindir, list factory)."""
-    times = {impl: CycleTimes() for impl, _, _ in variants}
-    with nodes([(impl, bindir) for impl, bindir, _ in variants], tmp) as ns_list, pods(1) as (pod,):
-        for node, (_, _, make) in zip(ns_list, variants, strict=True):
-            node.netlist = make(node.state)
-            _cycle(node, pod, "warmup")
+def b1_row(label: str, variants: list[Variant], rounds: int, tmp: str) -> dict[str, CycleTimes]:
+    """Alternating ADD+DEL cycles of every variant."""
+    times = {v.impl: CycleTimes() for v in variants}
+    with nodes(variants, tmp) as node_list, pods(1) as (pod,):
+        warm_up(node_list, pod)
+        cpu0 = {n.impl: n.worker_cpu_ms() for n in node_list}
         for i in range(rounds):
-            for node in alternate(ns_list, i):
+            for node in alternate(node_list, i):
                 a, d, c = _cycle(node, pod, f"c{i}")
                 t = times[node.impl]
                 t.cpu.append(c)
                 t.add.append(a)
                 t.dele.append(d)
                 t.cycle.append(a + d)
+        for n in node_list:
+            times[n.impl].worker_cpu = n.worker_cpu_ms() - cpu0[n.impl]
     log(f"B1 {label}: done")
     return times
 
 
 def b1(args, out: dict) -> None:
-    """B1 table."""
-    ours, ref = args.ours, args.ref
+    """B1 table: one line per variant of each row."""
     rows = [
         ("bridge+host-local ipMasq=false", 36.0,
-         [("ref", ref, lambda s: bridge_list(s, False)), ("ours", ours, lambda s: bridge_list(s, False))]),
+         variants_for(args, lambda s: bridge_list(s, False), lambda s: bridge_list(s, False))),
         ("bridge+host-local ipMasq=true", 96.0,
-         [("ref", ref, lambda s: bridge_list(s, True)), ("ours", ours, lambda s: bridge_list(s, True))]),
+         variants_for(args, lambda s: bridge_list(s, True), lambda s: bridge_list(s, True))),
         ("kube-flannel list (+portmap)", None,
-         [("ref", ref, flannel_equivalent_list), ("ours", ours, flannel_list),
-          ("ours/bridge-equiv", ours, flannel_equivalent_list)]),
+         variants_for(args, flannel_equivalent_list, flannel_list,
+                      (Variant("ours/bridge-equiv", args.ours, flannel_equivalent_list),))),
     ]
-    print(f"\nB1 serial pod cycle: ADD then DEL of one pod; medians of {args.rounds} alternating rounds, ms"
-          " (cpu: user+sys of all processes of the cycle)")
-    head = (f"{'row':32} | {'ref ADD':>7} {'ref DEL':>7} {'ref cyc':>7} {'ref cpu':>7} | {'our ADD':>7}"
-            f" {'our DEL':>7} {'our cyc':>7} {'our cpu':>7} | {'ratio':>5} | target")
+    print(f"\nB1 serial pod cycle: ADD then DEL of one pod; medians of {args.rounds} alternating rounds, ms."
+          "\n   cpu: user+sys of the cycle's processes (+ the worker's, averaged per cycle, for ours+w);"
+          " ratio: cycle / ref cycle")
+    head = f"{'row':32} {'variant':17} | {'ADD':>7} {'DEL':>7} {'cycle':>7} {'cpu':>7} | {'ratio':>5} | target"
     print(head)
     print("-" * len(head))
     out["B1"] = []
     for label, issue_ref, variants in rows:
         t = b1_row(label, variants, args.rounds, args.tmp)
-        r, o = t["ref"], t["ours"]
-        ratio = med(o.cycle) / med(r.cycle)
-        mark = "met" if ratio <= 2.0 else "MISSED"
-        print(f"{label:32} | {med(r.add):7.1f} {med(r.dele):7.1f} {med(r.cycle):7.1f} {med(r.cpu):7.1f} |"
-              f" {med(o.add):7.1f} {med(o.dele):7.1f} {med(o.cycle):7.1f} {med(o.cpu):7.1f} | {ratio:5.2f} |"
-              f" <= 2.0x ({mark})", flush=True)
-        row = {"row": label, "issue_ref_cycle_ms": issue_ref, "ratio": ratio,
-               **{f"{k}_{m}_ms": med(getattr(v, m)) for k, v in t.items() for m in ("add", "dele", "cycle", "cpu")}}
+        ref_cycle = med(t["ref"].cycle)
+        row: dict[str, Any] = {"row": label, "issue_ref_cycle_ms": issue_ref}
+        first = True
+        for v in variants:
+            x = t[v.impl]
+            cpu = med(x.cpu) + x.worker_cpu / max(1, len(x.cycle))
+            ratio = med(x.cycle) / ref_cycle
+            target = ""
+            if v.impl in ("ours", "ours+w"):
+                target = f"<= 2.0x ({'met' if ratio <= 2.0 else 'MISSED'})"
+            print(f"{label if first else '':32} {v.impl:17} | {med(x.add):7.1f} {med(x.dele):7.1f}"
+                  f" {med(x.cycle):7.1f} {cpu:7.1f} | {ratio:5.2f} | {target}", flush=True)
+            first = False
+            key = v.impl.replace("/", "_").replace("+", "_")
+            row.update({f"{key}_add_ms": med(x.add), f"{key}_del_ms": med(x.dele),
+                        f"{key}_cycle_ms": med(x.cycle), f"{key}_cpu_ms": cpu, f"{key}_ratio": ratio})
         if "ours/bridge-equiv" in t:
-            b = t["ours/bridge-equiv"]
+            o, b = t["ours"], t["ours/bridge-equiv"]
             over = med(o.cycle) - med(b.cycle)
-            print(f"{'  our flannel over our bridge':32} | {'':31} | {med(o.add) - med(b.add):7.1f}"
+            print(f"{'':32} {'flannel overhead':17} | {med(o.add) - med(b.add):7.1f}"
                   f" {med(o.dele) - med(b.dele):7.1f} {over:7.1f} {med(o.cpu) - med(b.cpu):7.1f} |"
-                  f" (our bridge list: {med(b.cycle):.1f} ms)")
+                  "       | ours minus ours/bridge-equiv")
             row["flannel_overhead_cycle_ms"] = over
         out["B1"].append(row)
 
@@ -306,52 +420,60 @@ def b1(args, out: dict) -> None:
 # --------------------------------------------------------------------------- B2
 
 
-def _burst(node: Node, pod_list: list[harness.Netns], command: str, tag: str) -> float:
-    assert node.netlist is not None
+def _burst(node: Node, pod_list: list[harness.Netns], command: str, tag: str) -> tuple[float, float]:
+    """(wall ms, CPU ms of the clients and of the worker) for one burst."""
     (plugin,) = node.netlist.plugins
     exe = os.path.join(node.bindir, plugin["type"])
     stdin = node.netlist.plugin_conf(plugin, None)
     jobs = [
-        ([exe], benchlib.cni_env(command, f"{tag}-{i}", pod.path, node.bindir), stdin)
+        ([exe], {**benchlib.cni_env(command, f"{tag}-{i}", pod.path, node.bindir), **node.env}, stdin)
         for i, pod in enumerate(pod_list)
     ]
+    cpu0 = node.worker_cpu_ms()
     with in_node(node):
         ms, runs = benchlib.run_burst(jobs)
     bad = [r for r in runs if r.rc != 0]
     if bad:
         raise BenchError(f"{len(bad)} of {len(runs)} {command}s failed; first: {bad[0].describe()}")
-    return ms
+    return ms, sum(r.cpu_ms for r in runs) + node.worker_cpu_ms() - cpu0
 
 
 def b2(args, out: dict) -> None:
-    """B2 table."""
+    """B2 table: one line per variant and burst size."""
     sizes = [4] if args.quick else [32, 64]
     rounds = 1 if args.quick else max(1, args.rounds // 4)
     issue = {32: (470.0, 1300.0), 64: (1400.0, 2700.0)}
     print(f"\nB2 bursts: N concurrent ADDs (bridge + host-local, ipMasq true, one pod namespace each),"
-          f" then N concurrent DELs; medians of {rounds} alternating rounds, wall ms")
-    head = (f"{'pods':>4} | {'ref ADD':>8} {'ref DEL':>8} | {'our ADD':>8} {'our DEL':>8} |"
+          f" then N concurrent DELs; medians of {rounds} alternating rounds; wall ms (cpu: all processes)")
+    head = (f"{'pods':>4} {'variant':8} | {'ADD':>7} {'DEL':>7} | {'ADD cpu':>7} {'DEL cpu':>7} |"
             f" {'ADD ratio':>9} {'DEL ratio':>9} | target")
     print(head)
     print("-" * len(head))
     out["B2"] = []
-    with nodes([("ref", args.ref), ("ours", args.ours)], args.tmp) as ns_list, pods(max(sizes)) as pod_all:
-        for node in ns_list:
-            node.netlist = bridge_list(node.state, True)
-            _cycle(node, pod_all[0], "warmup")
+    variants = variants_for(args, lambda s: bridge_list(s, True), lambda s: bridge_list(s, True))
+    with nodes(variants, args.tmp) as node_list, pods(max(sizes)) as pod_all:
+        warm_up(node_list, pod_all[0])
         for size in sizes:
-            t: dict[str, tuple[list[float], list[float]]] = {n.impl: ([], []) for n in ns_list}
+            t: dict[str, list[list[float]]] = {n.impl: [[], [], [], []] for n in node_list}
             for i in range(rounds):
-                for node in alternate(ns_list, i):
-                    t[node.impl][0].append(_burst(node, pod_all[:size], "ADD", f"b{size}r{i}"))
-                    t[node.impl][1].append(_burst(node, pod_all[:size], "DEL", f"b{size}r{i}"))
+                for node in alternate(node_list, i):
+                    for k, command in enumerate(("ADD", "DEL")):
+                        ms, cpu = _burst(node, pod_all[:size], command, f"b{size}r{i}")
+                        t[node.impl][k].append(ms)
+                        t[node.impl][k + 2].append(cpu)
             ra, rd = med(t["ref"][0]), med(t["ref"][1])
-            oa, od = med(t["ours"][0]), med(t["ours"][1])
-            mark = "met" if oa < ra and od < rd else "MISSED"
-            print(f"{size:>4} | {ra:8.0f} {rd:8.0f} | {oa:8.0f} {od:8.0f} | {oa / ra:9.2f} {od / rd:9.2f} |"
-                  f" < 1.0x ({mark})", flush=True)
-            out["B2"].append({"pods": size, "ref_add_ms": ra, "ref_del_ms": rd, "ours_add_ms": oa,
-                              "ours_del_ms": od, "issue_ref_ms": issue.get(size)})
+            row: dict[str, Any] = {"pods": size, "issue_ref_ms": issue.get(size)}
+            for v in variants:
+                a, d, ac, dc = (med(x) for x in t[v.impl])
+                target = ""
+                if v.impl != "ref":
+                    target = f"< 1.0x ({'met' if a < ra and d < rd else 'MISSED'})"
+                print(f"{size:>4} {v.impl:8} | {a:7.0f} {d:7.0f} | {ac:7.0f} {dc:7.0f} | {a / ra:9.2f}"
+                      f" {d / rd:9.2f} | {target}", flush=True)
+                key = v.impl.replace("+", "_")
+                row.update({f"{key}_add_ms": a, f"{key}_del_ms": d, f"{key}_add_cpu_ms": ac,
+                            f"{key}_del_cpu_ms": dc})
+            out["B2"].append(row)
     log("B2: done")
 
 
@@ -534,11 +656,18 @@ def b4_rss(args) -> None:
         _record_rss(impl, [benchlib.run([os.path.join(bindir, n)], env, ver, rss=True) for n in names])
     for make_ref, make_ours in ((lambda s: bridge_list(s, True), lambda s: bridge_list(s, True)),
                                 (flannel_equivalent_list, flannel_list)):
-        with nodes([("ref", args.ref), ("ours", args.ours)], args.tmp) as ns_list, pods(1) as (pod,):
-            for node, make in zip(ns_list, (make_ref, make_ours), strict=True):
-                node.netlist = make(node.state)
-                _cycle(node, pod, "warmup")
+        variants = variants_for(args, make_ref, make_ours)
+        with nodes(variants, args.tmp) as node_list, pods(1) as (pod,):
+            warm_up(node_list, pod)
+            for node in node_list:
                 _cycle(node, pod, "rss", rss=True)
+                for pid in node.worker_pids():
+                    try:
+                        status = Path(f"/proc/{pid}/status").read_text()
+                        hwm = next(ln for ln in status.splitlines() if ln.startswith("VmHWM:"))
+                        RSS[(node.impl, "(worker)", "all")].append(int(hwm.split()[1]))
+                    except (OSError, StopIteration, ValueError, IndexError):
+                        pass
 
 
 def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> Iterator[tuple]:
@@ -601,6 +730,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke test (< 60 s), not figures")
     ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated parts to run")
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--no-worker", dest="worker", action="store_false",
+                    help="leave out the ours+w variant (ours with PYCNI_WORKER=1)")
     ap.add_argument("--tmp", default=None, help="where state dirs go (default $TMPDIR)")
     args = ap.parse_args(argv)
     args.ours = os.path.abspath(args.ours)

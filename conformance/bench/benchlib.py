@@ -216,6 +216,7 @@ def chain(
     netns: str,
     cached: Any = None,
     rss: bool = False,
+    extra_env: dict[str, str] | None = None,
 ) -> ChainRun:
     """ADD (in order, chaining prevResult) or DEL (reverse order) of `netlist`.
 
@@ -224,7 +225,7 @@ def chain(
     """
     t0 = time.perf_counter()
     runs: list[Run] = []
-    env = cni_env(command, container_id, netns, bindir)
+    env = {**cni_env(command, container_id, netns, bindir), **(extra_env or {})}
     if command == "ADD":
         prev = None
         for plugin in netlist.plugins:

@@ -1,0 +1,448 @@
+"""Warm worker (opt-in: PYCNI_WORKER=1): one pre-imported process runs the calls of many.
+
+Started in the background by the first client that finds no worker (cni/worker_client.py),
+as this same executable with PYCNI_WORKER_SERVE=<socket path> and the client's environment
+minus CNI_*. It takes `<socket>.lock` (one worker per socket), imports every plugin module and
+builds their models, then listens on a SOCK_SEQPACKET unix socket (mode 0600). Each request
+runs in its own thread, which first makes itself look like the client process:
+
+* peer credentials (SO_PEERCRED) must be this worker's uid, and the client's build id,
+  environment (CNI_* aside), pid and user namespaces must equal the worker's; otherwise the
+  answer is "R" and the client runs the call itself;
+* the thread unshares its fs_struct (CLONE_FS), enters the client's mount namespace when it
+  differs (a caller under `ip netns exec` has its own), requires the client's root directory,
+  takes its working directory and umask, then enters its network namespace (setns on
+  /proc/<pid>/ns/net), so every path and every netlink socket means what it means to the
+  client;
+* stdin and stderr are the client's own file descriptors (passed with SCM_RIGHTS), routed per
+  thread through sys.stdin / sys.stderr; stdout goes back over the socket.
+
+Then "A" (accepted), `cni.skel.run` exactly as `cni.skel.main` would, and "O<stdout>" +
+"X<status>". The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a request,
+after PYCNI_WORKER_MAX requests (default 10000), or as soon as it notices it is stale: its
+executable was replaced, or (from source) a loaded module file changed. Exiting unlinks the
+socket first, so no new client can reach it; clients queued but not accepted see the socket
+close before "A" and run their call themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+from cni.worker_client import MAGIC, build_id, stable_env
+
+CLONE_FS = 0x00000200
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+_MAX_REQUEST = 1 << 20
+
+
+class _Routed:
+    """A stand-in for sys.stdin / sys.stderr that routes to the current thread's stream."""
+
+    def __init__(self, default) -> None:
+        self._default = default
+        self._local = threading.local()
+
+    def route(self, stream) -> None:
+        """Use `stream` for the calling thread (None: back to the process's own)."""
+        self._local.stream = stream
+
+    def _target(self):
+        return getattr(self._local, "stream", None) or self._default
+
+    def __getattr__(self, name: str):
+        return getattr(self._target(), name)
+
+    def write(self, text):
+        """Write to the calling thread's stream."""
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        """Flush the calling thread's stream."""
+        target = self._target()
+        if target is not None:
+            target.flush()
+
+
+def _unshare_fs() -> None:
+    native = getattr(os, "unshare", None)
+    if native is not None:  # Python >= 3.12
+        native(CLONE_FS)
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(ctypes.c_int(CLONE_FS)) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _umask_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    return 0o022
+
+
+def _identity(path: str) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def build_id_of(path: str) -> str:
+    """The build id a client sends: the identity (device, inode, size, mtime) of its executable."""
+    return build_id(os.stat(path))
+
+
+class Worker:
+    """The server: accept loop, per-request threads, idle/stale/limit shutdown."""
+
+    def __init__(self, sock_path: str, self_path: str) -> None:
+        self.sock_path = sock_path
+        self.self_path = self_path
+        self.build_id = build_id_of(self_path)
+        self.env = stable_env(os.environ)
+        self.idle = float(os.environ.get("PYCNI_WORKER_IDLE", "30") or 30)
+        self.max_requests = int(os.environ.get("PYCNI_WORKER_MAX", "10000") or 10000)
+        self.stale = False
+        self.active = 0
+        self.served = 0
+        self.last = time.monotonic()
+        self.cond = threading.Condition()
+        self._own_ns = {ns: self._ns_id("self", ns) for ns in ("pid", "user")}
+        self._own_mnt = self._ns_id("self", "mnt")
+        self._module_files: dict[str, int] = {}
+        self._exe = _identity(self_path)
+        self.stdin = _Routed(sys.stdin)
+        self.stderr = _Routed(sys.stderr)
+
+    @staticmethod
+    def _ns_id(pid: str | int, ns: str) -> tuple[int, int]:
+        st = os.stat(f"/proc/{pid}/ns/{ns}")
+        return (st.st_dev, st.st_ino)
+
+    # ------------------------------------------------------------------ start-up
+
+    def prewarm(self) -> None:
+        """Import every plugin module and what their calls import lazily; build the models."""
+        import importlib
+        import pkgutil
+
+        import cni
+        import ipam
+        import plugins
+
+        skip = {"cni.cnitool", "cni.worker"}
+        for pkg in (cni, plugins, ipam):
+            for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
+                if info.name not in skip:
+                    try:
+                        importlib.import_module(info.name)
+                    except Exception:  # noqa: BLE001 - a module we cannot import is simply not warm
+                        pass
+        from plugins.linux import netlink
+
+        netlink._bare_package("pyroute2")
+        importlib.import_module("pyroute2.iproute.linux")
+        for mod in ("pyroute2.netlink.exceptions", "subprocess", "ipaddress", "fcntl", "ctypes"):
+            try:
+                importlib.import_module(mod)
+            except ImportError:
+                pass
+        self._build_models()
+        if not getattr(sys, "frozen", False):
+            for mod in list(sys.modules.values()):
+                f = getattr(mod, "__file__", None)
+                if f:
+                    try:
+                        self._module_files[f] = os.stat(f).st_mtime_ns
+                    except OSError:
+                        pass
+
+    @staticmethod
+    def _build_models() -> None:
+        try:
+            from pydantic import BaseModel
+        except ImportError:
+            return
+        todo = list(BaseModel.__subclasses__())
+        while todo:
+            cls = todo.pop()
+            todo.extend(cls.__subclasses__())
+            if cls.__module__.split(".")[0] in ("cni", "plugins", "ipam") and not getattr(
+                cls, "__pydantic_complete__", True
+            ):
+                try:
+                    cls.model_rebuild()
+                except Exception:  # noqa: BLE001 - built on first use then, as without a worker
+                    pass
+
+    # ------------------------------------------------------------------ checks
+
+    def is_stale(self) -> bool:
+        """True once the executable was replaced or (from source) a loaded module changed."""
+        if self.stale:
+            return True
+        try:
+            stale = _identity(self.self_path) != self._exe
+        except OSError:
+            stale = True
+        if not stale:
+            for f, mtime in self._module_files.items():
+                try:
+                    if os.stat(f).st_mtime_ns != mtime:
+                        stale = True
+                        break
+                except OSError:
+                    stale = True
+                    break
+        self.stale = stale
+        return stale
+
+    def refusal(self, pid: int, uid: int, build_id: str, env: dict[str, str]) -> str | None:
+        """Why this worker must not run the client's call, or None."""
+        if uid != os.geteuid():
+            return "another user"
+        if build_id != self.build_id:
+            return "another build"
+        if stable_env(env) != self.env:
+            return "another environment"
+        try:
+            for ns, own in self._own_ns.items():
+                if self._ns_id(pid, ns) != own:
+                    return f"another {ns} namespace"
+        except OSError:
+            return "client not inspectable"
+        if self.is_stale():
+            self._unlink()  # no new client reaches a stale worker
+            return "stale"
+        return None
+
+    # ------------------------------------------------------------------ requests
+
+    def handle(self, conn) -> None:
+        """One request, on its own thread (which ends with it)."""
+        import socket as _socket
+
+        fds: list[int] = []
+        try:
+            msg, anc, _flags, _addr = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(8 * 4))
+            for level, kind, data in anc:
+                if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+                    fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)]
+            parts = msg.split(b"\0")
+            if len(parts) < 3 or parts[0] != MAGIC or len(fds) != 2:
+                conn.send(b"Rbad request")
+                return
+            name = parts[1].decode()
+            build_id = parts[2].decode()
+            env: dict[str, str] = {}
+            for item in parts[3:]:
+                k, _, v = item.decode("utf-8", "surrogateescape").partition("=")
+                env[k] = v
+            cred = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
+            pid = int.from_bytes(cred[0:4], sys.byteorder)
+            uid = int.from_bytes(cred[4:8], sys.byteorder)
+            why = self.refusal(pid, uid, build_id, env) or self._become_client(pid)
+            if why is not None:
+                conn.send(b"R" + why.encode())
+                return
+            conn.send(b"A")
+            rc, out = self._run(name, env, fds[0], fds[1])
+            fds = []  # closed by _run
+            data = out.encode("utf-8", "surrogateescape")
+            for i in range(0, len(data), 65536):
+                conn.send(b"O" + data[i : i + 65536])
+            conn.send(b"X" + bytes([rc & 0xFF]))
+        except OSError:
+            pass  # the client went away; nothing to answer
+        except BaseException:
+            self.log_exception()
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+            conn.close()
+
+    def log_exception(self) -> None:
+        """Append the current exception's traceback to PYCNI_WORKER_LOG, when set."""
+        path = os.environ.get("PYCNI_WORKER_LOG")
+        if not path:
+            return
+        import traceback
+
+        try:
+            with open(path, "a") as f:
+                f.write(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                traceback.print_exc(file=f)
+        except OSError:
+            pass
+
+    def _become_client(self, pid: int) -> str | None:
+        """This thread: the client's mount namespace, working directory, umask and network
+        namespace. A reason to refuse (nothing was run yet) or None; raises OSError when a
+        switch fails half-way (the thread then ends without running anything)."""
+        from cni.netns import _setns
+
+        _unshare_fs()  # cwd, root, umask and mount namespace become this thread's own
+        if self._ns_id(pid, "mnt") != self._own_mnt:  # e.g. a caller under `ip netns exec`
+            mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(mnt, CLONE_NEWNS)
+            finally:
+                os.close(mnt)
+        root, own_root = os.stat(f"/proc/{pid}/root"), os.stat("/")
+        if (root.st_dev, root.st_ino) != (own_root.st_dev, own_root.st_ino):
+            return "another root directory"
+        cwd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fchdir(cwd)
+        finally:
+            os.close(cwd)
+        os.umask(_umask_of(pid))
+        net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(net, CLONE_NEWNET)
+        finally:
+            os.close(net)
+        return None
+
+    def _run(self, name: str, env: dict[str, str], stdin_fd: int, stderr_fd: int) -> tuple[int, str]:
+        """`cni.skel.main` without the process around it: (exit status, stdout)."""
+        from cni import multicall, skel
+
+        stdin = open(stdin_fd, encoding="utf-8", errors="strict", closefd=True)  # noqa: SIM115
+        stderr = open(  # noqa: SIM115
+            stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=True
+        )
+        self.stdin.route(stdin)
+        self.stderr.route(stderr)
+        try:
+            plugin = multicall.plugin_for(name)
+
+            def source() -> bytes:
+                if env.get("CNI_COMMAND") == "VERSION":
+                    return skel.read_stdin_briefly()
+                return skel.read_stdin()
+
+            try:
+                return skel.run(plugin, env, source)
+            except SystemExit as e:  # what the process would have exited with
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                return code, ""
+        finally:
+            self.stdin.route(None)
+            self.stderr.route(None)
+            for f in (stdin, stderr):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------------ loop
+
+    def _thread(self, conn) -> None:
+        try:
+            self.handle(conn)
+        finally:
+            with self.cond:
+                self.active -= 1
+                self.last = time.monotonic()
+                self.cond.notify_all()
+
+    def serve(self, listener) -> None:
+        """Accept until idle, stale or at the request limit; then close and wait for threads."""
+        import select
+
+        try:
+            while True:
+                with self.cond:
+                    idle_for = time.monotonic() - self.last if self.active == 0 else 0.0
+                if idle_for >= self.idle or self.stale or self.served >= self.max_requests:
+                    break
+                # wake at least once a second, to notice staleness found by a request thread
+                ready, _, _ = select.select([listener], [], [], min(1.0, max(0.05, self.idle - idle_for)))
+                if not ready:
+                    continue
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with self.cond:
+                    self.active += 1
+                    self.served += 1
+                threading.Thread(target=self._thread, args=(conn,), daemon=True).start()
+        finally:
+            self._unlink()
+            listener.close()
+            with self.cond:
+                while self.active:
+                    self.cond.wait()
+
+    def _unlink(self) -> None:
+        try:
+            st = os.stat(self.sock_path)
+            if (st.st_dev, st.st_ino) == self._sock_id:
+                os.unlink(self.sock_path)
+        except (OSError, AttributeError):
+            pass
+
+    def listen(self):
+        """Bind the socket (replacing a dead worker's file) and listen; the lock must be held."""
+        import socket
+
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        try:
+            os.unlink(self.sock_path)
+        except FileNotFoundError:
+            pass
+        old = os.umask(0o077)
+        try:
+            listener.bind(self.sock_path)
+        finally:
+            os.umask(old)
+        st = os.stat(self.sock_path)
+        self._sock_id = (st.st_dev, st.st_ino)
+        listener.listen(256)
+        self.last = time.monotonic()
+        return listener
+
+
+def _lock(path: str, wait: float = 2.0) -> int | None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())  # who serves this socket, for operators
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def serve(sock_path: str, self_path: str) -> None:
+    """Process entry of a worker (PYCNI_WORKER_SERVE); exits the process when done."""
+    lock = _lock(sock_path + ".lock")
+    if lock is None:
+        os._exit(0)  # another worker serves this socket
+    try:
+        worker = Worker(sock_path, self_path)
+        worker.prewarm()
+        sys.stdin = worker.stdin  # type: ignore[assignment]
+        sys.stderr = worker.stderr  # type: ignore[assignment]
+        listener = worker.listen()
+        worker.serve(listener)
+    except Exception:  # noqa: BLE001 - a worker that cannot start just is not there
+        pass
+    os._exit(0)

@@ -1,0 +1,407 @@
+"""The warm worker (PYCNI_WORKER=1; cni/worker.py, cni/worker_client.py) with the built executables.
+
+Real executables from dist/bin, real namespaces, a worker directory per test (short, 0700, under
+/tmp). Every worker a test caused is ended by pid (read from its lock file) at teardown.
+
+What must hold: a call through the worker gives the same stdout and exit status as the same
+call in-process; every call acts in its own caller's namespaces, also when many run at once and
+when callers sit in different node namespaces; a worker of another build or environment, a dead
+worker or an unsafe directory means in-process work, never a wrong or missing answer; a worker
+that dies mid-call gives a CNI error instead of a hang; an idle worker goes away.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import harness
+import pytest
+from harness import Netns, run_plugin
+
+DIST = harness.REPO_ROOT / "dist" / "bin"
+
+pytestmark = pytest.mark.netns
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs():
+    for name in ("bridge", "host-local", "loopback", "flannel"):
+        if not os.access(DIST / name, os.X_OK):
+            pytest.skip(f"{DIST / name} not built (run `make build`)")
+    info = DIST / "pycni-lib" / "BUILD-INFO"
+    if info.exists() and not (DIST / "pycni-lib" / "cni" / "worker_client.pyc").exists():
+        pytest.skip("dist/bin predates the worker (run `make build`)")
+
+
+def _worker_pids(wdir: Path) -> list[int]:
+    pids = []
+    for lock in wdir.glob("*.lock"):
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid and _alive(pid):
+            pids.append(pid)
+    return pids
+
+
+def _kill(pids: list[int], sig: int = signal.SIGTERM) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture
+def wdir():
+    """A private worker directory; the workers started in it are ended afterwards."""
+    d = Path(tempfile.mkdtemp(prefix="pwt-", dir="/tmp"))
+    try:
+        yield d
+    finally:
+        _kill(_worker_pids(d))
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def wenv(wdir: Path, **extra: str) -> dict[str, str]:
+    """extra_env switching the worker on, with its directory, a log and the debug line."""
+    return {
+        "PYCNI_WORKER": "1",
+        "PYCNI_WORKER_DIR": str(wdir),
+        "PYCNI_WORKER_DEBUG": "1",
+        "PYCNI_WORKER_LOG": str(wdir / "log"),
+        "PYCNI_WORKER_IDLE": "60",
+        **extra,
+    }
+
+
+def wait_for_worker(wdir: Path, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if list(wdir.glob("*.sock")) and _worker_pids(wdir):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no worker listening in {wdir}")
+
+
+def wait_for_workers(wdir: Path, count: int, timeout: float = 20.0) -> None:
+    """Until `count` workers are alive and as many sockets listen."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if len(list(wdir.glob("*.sock"))) == count and len(_worker_pids(wdir)) == count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not {count} workers in {wdir}: {_worker_pids(wdir)}")
+
+
+def served(r) -> bool:
+    """True when the client's debug line says the worker ran the call."""
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("pycni worker: ")]
+    assert len(lines) == 1, r.stderr
+    return lines[0] == "pycni worker: served"
+
+
+def no_worker_errors(wdir: Path) -> None:
+    log = wdir / "log"
+    assert not log.exists() or not log.read_text().strip(), log.read_text()
+
+
+def bridge_conf(state, bridge="cni0", subnet="10.33.0.0/16") -> dict:
+    return {
+        "cniVersion": "1.0.0",
+        "name": "wnet",
+        "type": "bridge",
+        "bridge": bridge,
+        "isGateway": True,
+        "ipMasq": True,
+        "ipam": {"type": "host-local", "subnet": subnet, "dataDir": str(state.networks)},
+    }
+
+
+def start_worker(node: Netns, pod: Netns, wdir: Path, state) -> None:
+    """First call: in-process, starts the worker; returns once the worker listens."""
+    conf = bridge_conf(state)
+    kw = dict(netns=pod.path, in_netns=node, containerid="boot", extra_env=wenv(wdir))
+    r = run_plugin(DIST / "bridge", "ADD", conf, **kw)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not served(r) and "no worker (starting one)" in r.stderr
+    assert run_plugin(DIST / "bridge", "DEL", conf, **kw).returncode == 0
+    wait_for_worker(wdir)
+
+
+def pod_addr(pod: Netns) -> list[str]:
+    out = pod.ip("-o", "-4", "addr", "show", "dev", "eth0", check=False).stdout
+    return [line.split()[3] for line in out.splitlines()]
+
+
+def strip_volatile(result: dict) -> dict:
+    """The result without what differs between two pods (MACs, sandbox path, addresses)."""
+    text = json.dumps(result)
+    out = json.loads(text)
+    for iface in out.get("interfaces", []):
+        iface.pop("mac", None)
+        iface.pop("sandbox", None)
+        if iface.get("name", "").startswith("veth"):
+            iface["name"] = "veth*"
+    for ip in out.get("ips", []):
+        ip["address"] = "*"
+    return out
+
+
+def test_calls_through_the_worker_match_in_process(node_ns, make_pod, state_dir, wdir):
+    """ADD, CHECK, DEL, VERSION and errors: same stdout and status through the worker."""
+    pod_w, pod_i = make_pod(), make_pod()
+    start_worker(node_ns, pod_w, wdir, state_dir)
+    conf = bridge_conf(state_dir)
+    via = dict(in_netns=node_ns, extra_env=wenv(wdir))
+    inproc = dict(in_netns=node_ns)
+    rw = run_plugin(DIST / "bridge", "ADD", conf, netns=pod_w.path, containerid="w1", **via)
+    ri = run_plugin(DIST / "bridge", "ADD", conf, netns=pod_i.path, containerid="i1", **inproc)
+    assert served(rw)
+    assert (rw.returncode, ri.returncode) == (0, 0), rw.stdout + ri.stdout
+    assert strip_volatile(rw.result) == strip_volatile(ri.result)
+    assert pod_addr(pod_w) == [rw.result["ips"][0]["address"]]
+    prev = dict(conf, prevResult=rw.result)
+    r = run_plugin(DIST / "bridge", "CHECK", prev, netns=pod_w.path, containerid="w1", **via)
+    assert served(r) and r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    # errors: the same JSON and status
+    bad = dict(conf, vlan=5000)  # refused (code 7) before anything is created
+    for command in ("ADD", "DEL"):
+        rw = run_plugin(DIST / "bridge", command, bad, netns=pod_w.path, containerid="w2", **via)
+        ri = run_plugin(DIST / "bridge", command, bad, netns=pod_i.path, containerid="i2", **inproc)
+        assert served(rw)
+        assert (rw.returncode, rw.stdout) == (ri.returncode, ri.stdout)
+    for stdin in (b"{not json", b""):
+        rw = run_plugin(DIST / "bridge", "ADD", stdin, netns=pod_w.path, containerid="w3", **via)
+        ri = run_plugin(DIST / "bridge", "ADD", stdin, netns=pod_i.path, containerid="i3", **inproc)
+        assert (rw.returncode, rw.stdout) == (ri.returncode, ri.stdout)
+    rw = run_plugin(DIST / "bridge", "VERSION", {"cniVersion": "0.4.0"}, **via)
+    ri = run_plugin(DIST / "bridge", "VERSION", {"cniVersion": "0.4.0"}, **inproc)
+    assert served(rw) and (rw.returncode, rw.stdout) == (ri.returncode, ri.stdout)
+    for pod, cid, kw in ((pod_w, "w1", via), (pod_i, "i1", inproc)):
+        r = run_plugin(DIST / "bridge", "DEL", conf, netns=pod.path, containerid=cid, **kw)
+        assert r.returncode == 0 and r.stdout == "", r.stdout + r.stderr
+    assert pod_addr(pod_w) == [] and pod_addr(pod_i) == []
+    no_worker_errors(wdir)
+
+
+def test_flannel_delegates_in_process_inside_the_worker(node_ns, make_pod, state_dir, wdir):
+    pod = make_pod()
+    start_worker(node_ns, make_pod(), wdir, state_dir)
+    state_dir.subnet_env.write_text(
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.7.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+    )
+    conf = {
+        "cniVersion": "0.3.1",
+        "name": "cbr0",
+        "type": "flannel",
+        "subnetFile": str(state_dir.subnet_env),
+        "dataDir": str(state_dir.flannel),
+        "ipam": {"dataDir": str(state_dir.networks)},
+        "delegate": {"bridge": "cni9", "hairpinMode": True, "isDefaultGateway": True},
+    }
+    kw = dict(netns=pod.path, containerid="f1", in_netns=node_ns, extra_env=wenv(wdir))
+    r = run_plugin(DIST / "flannel", "ADD", conf, **kw)
+    assert served(r) and r.returncode == 0, r.stdout + r.stderr
+    assert pod_addr(pod) == [r.result["ips"][0]["address"]]
+    assert r.result["ips"][0]["address"].startswith("10.244.7.")
+    r = run_plugin(DIST / "flannel", "DEL", conf, **kw)
+    assert served(r) and r.returncode == 0, r.stdout + r.stderr
+    assert pod_addr(pod) == []
+    no_worker_errors(wdir)
+
+
+def test_concurrent_calls_each_act_in_their_own_pod(node_ns, make_pod, state_dir, wdir):
+    n = int(os.environ.get("WORKER_TEST_PODS", "16"))
+    pods = [make_pod() for _ in range(n)]
+    start_worker(node_ns, pods[0], wdir, state_dir)
+    conf = bridge_conf(state_dir)
+    results: dict[int, object] = {}
+
+    def call(i: int, command: str) -> None:
+        results[i] = run_plugin(
+            DIST / "bridge", command, conf, netns=pods[i].path, containerid=f"c{i}",
+            in_netns=node_ns, extra_env=wenv(wdir),
+        )
+
+    for command in ("ADD", "DEL"):
+        results.clear()
+        threads = [threading.Thread(target=call, args=(i, command)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(n):
+            r = results[i]
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert served(r), r.stderr
+            if command == "ADD":
+                assert pod_addr(pods[i]) == [r.result["ips"][0]["address"]], i
+        if command == "ADD":
+            addrs = {results[i].result["ips"][0]["address"] for i in range(n)}
+            assert len(addrs) == n
+            veths = node_ns.ip("-o", "link", "show", "type", "veth").stdout.splitlines()
+            assert len(veths) == n
+    assert all(pod_addr(p) == [] for p in pods)
+    assert node_ns.ip("-o", "link", "show", "type", "veth").stdout.strip() == ""
+    assert [p.name for p in (state_dir.networks / "wnet").iterdir() if p.name[0].isdigit()] == []
+    no_worker_errors(wdir)
+
+
+def test_callers_in_two_node_namespaces_share_one_worker(make_pod, state_dir, wdir):
+    node_a, node_b = make_pod("node", lo_up=True), make_pod("node", lo_up=True)
+    pod_a, pod_b = make_pod(), make_pod()
+    start_worker(node_a, make_pod(), wdir, state_dir)
+    conf = bridge_conf(state_dir, bridge="cni5")
+    for node, pod, cid in ((node_a, pod_a, "a"), (node_b, pod_b, "b")):
+        r = run_plugin(DIST / "bridge", "ADD", conf, netns=pod.path, containerid=cid,
+                       in_netns=node, extra_env=wenv(wdir))
+        assert served(r) and r.returncode == 0, r.stdout + r.stderr
+        host_veth = [i["name"] for i in r.result["interfaces"] if i["name"].startswith("veth")][0]
+        assert node.ip("link", "show", host_veth, check=False).returncode == 0
+        assert node.ip("link", "show", "cni5", check=False).returncode == 0
+    assert len(_worker_pids(wdir)) == 1
+    for node, pod, cid in ((node_a, pod_a, "a"), (node_b, pod_b, "b")):
+        r = run_plugin(DIST / "bridge", "DEL", conf, netns=pod.path, containerid=cid,
+                       in_netns=node, extra_env=wenv(wdir))
+        assert served(r) and r.returncode == 0
+    no_worker_errors(wdir)
+
+
+def test_dead_worker_means_in_process_and_a_new_worker(node_ns, make_pod, state_dir, wdir):
+    pod = make_pod()
+    start_worker(node_ns, pod, wdir, state_dir)
+    (old,) = _worker_pids(wdir)
+    _kill([old], signal.SIGKILL)
+    assert list(wdir.glob("*.sock")), "a killed worker leaves its socket file"
+    conf = bridge_conf(state_dir)
+    kw = dict(netns=pod.path, containerid="d1", in_netns=node_ns, extra_env=wenv(wdir))
+    r = run_plugin(DIST / "bridge", "ADD", conf, **kw)
+    assert r.returncode == 0 and not served(r), r.stdout + r.stderr
+    wait_for_worker(wdir)
+    assert _worker_pids(wdir) != [old]
+    r = run_plugin(DIST / "bridge", "DEL", conf, **kw)
+    assert r.returncode == 0 and served(r)
+
+
+def test_worker_dying_mid_call_is_an_error_not_a_hang(node_ns, make_pod, state_dir, wdir):
+    pod = make_pod()
+    start_worker(node_ns, pod, wdir, state_dir)
+    (pid,) = _worker_pids(wdir)
+    conf = {  # flannel waits for a subnet.env that never comes: a call that takes a while
+        "cniVersion": "1.0.0", "name": "slow", "type": "flannel", "subnetFileWait": 20,
+        "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
+    }
+    threading.Timer(1.5, lambda: _kill([pid], signal.SIGKILL)).start()
+    start = time.monotonic()
+    r = run_plugin(DIST / "flannel", "ADD", conf, netns=pod.path, containerid="m1",
+                   in_netns=node_ns, extra_env=wenv(wdir), timeout=30)
+    assert time.monotonic() - start < 10
+    assert r.returncode == 1 and r.result["code"] == 999, r.stdout
+    assert "worker ended before answering" in r.result["msg"]
+
+
+def test_refusals_mean_in_process(node_ns, make_pod, state_dir, wdir):
+    """Another environment gets its own worker; another build is refused; an unsafe dir is unused."""
+    pod = make_pod()
+    start_worker(node_ns, pod, wdir, state_dir)
+    conf = bridge_conf(state_dir)
+    r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env=wenv(wdir, LANG="C.UTF-8"))
+    assert r.returncode == 0 and not served(r) and "no worker" in r.stderr
+    wait_for_workers(wdir, 2)
+    # a request naming another build, straight through the protocol
+    from cni import worker_client
+
+    sock_path = sorted(wdir.glob("*.sock"), key=os.path.getmtime)[0]
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(str(sock_path))
+    req = worker_client.encode_request("bridge", "0:0:0:0", wenv(wdir) | {"PATH": harness.SAFE_PATH})
+    s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, (0).to_bytes(4, "little") * 2)])
+    assert s.recv(4096) == b"Ranother build"
+    s.close()
+    # a directory others can write to is not used
+    unsafe = Path(tempfile.mkdtemp(prefix="pwu-", dir="/tmp"))
+    try:
+        os.chmod(unsafe, 0o777)
+        r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env=wenv(unsafe))
+        assert r.returncode == 0 and "in-process: no usable worker directory" in r.stderr
+        assert not list(unsafe.glob("*.sock"))
+    finally:
+        shutil.rmtree(unsafe)
+
+
+def test_replaced_executable_means_a_new_worker(node_ns, make_pod, state_dir, wdir, tmp_path):
+    """An upgrade (the executable replaced by a new file) never reaches the old worker."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(DIST / "pycni-lib", bindir / "pycni-lib")
+    shutil.copy2(DIST / "bridge", bindir / "bridge")
+    os.link(bindir / "bridge", bindir / "host-local")
+    pod = make_pod()
+    conf = bridge_conf(state_dir)
+    kw = dict(netns=pod.path, in_netns=node_ns, extra_env=wenv(wdir))
+    r = run_plugin(bindir / "bridge", "ADD", conf, containerid="u1", **kw)
+    assert r.returncode == 0 and "starting one" in r.stderr, r.stderr
+    wait_for_worker(wdir)
+    (old,) = _worker_pids(wdir)
+    assert served(run_plugin(bindir / "bridge", "DEL", conf, containerid="u1", **kw))
+    # upgrade: a new file under the same names
+    new = bindir / "bridge.new"
+    shutil.copy2(DIST / "bridge", new)
+    os.utime(new, ns=(time.time_ns(), time.time_ns()))
+    os.rename(new, bindir / "bridge")
+    os.unlink(bindir / "host-local")
+    os.link(bindir / "bridge", bindir / "host-local")
+    r = run_plugin(bindir / "bridge", "ADD", conf, containerid="u2", **kw)
+    assert r.returncode == 0 and "no worker (starting one)" in r.stderr, r.stderr
+    wait_for_workers(wdir, 2)
+    assert old in _worker_pids(wdir)
+    r = run_plugin(bindir / "bridge", "DEL", conf, containerid="u2", **kw)
+    assert r.returncode == 0 and served(r)
+
+
+def test_idle_worker_goes_away(node_ns, make_pod, state_dir, wdir):
+    pod = make_pod()
+    conf = bridge_conf(state_dir)
+    kw = dict(netns=pod.path, in_netns=node_ns, extra_env=wenv(wdir, PYCNI_WORKER_IDLE="1"))
+    assert run_plugin(DIST / "bridge", "ADD", conf, containerid="i1", **kw).returncode == 0
+    wait_for_worker(wdir)
+    (pid,) = _worker_pids(wdir)
+    deadline = time.monotonic() + 15
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(pid)
+    assert not list(wdir.glob("*.sock"))
+    assert run_plugin(DIST / "bridge", "DEL", conf, containerid="i1", **kw).returncode == 0
+
+
+def test_closed_stdin_is_handled_in_process(node_ns, make_pod, state_dir, wdir):
+    pod = make_pod()
+    start_worker(node_ns, pod, wdir, state_dir)
+    env = harness.plugin_env("ADD", netns=pod.path, cni_path=str(DIST), extra_env=wenv(wdir))
+    outs = []
+    for extra in ({}, {"PYCNI_WORKER": "0"}):
+        proc = node_ns.exec("sh", "-c", f"exec {DIST / 'bridge'} <&-", env={**env, **extra}, check=False)
+        outs.append((proc.returncode, proc.stdout))
+    assert outs[0] == outs[1] and outs[0][0] == 1 and '"code": 5' in outs[0][1]
