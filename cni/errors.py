@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 ERR_UNKNOWN = 0
 ERR_INCOMPATIBLE_CNI_VERSION = 1
 ERR_UNSUPPORTED_FIELD = 2
@@ -47,8 +45,10 @@ class CNIError(Exception):
         return out
 
     def to_json(self, cni_version: str | None = None) -> str:
-        """The error JSON as the skel prints it: 4-space indent, no trailing newline."""
-        return json.dumps(self.to_dict(cni_version), indent=4)
+        """The error JSON as the skel prints it: 4-space indent, no trailing newline, Go escapes."""
+        from cni.gojson import marshal_indent
+
+        return marshal_indent(self.to_dict(cni_version))
 
     @classmethod
     def from_dict(cls, obj: dict) -> CNIError:

@@ -121,6 +121,22 @@ def marshal_str(obj: Any) -> str:
     return "".join(out)
 
 
+_HTML_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def marshal_indent(obj: Any) -> str:
+    """Like Go's json.MarshalIndent(obj, "", "    "): key order kept, raw UTF-8, `<>&` escaped.
+
+    This is how the skel prints results and errors (no trailing newline).
+    """
+    text = json.dumps(obj, indent=4, ensure_ascii=False)
+    if any(c in text for c in _HTML_SAFE):
+        text = "".join(_HTML_SAFE.get(c, c) for c in text)
+    if any("\ud800" <= c <= "\udfff" for c in text):  # lone surrogate: Go writes U+FFFD
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character '{name[0]}' looking for beginning of value")
 
