@@ -85,7 +85,7 @@ KNOWN: tuple[KnownBug, ...] = (
             "rejection, so the file (and the pod's teardown) is stuck for good"
         ),
         exes=frozenset({"flannel", "cnitool"}),
-        evidence=re.compile(r"ADD error \d+; DEL error \d+|add error; del error"),
+        evidence=re.compile(r"DEL error [67]\b|add error; del error"),
         lines=re.compile(r"left behind: file \S*flannel\S*/"),
     ),
 )
