@@ -1,7 +1,8 @@
 """Client half of the warm worker (opt-in: PYCNI_WORKER=1): hand this invocation to a worker.
 
 A worker (cni/worker.py) is a short-lived process of this same build that has already imported
-everything the plugins need. A plugin process started by the runtime pays only for this module:
+everything the plugins need; up to PYCNI_WORKER_PROCS of them (default: CPUs, at most 4) share
+the calls, each client picking one by its pid. A plugin process started by the runtime pays only for this module:
 it connects to the worker's socket and passes its stdin and stderr (SCM_RIGHTS) plus its name,
 build id and environment; the worker runs the request in a thread that enters this process's
 network namespace, working directory and umask (read from /proc/<pid>, checked against the
@@ -52,9 +53,22 @@ def _fnv1a64(data: bytes) -> int:
     return h
 
 
-def socket_path(build_id: str, env) -> str | None:
-    """The worker socket for this build, user and environment; None when the directory is
-    unusable (missing and not creatable, not ours, writable by others, path too long)."""
+def worker_count(env) -> int:
+    """How many workers share the calls (PYCNI_WORKER_PROCS, default: CPUs, at most 4): the
+    plugins' Python work is bound to one core per worker, and a burst of pods wants them all."""
+    try:
+        n = int(env.get("PYCNI_WORKER_PROCS", "") or 0)
+    except ValueError:
+        n = 0
+    if n <= 0:
+        n = min(os.cpu_count() or 1, 4)
+    return min(n, 64)
+
+
+def socket_path(build_id: str, env, index: int | None = None) -> str | None:
+    """The socket of worker `index` (default: this process's pick, pid modulo the worker
+    count) for this build, user and environment; None when the directory is unusable
+    (missing and not creatable, not ours, writable by others, path too long)."""
     directory = env.get("PYCNI_WORKER_DIR") or DEFAULT_DIR
     try:
         st = os.stat(directory)
@@ -69,7 +83,9 @@ def socket_path(build_id: str, env) -> str | None:
     if st.st_uid != os.geteuid() or st.st_mode & 0o022:
         return None
     text = "\0".join([build_id, str(os.geteuid())] + [f"{k}={v}" for k, v in stable_env(env)])
-    path = f"{directory}/w-{_fnv1a64(text.encode('utf-8', 'surrogateescape')):016x}.sock"
+    if index is None:
+        index = os.getpid() % worker_count(env)
+    path = f"{directory}/w-{_fnv1a64(text.encode('utf-8', 'surrogateescape')):016x}-{index}.sock"
     return path if len(path.encode()) < 108 else None
 
 

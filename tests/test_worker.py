@@ -92,6 +92,7 @@ def wenv(wdir: Path, **extra: str) -> dict[str, str]:
         "PYCNI_WORKER_DEBUG": "1",
         "PYCNI_WORKER_LOG": str(wdir / "log"),
         "PYCNI_WORKER_IDLE": "60",
+        "PYCNI_WORKER_PROCS": "1",  # one worker: deterministic; test_two_workers has two
         **extra,
     }
 
@@ -405,3 +406,38 @@ def test_closed_stdin_is_handled_in_process(node_ns, make_pod, state_dir, wdir):
         proc = node_ns.exec("sh", "-c", f"exec {DIST / 'bridge'} <&-", env={**env, **extra}, check=False)
         outs.append((proc.returncode, proc.stdout))
     assert outs[0] == outs[1] and outs[0][0] == 1 and '"code": 5' in outs[0][1]
+
+
+def test_two_workers_share_a_burst(node_ns, make_pod, state_dir, wdir):
+    """PYCNI_WORKER_PROCS=2: clients pick a worker by pid; both come up and serve correctly."""
+    n = 12
+    pods = [make_pod() for _ in range(n)]
+    conf = bridge_conf(state_dir)
+    env = wenv(wdir, PYCNI_WORKER_PROCS="2")
+    for _ in range(40):  # serial calls until both workers listen (a missing one is started)
+        r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env=env)
+        assert r.returncode == 0
+        if len(list(wdir.glob("*.sock"))) == 2:
+            break
+        time.sleep(0.1)
+    wait_for_workers(wdir, 2)
+    results: dict[int, object] = {}
+
+    def call(i: int, command: str) -> None:
+        results[i] = run_plugin(DIST / "bridge", command, conf, netns=pods[i].path, containerid=f"t{i}",
+                                in_netns=node_ns, extra_env=env)
+
+    for command in ("ADD", "DEL"):
+        threads = [threading.Thread(target=call, args=(i, command)) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert all(results[i].returncode == 0 and served(results[i]) for i in range(n)), [
+            results[i].stderr for i in range(n)
+        ]
+        if command == "ADD":
+            assert len({results[i].result["ips"][0]["address"] for i in range(n)}) == n
+            assert all(pod_addr(pods[i]) == [results[i].result["ips"][0]["address"]] for i in range(n))
+    assert all(pod_addr(p) == [] for p in pods)
+    no_worker_errors(wdir)

@@ -2,7 +2,7 @@
 """CNI benchmark (issue 10): ours against the reference on identical configurations.
 
     bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4]
-                 [--json FILE]
+                 [--no-worker] [--json FILE] [--tmp DIR]
 
 Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
 ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (tests/harness.py) with
@@ -10,6 +10,11 @@ its state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; po
 throwaway namespaces. Ours and the reference alternate round by round (the order flips every
 round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
 measured in the steady state of a node that already has its bridge and firewall chains.
+
+Variants: `ref` (the Go reference), `ours` (our executables as shipped: one interpreter per
+call, in-process delegation) and `ours+w` (the same executables with the opt-in warm worker,
+PYCNI_WORKER=1, cni/worker.py; its workers are started by the warm-up calls, counted in the
+CPU column, and ended at the end of each part). `--no-worker` leaves `ours+w` out.
 
 B1  serial pod cycle: ADD then DEL of one pod, as a runtime does it (a network list run plugin
     by plugin, prevResult chained, DEL in reverse order). Rows: bridge + host-local with
@@ -20,8 +25,8 @@ B1  serial pod cycle: ADD then DEL of one pod, as a runtime does it (a network l
     over our bridge is printed on its own line.
 B2  bursts: 32 and 64 concurrent ADDs (bridge + host-local, ipMasq true), each in its own pod
     namespace, then their DELs, also concurrent. Wall time from the first start to the last exit.
-B3  host-local at scale: ADD and DEL with 0, 10,000 and 60,000 existing leases (the fill and
-    the timed calls come from bench_host_local.py). "work" is the plugin's own work run in
+B3  host-local at scale: ADD and DEL with 0, 10,000 and 60,000 existing leases (the lease fill,
+    config and environment are bench_host_local.py's). "work" is the plugin's own work run in
     this interpreter (imports already loaded), what the issue's 20 ms budget is about.
 B4  footprint: peak RSS (wait4's ru_maxrss) of every invocation timed in B1/B2, per plugin and
     command; and import time per entry point and command, measured with `-X importtime` by
@@ -195,16 +200,8 @@ class Node:
         return self.variant.bindir
 
     def worker_pids(self) -> list[int]:
-        """Pids of live workers serving this node (read from their lock files)."""
-        pids = []
-        for lock in Path(self.worker_dir).glob("*.lock") if self.worker_dir else ():
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                continue
-            if pid and _alive(pid):
-                pids.append(pid)
-        return pids
+        """Pids of live workers serving this node."""
+        return worker_pids(self.worker_dir)
 
     def worker_cpu_ms(self) -> float:
         """CPU used so far by this node's live workers (utime + stime, clock-tick resolution)."""
@@ -218,28 +215,41 @@ class Node:
                 pass
         return total
 
-    def wait_for_worker(self, timeout: float = 15.0) -> None:
-        """Block until a worker socket is listening (the warm-up call started the worker)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.worker_dir and list(Path(self.worker_dir).glob("*.sock")):
-                return
-            time.sleep(0.05)
-        raise BenchError(f"{self.impl}: no worker socket in {self.worker_dir} after {timeout:.0f} s")
+    def workers_listening(self) -> int:
+        """How many worker sockets exist."""
+        return len(list(Path(self.worker_dir).glob("*.sock"))) if self.worker_dir else 0
 
     def stop_workers(self) -> None:
-        """End this node's workers (started for this benchmark, found by pid) and wait."""
-        import signal
+        """End this node's workers."""
+        stop_workers(self.worker_dir)
 
-        pids = self.worker_pids()
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-            time.sleep(0.02)
+
+def worker_pids(wdir: str | None) -> list[int]:
+    """Pids of the live workers whose lock files are in `wdir` (each writes its pid there)."""
+    pids = []
+    for lock in Path(wdir).glob("*.lock") if wdir else ():
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid and _alive(pid):
+            pids.append(pid)
+    return pids
+
+
+def stop_workers(wdir: str | None) -> None:
+    """End the workers of `wdir` (started by this benchmark; found by pid) and wait for them."""
+    import signal
+
+    pids = worker_pids(wdir)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _alive(pid: int) -> bool:
@@ -312,11 +322,24 @@ def alternate(items: list, round_no: int) -> list:
 def warm_up(node_list: list[Node], pod: harness.Netns) -> None:
     """One untimed cycle per node (bridge and chains created); worker nodes: until the worker
     listens, then one more cycle so it has run each command once."""
+    from cni.worker_client import worker_count
+
     for node in node_list:
         _cycle(node, pod, "warmup")
-        if node.variant.worker:
-            node.wait_for_worker()
-            _cycle(node, pod, "warmup2")
+        if not node.variant.worker:
+            continue
+        # each client picks a worker by its pid: cycle until every worker is up and has
+        # served (a call that finds its worker missing starts it and runs in-process)
+        want = worker_count(node.env)
+        deadline = time.monotonic() + 60
+        n = 0
+        while node.workers_listening() < want or n < 2 * want:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{node.impl}: {node.workers_listening()} of {want} workers up after 60 s")
+            _cycle(node, pod, f"warmup{n}")
+            n += 1
+            if node.workers_listening() < want:
+                time.sleep(0.2)
 
 
 def variants_for(args, make_ref, make_ours, extra: tuple[Variant, ...] = ()) -> list[Variant]:
@@ -480,61 +503,110 @@ def b2(args, out: dict) -> None:
 # --------------------------------------------------------------------------- B3
 
 
+def _hl_exec(exe: str, env: dict[str, str], stdin: bytes) -> float:
+    """One host-local call as a process; wall ms. BenchError when it fails."""
+    r = benchlib.run([exe], env, stdin)
+    if r.rc != 0:
+        raise BenchError(r.describe())
+    return r.ms
+
+
+def _hl_work(env: dict[str, str], stdin: bytes) -> float:
+    """One host-local call in this interpreter (imports already loaded); wall ms."""
+    from cni.skel import run
+    from ipam.host_local import PLUGIN
+
+    t0 = time.perf_counter()
+    rc, out = run(PLUGIN, env, stdin)
+    ms = (time.perf_counter() - t0) * 1000
+    if rc != 0:
+        raise BenchError(f"in-process host-local {env['CNI_COMMAND']} failed: {out}")
+    return ms
+
+
 def b3(args, out: dict) -> None:
-    """B3 table, built from bench_host_local.py's fill and timed calls, alternating."""
+    """B3 table: the lease fill, config and environment of bench_host_local.py; calls alternate."""
     import bench_host_local as bhl
 
     sizes = [0, 1000] if args.quick else [0, 10000, 60000]
     rounds = 2 if args.quick else max(5, args.rounds)
     ours = os.path.join(args.ours, "host-local")
     ref = os.path.join(args.ref, "host-local")
+    impls = ["ref", "ours"] + (["ours+w"] if args.worker else [])
     print(f"\nB3 host-local at scale: ADD / DEL with N existing leases in a /16; medians of {rounds}"
-          " alternating rounds, ms")
-    head = (f"{'leases':>6} | {'ref ADD':>7} {'ref DEL':>7} | {'our ADD':>7} {'our DEL':>7} (exec) |"
-            f" {'our ADD':>7} {'our DEL':>7} (work) | {'1st call':>8} | target")
+          " alternating rounds, ms (work: the plugin's own work, in this interpreter)")
+    head = (f"{'leases':>6} | {'ref ADD':>7} {'ref DEL':>7} | {'our ADD':>7} {'our DEL':>7} |"
+            f" {'+w ADD':>7} {'+w DEL':>7} | {'work ADD':>8} {'work DEL':>8} | {'1st call':>8} | target")
     print(head)
     print("-" * len(head))
     out["B3"] = []
-    warm = _tmpdir(args.tmp, "warm")
-    try:
-        bhl.rounds_in_process(warm, 1, "warm")  # imports, outside the timings
-    finally:
-        shutil.rmtree(warm, ignore_errors=True)
     ns = harness.create_netns("bnode", lo_up=True)
+    wdir = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
+    wenv = {**WORKER_ENV, "PYCNI_WORKER_DIR": wdir}
     try:
         from cni.netns import in_netns
 
-        for size in sizes:
-            d_ref, d_ours = _tmpdir(args.tmp, "ref"), _tmpdir(args.tmp, "ours")
-            try:
-                bhl.fill(d_ref, size)
-                bhl.fill(d_ours, size)
-                stdin_path = os.path.join(d_ours, "conf.json")
-                Path(stdin_path).write_bytes(bhl.conf(d_ours))
-                with in_netns(ns.path):
-                    first = bhl.spawn(ours, bhl.env_for("DEL", "nobody"), stdin_path) * 1000
-                    t: dict[str, tuple[list[float], list[float]]] = {"ref": ([], []), "ours": ([], [])}
-                    for i in range(rounds):
-                        for impl in alternate(["ref", "ours"], i):
-                            exe, d = (ref, d_ref) if impl == "ref" else (ours, d_ours)
-                            a, dl = bhl.rounds_exec(exe, d, 1, f"{impl}{i}")
-                            t[impl][0].extend(a)
-                            t[impl][1].extend(dl)
-                    wa, wd = bhl.rounds_in_process(d_ours, rounds, "work")
+        with in_netns(ns.path):
+            warm = _tmpdir(args.tmp, "warm")
+            try:  # imports and model building, outside the timings
+                for command in ("ADD", "DEL"):
+                    _hl_work(bhl.env_for(command, "warm"), bhl.conf(warm))
             finally:
-                shutil.rmtree(d_ref, ignore_errors=True)
-                shutil.rmtree(d_ours, ignore_errors=True)
-            row = {"leases": size, "ref_add_ms": med(t["ref"][0]), "ref_del_ms": med(t["ref"][1]),
-                   "ours_add_ms": med(t["ours"][0]), "ours_del_ms": med(t["ours"][1]),
-                   "work_add_ms": med(wa), "work_del_ms": med(wd), "first_call_ms": first}
-            ok = max(row["work_add_ms"], row["work_del_ms"]) <= 20.0
-            print(f"{size:>6} | {row['ref_add_ms']:7.1f} {row['ref_del_ms']:7.1f} | {row['ours_add_ms']:7.1f}"
-                  f" {row['ours_del_ms']:7.1f}        | {row['work_add_ms']:7.1f} {row['work_del_ms']:7.1f}       |"
-                  f" {first:8.1f} | work <= 20 ms ({'met' if ok else 'MISSED'})", flush=True)
-            out["B3"].append(row)
+                shutil.rmtree(warm, ignore_errors=True)
+            for size in sizes:
+                dirs = {impl: _tmpdir(args.tmp, impl.replace("+", "-")) for impl in impls + ["work"]}
+                try:
+                    confs = {}
+                    for impl, d in dirs.items():
+                        bhl.fill(d, size)
+                        confs[impl] = bhl.conf(d)
+                    first = _hl_exec(ours, bhl.env_for("DEL", "nobody"), confs["ours"])
+                    if "ours+w" in dirs:
+                        _b3_warm_workers(bhl, ours, wenv, confs["ours+w"], wdir)
+                    t: dict[str, tuple[list[float], list[float]]] = {i: ([], []) for i in impls + ["work"]}
+                    for i in range(rounds):
+                        for impl in alternate(impls, i):
+                            exe = ref if impl == "ref" else ours
+                            extra = wenv if impl == "ours+w" else {}
+                            for k, command in enumerate(("ADD", "DEL")):
+                                env = {**bhl.env_for(command, f"{impl.replace('+', '-')}{i}"), **extra}
+                                t[impl][k].append(_hl_exec(exe, env, confs[impl]))
+                        for k, command in enumerate(("ADD", "DEL")):
+                            t["work"][k].append(_hl_work(bhl.env_for(command, f"work{i}"), confs["work"]))
+                finally:
+                    for d in dirs.values():
+                        shutil.rmtree(d, ignore_errors=True)
+                row: dict[str, Any] = {"leases": size, "first_call_ms": first}
+                for impl in impls + ["work"]:
+                    key = impl.replace("+", "_")
+                    row[f"{key}_add_ms"], row[f"{key}_del_ms"] = med(t[impl][0]), med(t[impl][1])
+                ok = max(row["work_add_ms"], row["work_del_ms"]) <= 20.0
+                wa_, wd_ = row.get("ours_w_add_ms", float("nan")), row.get("ours_w_del_ms", float("nan"))
+                print(f"{size:>6} | {row['ref_add_ms']:7.1f} {row['ref_del_ms']:7.1f} | {row['ours_add_ms']:7.1f}"
+                      f" {row['ours_del_ms']:7.1f} | {wa_:7.1f} {wd_:7.1f} | {row['work_add_ms']:8.1f}"
+                      f" {row['work_del_ms']:8.1f} | {first:8.1f} | work <= 20 ms ({'met' if ok else 'MISSED'})",
+                      flush=True)
+                out["B3"].append(row)
     finally:
+        stop_workers(wdir)
+        shutil.rmtree(wdir, ignore_errors=True)
         harness.delete_netns(ns)
     log("B3: done")
+
+
+def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: str) -> None:
+    """VERSION calls until every worker listens, then a few DELs so each has served."""
+    from cni.worker_client import worker_count
+
+    want = worker_count(wenv)
+    deadline = time.monotonic() + 60
+    while len(list(Path(wdir).glob("*.sock"))) < want:
+        if time.monotonic() > deadline:
+            raise BenchError(f"host-local workers: not {want} up after 60 s")
+        _hl_exec(exe, {**bhl.env_for("VERSION", "warm"), **wenv}, stdin)
+        time.sleep(0.1)
+    for i in range(4 * want):
+        _hl_exec(exe, {**bhl.env_for("DEL", f"warm{i}"), **wenv}, stdin)
 
 
 def _tmpdir(base: str, tag: str) -> str:
