@@ -44,6 +44,7 @@ Commands:
 
 Flags:
   -h, --help            help for cnitool
+  -v, --version         print the suite version and the CNI versions spoken
   -i, --ifname string   Interface name (defaults to env var CNI_IFNAME or 'eth0')
 
 Environment: NETCONFPATH, CNI_PATH, CNI_ARGS, CAP_ARGS, CNI_IFNAME, CNI_CACHE_DIR
@@ -125,6 +126,14 @@ def container_id_for(netns_abs: str) -> str:
     return "cnitool-" + hashlib.sha512(netns_abs.encode("utf-8", "surrogateescape")).digest()[:10].hex()
 
 
+def about() -> str:
+    """The version text `cnitool --version` prints, like the plugins' about text."""
+    from cni import __version__
+    from cni.version import ALL
+
+    return f"cnitool {__version__} (pycni)\nCNI protocol versions supported: {', '.join(ALL)}\n"
+
+
 def parse_argv(argv: Sequence[str]) -> tuple[str | None, list[str], str, bool]:
     """(command, positional args, ifname flag value, help requested) from the command line."""
     command: str | None = None
@@ -146,6 +155,8 @@ def parse_argv(argv: Sequence[str]) -> tuple[str | None, list[str], str, bool]:
             only_args = True
         elif arg in ("-h", "--help"):
             want_help = True
+        elif arg in ("-v", "--version"):
+            command = "version"
         elif arg in ("-i", "--ifname"):
             if i >= len(argv):
                 raise UsageError(f"flag needs an argument: {arg!r}" if arg == "--ifname" else "flag needs an argument: 'i' in -i")
@@ -169,11 +180,19 @@ def run(
     stderr: TextIO,
 ) -> int:
     """Run one cnitool invocation; returns the exit status (0 ok, 1 error). Never raises CNIError."""
+    if not argv and env.get("CNI_COMMAND") == "VERSION":
+        from cni.version import ALL, version_reply
+
+        stdout.write(version_reply(None, ALL))  # answers VERSION like every plugin of the suite
+        return 0
     try:
         command, args, ifname_flag, want_help = parse_argv(argv)
     except UsageError as e:
         stderr.write(f"{e}\n")
         return 1
+    if command == "version":
+        stdout.write(about())
+        return 0
     if command in (None, "help") or want_help:
         stdout.write(USAGE)
         return 0

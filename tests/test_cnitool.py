@@ -442,3 +442,20 @@ def test_kube_flannel_chain(node_ns, make_pod, state_dir, version):
     assert "eth0" not in _links(pod)
     assert _links(node_ns) - links_before <= {"cni0"}
     assert ip not in node_ns.exec("iptables-save").stdout
+
+
+def test_version_answers():
+    """cnitool answers --version / version with the suite version, and CNI_COMMAND=VERSION with JSON."""
+    import io
+    import json as _json
+
+    from cni import __version__, cnitool
+    from cni.version import ALL
+
+    for argv in (["--version"], ["-v"], ["version"]):
+        out, err = io.StringIO(), io.StringIO()
+        assert cnitool.run(argv, {}, out, err) == 0
+        assert out.getvalue().startswith(f"cnitool {__version__} ")
+    out = io.StringIO()
+    assert cnitool.run([], {"CNI_COMMAND": "VERSION"}, out, io.StringIO()) == 0
+    assert _json.loads(out.getvalue())["supportedVersions"] == list(ALL)
