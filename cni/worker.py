@@ -7,8 +7,9 @@ builds their models, then listens on a SOCK_SEQPACKET unix socket (mode 0600). E
 runs in its own thread, which first makes itself look like the client process:
 
 * peer credentials (SO_PEERCRED) must be this worker's uid, and the client's build id,
-  environment (CNI_* aside), pid and user namespaces must equal the worker's; otherwise the
-  answer is "R" and the client runs the call itself;
+  environment (CNI_* aside), pid and user namespaces, capability sets, no_new_privs, seccomp
+  mode and LSM label must equal the worker's; otherwise the answer is "R" and the client runs
+  the call itself (it never gains a privilege it does not have);
 * the thread unshares its fs_struct (CLONE_FS), enters the client's mount namespace when it
   differs (a caller under `ip netns exec` has its own), requires the client's root directory,
   takes its working directory and umask, then enters its network namespace (setns on
@@ -75,18 +76,34 @@ def _unshare_fs() -> None:
         return
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    from cni.netns import _get_libc
+
+    libc = _get_libc()
     if libc.unshare(ctypes.c_int(CLONE_FS)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
 
 
-def _umask_of(pid: int) -> int:
+# Privilege-related lines of /proc/<pid>/status that must equal the worker's: a caller with
+# fewer capabilities, or under a seccomp filter or no_new_privs, must not borrow the worker's.
+_PRIVILEGE_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
+
+
+def _status_of(pid: int | str) -> dict[str, str]:
     with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    return 0o022
+        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
+
+
+def _privileges(status: dict[str, str]) -> tuple[str, ...]:
+    return tuple(status.get(k, "") for k in _PRIVILEGE_FIELDS)
+
+
+def _security_label(pid: int | str) -> bytes:
+    try:
+        with open(f"/proc/{pid}/attr/current", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
 
 
 def _identity(path: str) -> tuple[int, int, int, int]:
@@ -116,6 +133,8 @@ class Worker:
         self.cond = threading.Condition()
         self._own_ns = {ns: self._ns_id("self", ns) for ns in ("pid", "user")}
         self._own_mnt = self._ns_id("self", "mnt")
+        self._own_privileges = _privileges(_status_of("self"))
+        self._own_label = _security_label("self")
         self._module_files: dict[str, int] = {}
         self._exe = _identity(self_path)
         self.stdin = _Routed(sys.stdin)
@@ -216,6 +235,10 @@ class Worker:
             for ns, own in self._own_ns.items():
                 if self._ns_id(pid, ns) != own:
                     return f"another {ns} namespace"
+            if _privileges(_status_of(pid)) != self._own_privileges:
+                return "other privileges"
+            if _security_label(pid) != self._own_label:
+                return "another security label"
         except OSError:
             return "client not inspectable"
         if self.is_stale():
@@ -304,7 +327,7 @@ class Worker:
             os.fchdir(cwd)
         finally:
             os.close(cwd)
-        os.umask(_umask_of(pid))
+        os.umask(int(_status_of(pid).get("Umask", "0022"), 8))
         net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:
             _setns(net, CLONE_NEWNET)

@@ -441,3 +441,18 @@ def test_two_workers_share_a_burst(node_ns, make_pod, state_dir, wdir):
             assert all(pod_addr(pods[i]) == [results[i].result["ips"][0]["address"]] for i in range(n))
     assert all(pod_addr(p) == [] for p in pods)
     no_worker_errors(wdir)
+
+
+def test_caller_with_fewer_privileges_is_not_served(node_ns, make_pod, state_dir, wdir):
+    """A caller must not borrow the worker's capabilities: a narrower bounding set is refused."""
+    start_worker(node_ns, make_pod(), wdir, state_dir)
+    setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) not installed")
+    env = harness.plugin_env("VERSION", extra_env=wenv(wdir))
+    proc = node_ns.exec(setpriv, "--bounding-set=-net_raw", str(DIST / "bridge"),
+                        input='{"cniVersion": "1.0.0"}', env=env, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "pycni worker: in-process: refused: other privileges" in proc.stderr
+    proc = node_ns.exec(str(DIST / "bridge"), input='{"cniVersion": "1.0.0"}', env=env, check=False)
+    assert "pycni worker: served" in proc.stderr
