@@ -1,7 +1,8 @@
 """What a case looks at after a plugin ran, in a form two implementations can be compared on.
 
 * `kernel(ns)`: links, addresses, routes (all tables, both families) from `ip -j`, reduced to
-  fields that are not random per run (ifindex, lifetimes, statistics are dropped).
+  fields that are not random per run (ifindex, lifetimes, statistics are dropped; an IPv6
+  address's own local route, which appears when DAD completes, is left out).
 * `sysctls(ns, paths)`: /proc/sys and /sys values read inside the namespace (globs allowed).
 * `firewall(ns)`: iptables-save / ip6tables-save / nft ruleset from `harness.snapshot_ns`.
 * `files(dir)`: every file and directory below `dir` with its mode and content.
@@ -80,10 +81,15 @@ def kernel(ns: harness.Netns | str) -> dict[str, Any]:
             entry = {k: a[k] for k in _ADDR_KEYS if k in a}
             entry["dev"] = link["ifname"]
             addrs.append(entry)
+    # An IPv6 address's own `local` route enters the table only when its DAD completes (about
+    # a second after the link comes up), so its presence is timing; the address is compared.
+    own6 = {(a["local"], a["dev"]) for a in addrs if a.get("family") == "inet6"}
     routes = {}
     for fam in ("-4", "-6"):
         rows = []
         for r in _ip_json(name, fam, "route", "show", "table", "all"):
+            if fam == "-6" and r.get("type") == "local" and (r.get("dst"), r.get("dev")) in own6:
+                continue
             row = {k: r[k] for k in _ROUTE_KEYS if k in r}
             if "flags" in row:
                 row["flags"] = [f for f in row["flags"] if f != "linkdown"]
