@@ -1,6 +1,6 @@
 """The one list of expected deviations between the implementations the suite runs against.
 
-Two kinds:
+Three kinds:
 
 * ``release``: the reference binaries on this machine are v1.1.1; the suite targets upstream
   HEAD (plugins-notes §0.9, spec-notes header). A directory that does not speak spec 1.1.0 is
@@ -8,6 +8,10 @@ Two kinds:
 * ``improve``: a deliberate difference of this project from the Go reference (README "Where we
   differ", the [improve] items of the notes). A directory whose executables are not ours is
   held to the reference side.
+* ``limitation``: a known limit of this project that the Go reference does not have (its cause
+  lies below our code, e.g. in the Python interpreter's start-up). Like ``improve``, a directory
+  whose executables are not ours is held to the reference side; ours is held to exactly what the
+  limit produces, asserted as precisely as for any other behaviour.
 
 A case never weakens itself for a deviation: it asks `pick()` which side's outcome to assert,
 so the reference must show exactly the listed old behaviour and ours exactly the new one.
@@ -31,7 +35,7 @@ class Deviation:
     """One known difference: `new` is HEAD / ours, `old` is the v1.1.1 / Go reference side."""
 
     id: str
-    kind: str  # "release" or "improve"
+    kind: str  # "release", "improve" or "limitation"
     source: str
     summary: str
 
@@ -39,7 +43,9 @@ class Deviation:
         """True when directory `cni` (a CniDir) is expected to show the old behaviour."""
         if self.kind == "release":
             return not cni.speaks_1_1
-        return not cni.is_ours
+        if self.kind in ("improve", "limitation"):
+            return not cni.is_ours
+        raise ValueError(f"deviation {self.id}: unknown kind {self.kind!r}")
 
     def pick(self, cni: Any, *, new: T, old: T) -> T:
         """The outcome `cni` must show: `old` on the reference side of this deviation, else `new`."""
@@ -179,6 +185,83 @@ _ALL = [
         "spec-notes §3.6, §10 #53-54; flannel-notes §7 #4",
         "our host-local implements GC (frees leases of attachments missing from "
         "cni.dev/valid-attachments); the Go host-local has none (HEAD: silent no-op)",
+    ),
+    Deviation(
+        "I7-error-codes",
+        "improve",
+        "spec-notes §2.2 (well-known codes 1-11; 999 is the Go skel's wrapper for untyped errors)",
+        "errors the Go plugins return untyped (code 999) carry the well-known code in ours: 7 "
+        "invalid configuration (host-local ranges, 0.2.0 address limit, bridge hairpin+promisc, "
+        "VLAN range, bad MAC, portmap markMasqBit), 4 bad CNI_ARGS, 1 prevResult version "
+        "mismatch; the message text is the reference's",
+    ),
+    Deviation(
+        "I8-bridge-mtu-range",
+        "improve",
+        "plugins/bridge.py (config errors needing no kernel: code 7, before any change); flannel-notes §2.2 [improve] MTU range",
+        "bridge refuses an `mtu` outside 0 or 68..65535 before touching the node: code 7 "
+        "`invalid MTU N (must be 0 or between 68 and 65535)`; the Go bridge relays the kernel's "
+        "EINVAL from link creation (999 `failed to create bridge ...: invalid argument` or "
+        "`failed to make veth pair: invalid argument`)",
+    ),
+    Deviation(
+        "I9-portmap-host-port-range",
+        "improve",
+        "brief: bad input never half-configures the node; plugins/portmap_config.py",
+        "portmap refuses a hostPort outside 1..65535 while parsing (code 7 `failed to parse "
+        "config: Invalid host port number: N`, no rule written); the Go portmap accepts it and "
+        "relays iptables' error (999 `unable to setup DNAT: ...`)",
+    ),
+    Deviation(
+        "I10-json-syntax-message",
+        "improve",
+        "spec-notes §2.2 (code 6); our decoder is Python's",
+        "undecodable stdin: same code 6 and the same `error unmarshall network config: ` / "
+        "`failed to load netconf: ` prefix, then Python's decoder wording (`Expecting value: "
+        "line 1 column 1 (char 0)`) instead of Go's (`unexpected end of JSON input`)",
+    ),
+    Deviation(
+        "I11-failed-add-rollback",
+        "improve",
+        "plugins/bridge.py (a failed ADD undoes what it created); plugins-notes §5 #52-60, #108",
+        "a bridge ADD that fails after creating links undoes them: no host veth, no container "
+        "interface, no lease, and a bridge this ADD created is removed (a pre-existing one "
+        "stays); the Go bridge leaves bridge, veth pair and container addresses behind",
+    ),
+    Deviation(
+        "I12-host-local-failed-add-writes-nothing",
+        "improve",
+        "brief: nothing left behind after a failed ADD; plugins-notes §5 #23, #29, #32",
+        "a host-local ADD that fails writes nothing: no lease and no `last_reserved_ip.N` "
+        "advance; the Go host-local advances (or creates) `last_reserved_ip.N` for addresses it "
+        "reserved and then released",
+    ),
+    Deviation(
+        "I13-masq-del-iface-gone",
+        "improve",
+        "plugins/bridge.py (DEL removes masquerade rules whatever the pod state); "
+        "plugins-notes §5 #65",
+        "bridge DEL removes the ipMasq chain and jump even when the container interface is "
+        "already gone (ours finds them by chain name and comment); the Go bridge reads the "
+        "addresses from the vanished interface and leaks them",
+    ),
+    Deviation(
+        "I14-portmap-del-no-empty-table",
+        "improve",
+        "plugins-notes §5 #94",
+        "portmap DEL of a v4-only attachment leaves the IPv6 side untouched; the Go portmap's "
+        "cleanup creates an empty `ip6 nat` table (ip6tables-save shows `*nat` with the base "
+        "chains)",
+    ),
+    # ------------------------------------------------------------ limitation: ours only
+    Deviation(
+        "L1-stdin-directory",
+        "limitation",
+        "spec-notes §10 #22; CPython Python/pylifecycle.c init_sys_streams",
+        "stdin that is a directory: the Python interpreter aborts in its own start-up (`Fatal "
+        "Python error: init_sys_streams: <stdin> is a directory`) before any code of ours runs, "
+        "so there is no error JSON: non-zero exit, empty stdout, nothing changed; the Go skel "
+        "answers code 5 `error reading from stdin: ...`",
     ),
 ]
 

@@ -133,6 +133,39 @@ def differential(
     return obs
 
 
+def without(*paths: str) -> Callable[[Any], Any]:
+    """A `fold` for `differential`: a copy of the observation without the given paths.
+
+    A path is dotted, list items by index: ``steps.1.error.code`` drops the code of the second
+    call's error, ``files.last_reserved_ip.0`` a file entry (a key that contains dots is
+    matched whole before the path is split further). A path that is not there is ignored:
+    the case asserts each side's exact value itself.
+    """
+
+    def fold(obs: Any) -> Any:
+        for p in paths:
+            obs = _without(obs, p)
+        return obs
+
+    return fold
+
+
+def _without(obj: Any, path: str) -> Any:
+    if isinstance(obj, dict):
+        if path in obj:
+            return {k: v for k, v in obj.items() if k != path}
+        for k in obj:
+            if path.startswith(f"{k}."):
+                return {**obj, k: _without(obj[k], path[len(k) + 1:])}
+        return obj
+    if isinstance(obj, list):
+        head, _, rest = path.partition(".")
+        if head.isdigit() and int(head) < len(obj) and rest:
+            i = int(head)
+            return [*obj[:i], _without(obj[i], rest), *obj[i + 1:]]
+    return obj
+
+
 def _drop(obj: Any, prefixes: tuple[str, ...], path: str = "") -> Any:
     if not prefixes:
         return obj
