@@ -138,8 +138,9 @@ def without(*paths: str) -> Callable[[Any], Any]:
 
     A path is dotted, list items by index: ``steps.1.error.code`` drops the code of the second
     call's error, ``files.last_reserved_ip.0`` a file entry (a key that contains dots is
-    matched whole before the path is split further). A path that is not there is ignored:
-    the case asserts each side's exact value itself.
+    matched whole before the path is split further); a whole list item becomes "<folded>" so
+    the later items keep their indices. A path that is not there is ignored: the case asserts
+    each side's exact value itself.
     """
 
     def fold(obs: Any) -> Any:
@@ -160,9 +161,10 @@ def _without(obj: Any, path: str) -> Any:
         return obj
     if isinstance(obj, list):
         head, _, rest = path.partition(".")
-        if head.isdigit() and int(head) < len(obj) and rest:
+        if head.isdigit() and int(head) < len(obj):
             i = int(head)
-            return [*obj[:i], _without(obj[i], rest), *obj[i + 1:]]
+            item = _without(obj[i], rest) if rest else "<folded>"
+            return [*obj[:i], item, *obj[i + 1:]]
     return obj
 
 

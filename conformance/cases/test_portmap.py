@@ -17,7 +17,7 @@ from conformance import observe
 from conformance.bindir import CniDir
 from conformance.checks import require
 from conformance.harness_link import harness
-from conformance.sandbox import Sandbox, differential
+from conformance.sandbox import Sandbox, differential, without
 
 pytestmark = pytest.mark.usefixtures("_portmap")
 
@@ -108,6 +108,29 @@ def msg(step: dict[str, Any]) -> str:
     return step["error"]["msg"]
 
 
+def config_error_code(cni: CniDir) -> int:
+    """The code of a configuration error the Go portmap returns untyped (I7: ours says 7)."""
+    return dev.pick(cni, "I7-error-codes", new=7, old=999)
+
+
+EMPTY_IP6_NAT_SAVE = ("*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n"
+                      ":OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT")
+EMPTY_IP6_NAT_NFT = "table ip6 nat {\n}"
+
+
+def no_empty_ip6_nat(fw: dict[str, str]) -> dict[str, str]:
+    """A firewall snapshot with an empty `ip6 nat` table (base chains only) taken out."""
+    out = dict(fw)
+    if out["ip6tables"] == EMPTY_IP6_NAT_SAVE:
+        out["ip6tables"] = ""
+    nft = out["nft"].split("\n")
+    for i in range(len(nft) - 1):
+        if nft[i] == "table ip6 nat {" and nft[i + 1] == "}":
+            out["nft"] = "\n".join(nft[:i] + nft[i + 2:]).rstrip("\n")
+            break
+    return out
+
+
 def test_pm81_chained_only(cni: CniDir) -> None:
     """81: no prevResult -> `must be called as chained plugin`; no portMappings -> the
     prevResult is echoed and nothing changes in nat."""
@@ -159,7 +182,8 @@ def test_pm82_basic_layout(cni: CniDir) -> None:
 
 
 def test_pm83_mark_bit(cni: CniDir) -> None:
-    """83: markMasqBit 5 -> 0x20/0x20; 32 -> range error; with externalSetMarkChain -> error."""
+    """83: markMasqBit 5 -> 0x20/0x20; 32 -> range error; with externalSetMarkChain -> error
+    (both code 7 on ours, 999 on the Go plugin, I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -169,11 +193,13 @@ def test_pm83_mark_bit(cni: CniDir) -> None:
         pm.call("ADD", pm.conf(m, pm.prev(), markMasqBit=5, externalSetMarkChain="X"))
         return pm.obs()
 
-    obs = differential(cni, sc)
+    obs = differential(cni, sc, fold={
+        "I7-error-codes": without("steps.1.error.code", "steps.2.error.code")})
     assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x20/0x20 -j MASQUERADE" in lines(obs["fw"]["iptables"])
     assert msg(obs["steps"][1]) == "failed to parse config: MasqMarkBit must be between 0 and 31"
     assert msg(obs["steps"][2]) == ("failed to parse config: Cannot specify externalSetMarkChain "
                                     "and markMasqBit")
+    assert [s["error"]["code"] for s in obs["steps"][1:]] == [config_error_code(cni)] * 2
 
 
 def test_pm84_85_external_chain_and_no_snat(cni: CniDir) -> None:
@@ -238,21 +264,37 @@ def test_pm88_89_conditions_and_chunks(cni: CniDir) -> None:
 
 
 def test_pm90_91_port_and_protocol_errors(cni: CniDir) -> None:
-    """90, 91: containerPort 0 -> parse error; hostPort 70000 and an empty protocol -> the
-    iptables error relayed; `TCP` (upper case) works."""
+    """90, 91: containerPort 0 -> parse error (code 7 on ours, 999, I7); hostPort 70000 -> the
+    Go plugin relays iptables' error after creating its chains (an empty DN chain stays), ours
+    refuses it while parsing and writes nothing (I9); `TCP` (upper case) works."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
         p = pm.prev()
+        before = pm.fw()
         pm.call("ADD", pm.conf([{"hostPort": 18080, "containerPort": 0, "protocol": "tcp"}], p))
         pm.call("ADD", pm.conf([{"hostPort": 70000, "containerPort": 80, "protocol": "tcp"}], p))
+        bad = pm.fw()
         pm.call("ADD", pm.conf([{"hostPort": 18090, "containerPort": 80, "protocol": "TCP"}], p))
-        return pm.obs()
+        return {**pm.obs(), "before": before, "after_bad_port": bad}
 
-    obs = differential(cni, sc, ignore=("steps",))
+    obs = differential(cni, sc, fold={
+        "I7-error-codes": without("steps.0.error.code"),
+        "I9-portmap-host-port-range": without("steps.1", "after_bad_port")})
     s = obs["steps"]
     assert msg(s[0]) == "failed to parse config: Invalid container port number: 0"
-    assert msg(s[1]).startswith("unable to setup DNAT: "), s[1]
+    assert s[0]["error"]["code"] == config_error_code(cni)
+    bad = obs["after_bad_port"]
+    if dev.old_side(cni, "I9-portmap-host-port-range"):
+        assert s[1]["error"]["code"] == 999
+        assert msg(s[1]).startswith("unable to setup DNAT: "), s[1]
+        assert "invalid port/service `70000' specified" in msg(s[1]), s[1]
+        assert f":{DN} - [0:0]" in lines(bad["iptables"]), bad
+        assert not [x for x in lines(bad["iptables"]) if x.startswith(f"-A {DN}")], bad
+    else:
+        assert s[1]["error"]["code"] == 7
+        assert msg(s[1]) == "failed to parse config: Invalid host port number: 70000"
+        assert bad == obs["before"]
     assert s[2]["rc"] == 0, s[2]
     assert f"-A {DN} -p tcp -m tcp --dport 18090 -j DNAT --to-destination 10.250.1.3:80" in lines(
         obs["fw"]["iptables"])
@@ -301,7 +343,8 @@ def test_pm93_readd_appends_missing(cni: CniDir) -> None:
 
 def test_pm94_del(cni: CniDir) -> None:
     """94: DEL with portMappings removes the DN chain and its entry rules, the shared chains
-    stay; DEL again succeeds; DEL without portMappings removes nothing."""
+    stay; DEL again succeeds; DEL without portMappings removes nothing. The Go portmap's DEL
+    leaves an empty `ip6 nat` table behind; ours leaves IPv6 untouched (I14)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -312,10 +355,19 @@ def test_pm94_del(cni: CniDir) -> None:
         pm.call("DEL", pm.conf(MAPPINGS))
         return {**pm.obs(), "kept": kept}
 
-    obs = differential(cni, sc)
+    obs = differential(cni, sc, fold={
+        "I14-portmap-del-no-empty-table": lambda o: {**o, "fw": no_empty_ip6_nat(o["fw"])}})
     assert [s["rc"] for s in obs["steps"]] == [0, 0, 0, 0]
     assert DN in obs["kept"]["iptables"]
-    after = obs["fw"]["iptables"]
+    assert obs["kept"]["ip6tables"] == ""
+    fw = obs["fw"]
+    if dev.old_side(cni, "I14-portmap-del-no-empty-table"):
+        assert fw["ip6tables"] == EMPTY_IP6_NAT_SAVE, fw
+        assert EMPTY_IP6_NAT_NFT in fw["nft"], fw
+    else:
+        assert fw["ip6tables"] == "", fw
+        assert "table ip6 " not in fw["nft"], fw
+    after = fw["iptables"]
     assert DN not in after
     for shared in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"):
         assert f":{shared} " in after, after
