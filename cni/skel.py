@@ -253,7 +253,9 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
         "GC": plugin.gc,
     }
     if cmd not in callbacks:
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {cmd}")
+        from cni.errors import one_line
+
+        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {one_line(cmd)}")
     conf_version = _version.config_version(conf)
     _version.check_command(cmd, conf_version, plugin.versions)
     if cmd in ("ADD", "DEL"):

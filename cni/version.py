@@ -8,6 +8,7 @@ from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
     CNIError,
+    one_line,
 )
 
 ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
@@ -26,11 +27,11 @@ def parse(version: str) -> tuple[int, int, int]:
         version = "0.1.0"
     parts = version.split(".")
     if len(parts) >= 4:
-        raise CNIError(ERR_DECODING_FAILURE, f'invalid version "{version}": too many parts')
+        raise CNIError(ERR_DECODING_FAILURE, one_line(f'invalid version "{version}": too many parts'))
     nums = []
     for p in parts:
         if not p.isascii() or not p.isdigit():
-            raise CNIError(ERR_DECODING_FAILURE, f'failed to convert version "{version}" to integer')
+            raise CNIError(ERR_DECODING_FAILURE, one_line(f'failed to convert version "{version}" to integer'))
         nums.append(int(p))
     while len(nums) < 3:
         nums.append(0)
