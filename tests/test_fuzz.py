@@ -67,6 +67,7 @@ def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases
         "ip", "netns", "exec", node.name, str(PYTHON), str(RUNNER), "--exe", exe,
         "--cases", str(cases), "--exec-cases", str(exec_cases), "--pods", f"{pod0.path},{pod1.path}",
         "--root", str(root), "--out", str(out), "--outer-pid", str(os.getpid()),
+        "--call-timeout", str(30 if budget.full() else 8),
     ]
     seed = budget.seed()
     if seed is not None:
@@ -156,6 +157,43 @@ def test_skel_run_never_raises_on_deep_json() -> None:
     assert rc == 1 and json.loads(out)["code"] == 6
 
 
+def _skel_unknown_command() -> None:
+    from cni import skel
+    from cni.errors import CNIError
+    from plugins.loopback import PLUGIN
+
+    env = {"CNI_COMMAND": "ADD\n-x", "CNI_CONTAINERID": "c", "CNI_NETNS": "/run/netns/pycni-absent",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/nonexistent"}
+    rc, out = skel.run(PLUGIN, env, b'{"cniVersion":"1.0.0","name":"n","type":"loopback"}')
+    raise CNIError(**{k: v for k, v in json.loads(out).items() if k in ("code", "msg")})
+
+
+def _args(text: str):
+    from cni.args import load_args
+
+    return lambda: load_args(text, frozenset({"IP"}))
+
+
+def _version(text: str):
+    from cni.version import parse
+
+    return lambda: parse(text)
+
+
+@pytest.mark.parametrize("call", [
+    _skel_unknown_command, _args("a\nb"), _args("IgnoreUnknown=x\ny"), _args("X=1\n2"),
+    _version("1.\n0"), _version("1.0.0.\n0"),
+], ids=["command", "args-pair", "args-bool", "args-unknown", "version-int", "version-parts"])
+def test_core_error_messages_are_one_line(call) -> None:
+    """Found by the fuzzer: the skel, CNI_ARGS and version errors echoed raw values, so a value
+    with a newline made a multi-line `msg`. They are one line now (newlines escaped)."""
+    from cni.errors import CNIError
+
+    with pytest.raises(CNIError) as info:
+        call()
+    assert "\n" not in info.value.msg and "\\n" in info.value.msg, info.value.msg
+
+
 # --------------------------------------------------------------------------- known bugs
 
 
@@ -170,14 +208,14 @@ def _host_local_conf(tmp: Path, **ipam) -> dict:
 
 
 def _prlimit_run(exe: str, command: str, conf: dict, node: Netns) -> harness.PluginRun | None:
-    """Run `exe` in `node` with its address space capped at 1 GiB and a 10 s timeout (None when
+    """Run `exe` in `node` with its address space capped at 1 GiB and a 5 s timeout (None when
     it times out), so an endless read fails fast instead of eating the machine's memory."""
     env = harness.plugin_env(command, containerid="fz-0", netns="/run/netns/pycni-absent",
                              cni_path=str(BIN))
     try:
         proc = subprocess.run(
             ["ip", "netns", "exec", node.name, "prlimit", "--as=1073741824", str(BIN / exe)],
-            input=json.dumps(conf).encode(), capture_output=True, env=env, timeout=10, check=False,
+            input=json.dumps(conf).encode(), capture_output=True, env=env, timeout=5, check=False,
         )
     except subprocess.TimeoutExpired:
         return None
@@ -240,3 +278,28 @@ def test_flannel_del_after_delegate_rejected_config(node_ns: Netns, make_pod, tm
     dele = harness.run_plugin(BIN / "flannel", "DEL", conf, **kw)
     left = sorted(p.name for p in (tmp_path / "flannel").glob("*")) if (tmp_path / "flannel").exists() else []
     assert dele.returncode == 0 and left == [], (dele, left)
+
+
+@_known("portmap-multiline-error")
+def test_portmap_error_message_is_one_line(node_ns: Netns) -> None:
+    """A protocol value with a newline must be named on one line (escaped), not echoed raw."""
+    conf = {"cniVersion": "1.0.0", "name": "fznet", "type": "portmap",
+            "capabilities": {"portMappings": True},
+            "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80,
+                                                "protocol": "tcp\n-A INPUT -j DROP"}]},
+            "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "/x"}],
+                           "ips": [{"address": "10.77.0.9/24", "interface": 0}]}}
+    r = harness.run_plugin(BIN / "portmap", "ADD", conf, containerid="fz-0",
+                           netns="/run/netns/pycni-absent", cni_path=str(BIN), in_netns=node_ns)
+    assert r.returncode == 1 and r.result["code"] == 7, r
+    assert "\n" not in r.result["msg"], r.result["msg"]
+
+
+@_known("host-local-deep-datadir-recursion")
+def test_host_local_deep_data_dir(node_ns: Netns, tmp_path: Path) -> None:
+    """A dataDir of 2,100 components is a configuration error naming it, not a RecursionError."""
+    conf = _host_local_conf(tmp_path)
+    conf["ipam"]["dataDir"] = str(tmp_path) + "/d" * 2100
+    r = harness.run_plugin(BIN / "host-local", "ADD", conf, containerid="fz-0",
+                           netns="/run/netns/pycni-absent", cni_path=str(BIN), in_netns=node_ns)
+    assert _clean_error(r), r

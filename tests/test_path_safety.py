@@ -26,6 +26,7 @@ from pathlib import Path
 import harness
 import pytest
 from harness import Netns
+from reliability import budget
 from reliability.contract import check_cnitool, check_error_json
 from reliability.known_bugs import path_bug
 from reliability.lifecycle import BIN, SUBNET_ENV
@@ -33,7 +34,10 @@ from reliability.watch import watch
 
 pytestmark = [pytest.mark.netns]
 
-NAME_ESCAPES = ["../pwned", "../../../../pwned", "/tmp/pycni-pwned", "a/../../pwned", "a/b", "..", "."]
+# CI runs a subset of the crafted names (one of each shape); PYCNI_FULL=1 runs them all.
+NAME_ESCAPES = (["../pwned", "../../../../pwned", "/tmp/pycni-pwned", "a/../../pwned", "a/b", "..", "."]
+                if budget.full() else ["../pwned", "/tmp/pycni-pwned", ".."])
+IFNAME_ESCAPES = ["../x", "/x", "a/b", "..", ".", "x" * 16] if budget.full() else ["../x", "..", "x" * 16]
 DEPTH = 14  # the plugins run in <tmp>/cwd/d1/.../d14, so a relative `../` * 14 lands in <tmp>
 LONG = "x" * 300
 PATH_ESCAPE_FORMS = ["dotdot", "relative-dotdot", "long-component", "long-path", "nul"]
@@ -185,7 +189,7 @@ def test_network_name_overlong_for_a_directory(world, plugin: str) -> None:
 
 
 @pytest.mark.parametrize("plugin", ["bridge", "host-local", "flannel", "portmap", "loopback"])
-@pytest.mark.parametrize("ifname", ["../x", "/x", "a/b", "..", ".", "x" * 16])
+@pytest.mark.parametrize("ifname", IFNAME_ESCAPES)
 def test_interface_name(world, plugin: str, ifname: str) -> None:
     """CNI_IFNAME that is no interface name: code 4 before anything happens."""
     w = _run(world, plugin, _conf(plugin, world[2]), ifname=ifname)

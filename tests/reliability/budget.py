@@ -3,8 +3,8 @@ with PYCNI_FULL=1, each overridable by its own variable.
 
 | variable                  | CI default | full (PYCNI_FULL=1) | meaning                              |
 |---------------------------|-----------:|--------------------:|--------------------------------------|
-| PYCNI_FUZZ_CASES          |        250 |              10000 | generated cases per executable        |
-| PYCNI_FUZZ_EXEC_CASES     |         12 |                200 | of those, run through dist/bin        |
+| PYCNI_FUZZ_CASES          |         60 |              10000 | generated cases per executable        |
+| PYCNI_FUZZ_EXEC_CASES     |          6 |                200 | of those, run through dist/bin        |
 | PYCNI_CRASH_TRIALS        |         16 |                200 | kill -9 trials (spread over 4 plugins)|
 | PYCNI_CONCURRENCY         |         32 |                128 | concurrent ADDs/DELs                  |
 | PYCNI_FUZZ_SEED           |     random |             random | hypothesis seed (printed on failure)  |
@@ -16,8 +16,8 @@ import os
 
 _DEFAULTS = {
     # name: (CI, full)
-    "PYCNI_FUZZ_CASES": (250, 10000),
-    "PYCNI_FUZZ_EXEC_CASES": (12, 200),
+    "PYCNI_FUZZ_CASES": (60, 10000),
+    "PYCNI_FUZZ_EXEC_CASES": (6, 200),
     "PYCNI_CRASH_TRIALS": (16, 200),
     "PYCNI_CONCURRENCY": (32, 128),
 }

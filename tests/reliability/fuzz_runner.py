@@ -515,6 +515,7 @@ def _outcome(command: str, rc: int, out: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, prove isolation, run the cases, write the summary."""
+    global CALL_TIMEOUT
     ap = argparse.ArgumentParser()
     ap.add_argument("--exe", required=True)
     ap.add_argument("--cases", type=int, required=True)
@@ -524,7 +525,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--outer-pid", type=int, required=True, help="a process in the root namespaces")
+    ap.add_argument("--call-timeout", type=float, default=CALL_TIMEOUT,
+                    help="seconds a plugin call may take before it counts as a hang")
     a = ap.parse_args(argv)
+    CALL_TIMEOUT = a.call_timeout
 
     sandbox.check_isolated(a.outer_pid)
     sandbox.private_default_state(a.outer_pid)

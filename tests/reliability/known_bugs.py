@@ -77,6 +77,29 @@ KNOWN: tuple[KnownBug, ...] = (
         lines=re.compile(r"MemoryError|HANG"),
     ),
     KnownBug(
+        key="host-local-deep-datadir-recursion",
+        owner="ipam/store.py (host-local)",
+        summary=(
+            "a dataDir of ~2,000 path components makes Store.open's os.makedirs recurse past "
+            "Python's limit: RecursionError surfaces as code 999 (a traceback with CNI_PY_DEBUG) "
+            "instead of a config error naming the value"
+        ),
+        exes=frozenset({"host-local", "bridge", "flannel", "cnitool"}),
+        evidence=re.compile(r"makedirs.*RecursionError|RecursionError.*makedirs", re.S),
+        lines=re.compile(r"RecursionError"),
+    ),
+    KnownBug(
+        key="portmap-multiline-error",
+        owner="plugins/portmap_config.py (portmap)",
+        summary=(
+            "an invalid portMappings protocol is echoed raw into the error message, so a value "
+            "with a newline gives a multi-line `msg` (the house rule: one line naming the value)"
+        ),
+        exes=frozenset({"portmap", "flannel", "cnitool"}),
+        evidence=re.compile(r"Invalid protocol"),
+        lines=re.compile(r"error message is not one line: .*Invalid protocol"),
+    ),
+    KnownBug(
         key="flannel-saved-config-stuck",
         owner="plugins/flannel.py (flannel)",
         summary=(

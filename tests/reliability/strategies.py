@@ -395,13 +395,15 @@ def port_mappings(draw) -> list[Any]:
     """runtimeConfig.portMappings entries."""
     one = st.fixed_dictionaries(
         {
-            "hostPort": st.one_of(st.sampled_from([8080, 8081, 1, 65535]), st.integers(-5, 70000)),
-            "containerPort": st.one_of(st.sampled_from([80, 53]), st.integers(-5, 70000)),
-            "protocol": st.sampled_from(["tcp", "udp", "sctp", "TCP", "icmp", "", "tcp\n-A INPUT -j DROP"]),
+            "hostPort": _weighted(_choice([8080, 8081, 1, 65535]), st.integers(-5, 70000), p_rare=10),
+            "containerPort": _weighted(_choice([80, 53]), st.integers(-5, 70000), p_rare=10),
+            "protocol": _weighted(_choice(["tcp", "udp", "sctp", "TCP"]),
+                                  st.sampled_from(["icmp", "", "tcp\n-A INPUT -j DROP"]), p_rare=10),
         },
-        optional={"hostIP": st.sampled_from(["", "0.0.0.0", "::", "127.0.0.1", "10.77.0.1", "fd77::1", "bad", "1.2.3.4\n"])},
+        optional={"hostIP": _weighted(_choice(["", "0.0.0.0", "::", "127.0.0.1", "10.77.0.1", "fd77::1"]),
+                                      st.sampled_from(["bad", "1.2.3.4\n"]), p_rare=8)},
     )
-    return draw(st.lists(st.one_of(one, json_leaf), max_size=3))
+    return draw(st.lists(_weighted(one, json_leaf, p_rare=16), min_size=1, max_size=3))
 
 
 @st.composite
@@ -415,14 +417,14 @@ def portmap_confs(draw) -> dict[str, Any]:
     if _maybe(draw, 3):
         conf["snat"] = draw(bools)
     if _maybe(draw, 3):
-        conf["backend"] = draw(st.sampled_from(["iptables", "nftables", "", "pf"]))
-    if _maybe(draw, 5):
+        conf["backend"] = draw(_weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10))
+    if _maybe(draw, 8):
         conf["markMasqBit"] = draw(st.sampled_from([13, 0, 31, 32, -1]))
-    if _maybe(draw, 6):
+    if _maybe(draw, 10):
         conf["externalSetMarkChain"] = draw(st.sampled_from(["KUBE-MARK-MASQ", "", "CNI-HOSTPORT-SETMARK", "x y", "X\n-A INPUT -j DROP"]))
-    if _maybe(draw, 5):
+    if _maybe(draw, 8):
         conf["conditionsV4"] = draw(_conditions)
-    if _maybe(draw, 6):
+    if _maybe(draw, 10):
         conf["conditionsV6"] = draw(_conditions)
     if _maybe(draw, 6):
         conf["masqAll"] = draw(bools)
