@@ -59,13 +59,14 @@ def leak_audit() -> Iterator[None]:
     """Fail the module if the root namespace gained anything while it ran.
 
     Compares `harness.root_state()` before and after the module (links, `ip netns
-    list`, CNI-* iptables/ip6tables chains and rules, nft tables) with
-    `harness.audit_diff`. Leftover namespaces of this run are deleted after being
+    list`, CNI-* iptables/ip6tables chains and rules, nft tables), plus
+    `harness.host_state()` (addresses, routes, rules, files under the default state
+    paths /var/lib/cni, /etc/cni, /run/flannel), with `harness.audit_diff`. Leftover namespaces of this run are deleted after being
     reported; nothing in the root namespace is removed automatically.
     """
-    before = harness.root_state()
+    before = {**harness.root_state(), **harness.host_state()}
     yield
-    after = harness.root_state()
+    after = {**harness.root_state(), **harness.host_state()}
     problems = harness.audit_diff(before, after)
     if problems:
         removed = harness.delete_own_netns() if harness.is_root() else []

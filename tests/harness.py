@@ -525,6 +525,64 @@ def _xtables_cni_items(text: str) -> set[str]:
     return items
 
 
+# Where the plugins and cnitool keep state when a configuration does not say otherwise; no test
+# may leave anything there (tests point every state path into a temp dir).
+DEFAULT_STATE_PATHS = ("/var/lib/cni", "/etc/cni", "/run/flannel")
+_EXPIRES_RE = re.compile(r"\s+expires \S+")
+
+
+def _ip_lines(*args: str) -> frozenset[str] | None:
+    """`ip -o <args>` lines (whitespace squeezed, lifetimes dropped), or None when it fails."""
+    ip = shutil.which("ip", path=SAFE_PATH)
+    proc = _run([ip, "-o", *args], check=False) if ip else None
+    if proc is None or proc.returncode != 0:
+        return None
+    lines = set()
+    for line in proc.stdout.splitlines():
+        line = _EXPIRES_RE.sub("", line)
+        line = re.sub(r"\s+valid_lft .*$", "", line)  # address lifetimes change by themselves
+        line = " ".join(line.replace("\\", " ").split())
+        if line:
+            lines.add(line)
+    return frozenset(lines)
+
+
+def state_files(paths: Iterable[str] = DEFAULT_STATE_PATHS, limit: int = 20000) -> frozenset[str]:
+    """Every path under the default state locations (at most `limit`), for the leak audit."""
+    found: set[str] = set()
+    for top in paths:
+        if not os.path.lexists(top):
+            continue
+        found.add(top)
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                found.add(os.path.join(dirpath, name))
+                if len(found) >= limit:
+                    return frozenset(found)
+    return frozenset(found)
+
+
+def host_state() -> dict[str, frozenset[str]]:
+    """Read-only inventory beyond `root_state()`, for the leak audit (issue 11).
+
+    Keys: addresses, routes / routes6 (all tables) and rules / rules6 of the root
+    namespace as `ip -o` lines (lifetimes dropped), and state_files: every path under
+    DEFAULT_STATE_PATHS. A category that cannot be read is {"<unavailable>"}.
+    """
+    state: dict[str, frozenset[str]] = {}
+    for key, args in (
+        ("addresses", ("addr", "show")),
+        ("routes", ("route", "show", "table", "all")),
+        ("routes6", ("-6", "route", "show", "table", "all")),
+        ("rules", ("rule", "show")),
+        ("rules6", ("-6", "rule", "show")),
+    ):
+        lines = _ip_lines(*args)
+        state[key] = lines if lines is not None else frozenset({UNAVAILABLE})
+    state["state_files"] = state_files()
+    return state
+
+
 def root_state() -> dict[str, frozenset[str]]:
     """Read-only inventory of the root namespace, for the leak audit.
 
