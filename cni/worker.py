@@ -20,10 +20,12 @@ runs in its own thread, which first makes itself look like the client process:
 
 Then "A" (accepted), `cni.skel.run` exactly as `cni.skel.main` would, and "O<stdout>" +
 "X<status>". The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a request,
-after PYCNI_WORKER_MAX requests (default 10000), or as soon as it notices it is stale: its
-executable was replaced, or (from source) a loaded module file changed. Exiting unlinks the
-socket first, so no new client can reach it; clients queued but not accepted see the socket
-close before "A" and run their call themselves.
+after PYCNI_WORKER_MAX requests (default 10000) or PYCNI_WORKER_MAX_AGE seconds (default 600),
+or as soon as it notices it is stale: its executable was replaced, or (from source) a loaded
+module file changed. Exiting unlinks the socket and releases the lock first, so no new client
+reaches it and a successor can start at once; clients queued but not accepted see the socket
+close before "A" and run their call themselves; calls in progress finish (at most
+DRAIN_SECONDS more, so a call that hangs cannot keep the worker alive).
 """
 
 from __future__ import annotations
@@ -39,6 +41,16 @@ CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 _MAX_REQUEST = 1 << 20
+DRAIN_SECONDS = 120.0
+
+
+def _number(name: str, default: float) -> float:
+    """A positive number from the environment, else `default`."""
+    try:
+        value = float(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+    return value if value > 0 else default
 
 
 class _Routed:
@@ -124,8 +136,10 @@ class Worker:
         self.self_path = self_path
         self.build_id = build_id_of(self_path)
         self.env = stable_env(os.environ)
-        self.idle = float(os.environ.get("PYCNI_WORKER_IDLE", "30") or 30)
-        self.max_requests = int(os.environ.get("PYCNI_WORKER_MAX", "10000") or 10000)
+        self.idle = _number("PYCNI_WORKER_IDLE", 30.0)
+        self.max_requests = int(_number("PYCNI_WORKER_MAX", 10000))
+        self.max_age = _number("PYCNI_WORKER_MAX_AGE", 600.0)
+        self.started = time.monotonic()
         self.stale = False
         self.active = 0
         self.served = 0
@@ -137,6 +151,7 @@ class Worker:
         self._own_label = _security_label("self")
         self._module_files: dict[str, int] = {}
         self._exe = _identity(self_path)
+        self.lock_fd: int | None = None
         self.stdin = _Routed(sys.stdin)
         self.stderr = _Routed(sys.stderr)
 
@@ -386,7 +401,8 @@ class Worker:
             while True:
                 with self.cond:
                     idle_for = time.monotonic() - self.last if self.active == 0 else 0.0
-                if idle_for >= self.idle or self.stale or self.served >= self.max_requests:
+                old = time.monotonic() - self.started >= self.max_age
+                if idle_for >= self.idle or self.stale or self.served >= self.max_requests or old:
                     break
                 # wake at least once a second, to notice staleness found by a request thread
                 ready, _, _ = select.select([listener], [], [], min(1.0, max(0.05, self.idle - idle_for)))
@@ -403,9 +419,15 @@ class Worker:
         finally:
             self._unlink()
             listener.close()
+            if self.lock_fd is not None:
+                os.close(self.lock_fd)  # a successor may start while calls drain
+                self.lock_fd = None
+            # Calls in progress finish; one that hangs (its client long killed by the runtime's
+            # timeout) does not keep the worker alive past DRAIN_SECONDS.
+            deadline = time.monotonic() + DRAIN_SECONDS
             with self.cond:
-                while self.active:
-                    self.cond.wait()
+                while self.active and time.monotonic() < deadline:
+                    self.cond.wait(max(0.0, deadline - time.monotonic()))
 
     def _unlink(self) -> None:
         try:
@@ -461,6 +483,7 @@ def serve(sock_path: str, self_path: str) -> None:
         os._exit(0)  # another worker serves this socket
     try:
         worker = Worker(sock_path, self_path)
+        worker.lock_fd = lock
         worker.prewarm()
         sys.stdin = worker.stdin  # type: ignore[assignment]
         sys.stderr = worker.stderr  # type: ignore[assignment]

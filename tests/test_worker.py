@@ -456,3 +456,18 @@ def test_caller_with_fewer_privileges_is_not_served(node_ns, make_pod, state_dir
     assert "pycni worker: in-process: refused: other privileges" in proc.stderr
     proc = node_ns.exec(str(DIST / "bridge"), input='{"cniVersion": "1.0.0"}', env=env, check=False)
     assert "pycni worker: served" in proc.stderr
+
+
+def test_worker_retires_at_max_age_and_a_successor_takes_over(node_ns, make_pod, state_dir, wdir):
+    """PYCNI_WORKER_MAX_AGE: a busy worker still retires; every call meanwhile succeeds."""
+    env = wenv(wdir, PYCNI_WORKER_MAX_AGE="2")
+    conf = {"cniVersion": "1.0.0", "name": "v", "type": "bridge"}
+    seen: set[int] = set()
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline and len(seen) < 2:
+        r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env=env)
+        assert r.returncode == 0 and '"supportedVersions"' in r.stdout, r.stdout + r.stderr
+        seen.update(_worker_pids(wdir))
+        time.sleep(0.2)
+    assert len(seen) >= 2, f"no successor worker seen: {seen}"
+    no_worker_errors(wdir)
