@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cni import gojson
+from cni import fileutil, gojson
 from cni.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_IO_FAILURE, CNIError
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
@@ -146,20 +146,6 @@ def encode(info: CachedInfo) -> bytes:
     return ("{" + ",".join(parts) + "}").encode("utf-8")
 
 
-def _makedirs(path: str, mode: int) -> None:
-    """Create `path` and missing parents, each with `mode` (Go os.MkdirAll)."""
-    if os.path.isdir(path):
-        return
-    parent = os.path.dirname(path.rstrip("/"))
-    if parent and parent != path:
-        _makedirs(parent, mode)
-    try:
-        os.mkdir(path, mode)
-    except FileExistsError:
-        if not os.path.isdir(path):
-            raise
-
-
 class ResultCache:
     """The cache under one directory (`/var/lib/cni` by default)."""
 
@@ -216,7 +202,7 @@ class ResultCache:
         import tempfile
 
         try:
-            _makedirs(self.results_dir, 0o700)
+            fileutil.ensure_dir(self.results_dir, 0o700)
             # The temporary file lives beside results/, not in it, so a concurrent
             # attachment listing never sees it.
             fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".cni-cache-")

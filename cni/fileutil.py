@@ -13,12 +13,34 @@ import os
 TMP_MARK = ".tmp-"
 
 
+PATH_MAX = 4096
+
+
 def ensure_dir(path: str, mode: int = 0o700) -> None:
     """Create `path` and missing parents (like `mkdir -p`, `mode` for the ones created).
 
-    Raises OSError when it cannot, or when `path` exists and is not a directory.
+    Iterative, so a path of thousands of components cannot exhaust Python's recursion limit.
+    Raises OSError when it cannot (ENAMETOOLONG past PATH_MAX), or when `path` exists and is not
+    a directory.
     """
-    os.makedirs(path, mode=mode, exist_ok=True)
+    import errno
+
+    if len(os.fsencode(path)) >= PATH_MAX:
+        raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+    pending: list[str] = []
+    head = path
+    while head and not os.path.exists(head):
+        pending.append(head)
+        parent = os.path.dirname(head.rstrip("/"))
+        if parent == head or not parent:
+            break
+        head = parent
+    for directory in reversed(pending):
+        try:
+            os.mkdir(directory, mode)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
 
 
 def fsync_dir(path: str) -> None:

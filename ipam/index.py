@@ -32,6 +32,8 @@ import time
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from cni import fileutil
+
 INDEX_DIR = ".pycni-index"
 STATE = "state"
 FORMAT = 1
@@ -228,7 +230,7 @@ class OwnerIndex:
 
     def commit(self) -> None:
         """Write the changed buckets, then seal (sentinel mtime + `state`). Raises OSError."""
-        os.makedirs(self.root, mode=0o700, exist_ok=True)
+        fileutil.ensure_dir(self.root, 0o700)
         if self._replaced:
             for name in os.listdir(self.root):
                 if name.startswith("."):  # crash leftovers of temporary files

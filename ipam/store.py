@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from cni import fileutil
 from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line
 from ipam.addr import Addr, parse
 from ipam.dns import go_errtext
@@ -90,7 +91,7 @@ class Store:
         if not create and not os.path.isdir(netdir):
             return None
         try:
-            os.makedirs(netdir, mode=0o755, exist_ok=True)
+            fileutil.ensure_dir(netdir, 0o755)
         except OSError as e:
             raise _io_error(f'cannot use data directory "{data_dir}": mkdir {netdir}', e) from None
         lock_path = os.path.join(netdir, LOCK_FILE)
@@ -259,7 +260,7 @@ class Store:
             return self._tmp
         self._drop_tmp()
         root = os.path.join(self.dir, INDEX_DIR)
-        os.makedirs(root, mode=0o700, exist_ok=True)
+        fileutil.ensure_dir(root, 0o700)
         path = temp_path(root, _LEASE_TMP)
         try:
             os.unlink(path)
@@ -307,7 +308,7 @@ class Store:
         root = os.path.join(self.dir, INDEX_DIR)
         target = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
         try:
-            os.makedirs(root, mode=0o700, exist_ok=True)
+            fileutil.ensure_dir(root, 0o700)
             replace_file(root, f"{LAST_RESERVED}{range_id}", name.encode(), target=target)
         except OSError as e:
             raise _io_error(f"cannot write {target}", e) from None

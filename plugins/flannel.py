@@ -22,7 +22,15 @@ import sys
 from typing import Any
 
 from cni import __version__
-from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
+from cni.errors import (
+    ERR_DECODING_FAILURE,
+    ERR_INCOMPATIBLE_CNI_VERSION,
+    ERR_INTERNAL,
+    ERR_INVALID_NETWORK_CONFIG,
+    ERR_PLUGIN_NOT_AVAILABLE,
+    ERR_UNSUPPORTED_FIELD,
+    CNIError,
+)
 from cni.skel import CmdArgs, Plugin
 
 # The ifname used to DEL a stale attachment during GC: saved files are keyed by container ID
@@ -60,6 +68,12 @@ def _find_delegate(plugin_type: str, env: dict[str, str], prefix: str, code: int
         raise CNIError(code, f"{prefix}{e.msg}", e.details) from None
 
 
+# Codes with which a delegate refuses the configuration itself, before it changes anything.
+_CONFIG_REFUSED = frozenset(
+    {ERR_INCOMPATIBLE_CNI_VERSION, ERR_UNSUPPORTED_FIELD, ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG}
+)
+
+
 def cmd_add(args: CmdArgs):
     """Generate and save the delegate configuration, delegate ADD, return the delegate's result."""
     from cni.invoke import delegate_add
@@ -70,9 +84,16 @@ def cmd_add(args: CmdArgs):
     delegate = flannel_delegate.build(conf, env)
     data = flannel_delegate.encode(delegate)
     # Saved before the delegate runs: whatever it does, the runtime's DEL finds what to undo.
-    flannel_delegate.save(conf.data_dir(), args.container_id, data)
+    path = flannel_delegate.save(conf.data_dir(), args.container_id, data)
     _find_delegate(delegate["type"], args.env, "failed to delegate add: ")
-    return delegate_add(delegate["type"], data, args.env)
+    try:
+        return delegate_add(delegate["type"], data, args.env)
+    except CNIError as e:
+        if e.code in _CONFIG_REFUSED:
+            # The delegate made nothing a DEL could release, and the saved file would make every
+            # DEL fail with the same refusal: a failed ADD leaves nothing behind.
+            flannel_delegate.remove_saved(path)
+        raise
 
 
 def _regenerate(conf) -> tuple[str, bytes] | None:
@@ -110,7 +131,14 @@ def cmd_del(args: CmdArgs) -> None:
         data, read_error = None, e
     saved = flannel_delegate.parse_saved(data) if data is not None else None
     if saved is not None:
-        delegate_del(saved["type"], data, args.env)
+        try:
+            delegate_del(saved["type"], data, args.env)
+        except CNIError as e:
+            if e.code not in _CONFIG_REFUSED:
+                raise  # kept, so that a retried DEL can still release what the delegate made
+            # The delegate refuses this configuration outright, so it can never act on it: keeping
+            # the file would fail every DEL of this pod forever.
+            _warn(f"delegate refused the saved configuration {path} ({e}); removing it")
         flannel_delegate.remove_saved(path)
         return
     if data is not None:

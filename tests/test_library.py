@@ -235,3 +235,26 @@ def test_inprocess_and_exec_are_indistinguishable(own_loopback, monkeypatch):
     assert (by_exec.value.code, by_exec.value.msg, by_exec.value.details) == (
         in_proc.value.code, in_proc.value.msg, in_proc.value.details)
     assert in_proc.value.code == 1
+
+
+def test_ensure_dir_is_iterative_and_bounded(tmp_path):
+    """A data dir of thousands of components is created without recursion; past PATH_MAX it is
+    a clean OSError; a file in the way gives ENOTDIR, as mkdir -p does."""
+    import errno
+    import subprocess
+
+    from cni import fileutil
+
+    deep = str(tmp_path / "a") + "/d" * 1800  # ~3.6 KiB, deeper than Python's recursion limit
+    try:
+        fileutil.ensure_dir(deep)
+        assert os.path.isdir(deep)
+        with pytest.raises(OSError) as e:
+            fileutil.ensure_dir(str(tmp_path) + "/d" * 2100)
+        assert e.value.errno == errno.ENAMETOOLONG
+        (tmp_path / "f").write_text("")
+        with pytest.raises(OSError) as e:
+            fileutil.ensure_dir(str(tmp_path / "f" / "sub"))
+        assert e.value.errno == errno.ENOTDIR
+    finally:
+        subprocess.run(["rm", "-rf", str(tmp_path / "a")], check=False)  # rmtree would recurse
