@@ -48,7 +48,7 @@ def test_quick_run_prints_every_table(tmp_path):
                   "B4 footprint: import time"):
         assert title in text, f"{title!r} missing:\n{text}"
     for row in ("bridge+host-local ipMasq=false", "bridge+host-local ipMasq=true",
-                "kube-flannel list (+portmap)", "our flannel over our bridge"):
+                "kube-flannel list (+portmap)", "flannel overhead", "ours+w"):
         assert row in text, f"B1 row {row!r} missing:\n{text}"
     data = json.loads(out_json.read_text())
     assert [r["row"] for r in data["B1"]][:1] == ["bridge+host-local ipMasq=false"]
