@@ -8,9 +8,16 @@ VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni/__init__.py)
 ARCH := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
 TARBALL := dist/pycni-plugins-linux-$(ARCH)-v$(VERSION).tgz
 
-.PHONY: all venv build dev dist install test lint bench measure clean
+.PHONY: all demo venv build dev dist install test test-full conformance lint bench bench-cni bench-host-local measure clean
 
 all: build
+
+# The main job: install what a fresh Debian/Ubuntu lacks, build the standalone executables, and
+# run the live two-pod flannel demonstration in its own network namespaces (scripts/demo.py).
+demo:
+	sh scripts/demo-install-deps.sh
+	$(MAKE) build PYTHON="$$(sh scripts/demo-install-deps.sh --print-python)"
+	python3 scripts/demo.py
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,12 +53,27 @@ install: dist
 test: build
 	$(PY) -m pytest
 
+# The reliability tests at full count (10,000 fuzz cases per executable, 200 crash trials, ...).
+test-full: build
+	PYCNI_FULL=1 $(PY) -m pytest tests/test_fuzz.py tests/test_crash.py tests/test_concurrency.py tests/test_path_safety.py
+
+# The black-box suite against our executables and the reference, with the containerd scenario.
+conformance: build
+	$(PY) -m conformance --cni-bin dist/bin --reference /usr/lib/cni --runtime
+
 lint: venv
 	$(PY) -m ruff check .
 
 # Start-up cost of dist/bin (VERSION and loopback ADD in a throwaway netns).
 bench: build
 	$(PY) conformance/bench/bench_startup.py --baseline "dist/bin=dist/bin"
+
+# Ours against the reference: B1 pod cycle, B2 bursts, B3 host-local at scale, B4 footprint.
+bench-cni: build
+	$(PY) conformance/bench/bench_cni.py
+
+bench-host-local: build
+	$(PY) conformance/bench/bench_host_local.py
 
 # Rebuild every candidate layout in build/measure and time them (docs/startup.md).
 measure: venv
