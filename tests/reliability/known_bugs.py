@@ -77,39 +77,15 @@ KNOWN: tuple[KnownBug, ...] = (
         lines=re.compile(r"MemoryError|HANG"),
     ),
     KnownBug(
-        key="host-local-deep-datadir-recursion",
-        owner="ipam/store.py (host-local)",
-        summary=(
-            "a dataDir of ~2,000 path components makes Store.open's os.makedirs recurse past "
-            "Python's limit: RecursionError surfaces as code 999 (a traceback with CNI_PY_DEBUG) "
-            "instead of a config error naming the value"
-        ),
-        exes=frozenset({"host-local", "bridge", "flannel", "cnitool"}),
-        evidence=re.compile(r"makedirs.*RecursionError|RecursionError.*makedirs", re.S),
-        lines=re.compile(r"RecursionError"),
-    ),
-    KnownBug(
         key="portmap-multiline-error",
         owner="plugins/portmap_config.py (portmap)",
         summary=(
-            "an invalid portMappings protocol is echoed raw into the error message, so a value "
-            "with a newline gives a multi-line `msg` (the house rule: one line naming the value)"
+            "an invalid portMappings protocol or hostIP is echoed raw into the error message, so a "
+            "value with a newline gives a multi-line `msg` (the house rule: one line naming the value)"
         ),
         exes=frozenset({"portmap", "flannel", "cnitool"}),
-        evidence=re.compile(r"Invalid protocol"),
-        lines=re.compile(r"error message is not one line: .*Invalid protocol"),
-    ),
-    KnownBug(
-        key="flannel-saved-config-stuck",
-        owner="plugins/flannel.py (flannel)",
-        summary=(
-            "an ADD whose delegate rejects the generated configuration (e.g. delegate.forceAddress "
-            "not a boolean) leaves <dataDir>/<containerID>; every DEL then fails on the same "
-            "rejection, so the file (and the pod's teardown) is stuck for good"
-        ),
-        exes=frozenset({"flannel", "cnitool"}),
-        evidence=re.compile(r"DEL error [67]\b|add error; del error"),
-        lines=re.compile(r"left behind: file \S*flannel\S*/"),
+        evidence=re.compile(r"Invalid (protocol|host IP)"),
+        lines=re.compile(r"error message is not one line: .*Invalid (protocol|host IP)"),
     ),
 )
 
@@ -120,8 +96,7 @@ PATH_BUGS: tuple[KnownBug, ...] = (
         owner="ipam/config.py, ipam/store.py (host-local)",
         summary=(
             "ipam.dataDir with a `..` component (absolute or relative) is used as given, so leases "
-            "are written outside the intended tree; a dataDir longer than PATH_MAX creates ~20 "
-            "levels of directories before failing with ENAMETOOLONG (and leaves them)"
+            "are written outside the intended tree"
         ),
         exes=frozenset({"host-local", "bridge", "flannel"}),
     ),
@@ -129,8 +104,7 @@ PATH_BUGS: tuple[KnownBug, ...] = (
         key="flannel-datadir-escape",
         owner="plugins/flannel_config.py, plugins/flannel_delegate.py (flannel)",
         summary=(
-            "dataDir with a `..` component is used as given (the saved configuration lands "
-            "outside); a dataDir longer than PATH_MAX leaves partial directories behind"
+            "dataDir with a `..` component is used as given (the saved configuration lands outside)"
         ),
         exes=frozenset({"flannel"}),
     ),

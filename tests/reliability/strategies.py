@@ -260,9 +260,11 @@ def host_local_ipam(draw) -> dict[str, Any]:
             )
         )
     if _maybe(draw, 7):
-        ipam["resolvConf"] = draw(
-            st.sampled_from(["{CASE}/resolv.conf", "{CASE}/absent", "{CASE}", "/dev/null", "{FIFO}", "/dev/zero"])
-        )
+        # FIFO and /dev/zero hit a known bug (known_bugs.py) that costs a hang timeout: rarer.
+        ipam["resolvConf"] = draw(_weighted(
+            _choice(["{CASE}/resolv.conf", "{CASE}/absent", "{CASE}", "/dev/null"]),
+            st.sampled_from(["{FIFO}", "/dev/zero"]), p_rare=25,
+        ))
     if _maybe(draw, 10):
         ipam = _mutate_dict(ipam, draw)
     return ipam
@@ -454,7 +456,7 @@ _GOOD_ENV = ["FLANNEL_NETWORK=10.244.0.0/16", "FLANNEL_SUBNET=10.244.3.1/24", "F
 @st.composite
 def subnet_envs(draw) -> bytes:
     """subnet.env content: mostly complete, sometimes anything."""
-    if _maybe(draw, 3):
+    if _maybe(draw, 8):
         lines = draw(subnet_env_lines)
     else:
         lines = list(_GOOD_ENV)
@@ -469,7 +471,8 @@ def flannel_confs(draw) -> dict[str, Any]:
     conf = _common(draw, "flannel")
     conf["subnetFile"] = draw(
         _weighted(st.just("{CASE}/subnet.env"),
-                  st.sampled_from(["{CASE}/absent.env", "{CASE}", "{CASE}/../x/../subnet.env", "/dev/null", "/dev/zero", "{FIFO}", "{CASE}/nul\x00"]),
+                  _weighted(st.sampled_from(["{CASE}/absent.env", "{CASE}", "{CASE}/../x/../subnet.env", "/dev/null", "{CASE}/nul\x00"]),
+                            st.sampled_from(["/dev/zero", "{FIFO}"]), p_rare=6),
                   p_rare=12)
     )
     conf["dataDir"] = draw(
@@ -493,7 +496,7 @@ def flannel_confs(draw) -> dict[str, Any]:
     if delegate or _maybe(draw):
         conf["delegate"] = delegate
     ipam: dict[str, Any] = {"dataDir": draw(path_values)}
-    if _maybe(draw, 6):
+    if _maybe(draw, 10):
         ipam["routes"] = [{"dst": draw(st.sampled_from(["10.9.0.0/16", "bad", "fd99::/64"]))}]
     conf["ipam"] = ipam
     if _maybe(draw, 8):
