@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     seed = a.seed if a.seed is not None else random.randrange(2**32)
 
     @hseed(seed)
-    @settings(max_examples=a.cases * 3, database=None, deadline=None, phases=[Phase.generate],
+    @settings(max_examples=a.cases * 5, database=None, deadline=None, phases=[Phase.generate],
               suppress_health_check=list(HealthCheck), print_blob=False)
     @given(case_strategy(a.exe))
     def loop(case: Case) -> None:
