@@ -198,7 +198,8 @@ _ALL = [
     Deviation(
         "I8-bridge-mtu-range",
         "improve",
-        "plugins/bridge.py (config errors needing no kernel: code 7, before any change); flannel-notes §2.2 [improve] MTU range",
+        "plugins/bridge.py (config errors needing no kernel: code 7, before any change); "
+        "flannel-notes §2.2 [improve] MTU range",
         "bridge refuses an `mtu` outside 0 or 68..65535 before touching the node: code 7 "
         "`invalid MTU N (must be 0 or between 68 and 65535)`; the Go bridge relays the kernel's "
         "EINVAL from link creation (999 `failed to create bridge ...: invalid argument` or "
@@ -215,7 +216,7 @@ _ALL = [
     Deviation(
         "I10-json-syntax-message",
         "improve",
-        "spec-notes §2.2 (code 6); our decoder is Python's",
+        "spec-notes §2.3 (code 6 for an undecodable config); our decoder is Python's",
         "undecodable stdin: same code 6 and the same `error unmarshall network config: ` / "
         "`failed to load netconf: ` prefix, then Python's decoder wording (`Expecting value: "
         "line 1 column 1 (char 0)`) instead of Go's (`unexpected end of JSON input`)",
