@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs ~2 ms to import; type checkers honour this idiom
+if TYPE_CHECKING:
+    from typing import Any
 
 _ESCAPES = {
     '"': '\\"',
@@ -165,24 +168,44 @@ def kind(value: Any) -> str:
     return "map[string]interface {}"
 
 
-_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+_QUOTE_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+}
 
 
 def quote(text: str) -> str:
-    """Go's `%q` of a string, as it appears inside libcni's error messages."""
+    """Go's `%q` (strconv.Quote) of a string, as it appears in the reference's messages and comments.
+
+    Printable runes stay as they are (non-ASCII included); the short escapes Go knows are used;
+    other control characters below 0x80 print as \\xNN, other non-printable runes as \\uNNNN or
+    \\UNNNNNNNN. A byte that was not valid UTF-8, kept by `surrogateescape` (os.environ,
+    os.fsdecode) as U+DC80..U+DCFF, prints as Go prints the raw byte: \\xNN. Any other lone
+    surrogate can only come from a JSON "\\udXXX" escape, which Go decodes as U+FFFD: printed raw.
+    """
     out = ['"']
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif c in _QUOTE_ESCAPES:
-            out.append(_QUOTE_ESCAPES[c])
-        elif c.isprintable():
-            out.append(c)
-        elif ord(c) < 0x80:
-            out.append(f"\\x{ord(c):02x}")
-        elif ord(c) <= 0xFFFF:
-            out.append(f"\\u{ord(c):04x}")
+    for ch in text:
+        esc = _QUOTE_ESCAPES.get(ch)
+        if esc is not None:
+            out.append(esc)
+            continue
+        code = ord(ch)
+        if 0xD800 <= code <= 0xDFFF:
+            out.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else "\ufffd")
+        elif ch.isprintable():
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
         else:
-            out.append(f"\\U{ord(c):08x}")
+            out.append(f"\\U{code:08x}")
     out.append('"')
     return "".join(out)

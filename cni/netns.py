@@ -88,40 +88,6 @@ def _go_errtext(err: OSError) -> str:
     return text[:1].lower() + text[1:]
 
 
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def _go_quote(s: str) -> str:
-    """Go's `%q` of a string (strconv.Quote); surrogate-escaped bytes print as \\xNN."""
-    out = ['"']
-    for ch in s:
-        o = ord(ch)
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif 0xDC80 <= o <= 0xDCFF:  # a raw byte that was not UTF-8 (os.fsdecode)
-            out.append(f"\\x{o - 0xDC00:02x}")
-        elif ch.isprintable():
-            out.append(ch)
-        elif o < 0x80:
-            out.append(f"\\x{o:02x}")
-        elif o < 0x10000:
-            out.append(f"\\u{o:04x}")
-        else:
-            out.append(f"\\U{o:08x}")
-    out.append('"')
-    return "".join(out)
-
-
 _libc: CDLL | None = None
 
 
@@ -183,11 +149,15 @@ def _open_netns(path: str) -> int:
     try:
         magic = _statfs_type(path)
     except OSError as err:
-        msg = f"failed to Statfs {_go_quote(path)}: {_go_errtext(err)}"
+        from cni.gojson import quote  # error path only: keeps this module's import cheap
+
+        msg = f"failed to Statfs {quote(path)}: {_go_errtext(err)}"
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
         raise cls(path, msg) from None
     if magic not in (NSFS_MAGIC, PROCFS_MAGIC):
-        raise NotANetnsError(path, f"unknown FS magic on {_go_quote(path)}: {magic:x}")
+        from cni.gojson import quote
+
+        raise NotANetnsError(path, f"unknown FS magic on {quote(path)}: {magic:x}")
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:

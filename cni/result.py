@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
+from cni.gojson import quote
 from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
 from cni.result_types import (
     DNS,
@@ -40,7 +41,6 @@ from cni.result_types import (
     Route,
     canonical_cidr,
     canonical_ip,
-    go_quote,
     validation_to_cni,
 )
 
@@ -133,7 +133,7 @@ def _check_family(result: Result, cls: type[Result], prefix: str) -> Result:
         ERR_INCOMPATIBLE_CNI_VERSION,
         one_line(
             f"{prefix}result type supports {cls.VERSIONS_TEXT} "
-            f"but unmarshalled CNIVersion is {go_quote(version)}"
+            f"but unmarshalled CNIVersion is {quote(version)}"
         ),
     )
 
@@ -141,7 +141,7 @@ def _check_family(result: Result, cls: type[Result], prefix: str) -> Result:
 def _unsupported(version: str, prefix: str = "") -> CNIError:
     return CNIError(
         ERR_INCOMPATIBLE_CNI_VERSION,
-        one_line(f"{prefix}unsupported CNI result version {go_quote(version)}"),
+        one_line(f"{prefix}unsupported CNI result version {quote(version)}"),
     )
 
 

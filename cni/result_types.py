@@ -625,34 +625,3 @@ def go_json_text(obj: Any) -> str:
     if any("\ud800" <= c <= "\udfff" for c in text):
         text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
     return text
-
-
-_GO_SHORT = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def go_quote(text: str) -> str:
-    """Go's %q of a string (used inside reference error messages)."""
-    out = ['"']
-    for c in text:
-        if c in '"\\':
-            out.append("\\" + c)
-        elif c in _GO_SHORT:
-            out.append(_GO_SHORT[c])
-        elif c.isprintable():
-            out.append(c)
-        elif ord(c) < 0x80:
-            out.append(f"\\x{ord(c):02x}")
-        elif ord(c) <= 0xFFFF:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(f"\\U{ord(c):08x}")
-    out.append('"')
-    return "".join(out)

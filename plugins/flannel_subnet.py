@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line
+from cni.gojson import quote
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 
@@ -126,19 +127,13 @@ def _network_list(value: str, lenient: bool) -> list[str]:
     return out
 
 
-def _go_quote(s: str) -> str:
-    from cni.result_types import go_quote
-
-    return go_quote(s)
-
-
 def _mtu(value: str) -> int:
     # strconv.ParseUint(value, 10, 32): ASCII digits only, no sign, fits in 32 bits.
     if not value or not value.isascii() or not value.isdigit():
-        raise SubnetEnvError(f"strconv.ParseUint: parsing {_go_quote(value)}: invalid syntax")
+        raise SubnetEnvError(f"strconv.ParseUint: parsing {quote(value)}: invalid syntax")
     mtu = int(value)
     if mtu > 0xFFFFFFFF:
-        raise SubnetEnvError(f"strconv.ParseUint: parsing {_go_quote(value)}: value out of range")
+        raise SubnetEnvError(f"strconv.ParseUint: parsing {quote(value)}: value out of range")
     if not MTU_MIN <= mtu <= MTU_MAX:
         raise SubnetEnvError(f"FLANNEL_MTU={value} is not a usable MTU ({MTU_MIN}..{MTU_MAX})")
     return mtu
@@ -176,7 +171,7 @@ def parse(text: str, path: str, *, lenient: bool = False) -> SubnetEnv:
         if key not in KEYS:
             continue
         if not sep:
-            raise SubnetEnvError(f"invalid line {_go_quote(line)}: expected {key}=<value>")
+            raise SubnetEnvError(f"invalid line {quote(line)}: expected {key}=<value>")
         if key == "FLANNEL_NETWORK":
             env.networks = _network_list(value, lenient)
         elif key == "FLANNEL_IPV6_NETWORK":
