@@ -80,19 +80,9 @@ def parse_cap_args(text: str) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"json: cannot unmarshal {_json_type(value)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {gojson.json_kind(value)} into Go value of type map[string]interface {{}}",
         )
     return value
-
-
-def _json_type(value: object) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array"
 
 
 def _go_getwd(env: Mapping[str, str]) -> str:

@@ -183,7 +183,7 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
         raise _list_error(_one(e), ERR_DECODING_FAILURE) from None
     if not isinstance(raw, dict):
         raise _list_error(
-            f"json: cannot unmarshal {_json_type(raw)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {gojson.json_kind(raw)} into Go value of type map[string]interface {{}}",
             ERR_DECODING_FAILURE,
         )
     if "name" not in raw:
@@ -223,12 +223,6 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
         except ConfError as e:
             raise ConfError(e.code, f"failed to parse plugin config {i}: {e.msg}") from None
     return conf
-
-
-def _json_type(value: Any) -> str:
-    return {"<nil>": "null", "float64": "number", "[]interface {}": "array"}.get(
-        gojson.kind(value), gojson.kind(value)
-    )
 
 
 def go_ext(filename: str) -> str:

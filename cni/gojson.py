@@ -168,6 +168,24 @@ def kind(value: Any) -> str:
     return "map[string]interface {}"
 
 
+def json_kind(value: Any) -> str:
+    """The JSON type word Go's decoder names in "json: cannot unmarshal <word> into ..." errors.
+
+    One of "null", "bool", "number", "string", "array", "object", for a decoded JSON value.
+    """
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
 _QUOTE_ESCAPES = {
     '"': '\\"',
     "\\": "\\\\",

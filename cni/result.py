@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
-from cni.gojson import quote
+from cni.gojson import json_kind, quote
 from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
 from cni.result_types import (
     DNS,
@@ -73,20 +73,6 @@ _PREV = "could not parse prevResult: "
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
-
-
-def _json_kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
 
 
 def _load(data: object, prefix: str) -> Any:
@@ -161,7 +147,7 @@ def parse_result(data: dict | bytes | str, version: str) -> Result:
     if not isinstance(obj, dict):
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"failed to unmarshal raw result: json: cannot unmarshal {_json_kind(obj)} "
+            f"failed to unmarshal raw result: json: cannot unmarshal {json_kind(obj)} "
             "into Go value of type map[string]interface {}",
         )
     own = obj.get("cniVersion")
@@ -203,7 +189,7 @@ def parse_prev_result(conf: dict) -> Result | None:
     if not isinstance(raw, dict):
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"{_PREV}json: cannot unmarshal {_json_kind(raw)} into Go struct field "
+            f"{_PREV}json: cannot unmarshal {json_kind(raw)} into Go struct field "
             "NetConf.prevResult of type map[string]interface {}",
         )
     conf_version = config_version(conf)

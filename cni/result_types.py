@@ -36,6 +36,7 @@ from pydantic import (
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
+from cni.gojson import json_kind
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
 GO_JSON = "go_json"
@@ -85,25 +86,10 @@ def _ip_text(ip: Any) -> str:
     return _ipv6_text(ip.packed)
 
 
-def _json_kind(value: object) -> str:
-    """The JSON type word Go uses in decode errors."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, (list, tuple)):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "string"
-
-
 def _not_a_string(value: object, what: str, info: ValidationInfo | None) -> ValueError:
     if info is not None and info.context and info.context.get(GO_JSON):
         return ValueError(
-            f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
+            f"json: cannot unmarshal {json_kind(value)} into Go value of type string"
         )
     return ValueError(f"invalid {what}: {one_line(repr(value))} is not a string")
 
@@ -207,7 +193,7 @@ def validation_to_cni(
         text = str(ctx["error"])
     elif go_json and err.get("type") in _GO_TYPES:
         value = err.get("input")
-        kind = _json_kind(value)
+        kind = json_kind(value)
         if kind == "number" and _GO_TYPES[err["type"]] == "int":
             kind = f"number {value!r}"
         field = f"{model}.{path}" if path else model

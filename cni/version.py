@@ -55,24 +55,14 @@ def config_version(conf: dict) -> str:
     if v is None:
         return ""
     if not isinstance(v, str):
+        from cni.gojson import json_kind  # error path only: this module is on every start-up path
+
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"decoding version from network config: json: cannot unmarshal {_json_kind(v)} "
+            f"decoding version from network config: json: cannot unmarshal {json_kind(v)} "
             "into Go struct field .cniVersion of type string",
         )
     return v
-
-
-def _json_kind(v: object) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "string"
 
 
 def incompatible(version: str, supported: tuple[str, ...] | list[str]) -> CNIError:

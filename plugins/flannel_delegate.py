@@ -13,6 +13,7 @@ import os
 from typing import Any
 
 from cni.errors import ERR_INTERNAL, CNIError, one_line
+from cni.gojson import json_kind
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
 
@@ -51,7 +52,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
         )
 
     if not isinstance(raw, list):
-        raise fail(f"json: cannot unmarshal {_json_kind(raw)} into Go value of type []types.Route")
+        raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
     from cni.result_types import GO_JSON, Route
 
     out: list[_Struct] = []
@@ -59,7 +60,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
         if item is None:
             item = {}
         if not isinstance(item, dict):
-            raise fail(f"json: cannot unmarshal {_json_kind(item)} into Go value of type types.route")
+            raise fail(f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route")
         try:
             route = Route.model_validate(item, context={GO_JSON: True})
         except CNIError as e:
@@ -74,19 +75,6 @@ def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
             raise fail(str(e)) from None
         out.append(_Struct(route.to_dict()))
     return out
-
-
-def _json_kind(value: Any) -> str:
-    """The JSON type word Go's decoder uses in its errors."""
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return "object"
 
 
 def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
