@@ -19,7 +19,6 @@ Bad input never escapes as a pydantic error: construction, assignment and parsin
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -36,7 +35,7 @@ from pydantic import (
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
-from cni.gojson import json_kind
+from cni.gojson import json_kind, marshal_indent
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
 GO_JSON = "go_json"
@@ -491,7 +490,7 @@ class Result(_Model):
         Like Go's encoder, non-ASCII text is written as is and ``<``, ``>``, ``&``, U+2028 and
         U+2029 are escaped.
         """
-        return go_json_text(self.to_dict())
+        return marshal_indent(self.to_dict())
 
 
 class Result100(Result):
@@ -591,23 +590,3 @@ def _sorted(value: Any) -> Any:
     if isinstance(value, list):
         return [_sorted(v) for v in value]
     return value
-
-
-_GO_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-
-
-def go_json_text(obj: Any) -> str:
-    """JSON like Go's json.MarshalIndent(obj, "", "    "): raw UTF-8, HTML-safe escapes."""
-    text = json.dumps(obj, indent=4, ensure_ascii=False)
-    if any(c in text for c in _GO_ESCAPES):
-        text = "".join(_GO_ESCAPES.get(c, c) for c in text)
-    # A lone surrogate (from a "\ud800" escape) is what Go decodes as U+FFFD.
-    if any("\ud800" <= c <= "\udfff" for c in text):
-        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
-    return text
