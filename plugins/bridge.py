@@ -20,8 +20,6 @@ Deliberate differences from the reference (HEAD):
 
 from __future__ import annotations
 
-from typing import Any
-
 from cni import __version__
 from cni.errors import ERR_INTERNAL, CNIError
 from cni.skel import CmdArgs, Plugin
@@ -29,6 +27,7 @@ from cni.skel import CmdArgs, Plugin
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
+    from typing import Any
 
     from plugins.bridge_config import BridgeNetConf, Loaded
     from plugins.linux.link import Link
@@ -67,17 +66,27 @@ def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     prefix = f'failed to create bridge "{name}": '
     if not name:
         raise _err(f'{prefix}could not add "": LinkAttrs.Name cannot be empty')
+    # Look before creating: on a node the bridge exists for every ADD but the first, and the
+    # create request would only come back "file exists" (it changes nothing for an existing
+    # link, so the outcome is the same). A name the kernel refuses to look up goes to the
+    # create request, which reports it as the reference does.
+    created = False
     try:
-        created = link.create_bridge(host, name, conf.mtu, conf.vlan_filtering)
-    except link.netlink_error() as e:
-        text = link.errno_text(e)
-        hint = ""
-        if link.errno_of(e) == link.EOPNOTSUPP and conf.vlan_filtering:
-            hint = " (this kernel has no bridge VLAN filtering, needed by vlan/vlanTrunk)"
-        raise _err(f'{prefix}could not add "{name}": {text}{hint}') from None
-    br = link.get_link(host, name)
+        br = link.get_link(host, name)
+    except link.netlink_error():
+        br = None
     if br is None:
-        raise _err(f'{prefix}could not lookup "{name}": Link not found')
+        try:
+            created = link.create_bridge(host, name, conf.mtu, conf.vlan_filtering)
+        except link.netlink_error() as e:
+            text = link.errno_text(e)
+            hint = ""
+            if link.errno_of(e) == link.EOPNOTSUPP and conf.vlan_filtering:
+                hint = " (this kernel has no bridge VLAN filtering, needed by vlan/vlanTrunk)"
+            raise _err(f'{prefix}could not add "{name}": {text}{hint}') from None
+        br = link.get_link(host, name)
+        if br is None:
+            raise _err(f'{prefix}could not lookup "{name}": Link not found')
     if created:
         undo.push(lambda: _remove_bridge_if_unused(host, br.index))
     if br.kind != "bridge":
@@ -128,17 +137,39 @@ def _make_veth(pod: Any, host: Any, ifname: str, conf: BridgeNetConf, mac: str, 
     raise _err("failed to find a unique veth name")
 
 
-def _attach_port(host: Any, br: Link, veth: Link, hairpin: bool, isolated: bool, vlan: int,
-                 vlans: list[int], preserve_default: bool) -> None:
-    """Step 4-5: enslave the host end, hairpin and isolated flags, VLAN entries."""
+class _HostEnd:
+    """The host end of a veth pair as known without asking the kernel: the name chosen for it
+    and its index (the other end's IFLA_LINK)."""
+
+    __slots__ = ("name", "index")
+
+    def __init__(self, name: str, index: int) -> None:
+        self.name = name
+        self.index = index
+
+
+def _attach_port(host: Any, br: Link, veth: Link | _HostEnd, hairpin: bool, isolated: bool,
+                 vlan: int, vlans: list[int], preserve_default: bool, up: bool = False) -> None:
+    """Step 4-5: enslave the host end (and set it up, with `up`), hairpin and isolated flags,
+    VLAN entries."""
     from plugins.linux import link
 
     name = veth.name
     nlerr = link.netlink_error()
     try:
-        link.set_master(host, veth.index, br.index)
+        link.set_master(host, veth.index, br.index, up=up)
     except nlerr as e:
-        raise _err(f'failed to connect "{name}" to bridge {br.name}: {link.errno_text(e)}') from None
+        if not up:
+            raise _err(f'failed to connect "{name}" to bridge {br.name}: {link.errno_text(e)}') from None
+        # One request did both: redo them one by one for the reference's message.
+        try:
+            link.set_up(host, veth.index)
+        except nlerr as e2:
+            raise _err(f'failed to set "{name}" up: {link.errno_text(e2)}') from None
+        try:
+            link.set_master(host, veth.index, br.index)
+        except nlerr as e2:
+            raise _err(f'failed to connect "{name}" to bridge {br.name}: {link.errno_text(e2)}') from None
     try:
         link.set_port_flag(host, veth.index, "mode", hairpin)
     except nlerr as e:
@@ -169,8 +200,9 @@ def _attach_port(host: Any, br: Link, veth: Link, hairpin: bool, isolated: bool,
 
 
 def _setup_veth(host: Any, pod: Any, br: Link, ifname: str, conf: BridgeNetConf, loaded: Loaded,
-                undo: _Undo) -> tuple[Link, Link]:
-    """Steps 3-5: (host end, container end). The container end stays down."""
+                undo: _Undo) -> tuple[Link | _HostEnd, Link]:
+    """Steps 3-5: (host end, container end). The container end stays down; the host end's MAC
+    is not known yet (cmd_add reads it once the port is up)."""
     from plugins.linux import link
 
     host_fd = link.current_netns_fd()
@@ -185,16 +217,17 @@ def _setup_veth(host: Any, pod: Any, br: Link, ifname: str, conf: BridgeNetConf,
     if cont is None:
         raise _err(f'failed to lookup "{ifname}": Link not found')
     undo.push(lambda: link.delete_link(pod, cont.index))
-    veth = link.get_link(host, peer)
-    if veth is None:
-        raise _err(f'failed to lookup "{peer}": Link not found')
-    try:
-        link.set_up(host, veth.index)
-    except link.netlink_error() as e:
-        raise _err(f'failed to set "{peer}" up: {link.errno_text(e)}') from None
+    if cont.peer_index:
+        veth: Link | _HostEnd = _HostEnd(peer, cont.peer_index)
+    else:  # no IFLA_LINK reported: look the host end up by name
+        found = link.get_link(host, peer)
+        if found is None:
+            raise _err(f'failed to lookup "{peer}": Link not found')
+        veth = found
+    # accept_ra before the link goes up (the reference writes it just after; same end state)
     link.disable_accept_ra(peer)
     _attach_port(host, br, veth, conf.hairpinMode, conf.portIsolation, conf.vlan, loaded.vlans,
-                 conf.preserveDefaultVlan)
+                 conf.preserveDefaultVlan, up=True)
     return veth, cont
 
 
@@ -469,7 +502,7 @@ def cmd_add(args: CmdArgs) -> Any:
             "1.1.0",
             interfaces=[
                 Interface(name=br.name, mac=br.mac),
-                Interface(name=veth.name, mac=veth.mac),
+                Interface(name=veth.name, mac=""),  # read below, once the port is up
                 Interface(name=cont.name, mac=cont.mac, sandbox=args.netns),
             ],
         )
@@ -510,13 +543,15 @@ def cmd_add(args: CmdArgs) -> Any:
             except link.netlink_error() as e:
                 raise _err(f'failed to set "{args.ifname}" up: {link.errno_text(e)}') from None
         if not conf.disableContainerInterface:
-            state = link.wait_oper_up(host, veth.index)
-            if state is None or state.operstate != "UP":
-                text = state.operstate.lower() if state is not None else "notpresent"
+            fresh = link.wait_oper_up(host, veth.index)
+            if fresh is None or fresh.operstate != "UP":
+                text = fresh.operstate.lower() if fresh is not None else "notpresent"
                 raise _err(f"bridge port in error state: {text}")
-        fresh = link.get_link(host, index=veth.index)
-        if fresh is not None:
-            result.interfaces[1].mac = fresh.mac
+        else:
+            fresh = link.get_link(host, index=veth.index)
+            if fresh is None:
+                raise _err(f'failed to lookup "{veth.name}": Link not found')
+        result.interfaces[1].mac = fresh.mac
         br_now = link.get_link(host, conf.bridge)
         if br_now is None or br_now.kind != "bridge":
             raise _err(f'"{conf.bridge}" already exists but is not a bridge')
@@ -550,13 +585,19 @@ def _global_unicast(iface: Any) -> bool:
     return not (ip.version == 4 and int(ip) == 0xFFFFFFFF)
 
 
-def _delete_pod_link(netns: str, ifname: str) -> list | None:
-    """Delete CNI_IFNAME in the pod netns; its global unicast addresses, or None when the link
-    was not there. Raises NetnsNotFoundError when the netns is gone, other CNIErrors as is."""
+def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list | None:
+    """Delete CNI_IFNAME in the pod netns; its global unicast addresses (an empty list unless
+    `want_addrs`), or None when the link was not there. Raises NetnsNotFoundError when the
+    netns is gone, other CNIErrors as is."""
     from plugins.linux import link
 
     pod = link.iproute_in(netns)
     try:
+        if not want_addrs:  # one request: delete by name
+            try:
+                return [] if link.delete_link_named(pod, ifname) else None
+            except link.netlink_error() as e:
+                raise _err(f'failed to delete "{ifname}": {link.errno_text(e)}') from None
         lk = link.get_link(pod, ifname)
         if lk is None:
             return None
@@ -582,7 +623,8 @@ def cmd_del(args: CmdArgs) -> None:
     addrs = None
     if args.netns:
         try:
-            addrs = _delete_pod_link(args.netns, args.ifname)
+            # the addresses only matter to the masquerade teardown
+            addrs = _delete_pod_link(args.netns, args.ifname, conf.is_layer3 and conf.ipMasq)
         except NetnsNotFoundError:
             addrs = None
     if conf.is_layer3:

@@ -184,9 +184,16 @@ def set_mac(ipr: Any, index: int, mac: str) -> None:
     ipr.link("set", index=index, address=mac)
 
 
-def set_master(ipr: Any, index: int, master: int) -> None:
-    """Enslave the link to `master` (a bridge)."""
-    ipr.link("set", index=index, master=master)
+def set_master(ipr: Any, index: int, master: int, up: bool = False) -> None:
+    """Enslave the link to `master` (a bridge); with `up`, also set it up in the same request.
+
+    The kernel applies the master before the flags, so when going up fails the link is
+    enslaved but down, as after two separate requests where the second failed.
+    """
+    if up:
+        ipr.link("set", index=index, master=master, state="up")
+    else:
+        ipr.link("set", index=index, master=master)
 
 
 def rename(ipr: Any, index: int, name: str) -> None:
@@ -206,6 +213,20 @@ def move_to_netns(ipr: Any, index: int, netns_fd: int, name: str | None = None) 
 def delete_link(ipr: Any, index: int) -> None:
     """Delete the link (for a veth, its peer goes with it)."""
     ipr.link("del", index=index)
+
+
+def delete_link_named(ipr: Any, name: str) -> bool:
+    """Delete the link called `name` in one request; False when there is no such link.
+
+    Other failures raise NetlinkError.
+    """
+    try:
+        ipr.link("del", ifname=name)
+    except netlink_error() as e:
+        if errno_of(e) in (ENODEV, ENOENT):
+            return False
+        raise
+    return True
 
 
 def create_bridge(ipr: Any, name: str, mtu: int = 0, vlan_filtering: bool = False) -> bool:
