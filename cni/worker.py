@@ -181,7 +181,7 @@ class Worker:
                         pass
         from plugins.linux import netlink
 
-        netlink._bare_package("pyroute2")
+        netlink.bare_pyroute2()
         importlib.import_module("pyroute2.iproute.linux")
         for mod in ("pyroute2.netlink.exceptions", "subprocess", "ipaddress", "fcntl", "ctypes"):
             try:

@@ -20,6 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+# pyroute2's NetlinkError class, for `except netlink_error() as e:` (here and in the plugins).
+from plugins.linux.netlink import netlink_error
+
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
 IFA_F_DADFAILED = 0x08
@@ -72,16 +75,6 @@ def iproute_in(netns_path: str) -> Any:
 
     with in_netns(netns_path):
         return iproute()
-
-
-def netlink_error() -> type[Exception]:
-    """pyroute2's NetlinkError class (for `except` clauses); imports pyroute2 lazily."""
-    from plugins.linux import netlink
-
-    netlink._bare_package("pyroute2")
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    return NetlinkError
 
 
 def errno_of(err: BaseException) -> int | None:

@@ -22,6 +22,22 @@ def _bare_package(name: str) -> None:
     sys.modules[name] = module
 
 
+def bare_pyroute2() -> None:
+    """Make pyroute2's submodules importable one by one, without its package-wide import.
+
+    Idempotent; call it before any `from pyroute2.<submodule> import ...`.
+    """
+    _bare_package("pyroute2")
+
+
+def netlink_error() -> type[Exception]:
+    """pyroute2's NetlinkError class (for `except` clauses), loaded without the package import."""
+    _bare_package("pyroute2")
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    return NetlinkError
+
+
 def iproute():
     """A new pyroute2 IPRoute bound to the calling thread's current network namespace."""
     _bare_package("pyroute2")
