@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-# executable name -> module holding `PLUGIN` (a cni.skel.Plugin) or `main()`
+# executable name -> module holding `main()` (cnitool) or else `PLUGIN` (a cni.skel.Plugin,
+# run by cni.skel.main)
 ENTRY_POINTS: dict[str, str] = {
     "loopback": "plugins.loopback",
     "bridge": "plugins.bridge",

@@ -103,13 +103,3 @@ PLUGIN = Plugin(
     about=f"CNI loopback plugin {__version__} (pycni)",
 )
 
-
-def main() -> None:
-    """Process entry point."""
-    from cni.skel import main as skel_main
-
-    skel_main(PLUGIN)
-
-
-if __name__ == "__main__":
-    main()
