@@ -77,6 +77,13 @@ def _number(n: int | float) -> str:
     return format_float(n)
 
 
+class Struct(dict):
+    """A JSON object marshalled with its keys in insertion order, as Go marshals a struct.
+
+    A plain dict is marshalled as Go marshals a map: keys sorted.
+    """
+
+
 def _encode(obj: Any, out: list[str]) -> None:
     if obj is None:
         out.append("null")
@@ -91,7 +98,10 @@ def _encode(obj: Any, out: list[str]) -> None:
     elif isinstance(obj, dict):
         out.append("{")
         first = True
-        for key in sorted(obj, key=lambda k: str(k).encode("utf-8", "surrogatepass")):
+        keys = obj if isinstance(obj, Struct) else sorted(
+            obj, key=lambda k: str(k).encode("utf-8", "surrogatepass")
+        )
+        for key in keys:
             if not first:
                 out.append(",")
             first = False
@@ -111,7 +121,10 @@ def _encode(obj: Any, out: list[str]) -> None:
 
 
 def marshal(obj: Any) -> bytes:
-    """`obj` (decoded JSON data) as Go's json.Marshal of the same interface{} value, in UTF-8."""
+    """`obj` (decoded JSON data) as Go's json.Marshal of the same interface{} value, in UTF-8.
+
+    Dicts are Go maps (keys sorted), `Struct`s Go structs (keys in insertion order).
+    """
     out: list[str] = []
     _encode(obj, out)
     return "".join(out).encode("utf-8")

@@ -13,13 +13,9 @@ import os
 from typing import Any
 
 from cni.errors import ERR_INTERNAL, CNIError, one_line
-from cni.gojson import json_kind
+from cni.gojson import Struct, json_kind, marshal
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
-
-
-class _Struct(dict):
-    """A JSON object written in insertion order (a Go struct), not with sorted keys (a Go map)."""
 
 
 def validate_user_delegate(delegate: dict[str, Any] | None) -> None:
@@ -38,7 +34,7 @@ def validate_user_delegate(delegate: dict[str, Any] | None) -> None:
         )
 
 
-def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
+def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
     """`ipam.routes` decoded as libcni's Route (unknown per-route keys dropped), in struct order."""
     if "routes" not in ipam or ipam["routes"] is None:
         return []
@@ -55,7 +51,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
     from cni.result_types import GO_JSON, Route
 
-    out: list[_Struct] = []
+    out: list[Struct] = []
     for item in raw:
         if item is None:
             item = {}
@@ -73,7 +69,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[_Struct]:
 
                 raise fail(validation_to_cni(e, "route", go_json=True).msg) from None
             raise fail(str(e)) from None
-        out.append(_Struct(route.to_dict()))
+        out.append(Struct(route.to_dict()))
     return out
 
 
@@ -108,51 +104,17 @@ def _ipam(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
     ipam.setdefault("type", "host-local")
     ipam["ranges"] = env.ranges()
     routes = _user_routes(ipam)
-    routes += [_Struct(dst=dst) for dst in env.route_dsts()]
+    routes += [Struct(dst=dst) for dst in env.route_dsts()]
     ipam["routes"] = routes
     return ipam
 
 
-def _encode(obj: Any, out: list[str]) -> None:
-    from cni.gojson import marshal_str
-
-    if isinstance(obj, _Struct):
-        out.append("{")
-        for i, (key, value) in enumerate(obj.items()):
-            if i:
-                out.append(",")
-            out.append(marshal_str(key))
-            out.append(":")
-            _encode(value, out)
-        out.append("}")
-    elif isinstance(obj, dict):
-        out.append("{")
-        for i, key in enumerate(sorted(obj, key=lambda k: k.encode("utf-8", "surrogatepass"))):
-            if i:
-                out.append(",")
-            out.append(marshal_str(key))
-            out.append(":")
-            _encode(obj[key], out)
-        out.append("}")
-    elif isinstance(obj, list):
-        out.append("[")
-        for i, item in enumerate(obj):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        out.append(marshal_str(obj))
-
-
 def encode(delegate: dict[str, Any]) -> bytes:
     """The delegate configuration as the reference's json.Marshal writes it (compact, UTF-8)."""
-    out: list[str] = []
     try:
-        _encode(delegate, out)
+        return marshal(delegate)
     except (TypeError, ValueError) as e:
         raise CNIError(ERR_INTERNAL, f"error serializing delegate netconf: {one_line(e)}") from None
-    return "".join(out).encode("utf-8")
 
 
 # --------------------------------------------------------------------------- saved files
