@@ -18,11 +18,11 @@ reference wording and are one line.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from pydantic import ValidationError
 
+from cni import gojson
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
 from cni.gojson import json_kind, quote
 from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
@@ -71,10 +71,6 @@ CURRENT = "1.1.0"
 _PREV = "could not parse prevResult: "
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
-
-
 def _load(data: object, prefix: str) -> Any:
     """Decoded JSON for bytes/str input; dicts and None pass through."""
     if data is None or isinstance(data, dict):
@@ -90,7 +86,7 @@ def _load(data: object, prefix: str) -> Any:
     if not text.strip():
         raise CNIError(ERR_DECODING_FAILURE, f"{prefix}unexpected end of JSON input")
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return gojson.loads(text)
     except (ValueError, RecursionError) as exc:
         raise CNIError(ERR_DECODING_FAILURE, one_line(f"{prefix}invalid JSON: {exc}")) from None
 
