@@ -200,13 +200,21 @@ class CNIConfig:
 
     # ---------------------------------------------------------------- ADD
 
-    def _add_one(self, net: NetworkConfigList, plugin: PluginConfig, prev, rt: RuntimeConf):
-        from cni import validate
+    def _run_one(
+        self, net: NetworkConfigList, plugin: PluginConfig, command: str, prev, rt: RuntimeConf
+    ) -> bytes:
+        """Find the plugin, build its request (`prev` as prevResult) and run `command`: stdout.
 
+        ADD also validates the container ID, network name and interface name, after the
+        plugin is found and before it runs (libcni's order).
+        """
         plugin_path = self._find(plugin.type)
-        validate.container_id(rt.container_id)
-        validate.network_name(net.name)
-        validate.interface_name(rt.ifname)
+        if command == "ADD":
+            from cni import validate
+
+            validate.container_id(rt.container_id)
+            validate.network_name(net.name)
+            validate.interface_name(rt.ifname)
         stdin = build_request(
             plugin,
             net.name,
@@ -214,7 +222,10 @@ class CNIConfig:
             prev_result=prev.to_dict() if prev is not None else None,
             rt=rt,
         )
-        out = self._exec(plugin_path, "ADD", stdin, rt)
+        return self._exec(plugin_path, command, stdin, rt)
+
+    def _add_one(self, net: NetworkConfigList, plugin: PluginConfig, prev, rt: RuntimeConf):
+        out = self._run_one(net, plugin, "ADD", prev, rt)
         return parse_add_output(out, net.cni_version)
 
     def add_network_list(self, net: NetworkConfigList, rt: RuntimeConf):
@@ -246,19 +257,6 @@ class CNIConfig:
         return result
 
     # ---------------------------------------------------------------- CHECK / DEL
-
-    def _run_one(
-        self, net: NetworkConfigList, plugin: PluginConfig, command: str, prev, rt: RuntimeConf
-    ) -> None:
-        plugin_path = self._find(plugin.type)
-        stdin = build_request(
-            plugin,
-            net.name,
-            net.cni_version,
-            prev_result=prev.to_dict() if prev is not None else None,
-            rt=rt,
-        )
-        self._exec(plugin_path, command, stdin, rt)
 
     def cached_result(self, net: NetworkConfigList, rt: RuntimeConf):
         """The attachment's cached result converted to the list's version, or None."""
