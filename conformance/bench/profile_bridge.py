@@ -12,7 +12,8 @@ Per cycle it records the process CPU time (user + system of this process; the ke
 the netlink work is in the system part), the CPU of child processes
 (iptables-restore with --masq) and the netlink requests sent (counted at pyroute2's socket
 send, split into dumps and the rest, by message type), and the CPU spent inside pyroute2's
-IPRoute calls ("netlink"), in opening and closing IPRoute sockets, and in the IPAM delegate. Prints medians. `--profile add` wraps
+IPRoute calls or plugins/linux/rtnl.py's requests ("netlink"), in opening and closing those
+sockets, and in the IPAM delegate. Prints medians. `--profile add` wraps
 the timed ADDs in cProfile and prints the top functions by own time and by cumulative time
 (a profile inflates the CPU figures; take them from a run without it). `--trace` prints the
 request sequence of one ADD and one DEL.
@@ -106,6 +107,14 @@ class Split:
         IPRoute._run_force_sync = timed("netlink", IPRoute._run_force_sync)
         IPRoute.__init__ = timed("netlink socket", IPRoute.__init__)
         IPRoute.close = timed("netlink socket", IPRoute.close)
+        try:
+            from plugins.linux.rtnl import RtnlSocket
+        except ImportError:  # a tree from before plugins/linux/rtnl.py
+            pass
+        else:
+            RtnlSocket._request = timed("netlink", RtnlSocket._request)
+            RtnlSocket.__init__ = timed("netlink socket", RtnlSocket.__init__)
+            RtnlSocket.close = timed("netlink socket", RtnlSocket.close)
         invoke.delegate_add = timed("ipam", invoke.delegate_add)
         invoke.delegate_del = timed("ipam", invoke.delegate_del)
 

@@ -55,18 +55,21 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 def iproute() -> Any:
-    """A new pyroute2 IPRoute socket in the calling thread's current network namespace.
+    """A new rtnetlink socket in the calling thread's current network namespace, with the part
+    of pyroute2's IPRoute API that this module uses (plugins/linux/rtnl.py: the same requests
+    and answers, without IPRoute's asyncio machinery).
 
-    The caller closes it. It spawns no thread; it may be used from any thread afterwards and
-    keeps acting on the namespace it was created in.
+    The caller closes it. It spawns no thread; it may be used from any thread afterwards (one
+    at a time) and keeps acting on the namespace it was created in.
     """
-    from plugins.linux import netlink
+    from plugins.linux.rtnl import RtnlSocket
 
-    return netlink.iproute()
+    return RtnlSocket()
 
 
 def iproute_in(netns_path: str) -> Any:
-    """An IPRoute socket bound to the netns at `netns_path` (the thread enters and returns).
+    """An rtnetlink socket (`iproute()`) bound to the netns at `netns_path` (the thread enters
+    and returns).
 
     Raises cni.netns.NetnsError (a CNIError with the reference's wording) when the path is not
     a usable netns.
