@@ -35,6 +35,7 @@ from pydantic import (
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
+from cni.goip import ipv6_text
 from cni.gojson import json_kind, marshal_indent
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
@@ -42,27 +43,6 @@ GO_JSON = "go_json"
 
 # --------------------------------------------------------------------------------------------
 # Address text: parse like Go's net.ParseCIDR / net.ParseIP, print like net.IPNet / net.IP.
-
-
-def _ipv6_text(packed: bytes) -> str:
-    """RFC 5952 text: lower-case hex, longest run (>= 2, first on ties) of zero groups as ``::``."""
-    groups = [(packed[i] << 8) | packed[i + 1] for i in range(0, 16, 2)]
-    best_at, best_len, i = -1, 1, 0
-    while i < 8:
-        if groups[i]:
-            i += 1
-            continue
-        j = i
-        while j < 8 and not groups[j]:
-            j += 1
-        if j - i > best_len:
-            best_at, best_len = i, j - i
-        i = j
-    if best_at < 0:
-        return ":".join(f"{g:x}" for g in groups)
-    head = ":".join(f"{g:x}" for g in groups[:best_at])
-    tail = ":".join(f"{g:x}" for g in groups[best_at + best_len :])
-    return f"{head}::{tail}"
 
 
 def _parse_ip(text: str) -> Any:
@@ -82,7 +62,7 @@ def _ip_text(ip: Any) -> str:
     mapped = ip.ipv4_mapped
     if mapped is not None:
         return str(mapped)
-    return _ipv6_text(ip.packed)
+    return ipv6_text(int(ip))
 
 
 def _not_a_string(value: object, what: str, info: ValidationInfo | None) -> ValueError:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from cni.goip import ipv6_text
+
 
 class Addr(NamedTuple):
     """One IP address: `bits` is 32 (IPv4) or 128 (IPv6), `value` the address as an int."""
@@ -56,23 +58,7 @@ def text(a: Addr) -> str:
         return f"{v >> 24}.{(v >> 16) & 255}.{(v >> 8) & 255}.{v & 255}"
     if v >> 32 == 0xFFFF:  # IPv4-mapped: Go prints the IPv4 form
         return text(Addr(32, v & 0xFFFFFFFF))
-    groups = [(v >> (112 - 16 * i)) & 0xFFFF for i in range(8)]
-    best_at, best_len, i = -1, 1, 0
-    while i < 8:
-        if groups[i]:
-            i += 1
-            continue
-        j = i
-        while j < 8 and not groups[j]:
-            j += 1
-        if j - i > best_len:
-            best_at, best_len = i, j - i
-        i = j
-    if best_at < 0:
-        return ":".join(f"{g:x}" for g in groups)
-    head = ":".join(f"{g:x}" for g in groups[:best_at])
-    tail = ":".join(f"{g:x}" for g in groups[best_at + best_len :])
-    return f"{head}::{tail}"
+    return ipv6_text(v)
 
 
 def mask(bits: int, prefix: int) -> int:
