@@ -17,7 +17,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cni import gojson
-from cni.errors import ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG, CNIError
+from cni.errors import (
+    ERR_DECODING_FAILURE,
+    ERR_INVALID_NETWORK_CONFIG,
+    CNIError,
+    os_error_text,
+)
 
 if TYPE_CHECKING:
     from cni.conflist_model import PluginConf
@@ -243,7 +248,7 @@ def conf_files(directory: str, extensions: list[str] | tuple[str, ...]) -> list[
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise ConfError(ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {_strerror(e)}") from None
+        raise ConfError(ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {os_error_text(e)}") from None
     out = []
     for entry in entries:
         try:
@@ -256,20 +261,15 @@ def conf_files(directory: str, extensions: list[str] | tuple[str, ...]) -> list[
     return out
 
 
-def _strerror(e: OSError) -> str:
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]
-
-
 def _read(path: str) -> bytes:
     try:
         with open(path, "rb") as f:
             return f.read()
     except OSError as e:
         raise ConfError(
-            ERR_INVALID_NETWORK_CONFIG, f"error reading {path}: read {path}: {_strerror(e)}"
+            ERR_INVALID_NETWORK_CONFIG, f"error reading {path}: read {path}: {os_error_text(e)}"
             if isinstance(e, IsADirectoryError)
-            else f"error reading {path}: open {path}: {_strerror(e)}"
+            else f"error reading {path}: open {path}: {os_error_text(e)}"
         ) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 ERR_UNKNOWN = 0
 ERR_INCOMPATIBLE_CNI_VERSION = 1
 ERR_UNSUPPORTED_FIELD = 2
@@ -62,6 +64,18 @@ class CNIError(Exception):
         if not isinstance(msg, str) or not isinstance(details, str):
             raise ValueError("not a CNI error object")
         return cls(obj["code"], msg, details)
+
+
+def os_error_text(err: OSError) -> str:
+    """An OSError's text as Go prints the syscall.Errno: strerror with a lower-case first letter.
+
+    ("no such file or directory", "permission denied"). An OSError without an errno (not one
+    the OS raised) gives its own str().
+    """
+    if not err.errno:
+        return str(err)
+    text = os.strerror(err.errno)
+    return text[:1].lower() + text[1:]
 
 
 def one_line(text: object, limit: int = 300) -> str:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import _thread
 import os
 
-from cni.errors import ERR_INTERNAL, ERR_INVALID_NETNS, CNIError
+from cni.errors import ERR_INTERNAL, ERR_INVALID_NETNS, CNIError, os_error_text
 
 TYPE_CHECKING = False  # typing costs ~2.5 ms to import; type checkers honour this idiom
 if TYPE_CHECKING:
@@ -78,14 +78,6 @@ class NotANetnsError(NetnsError):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _go_errtext(err: OSError) -> str:
-    """The errno text the way Go prints it: strerror with a lower-case first letter."""
-    if err.errno is None:
-        return str(err)
-    text = os.strerror(err.errno)
-    return text[:1].lower() + text[1:]
 
 
 _libc: CDLL | None = None
@@ -151,7 +143,7 @@ def _open_netns(path: str) -> int:
     except OSError as err:
         from cni.gojson import quote  # error path only: keeps this module's import cheap
 
-        msg = f"failed to Statfs {quote(path)}: {_go_errtext(err)}"
+        msg = f"failed to Statfs {quote(path)}: {os_error_text(err)}"
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
         raise cls(path, msg) from None
     if magic not in (NSFS_MAGIC, PROCFS_MAGIC):
@@ -162,7 +154,7 @@ def _open_netns(path: str) -> int:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as err:
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
-        raise cls(path, f"open {path}: {_go_errtext(err)}") from None
+        raise cls(path, f"open {path}: {os_error_text(err)}") from None
 
 
 # --------------------------------------------------------------------------- public API
@@ -188,13 +180,13 @@ class _InNetns:
                 orig = os.open(current_netns_path(), os.O_RDONLY | os.O_CLOEXEC)
             except OSError as err:
                 raise CNIError(
-                    ERR_INTERNAL, f"failed to open current netns: {_go_errtext(err)}"
+                    ERR_INTERNAL, f"failed to open current netns: {os_error_text(err)}"
                 ) from None
             try:
                 _setns(target)
             except OSError as err:
                 os.close(orig)
-                text = _go_errtext(err)
+                text = os_error_text(err)
                 raise NetnsError(
                     path, f"error switching to ns {path}: Error switching to ns {path}: {text}"
                 ) from None
@@ -226,7 +218,7 @@ class _InNetns:
                 raise CNIError(
                     ERR_INTERNAL,
                     f"failed to return to the original netns after {self._path}: "
-                    f"{_go_errtext(err)}",
+                    f"{os_error_text(err)}",
                 ) from exc
         finally:
             os.close(orig)

@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
-from cni.errors import ERR_INTERNAL, CNIError, one_line
+from cni.errors import ERR_INTERNAL, CNIError, one_line, os_error_text
 
 _MAX_LINE = 64 * 1024  # bufio.Scanner's default token limit
-
-
-def go_errtext(err: OSError) -> str:
-    """An OS error's text the way Go prints it: strerror with a lower-case first letter."""
-    if err.errno is None:
-        return str(err)
-    t = os.strerror(err.errno)
-    return t[:1].lower() + t[1:]
 
 
 def parse_resolv_conf(path: str) -> dict[str, list[str] | str]:
@@ -31,7 +21,7 @@ def parse_resolv_conf(path: str) -> dict[str, list[str] | str]:
     except IsADirectoryError:
         raise CNIError(ERR_INTERNAL, one_line(f"read {path}: is a directory")) from None
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, one_line(f"open {path}: {go_errtext(e)}")) from None
+        raise CNIError(ERR_INTERNAL, one_line(f"open {path}: {os_error_text(e)}")) from None
     nameservers: list[str] = []
     search: list[str] = []
     options: list[str] = []

@@ -18,9 +18,8 @@ from __future__ import annotations
 import os
 
 from cni import fileutil
-from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line
+from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line, os_error_text
 from ipam.addr import Addr, parse
-from ipam.dns import go_errtext
 from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, replace_file, temp_path
 
 LOCK_FILE = "lock"
@@ -30,7 +29,7 @@ _MAX_LEASE = 64 * 1024
 
 
 def _io_error(what: str, err: OSError) -> CNIError:
-    return CNIError(ERR_IO_FAILURE, one_line(f"{what}: {go_errtext(err)}"))
+    return CNIError(ERR_IO_FAILURE, one_line(f"{what}: {os_error_text(err)}"))
 
 
 def is_lease_name(name: str) -> bool:
@@ -246,7 +245,7 @@ class Store:
         except OSError as e:
             import sys
 
-            sys.stderr.write(f"Error retrieving last reserved ip: read {path}: {go_errtext(e)}\n")
+            sys.stderr.write(f"Error retrieving last reserved ip: read {path}: {os_error_text(e)}\n")
             return None
         try:
             return parse(data.decode("ascii"))
@@ -350,7 +349,7 @@ class Store:
             except FileNotFoundError:
                 pass
             except OSError as e:
-                errors.append(f"failed to release {name}: {go_errtext(e)}")
+                errors.append(f"failed to release {name}: {os_error_text(e)}")
         return errors
 
 

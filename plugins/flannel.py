@@ -29,6 +29,7 @@ from cni.errors import (
     ERR_PLUGIN_NOT_AVAILABLE,
     ERR_UNSUPPORTED_FIELD,
     CNIError,
+    os_error_text,
 )
 from cni.skel import CmdArgs, Plugin
 
@@ -150,7 +151,7 @@ def cmd_del(args: CmdArgs) -> None:
     if regenerated is None:
         if read_error is not None:
             raise CNIError(
-                ERR_INTERNAL, f"failed to read {path}: {flannel_delegate.os_error_text(read_error)}"
+                ERR_INTERNAL, f"failed to read {path}: {os_error_text(read_error)}"
             )
         if data is not None:
             flannel_delegate.remove_saved(path)
@@ -175,7 +176,7 @@ def cmd_check(args: CmdArgs) -> None:
     try:
         data = flannel_delegate.read_saved(path)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to read {path}: {flannel_delegate.os_error_text(e)}") from None
+        raise CNIError(ERR_INTERNAL, f"failed to read {path}: {os_error_text(e)}") from None
     if data is None:
         raise CNIError(
             ERR_INTERNAL,
@@ -234,7 +235,7 @@ def cmd_gc(args: CmdArgs) -> None:
         try:
             data = flannel_delegate.read_saved(path)
         except OSError as e:
-            _warn(f"GC: cannot read {path}: {flannel_delegate.os_error_text(e)}")
+            _warn(f"GC: cannot read {path}: {os_error_text(e)}")
             continue
         saved = flannel_delegate.parse_saved(data) if data is not None else None
         if saved is None:

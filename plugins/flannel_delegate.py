@@ -12,7 +12,7 @@ import copy
 import os
 from typing import Any
 
-from cni.errors import ERR_INTERNAL, CNIError, one_line
+from cni.errors import ERR_INTERNAL, CNIError, one_line, os_error_text
 from cni.gojson import Struct, json_kind, marshal
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
@@ -185,9 +185,3 @@ def remove_saved(path: str) -> None:
         fileutil.remove(path)
     except OSError as e:
         raise CNIError(ERR_INTERNAL, f"failed to remove {path}: {os_error_text(e)}") from None
-
-
-def os_error_text(e: OSError) -> str:
-    """An OSError as Go words it: the strerror text with a lower-case first letter."""
-    text = os.strerror(e.errno) if e.errno else str(e)
-    return text[:1].lower() + text[1:]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line
+from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line, os_error_text
 from cni.gojson import quote
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
@@ -190,24 +190,17 @@ def parse(text: str, path: str, *, lenient: bool = False) -> SubnetEnv:
     return env
 
 
-def _go_errtext(err: OSError) -> str:
-    import os
-
-    text = os.strerror(err.errno) if err.errno else str(err)
-    return text[:1].lower() + text[1:]
-
-
 def read(path: str, *, lenient: bool = False) -> SubnetEnv:
     """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not exist)."""
     try:
         with open(path, "rb") as f:
             raw = f.read()
     except FileNotFoundError as e:
-        raise SubnetEnvError(f"open {path}: {_go_errtext(e)}", missing_file=True) from None
+        raise SubnetEnvError(f"open {path}: {os_error_text(e)}", missing_file=True) from None
     except IsADirectoryError as e:
-        raise SubnetEnvError(f"read {path}: {_go_errtext(e)}") from None
+        raise SubnetEnvError(f"read {path}: {os_error_text(e)}") from None
     except OSError as e:
-        raise SubnetEnvError(f"open {path}: {_go_errtext(e)}") from None
+        raise SubnetEnvError(f"open {path}: {os_error_text(e)}") from None
     return parse(raw.decode("utf-8", "surrogateescape"), path, lenient=lenient)
 
 
