@@ -1,16 +1,21 @@
 #!/bin/sh
 # Thin launchers for the dev tree: one multicall script behind hard links, one per executable
 # name, so that "is this delegate ours?" is the same inode check as in the built suite.
+# The interpreter runs isolated and without the site module (-IS: no .pth processing, no
+# user site; about 6 ms less per call); the path is set explicitly instead: the work tree
+# first, then the stdlib, then the interpreter's site-packages (the venv's).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo/dist/bin}
 py=${PYTHON:-$repo/.venv/bin/python}
+site=$("$py" -I -c 'import sysconfig; p = sysconfig.get_paths(); print(repr(list(dict.fromkeys([p["purelib"], p["platlib"]]))))')
 mkdir -p "$out"
 tmp="$out/.pycni-dev.$$"
 cat > "$tmp" <<PY
-#!$py -I
+#!$py -IS
 import sys
 sys.path.insert(0, "$repo")
+sys.path += $site
 from cni.multicall import main
 main()
 PY
