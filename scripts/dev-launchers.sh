@@ -3,12 +3,13 @@
 # name, so that "is this delegate ours?" is the same inode check as in the built suite.
 # The interpreter runs isolated and without the site module (-IS: no .pth processing, no
 # user site; about 6 ms less per call); the path is set explicitly instead: the work tree
-# first, then the stdlib, then the interpreter's site-packages (the venv's).
+# first, then the stdlib, then the directories the site module would add (the venv's
+# site-packages; a system Python's dist-packages).
 set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$repo/dist/bin}
 py=${PYTHON:-$repo/.venv/bin/python}
-site=$("$py" -I -c 'import sysconfig; p = sysconfig.get_paths(); print(repr(list(dict.fromkeys([p["purelib"], p["platlib"]]))))')
+site=$("$py" -I -c 'import os, site; print(repr([p for p in site.getsitepackages() if os.path.isdir(p)]))')
 mkdir -p "$out"
 tmp="$out/.pycni-dev.$$"
 cat > "$tmp" <<PY
