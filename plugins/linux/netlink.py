@@ -38,9 +38,60 @@ def netlink_error() -> type[Exception]:
     return NetlinkError
 
 
+class _InertMock:
+    """Stands in for unittest.mock.Mock while pyroute2 is imported (see `import_iproute`):
+    any method called on it does nothing."""
+
+    def __getattr__(self, name: str):
+        return _noop
+
+
+def _noop(*args: object, **kwargs: object) -> None:
+    return None
+
+
+def import_iproute():
+    """The module pyroute2.iproute.linux (IPRoute, its request processors), imported once
+    without the package-wide import and, when possible, without unittest.
+
+    pyroute2 0.9.7's netlink/rtnl/iprsocket.py does `from unittest import mock` for one class
+    attribute (`NotLocal.msg_queue = mock.Mock()`, a message-queue placeholder its sync
+    IPRSocket never calls into on the paths plugins/linux uses); importing unittest costs
+    about 8 ms of CPU (unittest.case, difflib, pprint, ...). When no unittest is loaded yet,
+    that one import is served by a stand-in which is taken out of sys.modules again right
+    after, so a later `import unittest` anywhere in the process gets the real package; a
+    unittest already loaded (a test process) is used as it is, never shadowed.
+    """
+    module = sys.modules.get("pyroute2.iproute.linux")
+    if module is not None:
+        return module
+    _bare_package("pyroute2")
+    if "unittest" in sys.modules or "unittest.mock" in sys.modules:
+        import pyroute2.iproute.linux as module
+
+        return module
+    import types
+
+    stub = types.ModuleType("unittest")
+    stub_mock = types.ModuleType("unittest.mock")
+    stub_mock.Mock = _InertMock  # type: ignore[attr-defined]
+    stub.mock = stub_mock  # type: ignore[attr-defined]
+    sys.modules["unittest"] = stub
+    sys.modules["unittest.mock"] = stub_mock
+    try:
+        import pyroute2.iproute.linux as module
+    except ImportError:  # a pyroute2 that needs more of unittest: import it for real below
+        module = None
+    finally:
+        if sys.modules.get("unittest") is stub:
+            del sys.modules["unittest"]
+        if sys.modules.get("unittest.mock") is stub_mock:
+            del sys.modules["unittest.mock"]
+    if module is None:
+        import pyroute2.iproute.linux as module
+    return module
+
+
 def iproute():
     """A new pyroute2 IPRoute bound to the calling thread's current network namespace."""
-    _bare_package("pyroute2")
-    from pyroute2.iproute.linux import IPRoute
-
-    return IPRoute()
+    return import_iproute().IPRoute()

@@ -32,11 +32,11 @@ class RtnlSocket:
     """
 
     def __init__(self) -> None:
-        from plugins.linux.netlink import bare_pyroute2
+        from plugins.linux.netlink import import_iproute
 
-        bare_pyroute2()
-        # iproute.linux first: importing iprsocket on its own runs into an import cycle
-        import pyroute2.iproute.linux  # noqa: F401
+        # iproute.linux first (importing iprsocket on its own runs into an import cycle), and
+        # through netlink.import_iproute, which keeps unittest out
+        import_iproute()
         from pyroute2.netlink.rtnl.iprsocket import IPRSocket
 
         self._nl = IPRSocket()
