@@ -28,7 +28,7 @@ from pydantic import (
 )
 
 from cni.config import CNIModel, DNSConfig
-from cni.errors import ERR_INTERNAL, CNIError
+from cni.errors import CNIError
 from plugins.flannel_subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -108,7 +108,7 @@ def _warn(text: str) -> None:
 
 
 def load(config: dict, *, for_add: bool) -> FlannelNetConf:
-    """Validate the decoded config; CNIError 999 with the reference's wording on a bad shape.
+    """Validate the decoded config; CNIError 6 (wrong JSON type) or 7 with the reference's wording.
 
     ADD says `failed to load flannel netconf file: failed to load netconf: ...`, the other
     commands `failed to load netconf: ...`, as the reference does.
@@ -121,7 +121,7 @@ def load(config: dict, *, for_add: bool) -> FlannelNetConf:
         msg = f"failed to load netconf: {e.msg}"
         if for_add:
             msg = f"failed to load flannel netconf file: {msg}"
-        raise CNIError(ERR_INTERNAL, msg, e.details) from None
+        raise CNIError(e.code, msg, e.details) from None
     if for_add:
         if not conf.cniVersion:
             _warn('the configuration has no "cniVersion"; results are 0.1.0-shaped')

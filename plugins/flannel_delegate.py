@@ -12,25 +12,27 @@ import copy
 import os
 from typing import Any
 
-from cni.errors import ERR_INTERNAL, CNIError, one_line, os_error_text
+from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
 from cni.gojson import Struct, json_kind, marshal
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
 
 
 def validate_user_delegate(delegate: dict[str, Any] | None) -> None:
-    """The reference's checks on the user's `delegate` map, in its order; CNIError 999."""
+    """The reference's checks on the user's `delegate` map, in its order and wording; CNIError 7."""
     if delegate is None:
         return
     if "type" in delegate and not isinstance(delegate["type"], str):
-        raise CNIError(ERR_INTERNAL, "'delegate' dictionary, if present, must have (string) 'type' field")
+        raise CNIError(
+            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary, if present, must have (string) 'type' field"
+        )
     if "name" in delegate:
         raise CNIError(
-            ERR_INTERNAL, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
         )
     if "ipam" in delegate:
         raise CNIError(
-            ERR_INTERNAL, "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"
         )
 
 
@@ -42,7 +44,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     def fail(reason: str) -> CNIError:
         return CNIError(
-            ERR_INTERNAL,
+            ERR_INVALID_NETWORK_CONFIG,
             "failed to assemble Delegate IPAM: failed to read IPAM routes: "
             f"failed to parse ipam.routes: {one_line(reason)}",
         )

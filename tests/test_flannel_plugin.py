@@ -154,11 +154,12 @@ def test_env_requirements(paths, fake):  # case 9
 
 
 def test_wrong_type_add_vs_del(paths, fake):  # cases 4, 5
+    # Code 6 (a wrong JSON type) where the reference says 999: README "Where we differ".
     r = flannel("ADD", conf_for(paths, delegate="x"), fake)
-    assert r.result["code"] == 999
+    assert r.result["code"] == 6
     assert r.result["msg"].startswith("failed to load flannel netconf file: failed to load netconf: ")
     r = flannel("DEL", conf_for(paths, delegate="x"), fake)
-    assert r.result["code"] == 999
+    assert r.result["code"] == 6
     assert r.result["msg"].startswith("failed to load netconf: ")
     assert fake.calls() == []
 
@@ -502,5 +503,5 @@ def test_empty_delegate_type_never_blocks_del(paths, fake):
 def test_nul_in_paths_is_a_clean_error(paths, fake):
     for key in ("subnetFile", "dataDir"):
         r = flannel("ADD", conf_for(paths, **{key: "/tmp/a\u0000b"}), fake)
-        assert r.returncode == 1 and r.result["code"] == 999
+        assert r.returncode == 1 and r.result["code"] == 7
         assert key in r.result["msg"] and "Traceback" not in r.stderr
