@@ -88,6 +88,26 @@ def _ipt_rules(ip: IPInterface, chain: str, comment: str) -> tuple[str, str, str
     )
 
 
+def _commit_blind(ipv6: bool, build, assumed: dict[str, list[str]]) -> bool:
+    """Apply what `build` queues against the table content `assumed` instead of a read of
+    the table: one iptables-restore instead of iptables-save + iptables-restore. False when
+    the restore refused the batch.
+
+    Only for an `assumed` state under which the batch fails as a whole unless the table
+    really is that way where it matters (-N of an existing chain, -D of a missing rule, -X of
+    a chain still referenced): the restore is atomic, so a refusal changed nothing and the
+    caller goes the read-decide-write way (`iptables.apply`).
+    """
+    state = iptables.TableState({k: list(v) for k, v in assumed.items()})
+    batch = iptables.Batch(ipv6, "nat", state, exclusive_create=True)
+    build(batch)
+    try:
+        batch.commit()
+    except CNIError:
+        return False
+    return True
+
+
 def _ipt_setup(ips: Sequence[IPInterface], network: str, container_id: str) -> None:
     chain = iptables_chain(network, container_id)
     comment = iptables_comment(network, container_id)
@@ -104,7 +124,12 @@ def _ipt_setup(ips: Sequence[IPInterface], network: str, container_id: str) -> N
                 batch.append(chain, masq)
                 batch.append("POSTROUTING", jump)
 
-        iptables.apply(version == 6, "nat", build)
+        # A first ADD of this attachment finds no chain of its name, hence none of its rules
+        # (they all live in or jump to that chain, which iptables cannot reference before it
+        # exists). Assuming that, the batch creates the chain with -N, which fails the whole
+        # restore when the chain is there (a repeated or concurrent ADD); then the table is read.
+        if not _commit_blind(version == 6, build, {}):
+            iptables.apply(version == 6, "nat", build)
 
 
 def _jumps_to(state: iptables.TableState, chain: str) -> list[tuple[str, str]]:
@@ -122,6 +147,7 @@ def _ipt_teardown_family(
 ) -> None:
     chain = iptables_chain(network, container_id)
     comment = iptables.comment_arg(iptables_comment(network, container_id))
+    host = 128 if ipv6 else 32
 
     def build(batch: iptables.Batch) -> None:
         state = batch.state
@@ -130,13 +156,20 @@ def _ipt_teardown_family(
             for name, rule in _jumps_to(state, chain):
                 batch.delete(name, rule)
         else:
-            host = 128 if ipv6 else 32
             for ip in ips:
                 for src in (f"{ip.ip}/{host}", str(ip.network)):  # current and legacy forms
                     batch.delete("POSTROUTING", f"-s {src} {comment} -j {chain}")
         if state.has_chain(chain) and not _jumps_to(state, chain):
             batch.delete_chain(chain)
 
+    if ips is not None:
+        # Assume what an ADD left: one jump per address, and the chain. The batch then deletes
+        # those jumps and the chain; it fails as a whole when a jump is missing, when another
+        # jump (legacy form, duplicate) still references the chain (-X refuses), or when the
+        # chain is gone already (a repeated DEL). Then the table is read.
+        jumps = list(dict.fromkeys(f"-s {ip.ip}/{host} {comment} -j {chain}" for ip in ips))
+        if _commit_blind(ipv6, build, {"POSTROUTING": jumps, chain: []}):
+            return
     iptables.apply(ipv6, "nat", build)
 
 
