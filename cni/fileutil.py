@@ -105,3 +105,38 @@ def remove(path: str, *, durable: bool = True) -> bool:
     if durable:
         fsync_dir(os.path.dirname(path) or ".")
     return True
+
+
+SMALL_FILE_LIMIT = 1 << 20
+
+
+def read_small_file(path: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
+    """The contents of the regular file at `path`, which must be at most `limit` bytes.
+
+    For files a configuration names (resolv.conf, subnet.env): opened non-blocking, so a FIFO
+    cannot hang the plugin, and anything but a regular file (a device such as /dev/zero, a
+    socket) or a file over `limit` is refused with OSError (EISDIR, EINVAL, EFBIG) instead of
+    being read without end.
+    """
+    import errno
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", path)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise OSError(errno.EFBIG, f"file larger than {limit} bytes", path)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)

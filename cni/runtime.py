@@ -27,6 +27,7 @@ from cni.cache import ResultCache
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
+    ERR_INVALID_ENVIRONMENT_VARIABLES,
     CNIError,
 )
 
@@ -235,6 +236,13 @@ class CNIConfig:
         code kept); nothing is cached then and no DEL is run: the caller owes one. A cache
         write failure fails the ADD: `failed to set network "<n>" cached result: ...`.
         """
+        # The cache file must be writable once the pod is configured: a path the kernel would
+        # refuse (a `..`, a name over 255 bytes, PATH_MAX) is refused before any plugin runs.
+        from cni.validate import safe_path
+
+        if rt.container_id and rt.ifname and net.name:
+            cache_path = self.cache.path(net.name, rt.container_id, rt.ifname)
+            safe_path(cache_path, "result cache path", ERR_INVALID_ENVIRONMENT_VARIABLES)
         result = None
         for plugin in net.plugins:
             try:

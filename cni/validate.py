@@ -68,3 +68,33 @@ def safe_file_component(value: str, what: str, code: int = ERR_INVALID_NETWORK_C
 
         raise CNIError(code, f"invalid {what} {one_line(repr(value))}: not a safe file name")
     return value
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` (a state path from a configuration or the environment) is unsafe, or None.
+
+    Refused: NUL, a `..` component (it could climb out of the intended tree), a component over
+    255 bytes, or a path of PATH_MAX (4096) bytes or more. Absolute and relative paths are both
+    accepted, as the reference accepts them.
+    """
+    if "\x00" in path:
+        return "contains NUL"
+    raw = path.encode("utf-8", "surrogateescape")
+    if len(raw) >= 4096:
+        return "longer than PATH_MAX"
+    parts = raw.split(b"/")
+    if b".." in parts:
+        return "has a '..' component"
+    if any(len(p) > 255 for p in parts):
+        return "has a component longer than 255 bytes"
+    return None
+
+
+def safe_path(path: str, what: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> str:
+    """Return `path` when `path_problem` finds nothing; else CNIError `code` naming it, on one line."""
+    problem = path_problem(path)
+    if problem is not None:
+        from cni.errors import one_line
+
+        raise CNIError(code, f"invalid {what} {one_line(repr(path))}: {problem}")
+    return path

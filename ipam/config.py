@@ -163,9 +163,9 @@ def _model(conf: dict) -> HostLocalNet:
 
 
 def _text_path(value: str, what: str) -> str:
-    if "\x00" in value:
-        raise CNIError(ERR_INVALID_NETWORK_CONFIG, f"invalid {what} {one_line(repr(value))}: contains NUL")
-    return value
+    from cni.validate import safe_path
+
+    return safe_path(value, what)
 
 
 def load(conf: dict, cni_args: str) -> Settings:

@@ -15,9 +15,10 @@ def parse_resolv_conf(path: str) -> dict[str, list[str] | str]:
     (last wins), `search` and `options` add all their arguments. Raises CNIError 999 with the
     reference's text (`open <path>: no such file or directory`) when the file cannot be read.
     """
+    from cni.fileutil import read_small_file
+
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_small_file(path)
     except IsADirectoryError:
         raise CNIError(ERR_INTERNAL, one_line(f"read {path}: is a directory")) from None
     except OSError as e:

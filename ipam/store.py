@@ -56,6 +56,32 @@ def read_small(path: str, limit: int = _MAX_LEASE) -> bytes | None:
         os.close(fd)
 
 
+def _sweep_dead_temps(root: str) -> None:
+    """Remove `.<name>.tmp-<pid>` files left in the index directory by a process that was killed
+    (its pid no longer exists). Called under the store lock, so no live writer owns one of ours."""
+    try:
+        names = os.listdir(root)  # ~260 entries at most: the buckets, `state`, temp files
+    except OSError:
+        return
+    for name in names:
+        if not name.startswith(".") or ".tmp-" not in name:
+            continue
+        pid_text = name.rsplit(".tmp-", 1)[1]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+            continue  # alive (or pid reused): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(os.path.join(root, name))
+        except OSError:
+            pass
+
+
 class Store:
     """One network's lease directory, locked for the lifetime of the object.
 
@@ -105,6 +131,7 @@ class Store:
         except OSError as e:
             os.close(fd)
             raise _io_error(f"cannot lock {lock_path}", e) from None
+        _sweep_dead_temps(os.path.join(netdir, INDEX_DIR))
         return cls(netdir, fd)
 
     @classmethod

@@ -70,9 +70,12 @@ class FlannelNetConf(CNIModel):
 
     @field_validator("subnetFile", "dataDir")
     @classmethod
-    def _no_nul(cls, value: str) -> str:
-        if "\x00" in value:
-            raise ValueError("a path cannot contain a NUL character")
+    def _safe_path(cls, value: str) -> str:
+        from cni.validate import path_problem
+
+        problem = path_problem(value)
+        if problem is not None:
+            raise ValueError(f"unsafe path: {problem}")
         return value
 
     @model_validator(mode="before")

@@ -192,9 +192,10 @@ def parse(text: str, path: str, *, lenient: bool = False) -> SubnetEnv:
 
 def read(path: str, *, lenient: bool = False) -> SubnetEnv:
     """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not exist)."""
+    from cni.fileutil import read_small_file
+
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_small_file(path)
     except FileNotFoundError as e:
         raise SubnetEnvError(f"open {path}: {os_error_text(e)}", missing_file=True) from None
     except IsADirectoryError as e:

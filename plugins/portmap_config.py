@@ -103,7 +103,9 @@ class Settings:
 
 
 def _invalid(msg: str) -> CNIError:
-    return CNIError(ERR_INVALID_NETWORK_CONFIG, msg)
+    from cni.errors import one_line
+
+    return CNIError(ERR_INVALID_NETWORK_CONFIG, one_line(msg))  # a value may hold a newline
 
 
 def _conditions_backend(conditions: list[str] | None) -> str:

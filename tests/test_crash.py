@@ -114,9 +114,6 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
     assert killed >= trials // 3, f"only {killed} of {trials} kills landed mid-ADD: the test would be vacuous"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (ipam/store.py): a lease temp file of a killed host-local "
-    "(.pycni-index/.lease.tmp-<pid>) is never removed; see known_bugs 'lease-temp-left-after-crash'"))
 def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:
     """The state a host-local killed between writing and linking its lease temp file leaves:
     the next DEL (which holds the same lock) must not leave that temp file behind."""

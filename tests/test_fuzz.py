@@ -234,7 +234,6 @@ def _clean_error(r: harness.PluginRun | None) -> bool:
     return r is not None and r.returncode == 1 and not check_plugin("ADD", "1.0.0", r.returncode, r.stdout, r.stderr)
 
 
-@_known("resolvconf-unbounded-read")
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
 def test_host_local_resolvconf_special_file(special: str, node_ns: Netns, tmp_path: Path) -> None:
     """resolvConf naming an endless or blocking file must give a clean error, promptly."""
@@ -246,7 +245,6 @@ def test_host_local_resolvconf_special_file(special: str, node_ns: Netns, tmp_pa
     assert _clean_error(r), r
 
 
-@_known("subnetfile-unbounded-read")
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
 def test_flannel_subnetfile_special_file(special: str, node_ns: Netns, tmp_path: Path) -> None:
     """subnetFile naming an endless or blocking file must give a clean error, promptly."""
@@ -289,7 +287,6 @@ def test_flannel_del_after_delegate_rejected_config(node_ns: Netns, make_pod, tm
     assert saved() == []
 
 
-@_known("portmap-multiline-error")
 def test_portmap_error_message_is_one_line(node_ns: Netns) -> None:
     """A protocol value with a newline must be named on one line (escaped), not echoed raw."""
     conf = {"cniVersion": "1.0.0", "name": "fznet", "type": "portmap",

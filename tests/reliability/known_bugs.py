@@ -40,91 +40,10 @@ class KnownBug:
 
 
 KNOWN: tuple[KnownBug, ...] = (
-    KnownBug(
-        key="lease-temp-left-after-crash",
-        owner="ipam/store.py (host-local)",
-        summary=(
-            "a host-local killed between writing its lease temp file and linking it leaves "
-            "<network>/.pycni-index/.lease.tmp-<pid> for good: later calls only ever remove their "
-            "own pid's temp file, so DEL after the kill does not clean up completely"
-        ),
-        exes=frozenset({"host-local", "bridge", "flannel"}),
-        evidence=re.compile(r"\.lease\.tmp-"),
-        lines=re.compile(r"\.pycni-index/\.lease\.tmp-"),
-        crash_lines=re.compile(r"\.pycni-index/\.lease\.tmp-\d+"),
-    ),
-    KnownBug(
-        key="resolvconf-unbounded-read",
-        owner="ipam/dns.py (host-local)",
-        summary=(
-            "ipam.resolvConf is read whole with no size limit and opened blocking: /dev/zero "
-            "exhausts memory (MemoryError under a memory cap, the OOM killer without one), a FIFO "
-            "blocks ADD forever"
-        ),
-        exes=frozenset({"host-local", "bridge", "flannel", "cnitool"}),
-        evidence=re.compile(r"ipam/dns\.py|reads a FIFO via resolvConf"),
-        lines=re.compile(r"MemoryError|HANG"),
-    ),
-    KnownBug(
-        key="subnetfile-unbounded-read",
-        owner="plugins/flannel_subnet.py (flannel)",
-        summary=(
-            "subnetFile is read whole with no size limit and opened blocking: /dev/zero exhausts "
-            "memory, a FIFO blocks ADD, DEL, STATUS and GC forever"
-        ),
-        exes=frozenset({"flannel", "cnitool"}),
-        evidence=re.compile(r"flannel_subnet\.py|reads a FIFO via subnetFile"),
-        lines=re.compile(r"MemoryError|HANG"),
-    ),
-    KnownBug(
-        key="portmap-multiline-error",
-        owner="plugins/portmap_config.py (portmap)",
-        summary=(
-            "an invalid portMappings protocol or hostIP is echoed raw into the error message, so a "
-            "value with a newline gives a multi-line `msg` (the house rule: one line naming the value)"
-        ),
-        exes=frozenset({"portmap", "flannel", "cnitool"}),
-        evidence=re.compile(r"Invalid (protocol|host IP)"),
-        lines=re.compile(r"error message is not one line: .*Invalid (protocol|host IP)"),
-    ),
 )
 
 
 PATH_BUGS: tuple[KnownBug, ...] = (
-    KnownBug(
-        key="host-local-datadir-escape",
-        owner="ipam/config.py, ipam/store.py (host-local)",
-        summary=(
-            "ipam.dataDir with a `..` component (absolute or relative) is used as given, so leases "
-            "are written outside the intended tree"
-        ),
-        exes=frozenset({"host-local", "bridge", "flannel"}),
-    ),
-    KnownBug(
-        key="flannel-datadir-escape",
-        owner="plugins/flannel_config.py, plugins/flannel_delegate.py (flannel)",
-        summary=(
-            "dataDir with a `..` component is used as given (the saved configuration lands outside)"
-        ),
-        exes=frozenset({"flannel"}),
-    ),
-    KnownBug(
-        key="flannel-subnetfile-escape",
-        owner="plugins/flannel_config.py (flannel)",
-        summary="subnetFile with a `..` component is read and used as given",
-        exes=frozenset({"flannel"}),
-    ),
-    KnownBug(
-        key="cnitool-cache-after-add",
-        owner="cni/runtime.py, cni/cache.py (cnitool / runtime)",
-        summary=(
-            "CNI_CACHE_DIR with a `..` component is used as given; a cache file that cannot be "
-            "written (a component over 255 bytes, a path over PATH_MAX, a network name that makes "
-            "the file name too long) is only found after the plugins configured the pod, and the "
-            "ADD then fails with the pod left configured (veth, address, lease)"
-        ),
-        exes=frozenset({"cnitool"}),
-    ),
 )
 
 

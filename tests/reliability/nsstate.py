@@ -72,6 +72,10 @@ def net_items(ipr, *, routes: bool = True) -> dict[str, set[Item]]:
         if dev == "lo":
             continue
         addr = msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL")
+        if str(addr).lower().startswith("fe80:"):
+            # IPv6 link-local: the kernel adds it to a link when it comes up, on its own clock
+            # (after DAD); no plugin ever makes one, so it is timing, not a leftover.
+            continue
         addrs.add(("addr", dev, f"{addr}/{msg['prefixlen']}"))
     if not routes:
         return {"links": links, "addresses": addrs}
