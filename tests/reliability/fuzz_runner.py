@@ -55,6 +55,10 @@ PRE_IP = "10.77.0.7"
 GOOD_SUBNET_ENV = b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
 
 
+class EnoughCases(Exception):
+    """Raised once the requested number of distinct cases ran: stops hypothesis early."""
+
+
 class CaseTimeout(BaseException):
     """A plugin call exceeded CALL_TIMEOUT (a hang). BaseException: no plugin handler eats it."""
 
@@ -337,12 +341,14 @@ class Runner:
         """Run one case end to end and record its outcome and any problem.
 
         Hypothesis's mutator sometimes produces the very same case again: a repeat is skipped
-        (and not counted), so `n` counts distinct cases; after `limit` of them every further
-        case is skipped.
+        (and not counted), so `n` counts distinct cases. Once `limit` of them ran, the next call
+        raises EnoughCases, which ends hypothesis's run (main() expects it).
         """
+        if self.n >= self.limit:
+            raise EnoughCases()
         key = hashlib.sha1(json.dumps(case.describe(), sort_keys=True, default=repr).encode()).digest()
-        if key in self.seen or self.n >= self.limit:
-            self.counts["repeats skipped" if key in self.seen else "beyond limit"] += 1
+        if key in self.seen:
+            self.counts["repeats skipped"] += 1
             return
         self.seen.add(key)
         self.n += 1
@@ -559,7 +565,10 @@ def main(argv: list[str] | None = None) -> int:
         runner.run_case(case)
 
     started = time.monotonic()
-    loop()  # stops early (on its own) when hypothesis has nothing new; `cases` says how many ran
+    try:
+        loop()  # ends by EnoughCases, or on its own when hypothesis has nothing new
+    except EnoughCases:
+        pass
     summary = {
         "exe": a.exe, "seed": seed, "cases": runner.n, "elapsed_s": round(time.monotonic() - started, 1),
         "counts": dict(runner.counts), "outcomes": dict(sorted(runner.outcomes.items())),
