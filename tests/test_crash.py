@@ -4,7 +4,8 @@ For each of flannel, bridge, host-local and portmap (PYCNI_CRASH_TRIALS trials s
 four; CI: a reduced count, full: 200 with PYCNI_FULL=1):
 
 1. start ADD through the real executable in a node namespace and SIGKILL it (only it, as a
-   runtime's timeout does) after a delay drawn uniformly from [0, 1.2 x a measured ADD];
+   runtime's timeout does) after a delay drawn uniformly from [0, the median measured ADD time]
+   (lowered to any faster ADD seen finishing before its kill);
 2. no lease, last_reserved_ip or saved configuration file is empty or torn;
 3. DEL succeeds and leaves nothing of the attachment: no veth, no pod interface, no lease, no
    saved configuration, no per-attachment chain or rule, no temporary file;
@@ -71,9 +72,13 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
             key = "backend" if plugin == "portmap" else "ipMasqBackend"
             sc.conf[key] = "nftables" if i % 2 else "iptables"
         cid = f"crash-{plugin}-{i}"
-        run = add_and_kill(sc, cid, pod, rng.uniform(0.0, typical * 1.2))
+        run = add_and_kill(sc, cid, pod, rng.uniform(0.0, typical))
         killed += run.killed
         finished += not run.killed
+        if not run.killed and run.duration:
+            # ADDs run faster than measured (warm caches, a quieter machine): follow them, so
+            # the delays keep covering the whole ADD instead of landing after it.
+            typical = min(typical, run.duration)
         where = f"trial {i} (kill after {run.delay * 1000:.0f} ms, {'killed' if run.killed else f'exit {run.returncode}'})"
         problems += [f"{where}: {p}" for p in sc.torn_files()]
         interrupted_writes += bool(sc.temp_files())
@@ -111,7 +116,7 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
                      f"first (typical ADD {typical * 1000:.0f} ms), {interrupted_writes} left a temp "
                      f"file, known bugs: {known or 'none'}, {len(unknown)} other problems\n")
     assert not unknown, "\n".join(unknown[:20])
-    assert killed >= trials // 3, f"only {killed} of {trials} kills landed mid-ADD: the test would be vacuous"
+    assert killed >= max(1, trials // 3), f"only {killed} of {trials} kills landed mid-ADD: the test would be vacuous"
 
 
 def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:

@@ -288,3 +288,14 @@ def test_cnitool_network_name_overlong_for_the_cache(world) -> None:
     w = _cnitool(world, ["add", name, world[1].path], str(state / "cache"), _conflist(state, name))
     assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
     assert not w.changed, f"rejected only after changing things: {w.describe()}"
+
+
+@path_bug("cnitool-cache-dir-unusable")
+def test_cnitool_cache_dir_not_a_directory(world) -> None:
+    """CNI_CACHE_DIR naming a regular file: refused before the plugins run, not after."""
+    state = world[2]
+    blocker = state / "not-a-dir"
+    blocker.write_text("x\n")
+    w = _cnitool(world, ["add", "psnet", world[1].path], str(blocker), _conflist(state))
+    assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
+    assert not w.changed, f"rejected only after changing things: {w.describe()}"

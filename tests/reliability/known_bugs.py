@@ -40,6 +40,18 @@ class KnownBug:
 
 
 KNOWN: tuple[KnownBug, ...] = (
+    KnownBug(
+        key="cnitool-cache-dir-unusable",
+        owner="cni/runtime.py (cnitool / runtime)",
+        summary=(
+            "a CNI_CACHE_DIR that exists but cannot hold the cache (a regular file, say) is only "
+            "found when the result is cached, after the plugins ran: `cnitool add` then fails and "
+            "leaves the attachment configured (lease, veth) until a `del`"
+        ),
+        exes=frozenset({"cnitool"}),
+        evidence=re.compile(r'"CNI_CACHE_DIR": "\{CASE\}/plain-file"'),
+        lines=re.compile(r"^failed ADD left: "),
+    ),
 )
 
 
