@@ -21,7 +21,7 @@ Deliberate differences from the reference (HEAD):
 from __future__ import annotations
 
 from cni import __version__
-from cni.errors import ERR_INTERNAL, CNIError
+from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.skel import CmdArgs, Plugin
 
 TYPE_CHECKING = False
@@ -265,7 +265,13 @@ def _calc_gateways(result: Any, conf: BridgeNetConf) -> _Gateways:
                 out.synthesized.add(len(result.routes) - 1)
                 default_found[fam] = True
         if conf.isGateway:
-            out.gws[fam].append(ipaddress.ip_interface(f"{ipc.gateway}/{iface.network.prefixlen}"))
+            gateway = ipaddress.ip_address(ipc.gateway)
+            if gateway.version != fam:
+                raise CNIError(
+                    ERR_INVALID_NETWORK_CONFIG,
+                    f"gateway {gateway} is not of the address family of {ipc.address}",
+                )
+            out.gws[fam].append(ipaddress.ip_interface(f"{gateway}/{iface.network.prefixlen}"))
     return out
 
 

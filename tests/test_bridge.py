@@ -681,3 +681,26 @@ def test_link_plumbing_move_rename_routes(node_ns: Netns, make_pod) -> None:
     finally:
         host.close()
         p.close()
+
+
+def test_gateway_of_the_other_family_is_a_clean_error(node_ns, make_pod, tmp_path):
+    """An IPv4 `gateway` on an IPv6 range (host-local passes it through, as HEAD does) is a
+    code-7 error naming both, with nothing left behind; it was an untyped crash (fuzz finding)."""
+    import os
+
+    from harness import run_plugin
+
+    exe = str(bt.OURS)
+    pod = make_pod()
+    conf = {"cniVersion": "1.0.0", "name": "gwfam", "type": "bridge", "bridge": "gwfam0",
+            "isGateway": True,
+            "ipam": {"type": "host-local", "subnet": "fd77::/120", "gateway": "10.77.0.1",
+                     "dataDir": str(tmp_path / "networks")}}
+    r = run_plugin(exe, "ADD", conf, containerid="gw1", netns=pod.path, in_netns=node_ns)
+    assert r.returncode == 1 and r.result["code"] == 7, r.stdout
+    assert r.result["msg"] == "gateway 10.77.0.1 is not of the address family of fd77::1/120"
+    assert "Traceback" not in r.stderr
+    assert "eth0" not in pod.ip("-o", "link").stdout
+    leases = tmp_path / "networks" / "gwfam"
+    assert not leases.exists() or not [p for p in os.listdir(leases) if ":" in p]
+    assert run_plugin(exe, "DEL", conf, containerid="gw1", netns=pod.path, in_netns=node_ns).returncode == 0
