@@ -310,3 +310,15 @@ def test_host_local_deep_data_dir(node_ns: Netns, tmp_path: Path) -> None:
     r = harness.run_plugin(BIN / "host-local", "ADD", conf, containerid="fz-0",
                            netns="/run/netns/pycni-absent", cni_path=str(BIN), in_netns=node_ns)
     assert _clean_error(r), r
+
+
+@_known("portmap-del-refuses-malformed-mappings")
+@pytest.mark.parametrize("mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"])
+def test_portmap_del_ignores_malformed_mappings(mappings, node_ns: Netns) -> None:
+    """DEL needs no mapping (it removes the container's rules by its ID): a malformed
+    runtimeConfig.portMappings must not make it fail, or a list DEL stops there for good."""
+    conf = {"cniVersion": "1.0.0", "name": "fznet", "type": "portmap",
+            "runtimeConfig": {"portMappings": mappings}}
+    r = harness.run_plugin(BIN / "portmap", "DEL", conf, containerid="fz-0", netns="",
+                           cni_path=str(BIN), in_netns=node_ns)
+    assert r.returncode == 0, r

@@ -396,7 +396,10 @@ class Runner:
             if rc == 0 and out.strip():
                 att.add_result_ips(_json_or_none(out.encode()))
             is_add = command in ("ADD", "add")
-            if is_add and rc != 0:
+            # A plugin's failed ADD must leave nothing. cnitool is a runtime: like libcni's
+            # AddNetworkList it leaves what the plugins before the failing one did to the DEL
+            # that follows (checked below), so its failed `add` is judged after that DEL.
+            if is_add and rc != 0 and self.exe != "cnitool":
                 mid = nsstate.added(before, self._snapshot())
                 cid = env.get("CNI_CONTAINERID", "")
                 mid = [it for it in mid if not (it[0] == "file" and cid and os.path.basename(it[2]) == cid)]
@@ -410,6 +413,10 @@ class Runner:
                     del_env["CNI_COMMAND"] = "DEL"
                 drc, dout, derr = self._call(del_env, stdin, del_argv, exec_mode, case_dir)
                 outcome.append(_outcome("DEL" if self.exe != "cnitool" else "del", drc, dout))
+                if drc != 0:
+                    said = (_json_or_none(dout.encode()) or {}).get("msg") if self.exe != "cnitool" \
+                        else (derr.strip().splitlines() or [""])[-1]
+                    outcome.append(f"DEL said: {str(said)[:300]}")
                 code = (_json_or_none(dout.encode()) or {}).get("code") if drc == 1 else None
                 if drc != 0 and code not in (6, 7):
                     # A DEL that fails keeps what its retry needs (flannel's saved configuration),

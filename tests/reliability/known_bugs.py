@@ -41,6 +41,20 @@ class KnownBug:
 
 KNOWN: tuple[KnownBug, ...] = (
     KnownBug(
+        key="portmap-del-refuses-malformed-mappings",
+        owner="plugins/portmap.py, plugins/portmap_config.py (portmap)",
+        summary=(
+            "DEL fails (code 6) when runtimeConfig.portMappings is not a list of mapping objects "
+            "(e.g. a string), although it needs no mapping to remove the container's rules; in a "
+            "list (cnitool, a runtime) that DEL runs first and stops the DEL of every plugin "
+            "before it, so a flannel/bridge attachment whose ADD failed at portmap can never be "
+            "deleted with the same capability arguments"
+        ),
+        exes=frozenset({"cnitool"}),
+        evidence=re.compile(r"DEL said: .*invalid runtimeConfig\.portMappings"),
+        lines=re.compile(r"^left behind: "),
+    ),
+    KnownBug(
         key="cnitool-cache-dir-unusable",
         owner="cni/runtime.py (cnitool / runtime)",
         summary=(
@@ -48,9 +62,7 @@ KNOWN: tuple[KnownBug, ...] = (
             "found when the result is cached, after the plugins ran: `cnitool add` then fails and "
             "leaves the attachment configured (lease, veth) until a `del`"
         ),
-        exes=frozenset({"cnitool"}),
-        evidence=re.compile(r'"CNI_CACHE_DIR": "\{CASE\}/plain-file"'),
-        lines=re.compile(r"^failed ADD left: "),
+        exes=frozenset({"cnitool"}),  # the fuzzer judges cnitool's failed add after its del
     ),
 )
 

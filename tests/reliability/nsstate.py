@@ -228,6 +228,56 @@ def added(before: Snapshot, after: Snapshot) -> list[Item]:
 _PER_ATTACHMENT_CHAIN = re.compile(r"CNI-(?:DN-|SN-)?[0-9a-f]{16,}|cni-br-iface-")
 _BOUNDARY = r"[A-Za-z0-9_.\-]"
 
+# The firewall infrastructure the plugins (like the reference) keep once made: these tables,
+# these chains, and in them only the lines listed below. Everything else is a leftover.
+SHARED_TABLES = frozenset({
+    "table ip nat", "table ip6 nat", "table ip filter", "table ip6 filter", "table ip mangle",
+    "table ip6 mangle", "table bridge nat", "table inet cni_plugins_masquerade",
+    "table ip cni_hostport", "table ip6 cni_hostport",
+})
+BASE_CHAINS = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING",
+                         "prerouting", "output", "postrouting"})
+SHARED_CHAINS = BASE_CHAINS | frozenset({
+    "CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SNAT",
+    "hostports", "hostip_hostports", "hostports_all", "masquerading", "masq_checks",
+})
+_ATTACHMENTS_CHAIN = re.compile(r"attachments_[0-9a-f]{16}")
+# Chains whose rules are shared (not per attachment): what may stay in them.
+_SHARED_RULE = {
+    "CNI-HOSTPORT-MASQ": re.compile(r"meta mark & 0x[0-9a-f]+ == 0x[0-9a-f]+ counter( masquerade)?$"),
+    "CNI-HOSTPORT-SETMARK": re.compile(r"counter meta mark set mark or 0x[0-9a-f]+$"),
+    "hostports_all": re.compile(r"jump (hostports|hostip_hostports)$"),
+}
+_JUMP_TO_SHARED = re.compile(
+    r"(jump|goto) (CNI-HOSTPORT-(DNAT|SETMARK|MASQ|SNAT)|hostports_all|masq_checks)$"
+)
+_MULTICAST_RETURN = re.compile(r"ip6? daddr (224\.0\.0\.0/4|ff00::/8) return$")
+
+
+def _firewall_leak(path: str, line: str) -> str | None:
+    """Why the nft item (enclosing blocks `path`, `line`) is not shared infrastructure, or None."""
+    blocks = [b for b in path.split(" / ") if b]
+    if not blocks:  # a table header
+        return None if line in SHARED_TABLES else "a table the plugins do not share"
+    if blocks[0] not in SHARED_TABLES:
+        return "inside a table the plugins do not share"
+    if len(blocks) == 1:  # a chain (or set, map, ...) header, or a table comment
+        if line.startswith("comment "):
+            return None
+        name = line.split()[1] if line.startswith("chain ") and len(line.split()) > 1 else ""
+        if name in SHARED_CHAINS or _ATTACHMENTS_CHAIN.fullmatch(name):
+            return None
+        return "a chain that is not shared infrastructure"
+    chain = blocks[1].split()[1] if blocks[1].startswith("chain ") else ""
+    if line.startswith(("type ", "comment ", "policy ")):
+        return None
+    rule = _SHARED_RULE.get(chain)
+    if rule is not None and rule.search(line):
+        return None
+    if chain in BASE_CHAINS and (_JUMP_TO_SHARED.search(line) or _MULTICAST_RETURN.search(line)):
+        return None
+    return f"a rule left in {chain or blocks[1]}"
+
 
 @dataclass
 class Attachment:
@@ -309,7 +359,8 @@ def leaks(new: list[Item], att: Attachment, *, kernel: bool = True) -> list[str]
         elif kind == "nft":
             text = f"{it[1]} / {it[2]}"
             m = _PER_ATTACHMENT_CHAIN.search(text)
-            why = f"per-attachment chain {m.group(0)}" if m else _mentions(text, att)
+            why = (f"per-attachment chain {m.group(0)}" if m else None) or _mentions(text, att) \
+                or _firewall_leak(it[1], it[2])
             if why:
                 problems.append(f"firewall: {text} ({why})")
         elif kind == "file":
@@ -320,6 +371,8 @@ def leaks(new: list[Item], att: Attachment, *, kernel: bool = True) -> list[str]
             if ftype == "file" and (_INFRA_FILE.search(rel) or inside_index):
                 continue
             problems.append(f"file {label}:{rel} ({ftype}, {it[4]} bytes)")
+        elif kind == "pod":  # ("pod", index, <a link or address item>): pods get nothing back
+            problems.append(f"pod {it[1]}: {it[2]} {' '.join(str(x) for x in it[3:] if x != '')}")
         else:
             problems.append(f"unclassified {it!r}")
     return problems
