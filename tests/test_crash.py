@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from harness import Netns
 from reliability import budget, nsstate
-from reliability.known_bugs import split_crash_problems
+from reliability.known_bugs import path_bug, split_crash_problems
 from reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
@@ -133,4 +133,23 @@ def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_po
     stale.write_bytes(b"crashed\r\neth0")
     assert sc.run("DEL", "a", pod).returncode == 0
     assert sc.run("DEL", "crashed", pod).returncode == 0
+    assert sc.temp_files() == []
+
+
+
+@path_bug("flannel-temp-left-after-crash")
+def test_stale_flannel_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+    """The state a flannel killed while saving its configuration leaves (the temporary file of
+    the atomic write): the runtime's DEL of that container must not leave it behind."""
+    import subprocess
+
+    pod = make_pod()
+    sc = make_scenario("flannel", node_ns, tmp_path / "state")
+    gone = subprocess.Popen(["true"])  # its pid is free once it has been waited for
+    gone.wait()
+    sc.saved_dir.mkdir(parents=True, exist_ok=True)
+    stale = sc.saved_dir / f".crashed.tmp-{gone.pid}-0123abcd"
+    stale.write_bytes(json.dumps(sc.conf).encode()[:100])  # a write cut short
+    d = sc.run("DEL", "crashed", pod)
+    assert d.returncode == 0, d
     assert sc.temp_files() == []

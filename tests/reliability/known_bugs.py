@@ -41,6 +41,17 @@ class KnownBug:
 
 KNOWN: tuple[KnownBug, ...] = (
     KnownBug(
+        key="flannel-temp-left-after-crash",
+        owner="plugins/flannel.py, cni/fileutil.py (flannel)",
+        summary=(
+            "a flannel killed while saving its delegate configuration leaves "
+            "<dataDir>/.<containerID>.tmp-<pid>-<hex>; the DEL that follows does not remove it "
+            "(only GC does, after 300 s), so DEL after the kill does not clean up completely"
+        ),
+        exes=frozenset({"flannel"}),
+        crash_lines=re.compile(r"flannel/\.[^/ ]+\.tmp-\d+-[0-9a-f]+"),
+    ),
+    KnownBug(
         key="portmap-del-refuses-malformed-mappings",
         owner="plugins/portmap.py, plugins/portmap_config.py (portmap)",
         summary=(
