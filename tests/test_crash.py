@@ -66,6 +66,7 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
     typical = time_add(sc, pod)  # also leaves the shared infrastructure (bridge, chains) in place
     baseline = sc.snapshot()
     killed = finished = interrupted_writes = 0
+    temps_seen: set[str] = set()
     problems: list[str] = []
     for i in range(trials):
         if plugin in ("portmap", "bridge"):
@@ -81,7 +82,9 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
             typical = min(typical, run.duration)
         where = f"trial {i} (kill after {run.delay * 1000:.0f} ms, {'killed' if run.killed else f'exit {run.returncode}'})"
         problems += [f"{where}: {p}" for p in sc.torn_files()]
-        interrupted_writes += bool(sc.temp_files())
+        fresh = set(sc.temp_files()) - temps_seen  # temp files this kill left
+        interrupted_writes += bool(fresh)
+        temps_seen |= fresh
         if run.orphans_killed:
             problems.append(f"{where}: children of the killed plugin still ran 10 s later")
         d = sc.run("DEL", cid, pod)
