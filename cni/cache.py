@@ -168,6 +168,28 @@ class ResultCache:
             )
         return os.path.join(self.results_dir, f"{network}-{container_id}-{ifname}")
 
+    def check_writable(self) -> None:
+        """Raise CacheError (code 5) when a cache file could not be written: a component of
+        the results directory exists but is not a directory, or the deepest existing one is
+        not writable. Creates nothing; a missing directory is fine (write creates it)."""
+        head = self.results_dir
+        while True:
+            try:
+                is_dir = os.path.isdir(head) if os.path.lexists(head) else None
+            except OSError as e:
+                raise CacheError(ERR_IO_FAILURE, f"{e.strerror}: {head}") from None
+            if is_dir is None:  # missing (or under a non-directory): look at its parent
+                parent = os.path.dirname(head.rstrip("/"))
+                if not parent or parent == head:
+                    return
+                head = parent
+                continue
+            if not is_dir:
+                raise CacheError(ERR_IO_FAILURE, f"not a directory: {head}")
+            if not os.access(head, os.W_OK | os.X_OK):
+                raise CacheError(ERR_IO_FAILURE, f"directory not writable: {head}")
+            return
+
     def write(
         self,
         network: str,

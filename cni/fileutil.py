@@ -60,6 +60,49 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and TMP_MARK in name
 
 
+def temp_owner_pid(name: str) -> int | None:
+    """The pid a temporary file name carries (`.<name>.tmp-<pid>` or `.<name>.tmp-<pid>-<hex>`,
+    as `atomic_write` and the host-local store make them), or None when it carries none."""
+    if not is_temp_name(name):
+        return None
+    text = name.rsplit(TMP_MARK, 1)[1].split("-", 1)[0]
+    return int(text) if text.isdigit() else None
+
+
+def sweep_dead_temps(directory: str, prefix: str = ".") -> int:
+    """Remove the temporary files in `directory` whose names start with `prefix` and whose
+    writer is gone (its pid no longer exists: killed mid-write); the number removed.
+
+    A temp of a live pid, of this process (a writer in another thread), or without a pid is
+    kept. Errors (an unreadable directory, a file removed meanwhile) are ignored.
+    """
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return 0
+    removed = 0
+    me = os.getpid()
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        pid = temp_owner_pid(name)
+        if pid is None or pid == me or pid <= 0:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # alive (or the pid was reused): leave it
+        except ProcessLookupError:
+            pass
+        except OSError:
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed += 1
+        except OSError:
+            pass
+    return removed
+
+
 def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
     """Replace the file at `path` with `data` atomically and durably, file mode `mode`.
 

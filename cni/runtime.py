@@ -237,12 +237,16 @@ class CNIConfig:
         write failure fails the ADD: `failed to set network "<n>" cached result: ...`.
         """
         # The cache file must be writable once the pod is configured: a path the kernel would
-        # refuse (a `..`, a name over 255 bytes, PATH_MAX) is refused before any plugin runs.
+        # refuse (a `..`, a name over 255 bytes, PATH_MAX) is refused before any plugin runs ...
         from cni.validate import safe_path
 
         if rt.container_id and rt.ifname and net.name:
             cache_path = self.cache.path(net.name, rt.container_id, rt.ifname)
             safe_path(cache_path, "result cache path", ERR_INVALID_ENVIRONMENT_VARIABLES)
+            try:  # ... and so is a cache directory that is a file or read-only
+                self.cache.check_writable()
+            except CNIError as e:
+                raise _wrap(e, f"failed to set network {gojson.quote(net.name)} cached result: ") from None
         result = None
         for plugin in net.plugins:
             try:

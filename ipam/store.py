@@ -59,27 +59,9 @@ def read_small(path: str, limit: int = _MAX_LEASE) -> bytes | None:
 def _sweep_dead_temps(root: str) -> None:
     """Remove `.<name>.tmp-<pid>` files left in the index directory by a process that was killed
     (its pid no longer exists). Called under the store lock, so no live writer owns one of ours."""
-    try:
-        names = os.listdir(root)  # ~260 entries at most: the buckets, `state`, temp files
-    except OSError:
-        return
-    for name in names:
-        if not name.startswith(".") or ".tmp-" not in name:
-            continue
-        pid_text = name.rsplit(".tmp-", 1)[1]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid_text), 0)
-            continue  # alive (or pid reused): leave it
-        except ProcessLookupError:
-            pass
-        except OSError:
-            continue
-        try:
-            os.unlink(os.path.join(root, name))
-        except OSError:
-            pass
+    from cni import fileutil
+
+    fileutil.sweep_dead_temps(root)  # ~260 entries at most: the buckets, `state`, temp files
 
 
 class Store:

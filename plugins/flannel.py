@@ -123,11 +123,14 @@ def cmd_del(args: CmdArgs) -> None:
     The file is removed only after the delegate's DEL succeeded, so a failed DEL can be retried.
     No saved file and no usable subnet.env is success: there is nothing this plugin can undo.
     """
+    from cni import fileutil
     from cni.invoke import delegate_del
     from plugins import flannel_delegate
 
     conf = _conf(args)
     path = flannel_delegate.saved_path(conf.data_dir(), args.container_id)
+    # An ADD killed while saving left its temporary file; its pid is gone, so nobody owns it.
+    fileutil.sweep_dead_temps(conf.data_dir(), f".{args.container_id}{fileutil.TMP_MARK}")
     read_error: OSError | None = None
     try:
         data = flannel_delegate.read_saved(path)
@@ -296,6 +299,7 @@ def _saved_entries(data_dir: str) -> list[tuple[str, str]]:
     from cni.validate import container_id
 
     out: list[tuple[str, str]] = []
+    fileutil.sweep_dead_temps(data_dir)  # those of killed writers at once, any others when old
     try:
         entries = list(os.scandir(data_dir))
     except FileNotFoundError:

@@ -45,16 +45,18 @@ def detect_backend() -> str:
     return "nftables" if shutil.which("nft") else "iptables"
 
 
-def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = False):
+def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = False,
+           config: dict | None = None):
     """(Settings, prevResult as given or None, its 1.x form or None), checked in the
     reference's order: JSON shape, prevResult, then the portmap keys. Errors are prefixed as
-    the reference prefixes them (`failed to parse config: ` for ADD and DEL)."""
+    the reference prefixes them (`failed to parse config: ` for ADD and DEL). `config`
+    replaces args.config when given."""
     from cni.config import load
     from plugins.portmap_config import PortMapNetConf, resolve
 
     prev = current = None
     try:
-        conf = load(PortMapNetConf, args.config)
+        conf = load(PortMapNetConf, args.config if config is None else config)
         if prev_result:
             prev, current = _prev_result(args)
         return resolve(conf, detect_backend, strict=strict), prev, current
@@ -185,12 +187,14 @@ def cmd_del(args: CmdArgs) -> None:
 
     Without mappings DEL returns before the config is even modelled (the reference parses it
     first and can refuse the DEL): most pods have no hostPort, and their DEL should cost nothing.
+    With mappings, their values are never judged, not even their shape: the rules are found by
+    the container ID, and a DEL refused over a malformed `portMappings` would stop a list's DEL
+    for good (the reference refuses it).
     """
     if not _has_raw_mappings(args.config):
         return
-    settings, _, _ = _parse(args, strict=False, prefix="failed to parse config: ")
-    if not settings.mappings:
-        return
+    config = {k: v for k, v in args.config.items() if k.lower() != "runtimeconfig"}
+    settings, _, _ = _parse(args, strict=False, prefix="failed to parse config: ", config=config)
     _backend_module(settings).delete(settings, args.container_id)
 
 

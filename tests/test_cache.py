@@ -277,3 +277,20 @@ def test_tempfile_not_in_results_dir(tmp_path, monkeypatch):
     monkeypatch.setattr(cache_mod.os, "replace", spy)
     ResultCache(str(tmp_path)).write("n", "c", "e", config=b"", result=None)
     assert seen == [str(tmp_path)]
+
+
+@pytest.mark.parametrize("layout", ["dir-is-file", "parent-is-file", "results-is-file"])
+def test_check_writable_names_the_component_that_is_not_a_directory(tmp_path, layout):
+    """A cache that could never be written is found before anything runs, naming the culprit;
+    a cache directory that does not exist yet is fine and is not created."""
+    blocker = {"dir-is-file": tmp_path / "c", "parent-is-file": tmp_path / "p",
+               "results-is-file": tmp_path / "c" / "results"}[layout]  # fmt: skip
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("x\n")
+    cache_dir = tmp_path / "p" / "c" if layout == "parent-is-file" else tmp_path / "c"
+    with pytest.raises(CacheError) as err:
+        ResultCache(str(cache_dir)).check_writable()
+    assert err.value.code == 5 and err.value.msg == f"not a directory: {blocker}"
+    fresh = tmp_path / "new" / "cache"
+    ResultCache(str(fresh)).check_writable()
+    assert not (tmp_path / "new").exists()

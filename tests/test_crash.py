@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 from harness import Netns
 from reliability import budget, nsstate
-from reliability.known_bugs import path_bug, split_crash_problems
+from reliability.known_bugs import split_crash_problems
 from reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
@@ -140,7 +140,6 @@ def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_po
 
 
 
-@path_bug("flannel-temp-left-after-crash")
 def test_stale_flannel_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:
     """The state a flannel killed while saving its configuration leaves (the temporary file of
     the atomic write): the runtime's DEL of that container must not leave it behind."""

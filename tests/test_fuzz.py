@@ -312,7 +312,6 @@ def test_host_local_deep_data_dir(node_ns: Netns, tmp_path: Path) -> None:
     assert _clean_error(r), r
 
 
-@_known("portmap-del-refuses-malformed-mappings")
 @pytest.mark.parametrize("mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"])
 def test_portmap_del_ignores_malformed_mappings(mappings, node_ns: Netns) -> None:
     """DEL needs no mapping (it removes the container's rules by its ID): a malformed

@@ -290,7 +290,6 @@ def test_cnitool_network_name_overlong_for_the_cache(world) -> None:
     assert not w.changed, f"rejected only after changing things: {w.describe()}"
 
 
-@path_bug("cnitool-cache-dir-unusable")
 def test_cnitool_cache_dir_not_a_directory(world) -> None:
     """CNI_CACHE_DIR naming a regular file: refused before the plugins run, not after."""
     state = world[2]

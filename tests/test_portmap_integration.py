@@ -296,6 +296,21 @@ def test_gc_nftables(node_ns):
     assert container_traces(node_ns, "c1")
 
 
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+@pytest.mark.parametrize("mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"])
+def test_del_with_malformed_mappings_still_removes_the_rules(node_ns, backend, mappings):
+    """DEL finds the rules by container ID: malformed portMappings in the DEL's runtimeConfig
+    (the reference refuses the DEL over them) neither fail it nor keep the rules."""
+    t.setup_node(node_ns)
+    _add(node_ns, "cbad", 1, backend=backend)
+    assert container_traces(node_ns, "cbad")
+    conf = {"cniVersion": "1.1.0", "name": "pmnet", "type": "portmap", "backend": backend,
+            "runtimeConfig": {"portMappings": mappings}}  # fmt: skip
+    res = t.run(t.OURS, node_ns, "DEL", conf, container_id="cbad")
+    assert res.returncode == 0 and res.stdout == "", res
+    assert container_traces(node_ns, "cbad") == []
+
+
 # ------------------------------------------------------------------ concurrency
 
 

@@ -40,41 +40,6 @@ class KnownBug:
 
 
 KNOWN: tuple[KnownBug, ...] = (
-    KnownBug(
-        key="flannel-temp-left-after-crash",
-        owner="plugins/flannel.py, cni/fileutil.py (flannel)",
-        summary=(
-            "a flannel killed while saving its delegate configuration leaves "
-            "<dataDir>/.<containerID>.tmp-<pid>-<hex>; the DEL that follows does not remove it "
-            "(only GC does, after 300 s), so DEL after the kill does not clean up completely"
-        ),
-        exes=frozenset({"flannel"}),
-        crash_lines=re.compile(r"flannel/\.[^/ ]+\.tmp-\d+-[0-9a-f]+"),
-    ),
-    KnownBug(
-        key="portmap-del-refuses-malformed-mappings",
-        owner="plugins/portmap.py, plugins/portmap_config.py (portmap)",
-        summary=(
-            "DEL fails (code 6) when runtimeConfig.portMappings is not a list of mapping objects "
-            "(e.g. a string), although it needs no mapping to remove the container's rules; in a "
-            "list (cnitool, a runtime) that DEL runs first and stops the DEL of every plugin "
-            "before it, so a flannel/bridge attachment whose ADD failed at portmap can never be "
-            "deleted with the same capability arguments"
-        ),
-        exes=frozenset({"cnitool"}),
-        evidence=re.compile(r"DEL said: .*invalid runtimeConfig\.portMappings"),
-        lines=re.compile(r"^left behind: "),
-    ),
-    KnownBug(
-        key="cnitool-cache-dir-unusable",
-        owner="cni/runtime.py (cnitool / runtime)",
-        summary=(
-            "a CNI_CACHE_DIR that exists but cannot hold the cache (a regular file, say) is only "
-            "found when the result is cached, after the plugins ran: `cnitool add` then fails and "
-            "leaves the attachment configured (lease, veth) until a `del`"
-        ),
-        exes=frozenset({"cnitool"}),  # the fuzzer judges cnitool's failed add after its del
-    ),
 )
 
 
