@@ -31,7 +31,7 @@ def cmd_add(args: CmdArgs):
         from ipam.dns import parse_resolv_conf
 
         dns = parse_resolv_conf(s.resolv_conf)
-    with Store.open(s.data_dir, s.name) as store:
+    with Store.open(s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))) as store:
         try:
             choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
             commit_plan(store, choices, args.container_id, args.ifname)

@@ -233,9 +233,9 @@ class OwnerIndex:
         fileutil.ensure_dir(self.root, 0o700)
         if self._replaced:
             for name in os.listdir(self.root):
-                if name.startswith("."):  # crash leftovers of temporary files
-                    self._unlink(name)
-                elif _is_bucket(name) and name not in self._buckets:
+                # Dot files are temporary files, possibly another ADD's lease written before it
+                # took the lock; those of dead writers are swept when the store is opened.
+                if _is_bucket(name) and name not in self._buckets:
                     self._unlink(name)
         for key in sorted(self._dirty):
             entries = self._buckets.get(key, [])

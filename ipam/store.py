@@ -79,17 +79,22 @@ class Store:
         self.index = OwnerIndex(netdir)
         self._index_checked = False
         self._changed = False
-        self._tmp: str | None = None  # a written, synced lease temp file ready to be linked
-        self._tmp_content: bytes = b""
+        self._spares: list[str] = []  # written, synced lease temp files ready to be linked
+        self._tmp_content: bytes = b""  # ... all with this content
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def open(cls, data_dir: str, network: str, *, create: bool = True) -> Store | None:
+    def open(
+        cls, data_dir: str, network: str, *, create: bool = True, lease: tuple[str, str, int] | None = None
+    ) -> Store | None:
         """Create `<data_dir>/<network>` (mode 0755) and its lock file, and take the lock.
 
-        With `create=False` a missing directory gives None instead of being created. Raises
-        CNIError 5 naming the path when the directory or lock cannot be made or locked.
+        With `create=False` a missing directory gives None instead of being created. With
+        `lease=(containerID, ifname, n)`, the temporary files of `n` leases of that attachment
+        are written and synced before the lock is taken, so concurrent ADDs do not wait for
+        each other's fdatasync. Raises CNIError 5 naming the path when the directory or lock
+        cannot be made or locked.
         """
         from cni.validate import safe_file_component
 
@@ -106,15 +111,27 @@ class Store:
             fd = os.open(lock_path, os.O_CREAT | os.O_RDONLY | os.O_CLOEXEC, 0o750)
         except OSError as e:
             raise _io_error(f"cannot open lock file: open {lock_path}", e) from None
+        store = cls(netdir, fd)
+        if lease is not None:
+            content = _lease_content(lease[0], lease[1])
+            try:
+                for _ in range(lease[2]):
+                    store._spares.append(store._write_tmp(content))
+            except OSError as e:
+                store._drop_tmp()
+                os.close(fd)
+                raise _io_error(f"cannot write a lease in {netdir}", e) from None
+            store._tmp_content = content
         try:
             import fcntl
 
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
+            store._drop_tmp()
             os.close(fd)
             raise _io_error(f"cannot lock {lock_path}", e) from None
         _sweep_dead_temps(os.path.join(netdir, INDEX_DIR))
-        return cls(netdir, fd)
+        return store
 
     @classmethod
     def peek(cls, data_dir: str, network: str) -> Store | None:
@@ -263,33 +280,39 @@ class Store:
 
     # ------------------------------------------------------------------ changes
 
-    def _prepare_tmp(self, content: bytes) -> str:
-        if self._tmp is not None and self._tmp_content == content:
-            return self._tmp
-        self._drop_tmp()
+    def _write_tmp(self, content: bytes) -> str:
+        """A new temp file in the index directory holding `content`, fdatasync'ed. Its name
+        carries the pid (for the dead-writer sweep) and a random part (a worker's threads share
+        the pid, and temps are written before the lock)."""
         root = os.path.join(self.dir, INDEX_DIR)
         fileutil.ensure_dir(root, 0o700)
-        path = temp_path(root, _LEASE_TMP)
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        path = f"{temp_path(root, _LEASE_TMP)}-{os.urandom(4).hex()}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, content)
-            os.fdatasync(fd)
-        finally:
-            os.close(fd)
-        self._tmp, self._tmp_content = path, content
+            try:
+                os.write(fd, content)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            os.unlink(path)
+            raise
         return path
 
+    def _prepare_tmp(self, content: bytes) -> str:
+        if self._spares and self._tmp_content == content:
+            return self._spares[-1]
+        self._drop_tmp()
+        self._spares.append(self._write_tmp(content))
+        self._tmp_content = content
+        return self._spares[-1]
+
     def _drop_tmp(self) -> None:
-        if self._tmp is not None:
+        while self._spares:
             try:
-                os.unlink(self._tmp)
+                os.unlink(self._spares.pop())
             except FileNotFoundError:
                 pass
-            self._tmp = None
 
     def reserve(self, name: str, container_id: str, ifname: str) -> bool:
         """Create lease file `name` for (ID, ifname) if it does not exist; False if it does.
@@ -297,7 +320,7 @@ class Store:
         Content `<ID trimmed>\\r\\n<ifname>`, mode 0600; never visible half-written.
         """
         cid = container_id.strip()
-        content = f"{cid}\r\n{ifname}".encode("utf-8", "surrogateescape")
+        content = _lease_content(container_id, ifname)
         self._ensure_index()
         try:
             tmp = self._prepare_tmp(content)
@@ -308,7 +331,11 @@ class Store:
             raise _io_error(f"cannot create lease {os.path.join(self.dir, name)}", e) from None
         self._changed = True
         self.index.add(Entry(name, cid, ifname))
-        self._drop_tmp()  # a fresh inode for every lease
+        self._spares.pop()  # a fresh inode for every lease: the linked temp name goes
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
         return True
 
     def set_last_reserved(self, range_id: int, name: str) -> None:
@@ -360,6 +387,11 @@ class Store:
             except OSError as e:
                 errors.append(f"failed to release {name}: {os_error_text(e)}")
         return errors
+
+
+def _lease_content(container_id: str, ifname: str) -> bytes:
+    """A lease file's content: `<ID trimmed>\r\n<ifname>`."""
+    return f"{container_id.strip()}\r\n{ifname}".encode("utf-8", "surrogateescape")
 
 
 def internal(msg: str) -> CNIError:
