@@ -18,8 +18,11 @@ runs in its own thread, which first makes itself look like the client process:
 * stdin and stderr are the client's own file descriptors (passed with SCM_RIGHTS), routed per
   thread through sys.stdin / sys.stderr; stdout goes back over the socket.
 
-Then "A" (accepted), `cni.skel.run` exactly as `cni.skel.main` would, and "O<stdout>" +
-"X<status>". The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a request,
+Then "A" (accepted); for ADD, CHECK and DEL the attachment's lock (one call per container ID and
+interface at a time across the workers: a runtime that killed a client on timeout must find
+that call finished before its DEL runs, as it would after killing a process; a call whose
+client died while it waited is dropped); `cni.skel.run` exactly as `cni.skel.main` would; and
+"O<stdout>" + "X<status>". The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a request,
 after PYCNI_WORKER_MAX requests (default 10000) or PYCNI_WORKER_MAX_AGE seconds (default 600),
 or as soon as it notices it is stale: its executable was replaced, or (from source) a loaded
 module file changed. Exiting unlinks the socket and releases the lock first, so no new client
@@ -42,6 +45,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 _MAX_REQUEST = 1 << 20
 DRAIN_SECONDS = 120.0
+ATTACHMENT_STRIPES = 1024  # lock files per worker directory (a collision only serialises two pods)
 
 
 def _number(name: str, default: float) -> float:
@@ -290,8 +294,15 @@ class Worker:
                 conn.send(b"R" + why.encode())
                 return
             conn.send(b"A")
-            rc, out = self._run(name, env, fds[0], fds[1])
-            fds = []  # closed by _run
+            attachment = self._lock_attachment(env)
+            try:
+                if attachment is not None and _peer_gone(conn):
+                    return  # killed while it waited: the runtime no longer expects this call
+                rc, out = self._run(name, env, fds[0], fds[1])
+                fds = []  # closed by _run
+            finally:
+                if attachment is not None:
+                    os.close(attachment)
             data = out.encode("utf-8", "surrogateescape")
             for i in range(0, len(data), 65536):
                 conn.send(b"O" + data[i : i + 65536])
@@ -305,6 +316,29 @@ class Worker:
             for fd in fds:
                 os.close(fd)
             conn.close()
+
+    def _lock_attachment(self, env: dict[str, str]) -> int | None:
+        """For ADD, CHECK and DEL: an flock held while the call runs, shared by every worker of
+        this directory and keyed by CNI_CONTAINERID and CNI_IFNAME (one of ATTACHMENT_STRIPES
+        files); None for other commands. A client killed by the runtime's timeout does not stop
+        its call here as it stops a process, so the DEL the runtime sends next must wait for
+        that call to end instead of racing it and missing what it creates."""
+        cid = env.get("CNI_CONTAINERID", "")
+        if env.get("CNI_COMMAND") not in ("ADD", "CHECK", "DEL") or not cid:
+            return None
+        import fcntl
+
+        from cni.worker_client import _fnv1a64
+
+        key = _fnv1a64(f"{cid}\0{env.get('CNI_IFNAME', '')}".encode("utf-8", "surrogateescape"))
+        path = os.path.join(os.path.dirname(self.sock_path), f"a-{key % ATTACHMENT_STRIPES:03x}.att")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def log_exception(self) -> None:
         """Append the current exception's traceback to PYCNI_WORKER_LOG, when set."""
@@ -455,6 +489,15 @@ class Worker:
         listener.listen(256)
         self.last = time.monotonic()
         return listener
+
+
+def _peer_gone(conn) -> bool:
+    """True when the client closed its end (it sends nothing after its request)."""
+    import select
+
+    poller = select.poll()
+    poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLRDHUP)
+    return bool(poller.poll(0))
 
 
 def _lock(path: str, wait: float = 2.0) -> int | None:

@@ -471,3 +471,58 @@ def test_worker_retires_at_max_age_and_a_successor_takes_over(node_ns, make_pod,
         time.sleep(0.2)
     assert len(seen) >= 2, f"no successor worker seen: {seen}"
     no_worker_errors(wdir)
+
+
+def _client_pids(container_id: str, command: str) -> list[int]:
+    """Processes whose environment says they are the plugin call (command, container ID)."""
+    want = {f"CNI_COMMAND={command}".encode(), f"CNI_CONTAINERID={container_id}".encode()}
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            env = set((entry / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if want <= env:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_del_after_a_killed_client_waits_for_its_call(node_ns, make_pod, state_dir, wdir):
+    """A runtime kills a plugin at its timeout and then DELs. Killing a client does not stop its
+    call in the worker, so that DEL must wait for the call instead of finding nothing to undo
+    while the ADD goes on to configure the pod: afterwards nothing of the pod is left."""
+    pod = make_pod()
+    start_worker(node_ns, make_pod(), wdir, state_dir)
+    conf = {  # flannel waits for subnet.env: the ADD stays in the worker until it is written
+        "cniVersion": "1.0.0", "name": "cbr0", "type": "flannel", "subnetFileWait": 20,
+        "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
+        "ipam": {"dataDir": str(state_dir.networks)}, "delegate": {"bridge": "cni9"},
+    }
+    kw = dict(netns=pod.path, containerid="k1", in_netns=node_ns, extra_env=wenv(wdir), timeout=40)
+    results: dict[str, object] = {}
+    add = threading.Thread(target=lambda: results.update(add=run_plugin(DIST / "flannel", "ADD", conf, **kw)))
+    add.start()
+    deadline = time.monotonic() + 10
+    while not (pids := _client_pids("k1", "ADD")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert pids, "the ADD client never started"
+    time.sleep(0.5)  # accepted by the worker, which now waits for subnet.env
+    _kill(pids, signal.SIGKILL)
+    add.join(10)
+    dele = threading.Thread(target=lambda: results.update(dele=run_plugin(DIST / "flannel", "DEL", conf, **kw)))
+    dele.start()
+    dele.join(1.0)
+    assert dele.is_alive(), f"DEL did not wait for the killed ADD: {results.get('dele')}"
+    state_dir.subnet_env.write_text(
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+    )
+    dele.join(30)
+    r = results["dele"]
+    assert served(r) and r.returncode == 0, r.stdout + r.stderr
+    assert pod_addr(pod) == [] and not pod.ip("link", "show", "eth0", check=False).returncode == 0
+    assert not [p for p in state_dir.networks.rglob("*") if p.is_file() and p.name[0].isdigit()]
+    assert not (state_dir.flannel / "k1").exists()
+    assert "veth" not in node_ns.ip("-o", "link", "show").stdout
+    no_worker_errors(wdir)
