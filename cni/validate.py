@@ -51,6 +51,19 @@ def interface_name(ifname: str) -> None:
         )
 
 
+def utf8_name(value: str, what: str, code: int = ERR_INVALID_ENVIRONMENT_VARIABLES) -> str:
+    """Return `value` when it is valid UTF-8 text (the kernel and the firewall tools are handed it
+    as such); CNIError `code` naming it otherwise. A value from the environment or a file that
+    held bytes which are not UTF-8 arrives with surrogate escapes."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        from cni.gojson import quote
+
+        raise CNIError(code, f"{what} {quote(value)} is not valid UTF-8") from None
+    return value
+
+
 def safe_file_component(value: str, what: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> str:
     """Return `value` when it can be used as one file name inside a state directory.
 

@@ -20,7 +20,7 @@ Deliberate differences from the reference (HEAD):
 
 from __future__ import annotations
 
-from cni import __version__
+from cni import __version__, validate
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.skel import CmdArgs, Plugin
 
@@ -60,10 +60,11 @@ class _Undo:
 
 def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     """Step 1: create or reuse the bridge, promisc, accept_ra off, up."""
+    from cni.gojson import quote as q  # Go's %q: a name with a newline stays one line
     from plugins.linux import link
 
     name = conf.bridge
-    prefix = f'failed to create bridge "{name}": '
+    prefix = f"failed to create bridge {q(name)}: "
     if not name:
         raise _err(f'{prefix}could not add "": LinkAttrs.Name cannot be empty')
     # Look before creating: on a node the bridge exists for every ADD but the first, and the
@@ -83,19 +84,19 @@ def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
             hint = ""
             if link.errno_of(e) == link.EOPNOTSUPP and conf.vlan_filtering:
                 hint = " (this kernel has no bridge VLAN filtering, needed by vlan/vlanTrunk)"
-            raise _err(f'{prefix}could not add "{name}": {text}{hint}') from None
+            raise _err(f'{prefix}could not add {q(name)}: {text}{hint}') from None
         br = link.get_link(host, name)
         if br is None:
-            raise _err(f'{prefix}could not lookup "{name}": Link not found')
+            raise _err(f'{prefix}could not lookup {q(name)}: Link not found')
     if created:
         undo.push(lambda: _remove_bridge_if_unused(host, br.index))
     if br.kind != "bridge":
-        raise _err(f'{prefix}"{name}" already exists but is not a bridge')
+        raise _err(f"{prefix}{q(name)} already exists but is not a bridge")
     try:
         if conf.promiscMode and not br.promisc:
             link.set_promisc(host, br.index)
     except link.netlink_error() as e:
-        raise _err(f'{prefix}could not set promiscuous mode on "{name}": {link.errno_text(e)}') from None
+        raise _err(f'{prefix}could not set promiscuous mode on {q(name)}: {link.errno_text(e)}') from None
     link.disable_accept_ra(name)
     try:
         if not br.up:
@@ -334,15 +335,20 @@ def _configure_iface(pod: Any, ifname: str, index: int, result: Any, gws: _Gatew
         dst = ipaddress.ip_interface(r.dst).network
         gw = ipaddress.ip_address(r.gw) if r.gw else (v4gw if dst.version == 4 else v6gw)
         route = link.Route(dst=dst, gw=gw, priority=r.priority, table=r.table, scope=r.scope)
-        try:
-            link.add_route(pod, index, route)
-        except nlerr as e:
-            scope = _SCOPES.get(r.scope or 0, str(r.scope))
-            raise _err(
-                f"failed to add route '{_go_ipnet_value(r.dst, pos in gws.synthesized)} via "
-                f"{gw if gw is not None else '<nil>'} dev {ifname} metric {r.priority} "
-                f"(Scope: {scope}, Table: {r.table or 0})': {link.errno_text(e)}"
-            ) from None
+        if gw is not None and gw.version != dst.version:
+            problem = "gateway, source, and destination ip are not the same IP family"  # Go netlink's
+        else:
+            try:
+                link.add_route(pod, index, route)
+                continue
+            except nlerr as e:
+                problem = link.errno_text(e)
+        scope = _SCOPES.get(r.scope or 0, str(r.scope))
+        raise _err(
+            f"failed to add route '{_go_ipnet_value(r.dst, pos in gws.synthesized)} via "
+            f"{gw if gw is not None else '<nil>'} dev {ifname} metric {r.priority} "
+            f"(Scope: {scope}, Table: {r.table or 0})': {problem}"
+        )
 
 
 def _ipc_text(ipc: Any) -> str:
@@ -497,6 +503,7 @@ def cmd_add(args: CmdArgs) -> Any:
     loaded = bridge_config.load(args.config, args.args)
     bridge_config.preflight(loaded)
     conf = loaded.conf
+    validate.utf8_name(args.ifname, "interface name")
     undo = _Undo()
     host = link.iproute()
     pod = None
@@ -626,6 +633,12 @@ def cmd_del(args: CmdArgs) -> None:
     from plugins import bridge_config
 
     conf = bridge_config.load(args.config, args.args).conf
+    try:
+        validate.utf8_name(args.ifname, "interface name")
+    except CNIError:  # ADD refuses such a name: the pod side cannot exist, the lease can
+        if conf.is_layer3:
+            invoke.delegate_del(conf.ipam_type, args.stdin, args.env)
+        return
     addrs = None
     if args.netns:
         try:
@@ -770,6 +783,7 @@ def cmd_check(args: CmdArgs) -> None:
     from plugins.linux import link
 
     conf = bridge_config.load(args.config, args.args).conf
+    validate.utf8_name(args.ifname, "interface name")
     pod = _open_pod(args.netns)
     host = None
     try:

@@ -321,3 +321,55 @@ def test_portmap_del_ignores_malformed_mappings(mappings, node_ns: Netns) -> Non
     r = harness.run_plugin(BIN / "portmap", "DEL", conf, containerid="fz-0", netns="",
                            cni_path=str(BIN), in_netns=node_ns)
     assert r.returncode == 0, r
+
+
+def _bridge_add_del(conf: dict, node: Netns, pod: Netns, ifname: str = "eth0"):
+    kw = dict(containerid="fz-0", netns=pod.path, ifname=ifname, cni_path=str(BIN), in_netns=node)
+    return (harness.run_plugin(BIN / "bridge", "ADD", conf, **kw),
+            harness.run_plugin(BIN / "bridge", "DEL", conf, **kw))
+
+
+def _leases(tmp: Path) -> list[str]:
+    d = tmp / "nets" / "fznet"
+    return sorted(p.name for p in d.iterdir() if p.name[0].isdigit()) if d.exists() else []
+
+
+def test_bridge_route_gateway_of_the_other_family(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+    """Found by the full-count fuzzer: an IPv4 route with an IPv6 gateway reached pyroute2's
+    encoder and came back as a traceback. Now the reference's error (Go netlink's text), code
+    999, one line, and the failed ADD is rolled back."""
+    pod = make_pod()
+    conf = _host_local_conf(tmp_path, routes=[{"dst": "10.9.0.0/16", "gw": "fd77::1"}])
+    conf["bridge"] = "fzbr0"
+    add, dele = _bridge_add_del(conf, node_ns, pod)
+    assert add.returncode == 1 and not check_error_json(add.stdout), add
+    assert "Traceback" not in add.stderr, add.stderr
+    assert add.result["code"] == 999 and add.result["msg"] == (
+        "failed to add route '{10.9.0.0 ffff0000} via fd77::1 dev eth0 metric 0 (Scope: universe, Table: 0)': "
+        "gateway, source, and destination ip are not the same IP family"), add.result
+    assert pod.ip("link", "show", "eth0", check=False).returncode != 0
+    assert _leases(tmp_path) == []
+    assert dele.returncode == 0, dele
+
+
+def test_bridge_interface_name_not_utf8(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+    """Found by the full-count fuzzer: CNI_IFNAME holding a byte that is not UTF-8 reached
+    pyroute2's encoder (traceback, code 999) on ADD and on DEL. ADD now refuses it (code 4,
+    naming it as Go's %q does); DEL has nothing to remove on the pod side and succeeds."""
+    pod = make_pod()
+    conf = dict(_host_local_conf(tmp_path), bridge="fzbr0")
+    add, dele = _bridge_add_del(conf, node_ns, pod, ifname="\udcff")
+    assert add.returncode == 1 and not check_error_json(add.stdout), add
+    assert (add.result["code"], add.result["msg"]) == (4, 'interface name "\\xff" is not valid UTF-8'), add.result
+    assert dele.returncode == 0 and "Traceback" not in dele.stderr, dele
+    assert _leases(tmp_path) == []
+
+
+def test_bridge_name_with_newline_is_named_on_one_line(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+    """Found by the full-count fuzzer: the bridge name was quoted raw, so a newline in it broke
+    the one-line message. Now it is escaped as the reference's %q does."""
+    pod = make_pod()
+    conf = dict(_host_local_conf(tmp_path), bridge="a\nb")
+    add, dele = _bridge_add_del(conf, node_ns, pod)
+    assert add.returncode == 1 and not check_error_json(add.stdout), add
+    assert add.result["msg"] == 'failed to create bridge "a\\nb": could not add "a\\nb": invalid argument'

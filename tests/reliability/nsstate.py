@@ -349,10 +349,12 @@ def leaks(new: list[Item], att: Attachment, *, kernel: bool = True) -> list[str]
             if it[1] not in links_ok:
                 problems.append(f"link {it[1]} ({it[2] or 'no kind'}, master={it[3] or '-'}, peer={it[4] or '-'})")
         elif kind == "addr":
-            if it[1] not in links_ok:
+            # A gateway address added to a bridge that was already there stays with the bridge,
+            # as the reference leaves it (as long as kernel objects may stay at all).
+            if it[1] not in links_ok and not (kernel and it[1] in att.bridges):
                 problems.append(f"address {it[2]} on {it[1]}")
         elif kind == "route":
-            if it[5] not in links_ok:
+            if it[5] not in links_ok and not (kernel and it[5] in att.bridges):
                 problems.append(f"route {it[3]} via {it[4] or '-'} dev {it[5] or '-'} table {it[2]} ({it[6]})")
         elif kind == "rule":
             problems.append(f"ip rule {it[2]}")

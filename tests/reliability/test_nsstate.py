@@ -75,6 +75,11 @@ def test_shared_infrastructure_is_not_a_leak() -> None:
         ("file", "s", "networks/fznet", "dir", 0, ""),
     )
     assert _leaks(extra_items=extra) == []
+    # a gateway address (and its route) added to a configured bridge that was already there
+    on_existing = (("addr", "fzbr0", "fd77::1/120"), ("route", 10, 254, "fd77::/120", "", "fzbr0", "unicast"))
+    assert _leaks(extra_items=on_existing) == []
+    # ... but not to any other link
+    assert _leaks(extra_items=(("addr", "eth9", "fd77::1/120"),)) == ["address fd77::1/120 on eth9"]
 
 
 def test_per_attachment_leftovers_are_leaks() -> None:
