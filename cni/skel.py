@@ -165,11 +165,19 @@ def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
 def _decode_config(stdin: bytes) -> dict:
     """Decode stdin and check `name` as the skel does before dispatch (codes 6 and 7)."""
     try:
-        conf = json.loads(stdin.decode("utf-8"))
+        text = stdin.decode("utf-8")
+        conf = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: too deep
         from cni.errors import one_line
 
         raise CNIError(ERR_DECODING_FAILURE, f"error unmarshall network config: {one_line(e)}") from None
+    if "\\u" in text:  # an escape may decode to half a surrogate pair: text no tool can encode
+        lone = _lone_surrogate(conf)
+        if lone is not None:
+            raise CNIError(
+                ERR_DECODING_FAILURE,
+                f"error unmarshall network config: invalid Unicode: lone surrogate \\u{ord(lone):04x}",
+            )
     if conf is None:
         conf = {}
     if not isinstance(conf, dict):
@@ -188,6 +196,23 @@ def _decode_config(stdin: bytes) -> dict:
 
     validate.network_name(name)
     return conf
+
+
+def _lone_surrogate(obj: object) -> str | None:
+    """The first unpaired UTF-16 surrogate in any string (key or value) of a decoded JSON value."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            for c in item:
+                if "\ud800" <= c <= "\udfff":
+                    return c
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _netns_check(args: CmdArgs) -> None:

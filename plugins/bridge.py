@@ -479,7 +479,9 @@ def _open_pod(netns: str) -> Any:
     try:
         return link.iproute_in(netns)
     except CNIError as e:
-        raise _err(f'failed to open netns "{netns}": {e.msg}') from None
+        from cni.gojson import quote
+
+        raise _err(f"failed to open netns {quote(netns)}: {e.msg}") from None
 
 
 def _ipam_add(conf: BridgeNetConf, args: CmdArgs, undo: _Undo) -> Any:

@@ -373,3 +373,13 @@ def test_bridge_name_with_newline_is_named_on_one_line(node_ns: Netns, make_pod,
     add, dele = _bridge_add_del(conf, node_ns, pod)
     assert add.returncode == 1 and not check_error_json(add.stdout), add
     assert add.result["msg"] == 'failed to create bridge "a\\nb": could not add "a\\nb": invalid argument'
+
+
+def test_bridge_netns_path_with_control_characters_is_named_on_one_line(node_ns: Netns, tmp_path: Path) -> None:
+    """Found by the full-count fuzzer (through flannel): CNI_NETNS was quoted raw in "failed to
+    open netns", so a newline in it broke the one-line message; now escaped as Go's %q does."""
+    conf = dict(_host_local_conf(tmp_path), bridge="fzbr0")
+    r = harness.run_plugin(BIN / "bridge", "ADD", conf, containerid="fz-0", netns="/x\n\x07y",
+                           cni_path=str(BIN), in_netns=node_ns)
+    assert r.returncode == 1 and not check_error_json(r.stdout), r
+    assert r.result["msg"].startswith('failed to open netns "/x\\n\\ay": '), r.result

@@ -336,3 +336,18 @@ def test_error_output_format_matches_skel():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+@pytest.mark.parametrize("escape", ["\\udcff", "\\ud800x", "\\uDFFF"])
+def test_lone_surrogate_escape_is_a_decoding_error(escape: str) -> None:
+    """A \\u escape naming half a surrogate pair decodes to text nothing can encode (the kernel,
+    iptables, a result): code 6 naming it, before the plugin runs. A proper pair is fine."""
+    from cni import skel
+
+    stdin = ('{"cniVersion":"1.0.0","name":"n","type":"t","bridge":"' + escape + '"}').encode()
+    with pytest.raises(CNIError) as err:
+        skel._decode_config(stdin)
+    assert err.value.code == 6
+    assert err.value.msg.startswith("error unmarshall network config: invalid Unicode: lone surrogate \\u")
+    ok = skel._decode_config(b'{"name":"n","x":"\\ud83d\\ude00"}')
+    assert ok["x"] == "\U0001F600"

@@ -510,6 +510,8 @@ def _collect(att: nsstate.Attachment, conf: Any, env: dict[str, str], argv: list
             for k, v in obj.items():
                 if isinstance(k, str) and k.lower() == "bridge" and isinstance(v, str):
                     att.bridges.add(v)
+                    # as the plugin (and Go) decode a lone surrogate escape: U+FFFD
+                    att.bridges.add(re.sub("[\ud800-\udfff]", "\ufffd", v))
                 stack.append(v)
         elif isinstance(obj, list):
             stack.extend(obj)
