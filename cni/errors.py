@@ -74,7 +74,12 @@ def os_error_text(err: OSError) -> str:
     """
     if not err.errno:
         return str(err)
-    text = os.strerror(err.errno)
+    return errno_text(err.errno)
+
+
+def errno_text(code: int) -> str:
+    """Go's text for a syscall.Errno: strerror with a lower-case first letter."""
+    text = os.strerror(code)
     return text[:1].lower() + text[1:]
 
 

@@ -119,8 +119,8 @@ def _make_veth(pod: Any, host: Any, ifname: str, conf: BridgeNetConf, mac: str, 
 
     Returns the host end's name. Retries a random name taken in the host netns (max 10).
     """
+    from cni.gojson import quote as go_quote
     from plugins.linux import link
-    from plugins.linux.naming import go_quote
 
     for _ in range(10):
         peer = link.random_veth_name()

@@ -20,8 +20,9 @@ import shutil
 from collections.abc import Collection, Sequence
 
 from cni.errors import ERR_INTERNAL, CNIError
+from cni.gojson import quote as go_quote
 from plugins.linux import iptables, nftables
-from plugins.linux.naming import chain_name, go_quote, sha512_hex
+from plugins.linux.naming import chain_name, sha512_hex
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

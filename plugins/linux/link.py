@@ -91,11 +91,10 @@ def errno_of(err: BaseException) -> int | None:
 
 def errno_text(err: BaseException) -> str:
     """Go's text for an errno error: strerror with a lower-case first letter."""
+    from cni.errors import errno_text as go_errno_text
+
     code = errno_of(err)
-    if code is None:
-        return str(err)
-    text = os.strerror(code)
-    return text[:1].lower() + text[1:]
+    return str(err) if code is None else go_errno_text(code)
 
 
 # --------------------------------------------------------------------------- links

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-# Go's %q, for byte-identical iptables comments; re-exported for the callers that import it here.
-from cni.gojson import quote as go_quote
-
-__all__ = ["chain_name", "go_quote", "sha512_hex"]
+__all__ = ["chain_name", "sha512_hex"]
 
 
 def sha512_hex(text: str) -> str:
