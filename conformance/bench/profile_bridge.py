@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.mkdtemp(prefix="profbridge-")
     stdin = conf(tmp, args.masq)
     cpu = {"ADD": [], "DEL": []}
+    wall = {"ADD": [], "DEL": []}
     sys_cpu = {"ADD": [], "DEL": []}
     child = {"ADD": [], "DEL": []}
     counts: dict[str, list[int]] = {"ADD": [], "DEL": []}
@@ -197,11 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                         split.take()
                         on = profiler is not None and i > 0 and args.profile == command.lower()
                         u0, s0, k0 = _cpu()
+                        w0 = time.perf_counter()
                         if on:
                             profiler.enable()
                         rc, out = run(PLUGIN, env, stdin)
                         if on:
                             profiler.disable()
+                        w1 = time.perf_counter()
                         u1, s1, k1 = _cpu()
                         sent = reqs.take()
                         parts = split.take()
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                                 print(f"{command} requests ({len(sent)}): {', '.join(sent)}")
                             continue
                         cpu[command].append((u1 - u0 + s1 - s0) * 1000)
+                        wall[command].append((w1 - w0) * 1000)
                         sys_cpu[command].append((s1 - s0) * 1000)
                         child[command].append((k1 - k0) * 1000)
                         counts[command].append(len(sent))
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bridge + host-local, ipMasq {str(args.masq).lower()}, {n} cycles, in-process"
           f" (imports loaded); medians")
     for command in ("ADD", "DEL"):
-        print(f"{command}: cpu {statistics.median(cpu[command]):6.2f} ms"
+        print(f"{command}: wall {statistics.median(wall[command]):6.2f} ms,"
+              f" cpu {statistics.median(cpu[command]):6.2f} ms"
               f" (min {min(cpu[command]):.2f}, system {statistics.median(sys_cpu[command]):.2f}),"
               f" children {statistics.median(child[command]):6.2f} ms,"
               f" netlink requests {statistics.median(counts[command]):.0f}"
