@@ -142,18 +142,24 @@ def cmd_add(args: CmdArgs):
     nets = container_addresses(current, args.ifname)
     if not nets:
         return prev
-    if settings.backend == "nftables":
-        from plugins import portmap_nftables
-
-        portmap_nftables.add(settings, args.container_id, nets)
-    for net in nets:
-        if settings.backend == "iptables":
-            from plugins import portmap_iptables
-
-            portmap_iptables.add(settings, args.container_id, net)
-        _flush_udp(settings, net.version == 6)
-        if net.version == 4 and settings.snat:
-            _enable_route_localnet(str(net.ip))
+    backend = _backend_module(settings)
+    try:
+        if settings.backend == "nftables":
+            backend.add(settings, args.container_id, nets)  # one transaction, both families
+        for net in nets:
+            if settings.backend == "iptables":
+                backend.add(settings, args.container_id, net)  # one restore per family
+            _flush_udp(settings, net.version == 6)
+            if net.version == 4 and settings.snat:
+                _enable_route_localnet(str(net.ip))
+    except BaseException:
+        # A failed ADD leaves nothing: the family already set up (IPv4 when IPv6's restore
+        # fails) is removed again; the reference leaves it to the runtime's DEL.
+        try:
+            backend.delete(settings, args.container_id)
+        except CNIError:
+            pass
+        raise
     return prev
 
 

@@ -311,6 +311,21 @@ def test_del_with_malformed_mappings_still_removes_the_rules(node_ns, backend, m
     assert container_traces(node_ns, "cbad") == []
 
 
+def test_failed_ipv6_setup_removes_the_ipv4_rules(node_ns):
+    """Found by the full-count fuzzer: with a dual-stack pod, an IPv6 restore that fails (here a
+    condition ip6tables refuses) left the IPv4 chain and rules of the same ADD; the reference
+    leaves them to the runtime's DEL. A failed ADD now leaves the firewall as it found it."""
+    t.setup_node(node_ns)
+    pod = t.Pod(harness.Netns("cnitest-pod-none"), 1, "pmv1")
+    before = firewall(node_ns)
+    conf = t.conf(MAPPINGS, pod.prev_result(), conditionsV6=["-s"])
+    res = t.run(t.OURS, node_ns, "ADD", conf, container_id="cfail")
+    assert res.returncode == 1 and res.result["code"] == 999, res
+    assert container_traces(node_ns, "cfail") == []
+    after = firewall(node_ns)
+    assert [ln for ln in after["iptables"] if "CNI-DN-" in ln] == [ln for ln in before["iptables"] if "CNI-DN-" in ln]
+
+
 # ------------------------------------------------------------------ concurrency
 
 

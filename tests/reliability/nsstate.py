@@ -244,7 +244,10 @@ SHARED_CHAINS = BASE_CHAINS | frozenset({
 _ATTACHMENTS_CHAIN = re.compile(r"attachments_[0-9a-f]{16}")
 # Chains whose rules are shared (not per attachment): what may stay in them.
 _SHARED_RULE = {
-    "CNI-HOSTPORT-MASQ": re.compile(r"meta mark & 0x[0-9a-f]+ == 0x[0-9a-f]+ counter( masquerade)?$"),
+    # nft prints a mask made of leading ones (markMasqBit 31) as a prefix: 0x80000000/1
+    "CNI-HOSTPORT-MASQ": re.compile(
+        r"meta mark (& 0x[0-9a-f]+ == 0x[0-9a-f]+|0x[0-9a-f]+/\d+) counter( masquerade)?$"
+    ),
     "CNI-HOSTPORT-SETMARK": re.compile(r"counter meta mark set mark or 0x[0-9a-f]+$"),
     "hostports_all": re.compile(r"jump (hostports|hostip_hostports)$"),
 }
