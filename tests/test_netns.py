@@ -506,9 +506,11 @@ class TestLeakAudit:
         while os.path.exists(f"/proc/{dead_pid}"):  # pragma: no cover
             dead_pid += 1
         dead = f"cnitest-node-{dead_pid}-0000abcd"
-        problems = harness.audit_diff(_state(), _state(netns={live, dead, "random"}))
+        demo_live, demo_dead = f"pycni-demo-node-{os.getppid()}", f"pycni-demo-pod-a-{dead_pid}"
+        problems = harness.audit_diff(_state(), _state(netns={live, dead, "random", demo_live, demo_dead}))
         assert problems == [
             f"root namespace: new netns entry {dead!r}",
+            f"root namespace: new netns entry {demo_dead!r}",
             "root namespace: new netns entry 'random'",
         ]
 
