@@ -34,6 +34,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-k", dest="keyword", metavar="PATTERN", help="pytest -k expression")
     p.add_argument("--runtime", action="store_true",
                    help="also run the real container runtime scenario (needs containerd, runc)")
+    p.add_argument("--worker", action="store_true",
+                   help="run every call of our directories through the warm worker (PYCNI_WORKER=1)"
+                        " and report how many it served")
     p.add_argument("-x", "--exitfirst", action="store_true", help="stop at the first failure")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
@@ -67,8 +70,20 @@ def run_one(path: str, reference: str | None, opts: argparse.Namespace) -> dict:
         cmd += opts.pytest_args
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+        worker = opts.worker and _label(path, reference) == "ours"
+        if worker:
+            wdir = tempfile.mkdtemp(prefix="pwc-", dir="/tmp")  # short: a socket path's limit
+            env["CNITEST_PLUGIN_ENV"] = json.dumps({
+                "PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_DEBUG": "1",
+                "PYCNI_WORKER_IDLE": "20", "PYCNI_WORKER_LOG": f"{wdir}/log",
+            })
+            env["CNITEST_WORKER_TALLY"] = f"{tmp}/worker-tally"
         start = time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env=env, check=False)
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, check=False)
+        finally:
+            if worker:
+                tally = _end_workers(wdir, f"{tmp}/worker-tally")
         took = time.monotonic() - start
         if summary.exists():
             data = json.loads(summary.read_text())
@@ -77,7 +92,29 @@ def run_one(path: str, reference: str | None, opts: argparse.Namespace) -> dict:
                     "skipped": {}, "deviations": {}}
         data["returncode"] = proc.returncode
         data["seconds"] = took
+        if worker:
+            data["worker"] = tally
         return data
+
+
+def _end_workers(wdir: str, tally_path: str) -> dict:
+    """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors": text}."""
+    import shutil
+    import signal
+    from collections import Counter
+
+    for lock in Path(wdir).glob("*.lock"):
+        try:
+            os.kill(int(lock.read_text().strip() or 0) or -1, signal.SIGTERM)
+        except (OSError, ValueError):
+            pass
+    lines = Path(tally_path).read_text().splitlines() if os.path.exists(tally_path) else []
+    counts = Counter(lines)
+    log = Path(wdir, "log")
+    errors = log.read_text() if log.exists() else ""
+    time.sleep(0.5)
+    shutil.rmtree(wdir, ignore_errors=True)
+    return {"served": counts.pop("served", 0), "in-process": dict(counts), "errors": errors}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         for reason, n in sorted((data.get("skipped") or {}).items(), key=lambda kv: -kv[1]):
             details.append(f"  skipped {n}: {reason}")
+        if "worker" in data:
+            w = data["worker"]
+            ways = ", ".join(f"{n} {why}" for why, n in sorted(w["in-process"].items(), key=lambda kv: -kv[1]))
+            details.append(f"  through the warm worker: {w['served']} calls served" + (f"; {ways}" if ways else ""))
+            if w["errors"]:
+                bad = True
+                details.append("  worker errors (PYCNI_WORKER_LOG):\n" + w["errors"])
         closing.append(f"{label}: {passed} passed, {failed} failed")
     print()
     for line in details:

@@ -353,12 +353,34 @@ def plugin_env(
     for key, value in values.items():
         if value is not None:
             env[key] = value
+    if os.environ.get(SESSION_PLUGIN_ENV):  # variables a whole session adds to every call
+        env.update(json.loads(os.environ[SESSION_PLUGIN_ENV]))
     for key, value in (extra_env or {}).items():
         if value is None:
             env.pop(key, None)
         else:
             env[key] = value
     return env
+
+
+# `python -m conformance --worker` runs every plugin call of a session through the warm worker:
+# it exports these two variables to the session (cni.worker_client's debug line is taken out of
+# each call's stderr and tallied in the file).
+SESSION_PLUGIN_ENV = "CNITEST_PLUGIN_ENV"
+WORKER_TALLY = "CNITEST_WORKER_TALLY"
+_WORKER_LINE = "pycni worker: "
+
+
+def _tally_worker_lines(stderr: str) -> str:
+    """`stderr` without the worker client's debug lines, which go to the WORKER_TALLY file."""
+    path = os.environ.get(WORKER_TALLY)
+    if not path or _WORKER_LINE not in stderr:
+        return stderr
+    lines = stderr.splitlines(keepends=True)
+    kept = [ln for ln in lines if not ln.startswith(_WORKER_LINE)]
+    with open(path, "a") as f:
+        f.writelines(ln[len(_WORKER_LINE):] for ln in lines if ln.startswith(_WORKER_LINE))
+    return "".join(kept)
 
 
 def _stdin_bytes(conf: Mapping[str, Any] | bytes | str | None) -> bytes:
@@ -431,7 +453,7 @@ def run_plugin(
         if sandbox is not None:
             delete_netns(sandbox)
     stdout = proc.stdout.decode(errors="surrogateescape")
-    stderr = proc.stderr.decode(errors="surrogateescape")
+    stderr = _tally_worker_lines(proc.stderr.decode(errors="surrogateescape"))
     result = None
     if stdout.strip():
         try:

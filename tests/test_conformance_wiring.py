@@ -90,3 +90,21 @@ def test_ours_passes_the_suite(combined: Run | None) -> None:
     assert passed > 300, _tail(out)
     for label, (_passed, failed) in closing.items():
         assert failed == 0, f"{label}: {failed} failed\n" + _tail(out)
+
+
+def test_ours_passes_the_suite_through_the_warm_worker() -> None:
+    """The whole suite again with PYCNI_WORKER=1 on every call of dist/bin (`--worker`): the
+    worker gives exactly the in-process answers, and it really served the calls (the clients'
+    debug lines are tallied; only the calls that start a worker run in-process)."""
+    reason = harness.netns_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    if not (DIST / "flannel").exists():
+        pytest.skip("dist/bin not built (make build)")
+    out, closing = _run("--cni-bin", str(DIST), "--worker")
+    assert "ours" in closing, _tail(out)
+    passed, failed = closing["ours"]
+    assert failed == 0 and passed > 300, _tail(out)
+    m = re.search(r"through the warm worker: (\d+) calls served", out)
+    assert m is not None and int(m.group(1)) > 300, _tail(out)
+    assert "worker errors" not in out, _tail(out)
