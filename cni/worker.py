@@ -45,6 +45,7 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 _MAX_REQUEST = 1 << 20
 DRAIN_SECONDS = 120.0
+HELD_MARK = "CNI_PYCNI_ATTACHMENT_HELD"  # CNI_*: per call, not part of a worker's identity
 ATTACHMENT_STRIPES = 1024  # lock files per worker directory (a collision only serialises two pods)
 
 
@@ -294,10 +295,15 @@ class Worker:
                 conn.send(b"R" + why.encode())
                 return
             conn.send(b"A")
-            attachment = self._lock_attachment(env)
+            # A delegate executed by a call that holds the attachment's lock (a copy of this
+            # build, or another build mid-upgrade, reached through its own worker) must not
+            # wait for that lock: the marker travels in the environment delegates inherit.
+            attachment = None if env.get(HELD_MARK) == "1" else self._lock_attachment(env)
             try:
                 if attachment is not None and _peer_gone(conn):
                     return  # killed while it waited: the runtime no longer expects this call
+                if attachment is not None:
+                    env = {**env, HELD_MARK: "1"}
                 rc, out = self._run(name, env, fds[0], fds[1])
                 fds = []  # closed by _run
             finally:

@@ -526,3 +526,34 @@ def test_del_after_a_killed_client_waits_for_its_call(node_ns, make_pod, state_d
     assert not (state_dir.flannel / "k1").exists()
     assert "veth" not in node_ns.ip("-o", "link", "show").stdout
     no_worker_errors(wdir)
+
+
+def test_delegate_of_another_build_does_not_wait_for_the_callers_lock(node_ns, make_pod, state_dir, wdir, tmp_path):
+    """flannel (through its worker, holding the attachment's lock) executes a bridge that is
+    another file (a copy, or a new build mid-upgrade), whose own worker serves it: that call
+    must not wait for the lock its caller holds (it would wait for ever)."""
+    copy = tmp_path / "other"
+    copy.mkdir()
+    shutil.copy2(DIST / "bridge", copy / "bridge")  # another inode: executed, not in-process
+    os.symlink(DIST / "pycni-lib", copy / "pycni-lib")
+    start_worker(node_ns, make_pod(), wdir, state_dir)
+    state_dir.subnet_env.write_text(
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.8.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
+    )
+    conf = {
+        "cniVersion": "1.0.0", "name": "cbr0", "type": "flannel",
+        "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
+        "ipam": {"dataDir": str(state_dir.networks)}, "delegate": {"bridge": "cni9"},
+    }
+    for i in range(2):  # the first round starts the copy's worker, the second goes through it
+        if i == 1:
+            wait_for_workers(wdir, 2)
+        pod = make_pod()
+        kw = dict(netns=pod.path, containerid=f"d{i}", in_netns=node_ns, cni_path=f"{copy}:{DIST}",
+                  extra_env=wenv(wdir), timeout=30)
+        r = run_plugin(DIST / "flannel", "ADD", conf, **kw)
+        assert r.returncode == 0 and "pycni worker: served" in r.stderr, r.stdout + r.stderr
+        assert pod_addr(pod) == [r.result["ips"][0]["address"]]
+        r = run_plugin(DIST / "flannel", "DEL", conf, **kw)
+        assert r.returncode == 0 and pod_addr(pod) == [], r.stdout + r.stderr
+    no_worker_errors(wdir)
