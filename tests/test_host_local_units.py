@@ -437,3 +437,30 @@ def test_legacy_lease_release_and_lookup(tmp_path):
         # new-format match first; legacy only when there is none
         assert st.release_owner("old", "eth1") == ["10.0.0.4"]
         assert st.release_owner("old", "eth1") == ["10.0.0.3"]
+
+
+def test_lease_temp_files_are_written_before_the_lock(tmp_path) -> None:
+    """Store.open(lease=...) writes and syncs the lease temp files while another ADD still
+    holds the network's lock, so ADDs do not queue behind each other's fdatasync; a reserve
+    then only links one, and nothing of them is left once the store is closed."""
+    import threading
+    import time
+
+    data = str(tmp_path)
+    index = tmp_path / "net" / INDEX_DIR
+    opened: list[Store] = []
+    with Store.open(data, "net"):  # holds the lock, as a concurrent ADD would
+        waiter = threading.Thread(target=lambda: opened.append(Store.open(data, "net", lease=("c2", "eth0", 2))))
+        waiter.start()
+        deadline = time.monotonic() + 5
+        while len(list(index.glob(".lease.tmp-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        temps = sorted(p.name for p in index.glob(".lease.tmp-*"))
+        assert len(temps) == 2 and all(t.startswith(f".lease.tmp-{os.getpid()}-") for t in temps), temps
+        assert waiter.is_alive() and not opened  # still waiting for the lock
+    waiter.join(5)
+    with opened[0] as second:
+        assert second.reserve("10.1.0.5", "c2", "eth0")
+        assert (tmp_path / "net" / "10.1.0.5").read_bytes() == b"c2\r\neth0"
+        assert len(list(index.glob(".lease.tmp-*"))) == 1  # the spare, dropped at close
+    assert list(index.glob(".lease.tmp-*")) == []
