@@ -45,7 +45,6 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
 _MAX_REQUEST = 1 << 20
 DRAIN_SECONDS = 120.0
-HELD_MARK = "CNI_PYCNI_ATTACHMENT_HELD"  # CNI_*: per call, not part of a worker's identity
 ATTACHMENT_STRIPES = 1024  # lock files per worker directory (a collision only serialises two pods)
 
 
@@ -295,15 +294,13 @@ class Worker:
                 conn.send(b"R" + why.encode())
                 return
             conn.send(b"A")
-            # A delegate executed by a call that holds the attachment's lock (a copy of this
-            # build, or another build mid-upgrade, reached through its own worker) must not
-            # wait for that lock: the marker travels in the environment delegates inherit.
-            attachment = None if env.get(HELD_MARK) == "1" else self._lock_attachment(env)
+            # A delegate that a worker's call executed (a copy of this build, or another build
+            # mid-upgrade, or what such a delegate executes in turn) runs while that call holds
+            # the attachment's lock: it must not wait for it.
+            attachment = None if _child_of_worker(pid) else self._lock_attachment(env)
             try:
                 if attachment is not None and _peer_gone(conn):
                     return  # killed while it waited: the runtime no longer expects this call
-                if attachment is not None:
-                    env = {**env, HELD_MARK: "1"}
                 rc, out = self._run(name, env, fds[0], fds[1])
                 fds = []  # closed by _run
             finally:
@@ -495,6 +492,25 @@ class Worker:
         listener.listen(256)
         self.last = time.monotonic()
         return listener
+
+
+def _child_of_worker(pid: int) -> bool:
+    """True when process `pid` descends from a pycni worker: a delegate that one of its calls
+    executed, directly or through a delegate of its own (a copy of bridge that executes
+    host-local). A worker's environment says what it is (PYCNI_WORKER_SERVE, set for every
+    worker); the walk up the parents stops at init."""
+    for _ in range(32):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if pid <= 1:
+                return False
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if b"\0PYCNI_WORKER_SERVE=" in b"\0" + f.read():
+                    return True
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
 
 
 def _peer_gone(conn) -> bool:
