@@ -421,7 +421,9 @@ class Runner:
                 if drc != 0 and code not in (6, 7):
                     # A DEL that fails keeps what its retry needs (flannel's saved configuration),
                     # unless no retry can ever succeed (the configuration itself is rejected).
-                    retained = env.get("CNI_CONTAINERID", "")
+                    # cnitool names the container after the netns path; its error has no code.
+                    retained = env.get("CNI_CONTAINERID", "") if self.exe != "cnitool" else \
+                        _cnitool_container_id(argv, env)
                 problems += self._check("DEL" if self.exe != "cnitool" else "del", conf_version, drc, dout, derr)
                 if rc == 0 and drc != 0:
                     problems.append(f"DEL after a successful ADD failed: {dout[:300]} {derr[-300:]}")
@@ -496,10 +498,8 @@ def _collect(att: nsstate.Attachment, conf: Any, env: dict[str, str], argv: list
     cid = env.get("CNI_CONTAINERID")
     if cid:
         att.ids.add(cid)
-    if len(argv) >= 3:
-        from cni.cnitool import container_id_for, go_abs
-
-        att.ids.add(container_id_for(go_abs(argv[2], env)))
+    if cnitool_cid := _cnitool_container_id(argv, env):
+        att.ids.add(cnitool_cid)
     if conf is None:
         return
     att.add_result_ips(conf)
@@ -515,6 +515,18 @@ def _collect(att: nsstate.Attachment, conf: Any, env: dict[str, str], argv: list
                 stack.append(v)
         elif isinstance(obj, list):
             stack.extend(obj)
+
+
+def _cnitool_container_id(argv: list[str], env: dict[str, str]) -> str:
+    """The container ID cnitool derives from its netns argument ("" when it has none)."""
+    if len(argv) < 3:
+        return ""
+    from cni.cnitool import container_id_for, go_abs
+
+    try:
+        return container_id_for(go_abs(argv[2], env))
+    except Exception:  # noqa: BLE001 - an argument cnitool itself refuses names no container
+        return ""
 
 
 def _outcome(command: str, rc: int, out: str) -> str:
