@@ -542,7 +542,7 @@ def b3(args, out: dict) -> None:
     out["B3"] = []
     ns = harness.create_netns("bnode", lo_up=True)
     wdir = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
-    wenv = {**WORKER_ENV, "PYCNI_WORKER_DIR": wdir}
+    wenv = {**WORKER_ENV, "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_LOG": f"{wdir}/log"}
     try:
         from cni.netns import in_netns
 
@@ -602,7 +602,10 @@ def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: st
     deadline = time.monotonic() + 60
     while len(list(Path(wdir).glob("*.sock"))) < want:
         if time.monotonic() > deadline:
-            raise BenchError(f"host-local workers: not {want} up after 60 s")
+            log_file = Path(wenv.get("PYCNI_WORKER_LOG", "/nonexistent"))
+            detail = log_file.read_text()[-2000:] if log_file.exists() else "(no worker log)"
+            up = sorted(p.name for p in Path(wdir).iterdir())
+            raise BenchError(f"host-local workers: not {want} up after 60 s; {wdir}: {up}; log: {detail}")
         _hl_exec(exe, {**bhl.env_for("VERSION", "warm"), **wenv}, stdin)
         time.sleep(0.1)
     for i in range(4 * want):
