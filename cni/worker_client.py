@@ -2,7 +2,7 @@
 
 A worker (cni/worker.py) is a short-lived process of this same build that has already imported
 everything the plugins need; up to PYCNI_WORKER_PROCS of them (default: CPUs, at most 4) share
-the calls, each client picking one at random. A plugin process started by the runtime pays only for this module:
+the calls, each client picking one by its pid. A plugin process started by the runtime pays only for this module:
 it connects to the worker's socket and passes its stdin and stderr (SCM_RIGHTS) plus its name,
 build id and environment; the worker runs the request in a thread that enters this process's
 network namespace, working directory and umask (read from /proc/<pid>, checked against the
@@ -66,7 +66,7 @@ def worker_count(env) -> int:
 
 
 def socket_path(build_id: str, env, index: int | None = None) -> str | None:
-    """The socket of worker `index` (default: this process's pick, at random among the worker
+    """The socket of worker `index` (default: this process's pick, pid modulo the worker
     count) for this build, user and environment; None when the directory is unusable
     (missing and not creatable, not ours, writable by others, path too long)."""
     directory = env.get("PYCNI_WORKER_DIR") or DEFAULT_DIR
@@ -84,9 +84,7 @@ def socket_path(build_id: str, env, index: int | None = None) -> str | None:
         return None
     text = "\0".join([build_id, str(os.geteuid())] + [f"{k}={v}" for k, v in stable_env(env)])
     if index is None:
-        # at random: a serial caller's pids can keep one parity (each call through a worker also
-        # uses a thread id), so pid modulo the count could leave a worker never started
-        index = int.from_bytes(os.urandom(2), "little") % worker_count(env)
+        index = os.getpid() % worker_count(env)
     path = f"{directory}/w-{_fnv1a64(text.encode('utf-8', 'surrogateescape')):016x}-{index}.sock"
     return path if len(path.encode()) < 108 else None
 
@@ -133,7 +131,14 @@ def _call(name: str, self_path: str, build_id: str, env) -> tuple[int | None, st
         try:
             sock.connect(path)
         except OSError:
-            started = spawn_worker(path, self_path, env)
+            # Start every missing worker, not only this pick: a serial caller's pids can keep
+            # one parity (a call through a worker also takes a thread id), and a burst then
+            # finds only some of the workers up.
+            started = False
+            for index in range(worker_count(env)):
+                other = path if index == os.getpid() % worker_count(env) else socket_path(build_id, env, index)
+                if other is not None and (other == path or not os.path.exists(other)):
+                    started = spawn_worker(other, self_path, env) or started
             return None, "no worker" + (" (starting one)" if started else "")
         fds = (0).to_bytes(4, sys.byteorder) + (2).to_bytes(4, sys.byteorder)
         try:
