@@ -294,10 +294,7 @@ class Worker:
                 conn.send(b"R" + why.encode())
                 return
             conn.send(b"A")
-            # A delegate that a worker's call executed (a copy of this build, or another build
-            # mid-upgrade, or what such a delegate executes in turn) runs while that call holds
-            # the attachment's lock: it must not wait for it.
-            attachment = None if _child_of_worker(pid) else self._lock_attachment(env)
+            attachment = self._lock_attachment(env, pid)
             try:
                 if attachment is not None and _peer_gone(conn):
                     return  # killed while it waited: the runtime no longer expects this call
@@ -320,14 +317,18 @@ class Worker:
                 os.close(fd)
             conn.close()
 
-    def _lock_attachment(self, env: dict[str, str]) -> int | None:
+    def _lock_attachment(self, env: dict[str, str], pid: int) -> int | None:
         """For ADD, CHECK and DEL: an flock held while the call runs, shared by every worker of
         this directory and keyed by CNI_CONTAINERID and CNI_IFNAME (one of ATTACHMENT_STRIPES
         files); None for other commands. A client killed by the runtime's timeout does not stop
         its call here as it stops a process, so the DEL the runtime sends next must wait for
-        that call to end instead of racing it and missing what it creates."""
+        that call to end instead of racing it and missing what it creates.
+
+        None too for a client (`pid`) that a worker's call executed (a delegate that is a copy
+        of this build, another build mid-upgrade, or what such a delegate executes in turn): it
+        runs while that call holds the lock and must not wait for it."""
         cid = env.get("CNI_CONTAINERID", "")
-        if env.get("CNI_COMMAND") not in ("ADD", "CHECK", "DEL") or not cid:
+        if env.get("CNI_COMMAND") not in ("ADD", "CHECK", "DEL") or not cid or _child_of_worker(pid):
             return None
         import fcntl
 

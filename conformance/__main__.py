@@ -100,19 +100,15 @@ def run_one(path: str, reference: str | None, opts: argparse.Namespace) -> dict:
 def _end_workers(wdir: str, tally_path: str) -> dict:
     """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors": text}."""
     import shutil
-    import signal
     from collections import Counter
 
-    for lock in Path(wdir).glob("*.lock"):
-        try:
-            os.kill(int(lock.read_text().strip() or 0) or -1, signal.SIGTERM)
-        except (OSError, ValueError):
-            pass
+    from conformance.workers import stop_workers
+
+    stop_workers(wdir)
     lines = Path(tally_path).read_text().splitlines() if os.path.exists(tally_path) else []
     counts = Counter(lines)
     log = Path(wdir, "log")
     errors = log.read_text() if log.exists() else ""
-    time.sleep(0.5)
     shutil.rmtree(wdir, ignore_errors=True)
     return {"served": counts.pop("served", 0), "in-process": dict(counts), "errors": errors}
 

@@ -325,6 +325,14 @@ def format_cni_args(args: str | Mapping[str, str] | Iterable[tuple[str, str]]) -
     return ";".join(f"{k}={v}" for k, v in items)
 
 
+# `python -m conformance --worker` runs every plugin call of a session through the warm worker:
+# it exports these two variables to the session (cni.worker_client's debug line is taken out of
+# each call's stderr and tallied in the file).
+SESSION_PLUGIN_ENV = "CNITEST_PLUGIN_ENV"
+WORKER_TALLY = "CNITEST_WORKER_TALLY"
+_WORKER_LINE = "pycni worker: "
+
+
 def plugin_env(
     command: str | None,
     *,
@@ -361,14 +369,6 @@ def plugin_env(
         else:
             env[key] = value
     return env
-
-
-# `python -m conformance --worker` runs every plugin call of a session through the warm worker:
-# it exports these two variables to the session (cni.worker_client's debug line is taken out of
-# each call's stderr and tallied in the file).
-SESSION_PLUGIN_ENV = "CNITEST_PLUGIN_ENV"
-WORKER_TALLY = "CNITEST_WORKER_TALLY"
-_WORKER_LINE = "pycni worker: "
 
 
 def _tally_worker_lines(stderr: str) -> str:

@@ -26,6 +26,10 @@ import harness
 import pytest
 from harness import Netns, run_plugin
 
+from conformance.workers import alive as _alive
+from conformance.workers import end as _kill
+from conformance.workers import worker_pids as _worker_pids
+
 DIST = harness.REPO_ROOT / "dist" / "bin"
 
 pytestmark = pytest.mark.netns
@@ -39,38 +43,6 @@ def _needs():
     info = DIST / "pycni-lib" / "BUILD-INFO"
     if info.exists() and not (DIST / "pycni-lib" / "cni" / "worker_client.pyc").exists():
         pytest.skip("dist/bin predates the worker (run `make build`)")
-
-
-def _worker_pids(wdir: Path) -> list[int]:
-    pids = []
-    for lock in wdir.glob("*.lock"):
-        try:
-            pid = int(lock.read_text().strip() or 0)
-        except (OSError, ValueError):
-            continue
-        if pid and _alive(pid):
-            pids.append(pid)
-    return pids
-
-
-def _kill(pids: list[int], sig: int = signal.SIGTERM) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture

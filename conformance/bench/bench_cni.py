@@ -66,6 +66,8 @@ import benchlib  # noqa: E402
 import harness  # noqa: E402
 from benchlib import BenchError, NetList, chain  # noqa: E402
 
+from conformance.workers import stop_workers, worker_pids  # noqa: E402
+
 PORT_MAPPING = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 FLANNEL_ENV = (
     "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
@@ -222,43 +224,6 @@ class Node:
     def stop_workers(self) -> None:
         """End this node's workers."""
         stop_workers(self.worker_dir)
-
-
-def worker_pids(wdir: str | None) -> list[int]:
-    """Pids of the live workers whose lock files are in `wdir` (each writes its pid there)."""
-    pids = []
-    for lock in Path(wdir).glob("*.lock") if wdir else ():
-        try:
-            pid = int(lock.read_text().strip() or 0)
-        except (OSError, ValueError):
-            continue
-        if pid and _alive(pid):
-            pids.append(pid)
-    return pids
-
-
-def stop_workers(wdir: str | None) -> None:
-    """End the workers of `wdir` (started by this benchmark; found by pid) and wait for them."""
-    import signal
-
-    pids = worker_pids(wdir)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + 5
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
-
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 WORKER_ENV = {"PYCNI_WORKER": "1", "PYCNI_WORKER_IDLE": "120"}
