@@ -20,7 +20,7 @@ Deliberate differences from the reference (HEAD):
 
 from __future__ import annotations
 
-from cni import __version__, validate
+from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.skel import CmdArgs, Plugin
 
@@ -473,6 +473,13 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
                 raise _err(f"failed to enable forwarding: {e}") from None
 
 
+def _ifname_utf8(ifname: str) -> None:
+    """CNIError 4 when CNI_IFNAME is not UTF-8 text (the kernel is handed it as such)."""
+    from cni.validate import utf8_name
+
+    utf8_name(ifname, "interface name")
+
+
 def _open_pod(netns: str) -> Any:
     from plugins.linux import link
 
@@ -505,7 +512,7 @@ def cmd_add(args: CmdArgs) -> Any:
     loaded = bridge_config.load(args.config, args.args)
     bridge_config.preflight(loaded)
     conf = loaded.conf
-    validate.utf8_name(args.ifname, "interface name")
+    _ifname_utf8(args.ifname)
     undo = _Undo()
     host = link.iproute()
     pod = None
@@ -636,7 +643,7 @@ def cmd_del(args: CmdArgs) -> None:
 
     conf = bridge_config.load(args.config, args.args).conf
     try:
-        validate.utf8_name(args.ifname, "interface name")
+        _ifname_utf8(args.ifname)
     except CNIError:  # ADD refuses such a name: the pod side cannot exist, the lease can
         if conf.is_layer3:
             invoke.delegate_del(conf.ipam_type, args.stdin, args.env)
@@ -785,7 +792,7 @@ def cmd_check(args: CmdArgs) -> None:
     from plugins.linux import link
 
     conf = bridge_config.load(args.config, args.args).conf
-    validate.utf8_name(args.ifname, "interface name")
+    _ifname_utf8(args.ifname)
     pod = _open_pod(args.netns)
     host = None
     try:
