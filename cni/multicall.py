@@ -55,6 +55,19 @@ def plugin_for(name: str):
     return module.PLUGIN
 
 
+# PYCNI_WORKER values that switch the warm worker off (it is on when the variable is unset)
+_WORKER_OFF = ("0", "false", "no", "off")
+# Calls a worker serves; anything else (no or an unknown CNI_COMMAND: an error or the about
+# text) is answered in-process and never starts a worker.
+_WORKER_COMMANDS = ("ADD", "DEL", "CHECK", "VERSION", "STATUS", "GC")
+
+
+def worker_enabled(env) -> bool:
+    """True unless PYCNI_WORKER is one of 0, false, no, off (any case): the warm worker is the
+    default way a plugin call runs (docs/performance.md, "Warm worker")."""
+    return env.get("PYCNI_WORKER", "1").strip().lower() not in _WORKER_OFF
+
+
 def main(argv0: str | None = None) -> None:
     """Dispatch on the basename of argv[0] (or `argv0`) to that entry point's main."""
     exe = argv0 or sys.argv[0]
@@ -73,7 +86,12 @@ def main(argv0: str | None = None) -> None:
             f"{name}: unknown entry point; link this file as one of: {', '.join(sorted(ENTRY_POINTS))}\n"
         )
         sys.exit(2)
-    if name != "cnitool" and _self_stat is not None and env.get("PYCNI_WORKER") == "1":
+    if (
+        name != "cnitool"
+        and _self_stat is not None
+        and env.get("CNI_COMMAND") in _WORKER_COMMANDS
+        and worker_enabled(env)
+    ):
         from cni import worker_client
 
         rc = worker_client.call(name, self_path, worker_client.build_id(_self_stat), env)

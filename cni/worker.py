@@ -1,4 +1,4 @@
-"""Warm worker (opt-in: PYCNI_WORKER=1): one pre-imported process runs the calls of many.
+"""Warm worker (on unless PYCNI_WORKER=0): one pre-imported process runs the calls of many.
 
 Started in the background by the first client that finds no worker (cni/worker_client.py),
 as this same executable with PYCNI_WORKER_SERVE=<socket path> and the client's environment

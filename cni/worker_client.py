@@ -1,4 +1,4 @@
-"""Client half of the warm worker (opt-in: PYCNI_WORKER=1): hand this invocation to a worker.
+"""Client half of the warm worker (on unless PYCNI_WORKER=0): hand this invocation to a worker.
 
 A worker (cni/worker.py) is a short-lived process of this same build that has already imported
 everything the plugins need; up to PYCNI_WORKER_PROCS of them (default: CPUs, at most 4) share
@@ -27,6 +27,8 @@ import sys
 
 MAGIC = b"PYCNI-W1"
 DEFAULT_DIR = "/run/pycni"
+# argv[0] of a worker, so `ps` says what the process is (its executable is still the plugin's)
+WORKER_ARGV0 = "pycni-worker"
 MAX_REPLY = 1 << 20
 # Environment variables that differ from call to call; everything else must match the worker's.
 _PER_CALL_PREFIX = "CNI_"
@@ -202,7 +204,7 @@ def spawn_worker(path: str, self_path: str, env) -> bool:
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
             actions = [(os.POSIX_SPAWN_DUP2, null, fd) for fd in (0, 1, 2)]
-            os.posix_spawn(self_path, [self_path], child_env, file_actions=actions, setsid=True)
+            os.posix_spawn(self_path, [WORKER_ARGV0], child_env, file_actions=actions, setsid=True)
         finally:
             os.close(null)
     except OSError:

@@ -235,6 +235,9 @@ class Sandbox:
         """The environment cnitool runs with (no CAP_ARGS)."""
         return {
             "PATH": SAFE_PATH,
+            # in-process: the warm worker (on by default) would outlive the demo by 30 s,
+            # holding its node namespace; `make demo` leaves nothing behind
+            "PYCNI_WORKER": "0",
             "NETCONFPATH": str(self.netconf_dir),
             "CNI_PATH": str(self.bin_dir),
             "CNI_CACHE_DIR": str(self.cache_dir),

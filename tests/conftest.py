@@ -7,6 +7,7 @@ conformance/ too). House rule: nothing is created in the root network namespace;
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
@@ -21,6 +22,9 @@ for _p in (str(_TESTS_DIR.parent), str(_TESTS_DIR)):  # the repo (for `cni`) and
 
 import harness  # noqa: E402
 from harness import Netns, StateDirs  # noqa: E402
+
+# Plugin calls that inherit this process's environment run in-process, as harness.plugin_env's do.
+os.environ.update(harness.IN_PROCESS_ENV)
 
 pytest_plugins = ["pytester"]  # tests/test_netns.py runs inner sessions to test the fixtures
 

@@ -29,6 +29,12 @@ NETNS_RUN_DIR = "/run/netns"
 NETNS_PREFIX = "cnitest-"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TIMEOUT = 60.0
+# The warm worker is on by default (cni/worker.py); tests run every call in-process unless a
+# session or a test asks for the worker (`conformance --worker`, tests/test_worker.py), so a
+# test's call never starts a worker in the machine's /run/pycni. Every environment a test builds
+# from scratch for our executables starts from this one.
+IN_PROCESS_ENV = {"PYCNI_WORKER": "0"}
+WORKER_DEFAULT_DIR = "/run/pycni"
 
 _NAME_RE = re.compile(r"^cnitest-(?P<role>[a-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$")
 _ROLE_RE = re.compile(r"^[a-z0-9]{1,10}$")
@@ -72,14 +78,15 @@ def _run(
     env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv with a minimal environment, capture text output; HarnessError if check fails."""
+    """Run argv with a minimal environment (PATH and IN_PROCESS_ENV unless `env` is given),
+    capture text output; HarnessError if check fails."""
     data = input.decode() if isinstance(input, bytes) else input
     proc = subprocess.run(
         list(argv),
         input=data,
         capture_output=True,
         text=True,
-        env=dict(env) if env is not None else {"PATH": SAFE_PATH},
+        env=dict(env) if env is not None else {"PATH": SAFE_PATH, **IN_PROCESS_ENV},
         timeout=timeout,
         check=False,
     )
@@ -238,7 +245,7 @@ def ns_exec(
 
     `ip netns exec` also gives the command a private mount namespace with /sys
     remounted, so /sys/class/net shows the namespace's own links. The environment is
-    exactly `env` (default: PATH only). Text output is captured; with check=True a
+    exactly `env` (default: PATH and IN_PROCESS_ENV). Text output is captured; with check=True a
     non-zero exit raises HarnessError.
     """
     if not argv:
@@ -343,13 +350,14 @@ def plugin_env(
     args: str | Mapping[str, str] | Iterable[tuple[str, str]] | None = "",
     extra_env: Mapping[str, str | None] | None = None,
 ) -> dict[str, str]:
-    """The complete environment for a plugin: PATH plus the six CNI_* variables.
+    """The complete environment for a plugin: PATH, PYCNI_WORKER=0 (IN_PROCESS_ENV) and the
+    six CNI_* variables.
 
     A CNI_* parameter given as None is left out entirely (to test "missing"); an empty
     string is exported empty, as libcni does. `extra_env` is applied last; a None value
     there removes the variable.
     """
-    env: dict[str, str] = {"PATH": SAFE_PATH}
+    env: dict[str, str] = {"PATH": SAFE_PATH, **IN_PROCESS_ENV}
     values = {
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": containerid,
@@ -589,8 +597,8 @@ def host_state() -> dict[str, frozenset[str]]:
     """Read-only inventory beyond `root_state()`, for the leak audit (issue 11).
 
     Keys: addresses, routes / routes6 (all tables) and rules / rules6 of the root
-    namespace as `ip -o` lines (lifetimes dropped), and state_files: every path under
-    DEFAULT_STATE_PATHS. A category that cannot be read is {"<unavailable>"}.
+    namespace as `ip -o` lines (lifetimes dropped), state_files: every path under
+    DEFAULT_STATE_PATHS, and workers: live warm workers in /run/pycni. A category that cannot be read is {"<unavailable>"}.
     """
     state: dict[str, frozenset[str]] = {}
     for key, args in (
@@ -603,7 +611,22 @@ def host_state() -> dict[str, frozenset[str]]:
         lines = _ip_lines(*args)
         state[key] = lines if lines is not None else frozenset({UNAVAILABLE})
     state["state_files"] = state_files()
+    state["workers"] = default_dir_workers()
     return state
+
+
+def default_dir_workers(directory: str = WORKER_DEFAULT_DIR) -> frozenset[str]:
+    """Live warm workers in the machine's default worker directory, as "<socket> pid <pid>"
+    (for the leak audit: a test's plugin call without IN_PROCESS_ENV would start one there)."""
+    found = set()
+    for lock in Path(directory).glob("*.sock.lock"):
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and _pid_alive(pid) and Path(f"/proc/{pid}/environ").exists():
+            found.add(f"{lock.name[:-5]} pid {pid}")
+    return frozenset(found)
 
 
 def root_state() -> dict[str, frozenset[str]]:

@@ -50,6 +50,7 @@ class Tool:
     def env(self, **extra: str) -> dict[str, str]:
         env = {
             "PATH": harness.SAFE_PATH,
+            **harness.IN_PROCESS_ENV,
             "NETCONFPATH": str(self.netd),
             "CNI_PATH": str(self.bin),
             "CNI_CACHE_DIR": str(self.cache),
@@ -405,6 +406,7 @@ def test_kube_flannel_chain(node_ns, make_pod, state_dir, version):
     (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(conf))
     env = {
         "PATH": harness.SAFE_PATH,
+        **harness.IN_PROCESS_ENV,
         "NETCONFPATH": str(state_dir.netconf),
         "CNI_PATH": str(CNITOOL.parent),
         "CNI_CACHE_DIR": str(state_dir.cache),

@@ -72,7 +72,7 @@ def _run_demo(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[s
     return subprocess.run(
         [_python(), str(DEMO), *args],
         capture_output=True, text=True, timeout=timeout, check=False,
-        env={"PATH": harness.SAFE_PATH}, cwd=harness.REPO_ROOT,
+        env={"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV}, cwd=harness.REPO_ROOT,
     )
 
 
@@ -130,7 +130,7 @@ def test_demo_runs_every_step_and_leaves_nothing():
 def _start(*args: str) -> tuple[subprocess.Popen[str], list[str], threading.Timer]:
     proc = subprocess.Popen(
         [_python(), str(DEMO), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={"PATH": harness.SAFE_PATH}, cwd=harness.REPO_ROOT,
+        env={"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV}, cwd=harness.REPO_ROOT,
     )
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()

@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import REFERENCE_BIN, REPO_ROOT, SAFE_PATH, Netns, ns_ip, plugin_env, run_plugin
+from harness import (
+    IN_PROCESS_ENV,
+    REFERENCE_BIN,
+    REPO_ROOT,
+    SAFE_PATH,
+    Netns,
+    ns_ip,
+    plugin_env,
+    run_plugin,
+)
 
 DIST = REPO_ROOT / "dist" / "bin"
 FLANNEL = DIST / "flannel"
@@ -124,6 +133,7 @@ def cnitool(node: Netns, command: str, pod: Netns, state_dir, cni_path: Path):
     """Run our cnitool inside the node namespace; (returncode, parsed stdout or None, stderr)."""
     env = {
         "PATH": SAFE_PATH,
+        **IN_PROCESS_ENV,
         "NETCONFPATH": str(state_dir.netconf),
         "CNI_PATH": str(cni_path),
         "CNI_CACHE_DIR": str(state_dir.cache),

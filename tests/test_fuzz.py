@@ -76,7 +76,7 @@ def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases
     limit = 300 + cases * 4.0
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit,
-                              env={"PATH": harness.SAFE_PATH}, check=False)
+                              env={"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV}, check=False)
     except subprocess.TimeoutExpired:
         progress = Path(str(out) + ".progress")
         last = progress.read_text() if progress.exists() else "(no progress file)"

@@ -140,7 +140,7 @@ def fakedir(tmp_path):
 
 def _env(d):
     return {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0",
-            "CNI_PATH": f"/nonexistent:{d}", "CNI_ARGS": "A=b", "PATH": "/usr/bin:/bin"}
+            "CNI_PATH": f"/nonexistent:{d}", "CNI_ARGS": "A=b", "PATH": "/usr/bin:/bin", "PYCNI_WORKER": "0"}
 
 
 def test_48_find_in_path(fakedir):
@@ -222,7 +222,7 @@ def test_inprocess_identity_is_exact(own_loopback, tmp_path):
 
 def test_inprocess_and_exec_are_indistinguishable(own_loopback, monkeypatch):
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0",
-           "CNI_PATH": BIN, "PATH": "/usr/bin:/bin"}
+           "CNI_PATH": BIN, "PATH": "/usr/bin:/bin", "PYCNI_WORKER": "0"}
     stdin = b'{"cniVersion":"9.9.9","name":"n"}'
     with pytest.raises(CNIError) as by_exec:
         invoke.exec_plugin(own_loopback, env, stdin)

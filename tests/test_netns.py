@@ -379,6 +379,7 @@ class TestRunPlugin:
         env.pop("_", None)
         assert env == {
             "PATH": harness.SAFE_PATH,
+            "PYCNI_WORKER": "0",
             "CNI_COMMAND": "ADD",
             "CNI_CONTAINERID": "c1",
             "CNI_NETNS": "/run/netns/x",
@@ -392,7 +393,7 @@ class TestRunPlugin:
         exe = _write_script(tmp_path / "envdump", "env\n")
         _, _, out, _ = harness.run_plugin(
             exe, None, b"", containerid=None, ifname=None, cni_path="",
-            extra_env={"PATH": None},
+            extra_env={"PATH": None, "PYCNI_WORKER": None},
         )  # fmt: skip
         keys = {line.split("=", 1)[0] for line in out.splitlines()} - {"PWD", "SHLVL", "_"}
         assert keys == {"CNI_NETNS", "CNI_ARGS", "CNI_PATH"}

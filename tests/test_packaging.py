@@ -268,7 +268,7 @@ def test_plugin_answers_version_and_about_without_python(name, release):
     bindir = release["bin"]
     _assert_outside(bindir)
     exe = str(bindir / name)
-    proc = run_hidden([exe], {"CNI_COMMAND": "VERSION"}, stdin=b'{"cniVersion":"1.0.0"}')
+    proc = run_hidden([exe], {"CNI_COMMAND": "VERSION", **harness.IN_PROCESS_ENV}, stdin=b'{"cniVersion":"1.0.0"}')
     assert proc.returncode == 0, proc.stderr
     reply = json.loads(proc.stdout)
     assert reply["cniVersion"] == "1.0.0"
@@ -302,6 +302,7 @@ def _cnitool_env(tmp: Path, bindir: Path, plugins: list[dict], name: str = "pkgt
     (netd / f"10-{name}.conflist").write_text(json.dumps(conf))
     return {
         "PATH": NODE_PATH,
+        **harness.IN_PROCESS_ENV,
         "NETCONFPATH": str(netd),
         "CNI_PATH": str(bindir),
         "CNI_CACHE_DIR": str(tmp / "cache"),
@@ -486,7 +487,7 @@ def test_launcher_identity_in_process_versus_copy(tmp_path):
         "    return real(self, *a, **k)\n"
         "subprocess.Popen.__init__ = counting\n"
         "multicall.set_self(sys.argv[1])\n"
-        "env = {'PATH': '/usr/bin:/bin', 'CNI_COMMAND': 'VERSION'}\n"
+        "env = {'PATH': '/usr/bin:/bin', 'CNI_COMMAND': 'VERSION', 'PYCNI_WORKER': '0'}\n"
         "out = invoke.exec_plugin(sys.argv[2], env, b'{\"cniVersion\":\"1.0.0\"}')\n"
         "print(json.dumps({'starts': len(starts), 'reply': json.loads(out)}))\n"
     )

@@ -250,7 +250,7 @@ def _cnitool(world, argv: list[str], cache: str, conflist: dict):
     netd = state / "net.d"
     netd.mkdir(exist_ok=True)
     (netd / "10-ps.conflist").write_text(json.dumps(conflist))
-    env = {"PATH": harness.SAFE_PATH, "NETCONFPATH": str(netd), "CNI_PATH": str(BIN),
+    env = {"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV, "NETCONFPATH": str(netd), "CNI_PATH": str(BIN),
            "CNI_CACHE_DIR": cache, "CNI_PY_DEBUG": "1"}
     return watch(node, [pod], {"state": state.parent}, escapes,
                  lambda: _exec(node, [str(BIN / "cnitool"), *argv], env, b"", cwd))

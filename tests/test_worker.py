@@ -1,4 +1,4 @@
-"""The warm worker (PYCNI_WORKER=1; cni/worker.py, cni/worker_client.py) with the built executables.
+"""The warm worker (on by default; cni/worker.py, cni/worker_client.py) with the built executables.
 
 Real executables from dist/bin, real namespaces, a worker directory per test (short, 0700, under
 /tmp). Every worker a test caused is ended by pid (read from its lock file) at teardown.
@@ -352,6 +352,35 @@ def test_replaced_executable_means_a_new_worker(node_ns, make_pod, state_dir, wd
     assert old in _worker_pids(wdir)
     r = run_plugin(bindir / "bridge", "DEL", conf, containerid="u2", **kw)
     assert r.returncode == 0 and served(r)
+
+
+def test_worker_is_the_default_and_off_switches(node_ns, make_pod, state_dir, wdir):
+    """No PYCNI_WORKER at all: the first call starts the worker, the next is served by it, and
+    the worker shows as pycni-worker in ps. PYCNI_WORKER=0/false/no/off (any case): in-process,
+    no worker touched. No or an unknown CNI_COMMAND never starts one."""
+    pod = make_pod()
+    conf = bridge_conf(state_dir)
+    default = {k: v for k, v in wenv(wdir).items() if k != "PYCNI_WORKER"}
+    kw = dict(netns=pod.path, in_netns=node_ns, containerid="d1")
+    for command in (None, "NOSUCH"):
+        r = run_plugin(DIST / "bridge", command, conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+        assert r.returncode != 0 or command is None, r.stdout
+        assert "pycni worker:" not in r.stderr
+    assert not list(wdir.iterdir()), "a call without a CNI command touched the worker directory"
+    r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+    assert r.returncode == 0 and "no worker (starting one)" in r.stderr, r.stderr
+    wait_for_worker(wdir)
+    (pid,) = _worker_pids(wdir)
+    assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] == b"pycni-worker"
+    r = run_plugin(DIST / "bridge", "ADD", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+    assert r.returncode == 0 and served(r), r.stdout + r.stderr
+    for off in ("0", "false", "No", "OFF"):
+        v = run_plugin(DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": off}, **kw)
+        assert v.returncode == 0 and "pycni worker:" not in v.stderr, (off, v.stderr)
+    r = run_plugin(DIST / "bridge", "DEL", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+    assert r.returncode == 0 and served(r), r.stdout + r.stderr
+    assert _worker_pids(wdir) == [pid]
+    no_worker_errors(wdir)
 
 
 def test_idle_worker_goes_away(node_ns, make_pod, state_dir, wdir):

@@ -11,10 +11,11 @@ throwaway namespaces. Ours and the reference alternate round by round (the order
 round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
 measured in the steady state of a node that already has its bridge and firewall chains.
 
-Variants: `ref` (the Go reference), `ours` (our executables as shipped: one interpreter per
-call, in-process delegation) and `ours+w` (the same executables with the opt-in warm worker,
-PYCNI_WORKER=1, cni/worker.py; its workers are started by the warm-up calls, counted in the
-CPU column, and ended at the end of each part). `--no-worker` leaves `ours+w` out.
+Variants: `ref` (the Go reference), `ours+w` (our executables as shipped: the warm worker,
+cni/worker.py, serves the calls; its workers are started by the warm-up calls, counted in the
+CPU column, and ended at the end of each part) and `ours` (the same executables with
+PYCNI_WORKER=0: one interpreter per call, in-process delegation; what a call costs when no
+worker is up, e.g. the first call after a quiet spell). `--no-worker` leaves `ours+w` out.
 
 B1  serial pod cycle: ADD then DEL of one pod, as a runtime does it (a network list run plugin
     by plugin, prevResult chained, DEL in reverse order). Rows: bridge + host-local with
@@ -690,7 +691,7 @@ def b4(args, out: dict) -> None:
 def b4_rss(args) -> None:
     """Fill RSS: VERSION of every entry point, then one measured cycle of each B1 list."""
     ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
-    env = {"PATH": benchlib.SAFE_PATH, "CNI_COMMAND": "VERSION"}
+    env = {"PATH": benchlib.SAFE_PATH, **benchlib.IN_PROCESS, "CNI_COMMAND": "VERSION"}
     for impl, bindir, names in (("ref", args.ref, ("bridge", "host-local", "portmap")),
                                 ("ours", args.ours, ("bridge", "host-local", "portmap", "flannel", "loopback"))):
         _record_rss(impl, [benchlib.run([os.path.join(bindir, n)], env, ver, rss=True) for n in names])
@@ -715,7 +716,7 @@ def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> 
     env = benchlib.cni_env
     ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
     for entry in ("loopback", "bridge", "host-local", "flannel", "portmap"):
-        yield entry, "VERSION", [], ver, {"PATH": benchlib.SAFE_PATH, "CNI_COMMAND": "VERSION"}
+        yield entry, "VERSION", [], ver, {"PATH": benchlib.SAFE_PATH, **benchlib.IN_PROCESS, "CNI_COMMAND": "VERSION"}
     yield "cnitool", "help", ["--help"], b"", {"PATH": benchlib.SAFE_PATH}
     lo = json.dumps({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}).encode()
     for cmd in ("ADD", "DEL"):
@@ -771,7 +772,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated parts to run")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--no-worker", dest="worker", action="store_false",
-                    help="leave out the ours+w variant (ours with PYCNI_WORKER=1)")
+                    help="leave out the ours+w variant (the shipped default: the warm worker)")
     ap.add_argument("--tmp", default=None, help="where state dirs go (default $TMPDIR)")
     args = ap.parse_args(argv)
     args.ours = os.path.abspath(args.ours)

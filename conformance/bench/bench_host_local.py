@@ -59,6 +59,7 @@ def env_for(command: str, container: str) -> dict[str, str]:
     """The protocol environment (no real namespace is needed: host-local never enters it)."""
     return {
         "PATH": SAFE_PATH,
+        "PYCNI_WORKER": "0",  # a process per call (the worker variant overrides it)
         "CNI_COMMAND": command,
         "CNI_CONTAINERID": container,
         "CNI_NETNS": "/var/run/netns/bench-host-local-none",

@@ -104,13 +104,14 @@ def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dic
         probe = os.path.join(tmp, "no-such-plugin")
         os.symlink(exe, probe)
         row["floor"] = measure([probe], {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup, 2)
-    env = {"PATH": SAFE_PATH, "CNI_COMMAND": "VERSION"}
+    env = {"PATH": SAFE_PATH, **harness.IN_PROCESS_ENV, "CNI_COMMAND": "VERSION"}
     row["version"] = measure([exe], env, stdin_path, args.runs, args.warmup)
     if node is not None:
         from cni.netns import in_netns
 
         env = {
             "PATH": SAFE_PATH,
+            **harness.IN_PROCESS_ENV,
             "CNI_COMMAND": "ADD",
             "CNI_CONTAINERID": "bench",
             "CNI_NETNS": pod.path,

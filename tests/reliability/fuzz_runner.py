@@ -119,7 +119,7 @@ def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -
 
 
 def _call_exec(exe: str, env: dict[str, str], stdin: bytes, argv: list[str], cwd: str) -> tuple[int, str, str]:
-    full = {"PATH": sandbox.SAFE_PATH, **env}
+    full = {"PATH": sandbox.SAFE_PATH, "PYCNI_WORKER": "0", **env}
     try:
         proc = subprocess.run(
             [str(BIN / exe), *argv], input=stdin, env=full, capture_output=True,
