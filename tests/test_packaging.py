@@ -450,6 +450,29 @@ def test_frozen_delegate_in_process_only_when_same_inode(variant, release, node_
         assert "loopback" in execs, execs
 
 
+def test_frozen_start_runs_the_lean_bootstrap(release, tmp_path):
+    """The build's bootstrap stand-ins (build.spec, packaging/pyi*.py) are what runs: a frozen
+    VERSION call loads neither the zlib nor the _struct extension (the stock archive reader's)
+    and does not stat every entry of the contents directory (the stock egg scan: ≈150 stats)."""
+    strace = shutil.which("strace", path=harness.SAFE_PATH)
+    if strace is None:
+        pytest.skip("strace not installed")
+    exe = release["bin"] / "loopback"
+    log = tmp_path / "trace.log"
+    proc = subprocess.run(
+        [strace, "-f", "-qq", "-e", "trace=openat,newfstatat,stat", "-o", str(log), str(exe)],
+        input=b'{"cniVersion":"1.0.0"}', capture_output=True, timeout=60, check=False,
+        env={"PATH": harness.SAFE_PATH, "CNI_COMMAND": "VERSION", **harness.IN_PROCESS_ENV},
+    )
+    assert proc.returncode == 0 and b"supportedVersions" in proc.stdout, proc.stderr
+    trace = log.read_text()
+    assert "zlib.cpython" not in trace and "_struct.cpython" not in trace, trace
+    lib = str(release["bin"] / "pycni-lib") + "/"
+    entries = {e.name for e in Path(lib).iterdir()}
+    statted = re.findall(r'(?:newfstatat\(AT_FDCWD, |stat\()"' + re.escape(lib) + r'([^"/]+)"', trace)
+    assert len(set(statted) & entries) < len(entries) / 2, sorted(set(statted))
+
+
 def test_frozen_children_get_the_callers_environment(release, tmp_path):
     """A delegate exec'd by a frozen executable sees neither _PYI_* nor our LD_LIBRARY_PATH."""
     bindir = _copy_tree(release["bin"], tmp_path / "bin")

@@ -286,6 +286,7 @@ def _exe(env, stdin=b"", **kw):
         kw["input"] = stdin
     else:
         kw["stdin"] = stdin
+    env = {"PYCNI_WORKER": "0", **env}  # in-process, as every test's call (harness.IN_PROCESS_ENV)
     return subprocess.run([LOOPBACK], env=env, capture_output=True, timeout=20, **kw)
 
 
@@ -293,7 +294,8 @@ def test_07_version_never_blocks_on_open_stdin():
     # stdin is a pipe nobody closes: VERSION must still answer promptly.
     r, w = os.pipe()
     try:
-        proc = subprocess.run([LOOPBACK], env={"CNI_COMMAND": "VERSION"}, stdin=r, capture_output=True, timeout=20)
+        proc = subprocess.run([LOOPBACK], env={"CNI_COMMAND": "VERSION", "PYCNI_WORKER": "0"}, stdin=r,
+                              capture_output=True, timeout=20)
     finally:
         os.close(r)
         os.close(w)

@@ -69,10 +69,23 @@ def wenv(wdir: Path, **extra: str) -> dict[str, str]:
     }
 
 
+def _listening(sock_path: Path) -> bool:
+    """True when a worker accepts on `sock_path` (a killed worker's socket file refuses)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        s.connect(str(sock_path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
 def wait_for_worker(wdir: Path, timeout: float = 20.0) -> None:
+    """Until a live worker accepts on one of the sockets of `wdir`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if list(wdir.glob("*.sock")) and _worker_pids(wdir):
+        if _worker_pids(wdir) and any(_listening(p) for p in wdir.glob("*.sock")):
             return
         time.sleep(0.05)
     raise AssertionError(f"no worker listening in {wdir}")
