@@ -113,7 +113,8 @@ def test_fuzz(exe: str, fuzz_world, tmp_path: Path, record_property) -> None:
     record_property("fuzz_counts", json.dumps(counts))
     record_property("fuzz_known_bugs", json.dumps(known))
     sys.stderr.write(
-        f"\nfuzz {exe}: {summary['cases']} cases ({counts.get('cases exec', 0)} exec'd), "
+        f"\nfuzz {exe}: {summary['cases']} cases ({counts.get('cases exec', 0)} exec'd, "
+        f"{counts.get('cases exec through the worker', 0)} of them through the worker), "
         f"{counts.get('plugin calls', 0)} calls, {counts.get('adds ok', 0)} ADDs succeeded, "
         f"known bugs hit: {known or 'none'}, seed {summary['seed']}, {summary['elapsed_s']}s\n"
     )
@@ -125,6 +126,8 @@ def test_fuzz(exe: str, fuzz_world, tmp_path: Path, record_property) -> None:
     # and enough of them got past validation to create real state.
     assert summary["cases"] == cases, f"only {summary['cases']} distinct cases of {cases}"
     assert counts.get("cases exec", 0) >= exec_cases * 0.9
+    if exe != "cnitool" and exec_cases >= 2:  # half the exec'd cases take the default path
+        assert counts.get("cases exec through the worker", 0) >= exec_cases * 0.9 // 2, counts
     need = 1 if cases < 500 else int(cases * MIN_ADD_OK_SHARE[exe])  # a share only means much at scale
     assert counts.get("adds ok", 0) >= need, counts
 

@@ -8,8 +8,10 @@ a measurement variant from scripts/measure_layouts.py, the dev launchers). Figur
 
 * floor: the executable started under a name that is no entry point (a symlink): bootloader,
   interpreter and cni.multicall only; it exits 2 ("unknown entry point").
-* VERSION: `CNI_COMMAND=VERSION loopback` with a one-line config on stdin, the least any call
+* VERSION: `CNI_COMMAND=VERSION loopback` (PYCNI_WORKER=0) with a one-line config on stdin, the least any call
   costs: bootloader, interpreter, our imports, the reply.
+* VERSION via worker: the same call with a warm worker up (one, in a private worker directory,
+  ended afterwards): what the process the runtime starts costs when a worker serves the call.
 * ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod
   namespace (tests/harness.py makes and removes both): the same plus pyroute2 and the netlink
   work. Nothing is made in the root namespace.
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -92,6 +95,29 @@ def measure(
     }
 
 
+def measure_client(exe: str, stdin_path: str, args) -> dict | None:
+    """VERSION through a warm worker (one, in a private directory, ended afterwards): what the
+    process the runtime starts costs when a worker serves the call. None when no worker came up
+    (a build without one)."""
+    from conformance.workers import stop_workers, worker_pids
+
+    wdir = tempfile.mkdtemp(prefix="bsw-", dir="/tmp")  # short: a socket path's limit
+    env = {"PATH": SAFE_PATH, "CNI_COMMAND": "VERSION", "PYCNI_WORKER": "1",
+           "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_PROCS": "1", "PYCNI_WORKER_IDLE": "60"}
+    try:
+        deadline = time.monotonic() + 30
+        while not (worker_pids(wdir) and list(Path(wdir).glob("*.sock"))):
+            if time.monotonic() > deadline:
+                return None
+            spawn_wait([exe], env, stdin_path)
+            time.sleep(0.1)
+        time.sleep(0.5)  # the worker has imported everything once its socket exists
+        return measure([exe], env, stdin_path, args.runs, args.warmup)
+    finally:
+        stop_workers(wdir)
+        shutil.rmtree(wdir, ignore_errors=True)
+
+
 def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dict:
     """VERSION and (with namespaces) ADD figures for bindir/loopback."""
     exe = str(bindir / "loopback")
@@ -106,6 +132,7 @@ def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dic
         row["floor"] = measure([probe], {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup, 2)
     env = {"PATH": SAFE_PATH, **harness.IN_PROCESS_ENV, "CNI_COMMAND": "VERSION"}
     row["version"] = measure([exe], env, stdin_path, args.runs, args.warmup)
+    row["client"] = measure_client(exe, stdin_path, args)
     if node is not None:
         from cni.netns import in_netns
 
@@ -150,12 +177,13 @@ def fmt(m: dict | None) -> str:
 def table(rows: list[dict]) -> str:
     """A markdown table of the rows."""
     out = [
-        "| candidate | floor | VERSION | loopback ADD |",
-        "| --- | --- | --- | --- |",
+        "| candidate | floor | VERSION | VERSION via worker | loopback ADD |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for r in rows:
         out.append(
-            f"| {r['label']} | {fmt(r.get('floor'))} | {fmt(r.get('version'))} | {fmt(r.get('add'))} |"
+            f"| {r['label']} | {fmt(r.get('floor'))} | {fmt(r.get('version'))} | {fmt(r.get('client'))}"
+            f" | {fmt(r.get('add'))} |"
         )
     out.append("")
     out.append("ms per call: wall median (wall min) / CPU median (user + system)")

@@ -8,7 +8,10 @@ Refuses to run unless its network and mount namespaces differ from --outer-pid's
 tmpfs over /var/lib (defaults such as /var/lib/cni/networks land there), caps its memory, and
 runs `--cases` hypothesis-generated cases. Most run in this interpreter through
 `cni.skel.run(plugin, env, stdin)` (for cnitool `cni.cnitool.run(argv, env, ...)`), the code
-path the executables take; every (cases / exec-cases)-th runs the real dist/bin executable.
+path the executables take; every (cases / exec-cases)-th runs the real dist/bin executable, and
+every second of those (plugins only) goes through a warm worker (the default way a call runs:
+cni/worker.py) in a private worker directory, ended when the run ends; a traceback in the
+workers' log is a finding.
 
 Per case: write the case's files, set up its pre-state, snapshot (node netns, pods, files), run,
 check the outcome contract (reliability/contract.py), run DEL after an ADD (and require it to
@@ -118,8 +121,14 @@ def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -
     return rc, text, err.getvalue()
 
 
-def _call_exec(exe: str, env: dict[str, str], stdin: bytes, argv: list[str], cwd: str) -> tuple[int, str, str]:
-    full = {"PATH": sandbox.SAFE_PATH, "PYCNI_WORKER": "0", **env}
+def _call_exec(exe: str, env: dict[str, str], stdin: bytes, argv: list[str], cwd: str,
+               worker_dir: str | None = None) -> tuple[int, str, str]:
+    if worker_dir is None:
+        how = {"PYCNI_WORKER": "0"}
+    else:  # one worker, short-lived: the runner ends it, and a killed runner's goes soon
+        how = {"PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": worker_dir, "PYCNI_WORKER_PROCS": "1",
+               "PYCNI_WORKER_IDLE": "10", "PYCNI_WORKER_LOG": os.path.join(worker_dir, "log")}
+    full = {"PATH": sandbox.SAFE_PATH, **how, **env}
     try:
         proc = subprocess.run(
             [str(BIN / exe), *argv], input=stdin, env=full, capture_output=True,
@@ -162,6 +171,9 @@ class Runner:
         self.pods = pods
         self.root = root
         self.exec_every = exec_every
+        self.worker_dir: str | None = None  # set by main() for the plugins
+        self.via_worker = False  # the current case's exec calls go through the worker
+        self.exec_n = 0
         self.varlib = sandbox.DEFAULT_STATE_ROOT
         self.allowed_ns = {sandbox.ns_id("/proc/self/ns/net"), *(sandbox.ns_id(p) for p in pods)}
         from plugins.linux.netlink import iproute
@@ -325,7 +337,7 @@ class Runner:
     def _call(self, env: dict[str, str], stdin: bytes, argv: list[str], exec_mode: bool, cwd: Path):
         self.counts["plugin calls"] += 1
         if exec_mode:
-            return _call_exec(self.exe, env, stdin, argv, str(cwd))
+            return _call_exec(self.exe, env, stdin, argv, str(cwd), self.worker_dir if self.via_worker else None)
         return _call_inproc(self.exe, env, stdin, argv)
 
     def _check(self, command: str, conf_version: str, rc: int, out: str, err: str) -> list[str]:
@@ -356,6 +368,11 @@ class Runner:
             self.progress.write_text(json.dumps({"n": self.n, "case": case.describe()}, default=repr))
         exec_mode = self.exec_every > 0 and self.n % self.exec_every == 0
         self.counts["cases exec" if exec_mode else "cases in-process"] += 1
+        if exec_mode:
+            self.exec_n += 1
+        self.via_worker = exec_mode and self.worker_dir is not None and self.exec_n % 2 == 0
+        if self.via_worker:
+            self.counts["cases exec through the worker"] += 1
         case_dir = self._case_dir()
         prev_cwd = os.getcwd()
         os.chdir(case_dir)
@@ -585,11 +602,26 @@ def main(argv: list[str] | None = None) -> int:
     def loop(case: Case) -> None:
         runner.run_case(case)
 
+    if a.exe != "cnitool" and a.exec_cases:  # cnitool runs its plugins in its own process
+        import tempfile
+
+        runner.worker_dir = tempfile.mkdtemp(prefix="fzw-", dir="/tmp")  # short: a socket path's limit
     started = time.monotonic()
     try:
         loop()  # ends by EnoughCases, or on its own when hypothesis has nothing new
     except EnoughCases:
         pass
+    finally:
+        if runner.worker_dir is not None:
+            from conformance.workers import stop_workers
+
+            stop_workers(runner.worker_dir)
+            log = Path(runner.worker_dir, "log")
+            if log.exists() and log.read_text().strip():
+                runner.findings.append({"problems": ["worker traceback: " + log.read_text()[-3000:]],
+                                        "case": {"exe": a.exe, "worker log": True}, "outcome": "",
+                                        "n": runner.n})
+            shutil.rmtree(runner.worker_dir, ignore_errors=True)
     summary = {
         "exe": a.exe, "seed": seed, "cases": runner.n, "elapsed_s": round(time.monotonic() - started, 1),
         "counts": dict(runner.counts), "outcomes": dict(sorted(runner.outcomes.items())),
