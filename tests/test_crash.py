@@ -11,8 +11,13 @@ four; CI: a reduced count, full: 200 with PYCNI_FULL=1):
    saved configuration, no per-attachment chain or rule, no temporary file;
 4. a new ADD succeeds with exactly one lease per range, and its DEL leaves nothing either.
 
-Figures: with PYCNI_FIGURES_DIR set, <plugin>-crash.json records trials, kills that landed
-mid-ADD, and problems.
+Each plugin runs twice: as a process per call (PYCNI_WORKER=0) and through a warm worker (the
+default). Through the worker, SIGKILL stops the client, not the call: the worker finishes the
+ADD, and the DEL that follows must wait for it (cni/worker.py's per-attachment lock) and still
+leave nothing; a traceback in the worker's log is a problem.
+
+Figures: with PYCNI_FIGURES_DIR set, <plugin>-crash.json (<plugin>-worker-crash.json) records
+trials, kills that landed mid-ADD, and problems.
 """
 
 from __future__ import annotations
@@ -20,7 +25,11 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
+import socket
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +37,8 @@ from harness import Netns
 from reliability import budget, nsstate
 from reliability.known_bugs import split_crash_problems
 from reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
+
+from conformance.workers import stop_workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
@@ -54,8 +65,31 @@ def _clean(sc: Scenario, baseline: nsstate.Snapshot, pod: Netns | None, cids: se
     return problems
 
 
+def _worker_up(wdir: str, timeout: float = 30.0) -> None:
+    """Until a worker accepts on a socket of `wdir`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in Path(wdir).glob("*.sock"):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                s.connect(str(path))
+                return
+            except OSError:
+                pass
+            finally:
+                s.close()
+        time.sleep(0.05)
+    raise AssertionError(f"no worker came up in {wdir}")
+
+
+@pytest.fixture(params=["process", "worker"])
+def mode(request) -> str:
+    """How the plugin calls run: a process each (PYCNI_WORKER=0) or through a warm worker."""
+    return request.param
+
+
 @pytest.mark.parametrize("plugin", PLUGINS)
-def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, record_property) -> None:
+def test_kill_during_add(plugin: str, mode: str, node_ns: Netns, make_pod, tmp_path: Path, record_property) -> None:
     """Random SIGKILLs during ADD: never a torn file; DEL then cleans up; ADD works again."""
     trials = _trials(plugin)
     if trials == 0:
@@ -63,6 +97,26 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
     rng = random.Random(budget.seed() if budget.seed() is not None else os.getpid())
     pod = make_pod()
     sc = make_scenario(plugin, node_ns, tmp_path / "state", backend=None)
+    wdir = None
+    if mode == "worker":
+        wdir = tempfile.mkdtemp(prefix="crw-", dir="/tmp")  # short: a socket path's limit
+        sc.extra_env = {"PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_PROCS": "1",
+                        "PYCNI_WORKER_LOG": f"{wdir}/log"}
+    try:
+        if wdir is not None:
+            sc.run("VERSION", "crash-boot", None)  # starts the worker
+            _worker_up(wdir)
+        _kill_during_add(plugin, mode, sc, pod, trials, rng, record_property)
+        log = Path(wdir, "log") if wdir else None
+        assert log is None or not log.exists() or not log.read_text().strip(), log.read_text()
+    finally:
+        if wdir is not None:
+            stop_workers(wdir)
+            shutil.rmtree(wdir, ignore_errors=True)
+
+
+def _kill_during_add(plugin: str, mode: str, sc: Scenario, pod: Netns, trials: int, rng: random.Random,
+                     record_property) -> None:
     typical = time_add(sc, pod)  # also leaves the shared infrastructure (bridge, chains) in place
     baseline = sc.snapshot()
     killed = finished = interrupted_writes = 0
@@ -106,7 +160,7 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
         if len(split_crash_problems(plugin, problems)[0]) > 20:
             break
     unknown, known = split_crash_problems(plugin, problems)
-    figures = {"plugin": plugin, "trials": trials, "killed_mid_add": killed,
+    figures = {"plugin": plugin, "mode": mode, "trials": trials, "killed_mid_add": killed,
                "finished_before_kill": finished, "typical_add_ms": round(typical * 1000),
                "interrupted_atomic_writes": interrupted_writes, "known_bug_lines": known,
                "problems": problems}
@@ -114,8 +168,9 @@ def test_kill_during_add(plugin: str, node_ns: Netns, make_pod, tmp_path: Path, 
     if os.environ.get("PYCNI_FIGURES_DIR"):
         out = Path(os.environ["PYCNI_FIGURES_DIR"])
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"{plugin}-crash.json").write_text(json.dumps(figures, indent=1))
-    sys.stderr.write(f"\ncrash {plugin}: {trials} trials, {killed} killed mid-ADD, {finished} finished "
+        name = f"{plugin}-crash.json" if mode == "process" else f"{plugin}-worker-crash.json"
+        (out / name).write_text(json.dumps(figures, indent=1))
+    sys.stderr.write(f"\ncrash {plugin} ({mode}): {trials} trials, {killed} killed mid-ADD, {finished} finished "
                      f"first (typical ADD {typical * 1000:.0f} ms), {interrupted_writes} left a temp "
                      f"file, known bugs: {known or 'none'}, {len(unknown)} other problems\n")
     assert not unknown, "\n".join(unknown[:20])

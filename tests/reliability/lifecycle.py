@@ -44,6 +44,7 @@ class Scenario:
     lease_root: Path | None = None  # host-local dataDir (holds <network>/ dirs)
     saved_dir: Path | None = None  # flannel dataDir
     bridges: set[str] = field(default_factory=set)
+    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. a warm worker's switch
 
     @property
     def exe(self) -> Path:
@@ -61,7 +62,7 @@ class Scenario:
         """The protocol environment for one call."""
         return harness.plugin_env(
             command, containerid=cid, netns=pod.path if pod is not None else "", ifname="eth0",
-            cni_path=str(BIN), extra_env={"CNI_PY_DEBUG": "1"},
+            cni_path=str(BIN), extra_env={"CNI_PY_DEBUG": "1", **self.extra_env},
         )
 
     def run(self, command: str, cid: str, pod: Netns | None, timeout: float = 120) -> harness.PluginRun:
@@ -69,7 +70,7 @@ class Scenario:
         return harness.run_plugin(
             self.exe, command, self.conf_for(pod), containerid=cid,
             netns=pod.path if pod is not None else "", cni_path=str(BIN), in_netns=self.node,
-            extra_env={"CNI_PY_DEBUG": "1"}, timeout=timeout,
+            extra_env={"CNI_PY_DEBUG": "1", **self.extra_env}, timeout=timeout,
         )
 
     # ---- state
