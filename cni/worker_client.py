@@ -30,6 +30,10 @@ DEFAULT_DIR = "/run/pycni"
 # argv[0] of a worker, so `ps` says what the process is (its executable is still the plugin's)
 WORKER_ARGV0 = "pycni-worker"
 MAX_REPLY = 1 << 20
+# Live workers one directory may hold, all builds and environments together. A runtime whose
+# environment changed on every call (a variable outside CNI_* that differs per call) would
+# otherwise start a new set of workers per call, each holding ≈40 MiB until its idle timeout.
+MAX_LIVE_WORKERS = 16
 # Environment variables that differ from call to call; everything else must match the worker's.
 _PER_CALL_PREFIX = "CNI_"
 _INTERNAL = ("PYCNI_WORKER_SERVE",)
@@ -133,6 +137,8 @@ def _call(name: str, self_path: str, build_id: str, env) -> tuple[int | None, st
         try:
             sock.connect(path)
         except OSError:
+            if live_workers(os.path.dirname(path)) >= MAX_LIVE_WORKERS:
+                return None, f"no worker (already {MAX_LIVE_WORKERS} in the directory; none started)"
             # Start every missing worker, not only this pick: a serial caller's pids can keep
             # one parity (a call through a worker also takes a thread id), and a burst then
             # finds only some of the workers up.
@@ -184,6 +190,30 @@ def _died() -> int:
     )
     os.write(1, text.encode())
     return 1
+
+
+def live_workers(directory: str) -> int:
+    """How many workers serve a socket in `directory`: each holds its socket's `.lock` file
+    locked while it accepts calls (a killed worker's socket file may stay, its lock does not)."""
+    import fcntl
+
+    try:
+        names = [n for n in os.listdir(directory) if n.endswith(".sock.lock")]
+    except OSError:
+        return 0
+    live = 0
+    for name in names:
+        try:
+            fd = os.open(f"{directory}/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            live += 1  # held exclusively by its worker
+        finally:
+            os.close(fd)
+    return live
 
 
 def spawn_worker(path: str, self_path: str, env) -> bool:

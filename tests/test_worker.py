@@ -396,6 +396,32 @@ def test_worker_is_the_default_and_off_switches(node_ns, make_pod, state_dir, wd
     no_worker_errors(wdir)
 
 
+def test_no_worker_is_started_past_the_directory_cap(wdir):
+    """MAX_LIVE_WORKERS live workers in the directory (any build or environment: here lock files
+    held as a worker holds its own): a call that finds no worker of its own runs in-process and
+    starts none. Once they are gone, the next call starts one."""
+    import fcntl
+
+    from cni.worker_client import MAX_LIVE_WORKERS
+
+    held = []
+    try:
+        for i in range(MAX_LIVE_WORKERS):
+            fd = os.open(wdir / f"w-{i:016x}-0.sock.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            held.append(fd)
+        r = run_plugin(DIST / "loopback", "VERSION", {"cniVersion": "1.0.0"}, extra_env=wenv(wdir))
+        assert r.returncode == 0 and f"already {MAX_LIVE_WORKERS} in the directory" in r.stderr, r.stderr
+        time.sleep(0.5)
+        assert _worker_pids(wdir) == [] and not list(wdir.glob("*.sock"))
+    finally:
+        for fd in held:
+            os.close(fd)
+    r = run_plugin(DIST / "loopback", "VERSION", {"cniVersion": "1.0.0"}, extra_env=wenv(wdir))
+    assert r.returncode == 0 and "no worker (starting one)" in r.stderr, r.stderr
+    wait_for_worker(wdir)
+
+
 def test_idle_worker_goes_away(node_ns, make_pod, state_dir, wdir):
     pod = make_pod()
     conf = bridge_conf(state_dir)
