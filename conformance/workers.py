@@ -1,10 +1,12 @@
 """The warm workers a test run or the benchmark started in its own worker directory: find them
-(each worker writes its pid into its socket's `.lock` file) and end them."""
+(each worker writes its pid into its socket's `.lock` file), wait until one accepts calls, and
+end them."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -47,3 +49,28 @@ def end(pids: list[int], sig: int = signal.SIGTERM, wait: float = 5.0) -> None:
 def stop_workers(wdir: str | os.PathLike[str] | None) -> None:
     """End the workers of `wdir` and wait for them."""
     end(worker_pids(wdir))
+
+
+def accepting(wdir: str | os.PathLike[str]) -> bool:
+    """True when a worker accepts on one of the sockets of `wdir` (a killed worker's socket file
+    stays behind and refuses; a starting worker has written its pid before it listens)."""
+    for path in Path(wdir).glob("*.sock"):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            s.connect(str(path))
+            return True
+        except OSError:
+            pass
+        finally:
+            s.close()
+    return False
+
+
+def wait_accepting(wdir: str | os.PathLike[str], timeout: float = 20.0) -> None:
+    """Until a worker of `wdir` accepts calls; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker_pids(wdir) and accepting(wdir):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no worker listening in {wdir}")

@@ -26,10 +26,8 @@ import json
 import os
 import random
 import shutil
-import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -38,7 +36,7 @@ from reliability import budget, nsstate
 from reliability.known_bugs import split_crash_problems
 from reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
 
-from conformance.workers import stop_workers
+from conformance.workers import stop_workers, wait_accepting
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
@@ -65,23 +63,6 @@ def _clean(sc: Scenario, baseline: nsstate.Snapshot, pod: Netns | None, cids: se
     return problems
 
 
-def _worker_up(wdir: str, timeout: float = 30.0) -> None:
-    """Until a worker accepts on a socket of `wdir`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for path in Path(wdir).glob("*.sock"):
-            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            try:
-                s.connect(str(path))
-                return
-            except OSError:
-                pass
-            finally:
-                s.close()
-        time.sleep(0.05)
-    raise AssertionError(f"no worker came up in {wdir}")
-
-
 @pytest.fixture(params=["process", "worker"])
 def mode(request) -> str:
     """How the plugin calls run: a process each (PYCNI_WORKER=0) or through a warm worker."""
@@ -105,7 +86,7 @@ def test_kill_during_add(plugin: str, mode: str, node_ns: Netns, make_pod, tmp_p
     try:
         if wdir is not None:
             sc.run("VERSION", "crash-boot", None)  # starts the worker
-            _worker_up(wdir)
+            wait_accepting(wdir, 30.0)
         _kill_during_add(plugin, mode, sc, pod, trials, rng, record_property)
         log = Path(wdir, "log") if wdir else None
         assert log is None or not log.exists() or not log.read_text().strip(), log.read_text()

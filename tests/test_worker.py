@@ -28,6 +28,7 @@ from harness import Netns, run_plugin
 
 from conformance.workers import alive as _alive
 from conformance.workers import end as _kill
+from conformance.workers import wait_accepting
 from conformance.workers import worker_pids as _worker_pids
 
 DIST = harness.REPO_ROOT / "dist" / "bin"
@@ -69,26 +70,9 @@ def wenv(wdir: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def _listening(sock_path: Path) -> bool:
-    """True when a worker accepts on `sock_path` (a killed worker's socket file refuses)."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    try:
-        s.connect(str(sock_path))
-        return True
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
 def wait_for_worker(wdir: Path, timeout: float = 20.0) -> None:
     """Until a live worker accepts on one of the sockets of `wdir`."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _worker_pids(wdir) and any(_listening(p) for p in wdir.glob("*.sock")):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no worker listening in {wdir}")
+    wait_accepting(wdir, timeout)
 
 
 def wait_for_workers(wdir: Path, count: int, timeout: float = 20.0) -> None:

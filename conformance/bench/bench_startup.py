@@ -99,19 +99,18 @@ def measure_client(exe: str, stdin_path: str, args) -> dict | None:
     """VERSION through a warm worker (one, in a private directory, ended afterwards): what the
     process the runtime starts costs when a worker serves the call. None when no worker came up
     (a build without one)."""
-    from conformance.workers import stop_workers, worker_pids
+    from conformance.workers import accepting, stop_workers, worker_pids
 
     wdir = tempfile.mkdtemp(prefix="bsw-", dir="/tmp")  # short: a socket path's limit
     env = {"PATH": SAFE_PATH, "CNI_COMMAND": "VERSION", "PYCNI_WORKER": "1",
            "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_PROCS": "1", "PYCNI_WORKER_IDLE": "60"}
     try:
         deadline = time.monotonic() + 30
-        while not (worker_pids(wdir) and list(Path(wdir).glob("*.sock"))):
+        while not (worker_pids(wdir) and accepting(wdir)):  # it listens once it has imported all
             if time.monotonic() > deadline:
                 return None
             spawn_wait([exe], env, stdin_path)
             time.sleep(0.1)
-        time.sleep(0.5)  # the worker has imported everything once its socket exists
         return measure([exe], env, stdin_path, args.runs, args.warmup)
     finally:
         stop_workers(wdir)
