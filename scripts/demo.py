@@ -235,8 +235,9 @@ class Sandbox:
         """The environment cnitool runs with (no CAP_ARGS)."""
         return {
             "PATH": SAFE_PATH,
-            # in-process: the warm worker (on by default) would outlive the demo by 30 s,
-            # holding its node namespace; `make demo` leaves nothing behind
+            # cnitool runs our plugins in its own process; should one be executed as a separate
+            # file, it must not start a warm worker that outlives the demo (and holds its node
+            # namespace) by 30 s: `make demo` leaves nothing behind
             "PYCNI_WORKER": "0",
             "NETCONFPATH": str(self.netconf_dir),
             "CNI_PATH": str(self.bin_dir),
