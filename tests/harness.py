@@ -616,11 +616,17 @@ def host_state() -> dict[str, frozenset[str]]:
 
 
 def default_dir_workers(directory: str = WORKER_DEFAULT_DIR) -> frozenset[str]:
-    """Live warm workers in the machine's default worker directory, as "worker pid <pid>"
+    """Live warm workers in the machine's default worker directory, as "<socket> pid <pid>"
     (for the leak audit: a test's plugin call without IN_PROCESS_ENV would start one there)."""
-    from conformance.workers import worker_pids
-
-    return frozenset(f"worker pid {pid}" for pid in worker_pids(directory))
+    found = set()
+    for lock in Path(directory).glob("*.sock.lock"):
+        try:
+            pid = int(lock.read_text().strip() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and _pid_alive(pid) and Path(f"/proc/{pid}/environ").exists():
+            found.add(f"{lock.name[:-5]} pid {pid}")
+    return frozenset(found)
 
 
 def root_state() -> dict[str, frozenset[str]]:
