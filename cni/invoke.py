@@ -8,7 +8,7 @@ paths take the same env and stdin and produce the same (status, stdout), so call
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from cni.errors import ERR_INTERNAL, ERR_UNKNOWN, CNIError
 
@@ -84,18 +84,28 @@ def plugin_error(rc: int, stdout: bytes, stderr: bytes) -> CNIError:
     return CNIError(ERR_UNKNOWN, f"netplugin failed with no error message: {exit_text}")
 
 
+# (path, env, stdin) -> (exit status, stdout) when the delegate at `path` can run in this
+# interpreter, else None. Registered by the entry point that knows the executables
+# (plugins/multicall.py), as libcni lets its caller inject the exec; `cni` itself knows no plugin.
+LocalRunner = Callable[[str, Mapping[str, str], bytes], "tuple[int, str] | None"]
+_local_runner: LocalRunner | None = None
+
+
+def set_local_runner(runner: LocalRunner | None) -> None:
+    """Use `runner` for every later delegate before executing it (None: always execute)."""
+    global _local_runner
+    _local_runner = runner
+
+
 def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes) -> bytes:
-    """Run the plugin at `path` (in-process when it is our own executable); its stdout on success.
+    """Run the plugin at `path` (in-process when the registered local runner takes it); its
+    stdout on success.
 
     Raises the plugin's CNIError on failure. The plugin's stderr reaches this process's stderr.
     """
-    from cni import multicall
-
-    name = os.path.basename(path)
-    if name in multicall.ENTRY_POINTS and multicall.is_self(path):
-        from cni.skel import run
-
-        rc, out = run(multicall.plugin_for(name), env, stdin)
+    local = _local_runner(path, env, stdin) if _local_runner is not None else None
+    if local is not None:
+        rc, out = local
         out_b = out.encode()
         if rc != 0:
             raise plugin_error(rc, out_b, b"")

@@ -24,6 +24,6 @@ def restore_environment(environ=os.environ) -> None:
 
 if __name__ == "__main__":
     restore_environment()
-    from cni.multicall import main
+    from plugins.multicall import main
 
     main()

@@ -5,7 +5,7 @@
 
 Layout of OUT (default dist/bin), ready to be copied or extracted into /opt/cni/bin:
 
-    OUT/flannel, OUT/bridge, ...   hard links of one PyInstaller bootloader (cni/multicall.py
+    OUT/flannel, OUT/bridge, ...   hard links of one PyInstaller bootloader (plugins/multicall.py
                                    dispatches on the name; same inode = "one of ours")
     OUT/pycni-lib/                 the interpreter, libraries and modules (.pyc) they share
     OUT/pycni-lib/BUILD-INFO       version and source fingerprint of this build
@@ -17,7 +17,7 @@ test running from OUT meanwhile sees the old build or the new one, never half of
 previous build stays in .<name>.old beside OUT until the next build, for processes still
 running from it.
 
---strict fails when a module named in cni.multicall.ENTRY_POINTS does not exist (a release
+--strict fails when a module named in plugins.multicall.ENTRY_POINTS does not exist (a release
 must be complete); without it such names are reported and left out of the smoke test.
 """
 
@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cni import __version__  # noqa: E402
-from cni.multicall import ENTRY_POINTS  # noqa: E402
+from plugins.multicall import ENTRY_POINTS  # noqa: E402
 
 CONTENTS_DIR = "pycni-lib"  # must match build.spec
 MULTICALL_NAME = "pycni"  # must match build.spec

@@ -17,7 +17,7 @@ cat > "$tmp" <<PY
 import sys
 sys.path.insert(0, "$repo")
 sys.path += $site
-from cni.multicall import main
+from plugins.multicall import main
 main()
 PY
 chmod 0755 "$tmp"

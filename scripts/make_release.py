@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from cni import __version__  # noqa: E402
-from cni.multicall import ENTRY_POINTS  # noqa: E402
+from plugins.multicall import ENTRY_POINTS  # noqa: E402
 
 CONTENTS_DIR = "pycni-lib"
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}

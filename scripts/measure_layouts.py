@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from cni.multicall import ENTRY_POINTS  # noqa: E402
+from plugins.multicall import ENTRY_POINTS  # noqa: E402
 
 # name -> (PYCNI_LAYOUT, PYCNI_TRIM, PYCNI_PYZ)
 VARIANTS = {

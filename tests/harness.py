@@ -29,7 +29,7 @@ NETNS_RUN_DIR = "/run/netns"
 NETNS_PREFIX = "cnitest-"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TIMEOUT = 60.0
-# The warm worker is on by default (cni/worker.py); tests run every call in-process unless a
+# The warm worker is on by default (plugins/worker/server.py); tests run every call in-process unless a
 # session or a test asks for the worker (`conformance --worker`, tests/test_worker.py), so a
 # test's call never starts a worker in the machine's /run/pycni. Every environment a test builds
 # from scratch for our executables starts from this one.
@@ -333,7 +333,7 @@ def format_cni_args(args: str | Mapping[str, str] | Iterable[tuple[str, str]]) -
 
 
 # `python -m conformance --worker` runs every plugin call of a session through the warm worker:
-# it exports these two variables to the session (cni.worker_client's debug line is taken out of
+# it exports these two variables to the session (plugins.worker.client's debug line is taken out of
 # each call's stderr and tallied in the file).
 SESSION_PLUGIN_ENV = "CNITEST_PLUGIN_ENV"
 WORKER_TALLY = "CNITEST_WORKER_TALLY"

@@ -10,8 +10,9 @@ import stat
 import pytest
 
 from cni import args as cniargs
-from cni import config, invoke, multicall, validate, version
+from cni import config, invoke, validate, version
 from cni.errors import CNIError
+from plugins import multicall
 
 
 @pytest.mark.parametrize("v,parsed", [("", (0, 1, 0)), ("1", (1, 0, 0)), ("1.2", (1, 2, 0)), ("1.2.3", (1, 2, 3))])

@@ -23,7 +23,7 @@ import harness
 import pytest
 
 from cni import __version__
-from cni.multicall import ENTRY_POINTS
+from plugins.multicall import ENTRY_POINTS
 
 REPO = harness.REPO_ROOT
 DIST_BIN = REPO / "dist" / "bin"
@@ -502,7 +502,8 @@ def test_launcher_identity_in_process_versus_copy(tmp_path):
     probe = (
         "import json, subprocess, sys\n"
         f"sys.path.insert(0, {str(REPO)!r})\n"
-        "from cni import invoke, multicall\n"
+        "from cni import invoke\n"
+        "from plugins import multicall\n"
         "starts = []\n"
         "real = subprocess.Popen.__init__\n"
         "def counting(self, *a, **k):\n"

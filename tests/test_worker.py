@@ -1,4 +1,4 @@
-"""The warm worker (on by default; cni/worker.py, cni/worker_client.py) with the built executables.
+"""The warm worker (on by default; plugins/worker/server.py, plugins/worker/client.py) with the built executables.
 
 Real executables from dist/bin, real namespaces, a worker directory per test (short, 0700, under
 /tmp). Every worker a test caused is ended by pid (read from its lock file) at teardown.
@@ -42,7 +42,7 @@ def _needs():
         if not os.access(DIST / name, os.X_OK):
             pytest.skip(f"{DIST / name} not built (run `make build`)")
     info = DIST / "pycni-lib" / "BUILD-INFO"
-    if info.exists() and not (DIST / "pycni-lib" / "cni" / "worker_client.pyc").exists():
+    if info.exists() and not (DIST / "pycni-lib" / "plugins" / "worker" / "client.pyc").exists():
         pytest.skip("dist/bin predates the worker (run `make build`)")
 
 
@@ -301,7 +301,7 @@ def test_refusals_mean_in_process(node_ns, make_pod, state_dir, wdir):
     assert r.returncode == 0 and not served(r) and "no worker" in r.stderr
     wait_for_workers(wdir, 2)
     # a request naming another build, straight through the protocol
-    from cni import worker_client
+    from plugins.worker import client as worker_client
 
     sock_path = sorted(wdir.glob("*.sock"), key=os.path.getmtime)[0]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -386,7 +386,7 @@ def test_no_worker_is_started_past_the_directory_cap(wdir):
     starts none. Once they are gone, the next call starts one."""
     import fcntl
 
-    from cni.worker_client import MAX_LIVE_WORKERS
+    from plugins.worker.client import MAX_LIVE_WORKERS
 
     held = []
     try:

@@ -12,7 +12,7 @@ round), each in its own node namespace, and after one untimed warm-up cycle each
 measured in the steady state of a node that already has its bridge and firewall chains.
 
 Variants: `ref` (the Go reference), `ours+w` (our executables as shipped: the warm worker,
-cni/worker.py, serves the calls; its workers are started by the warm-up calls, counted in the
+plugins/worker/server.py, serves the calls; its workers are started by the warm-up calls, counted in the
 CPU column, and ended at the end of each part) and `ours` (the same executables with
 PYCNI_WORKER=0: one interpreter per call, in-process delegation; what a call costs when no
 worker is up, e.g. the first call after a quiet spell). `--no-worker` leaves `ours+w` out.
@@ -288,7 +288,7 @@ def alternate(items: list, round_no: int) -> list:
 def warm_up(node_list: list[Node], pod: harness.Netns) -> None:
     """One untimed cycle per node (bridge and chains created); worker nodes: until the worker
     listens, then one more cycle so it has run each command once."""
-    from cni.worker_client import worker_count
+    from plugins.worker.client import worker_count
 
     for node in node_list:
         _cycle(node, pod, "warmup")
@@ -562,7 +562,7 @@ def b3(args, out: dict) -> None:
 
 def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: str) -> None:
     """VERSION calls until every worker listens, then a few DELs so each has served."""
-    from cni.worker_client import worker_count
+    from plugins.worker.client import worker_count
 
     want = worker_count(wenv)
     deadline = time.monotonic() + 60
@@ -590,7 +590,7 @@ import sys
 sys.path[:0] = [{repo!r}, {site!r}]
 sys.stderr.write("@@bench-start@@\\n")
 sys.stderr.flush()
-from cni.multicall import main
+from plugins.multicall import main
 main()
 """
 
@@ -606,7 +606,7 @@ def import_launchers(directory: str) -> str:
     main = os.path.join(directory, ".pycni-importtime")
     Path(main).write_text(LAUNCHER.format(python=python, repo=str(REPO), site=site))
     os.chmod(main, 0o755)
-    from cni.multicall import ENTRY_POINTS
+    from plugins.multicall import ENTRY_POINTS
 
     for name in ENTRY_POINTS:
         os.link(main, os.path.join(directory, name))

@@ -7,7 +7,7 @@ Each DIR must hold a `loopback` executable (a built dist/bin, an extracted relea
 a measurement variant from scripts/measure_layouts.py, the dev launchers). Figures per DIR:
 
 * floor: the executable started under a name that is no entry point (a symlink): bootloader,
-  interpreter and cni.multicall only; it exits 2 ("unknown entry point").
+  interpreter and plugins.multicall only; it exits 2 ("unknown entry point").
 * VERSION: `CNI_COMMAND=VERSION loopback` (PYCNI_WORKER=0) with a one-line config on stdin, the least any call
   costs: bootloader, interpreter, our imports, the reply.
 * VERSION via worker: the same call with a warm worker up (one, in a private worker directory,
@@ -124,7 +124,7 @@ def bench_dir(label: str, bindir: Path, stdin_path: str, args, node, pod) -> dic
         raise SystemExit(f"{label}: no executable {exe}")
     row = {"label": label, "dir": str(bindir)}
     # The floor: started under a name that is no entry point, the program only loads
-    # cni.multicall and exits 2. A symlink, so the candidate directory is left untouched.
+    # plugins.multicall and exits 2. A symlink, so the candidate directory is left untouched.
     with tempfile.TemporaryDirectory() as tmp:
         probe = os.path.join(tmp, "no-such-plugin")
         os.symlink(exe, probe)

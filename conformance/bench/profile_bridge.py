@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         print("needs root (network namespaces)", file=sys.stderr)
         return 2
 
-    from cni import multicall
     from cni.netns import in_netns
     from cni.skel import run
+    from plugins import multicall
     from plugins.bridge import PLUGIN
 
     multicall.set_self(os.path.join(args.bindir, "bridge"))

@@ -10,7 +10,7 @@ runs `--cases` hypothesis-generated cases. Most run in this interpreter through
 `cni.skel.run(plugin, env, stdin)` (for cnitool `cni.cnitool.run(argv, env, ...)`), the code
 path the executables take; every (cases / exec-cases)-th runs the real dist/bin executable, and
 every second of those (plugins only) goes through a warm worker (the default way a call runs:
-cni/worker.py) in a private worker directory, ended when the run ends; a traceback in the
+plugins/worker/server.py) in a private worker directory, ended when the run ends; a traceback in the
 workers' log is a finding.
 
 Per case: write the case's files, set up its pre-state, snapshot (node netns, pods, files), run,
@@ -80,7 +80,8 @@ def _on_alarm(signum, frame):  # noqa: ARG001
 
 
 def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -> tuple[int, str, str]:
-    from cni import multicall, skel
+    from cni import skel
+    from plugins import multicall
 
     out, err = io.StringIO(), io.StringIO()
     _ARMED[0] = True
@@ -582,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     import faulthandler
 
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
-    from cni import multicall
+    from plugins import multicall
 
     multicall.set_self(str(BIN / a.exe))  # our delegates then run in this interpreter
 

@@ -1,6 +1,6 @@
 """Warm worker (on unless PYCNI_WORKER=0): one pre-imported process runs the calls of many.
 
-Started in the background by the first client that finds no worker (cni/worker_client.py),
+Started in the background by the first client that finds no worker (plugins/worker/client.py),
 as this same executable with PYCNI_WORKER_SERVE=<socket path> and the client's environment
 minus CNI_*. It takes `<socket>.lock` (one worker per socket), imports every plugin module and
 builds their models, then listens on a SOCK_SEQPACKET unix socket (mode 0600). Each request
@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 
-from cni.worker_client import MAGIC, build_id, stable_env
+from plugins.worker.client import MAGIC, build_id, stable_env
 
 CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
@@ -175,7 +175,7 @@ class Worker:
         import ipam
         import plugins
 
-        skip = {"cni.cnitool", "cni.worker"}
+        skip = {"cni.cnitool", "plugins.worker.server"}
         for pkg in (cni, plugins, ipam):
             for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
                 if info.name not in skip:
@@ -332,7 +332,7 @@ class Worker:
             return None
         import fcntl
 
-        from cni.worker_client import _fnv1a64
+        from plugins.worker.client import _fnv1a64
 
         key = _fnv1a64(f"{cid}\0{env.get('CNI_IFNAME', '')}".encode("utf-8", "surrogateescape"))
         path = os.path.join(os.path.dirname(self.sock_path), f"a-{key % ATTACHMENT_STRIPES:03x}.att")
@@ -389,7 +389,8 @@ class Worker:
 
     def _run(self, name: str, env: dict[str, str], stdin_fd: int, stderr_fd: int) -> tuple[int, str]:
         """`cni.skel.main` without the process around it: (exit status, stdout)."""
-        from cni import multicall, skel
+        from cni import skel
+        from plugins import multicall
 
         stdin = open(stdin_fd, encoding="utf-8", errors="strict", closefd=True)  # noqa: SIM115
         stderr = open(  # noqa: SIM115

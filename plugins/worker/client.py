@@ -1,6 +1,6 @@
 """Client half of the warm worker (on unless PYCNI_WORKER=0): hand this invocation to a worker.
 
-A worker (cni/worker.py) is a short-lived process of this same build that has already imported
+A worker (plugins/worker/server.py) is a short-lived process of this same build that has already imported
 everything the plugins need; up to PYCNI_WORKER_PROCS of them (default: CPUs, at most 4) share
 the calls, each client picking one by its pid. A plugin process started by the runtime pays only for this module:
 it connects to the worker's socket and passes its stdin and stderr (SCM_RIGHTS) plus its name,

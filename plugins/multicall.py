@@ -25,8 +25,12 @@ _self_stat: os.stat_result | None = None
 
 
 def set_self(path: str) -> None:
-    """Record the file this process was started from, for the in-process delegation check."""
+    """Record the file this process was started from, and register `run_local` with
+    `cni.invoke`, so a delegate that is this very file runs in this interpreter."""
     global _self_id, _self_stat
+    from cni import invoke
+
+    invoke.set_local_runner(run_local)
     try:
         st = os.stat(path)
     except OSError:
@@ -34,6 +38,17 @@ def set_self(path: str) -> None:
         return
     _self_id = (st.st_dev, st.st_ino)
     _self_stat = st
+
+
+def run_local(path: str, env, stdin: bytes) -> tuple[int, str] | None:
+    """Run the delegate at `path` in this interpreter when it is one of our entry points and
+    the very file this process started from: (exit status, stdout); None otherwise."""
+    name = os.path.basename(path)
+    if name not in ENTRY_POINTS or not is_self(path):
+        return None
+    from cni.skel import run
+
+    return run(plugin_for(name), env, stdin)
 
 
 def is_self(path: str) -> bool:
@@ -77,7 +92,7 @@ def main(argv0: str | None = None) -> None:
     env = os.environ
     serve_path = env.get("PYCNI_WORKER_SERVE")
     if serve_path:
-        from cni import worker
+        from plugins.worker import server as worker
 
         worker.serve(serve_path, self_path)
     modname = ENTRY_POINTS.get(name)
@@ -92,7 +107,7 @@ def main(argv0: str | None = None) -> None:
         and env.get("CNI_COMMAND") in _WORKER_COMMANDS
         and worker_enabled(env)
     ):
-        from cni import worker_client
+        from plugins.worker import client as worker_client
 
         rc = worker_client.call(name, self_path, worker_client.build_id(_self_stat), env)
         if rc is not None:
