@@ -63,7 +63,7 @@ MAX_STDIN = 4 * 1024 * 1024  # bytes of a call's stdin
 STDIN_SECONDS = 30.0  # to read it (VERSION: VERSION_STDIN_SECONDS, as in-process)
 VERSION_STDIN_SECONDS = 0.2
 SEND_SECONDS = 5.0  # per reply datagram
-LOCK_SECONDS = attachment.MAX_WAIT  # wait for another call of the same attachment
+LOCK_SECONDS = attachment.MAX_WAIT  # for another call of the attachment (PYCNI_WORKER_LOCK_WAIT)
 DRAIN_SECONDS = 120.0  # calls in progress at exit
 STALE_SECONDS = 5.0  # a resident idle worker checks its executable this often
 LOG_PER_MINUTE = 60  # refusal lines in the worker log
@@ -248,6 +248,7 @@ class Worker:
         self.idle = _number("PYCNI_WORKER_IDLE", 30.0)
         self.max_requests = int(_number("PYCNI_WORKER_MAX", 10000))
         self.max_age = _number("PYCNI_WORKER_MAX_AGE", 600.0)
+        self.lock_wait = _number("PYCNI_WORKER_LOCK_WAIT", LOCK_SECONDS)
         self.started = time.monotonic()
         self.stale = False
         self.active = 0
@@ -479,7 +480,7 @@ class Worker:
             conn.send(b"A")
             with self.cond:
                 self.served += 1
-            held = attachment.acquire(self.dirfd, req.env, LOCK_SECONDS, req.inherited)
+            held = attachment.acquire(self.dirfd, req.env, self.lock_wait, req.inherited)
             if not caller.alive() or _peer_gone(conn):
                 return  # killed while it waited: the runtime no longer expects this call
             rc, out = self._call(req, caller, held is not None)
