@@ -166,7 +166,25 @@ class Request:
         """Close the descriptors and the connection (once)."""
         fds, self.fds = self.fds, []
         _close_all(fds)
-        self.conn.close()
+        _close(self.conn)
+
+
+def _close(conn) -> None:
+    """Close a connection after discarding what the client sent beyond its request: closing
+    with unread data would reset the connection before the client read our replies."""
+    import socket as _socket
+
+    try:
+        conn.setblocking(False)  # with a timeout set, Python would wait for data to come
+    except OSError:
+        pass
+    for _ in range(8):
+        try:
+            if not conn.recv(1, _socket.MSG_DONTWAIT | _socket.MSG_TRUNC):
+                break
+        except OSError:
+            break
+    conn.close()
 
 
 def parse(msg: bytes, fds: list[int]) -> tuple[str, str, dict[str, str]] | str:
@@ -429,8 +447,8 @@ class Worker:
             _close_all(fds)
             conn.close()
             return None
-        if not msg and not fds:
-            conn.close()  # hung up without a request
+        if not msg and not fds and _peer_gone(conn):
+            conn.close()  # hung up without a request (an empty datagram is refused below)
             return None
         why: str | None = None
         if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
@@ -455,7 +473,7 @@ class Worker:
         except OSError:
             pass
         _close_all(fds)
-        conn.close()
+        _close(conn)
 
     def handle(self, req: Request) -> None:
         """One request, on its own call thread (which ends with it)."""
@@ -548,9 +566,15 @@ class Worker:
         stay owned (and closed) by the request."""
         from cni import skel
 
-        stderr = open(  # noqa: SIM115
-            stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
-        )
+        try:
+            stderr = open(  # noqa: SIM115
+                stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                closefd=False,
+            )
+        except (OSError, ValueError):  # a directory, say: what the call writes there is lost
+            import io
+
+            stderr = io.StringIO()
         self.stderr.route(stderr)
         try:
             def source() -> bytes:
@@ -729,12 +753,12 @@ class Worker:
 
 
 def _peer_gone(conn) -> bool:
-    """True when the client closed its end (it sends nothing after its request)."""
+    """True when the client closed its end (what it may still have queued does not count)."""
     import select
 
     poller = select.poll()
-    poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLRDHUP)
-    return bool(poller.poll(0))
+    poller.register(conn, select.POLLRDHUP)
+    return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
 
 def _lock(dirfd: int, name: str, wait: float = 2.0) -> int | None:
