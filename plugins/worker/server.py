@@ -277,9 +277,14 @@ class Worker:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                     fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)]
             parts = msg.split(b"\0")
-            if len(parts) < 3 or parts[0] != MAGIC or len(fds) != 2:
+            if len(parts) < 3 or parts[0] != MAGIC or len(fds) < 2:
                 conn.send(b"Rbad request")
                 return
+            inherited = fds[3] if len(fds) > 3 else None  # the caller's attachment lock
+            for extra in fds[2:]:  # the client's pidfd: used by the new server (sec)
+                if extra != inherited:
+                    os.close(extra)
+            del fds[2:]
             name = parts[1].decode()
             build_id = parts[2].decode()
             env: dict[str, str] = {}
@@ -294,7 +299,11 @@ class Worker:
                 conn.send(b"R" + why.encode())
                 return
             conn.send(b"A")
-            attachment = self._lock_attachment(env, pid)
+            try:
+                attachment = self._lock_attachment(env, inherited)
+            finally:
+                if inherited is not None:
+                    os.close(inherited)
             try:
                 if attachment is not None and _peer_gone(conn):
                     return  # killed while it waited: the runtime no longer expects this call
@@ -302,7 +311,7 @@ class Worker:
                 fds = []  # closed by _run
             finally:
                 if attachment is not None:
-                    os.close(attachment)
+                    attachment.release()
             data = out.encode("utf-8", "surrogateescape")
             for i in range(0, len(data), 65536):
                 conn.send(b"O" + data[i : i + 65536])
@@ -317,32 +326,23 @@ class Worker:
                 os.close(fd)
             conn.close()
 
-    def _lock_attachment(self, env: dict[str, str], pid: int) -> int | None:
-        """For ADD, CHECK and DEL: an flock held while the call runs, shared by every worker of
-        this directory and keyed by CNI_CONTAINERID and CNI_IFNAME (one of ATTACHMENT_STRIPES
-        files); None for other commands. A client killed by the runtime's timeout does not stop
-        its call here as it stops a process, so the DEL the runtime sends next must wait for
-        that call to end instead of racing it and missing what it creates.
+    def _lock_attachment(self, env: dict[str, str], inherited: int | None):
+        """The attachment lock (plugins/worker/attachment.py) for ADD, CHECK and DEL, held while
+        the call runs: a runtime that killed a client on timeout must find that call finished
+        before its DEL runs. `inherited`: the lock the caller's ancestry holds (a delegate a
+        call executed), presented instead of waiting for it."""
+        from plugins.worker import attachment, directory
 
-        None too for a client (`pid`) that a worker's call executed (a delegate that is a copy
-        of this build, another build mid-upgrade, or what such a delegate executes in turn): it
-        runs while that call holds the lock and must not wait for it."""
-        cid = env.get("CNI_CONTAINERID", "")
-        if env.get("CNI_COMMAND") not in ("ADD", "CHECK", "DEL") or not cid or _child_of_worker(pid):
-            return None
-        import fcntl
-
-        from plugins.worker.client import _fnv1a64
-
-        key = _fnv1a64(f"{cid}\0{env.get('CNI_IFNAME', '')}".encode("utf-8", "surrogateescape"))
-        path = os.path.join(os.path.dirname(self.sock_path), f"a-{key % ATTACHMENT_STRIPES:03x}.att")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        dirfd = directory.open_worker_dir(os.path.dirname(self.sock_path), create=False)
+        if dirfd is None:
+            raise OSError("worker directory refused")
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            held = attachment.acquire(dirfd, env, attachment.MAX_WAIT, inherited)
+        finally:
+            os.close(dirfd)
+        if held is None:
+            raise OSError("attachment lock not had in time")
+        return held
 
     def log_exception(self) -> None:
         """Append the current exception's traceback to PYCNI_WORKER_LOG, when set."""
