@@ -174,7 +174,8 @@ def _call(name: str, self_path: str, build_id: str, env) -> tuple[int | None, st
             os.close(fd)
         busy.clear()
         names = [socket_name(build_id, env, i) for i in range(worker_count(env))]
-        return _serve_from(names, dirfd, busy, name, self_path, build_id, env)
+        rc, why2 = _serve_from(names, dirfd, busy, name, self_path, build_id, env)
+        return rc, f"{why}; {why2}" if rc is None else ""
     finally:
         for fd in busy:
             os.close(fd)
