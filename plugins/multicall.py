@@ -139,22 +139,12 @@ def worker_enabled(env) -> bool:
 
 
 def spawned_worker_setup(serve_path: str) -> None:
-    """A worker a call started (plugins/worker/client.py spawn_worker) leaves what it inherited
-    from that call: its working directory becomes /, its OOM score adjustment 0 (a runtime's
-    -999 would make it the last process the OOM killer picks), and it starts at niceness
-    SPAWN_NICE so that its start-up does not slow the call; once it listens on `serve_path`, a
-    thread puts the main thread (and so every request thread it starts later) back to 0."""
+    """A worker a call started (plugins/worker/client.py spawn_worker) begins at niceness
+    SPAWN_NICE, so that its start-up does not slow the call that started it; once it listens on
+    `serve_path`, a thread puts the main thread (and so every request thread it starts later)
+    back to 0. (Working directory and OOM score: the server resets them for every worker.)"""
     from plugins.worker.client import SPAWN_NICE
 
-    try:
-        os.chdir("/")
-    except OSError:
-        pass
-    try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write("0\n")
-    except OSError:
-        pass
     try:
         os.setpriority(os.PRIO_PROCESS, 0, SPAWN_NICE)
     except OSError:

@@ -414,9 +414,18 @@ def test_no_worker_is_started_past_the_directory_cap(wdir):
 
 
 def test_idle_worker_goes_away(node_ns, make_pod, state_dir, wdir):
+    """The resident worker a call starts stays past the idle time; with the opt-out
+    (PYCNI_WORKER_RESIDENT=0 in the caller's environment) it leaves when idle."""
     pod = make_pod()
     conf = bridge_conf(state_dir)
     kw = dict(netns=pod.path, in_netns=node_ns, extra_env=wenv(wdir, PYCNI_WORKER_IDLE="1"))
+    assert run_plugin(DIST / "bridge", "VERSION", conf, **kw).returncode == 0
+    wait_for_worker(wdir)
+    (resident,) = _worker_pids(wdir)
+    time.sleep(3)
+    assert _alive(resident), "the resident worker left when idle"
+    _kill([resident])
+    kw["extra_env"] = wenv(wdir, PYCNI_WORKER_IDLE="1", PYCNI_WORKER_RESIDENT="0")
     assert run_plugin(DIST / "bridge", "ADD", conf, containerid="i1", **kw).returncode == 0
     wait_for_worker(wdir)
     (pid,) = _worker_pids(wdir)
@@ -490,8 +499,9 @@ def test_caller_with_fewer_privileges_is_not_served(node_ns, make_pod, state_dir
 
 
 def test_worker_retires_at_max_age_and_a_successor_takes_over(node_ns, make_pod, state_dir, wdir):
-    """PYCNI_WORKER_MAX_AGE: a busy worker still retires; every call meanwhile succeeds."""
-    env = wenv(wdir, PYCNI_WORKER_MAX_AGE="2")
+    """PYCNI_WORKER_MAX_AGE: a busy (non-resident) worker still retires; every call meanwhile
+    succeeds."""
+    env = wenv(wdir, PYCNI_WORKER_MAX_AGE="2", PYCNI_WORKER_RESIDENT="0")
     conf = {"cniVersion": "1.0.0", "name": "v", "type": "bridge"}
     seen: set[int] = set()
     deadline = time.monotonic() + 12

@@ -420,7 +420,8 @@ def spawn_worker(dirfd: int, sock_name: str, self_path: str, env) -> bool:
     variable removed): a session of its own, /dev/null as stdin, stdout and stderr, no other
     descriptor (every inheritable one above 2 is closed in it); plugins/multicall.py then moves it
     to /, resets its OOM score to 0 and starts it at niceness SPAWN_NICE (PYCNI_WORKER_SPAWNED).
-    The resident socket's worker is started resident (PYCNI_WORKER_RESIDENT=1: no idle exit)."""
+    The resident socket's worker is started resident (PYCNI_WORKER_RESIDENT=1: no idle exit)
+    unless the caller's environment has PYCNI_WORKER_RESIDENT=0 (the opt-out)."""
     try:
         import fcntl
 
@@ -439,7 +440,7 @@ def spawn_worker(dirfd: int, sock_name: str, self_path: str, env) -> bool:
         }
         child_env["PYCNI_WORKER_SERVE"] = f"{worker_dir(env).rstrip('/')}/{sock_name}"
         child_env["PYCNI_WORKER_SPAWNED"] = "1"
-        if sock_name == RESIDENT_SOCKET:
+        if sock_name == RESIDENT_SOCKET and env.get("PYCNI_WORKER_RESIDENT", "1") != "0":
             child_env["PYCNI_WORKER_RESIDENT"] = "1"
         null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
