@@ -27,12 +27,13 @@ import os
 import threading
 import time
 
+# FD_VAR: the variable naming, in an executed delegate, the descriptor of its caller's lock
+from plugins.worker.client import ATTACHMENT_FD_VAR as FD_VAR
+
 STRIPES = 1024
 LOCKED_COMMANDS = ("ADD", "CHECK", "DEL")
 # How long a call may wait for another call of its attachment: as long as a call may run.
 MAX_WAIT = 120.0
-# The variable naming, in an executed delegate, the descriptor of its caller's lock.
-FD_VAR = "PYCNI_ATTACHMENT_FD"
 
 _current = threading.local()
 
@@ -155,19 +156,11 @@ def _wait_lock(fd: int, timeout: float) -> bool:
 
 
 def presented(env) -> int | None:
-    """The descriptor PYCNI_ATTACHMENT_FD names in `env` when it is open in this process and
-    above 2, else None. What it refers to is checked by `acquire`, not trusted."""
-    value = env.get(FD_VAR, "")
-    if not value.isdigit() or len(value) > 7:
-        return None
-    fd = int(value)
-    if fd <= 2:
-        return None
-    try:
-        os.fstat(fd)
-    except OSError:
-        return None
-    return fd
+    """The descriptor PYCNI_ATTACHMENT_FD names in `env` when it is open here (checked by
+    `acquire`, not trusted)."""
+    from plugins.worker.client import presented_lock
+
+    return presented_lock(env)
 
 
 def exec_extras() -> tuple[tuple[int, ...], dict[str, str | None]]:
