@@ -21,6 +21,8 @@ import socket
 import sys
 import time
 
+import worker_testlib as wt
+
 CASE_SECONDS = 15.0  # no single case may take longer (the worker's bounds are shorter)
 
 
@@ -209,7 +211,7 @@ class Driver:
                 if len(self.unread) > 100:
                     self.unread.pop(0).close()
                 return self.count("replies never read")
-            self.check(kind, fd_kinds, self.read(s))
+            self.check(kind, fd_kinds, wt.replies(s, CASE_SECONDS))
         except TimeoutError:
             self.findings.append({"kind": kind, "fds": fd_kinds, "problem": "timed out"})
         except OSError as e:
@@ -223,17 +225,6 @@ class Driver:
             self.slowest[kind] = max(self.slowest.get(kind, 0.0), round(took, 3))
             if took > CASE_SECONDS:
                 self.findings.append({"kind": kind, "problem": "slow", "s": took})
-
-    @staticmethod
-    def read(s: socket.socket) -> list[bytes]:
-        out = []
-        while True:
-            msg = s.recv(1 << 20)
-            if not msg:
-                return out
-            out.append(msg)
-            if msg[:1] in (b"X", b"R"):
-                return out
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -286,7 +277,6 @@ if __name__ == "__main__":
 # ---------------------------------------------------------------- the test
 
 import pytest  # noqa: E402
-import worker_testlib as wt  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
