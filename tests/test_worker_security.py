@@ -358,3 +358,28 @@ def test_peer_pin_falls_back_to_the_sent_pidfd_only_when_it_is_the_peer(monkeypa
             os.close(fd)
         a.close()
         b.close()
+
+
+def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
+    """Finding 7: a call whose stderr is a directory is answered (the old worker closed that
+    descriptor twice and sent nothing after "A"), and leaves no descriptor behind."""
+    with wt.Served() as served:
+        served.start()
+        wt.call(served, b"{}", served.call_env("VERSION"))
+        before = wt.descriptors(served.pid)
+        env = served.call_env("ADD", CNI_CONTAINERID="e1", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent")
+        r, w = os.pipe()
+        os.write(w, b"{not json")
+        os.close(w)
+        d = os.open(served.dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with served.connect() as s:
+                wt.send(s, wt.request(env), [r, d])
+                replies = wt.replies(s)
+        finally:
+            os.close(r)
+            os.close(d)
+        rc, out = _cni([m.decode() for m in replies])
+        assert rc == 1 and out["code"] == 6, out  # the config's decoding error, as in-process
+        time.sleep(0.3)
+        assert wt.descriptors(served.pid) <= before

@@ -688,7 +688,11 @@ class Worker:
         for _ in range(PENDING_MAX):
             try:
                 conn, _ = listener.accept()
-            except OSError:
+            except OSError as e:
+                import errno
+
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(0.05)  # out of descriptors: let calls end instead of spinning
                 return  # nothing more (EAGAIN), or a connection that went away
             conn.setblocking(False)
             fd = conn.fileno()
