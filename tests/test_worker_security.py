@@ -383,3 +383,23 @@ def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
         assert rc == 1 and out["code"] == 6, out  # the config's decoding error, as in-process
         time.sleep(0.3)
         assert wt.descriptors(served.pid) <= before
+
+
+def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
+    """Finding 6: a call's stdin is read up to MAX_STDIN bytes; an endless one (/dev/zero) is
+    CNI error 5 naming the limit, not a worker that reads until memory runs out."""
+    from plugins.worker import server
+
+    with wt.Served() as served:
+        served.start()
+        env = served.call_env("ADD", CNI_CONTAINERID="big", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent")
+        zero = os.open("/dev/zero", os.O_RDONLY)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            with served.connect() as s:
+                wt.send(s, wt.request(env), [zero, null])
+                rc, out = _cni([m.decode() for m in wt.replies(s)])
+        finally:
+            os.close(zero)
+            os.close(null)
+        assert rc == 1 and out["code"] == 5 and str(server.MAX_STDIN) in out["msg"], out
