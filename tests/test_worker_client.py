@@ -4,7 +4,9 @@ plugins/worker/attachment.py) with the built executables.
 What must hold (issue 16): the client checks the server before it sends anything, so a process
 that replaced a worker's socket gets nothing and the call runs in-process with the right result
 (finding 2); an in-process call takes the same attachment lock as a worker, so a DEL that runs
-in-process waits for an ADD a worker is finishing (finding 4); a worker a call starts holds
+in-process waits for an ADD a worker is finishing (finding 4: tests/test_worker.py,
+test_del_after_a_killed_client_waits_for_its_call[in-process]) and a delegate it executes
+presents that lock instead of waiting for it; a worker a call starts holds
 nothing of that call (descriptors, working directory, OOM score) and starts at a lower priority
 (finding 5); a call that finds no worker starts at most one, the resident one, in the background;
 a relative PYCNI_WORKER_DIR is not used.
@@ -16,12 +18,10 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -30,18 +30,15 @@ import pytest
 from harness import run_plugin
 from test_worker import (
     DIST,
-    _client_pids,
     _needs,  # noqa: F401 - module fixture: skips without a build
     bridge_conf,
     pod_addr,
     served,
-    start_worker,
     wait_for_worker,
     wdir,  # noqa: F401 - fixture
     wenv,
 )
 
-from conformance.workers import end as _kill
 from conformance.workers import worker_pids as _worker_pids
 from plugins.worker import client
 
@@ -248,47 +245,6 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
     finally:
         proc.kill()
         proc.wait()
-
-
-def test_in_process_del_waits_for_the_add_a_worker_is_finishing(node_ns, make_pod, state_dir, wdir):  # noqa: F811
-    """Finding 4: a runtime kills an ADD client at its timeout (its call goes on in the worker)
-    and its DEL runs in-process (PYCNI_WORKER=0 here; likewise a refused or retiring worker):
-    the DEL waits for the ADD's attachment lock, then removes everything the ADD made."""
-    pod = make_pod()
-    start_worker(node_ns, make_pod(), wdir, state_dir)
-    conf = {  # flannel waits for subnet.env: the ADD stays in the worker until it is written
-        "cniVersion": "1.0.0", "name": "cbr0", "type": "flannel", "subnetFileWait": 20,
-        "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
-        "ipam": {"dataDir": str(state_dir.networks)}, "delegate": {"bridge": "cni9"},
-    }
-    kw = dict(netns=pod.path, containerid="k4", in_netns=node_ns, timeout=40)
-    results: dict[str, object] = {}
-    add = threading.Thread(target=lambda: results.update(
-        add=run_plugin(DIST / "flannel", "ADD", conf, extra_env=wenv(wdir), **kw)))
-    add.start()
-    deadline = time.monotonic() + 10
-    while not (pids := _client_pids("k4", "ADD")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert pids, "the ADD client never started"
-    time.sleep(0.5)  # accepted by the worker, which now waits for subnet.env
-    _kill(pids, signal.SIGKILL)
-    add.join(10)
-    in_process = wenv(wdir, PYCNI_WORKER="0")
-    dele = threading.Thread(target=lambda: results.update(
-        dele=run_plugin(DIST / "flannel", "DEL", conf, extra_env=in_process, **kw)))
-    dele.start()
-    dele.join(1.5)
-    assert dele.is_alive(), f"in-process DEL did not wait for the worker's ADD: {results.get('dele')}"
-    state_dir.subnet_env.write_text(
-        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
-    )
-    dele.join(30)
-    r = results["dele"]
-    assert r.returncode == 0 and "pycni worker:" not in r.stderr, r.stdout + r.stderr
-    assert pod.ip("link", "show", "eth0", check=False).returncode != 0, "the ADD left eth0"
-    assert not [p for p in state_dir.networks.rglob("*") if p.is_file() and p.name[0].isdigit()]
-    assert not (state_dir.flannel / "k4").exists()
-    assert "veth" not in node_ns.ip("-o", "link", "show").stdout
 
 
 def test_in_process_delegate_presents_its_callers_lock(node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
