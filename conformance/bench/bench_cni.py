@@ -286,57 +286,26 @@ def alternate(items: list, round_no: int) -> list:
 
 
 def warm_up(node_list: list[Node], pod: harness.Netns) -> None:
-    """One untimed cycle per node (bridge and chains created); worker nodes: until the resident
-    worker listens and has run each command, then bursts of VERSION calls until the burst
-    workers are up too (as on a node: a call that finds every live worker busy starts the next)."""
+    """One untimed cycle per node (bridge and chains created); worker nodes: until the worker
+    listens, then one more cycle so it has run each command once."""
     from plugins.worker.client import worker_count
 
     for node in node_list:
         _cycle(node, pod, "warmup")
         if not node.variant.worker:
             continue
-        # the first call starts the resident worker; serial calls start no other
+        # each client picks a worker by its pid: cycle until every worker is up and has
+        # served (a call that finds its worker missing starts it and runs in-process)
+        want = worker_count(node.env)
         deadline = time.monotonic() + 60
         n = 0
-        while node.workers_listening() < 1 or n < 2:
+        while node.workers_listening() < want or n < 2 * want:
             if time.monotonic() > deadline:
-                raise BenchError(f"{node.impl}: no worker up after 60 s")
+                raise BenchError(f"{node.impl}: {node.workers_listening()} of {want} workers up after 60 s")
             _cycle(node, pod, f"warmup{n}")
             n += 1
-            if node.workers_listening() < 1:
+            if node.workers_listening() < want:
                 time.sleep(0.2)
-        bring_up_workers(node.workers_listening, lambda node=node: _version_call(node),
-                         worker_count(node.env), node.impl)
-
-
-def _version_call(node: Node) -> None:
-    """One VERSION call of our bridge on `node` (untimed)."""
-    harness.run_plugin(Path(node.bindir) / "bridge", "VERSION", {"cniVersion": "1.0.0"},
-                       in_netns=node.ns, extra_env=node.env)
-
-
-def bring_up_workers(listening: Callable[[], int], call: Callable[[], None], want: int, what: str) -> None:
-    """Serial `call`s until the resident worker listens, then bursts of concurrent ones until
-    `want` workers listen: as on a node, a call that finds every live worker busy starts the
-    next (plugins/worker/client.py)."""
-    import threading
-
-    deadline = time.monotonic() + 60
-    while listening() < 1:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: no worker up after 60 s")
-        call()
-        time.sleep(0.1)
-    deadline = time.monotonic() + 30
-    while listening() < want:
-        if time.monotonic() > deadline:
-            raise BenchError(f"{what}: {listening()} of {want} workers up after 30 s")
-        threads = [threading.Thread(target=call) for _ in range(4 * want)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        time.sleep(0.5)
 
 
 def variants_for(args, make_ref, make_ours, extra: tuple[Variant, ...] = ()) -> list[Variant]:
@@ -592,13 +561,19 @@ def b3(args, out: dict) -> None:
 
 
 def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: str) -> None:
-    """VERSION calls until every worker listens (bring_up_workers), then a few DELs."""
+    """VERSION calls until every worker listens, then a few DELs so each has served."""
     from plugins.worker.client import worker_count
 
     want = worker_count(wenv)
-    bring_up_workers(lambda: len(list(Path(wdir).glob("*.sock"))),
-                     lambda: _hl_exec(exe, {**bhl.env_for("VERSION", "warm"), **wenv}, stdin),
-                     want, "host-local workers")
+    deadline = time.monotonic() + 60
+    while len(list(Path(wdir).glob("*.sock"))) < want:
+        if time.monotonic() > deadline:
+            log_file = Path(wenv.get("PYCNI_WORKER_LOG", "/nonexistent"))
+            detail = log_file.read_text()[-2000:] if log_file.exists() else "(no worker log)"
+            up = sorted(p.name for p in Path(wdir).iterdir())
+            raise BenchError(f"host-local workers: not {want} up after 60 s; {wdir}: {up}; log: {detail}")
+        _hl_exec(exe, {**bhl.env_for("VERSION", "warm"), **wenv}, stdin)
+        time.sleep(0.1)
     for i in range(4 * want):
         _hl_exec(exe, {**bhl.env_for("DEL", f"warm{i}"), **wenv}, stdin)
 
