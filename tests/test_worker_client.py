@@ -41,6 +41,7 @@ from test_worker import (
 
 from conformance.workers import worker_pids as _worker_pids
 from plugins.worker import client
+from plugins.worker.attachment import stripe_name as attachment_stripe
 
 pytestmark = pytest.mark.netns
 
@@ -204,7 +205,8 @@ def _traced_add(node_ns, pod, state_dir, wdir, trace: Path, cid: str):  # noqa: 
     return proc
 
 
-@pytest.mark.parametrize("squatter", ["another executable", "uid 0 without capabilities"])
+@pytest.mark.parametrize("squatter", ["another executable", "uid 0 without capabilities",
+                                      "pid 1 of its own pid namespace"])
 def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
     """Finding 2: whatever listens on the resident socket and is not a worker of this build
     with at least the client's capabilities is sent nothing (no request, no descriptor), and
@@ -213,6 +215,12 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
     record = tmp_path / "record"
     if squatter == "another executable":
         proc = subprocess.Popen([sys.executable, "-c", SQUATTER, str(sock), str(record)])
+    elif squatter == "pid 1 of its own pid namespace":  # init passes only in the client's own
+        unshare = shutil.which("unshare", path=harness.SAFE_PATH)
+        if unshare is None:
+            pytest.skip("unshare (util-linux) not installed")
+        proc = subprocess.Popen([unshare, "--pid", "--fork", "--kill-child", sys.executable, "-c",
+                                 SQUATTER, str(sock), str(record)])
     else:  # the very executable, serving as a worker, but with every capability dropped
         setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
         if setpriv is None:
@@ -229,12 +237,12 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
         trace = tmp_path / "trace"
         r = _traced_add(node_ns, pod, state_dir, wdir, trace, "sq1")
         assert r.returncode == 0, r.stdout + r.stderr
-        reason = "another executable" if squatter == "another executable" else "fewer capabilities"
+        reason = "fewer capabilities" if "capabilities" in squatter else "another executable"
         assert f"server not trusted ({reason}); nothing sent" in r.stderr, r.stderr
         assert _traced_unix_sends(trace) == [], "the client sent something over a unix socket"
         result = json.loads(r.stdout)
         assert pod_addr(pod) == [result["ips"][0]["address"]]
-        if squatter == "another executable":
+        if "capabilities" not in squatter:
             assert "got 0 bytes 0 ancillary" in record.read_text(), record.read_text()
             assert "got 0 bytes 0 ancillary" == record.read_text().splitlines()[-1]
         env = harness.plugin_env("DEL", netns=pod.path, containerid="sq1", cni_path=str(DIST),
@@ -314,3 +322,19 @@ def test_attachment_lock_unit(tmp_path):
     finally:
         os.close(dirfd)
 
+
+
+def test_in_process_call_without_a_worker_directory_creates_none(tmp_path):
+    """PYCNI_WORKER=0 and no worker directory: no worker can be running a call to wait for, so
+    the in-process DEL takes no lock and creates nothing; with the directory, it locks in it."""
+    missing = tmp_path / "absent"
+    conf = {"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}
+    env = {"PYCNI_WORKER": "0", "PYCNI_WORKER_DIR": str(missing)}
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid="nd1", extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not missing.exists()
+    missing.mkdir(mode=0o700)
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid="nd1", extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [p.name for p in missing.iterdir()] == [attachment_stripe({"CNI_CONTAINERID": "nd1",
+                                                                     "CNI_IFNAME": "eth0"})]
