@@ -338,3 +338,50 @@ def test_in_process_call_without_a_worker_directory_creates_none(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert [p.name for p in missing.iterdir()] == [attachment_stripe({"CNI_CONTAINERID": "nd1",
                                                                      "CNI_IFNAME": "eth0"})]
+
+
+def test_executed_delegate_gets_the_held_lock(tmp_path):
+    """cni.invoke runs the hook the entry point registers: a delegate executed while the thread
+    holds an attachment lock gets that descriptor and PYCNI_ATTACHMENT_FD naming it; without a
+    held lock, a stale PYCNI_ATTACHMENT_FD is removed from its environment."""
+    from cni import invoke
+    from plugins.worker import attachment, directory
+
+    d = tmp_path / "w"
+    d.mkdir(mode=0o700)
+    script = tmp_path / "delegate"
+    script.write_text('#!/bin/sh\nreadlink "/proc/self/fd/${PYCNI_ATTACHMENT_FD:-none}" || echo none\n')
+    script.chmod(0o755)
+    env = {"PATH": harness.SAFE_PATH, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "x1",
+           "CNI_IFNAME": "eth0", "PYCNI_ATTACHMENT_FD": "77"}
+    dirfd = directory.open_worker_dir(str(d), create=False)
+    assert dirfd is not None
+    invoke.set_exec_extras(attachment.exec_extras)
+    try:
+        held = attachment.acquire(dirfd, env, 1.0)
+        assert held is not None
+        try:
+            out = invoke.exec_plugin(str(script), env, b"").decode().strip()
+        finally:
+            held.release()
+        assert out == str(d / attachment.stripe_name(env))
+        assert invoke.exec_plugin(str(script), env, b"").decode().strip() == "none"
+    finally:
+        invoke.set_exec_extras(None)
+        os.close(dirfd)
+
+
+def test_cni_imports_nothing_from_plugins_or_ipam():
+    """Layering: cni/ is the spec library; the entry point registers what it needs (local runner,
+    exec extras) with cni.invoke."""
+    import ast
+
+    for path in (harness.REPO_ROOT / "cni").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.split(".")[0] in ("plugins", "ipam")]
+            assert not bad, f"{path.name} imports {bad}"
