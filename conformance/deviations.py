@@ -249,6 +249,15 @@ _ALL = [
         "`cnitool doctor --fix --network NAME``",
     ),
     Deviation(
+        "I16-bridge-readdress",
+        "improve",
+        "issue 17 part 1 (bridge heals what is provably safe); plugins/bridge_readdress.py",
+        "a bridge holding an address of another subnet with no port but the ADD's own is "
+        "re-addressed (old address and the routes through it removed, stderr says so) and the "
+        "ADD succeeds; with ports attached the reference's `failed to set bridge addr: ...` is "
+        "followed by `; ports still attached: <port> (<pod addresses>); fix: ...`",
+    ),
+    Deviation(
         "I13-masq-del-iface-gone",
         "improve",
         "plugins/bridge.py (DEL removes masquerade rules whatever the pod state); "
@@ -292,6 +301,9 @@ def exhaustion_counts(held: int, dead: int, unknown: int, network: str) -> str:
         f"`cnitool doctor --fix --network {network}`"
     )
 
+
+PORTS_ATTACHED = re.compile(r"; ports still attached: .*; fix: [^;]*$")
+"""What our bridge adds to the reference's `failed to set bridge addr` message (I16)."""
 
 INDEX_DIR = ".pycni-index"
 """Our host-local's owner index directory inside `<dataDir>/<network>/` (I5)."""
