@@ -121,3 +121,16 @@ def test_fix_bridge_address_for_doctor(node_ns: Netns, make_pod) -> None:
         'added 10.250.10.1/24 to "testbr0"',
     ]
     assert bt.addrs(node_ns, "testbr0") == ["10.250.10.1/24"]
+
+
+def test_conflicting_follows_the_reference_rule() -> None:
+    import ipaddress
+
+    from plugins.bridge_readdress import conflicting
+
+    i = ipaddress.ip_interface
+    gw4, gw6 = i("10.250.10.1/24"), i("fd00:10::1/64")
+    have = [i("10.250.10.1/24"), i("10.250.9.1/24"), i("192.168.1.1/16"), i("fe80::1/64"),
+            i("fd00:10::5/64"), i("fd00:11::1/64")]
+    assert conflicting(have, gw4) == [i("10.250.9.1/24"), i("192.168.1.1/16")]
+    assert conflicting(have, gw6) == [i("fd00:10::5/64")]
