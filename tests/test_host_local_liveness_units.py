@@ -187,3 +187,19 @@ def test_reclaim_frees_only_what_is_still_dead(tmp_path, host):
     assert (data / NET / "10.0.0.5").read_bytes() == b"new\r\neth0"
     assert reclaim(str(data), NET, forged, host) == []  # idempotent
     assert reclaim(str(tmp_path / "none"), NET, forged, host) == []
+
+
+def test_proc_paths_are_looked_up_under_the_proc_root(tmp_path, host, monkeypatch):
+    """CNI_NETNS=/proc/<pid>/ns/net (docker's form) is examined under PYCNI_PROC_ROOT."""
+    proc = tmp_path / "proc"
+    (proc / "4242" / "ns").mkdir(parents=True)
+    (proc / "4242" / "ns" / "net").write_text("")
+    monkeypatch.setenv("PYCNI_PROC_ROOT", str(proc))
+    fake = Host(host.boot_id_file, str(proc))
+    assert fake.resolve("/proc/4242/ns/net") == f"{proc}/4242/ns/net"
+    assert fake.resolve("/run/netns/x") == "/run/netns/x"
+    data = tmp_path / "data"
+    add(data, "10.0.0.2", "a", "/proc/4242/ns/net")
+    assert by_ip(lease_states(str(data), NET, fake))["10.0.0.2"] == (LIVE, liveness.NETNS_PRESENT)
+    (proc / "4242" / "ns" / "net").unlink()  # the process (and with it the namespace) is gone
+    assert by_ip(lease_states(str(data), NET, fake))["10.0.0.2"] == (DEAD, liveness.NETNS_GONE)
