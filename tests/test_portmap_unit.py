@@ -489,3 +489,46 @@ def test_del_fast_path_detects_mappings_like_go_decoding():
     assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
     assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
     assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
+
+
+# --------------------------------------------------------------------------- mappings in place
+
+
+def test_mappings_in_place_from_iptables_save():
+    from plugins.portmap_holders import Mapped, from_iptables
+
+    net = ipaddress.ip_interface("10.1.0.2/24")
+    lines = pi.save_lines(pi.plan(settings(), "ctr-a", net), False)
+    state = parse_save("*nat\n" + "\n".join(lines) + "\nCOMMIT\n")
+    got = from_iptables(state.chains, pi.TOP_LEVEL_DNAT)
+    wanted = {
+        (m.proto, m.host_port, m.destination(4)) for m in settings().mappings if m.applies_to(4)
+    }
+    assert {(g.protocol, g.host_port, g.host_ip) for g in got} == wanted
+    assert {(g.container_id, g.network) for g in got} == {("ctr-a", "test")}
+    assert isinstance(got[0], Mapped)
+
+
+def test_mappings_in_place_from_nft_json_and_clashes():
+    from plugins.portmap_holders import Mapped, clashes, from_nftables
+
+    rule = {  # as `nft -j list table ip cni_hostport` prints it
+        "family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 2, "comment": "abc",
+        "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": "10.0.0.5"}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                       "right": 8080}},
+            {"dnat": {"addr": "10.1.0.2", "port": 80}},
+        ],
+    }
+    assert from_nftables([rule]) == [Mapped("abc", "", "tcp", 8080, "10.0.0.5")]
+    held = [Mapped("abc", "", "tcp", 8080, "10.0.0.5"), Mapped("def", "n", "udp", 53, "")]
+    assert clashes([("tcp", 8080, "")], held, "me") == [
+        "hostPort 8080/tcp on every address is already mapped by container abc"
+    ]
+    assert clashes([("tcp", 8080, "10.0.0.6"), ("udp", 8080, "")], held, "me") == []
+    assert clashes([("udp", 53, "10.0.0.6")], held, "me") == [
+        "hostPort 53/udp on 10.0.0.6 is already mapped by container def of network n"
+    ]
+    assert clashes([("tcp", 8080, "")], held, "abc") == []  # its own mappings (a re-ADD)
