@@ -8,7 +8,7 @@ from typing import Any
 
 from cni.errors import CNIError
 from plugins.doctor.node import Node
-from plugins.doctor.report import FAIL, OK, WARN, Check, ok
+from plugins.doctor.report import FAIL, WARN, Check, ok
 
 
 def _json_offset(path: str) -> str:
@@ -107,7 +107,7 @@ def check_winner(node: Node) -> Check:
             listed = "; ".join(f"{os.path.basename(n.path)}: {', '.join(_subnets(n))}" for n in nets)
             problems.append(f"bridge {bridge} is used with different subnets ({listed})")
             objects += [n.path for n in nets]
-            fix = fix or f"give each configuration its own bridge name, or remove the unused one"
+            fix = fix or "give each configuration its own bridge name, or remove the unused one"
     if not problems:
         note = ""
         if node.only is not None and node.only != first.conf.name:
@@ -204,4 +204,3 @@ def check_plugins(node: Node) -> Check:
 
 
 CHECKS = [check_parse, check_winner, check_plugins]
-_ = OK

@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from plugins.doctor.node import Network, Node
-from plugins.doctor.report import FAIL, WARN, Check, Repair, ok, worst
+from plugins.doctor.report import FAIL, WARN, Check, Repair, ok
 
 NO_FLANNEL = "no flannel network in {dir}: not applicable"
 
@@ -64,8 +64,16 @@ def _gateways(net: Network) -> list[Any]:
     return out
 
 
-def _usable(nets: list[Network]) -> list[Network]:
-    return [n for n in nets if n.subnet_env is not None and n.bridge]
+def _usable(check_id: str, node: Node) -> list[Network] | Check:
+    """The flannel networks with a usable subnet.env and a bridge, or the ok Check saying why
+    there is nothing to examine."""
+    nets = node.flannel_networks()
+    if not nets:
+        return _none(check_id, node)
+    usable = [n for n in nets if n.subnet_env is not None and n.bridge]
+    if not usable:
+        return ok(check_id, "no usable subnet.env (see flannel.subnet-env): not checked")
+    return usable
 
 
 def _port_text(node: Node, link: Any) -> str:
@@ -78,12 +86,9 @@ def _port_text(node: Node, link: Any) -> str:
 
 def check_bridge_addr(node: Node) -> Check:
     """cni0 (the flannel delegate's bridge) carries the FLANNEL_SUBNET gateway address."""
-    nets = node.flannel_networks()
-    if not nets:
-        return _none("flannel.bridge-addr", node)
-    usable = _usable(nets)
-    if not usable:
-        return ok("flannel.bridge-addr", "no usable subnet.env (see flannel.subnet-env): not checked")
+    usable = _usable("flannel.bridge-addr", node)
+    if isinstance(usable, Check):
+        return usable
     found = []
     for net in usable:
         bridge = net.bridge
@@ -129,12 +134,9 @@ def _readdress(bridge: str, gw: Any, old: str):
 
 def check_mtu(node: Node) -> Check:
     """cni0 and every port on it have FLANNEL_MTU; names the pods that do not."""
-    nets = node.flannel_networks()
-    if not nets:
-        return _none("flannel.mtu", node)
-    usable = _usable(nets)
-    if not usable:
-        return ok("flannel.mtu", "no usable subnet.env (see flannel.subnet-env): not checked")
+    usable = _usable("flannel.mtu", node)
+    if isinstance(usable, Check):
+        return usable
     found, wrong, objects = [], [], []
     for net in usable:
         mtu = net.delegate.get("mtu") if net.delegate else net.subnet_env.mtu
@@ -144,15 +146,16 @@ def check_mtu(node: Node) -> Check:
             continue
         br = node.links[bridge]
         ports = node.ports(bridge)
-        if br.mtu != mtu:
+        if ports and br.mtu != mtu:  # a bridge without ports says nothing: it follows its ports
             wrong.append(f"{bridge} has MTU {br.mtu}")
             objects.append(bridge)
         bad = [p for p in ports if p.mtu != mtu]
         for p in bad:
             wrong.append(f"{_port_text(node, p)} has MTU {p.mtu}")
             objects.append(p.name)
-        if not bad and br.mtu == mtu:
-            found.append(f"{bridge} and its {len(ports)} port(s) have MTU {mtu} (FLANNEL_MTU)")
+        if not bad and (br.mtu == mtu or not ports):
+            found.append(f"{bridge} and its {len(ports)} port(s) have MTU {mtu} (FLANNEL_MTU)"
+                         if ports else f"{bridge} has no port yet (new pods get MTU {mtu})")
     if wrong:
         mtu = usable[0].subnet_env.mtu
         return Check(
@@ -237,4 +240,3 @@ def check_saved(node: Node) -> Check:
 
 
 CHECKS = [check_subnet_env, check_bridge_addr, check_mtu, check_saved]
-_ = worst

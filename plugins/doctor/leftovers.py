@@ -22,7 +22,7 @@ def dead_attachments(node: Node, network: str) -> list[Any]:
     ]
 
 
-def _still_dead(node: Node, cid: str) -> bool:
+def still_dead(node: Node, cid: str) -> bool:
     """Re-read the evidence: every cached attachment of `cid` names a namespace that is gone."""
     from cni.cache import ResultCache
     from cni.netns import netns_exists
@@ -33,7 +33,7 @@ def _still_dead(node: Node, cid: str) -> bool:
         return False
     if atts:
         return all(a.netns and not netns_exists(a.netns) for a in atts)
-    return node.owner(cid).state == "dead"
+    return node.fresh().owner(cid).state == "dead"
 
 
 def _del_cached(node: Node, att: Any) -> str:
@@ -86,7 +86,7 @@ def release_dead(node: Node, net: Network, cids: list[str]):
 
         done = []
         for cid in cids:
-            if not _still_dead(node, cid):
+            if not still_dead(node, cid):
                 continue
             try:
                 atts = [a for a in ResultCache(node.cache_dir).attachments(cid) if a.network == net.name]

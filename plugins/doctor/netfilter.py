@@ -179,4 +179,3 @@ def check_backend(node: Node) -> Check:
 
 
 CHECKS = [check_forward, check_backend]
-_ = FAIL

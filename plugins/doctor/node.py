@@ -21,6 +21,7 @@ DEFAULT_CACHE_DIR = "/var/lib/cni"
 DEFAULT_CNI_PATH = "/opt/cni/bin"
 EXTENSIONS = (".conf", ".conflist", ".json")
 DEFAULT_BRIDGE = "cni0"
+DEFAULT_LEASE_DIR = "/var/lib/cni/networks"
 
 
 @dataclass
@@ -89,12 +90,23 @@ class Node:
         self.proc_root = proc_root
         self.sys_root = sys_root
         self._ipr: Any = None
+        self._fresh: Node | None = None
+
+    def fresh(self) -> Node:
+        """A Node configured like this one that reads everything again (made once, at the first
+        call): repairs judge evidence by it, not by what the checks saw earlier."""
+        if self._fresh is None:
+            self._fresh = Node(self.env, network=self.only, proc_root=self.proc_root,
+                               sys_root=self.sys_root)
+        return self._fresh
 
     def close(self) -> None:
         """Release the netlink socket, if one was opened."""
         if self._ipr is not None:
             self._ipr.close()
             self._ipr = None
+        if self._fresh is not None:
+            self._fresh.close()
 
     # ------------------------------------------------------------------ configurations
 
@@ -211,6 +223,47 @@ class Node:
             if known is None or _rank(state) > _rank(known.state):
                 out[att.container_id] = Owner(att.container_id, state, att.netns, why)
             out[att.container_id].networks.add(att.network)
+        from ipam.liveness import DEAD, LIVE
+
+        for states in self.leases.values():
+            for ls in states:
+                if ls.state not in (DEAD, LIVE):
+                    continue
+                state = "dead" if ls.state == DEAD else "live"
+                known = out.get(ls.container_id)
+                if known is None or _rank(state) > _rank(known.state):
+                    why = f"lease {ls.ip}: {ls.reason}" + (f" ({ls.netns})" if ls.netns else "")
+                    out[ls.container_id] = Owner(ls.container_id, state, ls.netns, why)
+        return out
+
+    def lease_dirs(self) -> list[tuple[Network, str, str]]:
+        """(network, host-local dataDir, network name) of every network whose leases are kept by
+        host-local, once per directory."""
+        out, seen = [], set()
+        for net in self.networks:
+            data_dir = None
+            if net.ipam is not None:
+                data_dir = net.ipam.data_dir
+            elif net.flannel is not None:
+                ipam = net.flannel.ipam or {}
+                if ipam.get("type", "host-local") == "host-local":
+                    data_dir = ipam.get("dataDir") or DEFAULT_LEASE_DIR
+            if data_dir and (data_dir, net.name) not in seen:
+                seen.add((data_dir, net.name))
+                out.append((net, data_dir, net.name))
+        return out
+
+    @cached_property
+    def leases(self) -> dict[tuple[str, str], list[Any]]:
+        """(dataDir, network) -> the state of each lease (ipam.liveness.LeaseState), read only."""
+        from ipam.liveness import lease_states
+
+        out = {}
+        for _, data_dir, name in self.lease_dirs():
+            try:
+                out[(data_dir, name)] = lease_states(data_dir, name)
+            except (CNIError, OSError):
+                out[(data_dir, name)] = []
         return out
 
     def owner(self, container_id: str) -> Owner:

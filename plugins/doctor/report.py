@@ -43,12 +43,6 @@ def ok(check_id: str, message: str, objects: Sequence[str] = ()) -> Check:
     return Check(check_id, OK, message, None, list(objects))
 
 
-def worst(*statuses: str) -> str:
-    """The most severe of `statuses` (ok < warn < fail)."""
-    order = (OK, WARN, FAIL)
-    return max(statuses, key=order.index, default=OK)
-
-
 def summary(checks: Sequence[Check]) -> dict[str, int]:
     """How many checks are ok, warn and fail."""
     out = {OK: 0, WARN: 0, FAIL: 0}
