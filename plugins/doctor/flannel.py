@@ -48,7 +48,7 @@ def check_subnet_env(node: Node) -> Check:
                          "configuration (kube-flannel-cfg net-conf.json)", [path])
         env = net.subnet_env
         found.append(
-            f"{path}: FLANNEL_SUBNET={env.subnet or env.ip6_subnet} inside "
+            f"{path}: node subnet {env.subnet or env.ip6_subnet} inside "
             f"{', '.join(env.route_dsts())}, MTU {env.mtu}, IPMASQ {str(env.ipmasq).lower()}"
         )
     return ok("flannel.subnet-env", "; ".join(found), [n.flannel.subnet_file() for n in nets])
@@ -208,8 +208,12 @@ def check_saved(node: Node) -> Check:
         entries = saved_entries(data_dir)
         dead = [(cid, path) for cid, path in entries if node.owner(cid).state == "dead"]
         live = sum(1 for cid, _ in entries if node.owner(cid).state == "live")
-        found.append(f"{data_dir}: {len(entries)} saved, {live} of live pods, "
-                     f"{len(entries) - live} without a known namespace, none of a gone one")
+        if not entries:
+            found.append(f"{data_dir}: no saved delegate configuration")
+        elif not dead:
+            found.append(f"{data_dir}: {len(entries)} saved delegate configuration(s), {live} of live "
+                         f"pods, {len(entries) - live} whose namespace is not known, none of a pod "
+                         "whose namespace is gone")
         for cid, path in dead:
             owner = node.owner(cid)
             stale.append(f"{cid} ({owner.why})")

@@ -146,9 +146,12 @@ def check_stale(node: Node) -> Check:
         if twice:
             fix.append("give one of the pods sharing a hostPort another port, then re-create it")
         return Check("portmap.stale", WARN, "; ".join(problems), "; ".join(fix), objects, repairs)
+    if not chains:
+        return ok("portmap.stale", "no hostPort mapping on this node")
     ports = sum(len(m.ports) for m in chains)
-    return ok("portmap.stale", f"{ports} hostPort mapping(s) in {len(chains)} chain(s), "
-                               "all of containers not known to be gone, none mapped twice")
+    owners = len({m.container_id for m in chains})
+    return ok("portmap.stale", f"{ports} hostPort mapping(s) of {owners} container(s), none of a "
+                               "container whose namespace is gone, none mapped twice")
 
 
 CHECKS = [check_stale]
