@@ -180,6 +180,25 @@ def test_subnet_env_missing_key_or_subnet_outside_network(dn, text, words):
     assert c["status"] == "fail" and words in c["message"], c
 
 
+def test_bridge_addr_wrong_without_pods_is_re_addressed_by_fix(dn):
+    dn.sh("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    dn.sh("ip", "link", "add", "cni0", "type", "bridge")  # left by an earlier join: 10.244.2.0/24
+    dn.sh("ip", "addr", "add", "10.244.2.1/24", "dev", "cni0")
+    dn.sh("ip", "link", "set", "cni0", "up")
+    rc, checks, _ = dn.doctor()
+    c = checks["flannel.bridge-addr"]
+    assert (rc, c["status"]) == (1, "fail")
+    assert "cni0 has 10.244.2.1/24, not the FLANNEL_SUBNET gateway 10.244.1.1/24" in c["message"]
+    assert "no pod is attached" in c["message"] and "cnitool doctor --fix" in c["fix"]
+    rc, checks, doc = dn.doctor("--fix")
+    assert (rc, _not_ok(checks)) == (0, {}), doc
+    assert any("10.244.1.1/24" in a for a in doc["actions"]), doc["actions"]
+    addrs = dn.sh("ip", "-o", "-4", "addr", "show", "cni0").stdout
+    assert "10.244.1.1/24" in addrs and "10.244.2.1" not in addrs
+    dn.add_pod("pod-a")  # and the next pod gets an address of the new subnet
+    assert dn.doctor()[0] == 0
+
+
 def test_bridge_addr_with_pods_attached_names_them_and_is_not_fixed(dn):
     pod = dn.add_pod("pod-a")
     dn.state.subnet_env.write_text(SUBNET_ENV.replace("10.244.1.1/24", "10.244.2.1/24"))
@@ -231,7 +250,12 @@ def test_dead_pod_leftovers_are_found_and_fixed_without_touching_the_live_pod(dn
     assert proc.stdout.startswith("--fix: nothing to repair that is provably safe\n")
 
 
-def test_leases_and_rules_proven_dead_by_the_lease_record_alone(dn):
+@pytest.mark.parametrize("ipmasq", [False, True])
+def test_leases_and_rules_proven_dead_by_the_lease_record_alone(dn, ipmasq):
+    if ipmasq:  # the bridge masquerades (FLANNEL_IPMASQ=true would leave it to flanneld)
+        conf = json.loads((dn.state.netconf / "10-flannel.conflist").read_text())
+        conf["plugins"][0]["delegate"]["ipMasq"] = True
+        dn.write_conf("10-flannel.conflist", conf)
     dn.add_pod("pod-a", host_port=8080)
     dn.kill_pod("pod-a")
     for d in (dn.state.cache / "results", dn.state.flannel):  # a runtime that lost its state
@@ -240,10 +264,13 @@ def test_leases_and_rules_proven_dead_by_the_lease_record_alone(dn):
     _, checks, _ = dn.doctor()
     assert _not_ok(checks) == {"ipam.leases": "warn", "portmap.stale": "warn"}
     assert "namespace gone" in checks["ipam.leases"]["message"]
+    assert ("masquerade rules of containers whose namespace is gone" in checks["portmap.stale"]["message"]) == ipmasq
     rc, checks, doc = dn.doctor("--fix")
     assert _not_ok(checks) == {}, doc["actions"]
     assert any(a.startswith("freed lease 10.244.1.") for a in doc["actions"])
-    assert "dport 8080" not in dn.sh("iptables-save", "-t", "nat").stdout
+    nat = dn.sh("iptables-save", "-t", "nat").stdout
+    assert "dport 8080" not in nat and 'name: \\"cbr0\\" id:' not in nat
+    assert any(a.startswith("removed the masquerade rules") for a in doc["actions"]) == ipmasq
 
 
 def test_reference_leases_without_a_record_are_never_freed(dn):

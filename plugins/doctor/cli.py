@@ -105,7 +105,7 @@ def apply_repairs(checks: Sequence[report.Check]) -> list[str]:
     for repair in sorted(repairs, key=lambda r: r.phase):
         try:
             done += repair.run()
-        except (CNIError, OSError) as e:
+        except (CNIError, OSError, RuntimeError, ValueError) as e:
             done.append(f"could not {repair.description}: {one_line(e)}")
     return done
 
