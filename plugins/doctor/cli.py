@@ -90,9 +90,15 @@ def run_checks(node: Node) -> list[report.Check]:
     for check_id, check in CHECKS:
         try:
             result = check(node)
-        except (CNIError, OSError, ValueError, RuntimeError) as e:
-            result = report.Check(check_id, report.FAIL, f"the check could not run: {one_line(e)}",
-                                  "run again with CNI_PY_DEBUG=1 and report the traceback")
+        except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
+            if os.environ.get("CNI_PY_DEBUG", "") not in ("", "0"):
+                import traceback
+
+                traceback.print_exc(file=sys.stderr)
+            result = report.Check(
+                check_id, report.FAIL, f"the check could not run: {one_line(f'{type(e).__name__}: {e}')}",
+                "run again with CNI_PY_DEBUG=1 and report the traceback",
+            )
         result.id = check_id
         out.append(result)
     return out
