@@ -20,6 +20,7 @@ Everything not listed here must agree. Each use is counted and shown in the run 
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -238,6 +239,25 @@ _ALL = [
         "reserved and then released",
     ),
     Deviation(
+        "I15-host-local-exhaustion-counts",
+        "improve",
+        "issue 17 part 1 (host-local heals what is provably safe); ipam/liveness.py",
+        "an exhausted range set first frees the provably dead leases (written in an earlier "
+        "boot, or for a CNI_NETNS gone or naming another namespace) and tries again; if it "
+        "still fails, the reference's message is followed by `; leases held: N, provably dead: "
+        "N, cannot be judged: N (no liveness record or namespace); free dead leases with "
+        "`cnitool doctor --fix --network NAME``",
+    ),
+    Deviation(
+        "I16-bridge-readdress",
+        "improve",
+        "issue 17 part 1 (bridge heals what is provably safe); plugins/bridge_readdress.py",
+        "a bridge holding an address of another subnet with no port but the ADD's own is "
+        "re-addressed (old address and the routes through it removed, stderr says so) and the "
+        "ADD succeeds; with ports attached the reference's `failed to set bridge addr: ...` is "
+        "followed by `; ports still attached: <port> (<pod addresses>); fix: ...`",
+    ),
+    Deviation(
         "I13-masq-del-iface-gone",
         "improve",
         "plugins/bridge.py (DEL removes masquerade rules whatever the pod state); "
@@ -265,6 +285,25 @@ _ALL = [
         "answers code 5 `error reading from stdin: ...`",
     ),
 ]
+
+EXHAUSTION_COUNTS = re.compile(
+    r"; leases held: \d+, provably dead: \d+, cannot be judged: \d+ \(no liveness record or "
+    r"namespace\); free dead leases with `cnitool doctor --fix --network [^`]+`$"
+)
+"""What our host-local adds to the reference's exhaustion message (I15)."""
+
+
+def exhaustion_counts(held: int, dead: int, unknown: int, network: str) -> str:
+    """The text our host-local adds after the reference's exhaustion message (I15)."""
+    return (
+        f"; leases held: {held}, provably dead: {dead}, cannot be judged: {unknown} "
+        f"(no liveness record or namespace); free dead leases with "
+        f"`cnitool doctor --fix --network {network}`"
+    )
+
+
+PORTS_ATTACHED = re.compile(r"; ports still attached: .*; fix: [^;]*$")
+"""What our bridge adds to the reference's `failed to set bridge addr` message (I16)."""
 
 INDEX_DIR = ".pycni-index"
 """Our host-local's owner index directory inside `<dataDir>/<network>/` (I5)."""

@@ -81,8 +81,8 @@ def _plan_after_reclaim(store, s, args: CmdArgs, exhausted):
     dead = sum(1 for st in states if st.state == DEAD)
     unknown = sum(1 for st in states if st.state == UNKNOWN)
     raise Exhausted(
-        f"{exhausted}; {held} leases held, {dead} look dead, {unknown} cannot be judged "
-        f"(no liveness record or namespace); inspect and free dead leases with "
+        f"{exhausted}; leases held: {held}, provably dead: {dead}, cannot be judged: {unknown} "
+        f"(no liveness record or namespace); free dead leases with "
         f"`cnitool doctor --fix --network {s.name}`",
         exhausted.set_index,
         rs,

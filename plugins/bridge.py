@@ -363,6 +363,10 @@ def _ipc_text(ipc: Any) -> str:
 _ZERO_MAC = "00:00:00:00:00:00"
 
 
+class _AddrConflict(RuntimeError):
+    """The target has an address that keeps the gateway off it (forceAddress false)."""
+
+
 def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
     """ensureAddr: put `gw` (address/prefix) on `target`, resolving conflicts per forceAddress,
     then pin the target's MAC to the value it had when looked up (`target.mac`)."""
@@ -377,7 +381,7 @@ def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
         overlap = a.network.overlaps(gw.network) and (gw.ip in a.network or a.ip in gw.network)
         if gw.version == 4 or overlap:
             if not force:
-                raise RuntimeError(f'"{target.name}" already has an IP address different from {gw}')
+                raise _AddrConflict(f'"{target.name}" already has an IP address different from {gw}')
             try:
                 link.del_address(host, target.index, a)
             except nlerr as e:
@@ -443,8 +447,12 @@ def _ensure_vlan_interface(host: Any, br: Link, vlan: int, preserve_default: boo
     return gw_link
 
 
-def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _Gateways) -> None:
-    """Step 8f: gateway addresses on the bridge (or the VLAN gateway interface), forwarding."""
+def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _Gateways,
+                  own_port: int = 0) -> None:
+    """Step 8f: gateway addresses on the bridge (or the VLAN gateway interface), forwarding.
+
+    A bridge holding another subnet's address is re-addressed when no port but this ADD's
+    (`own_port`) is attached (plugins/bridge_readdress.py); otherwise the error names the ports."""
     from cni.result import Interface
     from plugins.linux import link
 
@@ -463,7 +471,15 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
             else:
                 target, wrap = br, "failed to set bridge addr: "
             try:
-                _ensure_addr(host, target, gw, conf.forceAddress)
+                try:
+                    _ensure_addr(host, target, gw, conf.forceAddress)
+                except _AddrConflict as e:
+                    if target is not br:
+                        raise
+                    own_gws = frozenset(g for f in (4, 6) for g in gws.gws[f] if g != gw)
+                    if not _readdress(host, br, gw, own_port, own_gws, wrap + str(e)):
+                        raise
+                    _ensure_addr(host, target, gw, conf.forceAddress)
             except RuntimeError as e:
                 raise _err(wrap + str(e)) from None
         if gws.gws[fam]:
@@ -471,6 +487,26 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
                 link.enable_ip_forward(fam)
             except OSError as e:
                 raise _err(f"failed to enable forwarding: {e}") from None
+
+
+def _readdress(host: Any, br: Link, gw: Any, own_port: int, own_gws: frozenset,
+               refusal: str) -> bool:
+    """Replace the bridge's conflicting address by `gw` when only `own_port` is attached and
+    say so on stderr (True); False when the conflict is with another gateway of this ADD
+    (`own_gws`); else fail with `refusal` (the reference's text) and the attached ports."""
+    import sys
+
+    from plugins import bridge_readdress
+
+    try:
+        done = bridge_readdress.readdress(host, br, gw, frozenset({own_port}), own_gws)
+    except bridge_readdress.PortsAttached as e:
+        raise _err(f"{refusal}; {e.detail}") from None
+    if done is None:
+        return False
+    if done:
+        sys.stderr.write(f"bridge: re-addressed \"{br.name}\": {'; '.join(done)}\n")
+    return True
 
 
 def _ifname_utf8(ifname: str) -> None:
@@ -552,7 +588,7 @@ def cmd_add(args: CmdArgs) -> Any:
                         raise _err(str(e)) from None
             _configure_iface(pod, args.ifname, cont.index, result, gws)
             if conf.isGateway:
-                _set_gateways(host, br, conf, result, gws)
+                _set_gateways(host, br, conf, result, gws, veth.index)
             if conf.ipMasq:
                 from plugins.linux import ipmasq
 

@@ -493,18 +493,22 @@ def test_invalid_netns(run: bt.Runner, node_ns: Netns, data: Path) -> None:
 
 
 def test_bridge_address_conflict_rolls_back(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 56 (the reference leaves the pod configured; we remove it) and 57."""
+    """§5 case 56 (the reference leaves the pod configured; we remove it) and 57. A port is
+    attached (without one ours re-addresses the bridge: test_bridge_readdress.py)."""
     node_ns.ip("link", "add", "testbr0", "type", "bridge")
     node_ns.ip("addr", "add", "10.250.9.1/24", "dev", "testbr0")
+    node_ns.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+    node_ns.ip("link", "set", "oldport0", "master", "testbr0")
     pod = make_pod()
     conf = bt.l3_conf(data, subnet="10.250.10.0/24", isGateway=True)
     err = run.fail("ADD", conf, pod)
-    assert err["msg"] == (
-        'failed to set bridge addr: "testbr0" already has an IP address different from 10.250.10.1/24'
+    assert err["msg"].startswith(
+        'failed to set bridge addr: "testbr0" already has an IP address different from '
+        "10.250.10.1/24; ports still attached: oldport0 (pod address unknown); fix: "
     )
     assert bt.lease_files(data, "testnet") == []
     assert sorted(bt.links(pod)) == ["lo"]
-    assert sorted(bt.links(node_ns)) == ["lo", "testbr0"]
+    assert sorted(bt.links(node_ns)) == ["lo", "oldpeer0", "oldport0", "testbr0"]
     run.ok("ADD", dict(conf, forceAddress=True), pod)
     assert bt.addrs(node_ns, "testbr0") == ["10.250.10.1/24"]
 

@@ -22,6 +22,8 @@ import harness
 import pytest
 from harness import Netns
 
+from conformance.deviations import exhaustion_counts
+
 pytestmark = [pytest.mark.netns, pytest.mark.reference]
 
 if not bt.REFERENCE.exists():  # pragma: no cover
@@ -525,15 +527,23 @@ def test_55_duplicate_default_route(sides) -> None:
 
 
 def test_56_bridge_address_conflict(sides) -> None:
+    """With a port attached (a pod of the old subnet), both refuse; ours adds the port and the
+    fix after the reference's text. Without ports ours re-addresses (test_bridge_readdress)."""
     ours, ref = sides
     for side in sides:
         side.node.ip("link", "add", "refbr0", "type", "bridge")
         side.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr0")
+        side.node.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+        side.node.ip("link", "set", "oldport0", "master", "refbr0")
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", L3(subnet="10.250.10.0/24", isGateway=True))
-    assert err(r_o.result) == err(r_r.result)
+    refusal = 'failed to set bridge addr: "refbr0" already has an IP address different from 10.250.10.1/24'
+    assert r_r.result["msg"] == refusal
     assert r_o.result["msg"] == (
-        'failed to set bridge addr: "refbr0" already has an IP address different from 10.250.10.1/24'
+        f"{refusal}; ports still attached: oldport0 (pod address unknown); fix: remove the pods "
+        "still attached (drain the node), then the next ADD or `cnitool doctor --fix` replaces "
+        "the address"
     )
+    assert r_o.result["code"] == r_r.result["code"]
     assert bt.lease_files(ours.data, "refnet1") == bt.lease_files(ref.data, "refnet1") == []
     # The reference leaves eth0 configured in the pod; ours removes it (deliberate).
     assert bt.addrs(p_r, "eth0") == ["10.250.10.2/24"] and sorted(bt.links(p_o)) == ["lo"]
@@ -544,8 +554,11 @@ def test_108_ipam_exhaustion(sides) -> None:
     template = L3(subnet="10.250.15.0/30")
     assert_same(ours, ref, template, cid="first")
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", template, cid="second")
-    assert err(r_o.result) == err(r_r.result)
-    assert r_o.result["msg"].startswith("failed to allocate for range 0: no IP addresses available")
+    base = "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    assert r_r.result["msg"] == base
+    # Ours adds the lease counts (the first pod is alive) and the command that frees dead ones.
+    assert r_o.result["msg"] == base + exhaustion_counts(1, 0, 0, "refnet1")
+    assert r_o.result["code"] == r_r.result["code"]
     # The reference keeps a down eth0 and an enslaved host veth; ours removes the pair.
     assert "eth0" in bt.links(p_r) and sorted(bt.links(p_o)) == ["lo"]
 

@@ -21,6 +21,7 @@ from test_host_local_support import (
     OURS,
     REF,
     call,
+    exhaustion_hint,
     files,
     leases,
     netconf,
@@ -144,7 +145,11 @@ def test_16_exhaustion_message(pair):
     pair.run("ADD", ipam, cid="a")
     (rc, msg), runs = pair.run("ADD", ipam, cid="b")
     assert rc == 1
-    assert msg == "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    base = "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    assert msg == base
+    assert runs["ref"].result["msg"] == base
+    # Ours adds the counts (CNI_NETNS does not exist here: the lease cannot be judged) and the fix.
+    assert runs["ours"].result["msg"] == base + exhaustion_hint(1, 0, 1)
     assert runs["ours"].result["code"] == 999
 
 

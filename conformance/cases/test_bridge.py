@@ -425,32 +425,68 @@ def test_br55_duplicate_default_route(cni: CniDir) -> None:
 
 
 def test_br56_bridge_address_conflict(cni: CniDir) -> None:
-    """56: a bridge holding another address -> `failed to set bridge addr: ... already has an
-    IP address different from ...`, lease released. The Go bridge leaves the veth pair and the
-    container its address; ours removes them, the pre-existing bridge stays (up, its own
-    address kept) (I11)."""
+    """56: a bridge holding another address, a port attached (a pod of the old subnet) ->
+    `failed to set bridge addr: ... already has an IP address different from ...`, lease
+    released; ours then names the attached ports and the fix (I16). The Go bridge leaves the
+    veth pair and the container its address; ours removes them, the pre-existing bridge stays
+    (up, its own address kept) (I11)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
         b.node.ip("link", "add", "refbr9", "type", "bridge")
         b.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr9")
+        b.node.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+        b.node.ip("link", "set", "oldport0", "master", "refbr9")
         b.call("ADD", b.conf({"subnet": "10.250.10.0/24"}, bridge="refbr9", isGateway=True),
                b.pod(), cid="c1")
         return b.obs()
 
     obs = differential(cni, sc, fold={"I11-failed-add-rollback": without(*KERNEL)})
-    assert msg(obs["steps"][0]) == ('failed to set bridge addr: "refbr9" already has an IP '
-                                    "address different from 10.250.10.1/24")
+    refusal = ('failed to set bridge addr: "refbr9" already has an IP address different from '
+               "10.250.10.1/24")
+    assert msg(obs["steps"][0]) == dev.pick(
+        cni, "I16-bridge-readdress", old=refusal,
+        new=(f"{refusal}; ports still attached: oldport0 (pod address unknown); fix: remove "
+             "the pods still attached (drain the node), then the next ADD or `cnitool doctor "
+             "--fix` replaces the address"))
     assert [f for f in obs["leases"] if f.startswith("10.")] == []
     node, pod = obs["node"], obs["pods"][0]["kernel"]
     assert addrs(node, "refbr9") == ["10.250.9.1/24"]
     if rolled_back(cni):
-        assert names(node) == ["lo", "refbr9"]
+        assert sorted(names(node)) == ["lo", "oldpeer0", "oldport0", "refbr9"]
         assert "UP" in link(node, "refbr9")["flags"]
         assert names(pod) == ["lo"]
-    else:
-        assert [li.get("master") for li in node["links"]] == [None, None, "refbr9"]
+    else:  # the old port and the new veth
+        assert [li.get("master") for li in node["links"]].count("refbr9") == 2
         assert addrs(pod, "eth0") == ["10.250.10.2/24"]
+
+
+def test_br56_stale_address_no_ports(cni: CniDir) -> None:
+    """56 without ports: ours replaces the stale address (and the route through it) and the
+    ADD succeeds; the Go bridge refuses as with ports (I16)."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        b = Bridge(cni, sb)
+        b.node.ip("link", "add", "refbr7", "type", "bridge")
+        b.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr7")
+        b.node.ip("link", "set", "refbr7", "up")
+        b.node.ip("route", "add", "10.99.0.0/16", "via", "10.250.9.254", "dev", "refbr7")
+        b.call("ADD", b.conf({"subnet": "10.250.10.0/24"}, bridge="refbr7", isGateway=True),
+               b.pod(), cid="c1")
+        return b.obs()
+
+    obs = differential(cni, sc, fold={"I16-bridge-readdress": without("steps", "leases",
+                                                                      *KERNEL)})
+    step, node = obs["steps"][0], obs["node"]
+    if dev.old_side(cni, "I16-bridge-readdress"):
+        assert msg(step) == ('failed to set bridge addr: "refbr7" already has an IP address '
+                             "different from 10.250.10.1/24")
+        assert addrs(node, "refbr7") == ["10.250.9.1/24"]
+    else:
+        assert step["rc"] == 0, step
+        assert addrs(node, "refbr7") == ["10.250.10.1/24"]
+        assert [f for f in obs["leases"] if f.startswith("10.")] == ["10.250.10.2"]
+        assert not [r for r in node["routes"] if "10.99.0.0" in str(r)]
 
 
 def test_br57_force_address(cni: CniDir) -> None:
@@ -986,8 +1022,11 @@ def test_br108_exhaustion(cni: CniDir) -> None:
     obs = differential(cni, sc, fold={"I11-failed-add-rollback": without("mid")})
     e = obs["steps"][1]["error"]
     assert e["code"] == 999
-    assert e["msg"] == ("failed to allocate for range 0: no IP addresses available in range "
-                        "set: 10.250.15.1-10.250.15.2")
+    base = ("failed to allocate for range 0: no IP addresses available in range set: "
+            "10.250.15.1-10.250.15.2")
+    # c1's pod namespace is alive: its lease is neither dead nor unjudgeable (I15).
+    assert e["msg"] == dev.pick(cni, "I15-host-local-exhaustion-counts",
+                                new=base + dev.exhaustion_counts(1, 0, 0, "refnet1"), old=base)
     if rolled_back(cni):
         assert obs["mid"] == {"pod": [["lo", False]], "bridge_ports": 1}
     else:
