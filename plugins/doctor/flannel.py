@@ -97,10 +97,12 @@ def check_bridge_addr(node: Node) -> Check:
             found.append(f"{bridge} does not exist yet: the first pod creates it with "
                          f"{', '.join(map(str, gws))}")
             continue
+        from plugins.bridge_readdress import conflicting
+
         have = node.addresses(bridge)
         for gw in gws:
-            same_family = [a for a in have if a.version == gw.version and not a.ip.is_link_local]
-            if not same_family or gw in same_family:
+            same_family = conflicting(have, gw)  # the bridge plugin's own rule
+            if not same_family:
                 continue
             ports = node.ports(bridge)
             wrong = ", ".join(str(a) for a in same_family)
@@ -117,17 +119,23 @@ def check_bridge_addr(node: Node) -> Check:
             return Check(
                 "flannel.bridge-addr", FAIL, f"{msg}; no pod is attached to {bridge}",
                 f"cnitool doctor --fix (re-addresses {bridge} to {gw}), or ip addr flush dev {bridge}",
-                [bridge], [Repair(f"re-address {bridge} to {gw}", _readdress(bridge, gw, wrong), phase=90)],
+                [bridge], [Repair(f"re-address {bridge} to {gw}", _readdress(node, bridge, gw), phase=90)],
             )
         found.append(f"{bridge} has {', '.join(map(str, gws))}")
     return ok("flannel.bridge-addr", "; ".join(found), [n.bridge for n in usable])
 
 
-def _readdress(bridge: str, gw: Any, old: str):
-    def run() -> list[str]:
-        from plugins.doctor import heal
+def _readdress(node: Node, bridge: str, gw: Any):
+    """A repair: put `gw` on `bridge` in place of the conflicting address, through the bridge
+    plugin's own re-addressing, which refuses (changing nothing) once a port is attached."""
 
-        return heal.readdress_bridge(bridge, gw)
+    def run() -> list[str]:
+        from plugins.bridge_readdress import PortsAttached, fix_bridge_address
+
+        try:
+            return fix_bridge_address(bridge, str(gw))
+        except PortsAttached as e:
+            return [f"left {bridge} alone: {e}"]
 
     return run
 
