@@ -367,6 +367,28 @@ def test_backend_warns_on_cni_chains_in_legacy_and_nf_tables(dn):
 # --------------------------------------------------------------------------- portmap.stale
 
 
+def test_nftables_hostport_rules_of_a_gone_pod_and_a_port_mapped_twice(dn):
+    conf = json.loads((dn.state.netconf / "10-flannel.conflist").read_text())
+    conf["plugins"][1]["backend"] = "nftables"
+    dn.write_conf("10-flannel.conflist", conf)
+    dn.add_pod("pod-a", host_port=8080)
+    dn.add_pod("pod-b", host_port=8080)
+    _, checks, _ = dn.doctor()
+    c = checks["portmap.stale"]
+    assert c["status"] == "warn" and "hostPort *:8080/tcp is mapped by 2 containers" in c["message"], c
+    dn.kill_pod("pod-a")
+    for d in (dn.state.cache / "results", dn.state.flannel):  # only the lease record is left
+        for name in os.listdir(d):
+            os.unlink(d / name)
+    _, checks, _ = dn.doctor()
+    c = checks["portmap.stale"]
+    assert "nft ip cni_hostport of cnitool-" in c["message"], c
+    rc, checks, doc = dn.doctor("--fix")
+    assert _not_ok(checks) == {}, doc["actions"]
+    rules = dn.sh("nft", "list", "table", "ip", "cni_hostport").stdout
+    assert rules.count("dport 8080") == 1  # pod-b's rule stays
+
+
 def test_hostport_mapped_twice(dn):
     dn.add_pod("pod-a", host_port=8080)
     dn.add_pod("pod-b", host_port=8080)

@@ -2,8 +2,10 @@
 
 Reads the iptables nat table of both families (the reference's layout, plugins/portmap_iptables.py):
 entry rules in CNI-HOSTPORT-DNAT carry `dnat name: "<network>" id: "<container>"` and jump to the
-container's CNI-DN- chain, whose DNAT rules name the host port and destination. Masquerade rules
-(the bridge's ipMasq) of such containers are reported and removed with them.
+container's CNI-DN- chain, whose DNAT rules name the host port and destination. The nftables
+backend's rules (plugins/portmap_nftables.py) carry the container ID, and the network's
+attachments chain says which network made them. Masquerade rules (the bridge's ipMasq, iptables)
+of such containers are reported and removed with them.
 """
 
 from __future__ import annotations
@@ -62,6 +64,58 @@ def hostport_chains(node: Node) -> list[Mapped]:
     return list(out.values())
 
 
+def _nft_mapping(rule: dict) -> tuple[str, str, str, str] | None:
+    """(protocol, host ip, host port, destination) of an nft hostports DNAT rule, or None."""
+    proto = host_ip = port = to = ""
+    for expr in rule.get("expr") or ():
+        match = expr.get("match") if isinstance(expr, dict) else None
+        if isinstance(match, dict) and match.get("op") == "==":
+            payload = (match.get("left") or {}).get("payload") or {}
+            if payload.get("field") == "dport":
+                proto, port = str(payload.get("protocol", "")), str(match.get("right"))
+            elif payload.get("field") == "daddr":
+                host_ip = str(match.get("right"))
+        dnat = expr.get("dnat") if isinstance(expr, dict) else None
+        if isinstance(dnat, dict):
+            addr = str(dnat.get("addr", ""))
+            to = f"[{addr}]:{dnat.get('port')}" if ":" in addr else f"{addr}:{dnat.get('port')}"
+    return (proto, host_ip, port, to) if port and to else None
+
+
+def nft_hostports(node: Node) -> list[Mapped]:
+    """The nftables backend's per-container hostPort rules, attributed to a network through its
+    attachments chain (rules no known network recorded are left out: they cannot be judged)."""
+    import shutil
+
+    from cni.errors import CNIError
+    from plugins import portmap_nftables as pn
+    from plugins.linux import nftables
+
+    if shutil.which("nft", path=node.env.get("PATH")) is None:
+        return []
+    by_chain = {pn.attachments_chain(n.name): n.name for n in node.networks}
+    out: dict[tuple[bool, str, str], Mapped] = {}
+    for fam in ("ip", "ip6"):
+        try:
+            rules = nftables.rules(nftables.list_table(fam, pn.TABLE))
+        except CNIError:
+            continue
+        owners = {}
+        for r in rules:
+            if r.get("chain") in by_chain and r.get("comment"):
+                owners.setdefault(r["comment"], by_chain[r["chain"]])
+        for r in rules:
+            cid = r.get("comment")
+            if r.get("chain") != pn.HOSTPORTS or cid not in owners:
+                continue
+            m = out.setdefault((fam == "ip6", owners[cid], cid),
+                               Mapped(owners[cid], cid, f"nft {fam} {pn.TABLE}", fam == "ip6"))
+            mapping = _nft_mapping(r)
+            if mapping is not None:
+                m.ports.append(mapping)
+    return list(out.values())
+
+
 def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
     """(network, container ID, ipv6) of every masquerade jump in nat POSTROUTING (ipMasq)."""
     out = []
@@ -86,7 +140,12 @@ def _remove_hostports(node: Node, stale: list[Mapped]):
         for network, cid in sorted({(m.network, m.container_id) for m in stale}):
             if not still_dead(node, cid):
                 continue
-            portmap_iptables.delete(Settings(name=network, backend="iptables"), cid)
+            if any(m.chain.startswith("nft ") for m in stale if m.container_id == cid):
+                from plugins import portmap_nftables
+
+                portmap_nftables.delete(Settings(name=network, backend="nftables"), cid)
+            if any(m.chain.startswith("CNI-") for m in stale if m.container_id == cid):
+                portmap_iptables.delete(Settings(name=network, backend="iptables"), cid)
             done.append(f'removed the hostPort chains of {cid} (network "{network}")')
         return done
 
@@ -112,7 +171,7 @@ def _remove_masquerade(node: Node, owners: list[tuple[str, str]]):
 def check_stale(node: Node) -> Check:
     """hostPort (and masquerade) rules of containers whose namespace is gone; hostPorts mapped
     by two containers."""
-    chains = hostport_chains(node)
+    chains = hostport_chains(node) + nft_hostports(node)
     stale = [m for m in chains if node.owner(m.container_id).state == "dead"]
     masq = sorted({(n, cid) for n, cid, _ in masquerade_owners(node) if node.owner(cid).state == "dead"})
     by_port: dict[tuple[bool, str, str, str], set[tuple[str, str]]] = {}
