@@ -39,10 +39,11 @@ def ip(*args: str) -> None:
 
 
 def fill(netdir: Path, count: int) -> None:
-    """`count` reference-style leases in 10.128.128.0 onwards (away from the pods' addresses)."""
+    """`count` reference-style leases from 10.128.2.0 on, inside the node subnet 10.128.0.0/16
+    (the pods, attached afterwards, take the free addresses from 10.128.0.2 on)."""
     netdir.mkdir(parents=True, exist_ok=True)
     for i in range(count):
-        n = (128 << 8) + i
+        n = 512 + i  # 10.128.2.0 onwards: the pods take the first addresses
         (netdir / f"10.128.{n >> 8}.{n & 0xFF}").write_bytes(f"old-{i:06d}\r\neth0".encode())
 
 

@@ -68,9 +68,12 @@ def check_exhaustion(node: Node) -> Check:
         if net.ipam is None:
             continue
         states = node.leases.get((data_dir, name), [])
-        addrs = [(parse(s.ip), s.state == DEAD) for s in states]
+        addrs = [(a, s.state == DEAD) for s in states if (a := parse(s.ip)) is not None]
         for i, rs in enumerate(net.ipam.range_sets):
-            used = [dead for a, dead in addrs if a is not None and rs.contains(a)]
+            # start..end of a canonical range lies inside its subnet: the bounds say it all
+            bounds = [(r.bits, r.start, r.end) for r in rs.ranges]
+            used = [dead for a, dead in addrs
+                    if any(a.bits == b and lo <= a.value <= hi for b, lo, hi in bounds)]
             cap = rs.capacity()
             share = len(used) / cap if cap else 1.0
             text = f'network "{name}" range set {i} ({rs}): {len(used)} of {cap} used ({share:.0%})'
