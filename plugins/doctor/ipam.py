@@ -68,20 +68,23 @@ def check_exhaustion(node: Node) -> Check:
         if net.ipam is None:
             continue
         states = node.leases.get((data_dir, name), [])
-        addrs = [(a, s.state == DEAD) for s in states if (a := parse(s.ip)) is not None]
+        addrs = [(a.bits, a.value, s.state == DEAD) for s in states if (a := parse(s.ip)) is not None]
         for i, rs in enumerate(net.ipam.range_sets):
-            # start..end of a canonical range lies inside its subnet: the bounds say it all
-            bounds = [(r.bits, r.start, r.end) for r in rs.ranges]
-            used = [dead for a, dead in addrs
-                    if any(a.bits == b and lo <= a.value <= hi for b, lo, hi in bounds)]
+            n_used = n_dead = 0
+            # start..end of a canonical range lies inside its subnet, and the ranges of a set
+            # are disjoint: counting per range is counting per set
+            for r in rs.ranges:
+                for bits, value, dead in addrs:
+                    if bits == r.bits and r.start <= value <= r.end:
+                        n_used += 1
+                        n_dead += dead
             cap = rs.capacity()
-            share = len(used) / cap if cap else 1.0
-            text = f'network "{name}" range set {i} ({rs}): {len(used)} of {cap} used ({share:.0%})'
+            share = n_used / cap if cap else 1.0
+            text = f'network "{name}" range set {i} ({rs}): {n_used} of {cap} used ({share:.0%})'
             judged.append(text)
             if share >= 1.0 or share > EXHAUSTION_WARN:
                 status = FAIL if share >= 1.0 or status == FAIL else WARN
                 objects.append(os.path.join(data_dir, name))
-                n_dead = sum(used)
                 if n_dead:
                     fixes.append(f"cnitool doctor --fix frees {n_dead} provably dead lease(s) of {name}")
                 else:
