@@ -283,6 +283,20 @@ def test_reference_leases_without_a_record_are_never_freed(dn):
     assert (netdir / "10.244.1.7").exists()
 
 
+def test_leases_of_any_host_local_network_are_counted(dn):
+    dn.write_conf("20-macvlan.conflist", {
+        "name": "mv", "cniVersion": "1.0.0",
+        "plugins": [{"type": "macvlan", "master": "eth0", "ipam": {
+            "type": "host-local", "dataDir": str(dn.state.networks),
+            "ranges": [[{"subnet": "10.77.0.0/24"}]]}}],
+    })
+    (dn.state.networks / "mv").mkdir()
+    (dn.state.networks / "mv" / "10.77.0.9").write_bytes(b"someone\r\neth0")
+    _, checks, _ = dn.doctor()
+    assert 'network "mv"' in checks["ipam.leases"]["message"]
+    assert '"mv" range set 0 (10.77.0.1-10.77.0.254): 1 of 253 used' in checks["ipam.exhaustion"]["message"]
+
+
 @pytest.mark.parametrize("count, status", [(12, "warn"), (13, "fail")])
 def test_exhaustion(dn, count, status):
     dn.sh("sysctl", "-qw", "net.ipv4.ip_forward=1")

@@ -351,6 +351,10 @@ def _network(cf: ConfFile) -> Network:
             net.bridge = bridge if isinstance(bridge, str) and bridge else DEFAULT_BRIDGE
             _ipam_facts(net, request)
             break
+        ipam = plugin.conf.get("ipam")
+        if isinstance(ipam, dict) and ipam.get("type") == "host-local":  # macvlan, ipvlan, ...
+            _ipam_facts(net, _request(cf.conf, plugin))
+            break
     return net
 
 
