@@ -224,8 +224,9 @@ def _setup(batch, chain: Chain) -> None:
                 batch.append(entry, text)
 
 
-def add(settings: Settings, container_id: str, net: Net) -> None:
-    """Set up the mappings of one container address: one save and one restore for its family."""
+def add(settings: Settings, container_id: str, net: Net, seen: list | None = None) -> None:
+    """Set up the mappings of one container address: one save and one restore for its family.
+    `seen` receives the mappings that were in place before (portmap_holders.Mapped)."""
     ipt = _iptables()
     ipv6 = net.version == 6
     chains = plan(settings, container_id, net)
@@ -234,6 +235,10 @@ def add(settings: Settings, container_id: str, net: Net) -> None:
 
         def build(batch) -> None:
             state_read.append(True)
+            if seen is not None:
+                from plugins.portmap_holders import from_iptables
+
+                seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
             for ch in chains:
                 _setup(batch, ch)
 

@@ -153,6 +153,20 @@ def add(settings: Settings, container_id: str, nets: list[Net]) -> None:
     nftables.apply("\n".join(lines) + "\n", "unable to set up nftables rules for port mappings")
 
 
+def mapped(version: int) -> list:
+    """The mappings in place in the `hostports` chain of this address version
+    (portmap_holders.Mapped); [] when nft is missing or the table cannot be listed."""
+    from plugins.portmap_holders import from_nftables
+
+    if _nft_missing():
+        return []
+    try:
+        rules = _list(family(version))
+    except CNIError:
+        return []
+    return from_nftables([r for r in rules if r.get("chain") == HOSTPORTS])
+
+
 def _delete_line(rule: dict) -> str:
     return f"delete rule {rule['family']} {rule['table']} {rule['chain']} handle {rule['handle']}"
 

@@ -514,3 +514,59 @@ def test_one_interpreter_per_pod_add(node_ns, make_pod, state_dir, tmp_path, var
     assert run_plugin(cni_bin / "flannel", "DEL", conf, netns=pod.path, cni_path=str(cni_bin),
                       in_netns=node_ns, containerid="one1").returncode == 0
     assert leases(state_dir, "cbr0") == [] and veths(node_ns) == []
+
+
+# --------------------------------------------------------------------------- self-healing
+
+
+def test_failed_add_leaves_no_saved_configuration_with_our_delegate(node_ns, make_pod, state_dir,
+                                                                    ref_bin, impl):
+    """Our bridge undoes a failed ADD completely, so the saved configuration goes too; behind
+    the reference bridge (which may leave things for DEL) it stays, as the reference keeps it."""
+    state_dir.subnet_env.write_text(ACCEPT_ENV.replace("10.244.1.1/24", "10.244.1.1/30"))
+    conf = flannel_conf(state_dir)
+    first, second = make_pod(), make_pod()
+    kw = dict(cni_path=str(ref_bin), in_netns=node_ns)
+    assert run_plugin(FLANNEL, "ADD", conf, netns=first.path, containerid="c1", **kw).returncode == 0
+    r = run_plugin(FLANNEL, "ADD", conf, netns=second.path, containerid="c2", **kw)
+    assert r.returncode == 1
+    assert r.result["msg"].startswith("failed to allocate for range 0: no IP addresses available")
+    assert (state_dir.flannel / "c2").exists() == (impl == "reference")
+    assert sorted(os.listdir(state_dir.flannel))[0] == "c1"
+    if impl == "ours":
+        assert len(veths(node_ns)) == 1 and leases(state_dir, "cni-flannel") == ["10.244.1.2"]
+    for cid, pod in (("c2", second), ("c1", first)):
+        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+
+
+def test_mtu_change_warns_at_add_and_fails_check_of_old_pods(node_ns, make_pod, state_dir, ref_bin,
+                                                             impl):
+    state_dir.subnet_env.write_text(ACCEPT_ENV)  # FLANNEL_MTU=1450
+    conf = flannel_conf(state_dir)
+    old, new = make_pod(), make_pod()
+    kw = dict(cni_path=str(ref_bin), in_netns=node_ns)
+    a_old = run_plugin(FLANNEL, "ADD", conf, netns=old.path, containerid="old", **kw)
+    assert a_old.returncode == 0 and "FLANNEL_MTU" not in a_old.stderr, a_old.stderr
+    [old_port] = veths(node_ns)
+    # flanneld restarts with another MTU (e.g. after a backend change).
+    state_dir.subnet_env.write_text(ACCEPT_ENV.replace("FLANNEL_MTU=1450", "FLANNEL_MTU=1400"))
+    a_new = run_plugin(FLANNEL, "ADD", conf, netns=new.path, containerid="new", **kw)
+    assert a_new.returncode == 0, a_new.stdout
+    cni0_mtu = int(ns_ip(node_ns, "-o", "link", "show", "cni0").stdout.split(" mtu ")[1].split()[0])
+    wrong = ([f"cni0 (MTU {cni0_mtu})"] if cni0_mtu != 1400 else []) + [f"{old_port} (MTU 1450)"]
+    assert (
+        f"flannel: FLANNEL_MTU is 1400 but {', '.join(wrong)} differ: large packets between this "
+        "pod and those may be dropped; recreate the pods on those ports (the bridge follows)"
+    ) in a_new.stderr
+    if impl == "ours":  # the reference bridge's CHECK fails on any flannel pod (see above)
+        c_new = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": a_new.result}, netns=new.path,
+                           containerid="new", **kw)
+        assert c_new.returncode == 0, c_new.stdout
+        c_old = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": a_old.result}, netns=old.path,
+                           containerid="old", **kw)
+        assert (c_old.returncode, c_old.result["msg"]) == (
+            1, '"eth0" has MTU 1450 but FLANNEL_MTU is 1400: the pod predates an MTU change; '
+               "recreate it"
+        )
+    for cid, pod in (("old", old), ("new", new)):
+        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0

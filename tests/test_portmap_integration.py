@@ -429,3 +429,61 @@ def test_canonical_text_is_what_iptables_save_prints(node_ns):
         saved = [ln[len("-A ORACLE "):] for ln in t.nat(node_ns, v6) if ln.startswith("-A ORACLE ")]
         predicted = canonical(args, v6)
         assert predicted.exact and saved == [predicted.text], args
+
+
+# ------------------------------------------------------------------ self-healing
+
+
+def test_udp_conntrack_entries_flushed_on_del(net):
+    """DEL drops the UDP flows to its host ports too (they would keep going to the gone pod)."""
+    node, a, _b = net
+    conf = t.conf(MAPPINGS, a.prev_result())
+    assert t.run(t.OURS, node, "ADD", conf).returncode == 0
+    for src, dst in (("10.9.9.9", t.NODE_IP4), ("fd00:9::9", t.NODE_IP6)):
+        for port in (UDP, 9999):
+            proc = _conntrack(node, "-I", "-p", "udp", "-s", src, "-d", dst, "--sport", "4000",
+                              "--dport", str(port), "-t", "120")
+            assert proc.returncode == 0, proc.stderr
+    _conntrack(node, "-I", "-p", "tcp", "-s", "10.9.9.9", "-d", t.NODE_IP4, "--sport", "4000",
+               "--dport", str(UDP), "-t", "120", "--state", "ESTABLISHED")
+    assert _ct_entries(node, "ipv4") == ["tcp:8081", "udp:8081", "udp:9999"]
+    res = t.run(t.OURS, node, "DEL", conf)
+    assert res.returncode == 0, res.stdout
+    assert _ct_entries(node, "ipv4") == ["tcp:8081", "udp:9999"]
+    assert _ct_entries(node, "ipv6") == ["udp:9999"]
+    assert container_traces(node, "ctr1") == []
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_add_warns_when_another_container_maps_the_host_port(node_ns, backend):
+    t.setup_node(node_ns)
+    pods = [t.Pod(harness.Netns("cnitest-pod-none"), i, f"pmv{i}") for i in (1, 2, 3)]
+    keys = {"backend": backend}
+    first = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, pods[0].prev_result(), **keys),
+                  container_id="first")
+    assert first.returncode == 0 and "already mapped" not in first.stderr, first.stderr
+    # Same ports, protocols and (every) host address: both clash.
+    second = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, pods[1].prev_result(), **keys),
+                   container_id="second")
+    assert second.returncode == 0, second.stdout
+    owner = "container first of network pmnet" if backend == "iptables" else "container first"
+    tail = "; only one of them receives that traffic: remove the other mapping or use another hostPort"
+    assert [ln for ln in second.stderr.splitlines() if "already mapped" in ln] == [
+        f"portmap: hostPort {TCP}/tcp on every address is already mapped by {owner}{tail}",
+        f"portmap: hostPort {UDP}/udp on every address is already mapped by {owner}{tail}",
+    ]
+    # Another protocol on the same port, or the same port on another host IP: no clash.
+    other = [{"hostPort": TCP, "containerPort": 80, "protocol": "udp"},
+             {"hostPort": UDP, "containerPort": 81, "protocol": "udp", "hostIP": t.NODE_IP4}]
+    third = t.run(t.OURS, node_ns, "ADD", t.conf(other, pods[2].prev_result(), **keys),
+                  container_id="third")
+    assert third.returncode == 0, third.stdout
+    assert [ln for ln in third.stderr.splitlines() if "already mapped" in ln] == [
+        f"portmap: hostPort {UDP}/udp on {t.NODE_IP4} is already mapped by "
+        f"{owner}, {owner.replace('first', 'second')}{tail}",
+    ]
+    for cid, pod in zip(("first", "second", "third"), pods, strict=True):
+        mappings = other if cid == "third" else MAPPINGS
+        res = t.run(t.OURS, node_ns, "DEL", t.conf(mappings, pod.prev_result(), **keys),
+                    container_id=cid)
+        assert res.returncode == 0, res.stdout
