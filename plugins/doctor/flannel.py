@@ -145,6 +145,8 @@ def check_mtu(node: Node) -> Check:
     usable = _usable("flannel.mtu", node)
     if isinstance(usable, Check):
         return usable
+    from plugins.flannel_mtu import wrong_mtu
+
     found, wrong, objects = [], [], []
     for net in usable:
         mtu = net.delegate.get("mtu") if net.delegate else net.subnet_env.mtu
@@ -152,16 +154,13 @@ def check_mtu(node: Node) -> Check:
         if bridge not in node.links:
             found.append(f"{bridge} does not exist yet")
             continue
-        br = node.links[bridge]
         ports = node.ports(bridge)
-        if ports and br.mtu != mtu:  # a bridge without ports says nothing: it follows its ports
-            wrong.append(f"{bridge} has MTU {br.mtu}")
-            objects.append(bridge)
-        bad = [p for p in ports if p.mtu != mtu]
-        for p in bad:
-            wrong.append(f"{_port_text(node, p)} has MTU {p.mtu}")
-            objects.append(p.name)
-        if not bad and (br.mtu == mtu or not ports):
+        # a bridge without ports says nothing: its MTU follows the ports it gets
+        off = [lk for lk in wrong_mtu(node.links.values(), bridge, mtu) if ports or lk.name != bridge]
+        for lk in off:
+            wrong.append(f"{_port_text(node, lk) if lk.name != bridge else bridge} has MTU {lk.mtu}")
+            objects.append(lk.name)
+        if not off:
             found.append(f"{bridge} and its {len(ports)} port(s) have MTU {mtu} (FLANNEL_MTU)"
                          if ports else f"{bridge} has no port yet (new pods get MTU {mtu})")
     if wrong:
