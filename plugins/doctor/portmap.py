@@ -9,15 +9,11 @@ and removed with them.
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 from typing import Any
 
 from plugins.doctor.node import Node
 from plugins.doctor.report import WARN, Check, Repair, ok
-from plugins.linux.iptables_rules import split_saved
-
-_MASQ_COMMENT = re.compile(r'^name: "(?P<n>(?:[^"\\]|\\.)*)" id: "(?P<id>(?:[^"\\]|\\.)*)"$')
 
 
 def hostport_mappings(node: Node) -> list[tuple[str, bool, Any]]:
@@ -57,24 +53,14 @@ def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
     return out
 
 
-def _option(words: list[str], name: str) -> str:
-    for i, w in enumerate(words[:-1]):
-        if w == name:
-            return words[i + 1]
-    return ""
-
-
 def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
     """(network, container ID, ipv6) of every masquerade jump in nat POSTROUTING (ipMasq)."""
+    from plugins.linux.ipmasq import iptables_jumps
+
     out = []
     for v6, state in node.nat.items():
-        if state is None:
-            continue
-        for rule in state.chains.get("POSTROUTING", ()):
-            words = split_saved(rule)
-            m = _MASQ_COMMENT.match(_option(words, "--comment"))
-            if m is not None and _option(words, "-j").startswith("CNI-"):
-                out.append((m["n"], m["id"], v6))
+        if state is not None:
+            out += [(net, cid, v6) for _, net, cid, _ in iptables_jumps(state)]
     return sorted(set(out))
 
 
