@@ -297,6 +297,14 @@ def test_leases_of_any_host_local_network_are_counted(dn):
     assert '"mv" range set 0 (10.77.0.1-10.77.0.254): 1 of 253 used' in checks["ipam.exhaustion"]["message"]
 
 
+def test_leases_fail_for_a_host_local_configuration_that_does_not_load(dn):
+    dn.write_conf("30-bad.conflist", _bridge_conf(dn, "bad", "300.1.1.0/24", "br9"))
+    rc, checks, _ = dn.doctor()
+    c = checks["ipam.leases"]
+    assert (rc, c["status"]) == (1, "fail")
+    assert 'network "bad"' in c["message"] and "300.1.1.0/24" in c["message"], c
+
+
 @pytest.mark.parametrize("count, status", [(12, "warn"), (13, "fail")])
 def test_exhaustion(dn, count, status):
     dn.sh("sysctl", "-qw", "net.ipv4.ip_forward=1")

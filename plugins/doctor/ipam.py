@@ -32,6 +32,12 @@ def check_leases(node: Node) -> Check:
     """Per network: leases held, free, and provably dead (with their owners)."""
     from ipam.liveness import DEAD, LIVE
 
+    broken = [n for n in node.networks if n.ipam_error]
+    if broken:
+        n = broken[0]
+        return Check("ipam.leases", FAIL,
+                     f'the host-local configuration of network "{n.name}" ({n.path}) does not load: '
+                     f"{n.ipam_error}", f"repair the ipam section of {n.path}", [n.path])
     dirs = node.lease_dirs()
     if not dirs:
         return ok("ipam.leases", "no network allocates with host-local: not applicable")
