@@ -35,6 +35,7 @@ TARGET_S = 2.0
 
 
 def ip(*args: str) -> None:
+    """`ip args`, which must succeed."""
     subprocess.run(["ip", *args], check=True, capture_output=True)
 
 
@@ -78,6 +79,7 @@ def per_check(node_path: str, env: dict[str, str]) -> list[tuple[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the node, time the doctor, print the figures, remove everything; exit status."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--pods", type=int, default=110)
     p.add_argument("--leases", type=int, default=60000)
