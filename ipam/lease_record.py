@@ -12,19 +12,20 @@ Where the host's facts are read from is a `Host`: the boot ID file and the root 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import NamedTuple
-from urllib.parse import quote, unquote
 
 BOOT_ID_FILE = "/proc/sys/kernel/random/boot_id"
 PROC_ROOT = "/proc"
 _TAG = "L1"  # first field of a note in an index line; a new format gets a new tag
 
 _boot_ids: dict[str, str] = {}
+# Percent-escapes for the characters an index line cannot hold (dataclasses and urllib are
+# left out: host-local ADD imports this module, and their imports cost more than its work).
+_ESCAPES = {"%": "%25", "\t": "%09", "\n": "%0A", "\r": "%0D"}
+_UNESCAPES = {v[1:]: k for k, v in _ESCAPES.items()}
 
 
-@dataclass(frozen=True)
-class Host:
+class Host(NamedTuple):
     """Where the running host's facts come from (the real ones unless a test says otherwise)."""
 
     boot_id_file: str = BOOT_ID_FILE
@@ -83,9 +84,15 @@ def netns_identity(netns: str, host: Host | None = None) -> tuple[str, int, int]
 
 
 def encode(rec: LeaseRecord) -> str:
-    """The record as tab-separated index fields (the path percent-encoded: no tab, no newline)."""
-    path = quote(rec.netns, safe="/:@-._~+=,")
+    """The record as tab-separated index fields (`%`, tab, CR and LF of the path
+    percent-escaped: an index line holds none of them)."""
+    path = "".join(_ESCAPES.get(c, c) for c in rec.netns)
     return f"{_TAG}\t{rec.boot}\t{rec.lease_file}\t{rec.ns_dev}\t{rec.ns_ino}\t{path}"
+
+
+def _unescape(text: str) -> str:
+    head, *rest = text.split("%")
+    return head + "".join(_UNESCAPES.get(p[:2], "%" + p[:2]) + p[2:] for p in rest)
 
 
 def decode(fields: list[str]) -> LeaseRecord | None:
@@ -94,7 +101,7 @@ def decode(fields: list[str]) -> LeaseRecord | None:
         return None
     try:
         return LeaseRecord(
-            fields[1], fields[2], unquote(fields[5]), int(fields[3]), int(fields[4])
+            fields[1], fields[2], _unescape(fields[5]), int(fields[3]), int(fields[4])
         )
     except ValueError:
         return None

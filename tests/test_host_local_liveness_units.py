@@ -42,6 +42,13 @@ def add(data: Path, ip: str, cid: str, netns: Path | str | None) -> None:
         assert store.reserve(ip, cid, "eth0", ident)
 
 
+def renamed(path: Path) -> None:
+    """Put another file at `path` (made first, so it cannot reuse the old file's inode)."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text("")
+    os.replace(fresh, path)
+
+
 def by_ip(states: list[liveness.LeaseState]) -> dict[str, tuple[str, str]]:
     return {s.ip: (s.state, s.reason) for s in states}
 
@@ -65,8 +72,7 @@ def test_states_live_gone_replaced_and_reference_lease(tmp_path, host):
     add(data, "10.0.0.4", "other", ns[2])
     (data / NET / "10.0.0.5").write_bytes(b"goref\r\neth0")  # written by the Go plugin
     ns[1].unlink()
-    ns[2].unlink()
-    ns[2].write_text("")  # the path now names another file
+    renamed(ns[2])  # the path now names another file
 
     states = by_ip(lease_states(str(data), NET, host))
     assert states == {
@@ -129,8 +135,8 @@ def test_records_survive_a_rebuild_but_not_a_replaced_lease_file(tmp_path, host)
     # Someone else changes the directory: the next open rebuilds the index from the files.
     (data / NET / "10.0.0.9").write_bytes(b"goref\r\neth0")
     # ... and rewrites one of our leases with the same owner (a new file: not our lease any more).
-    (data / NET / "10.0.0.3").unlink()
-    (data / NET / "10.0.0.3").write_bytes(b"c3\r\neth0")
+    (data / NET / ".new").write_bytes(b"c3\r\neth0")
+    os.replace(data / NET / ".new", data / NET / "10.0.0.3")
     with Store.open(str(data), NET) as store:
         assert not store.index.is_current()
         store.owned("c2", "eth0")  # any operation: rebuilds and, on leaving, writes the index
@@ -154,11 +160,12 @@ def test_reclaim_frees_only_what_is_still_dead(tmp_path, host):
     for n in range(4):
         add(data, f"10.0.0.{n + 2}", f"c{n}", ns[n])
     (data / NET / "10.0.0.9").write_bytes(b"goref\r\neth0")
-    for n in (1, 2, 3):
-        ns[n].unlink()
+    ns[1].unlink()
+    ns[2].rename(tmp_path / "ns2.old")  # kept: a file made at ns2 later gets another inode
+    ns[3].unlink()
     states = lease_states(str(data), NET, host)
     assert [s.state for s in states] == [LIVE, DEAD, DEAD, DEAD, UNKNOWN]
-    ns[2].write_text("")  # c2's path names a namespace again (another one): still dead
+    (tmp_path / "ns2").write_text("")  # c2's path names a namespace again (another one)
     # c3 left and its address went to a new pod (in a live namespace) since the states were taken.
     with Store.open(str(data), NET) as store:
         assert store.release_owner("c3", "eth0") == ["10.0.0.5"]
