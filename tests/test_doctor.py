@@ -493,6 +493,18 @@ def _snapshot(dn) -> dict[str, str]:
     return {k: re.sub(r"(_timer|_lft) +\S+", r"\1", v) for k, v in snap.items()}
 
 
+def test_network_option_limits_the_checks_to_that_network(dn):
+    dn.sh("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    dn.write_conf("20-second.conflist", _bridge_conf(dn, "second", "10.99.0.0/24", "br9"))
+    dn.state.subnet_env.unlink()  # the flannel network is broken, "second" is not
+    assert dn.doctor()[1]["flannel.subnet-env"]["status"] == "fail"
+    rc, checks, _ = dn.doctor("--network", "second")
+    assert (rc, _not_ok(checks)) == (0, {})
+    assert "not applicable" in checks["flannel.subnet-env"]["message"]
+    assert 'network "second"' in checks["ipam.leases"]["message"]
+    assert "--network second is not the one a runtime picks" in checks["conf.winner"]["message"]
+
+
 def test_doctor_without_fix_changes_nothing(dn):
     dn.add_pod("pod-a", host_port=8080)
     dn.add_pod("pod-b")
