@@ -374,6 +374,19 @@ def test_forward_policy_drop_without_an_accept_rule(dn):
     assert "FLANNEL-FWD" in checks["netfilter.forward"]["message"]
 
 
+def test_forward_policy_drop_in_a_native_nftables_chain(dn):
+    dn.add_pod("pod-a")
+    dn.sh("nft", "add table inet fw; add chain inet fw forward "
+          "{ type filter hook forward priority 0 ; policy drop ; }")
+    rc, checks, _ = dn.doctor()
+    c = checks["netfilter.forward"]
+    assert (rc, c["status"]) == (1, "fail")
+    assert "nft chain inet fw forward has policy drop" in c["message"], c
+    dn.sh("nft", "add rule inet fw forward ip saddr 10.244.0.0/16 accept")
+    _, checks, _ = dn.doctor()
+    assert checks["netfilter.forward"]["status"] == "ok", checks["netfilter.forward"]
+
+
 def test_backend_warns_on_cni_chains_in_legacy_and_nf_tables(dn):
     dn.add_pod("pod-a", host_port=8080)  # CNI chains in nf_tables (iptables-nft)
     _, checks, _ = dn.doctor()
