@@ -41,6 +41,7 @@ Commands:
   del     Delete network interface from a network namespace
   gc      Garbage collect network interfaces
   status  Get status of network interfaces
+  doctor  Check this node's CNI set-up and say how to fix what is wrong (cnitool doctor --help)
 
 Flags:
   -h, --help            help for cnitool

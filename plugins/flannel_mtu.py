@@ -7,6 +7,9 @@ dropped (TLS handshakes hang). These reads let flannel ADD warn and CHECK fail.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 
 def mismatches(bridge: str, mtu: int) -> list[str]:
     """`<name> (MTU <n>)` for the bridge named `bridge` and each of its ports whose MTU is not
@@ -18,13 +21,20 @@ def mismatches(bridge: str, mtu: int) -> list[str]:
         links = link.list_links(host)
     finally:
         host.close()
+    return [f"{lk.name} (MTU {lk.mtu})" for lk in wrong_mtu(links, bridge, mtu)]
+
+
+def wrong_mtu(links: Iterable[Any], bridge: str, mtu: int) -> list[Any]:
+    """Among `links` (plugins.linux.link.Link), the bridge named `bridge` when its MTU is not
+    `mtu`, then each of its ports whose MTU is not `mtu`, by name ([] without such a bridge)."""
+    links = list(links)
     br = next((lk for lk in links if lk.name == bridge and lk.kind == "bridge"), None)
     if br is None:
         return []
     wrong = [br] if br.mtu != mtu else []
     wrong += sorted((lk for lk in links if lk.master == br.index and lk.mtu != mtu),
                     key=lambda lk: lk.name)
-    return [f"{lk.name} (MTU {lk.mtu})" for lk in wrong]
+    return wrong
 
 
 def interface_mtu(netns: str, ifname: str) -> int | None:

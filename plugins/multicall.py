@@ -17,7 +17,7 @@ ENTRY_POINTS: dict[str, str] = {
     "flannel": "plugins.flannel",
     "portmap": "plugins.portmap",
     "host-local": "ipam.host_local",
-    "cnitool": "cni.cnitool",
+    "cnitool": "plugins.cnitool_main",
 }
 
 _self_id: tuple[int, int] | None = None

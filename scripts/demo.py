@@ -16,7 +16,8 @@ What it does, printing every step:
   6. hostPort       an HTTP server in pod-a reached from the node at 10.244.1.1:8080, and from
                     pod-a itself through the hairpin
   7. delete         `cnitool del` for both pods, then every trace of them checked gone
-  8. nothing left   servers stopped, namespaces deleted, temp dir removed, the root namespace and
+  8. doctor         `cnitool doctor` on the node: every check of its configuration and state
+  9. nothing left   servers stopped, namespaces deleted, temp dir removed, the root namespace and
                     the system CNI directories unchanged
 
 Everything happens inside namespaces this script creates: the host's root network namespace,
@@ -642,7 +643,7 @@ def step_delete(sb: Sandbox, ips: dict[str, str]) -> None:
 
 
 def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
-    section(8, "nothing left")
+    section(9, "nothing left")
     names = list(sb.made_ns)
     tmp = sb.tmp
     problems = sb.destroy()
@@ -656,6 +657,16 @@ def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
     for key in before:
         check(after.get(key) == before[key], f"{key}: unchanged",
               f"before {before[key]!r}, after {after.get(key)!r}")
+
+
+def step_doctor(sb: Sandbox) -> None:
+    """`cnitool doctor` on the node the pods left: every check passes (exit status 0)."""
+    section(8, "doctor")
+    say("  $ cnitool doctor   (in the node namespace; NETCONFPATH, CNI_PATH, CNI_CACHE_DIR as above)")
+    proc = sb.in_ns(sb.node, str(sb.bin_dir / "cnitool"), "doctor", env=sb.cnitool_env(), must=False)
+    show(proc.stdout or proc.stderr, "      ")
+    check(proc.returncode == 0, "cnitool doctor finds nothing failing on the node",
+          f"exit status {proc.returncode}")
 
 
 # --------------------------------------------------------------------------- main
@@ -672,6 +683,7 @@ def run_demo(sb: Sandbox) -> None:
     step_ping(sb, ips)
     step_hostport(sb, ips)
     step_delete(sb, ips)
+    step_doctor(sb)
     step_nothing_left(sb, before)
 
 

@@ -98,8 +98,11 @@ def test_demo_runs_every_step_and_leaves_nothing():
     headings = re.findall(r"^(\d)\. (.+)$", out, re.M)
     assert headings == [
         ("1", "sandbox"), ("2", "attach pod-a"), ("3", "attach pod-b"), ("4", "the node"),
-        ("5", "pod to pod"), ("6", "hostPort"), ("7", "delete"), ("8", "nothing left"),
+        ("5", "pod to pod"), ("6", "hostPort"), ("7", "delete"), ("8", "doctor"),
+        ("9", "nothing left"),
     ]
+    assert "ok   cnitool doctor finds nothing failing on the node" in out
+    assert re.search(r"^\s+ok   conf\.parse ", out, re.M) and " 0 fail" in out
     assert f"removed what a killed demo left: {stale_ns}, {stale_tmp}" in out
     assert '"cniVersion": "0.3.1"' in out and '"hairpinMode": true' in out  # the conflist shown
     assert "FLANNEL_SUBNET=10.244.1.1/24" in out
