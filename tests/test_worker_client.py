@@ -385,3 +385,29 @@ def test_cni_imports_nothing_from_plugins_or_ipam():
                 names = [node.module]
             bad = [n for n in names if n.split(".")[0] in ("plugins", "ipam")]
             assert not bad, f"{path.name} imports {bad}"
+
+
+def test_in_process_lock_wait_is_bounded(tmp_path):
+    """A process holding an attachment's lock file (any uid-0 process can open it) delays an
+    in-process DEL of that attachment by PYCNI_WORKER_LOCK_WAIT seconds at most: then CNI error
+    11 (try again later), naming the attachment; once it lets go, the DEL succeeds."""
+    from plugins.worker import attachment
+
+    d = tmp_path / "w"
+    d.mkdir(mode=0o700)
+    cid = "lw1"
+    stripe = d / attachment.stripe_name({"CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0"})
+    fd = os.open(stripe, os.O_RDWR | os.O_CREAT, 0o600)
+    conf = {"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}
+    env = {"PYCNI_WORKER": "0", "PYCNI_WORKER_DIR": str(d), "PYCNI_WORKER_LOCK_WAIT": "0.5"}
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        start = time.monotonic()
+        r = run_plugin(DIST / "loopback", "DEL", conf, containerid=cid, extra_env=env)
+        assert time.monotonic() - start < 10
+        assert r.returncode == 1 and r.result["code"] == 11, r.stdout + r.stderr
+        assert f"container {cid} interface eth0" in r.result["msg"]
+    finally:
+        os.close(fd)
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid=cid, extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr

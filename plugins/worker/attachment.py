@@ -38,6 +38,17 @@ MAX_WAIT = 120.0
 _current = threading.local()
 
 
+def max_wait(env) -> float:
+    """How long a call described by `env` waits for its attachment's lock: PYCNI_WORKER_LOCK_WAIT
+    seconds when that is a positive number, else MAX_WAIT (the worker reads the same variable
+    from its own environment)."""
+    try:
+        value = float(env.get("PYCNI_WORKER_LOCK_WAIT", "") or MAX_WAIT)
+    except ValueError:
+        return MAX_WAIT
+    return value if 0 < value < float("inf") else MAX_WAIT
+
+
 def needs_lock(env) -> bool:
     """True for the calls that take the attachment lock: ADD, CHECK and DEL with a container ID."""
     return env.get("CNI_COMMAND") in LOCKED_COMMANDS and bool(env.get("CNI_CONTAINERID"))
