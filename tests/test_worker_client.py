@@ -411,3 +411,65 @@ def test_in_process_lock_wait_is_bounded(tmp_path):
         os.close(fd)
     r = run_plugin(DIST / "loopback", "DEL", conf, containerid=cid, extra_env=env)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+INIT_LISTENER = textwrap.dedent("""
+    # pid 1 of a fresh pid namespace, standing in for systemd: it owns the listening socket
+    # (as systemd does for pycni-worker.socket), then runs a client in its namespace and, when
+    # the client sends a request, answers it.
+    import os, socket, subprocess, sys, json
+    path, exe, wdir = sys.argv[1], sys.argv[2], sys.argv[3]
+    assert os.getpid() == 1
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(path)
+    s.listen(4)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_DIR": wdir,
+           "PYCNI_WORKER_DEBUG": "1", "PYCNI_WORKER_PROCS": "2", "CNI_COMMAND": "VERSION"}
+    client = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env)
+    conn, _ = s.accept()
+    msg, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(64))
+    for level, kind, data in anc:  # close what was passed
+        for i in range(0, len(data) - 3, 4):
+            os.close(int.from_bytes(data[i:i + 4], sys.byteorder))
+    if msg:
+        conn.send(b"A")
+        conn.send(b'O{"from": "init"}')
+        conn.send(b"X\\x00")
+    out, err = client.communicate(b'{"cniVersion": "1.0.0"}', timeout=20)
+    print(json.dumps({"got": len(msg), "out": out.decode(), "err": err.decode(),
+                      "rc": client.returncode}))
+""")
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_init_owns_only_the_resident_socket(resident, wdir):  # noqa: F811
+    """systemd's socket: the listener belongs to init (pid 1), not to the worker behind it, so
+    the client accepts pid 1 in its own pid namespace as the owner of the resident socket (root
+    configured what runs there). A burst worker's socket owned by init is refused."""
+    unshare = shutil.which("unshare", path=harness.SAFE_PATH)
+    if unshare is None:
+        pytest.skip("unshare (util-linux) not installed")
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_PROCS": "2"}
+    name = "pycni.sock" if resident else client.socket_name(
+        client.build_id(os.stat(DIST / "loopback")), env, 1)
+    busy = os.open(wdir / "pycni.sock.busy", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not resident:  # the client tries a burst socket only when the resident is busy
+            os.lockf(busy, os.F_LOCK, 0)
+        proc = subprocess.run(
+            [unshare, "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c",
+             INIT_LISTENER, str(wdir / name), str(DIST / "loopback"), str(wdir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    finally:
+        os.close(busy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["rc"] == 0, seen
+    if resident:
+        assert seen["got"] > 0, seen
+        assert seen["out"] == '{"from": "init"}' and "pycni worker: served" in seen["err"], seen
+    else:
+        assert seen["got"] == 0 and '"supportedVersions"' in seen["out"], seen
+        assert "server not trusted (another executable); nothing sent" in seen["err"], seen
