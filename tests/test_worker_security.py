@@ -383,3 +383,82 @@ def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
         assert rc == 1 and out["code"] == 6, out  # the config's decoding error, as in-process
         time.sleep(0.3)
         assert wt.descriptors(served.pid) <= before
+
+
+def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
+    """Finding 6: a call's stdin is read up to MAX_STDIN bytes; an endless one (/dev/zero) is
+    CNI error 5 naming the limit, not a worker that reads until memory runs out."""
+    from plugins.worker import server
+
+    with wt.Served() as served:
+        served.start()
+        env = served.call_env("ADD", CNI_CONTAINERID="big", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent")
+        zero = os.open("/dev/zero", os.O_RDONLY)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            with served.connect() as s:
+                wt.send(s, wt.request(env), [zero, null])
+                rc, out = _cni([m.decode() for m in wt.replies(s)])
+        finally:
+            os.close(zero)
+            os.close(null)
+        assert rc == 1 and out["code"] == 5 and str(server.MAX_STDIN) in out["msg"], out
+
+
+def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
+    """Finding 6: MAX_CALLS calls run at once (here all waiting for one attachment's lock), the
+    next QUEUE_MAX requests wait unanswered, the one after is refused; the worker never has
+    more than MAX_CALLS call threads, and once the lock is free every accepted or queued call is
+    answered. (The calls are loopback DELs without a namespace: they change nothing.)"""
+    import fcntl
+
+    from plugins.worker import attachment, server
+
+    with wt.Served(PYCNI_WORKER_LOCK_WAIT="30") as served:
+        served.start()
+        conf = b'{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}'
+        env = served.call_env("DEL", CNI_CONTAINERID="slots", CNI_IFNAME="eth0", CNI_NETNS="")
+        lock = os.open(served.dir / attachment.stripe_name(env), os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        conns: list[socket.socket] = []
+
+        def submit(call_env: dict[str, str], name: str) -> socket.socket:
+            r, w = os.pipe()
+            os.write(w, conf)
+            os.close(w)
+            null = os.open(os.devnull, os.O_WRONLY)
+            s = served.connect()
+            conns.append(s)
+            try:
+                wt.send(s, wt.request(call_env, name), [r, null])
+            finally:
+                os.close(r)
+                os.close(null)
+            return s
+
+        try:
+            running = [submit(env, "loopback") for _ in range(server.MAX_CALLS)]
+            for s in running:
+                s.settimeout(10)
+                assert s.recv(16) == b"A"
+            queued = [submit(served.call_env("VERSION"), "bridge") for _ in range(server.QUEUE_MAX)]
+            extra = submit(served.call_env("VERSION"), "bridge")
+            assert wt.replies(extra, 10) == [b"R"]
+            assert "queue full" in served.logged()
+            for s in queued[:3] + queued[-3:]:
+                s.settimeout(0.2)
+                with pytest.raises(TimeoutError):
+                    s.recv(16)
+            assert wt.threads(served.pid) <= server.MAX_CALLS + 1
+            os.close(lock)
+            lock = -1
+            for s in running:
+                assert wt.replies(s, 30)[-1] == b"X\x00"
+            for s in queued:
+                replies = wt.replies(s, 30)
+                assert replies[0] == b"A" and replies[-1] == b"X\x00", replies
+        finally:
+            if lock >= 0:
+                os.close(lock)
+            for s in conns:
+                s.close()

@@ -283,6 +283,7 @@ class Worker:
         self._checked = time.monotonic()
         self._sock_id: tuple[int, int] | None = None
         self._log_budget = (time.monotonic(), 0)
+        self._log_fd = _open_log()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.lock_fd: int | None = None
         self.stdin = _Routed(sys.stdin)
@@ -351,8 +352,8 @@ class Worker:
     # ------------------------------------------------------------------ log
 
     def log(self, text: str) -> None:
-        """One line to PYCNI_WORKER_LOG when set, else to the worker's own stderr (the journal
-        under systemd); at most LOG_PER_MINUTE refusal lines a minute."""
+        """One line to the worker log (PYCNI_WORKER_LOG when set, else the worker's own stderr:
+        the journal under systemd); at most LOG_PER_MINUTE lines a minute."""
         start, count = self._log_budget
         now = time.monotonic()
         if now - start >= 60:
@@ -365,13 +366,8 @@ class Worker:
         self._write_log(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}: {text}\n")
 
     def _write_log(self, text: str) -> None:
-        path = os.environ.get("PYCNI_WORKER_LOG")
         try:
-            if path:
-                with open(path, "a") as f:
-                    f.write(text)
-            else:
-                os.write(2, text.encode("utf-8", "backslashreplace"))
+            os.write(self._log_fd, text.encode("utf-8", "backslashreplace"))
         except OSError:
             pass
 
@@ -438,7 +434,8 @@ class Worker:
         fds: list[int] = []
         try:
             msg, anc, flags, _ = conn.recvmsg(
-                MAX_REQUEST, _socket.CMSG_SPACE(4 * MAX_FDS), _socket.MSG_DONTWAIT
+                MAX_REQUEST, _socket.CMSG_SPACE(4 * MAX_FDS),
+                _socket.MSG_DONTWAIT | _socket.MSG_CMSG_CLOEXEC,
             )
             for level, kind, data in anc:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -723,7 +720,13 @@ class Worker:
                 self.active += 1
             req = queue.popleft()
             req.conn.setblocking(True)
-            threading.Thread(target=self._thread, args=(req,), daemon=True).start()
+            try:
+                threading.Thread(target=self._thread, args=(req,), daemon=True).start()
+            except RuntimeError:  # no thread to be had: the client runs its call itself
+                with self.cond:
+                    self.active -= 1
+                req.close()
+                return
 
     def _unlink(self) -> None:
         if self.activated or self._sock_id is None:
@@ -806,6 +809,18 @@ def _activated_listener():
         return None
     os.set_inheritable(3, False)
     return listener
+
+
+def _open_log() -> int:
+    """The worker log, opened once (a call thread that joined a caller's mount namespace
+    resolves no path): PYCNI_WORKER_LOG appended to, else the worker's stderr."""
+    path = os.environ.get("PYCNI_WORKER_LOG")
+    if path:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            pass
+    return 2
 
 
 def _reset_process_state() -> None:
