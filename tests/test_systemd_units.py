@@ -70,6 +70,7 @@ def test_service_unit():
     assert service["StandardInput"] == "null"
     assert "NoNewPrivileges" not in service and "CapabilityBoundingSet" not in service
     assert unit["Unit"]["Requires"] == unit["Unit"]["After"] == "pycni-worker.socket"
+    assert unit["Install"]["WantedBy"] == "multi-user.target"  # warm from boot on
     multicall = (REPO / "plugins" / "multicall.py").read_text()
     assert 'env.get("PYCNI_WORKER_SERVE")' in multicall
 
@@ -106,7 +107,8 @@ def test_make_install_puts_the_units_under_destdir(tmp_path):
     assert "ExecStart=@/usr/libexec/cni/loopback pycni-worker" in service
     assert "/opt/cni/bin/" not in service
     assert (dest / "usr" / "libexec" / "cni" / "loopback").exists()
-    assert "systemctl daemon-reload && systemctl enable --now pycni-worker.socket" in proc.stdout
+    enable = "systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service"
+    assert enable in proc.stdout
     assert not (dest / "etc" / "systemd" / "system" / "sockets.target.wants").exists()
 
 
