@@ -487,7 +487,7 @@ def test_caller_with_fewer_privileges_is_not_served(node_ns, make_pod, state_dir
     start_worker(node_ns, make_pod(), wdir, state_dir)
     setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
     if setpriv is None:
-        pytest.skip("setpriv (util-linux) not installed")
+        pytest.skip(harness.missing_reason("setpriv", "util-linux"))
     env = harness.plugin_env("VERSION", extra_env=wenv(wdir))
     proc = node_ns.exec(setpriv, "--bounding-set=-net_raw", str(DIST / "bridge"),
                         input='{"cniVersion": "1.0.0"}', env=env, check=False)
