@@ -139,7 +139,7 @@ def test_socket_activation_serves_and_stays_resident():
     and it does not leave when idle."""
     tool = shutil.which("systemd-socket-activate")
     if tool is None:
-        pytest.skip("systemd-socket-activate not installed")
+        pytest.skip(harness.missing_reason("systemd-socket-activate", "systemd"))
     if not os.access(DIST / "loopback", os.X_OK):
         pytest.skip("dist/bin not built (run `make build`)")
     wdir = Path(tempfile.mkdtemp(prefix="pws-", dir="/tmp"))

@@ -195,7 +195,7 @@ def _traced_add(node_ns, pod, state_dir, wdir, trace: Path, cid: str):  # noqa: 
     """A bridge ADD under strace (its sendmsg calls recorded in `trace`); the CompletedProcess."""
     strace = shutil.which("strace", path=harness.SAFE_PATH)
     if strace is None:
-        pytest.skip("strace not installed")
+        pytest.skip(harness.missing_reason("strace", "strace"))
     env = harness.plugin_env("ADD", netns=pod.path, containerid=cid, cni_path=str(DIST),
                              extra_env=wenv(wdir))
     # not -f: the worker the call may start must not be traced (strace would wait for it)
@@ -218,13 +218,13 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
     elif squatter == "pid 1 of its own pid namespace":  # init passes only in the client's own
         unshare = shutil.which("unshare", path=harness.SAFE_PATH)
         if unshare is None:
-            pytest.skip("unshare (util-linux) not installed")
+            pytest.skip(harness.missing_reason("unshare", "util-linux"))
         proc = subprocess.Popen([unshare, "--pid", "--fork", "--kill-child", sys.executable, "-c",
                                  SQUATTER, str(sock), str(record)])
     else:  # the very executable, serving as a worker, but with every capability dropped
         setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
         if setpriv is None:
-            pytest.skip("setpriv (util-linux) not installed")
+            pytest.skip(harness.missing_reason("setpriv", "util-linux"))
         env = dict(wenv(wdir), PATH=harness.SAFE_PATH, PYCNI_WORKER_SERVE=str(sock),
                    PYCNI_WORKER_RESIDENT="1")
         proc = subprocess.Popen(
@@ -371,22 +371,6 @@ def test_executed_delegate_gets_the_held_lock(tmp_path):
         os.close(dirfd)
 
 
-def test_cni_imports_nothing_from_plugins_or_ipam():
-    """Layering: cni/ is the spec library; the entry point registers what it needs (local runner,
-    exec extras) with cni.invoke."""
-    import ast
-
-    for path in (harness.REPO_ROOT / "cni").glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            bad = [n for n in names if n.split(".")[0] in ("plugins", "ipam")]
-            assert not bad, f"{path.name} imports {bad}"
-
-
 def test_in_process_lock_wait_is_bounded(tmp_path):
     """A process holding an attachment's lock file (any uid-0 process can open it) delays an
     in-process DEL of that attachment by PYCNI_WORKER_LOCK_WAIT seconds at most: then CNI error
@@ -449,7 +433,7 @@ def test_init_owns_only_the_resident_socket(resident, wdir):  # noqa: F811
     configured what runs there). A burst worker's socket owned by init is refused."""
     unshare = shutil.which("unshare", path=harness.SAFE_PATH)
     if unshare is None:
-        pytest.skip("unshare (util-linux) not installed")
+        pytest.skip(harness.missing_reason("unshare", "util-linux"))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_PROCS": "2"}
     name = "pycni.sock" if resident else client.socket_name(
         client.build_id(os.stat(DIST / "loopback")), env, 1)
