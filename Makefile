@@ -58,11 +58,11 @@ install: dist
 	    > "$(DESTDIR)$(SYSTEMD_UNITDIR)/$$unit" && chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/$$unit" || exit 1; \
 	done
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
-	  echo "systemctl daemon-reload && systemctl enable --now pycni-worker.socket"; \
-	  systemctl daemon-reload && systemctl enable --now pycni-worker.socket; \
+	  echo "systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service"; \
+	  systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service; \
 	else \
 	  echo "pycni: units installed in $(DESTDIR)$(SYSTEMD_UNITDIR); on a node that systemd runs, enable the resident worker with:"; \
-	  echo "  systemctl daemon-reload && systemctl enable --now pycni-worker.socket"; \
+	  echo "  systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service"; \
 	  echo "pycni: without systemd, the first plugin call starts the resident worker itself."; \
 	fi
 
