@@ -145,7 +145,7 @@ def _routes(items: list[dict[str, Any] | None] | None) -> list[Any]:
     if not items:
         return []
     from cni.result import GO_JSON, Route
-    from cni.result_types import validation_to_cni
+    from cni.result.models import validation_to_cni
 
     out = []
     for item in items:

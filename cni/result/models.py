@@ -35,8 +35,8 @@ from pydantic import (
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
 from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
-from cni.goip import ipv6_text
-from cni.gojson import json_kind, marshal_indent
+from cni.gocompat.ip import ipv6_text
+from cni.gocompat.json import json_kind, marshal_indent
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
 GO_JSON = "go_json"
@@ -460,7 +460,7 @@ class Result(_Model):
         for unknown versions and CNIError ``cannot convert: no valid IP addresses`` when a
         0.1.0/0.2.0 target would have no IP.
         """
-        from cni.result_convert import convert
+        from cni.result.convert import convert
 
         return convert(self, to_version)
 

@@ -15,7 +15,7 @@ Every pair among 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 converts:
 from __future__ import annotations
 
 from cni.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_INTERNAL, CNIError, one_line
-from cni.result_types import (
+from cni.result.models import (
     DNS,
     Interface,
     Interface040,

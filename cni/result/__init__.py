@@ -22,11 +22,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cni import gojson
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
-from cni.gojson import json_kind, quote
-from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
-from cni.result_types import (
+from cni.gocompat import json as gojson
+from cni.gocompat.json import json_kind, quote
+from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
+from cni.result.models import (
     DNS,
     GO_JSON,
     Interface,

@@ -22,17 +22,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cni import gojson
-from cni.cache import ResultCache
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
     ERR_INVALID_ENVIRONMENT_VARIABLES,
     CNIError,
 )
+from cni.gocompat import json as gojson
+from cni.libcni.cache import ResultCache
 
 if TYPE_CHECKING:
-    from cni.conflist import NetworkConfigList, PluginConfig
+    from cni.libcni.conflist import NetworkConfigList, PluginConfig
 
 CURRENT_VERSION = "1.1.0"
 GC_KEY = "cni.dev/valid-attachments"
@@ -406,7 +406,7 @@ class CNIConfig:
         return info.config, new_rt
 
     def cached_attachments(self, container_id: str = ""):
-        """The cached attachments, optionally of one container (cni.cache.Attachment list)."""
+        """The cached attachments, optionally of one container (cni.libcni.cache.Attachment list)."""
         return self.cache.attachments(container_id)
 
     # ---------------------------------------------------------------- VERSION
