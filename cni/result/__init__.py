@@ -25,7 +25,8 @@ from pydantic import ValidationError
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
 from cni.gocompat import json as gojson
 from cni.gocompat.json import json_kind, quote
-from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
+from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS
+from cni.result.families import Result, Result020, Result040, Result100, family_of
 from cni.result.models import (
     DNS,
     GO_JSON,
@@ -34,10 +35,6 @@ from cni.result.models import (
     IPConfig,
     IPConfig020,
     IPConfig040,
-    Result,
-    Result020,
-    Result040,
-    Result100,
     Route,
     canonical_cidr,
     canonical_ip,
