@@ -51,7 +51,8 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.result.models import GO_JSON, Route
+    from cni.gocompat.decode import GO_JSON
+    from cni.result.models import Route
 
     out: list[Struct] = []
     for item in raw:
@@ -67,7 +68,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
             from pydantic import ValidationError
 
             if isinstance(e, ValidationError):
-                from cni.result.models import validation_to_cni
+                from cni.gocompat.decode import validation_to_cni
 
                 raise fail(validation_to_cni(e, "route", go_json=True).msg) from None
             raise fail(str(e)) from None

@@ -109,7 +109,7 @@ def _network(text: str) -> str:
     """`text` parsed like Go's net.ParseCIDR, returned as the network (host bits cleared)."""
     import ipaddress
 
-    from cni.result.models import canonical_cidr
+    from cni.gocompat.cidr import canonical_cidr
 
     try:
         canon = canonical_cidr(text)

@@ -12,7 +12,8 @@ from cni_fakes import fail_with, fake_environ, make_fake, read_log, set_behaviou
 
 from cni.errors import CNIError
 from cni.libcni import conflist
-from cni.libcni.runtime import CNIConfig, MultiError, RuntimeConf, build_request
+from cni.libcni.request import RuntimeConf, build_request
+from cni.libcni.runtime import CNIConfig, MultiError
 
 
 class Env:

@@ -1,4 +1,5 @@
-"""Result shapes for every CNI result family (spec-notes §4), as pydantic v2 models.
+"""The element models of CNI results (spec-notes §4), as pydantic v2 models; the families that
+hold them are in cni.result.families.
 
 Families and their classes:
 
@@ -7,9 +8,8 @@ Families and their classes:
 * 0.1.0 / 0.2.0: ``Result020`` with ``IPConfig020`` (``ip4`` / ``ip6`` objects).
 
 The models are the source of truth for the shapes; ``to_dict`` applies the reference's emission
-rules (key order, which empty values are left out). Addresses are validated with ``ipaddress`` and
-stored as the text the reference would print: host bits kept, IPv6 compressed and lower-case,
-IPv4-mapped IPv6 printed as dotted IPv4.
+rules (key order, which empty values are left out). Addresses are checked and stored as the text
+the reference would print (cni.gocompat.cidr).
 
 Models are built lazily (``defer_build``), so importing this module only defines classes.
 Bad input never escapes as a pydantic error: construction, assignment and parsing raise
@@ -18,7 +18,6 @@ Bad input never escapes as a pydantic error: construction, assignment and parsin
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -34,97 +33,8 @@ from pydantic import (
 )
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
-from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
-from cni.gocompat.ip import ipv6_text
-from cni.gocompat.json import json_kind
-
-# Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
-GO_JSON = "go_json"
-
-# --------------------------------------------------------------------------------------------
-# Address text: parse like Go's net.ParseCIDR / net.ParseIP, print like net.IPNet / net.IP.
-
-
-def _parse_ip(text: str) -> Any:
-    """An ipaddress object for `text`, or None when Go's parser would reject it (zones too)."""
-    if not text.isascii() or "%" in text:
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _ip_text(ip: Any) -> str:
-    """Go's net.IP.String(): dotted IPv4 (also for IPv4-mapped IPv6), else RFC 5952 IPv6."""
-    if ip.version == 4:
-        return str(ip)
-    mapped = ip.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
-    return ipv6_text(int(ip))
-
-
-def _not_a_string(value: object, what: str, info: ValidationInfo | None) -> ValueError:
-    if info is not None and info.context and info.context.get(GO_JSON):
-        return ValueError(
-            f"json: cannot unmarshal {json_kind(value)} into Go value of type string"
-        )
-    return ValueError(f"invalid {what}: {one_line(repr(value))} is not a string")
-
-
-def canonical_cidr(value: object, info: ValidationInfo | None = None) -> str:
-    """`value` ("ip/prefix") checked like Go's net.ParseCIDR and printed like net.IPNet.String().
-
-    Host bits are kept ("10.1.0.5/16" stays). Raises ValueError
-    ``invalid CIDR address: <value>`` for anything Go would reject.
-    """
-    if not isinstance(value, str):
-        if type(value).__name__ in ("IPv4Interface", "IPv6Interface", "IPv4Network", "IPv6Network"):
-            value = str(value)
-        else:
-            raise _not_a_string(value, "CIDR address", info)
-    addr, slash, plen_text = value.partition("/")
-    ip = _parse_ip(addr) if slash else None
-    digits = plen_text.lstrip("0") or "0"
-    if (
-        ip is None
-        or not plen_text.isascii()
-        or not plen_text.isdigit()
-        or len(digits) > 3
-        or int(digits) > ip.max_prefixlen
-    ):
-        raise ValueError(f"invalid CIDR address: {one_line(value)}")
-    plen = int(digits)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        # Go keeps the 16-byte mask and prints its last 4 bytes against the IPv4 form.
-        return f"{ip.ipv4_mapped}/{max(0, plen - 96)}"
-    return f"{_ip_text(ip)}/{plen}"
-
-
-def canonical_ip(value: object, info: ValidationInfo | None = None) -> str | None:
-    """`value` checked like Go's net.ParseIP and printed like net.IP.String(); "" and None -> None.
-
-    Raises ValueError ``invalid IP address: <value>`` for anything Go would reject.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        if type(value).__name__ in ("IPv4Address", "IPv6Address"):
-            value = str(value)
-        else:
-            raise _not_a_string(value, "IP address", info)
-    if value == "":
-        return None
-    ip = _parse_ip(value)
-    if ip is None:
-        raise ValueError(f"invalid IP address: {one_line(value)}")
-    return _ip_text(ip)
-
-
-def is_ipv4_text(text: str) -> bool:
-    """True when canonical address text (CIDR or IP) is IPv4 under Go's To4 rule."""
-    return ":" not in text
+from cni.gocompat.cidr import canonical_cidr, canonical_ip, is_ipv4_text
+from cni.gocompat.decode import GO_JSON, validation_to_cni
 
 
 def _nulls_to_empty(value: object) -> object:
@@ -143,46 +53,6 @@ StrList = Annotated[list[StrictStr], BeforeValidator(_nulls_to_empty)]
 def _required_cidr() -> Any:
     # A missing or null address decodes as "" and fails like Go's ParseCIDR("").
     return Field(default="", validate_default=True)
-
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-_GO_TYPES = {
-    "string_type": "string",
-    "int_type": "int",
-    "greater_than_equal": "int",
-    "less_than_equal": "int",
-    "list_type": "slice",
-    "model_type": "struct",
-    "model_attributes_type": "struct",
-    "dict_type": "struct",
-}
-
-
-def validation_to_cni(
-    exc: ValidationError, model: str, go_json: bool, prefix: str = ""
-) -> CNIError:
-    """One CNIError (code 6, one line) for the first problem pydantic found."""
-    err = exc.errors(include_url=False)[0]
-    path = ".".join(str(p) for p in err.get("loc", ()) if isinstance(p, str))
-    ctx = err.get("ctx") or {}
-    if err.get("type") == "value_error" and "error" in ctx:
-        text = str(ctx["error"])
-    elif go_json and err.get("type") in _GO_TYPES:
-        value = err.get("input")
-        kind = json_kind(value)
-        if kind == "number" and _GO_TYPES[err["type"]] == "int":
-            kind = f"number {value!r}"
-        field = f"{model}.{path}" if path else model
-        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {_GO_TYPES[err['type']]}"
-    else:
-        where = f"{model}.{path}" if path else model
-        text = f"invalid {where}: {err.get('msg', 'invalid value')}"
-        if "input" in err and err.get("type") != "missing":
-            text += f" (got {repr(err['input'])})"
-    return CNIError(ERR_DECODING_FAILURE, one_line(prefix + text))
 
 
 # --------------------------------------------------------------------------------------------

@@ -360,7 +360,7 @@ def _network(cf: ConfFile) -> Network:
 
 def _request(conf: Any, plugin: Any) -> dict[str, Any]:
     """The plugin's stdin as the runtime builds it (name and cniVersion set)."""
-    from cni.libcni.runtime import build_request
+    from cni.libcni.request import build_request
 
     return json.loads(build_request(plugin, conf.name, conf.cni_version))
 
