@@ -38,6 +38,7 @@ from cni.result.models import (
     IPConfig040,
     Route,
 )
+from cni.version import CURRENT
 
 __all__ = [
     "DNS",
@@ -62,7 +63,6 @@ __all__ = [
     "parse_result",
 ]
 
-CURRENT = "1.1.0"
 _PREV = "could not parse prevResult: "
 
 
