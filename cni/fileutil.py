@@ -112,8 +112,8 @@ def atomic_write(
     recognises) in `temp_dir`, by default the directory of `path` (it must be on the same file
     system), and is renamed over `path`. With `durable` the file is fsynced before the rename
     and the directory after it; without, a killed writer still never leaves a partial file at
-    `path`, but a power loss may lose the new content. On any error the temporary file is removed, the old content of
-    `path` (if any) is untouched, and the OSError is raised.
+    `path`, but a power loss may lose the new content. On any error the temporary file is
+    removed, the old content of `path` (if any) is untouched, and the OSError is raised.
     """
     directory, name = os.path.split(path)
     directory = directory or "."

@@ -58,9 +58,8 @@ def config_version(conf: dict) -> str:
     if v is None:
         return ""
     if not isinstance(v, str):
-        from cni.gocompat.json import (
-            json_kind,  # error path only: this module is on every start-up path
-        )
+        # Imported on the error path only: this module is on every start-up path.
+        from cni.gocompat.json import json_kind
 
         raise CNIError(
             ERR_DECODING_FAILURE,

@@ -108,7 +108,9 @@ def without_nulls(data: dict, keys: Container[str] | None = None) -> dict:
     if keys is None:
         return {k: v for k, v in data.items() if v is not None}
     return {
-        k: v for k, v in data.items() if v is not None or not isinstance(k, str) or k.lower() not in keys
+        k: v
+        for k, v in data.items()
+        if v is not None or not isinstance(k, str) or k.lower() not in keys
     }
 
 
@@ -116,7 +118,9 @@ def defaulted_keys(model: type[BaseModel]) -> frozenset[str]:
     """The lower-cased JSON keys of `model`'s fields whose default is not None: a null there
     keeps the default (a null on a field defaulting to None is the same as leaving it out)."""
     return frozenset(
-        (info.alias or name).lower() for name, info in model.model_fields.items() if info.default is not None
+        (info.alias or name).lower()
+        for name, info in model.model_fields.items()
+        if info.default is not None
     )
 
 
@@ -140,4 +144,5 @@ def config_error(exc: ValidationError) -> CNIError:
     kind = err.get("type", "")
     code = ERR_DECODING_FAILURE if kind.endswith("_type") else ERR_INVALID_NETWORK_CONFIG
     msg = err.get("msg", "invalid value")
-    return CNIError(code, one_line(f"invalid {loc} {one_line(short_text(err.get('input')))}: {msg}"))
+    value = one_line(short_text(err.get("input")))
+    return CNIError(code, one_line(f"invalid {loc} {value}: {msg}"))
