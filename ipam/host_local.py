@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
+from cni.gocompat.decode import field
 from cni.skel import CmdArgs, Plugin
 from cni.version import CURRENT
 
@@ -144,10 +145,7 @@ def _prev_addresses(conf: dict) -> list:
     """The addresses listed in the config's prevResult (any result version), leniently."""
     from ipam.addr import parse_cidr
 
-    prev = None
-    for key, value in conf.items():
-        if isinstance(key, str) and key.lower() == "prevresult":
-            prev = value
+    prev = field(conf, "prevresult")
     if not isinstance(prev, dict):
         return []
     texts = []

@@ -31,6 +31,7 @@ import sys
 
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
+from cni.gocompat.decode import field
 from cni.skel import CmdArgs, Plugin
 
 TYPE_CHECKING = False
@@ -204,19 +205,9 @@ def _backend_module(settings: Settings):
     return portmap_iptables
 
 
-def _get(obj: object, key: str) -> object:
-    """`obj[key]` with keys matched as Go does (case-insensitive, last duplicate wins); None."""
-    found = None
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(k, str) and k.lower() == key:
-                found = v
-    return found
-
-
 def _has_raw_mappings(conf: dict) -> bool:
     """Does the raw config carry a non-empty runtimeConfig.portMappings? (keys matched as Go does)"""
-    mappings = _get(_get(conf, "runtimeconfig"), "portmappings")
+    mappings = field(field(conf, "runtimeconfig"), "portmappings")
     return not (mappings is None or mappings == [])
 
 
@@ -243,10 +234,10 @@ def cmd_del(args: CmdArgs) -> None:
 def _raw_udp_host_ports(conf: dict) -> list[int]:
     """The UDP host ports of runtimeConfig.portMappings, read leniently (malformed entries are
     skipped: DEL never refuses over them)."""
-    mappings = _get(_get(conf, "runtimeconfig"), "portmappings")
+    mappings = field(field(conf, "runtimeconfig"), "portmappings")
     ports = set()
     for m in mappings if isinstance(mappings, list) else ():
-        proto, port = _get(m, "protocol"), _get(m, "hostport")
+        proto, port = field(m, "protocol"), field(m, "hostport")
         if isinstance(proto, str) and proto.lower() == "udp" and isinstance(port, int) \
                 and not isinstance(port, bool) and 0 < port <= 65535:
             ports.add(port)

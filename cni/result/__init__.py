@@ -23,7 +23,7 @@ from typing import Any
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
 from cni.gocompat import json as gojson
 from cni.gocompat.cidr import canonical_cidr, canonical_ip
-from cni.gocompat.decode import go_validate
+from cni.gocompat.decode import field, go_validate
 from cni.gocompat.json import json_kind, quote
 from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS
 from cni.result.families import Result, Result020, Result040, Result100, family_of
@@ -167,10 +167,7 @@ def parse_prev_result(conf: dict) -> Result | None:
         conf = _load(conf, "")
         if not isinstance(conf, dict):
             raise CNIError(ERR_DECODING_FAILURE, "network config is not a JSON object")
-    raw = None
-    for key, value in conf.items():
-        if isinstance(key, str) and key.lower() == "prevresult":
-            raw = value
+    raw = field(conf, "prevresult")
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -183,11 +180,7 @@ def parse_prev_result(conf: dict) -> Result | None:
     cls = family_of(conf_version)
     if cls is None:
         raise _unsupported(conf_version, _PREV)
-    own = None
-    for key, value in raw.items():
-        if isinstance(key, str) and key.lower() == "cniversion":
-            own = value
-    if own is None:
+    if field(raw, "cniversion") is None:
         raw = _without_version(raw)
         raw["cniVersion"] = conf_version
     return _check_family(_validate(cls, raw, _PREV), cls, _PREV)
