@@ -21,6 +21,7 @@ from typing import Any
 from cni import fileutil
 from cni.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_IO_FAILURE, CNIError
 from cni.gocompat import json as gojson
+from cni.gocompat.decode import match_keys
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"
@@ -75,6 +76,16 @@ def _expect(value: Any, kind: type, key: str) -> Any:
     return value
 
 
+# cachedInfo's JSON keys, lower-cased -> as written.
+_CACHED_INFO_KEYS = {
+    k.lower(): k
+    for k in (
+        "kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs",
+        "capabilityArgs", "result",
+    )
+}
+
+
 def decode(data: bytes) -> CachedInfo:
     """Decode a cache file as Go decodes it into libcni's `cachedInfo`; ValueError if not possible.
 
@@ -84,22 +95,7 @@ def decode(data: bytes) -> CachedInfo:
     obj = gojson.loads(data)
     if not isinstance(obj, dict):
         raise ValueError(f"json: cannot unmarshal {gojson.kind(obj)} into Go value of type libcni.cachedInfo")
-    fields = {
-        "kind": "kind",
-        "containerid": "containerId",
-        "config": "config",
-        "ifname": "ifName",
-        "networkname": "networkName",
-        "netns": "netns",
-        "cniargs": "cniArgs",
-        "capabilityargs": "capabilityArgs",
-        "result": "result",
-    }
-    vals: dict[str, Any] = {}
-    for key, value in obj.items():
-        canon = fields.get(key.lower())
-        if canon is not None:
-            vals[canon] = value  # the last duplicate wins, as in Go
+    vals = match_keys(obj, _CACHED_INFO_KEYS, keep_unknown=False)
     config_text = _expect(vals.get("config"), str, "config")
     try:
         config = _b64decode(config_text) if config_text else b""
