@@ -343,7 +343,7 @@ AUTO: Any = _Auto()
 
 
 def format_cni_args(args: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
-    """CNI_ARGS text: a string as is, pairs joined as ``K=V;K2=V2`` (spec-notes §7.2)."""
+    """CNI_ARGS text: a string as is, pairs joined as ``K=V;K2=V2`` (docs/spec-rules.md §7.2)."""
     if isinstance(args, str):
         return args
     items = args.items() if isinstance(args, Mapping) else args
