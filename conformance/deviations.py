@@ -251,7 +251,7 @@ _ALL = [
     Deviation(
         "I15-host-local-exhaustion-counts",
         "improve",
-        "issue 17 part 1 (host-local heals what is provably safe); ipam/liveness.py",
+        "docs/self-healing.md (host-local heals what is provably safe); ipam/liveness.py",
         "an exhausted range set first frees the provably dead leases (written in an earlier "
         "boot, or for a CNI_NETNS gone or naming another namespace) and tries again; if it "
         "still fails, the reference's message is followed by `; leases held: N, provably dead: "
@@ -261,7 +261,7 @@ _ALL = [
     Deviation(
         "I16-bridge-readdress",
         "improve",
-        "issue 17 part 1 (bridge heals what is provably safe); plugins/bridge_readdress.py",
+        "docs/self-healing.md (bridge heals what is provably safe); plugins/bridge_readdress.py",
         "a bridge holding an address of another subnet with no port but the ADD's own is "
         "re-addressed (old address and the routes through it removed, stderr says so) and the "
         "ADD succeeds; with ports attached the reference's `failed to set bridge addr: ...` is "

@@ -612,7 +612,7 @@ def state_files(paths: Iterable[str] = DEFAULT_STATE_PATHS, limit: int = 20000) 
 
 
 def host_state() -> dict[str, frozenset[str]]:
-    """Read-only inventory beyond `root_state()`, for the leak audit (issue 11).
+    """Read-only inventory beyond `root_state()`, for the leak audit (docs/reliability.md).
 
     Keys: addresses, routes / routes6 (all tables) and rules / rules6 of the root
     namespace as `ip -o` lines (lifetimes dropped), state_files: every path under

@@ -1,4 +1,5 @@
-"""The standalone build (issue 8): layout, no Python needed, release tarball, delegation identity.
+"""The standalone build (docs/startup.md): layout, no Python needed, release tarball, delegation
+identity.
 
 Everything here runs the built dist/bin (`make build`) or the release tarball made from it. The
 "no Python on the node" checks run the executables from a copy outside the repo, with an empty
