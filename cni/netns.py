@@ -141,13 +141,13 @@ def _open_netns(path: str) -> int:
     try:
         magic = _statfs_type(path)
     except OSError as err:
-        from cni.gojson import quote  # error path only: keeps this module's import cheap
+        from cni.gocompat.json import quote  # error path only: keeps this module's import cheap
 
         msg = f"failed to Statfs {quote(path)}: {os_error_text(err)}"
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
         raise cls(path, msg) from None
     if magic not in (NSFS_MAGIC, PROCFS_MAGIC):
-        from cni.gojson import quote
+        from cni.gocompat.json import quote
 
         raise NotANetnsError(path, f"unknown FS magic on {quote(path)}: {magic:x}")
     try:

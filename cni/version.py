@@ -55,7 +55,9 @@ def config_version(conf: dict) -> str:
     if v is None:
         return ""
     if not isinstance(v, str):
-        from cni.gojson import json_kind  # error path only: this module is on every start-up path
+        from cni.gocompat.json import (
+            json_kind,  # error path only: this module is on every start-up path
+        )
 
         raise CNIError(
             ERR_DECODING_FAILURE,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from _socket import AF_INET, inet_pton  # C module, loaded with the interpreter
 from typing import NamedTuple
 
-from cni.goip import ipv6_text
+from cni.gocompat.ip import ipv6_text
 
 
 class Addr(NamedTuple):

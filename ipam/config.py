@@ -144,8 +144,8 @@ def _requested(value: str | None) -> Addr | object:
 def _routes(items: list[dict[str, Any] | None] | None) -> list[Any]:
     if not items:
         return []
+    from cni.gocompat.decode import validation_to_cni
     from cni.result import GO_JSON, Route
-    from cni.result_types import validation_to_cni
 
     out = []
     for item in items:

@@ -60,7 +60,7 @@ class _Undo:
 
 def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     """Step 1: create or reuse the bridge, promisc, accept_ra off, up."""
-    from cni.gojson import quote as q  # Go's %q: a name with a newline stays one line
+    from cni.gocompat.json import quote as q  # Go's %q: a name with a newline stays one line
     from plugins.linux import link
 
     name = conf.bridge
@@ -119,7 +119,7 @@ def _make_veth(pod: Any, host: Any, ifname: str, conf: BridgeNetConf, mac: str, 
 
     Returns the host end's name. Retries a random name taken in the host netns (max 10).
     """
-    from cni.gojson import quote as go_quote
+    from cni.gocompat.json import quote as go_quote
     from plugins.linux import link
 
     for _ in range(10):
@@ -522,7 +522,7 @@ def _open_pod(netns: str) -> Any:
     try:
         return link.iproute_in(netns)
     except CNIError as e:
-        from cni.gojson import quote
+        from cni.gocompat.json import quote
 
         raise _err(f"failed to open netns {quote(netns)}: {e.msg}") from None
 

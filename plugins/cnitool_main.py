@@ -1,5 +1,5 @@
 """The `cnitool` executable: `cnitool doctor ...` runs the node doctor (plugins/doctor/), every
-other command is cni.cnitool's.
+other command is cni.libcni.cnitool's.
 
 The doctor lives outside cni/ because it reads plugin and IPAM state (flannel's subnet.env and
 saved files, host-local leases, firewall rules), and cni/ imports nothing from plugins/ or ipam/.
@@ -18,6 +18,6 @@ def main(argv: list[str] | None = None) -> NoReturn:
         from plugins.doctor.cli import main as doctor_main
 
         doctor_main(args[1:])
-    from cni.cnitool import main as cnitool_main
+    from cni.libcni.cnitool import main as cnitool_main
 
     cnitool_main(args)

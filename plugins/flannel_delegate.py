@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
-from cni.gojson import Struct, json_kind, marshal
+from cni.gocompat.json import Struct, json_kind, marshal
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
 
@@ -52,7 +52,8 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.result_types import GO_JSON, Route
+    from cni.gocompat.decode import GO_JSON
+    from cni.result.models import Route
 
     out: list[Struct] = []
     for item in raw:
@@ -68,7 +69,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
             from pydantic import ValidationError
 
             if isinstance(e, ValidationError):
-                from cni.result_types import validation_to_cni
+                from cni.gocompat.decode import validation_to_cni
 
                 raise fail(validation_to_cni(e, "route", go_json=True).msg) from None
             raise fail(str(e)) from None

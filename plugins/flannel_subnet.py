@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line, os_error_text
-from cni.gojson import quote
+from cni.gocompat.json import quote
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 
@@ -110,7 +110,7 @@ def _network(text: str) -> str:
     """`text` parsed like Go's net.ParseCIDR, returned as the network (host bits cleared)."""
     import ipaddress
 
-    from cni.result_types import canonical_cidr
+    from cni.gocompat.cidr import canonical_cidr
 
     try:
         canon = canonical_cidr(text)

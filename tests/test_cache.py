@@ -9,9 +9,8 @@ tests/cni_fakes.py, with:
     gocnitool add <net.d> single c2 "" net1
     gocnitool add <net.d> old c3 "" eth9        CAP_ARGS=null RT_ARGS='A=é'
 
-(netns is empty because libcni 1.1.2 predates the `netns` field of
-cni 3f51e880; its place is checked
-separately.) The same operations through cni.runtime must produce the same bytes.
+(netns is empty because libcni 1.1.2 predates the `netns` field of cni 3f51e880; its place is
+checked separately.) The same operations through cni.libcni.runtime must produce the same bytes.
 """
 
 from __future__ import annotations
@@ -26,11 +25,12 @@ from pathlib import Path
 import pytest
 from cni_fakes import fake_environ, make_fake, read_log
 
-from cni import cache as cache_mod
-from cni import conflist, gojson
-from cni.cache import CachedInfo, CacheError, ResultCache
 from cni.errors import CNIError
-from cni.runtime import CNIConfig, RuntimeConf
+from cni.gocompat import json as gojson
+from cni.libcni import cache as cache_mod
+from cni.libcni import conflist
+from cni.libcni.cache import CachedInfo, CacheError, ResultCache
+from cni.libcni.runtime import CNIConfig, RuntimeConf
 
 DATA = Path(__file__).parent / "data" / "libcni_cache"
 CAP_ARGS = (

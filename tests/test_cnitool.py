@@ -1,6 +1,6 @@
 """cnitool (docs/spec-rules.md §9; C112-C120) and the runtime end to end.
 
-Unit tests drive cni.cnitool.run() and the dist/bin/cnitool executable with fake plugins. The
+Unit tests drive cni.libcni.cnitool.run() and the dist/bin/cnitool executable with fake plugins. The
 integration tests run dist/bin/cnitool inside a node namespace against real plugins: the
 reference bridge + host-local + portmap from /usr/lib/cni (which also proves that what our
 runtime sends is what the Go plugins expect), and the kube-flannel chain of our own plugins
@@ -21,7 +21,7 @@ import harness
 import pytest
 from cni_fakes import fail_with, make_fake, read_log
 
-from cni import cnitool
+from cni.libcni import cnitool
 
 CNITOOL = harness.REPO_ROOT / "dist" / "bin" / "cnitool"
 
@@ -452,7 +452,8 @@ def test_version_answers():
     import io
     import json as _json
 
-    from cni import __version__, cnitool
+    from cni import __version__
+    from cni.libcni import cnitool
     from cni.version import ALL
 
     for argv in (["--version"], ["-v"], ["version"]):

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cni import conflist, gojson
-from cni.conflist import ConfError, NoConfigsFoundError, NotFoundError
+from cni.gocompat import json as gojson
+from cni.libcni import conflist
+from cni.libcni.conflist import ConfError, NoConfigsFoundError, NotFoundError
 
 
 def _list(**kw) -> bytes:

@@ -403,7 +403,7 @@ def test_make_install_into_prefix(tmp_path):
 
 def test_sample_conflist_is_valid():
     """packaging/10-flannel.conflist parses as a conflist and names only our plugins."""
-    from cni.conflist import list_from_bytes
+    from cni.libcni.conflist import list_from_bytes
 
     data = (REPO / "packaging" / "10-flannel.conflist").read_bytes()
     conf = list_from_bytes(data)

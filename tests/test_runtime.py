@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from cni_fakes import fail_with, fake_environ, make_fake, read_log, set_behaviour
 
-from cni import conflist
 from cni.errors import CNIError
-from cni.runtime import CNIConfig, MultiError, RuntimeConf, build_request
+from cni.libcni import conflist
+from cni.libcni.request import RuntimeConf, build_request
+from cni.libcni.runtime import CNIConfig, MultiError
 
 
 class Env:

@@ -120,7 +120,7 @@ def check_winner(node: Node) -> Check:
 def _version_info(node: Node, path: str, cni_version: str) -> list[str]:
     """The versions the plugin at `path` answers VERSION with; CNIError when it cannot say."""
     from cni.invoke import exec_plugin
-    from cni.runtime import decode_version_info
+    from cni.libcni.request import decode_version_info
 
     env = dict(node.env)
     env.update(CNI_COMMAND="VERSION", CNI_PATH=os.pathsep.join(node.cni_path),

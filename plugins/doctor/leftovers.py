@@ -24,7 +24,7 @@ def dead_attachments(node: Node, network: str) -> list[Any]:
 
 def still_dead(node: Node, cid: str) -> bool:
     """Re-read the evidence: every cached attachment of `cid` names a namespace that is gone."""
-    from cni.cache import ResultCache
+    from cni.libcni.cache import ResultCache
     from cni.netns import netns_exists
 
     try:
@@ -39,8 +39,8 @@ def still_dead(node: Node, cid: str) -> bool:
 def _del_cached(node: Node, att: Any) -> str:
     """libcni DEL of one cached attachment, with the configuration and arguments ADD used and
     no namespace (it is gone); the plugins release the lease, rules and saved files."""
-    from cni import conflist
-    from cni.runtime import CNIConfig, RuntimeConf
+    from cni.libcni import conflist
+    from cni.libcni.runtime import CNIConfig, RuntimeConf
 
     try:
         net = conflist.list_from_bytes(att.config)
@@ -82,7 +82,7 @@ def release_dead(node: Node, net: Network, cids: list[str]):
     """A repair: DEL every attachment of `net` of the containers `cids` that are still gone."""
 
     def run() -> list[str]:
-        from cni.cache import ResultCache
+        from cni.libcni.cache import ResultCache
 
         done = []
         for cid in cids:

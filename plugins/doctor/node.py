@@ -29,7 +29,7 @@ class ConfFile:
     """One file of NETCONFPATH as a runtime loads it: the list, or the error that stops it."""
 
     path: str
-    conf: Any = None  # cni.conflist.NetworkConfigList
+    conf: Any = None  # cni.libcni.conflist.NetworkConfigList
     error: str | None = None
 
 
@@ -38,7 +38,7 @@ class Network:
     """A loadable network configuration and what its plugins imply for this node."""
 
     path: str
-    conf: Any  # cni.conflist.NetworkConfigList
+    conf: Any  # cni.libcni.conflist.NetworkConfigList
     flannel: Any = None  # plugins.flannel_config.FlannelNetConf of its flannel plugin
     flannel_error: str | None = None
     subnet_env: Any = None  # plugins.flannel_subnet.SubnetEnv
@@ -114,7 +114,7 @@ class Node:
     def conf_files(self) -> list[ConfFile]:
         """Every .conf, .conflist and .json file of NETCONFPATH in name order, loaded as libcni
         loads it (a .conflist as a list, any other as a single plugin up-converted)."""
-        from cni import conflist
+        from cni.libcni import conflist
 
         try:
             paths = conflist.conf_files(self.net_dir, EXTENSIONS)
@@ -196,8 +196,8 @@ class Node:
 
     @cached_property
     def attachments(self) -> list[Any]:
-        """The runtime's cached attachments (cni.cache.Attachment) in CNI_CACHE_DIR."""
-        from cni.cache import ResultCache
+        """The runtime's cached attachments (cni.libcni.cache.Attachment) in CNI_CACHE_DIR."""
+        from cni.libcni.cache import ResultCache
 
         try:
             return ResultCache(self.cache_dir).attachments()
@@ -287,7 +287,7 @@ class Node:
         return out
 
     def _cached_results(self) -> list[tuple[str, str]]:
-        from cni.cache import ResultCache
+        from cni.libcni.cache import ResultCache
 
         cache = ResultCache(self.cache_dir)
         out = []
@@ -360,7 +360,7 @@ def _network(cf: ConfFile) -> Network:
 
 def _request(conf: Any, plugin: Any) -> dict[str, Any]:
     """The plugin's stdin as the runtime builds it (name and cniVersion set)."""
-    from cni.runtime import build_request
+    from cni.libcni.request import build_request
 
     return json.loads(build_request(plugin, conf.name, conf.cni_version))
 

@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Collection, Sequence
 
 from cni.errors import ERR_INTERNAL, CNIError
-from cni.gojson import quote as go_quote
+from cni.gocompat.json import quote as go_quote
 from plugins.linux import iptables, nftables
 from plugins.linux.naming import chain_name, sha512_hex
 

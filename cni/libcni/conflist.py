@@ -16,16 +16,16 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cni import gojson
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INVALID_NETWORK_CONFIG,
     CNIError,
     os_error_text,
 )
+from cni.gocompat import json as gojson
 
 if TYPE_CHECKING:
-    from cni.conflist_model import PluginConf
+    from cni.libcni.conflist_model import PluginConf
 
 LIBCNI_VERSION = "1.1.0"  # the highest spec version this runtime implements (version.Current())
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
@@ -104,7 +104,7 @@ def _list_error(msg: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> ConfError:
 
 def plugin_from_bytes(data: bytes) -> PluginConfig:
     """Parse one plugin object (libcni NetworkPluginConfFromBytes); it must have a `type`."""
-    from cni.conflist_model import validate_plugin
+    from cni.libcni.conflist_model import validate_plugin
 
     try:
         conf = gojson.loads(data)

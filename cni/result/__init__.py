@@ -22,26 +22,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cni import gojson
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
-from cni.gojson import json_kind, quote
-from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
-from cni.result_types import (
+from cni.gocompat import json as gojson
+from cni.gocompat.cidr import canonical_cidr, canonical_ip
+from cni.gocompat.decode import GO_JSON, validation_to_cni
+from cni.gocompat.json import json_kind, quote
+from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS
+from cni.result.families import Result, Result020, Result040, Result100, family_of
+from cni.result.models import (
     DNS,
-    GO_JSON,
     Interface,
     Interface040,
     IPConfig,
     IPConfig020,
     IPConfig040,
-    Result,
-    Result020,
-    Result040,
-    Result100,
     Route,
-    canonical_cidr,
-    canonical_ip,
-    validation_to_cni,
 )
 
 __all__ = [

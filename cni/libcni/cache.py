@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cni import fileutil, gojson
+from cni import fileutil
 from cni.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_IO_FAILURE, CNIError
+from cni.gocompat import json as gojson
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"

@@ -1,4 +1,5 @@
-"""Result shapes for every CNI result family (spec-notes §4), as pydantic v2 models.
+"""The element models of CNI results (spec-notes §4), as pydantic v2 models; the families that
+hold them are in cni.result.families.
 
 Families and their classes:
 
@@ -7,9 +8,8 @@ Families and their classes:
 * 0.1.0 / 0.2.0: ``Result020`` with ``IPConfig020`` (``ip4`` / ``ip6`` objects).
 
 The models are the source of truth for the shapes; ``to_dict`` applies the reference's emission
-rules (key order, which empty values are left out). Addresses are validated with ``ipaddress`` and
-stored as the text the reference would print: host bits kept, IPv6 compressed and lower-case,
-IPv4-mapped IPv6 printed as dotted IPv4.
+rules (key order, which empty values are left out). Addresses are checked and stored as the text
+the reference would print (cni.gocompat.cidr).
 
 Models are built lazily (``defer_build``), so importing this module only defines classes.
 Bad input never escapes as a pydantic error: construction, assignment and parsing raise
@@ -18,7 +18,6 @@ Bad input never escapes as a pydantic error: construction, assignment and parsin
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -34,97 +33,8 @@ from pydantic import (
 )
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
-from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
-from cni.goip import ipv6_text
-from cni.gojson import json_kind, marshal_indent
-
-# Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
-GO_JSON = "go_json"
-
-# --------------------------------------------------------------------------------------------
-# Address text: parse like Go's net.ParseCIDR / net.ParseIP, print like net.IPNet / net.IP.
-
-
-def _parse_ip(text: str) -> Any:
-    """An ipaddress object for `text`, or None when Go's parser would reject it (zones too)."""
-    if not text.isascii() or "%" in text:
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _ip_text(ip: Any) -> str:
-    """Go's net.IP.String(): dotted IPv4 (also for IPv4-mapped IPv6), else RFC 5952 IPv6."""
-    if ip.version == 4:
-        return str(ip)
-    mapped = ip.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
-    return ipv6_text(int(ip))
-
-
-def _not_a_string(value: object, what: str, info: ValidationInfo | None) -> ValueError:
-    if info is not None and info.context and info.context.get(GO_JSON):
-        return ValueError(
-            f"json: cannot unmarshal {json_kind(value)} into Go value of type string"
-        )
-    return ValueError(f"invalid {what}: {one_line(repr(value))} is not a string")
-
-
-def canonical_cidr(value: object, info: ValidationInfo | None = None) -> str:
-    """`value` ("ip/prefix") checked like Go's net.ParseCIDR and printed like net.IPNet.String().
-
-    Host bits are kept ("10.1.0.5/16" stays). Raises ValueError
-    ``invalid CIDR address: <value>`` for anything Go would reject.
-    """
-    if not isinstance(value, str):
-        if type(value).__name__ in ("IPv4Interface", "IPv6Interface", "IPv4Network", "IPv6Network"):
-            value = str(value)
-        else:
-            raise _not_a_string(value, "CIDR address", info)
-    addr, slash, plen_text = value.partition("/")
-    ip = _parse_ip(addr) if slash else None
-    digits = plen_text.lstrip("0") or "0"
-    if (
-        ip is None
-        or not plen_text.isascii()
-        or not plen_text.isdigit()
-        or len(digits) > 3
-        or int(digits) > ip.max_prefixlen
-    ):
-        raise ValueError(f"invalid CIDR address: {one_line(value)}")
-    plen = int(digits)
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        # Go keeps the 16-byte mask and prints its last 4 bytes against the IPv4 form.
-        return f"{ip.ipv4_mapped}/{max(0, plen - 96)}"
-    return f"{_ip_text(ip)}/{plen}"
-
-
-def canonical_ip(value: object, info: ValidationInfo | None = None) -> str | None:
-    """`value` checked like Go's net.ParseIP and printed like net.IP.String(); "" and None -> None.
-
-    Raises ValueError ``invalid IP address: <value>`` for anything Go would reject.
-    """
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        if type(value).__name__ in ("IPv4Address", "IPv6Address"):
-            value = str(value)
-        else:
-            raise _not_a_string(value, "IP address", info)
-    if value == "":
-        return None
-    ip = _parse_ip(value)
-    if ip is None:
-        raise ValueError(f"invalid IP address: {one_line(value)}")
-    return _ip_text(ip)
-
-
-def is_ipv4_text(text: str) -> bool:
-    """True when canonical address text (CIDR or IP) is IPv4 under Go's To4 rule."""
-    return ":" not in text
+from cni.gocompat.cidr import canonical_cidr, canonical_ip, is_ipv4_text
+from cni.gocompat.decode import GO_JSON, validation_to_cni
 
 
 def _nulls_to_empty(value: object) -> object:
@@ -146,50 +56,10 @@ def _required_cidr() -> Any:
 
 
 # --------------------------------------------------------------------------------------------
-# Errors
-
-
-_GO_TYPES = {
-    "string_type": "string",
-    "int_type": "int",
-    "greater_than_equal": "int",
-    "less_than_equal": "int",
-    "list_type": "slice",
-    "model_type": "struct",
-    "model_attributes_type": "struct",
-    "dict_type": "struct",
-}
-
-
-def validation_to_cni(
-    exc: ValidationError, model: str, go_json: bool, prefix: str = ""
-) -> CNIError:
-    """One CNIError (code 6, one line) for the first problem pydantic found."""
-    err = exc.errors(include_url=False)[0]
-    path = ".".join(str(p) for p in err.get("loc", ()) if isinstance(p, str))
-    ctx = err.get("ctx") or {}
-    if err.get("type") == "value_error" and "error" in ctx:
-        text = str(ctx["error"])
-    elif go_json and err.get("type") in _GO_TYPES:
-        value = err.get("input")
-        kind = json_kind(value)
-        if kind == "number" and _GO_TYPES[err["type"]] == "int":
-            kind = f"number {value!r}"
-        field = f"{model}.{path}" if path else model
-        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {_GO_TYPES[err['type']]}"
-    else:
-        where = f"{model}.{path}" if path else model
-        text = f"invalid {where}: {err.get('msg', 'invalid value')}"
-        if "input" in err and err.get("type") != "missing":
-            text += f" (got {repr(err['input'])})"
-    return CNIError(ERR_DECODING_FAILURE, one_line(prefix + text))
-
-
-# --------------------------------------------------------------------------------------------
 # Models
 
 
-class _Model(BaseModel):
+class ResultModel(BaseModel):
     """Shared behaviour: Go-style decoding of dicts, positional construction, CNIError on bad input."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True, validate_assignment=True)
@@ -273,7 +143,7 @@ class _Model(BaseModel):
         raise NotImplementedError
 
 
-class DNS(_Model):
+class DNS(ResultModel):
     """DNS settings; every key is optional and left out when empty."""
 
     nameservers: StrList = Field(default_factory=list)
@@ -299,7 +169,7 @@ class DNS(_Model):
         return out
 
 
-class Route(_Model):
+class Route(ResultModel):
     """A route (shared by every family; 0.2.0 output keeps only dst/gw after conversion)."""
 
     dst: Cidr = _required_cidr()
@@ -333,7 +203,7 @@ class Route(_Model):
         return out
 
 
-class Interface(_Model):
+class Interface(ResultModel):
     """A 1.x interface; ``mtu``, ``socketPath`` and ``pciID`` are the 1.1.0 additions."""
 
     name: StrictStr = ""
@@ -359,7 +229,7 @@ class Interface(_Model):
         return out
 
 
-class IPConfig(_Model):
+class IPConfig(ResultModel):
     """A 1.x IP: ``address`` "ip/prefix", optional ``gateway``, optional ``interface`` index."""
 
     address: Cidr = _required_cidr()
@@ -382,7 +252,7 @@ class IPConfig(_Model):
         return out
 
 
-class Interface040(_Model):
+class Interface040(ResultModel):
     """A 0.3.x/0.4.0 interface."""
 
     name: StrictStr = ""
@@ -399,7 +269,7 @@ class Interface040(_Model):
         return out
 
 
-class IPConfig040(_Model):
+class IPConfig040(ResultModel):
     """A 0.3.x/0.4.0 IP: ``version`` "4"/"6" (kept as given), ``interface``, ``address``, ``gateway``."""
 
     version: StrictStr = ""
@@ -423,7 +293,7 @@ class IPConfig040(_Model):
         return out
 
 
-class IPConfig020(_Model):
+class IPConfig020(ResultModel):
     """A 0.1.0/0.2.0 ``ip4``/``ip6`` object: ``ip``, optional ``gateway`` and ``routes``."""
 
     ip: Cidr = _required_cidr()
@@ -438,135 +308,3 @@ class IPConfig020(_Model):
         if self.routes:
             out["routes"] = [r.to_dict() for r in self.routes]
         return out
-
-
-class Result(_Model):
-    """Base of every result family. ``cni_version`` is the ``cniVersion`` label."""
-
-    cni_version: StrictStr = ""
-
-    _JSON_KEYS: ClassVar[dict[str, str]] = {"cni_version": "cniVersion"}
-    # Versions this family parses, the version assumed when cni_version is "", and the
-    # %v text of the version list used in the reference's mismatch error.
-    VERSIONS: ClassVar[tuple[str, ...]] = ()
-    IMPLEMENTED: ClassVar[str] = ""
-    VERSIONS_TEXT: ClassVar[str] = "[]"
-
-    def convert(self, to_version: str) -> Result:
-        """A new result in `to_version` under the reference conversion rules (spec-notes §4.7).
-
-        ``""`` as target means 0.1.0; an unset ``cni_version`` counts as the family's
-        implemented version. Raises CNIError code 1 ``no converter for CNI result version X to Y``
-        for unknown versions and CNIError ``cannot convert: no valid IP addresses`` when a
-        0.1.0/0.2.0 target would have no IP.
-        """
-        from cni.result_convert import convert
-
-        return convert(self, to_version)
-
-    def to_json(self) -> str:
-        """``to_dict()`` as the reference prints it: 4-space indent, no trailing newline.
-
-        Like Go's encoder, non-ASCII text is written as is and ``<``, ``>``, ``&``, U+2028 and
-        U+2029 are escaped.
-        """
-        return marshal_indent(self.to_dict())
-
-
-class Result100(Result):
-    """A 1.0.0/1.1.0 result (also the abbreviated IPAM form: no interfaces, no indexes)."""
-
-    cni_version: StrictStr = "1.1.0"
-    interfaces: list[Interface] = Field(default_factory=list)
-    ips: list[IPConfig] = Field(default_factory=list)
-    routes: list[Route] = Field(default_factory=list)
-    dns: DNS = Field(default_factory=DNS)
-
-    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0.0", "1.1.0")
-    IMPLEMENTED: ClassVar[str] = "1.1.0"
-    VERSIONS_TEXT: ClassVar[str] = "[1.0.0 1.1.0]"
-
-    def to_dict(self) -> dict:
-        """The 1.x object. Empty lists and an empty ``dns`` are left out.
-
-        The reference marshals 1.x results through a generic map, so every object's keys come
-        out sorted; this dict is sorted the same way.
-        """
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict() for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict() for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        if not self.dns.is_empty():
-            out["dns"] = self.dns.to_dict()
-        return _sorted(out)
-
-
-class Result040(Result):
-    """A 0.3.0/0.3.1/0.4.0 result."""
-
-    cni_version: StrictStr = "0.4.0"
-    interfaces: list[Interface040] = Field(default_factory=list)
-    ips: list[IPConfig040] = Field(default_factory=list)
-    routes: list[Route] = Field(default_factory=list)
-    dns: DNS = Field(default_factory=DNS)
-
-    VERSIONS: ClassVar[tuple[str, ...]] = ("0.3.0", "0.3.1", "0.4.0")
-    IMPLEMENTED: ClassVar[str] = "0.4.0"
-    VERSIONS_TEXT: ClassVar[str] = "[0.3.0 0.3.1 0.4.0]"
-
-    def to_dict(self) -> dict:
-        """Struct order; empty lists left out; ``dns`` always present (``{}`` when empty)."""
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict() for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict() for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        out["dns"] = self.dns.to_dict()
-        return out
-
-
-class Result020(Result):
-    """A 0.1.0/0.2.0 result: at most one ``ip4`` and one ``ip6``."""
-
-    cni_version: StrictStr = "0.2.0"
-    ip4: IPConfig020 | None = None
-    ip6: IPConfig020 | None = None
-    dns: DNS = Field(default_factory=DNS)
-
-    # "" parses too (and is relabelled 0.1.0); the reference prints the list with it.
-    VERSIONS: ClassVar[tuple[str, ...]] = ("0.1.0", "0.2.0")
-    IMPLEMENTED: ClassVar[str] = "0.2.0"
-    VERSIONS_TEXT: ClassVar[str] = "[ 0.1.0 0.2.0]"
-
-    def to_dict(self) -> dict:
-        """``cniVersion``, ``ip4``/``ip6`` when present, ``dns`` always (``{}`` when empty)."""
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.ip4 is not None:
-            out["ip4"] = self.ip4.to_dict()
-        if self.ip6 is not None:
-            out["ip6"] = self.ip6.to_dict()
-        out["dns"] = self.dns.to_dict()
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# Output helpers
-
-
-def _sorted(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _sorted(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [_sorted(v) for v in value]
-    return value

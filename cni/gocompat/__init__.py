@@ -1,0 +1,1 @@
+"""Behaving like Go where the reference's output depends on it: JSON encoding, address text."""
