@@ -121,7 +121,7 @@ def err(e: Any) -> Any:
 
 
 def kernel_state(side: Side, pod: Netns | None, bridge: str = "refbr0", ifname: str = "eth0") -> dict:
-    """What the reference notes say to compare, with names and MACs normalised."""
+    """What docs/reference-behaviour.md §5 compares, with names and MACs normalised."""
     node = side.node
     host = bt.links(node)
     st: dict[str, Any] = {"host_links": sorted(_VETH_RE.sub("<veth>", n) for n in host)}

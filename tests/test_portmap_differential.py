@@ -4,8 +4,8 @@ P81-P96.
 Each case runs ours in one node namespace and the reference in another, on the same config and
 prevResult, then compares exit status, the printed result, `iptables-save -t nat`,
 `ip6tables-save -t nat` and route_localnet, after ADD and again after DEL. Normalised only where
-the notes record a upstream 3d27709f / v1.1.1 difference: the 1.x result's empty `"dns": {}` (§0.9
-#1), and error codes (ours: 7 for configuration errors, the reference: 999; the messages must
+docs/reference-behaviour.md records an upstream 3d27709f / v1.1.1 difference: the 1.x result's
+empty `"dns": {}` (§0.9 #1), and error codes (ours: 7 for configuration errors, the reference: 999; the messages must
 match).
 """
 
