@@ -5,8 +5,8 @@ Each case runs ours in one node namespace and the reference in another, on the s
 prevResult, then compares exit status, the printed result, `iptables-save -t nat`,
 `ip6tables-save -t nat` and route_localnet, after ADD and again after DEL. Normalised only where
 docs/reference-behaviour.md records an upstream 3d27709f / v1.1.1 difference: the 1.x result's
-empty `"dns": {}` (§0.9 #1), and error codes (ours: 7 for configuration errors, the reference: 999; the messages must
-match).
+empty `"dns": {}` (§0.9 #1), and error codes (ours: 7 for configuration errors, the reference:
+999; the messages must match).
 """
 
 from __future__ import annotations
