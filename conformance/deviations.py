@@ -103,7 +103,7 @@ _ALL = [
         "found`",
     ),
     Deviation(
-        "R7-head-only-config",
+        "R7-upstream-only-config",
         "release",
         "docs/reference-behaviour.md §0.9 #6",
         "keys only upstream 3d27709f has (bridge vlanTrunk, preserveDefaultVlan, "

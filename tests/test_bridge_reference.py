@@ -252,7 +252,7 @@ def test_same_add(case: str, sides) -> None:
     assert kernel_state(ours, p_o) == kernel_state(ref, p_r)
 
 
-def test_route_priority_is_head_behaviour(sides) -> None:
+def test_route_priority_is_upstream_behaviour(sides) -> None:
     """A route `priority` is kept in the result and installed as the metric at upstream 3d27709f;
     v1.1.1's libcni drops it (docs/reference-behaviour.md §0.9: newer route fields). Everything
     else is equal."""

@@ -111,7 +111,7 @@ def test_13_fresh_add_result_and_files(pair):
 
 
 @reference
-def test_13_our_output_is_head_shaped(pair):
+def test_13_our_output_is_upstream_shaped(pair):
     _, runs = pair.run("ADD")
     # upstream 3d27709f sorts keys and leaves out an empty dns (v1.1.1 prints struct order and
     # "dns": {})
@@ -401,7 +401,7 @@ def test_39_routes(pair):
     assert "ip6" not in res
 
 
-def test_39_route_extras_are_echoed_like_head(tmp_path, node):
+def test_39_route_extras_are_echoed_like_upstream(tmp_path, node):
     # v1.1.1 predates the route extras and drops them; upstream 3d27709f echoes them.
     routes = [{"dst": "10.250.99.0/24", "gw": "10.250.2.6", "priority": 5, "mtu": 1400, "table": 7}]
     run = call(OURS, node, "ADD", netconf(tmp_path, {"subnet": "10.250.2.0/24", "routes": routes}))
@@ -432,7 +432,7 @@ def test_43_no_cni_version_gives_010_output(pair):
 # ---------------------------------------------------------------------------- ours only
 
 
-def test_42_file_modes_follow_head(tmp_path, node):
+def test_42_file_modes_follow_upstream(tmp_path, node):
     old = os.umask(0o022)
     try:
         run = call(OURS, node, "ADD", netconf(tmp_path, V4))

@@ -744,7 +744,7 @@ def test_br66_ipmasq_nftables(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("fw_add", "firewall"))
     nft = obs["fw_add"]["nft"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert "cni_plugins_masquerade" not in nft
         assert "CNI-e58756d01a2a07fa566152ed" in obs["fw_add"]["iptables"]
         return
@@ -810,7 +810,7 @@ def test_br70_hairpin_isolation(cni: CniDir) -> None:
     assert link(obs["node"], v1)["slave"]["hairpin"] is True
     assert link(obs["node"], v2)["slave"]["hairpin"] is False
     iso = link(obs["node"], v2)["slave"].get("isolated")
-    assert iso is dev.pick(cni, "R7-head-only-config", new=True, old=False)
+    assert iso is dev.pick(cni, "R7-upstream-only-config", new=True, old=False)
 
 
 @pytest.mark.parametrize(
@@ -832,7 +832,7 @@ def test_br72_vlan_trunk_errors(cni: CniDir, trunk: list[dict[str, int]], want: 
         return {"steps": b.steps}
 
     obs = differential(cni, sc, ignore=("steps",))
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert obs["steps"][0]["rc"] == 0
     else:
         assert msg(obs["steps"][0]) == want
@@ -849,9 +849,9 @@ def test_br74_disable_container_interface(cni: CniDir) -> None:
         return b.obs()
 
     # v1.1.1 ignores the key (R7), so the two runs do different things: nothing to compare
-    obs = differential(cni, sc, fold={"R7-head-only-config": lambda o: {}})
+    obs = differential(cni, sc, fold={"R7-upstream-only-config": lambda o: {}})
     s = obs["steps"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert s[0]["rc"] == 0 and s[1]["rc"] == 0
         return
     assert msg(s[0]) == "cannot use IPAM when DisableContainerInterface flag is set"

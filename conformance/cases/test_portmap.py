@@ -433,7 +433,7 @@ def test_pm98_nftables_backend(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("added", "fw", "sysctl"))
     nft = obs["added"]["nft"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert DN in obs["added"]["iptables"]
         return
     assert "table ip cni_hostport" in nft, nft
@@ -457,7 +457,7 @@ def test_pm99_backend_errors(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("steps",))
     s = obs["steps"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert s[1]["rc"] == 0
         return
     assert msg(s[0]).endswith("iptables backend was requested but configuration contains "
@@ -476,7 +476,7 @@ def test_pm100_masq_all(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("fw",))
     rules = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
         return
     assert f"-A {DN} -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules or (
