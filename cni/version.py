@@ -12,9 +12,12 @@ from cni.errors import (
     one_line,
 )
 
-ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LEGACY = ("0.1.0", "0.2.0")
+# The newest spec version: the one place that names it (tests/test_layering.py keeps it so).
 CURRENT = "1.1.0"
+ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", CURRENT)
+LEGACY = ("0.1.0", "0.2.0")
+# The version each later command first appeared in.
+SINCE = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 
 
 def parse(version: str) -> tuple[int, int, int]:
@@ -85,7 +88,7 @@ def check_command(command: str, version: str, supported: tuple[str, ...] | list[
     checked against the config and then against the plugin's list.
     """
     effective = version or "0.1.0"
-    minimum = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)
+    minimum = SINCE.get(command)
     if minimum is not None:
         if not greater_than_or_equal(effective, minimum):
             raise CNIError(

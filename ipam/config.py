@@ -12,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from cni.config import CNIModel
 from cni.errors import (
     ERR_DECODING_FAILURE,
@@ -144,16 +142,10 @@ def _requested(value: str | None) -> Addr | object:
 def _routes(items: list[dict[str, Any] | None] | None) -> list[Any]:
     if not items:
         return []
-    from cni.gocompat.decode import validation_to_cni
-    from cni.result import GO_JSON, Route
+    from cni.gocompat.decode import go_validate
+    from cni.result import Route
 
-    out = []
-    for item in items:
-        try:
-            out.append(Route.model_validate(item or {}, context={GO_JSON: True}))
-        except ValidationError as exc:
-            raise validation_to_cni(exc, "Route", go_json=True) from None
-    return out
+    return [go_validate(Route, item or {}, "Route") for item in items]
 
 
 def _model(conf: dict) -> HostLocalNet:

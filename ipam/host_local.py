@@ -13,6 +13,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
 from cni.skel import CmdArgs, Plugin
+from cni.version import CURRENT
 
 
 def _settings(args: CmdArgs, cni_args: str | None = None):
@@ -51,7 +52,7 @@ def cmd_add(args: CmdArgs):
         fields["routes"] = s.routes
     if dns is not None:
         fields["dns"] = dns
-    return new_result("1.1.0", **fields)
+    return new_result(CURRENT, **fields)
 
 
 def _plan_after_reclaim(store, s, args: CmdArgs, exhausted):

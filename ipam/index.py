@@ -86,40 +86,10 @@ def _is_bucket(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
-def _write_new(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path`, which must not exist (a leftover of a crash is removed first).
-
-    O_EXCL after unlinking guarantees we never write through an old hard link.
-    """
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def temp_path(directory: str, name: str) -> str:
-    """The temporary file used to replace or create `name`; starts with a dot (never a lease)."""
+    """A temporary file name for `name`: pid-tagged for the dead-writer sweep, starts with a dot
+    (never a lease)."""
     return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-
-
-def replace_file(directory: str, name: str, data: bytes, target: str | None = None) -> None:
-    """Atomically replace `target` (default `<directory>/<name>`) with `data`, via a temporary
-    file in `directory`. Not fsynced: everything written this way is derived data or a hint."""
-    tmp = temp_path(directory, name)
-    _write_new(tmp, data)
-    try:
-        os.replace(tmp, target or os.path.join(directory, name))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class OwnerIndex:
@@ -170,7 +140,8 @@ class OwnerIndex:
         st = os.stat(self.netdir)
         os.utime(self.netdir, ns=(st.st_atime_ns, time.time_ns() - _SENTINEL_AGE_NS))
         ident = json.dumps(self._dir_identity(), sort_keys=True).encode()
-        replace_file(self.root, STATE, ident)
+        # Not fsynced, like every file of the index: derived data, rebuilt when in doubt.
+        fileutil.atomic_write(os.path.join(self.root, STATE), ident, durable=False)
 
     # ------------------------------------------------------------------ buckets
 
@@ -274,7 +245,11 @@ class OwnerIndex:
                 self._unlink(key)
                 continue
             lines = [self._line(e) for e in entries]
-            replace_file(self.root, key, "".join(lines).encode("utf-8", "surrogateescape"))
+            fileutil.atomic_write(
+                os.path.join(self.root, key),
+                "".join(lines).encode("utf-8", "surrogateescape"),
+                durable=False,
+            )
         self._dirty.clear()
         self._seal()
 

@@ -21,7 +21,7 @@ import os
 from cni import fileutil
 from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line, os_error_text
 from ipam.addr import Addr, parse
-from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, replace_file, temp_path
+from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, temp_path
 from ipam.lease_record import Host, LeaseRecord
 
 LOCK_FILE = "lock"
@@ -395,7 +395,8 @@ class Store:
         target = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
         try:
             fileutil.ensure_dir(root, 0o700)
-            replace_file(root, f"{LAST_RESERVED}{range_id}", name.encode(), target=target)
+            # A hint, not fsynced; its temp file lives in the index directory.
+            fileutil.atomic_write(target, name.encode(), temp_dir=root, durable=False)
         except OSError as e:
             raise _io_error(f"cannot write {target}", e) from None
         self._changed = True

@@ -30,6 +30,7 @@ from pydantic import (
 
 from cni.config import CNIModel, DNSConfig
 from cni.errors import CNIError
+from cni.gocompat import decode
 from plugins.flannel_subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -84,7 +85,7 @@ class FlannelNetConf(CNIModel):
     def _null_means_default(cls, data: Any) -> Any:
         # Go's decoder leaves a field at its default when the JSON value is null.
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
+            return decode.without_nulls(data)
         return data
 
     def subnet_file(self) -> str:

@@ -52,7 +52,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.gocompat.decode import GO_JSON
+    from cni.gocompat.decode import go_validate
     from cni.result.models import Route
 
     out: list[Struct] = []
@@ -62,16 +62,10 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
         if not isinstance(item, dict):
             raise fail(f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route")
         try:
-            route = Route.model_validate(item, context={GO_JSON: True})
+            route = go_validate(Route, item, "route")
         except CNIError as e:
             raise fail(e.msg) from None
-        except ValueError as e:  # pydantic's ValidationError
-            from pydantic import ValidationError
-
-            if isinstance(e, ValidationError):
-                from cni.gocompat.decode import validation_to_cni
-
-                raise fail(validation_to_cni(e, "route", go_json=True).msg) from None
+        except ValueError as e:
             raise fail(str(e)) from None
         out.append(Struct(route.to_dict()))
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, CNIError
 from cni.skel import CmdArgs, Plugin
+from cni.version import CURRENT
 
 
 def _iproute():
@@ -62,7 +63,7 @@ def cmd_add(args: CmdArgs):
     # version, so 0.2.0-0.4.0 callers get `interfaces`/`ips` and no conversion happens.
     version = args.cni_version or "0.1.0"
     result = new_result(
-        "1.1.0",
+        CURRENT,
         interfaces=[Interface(name="lo", mac="00:00:00:00:00:00", sandbox=args.netns)],
         ips=ips,
     )

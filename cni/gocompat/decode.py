@@ -1,18 +1,25 @@
-"""Decoding like Go's encoding/json where pydantic does the checking.
+"""Decoding like Go's encoding/json where pydantic does the checking: the one place for it.
 
-``GO_JSON`` marks a validation whose input is decoded JSON, so Go's rules and wording apply;
-``validation_to_cni`` turns pydantic's first complaint into a one-line CNIError (code 6).
+* ``key_table`` + ``match_keys``: object keys match fields case-insensitively, the last
+  duplicate wins;
+* ``without_nulls``: a JSON null leaves a field at its default;
+* ``go_validate`` / ``validation_to_cni``: decode with Go's rules (``GO_JSON`` context) and turn
+  pydantic's first complaint into a one-line CNIError (code 6) in the reference's wording;
+* ``config_error``: the same for a configuration model (code 6 for a wrong JSON type, else 7).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from collections.abc import Container, Mapping
+from typing import Any, TypeVar
 
-from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
+from pydantic import BaseModel, ValidationError
+
+from cni.errors import ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line
 from cni.gocompat.json import json_kind
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
+M = TypeVar("M", bound=BaseModel)
 
 # Context flag passed to model_validate when the input is decoded JSON (Go decoding rules apply).
 GO_JSON = "go_json"
@@ -52,3 +59,85 @@ def validation_to_cni(
         if "input" in err and err.get("type") != "missing":
             text += f" (got {repr(err['input'])})"
     return CNIError(ERR_DECODING_FAILURE, one_line(prefix + text))
+
+
+def go_validate(model: type[M], data: Any, name: str, prefix: str = "") -> M:
+    """`data` (decoded JSON) validated as `model` under Go's rules; a failure is the CNIError
+    ``validation_to_cni`` makes, naming `name` (Go's struct name) after `prefix`."""
+    try:
+        return model.model_validate(data, context={GO_JSON: True})
+    except ValidationError as exc:
+        raise validation_to_cni(exc, name, go_json=True, prefix=prefix) from None
+
+
+_KEY_TABLES: dict[type, dict[str, str]] = {}
+
+
+def key_table(model: type[BaseModel], json_keys: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Lower-cased JSON key -> the key to validate `model` with, for each field (cached).
+
+    A field's JSON key is its alias, else ``json_keys[name]``, else its name; it is validated
+    under its alias when it has one, else under its name.
+    """
+    table = _KEY_TABLES.get(model)
+    if table is None:
+        keys = json_keys or {}
+        table = {}
+        for name, info in model.model_fields.items():
+            table[(info.alias or keys.get(name, name)).lower()] = info.alias or name
+        _KEY_TABLES[model] = table
+    return table
+
+
+def match_keys(data: dict, table: Mapping[str, str], *, keep_unknown: bool) -> dict:
+    """`data` with every key `table` knows (case-insensitively) renamed to its field's key, the
+    last duplicate winning as in Go; other keys are kept as they are or dropped."""
+    out: dict[Any, Any] = {}
+    for key, value in data.items():
+        name = table.get(key.lower()) if isinstance(key, str) else None
+        if name is not None:
+            out[name] = value
+        elif keep_unknown:
+            out[key] = value
+    return out
+
+
+def without_nulls(data: dict, keys: Container[str] | None = None) -> dict:
+    """`data` without the null values Go's decoder ignores: those of `keys` (lower-cased JSON
+    keys), or every one when `keys` is None."""
+    if keys is None:
+        return {k: v for k, v in data.items() if v is not None}
+    return {
+        k: v for k, v in data.items() if v is not None or not isinstance(k, str) or k.lower() not in keys
+    }
+
+
+def defaulted_keys(model: type[BaseModel]) -> frozenset[str]:
+    """The lower-cased JSON keys of `model`'s fields whose default is not None: a null there
+    keeps the default (a null on a field defaulting to None is the same as leaving it out)."""
+    return frozenset(
+        (info.alias or name).lower() for name, info in model.model_fields.items() if info.default is not None
+    )
+
+
+def short_text(value: Any) -> str:
+    """`value` as JSON (repr when it is not JSON), cut to 80 characters, for an error message."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def config_error(exc: ValidationError) -> CNIError:
+    """A configuration model's first complaint as a one-line CNIError: code 6 for a wrong JSON
+    type, else 7, ``invalid <key path> <value>: <reason>``."""
+    errors = exc.errors(include_url=False)
+    if not errors:
+        return CNIError(ERR_INVALID_NETWORK_CONFIG, one_line(str(exc)))
+    err = errors[0]
+    loc = ".".join(str(p) for p in err.get("loc", ())) or "<config>"
+    kind = err.get("type", "")
+    code = ERR_DECODING_FAILURE if kind.endswith("_type") else ERR_INVALID_NETWORK_CONFIG
+    msg = err.get("msg", "invalid value")
+    return CNIError(code, one_line(f"invalid {loc} {one_line(short_text(err.get('input')))}: {msg}"))

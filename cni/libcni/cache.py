@@ -222,24 +222,17 @@ class ResultCache:
                 result=dict(result) if result else None,
             )
         )
-        import tempfile
-
         try:
             fileutil.ensure_dir(self.results_dir, 0o700)
-            # The temporary file lives beside results/, not in it, so a concurrent
-            # attachment listing never sees it.
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".cni-cache-")
         except OSError as e:
             raise CacheError(ERR_IO_FAILURE, f"{e.strerror}: {e.filename}") from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, fname)
+            # The temporary file lives beside results/, not in it, so a concurrent
+            # attachment listing never sees it.
+            fileutil.atomic_write(fname, data, 0o600, temp_dir=self.dir, durable=False)
         except OSError as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if e.filename is not None and e.filename2 is None:  # the temporary file's creation
+                raise CacheError(ERR_IO_FAILURE, f"{e.strerror}: {e.filename}") from None
             raise CacheError(ERR_IO_FAILURE, f"write {fname}: {e.strerror}") from None
         return fname
 

@@ -27,7 +27,6 @@ from cni.gocompat import json as gojson
 if TYPE_CHECKING:
     from cni.libcni.conflist_model import PluginConf
 
-LIBCNI_VERSION = "1.1.0"  # the highest spec version this runtime implements (version.Current())
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 
 
@@ -151,7 +150,7 @@ def select_version(cni_version: str, cni_versions: Any) -> str:
         raise _list_error(
             f"invalid type for cniVersions: {gojson.kind(cni_versions)}", ERR_DECODING_FAILURE
         )
-    current = version.parse(LIBCNI_VERSION)
+    current = version.parse(version.CURRENT)
     kept: list[tuple[tuple[int, int, int], str]] = []
     for i, v in enumerate(cni_versions):
         if not isinstance(v, str):

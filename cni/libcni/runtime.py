@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from cni import version
 from cni.errors import (
     ERR_INCOMPATIBLE_CNI_VERSION,
     ERR_INVALID_ENVIRONMENT_VARIABLES,
@@ -33,7 +34,6 @@ from cni.libcni.request import RuntimeConf, build_request, decode_version_info, 
 if TYPE_CHECKING:
     from cni.libcni.conflist import NetworkConfigList, PluginConfig
 
-CURRENT_VERSION = "1.1.0"
 
 
 class MultiError(CNIError):
@@ -52,8 +52,6 @@ def _wrap(err: CNIError, prefix: str) -> CNIError:
 
 
 def _version_at_least(v: str, minimum: str) -> bool:
-    from cni import version
-
     return version.greater_than_or_equal(v, minimum)
 
 
@@ -223,7 +221,7 @@ class CNIConfig:
         Lists below 1.1.0 succeed without running anything.
         """
         try:
-            if not _version_at_least(net.cni_version, "1.1.0"):
+            if not _version_at_least(net.cni_version, version.SINCE["STATUS"]):
                 return
         except CNIError:
             return
@@ -268,7 +266,7 @@ class CNIConfig:
                     _wrap(e, f"failed to delete stale attachment {rt.container_id} {rt.ifname}: ")
                 )
         try:
-            send_gc = _version_at_least(net.cni_version, "1.1.0")
+            send_gc = _version_at_least(net.cni_version, version.SINCE["GC"])
         except CNIError:
             send_gc = False
         if send_gc:
@@ -319,7 +317,7 @@ class CNIConfig:
         env["CNI_PATH"] = "dummy"
         from cni.invoke import exec_plugin
 
-        stdin = b'{"cniVersion":"' + CURRENT_VERSION.encode() + b'"}'
+        stdin = b'{"cniVersion":"' + version.CURRENT.encode() + b'"}'
         try:
             out = exec_plugin(plugin_path, env, stdin)
         except CNIError as e:

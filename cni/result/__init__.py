@@ -20,12 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
 from cni.gocompat import json as gojson
 from cni.gocompat.cidr import canonical_cidr, canonical_ip
-from cni.gocompat.decode import GO_JSON, validation_to_cni
+from cni.gocompat.decode import go_validate
 from cni.gocompat.json import json_kind, quote
 from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS
 from cni.result.families import Result, Result020, Result040, Result100, family_of
@@ -38,6 +36,7 @@ from cni.result.models import (
     IPConfig040,
     Route,
 )
+from cni.version import CURRENT
 
 __all__ = [
     "DNS",
@@ -62,7 +61,6 @@ __all__ = [
     "parse_result",
 ]
 
-CURRENT = "1.1.0"
 _PREV = "could not parse prevResult: "
 
 
@@ -92,9 +90,7 @@ def _without_version(obj: dict) -> dict:
 
 def _validate(cls: type[Result], obj: dict, prefix: str) -> Result:
     try:
-        return cls.model_validate(obj, context={GO_JSON: True})
-    except ValidationError as exc:
-        raise validation_to_cni(exc, "Result", go_json=True, prefix=prefix) from None
+        return go_validate(cls, obj, "Result", prefix)
     except RecursionError:
         raise CNIError(ERR_DECODING_FAILURE, f"{prefix}result nested too deeply") from None
 

@@ -28,13 +28,14 @@ from cni.result.models import (
     IPConfig040,
     Route,
 )
+from cni.version import ALL
 
 if TYPE_CHECKING:
     from cni.result.families import Result, Result020, Result040, Result100
 
     FamilyOf = Callable[[str], type[Result] | None]
 
-KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+KNOWN_VERSIONS = ALL
 
 # Code used for "cannot convert: no valid IP addresses". The Go skel reports this failure of
 # PrintResult as an untyped error, i.e. code 999, so a drop-in plugin prints the same.

@@ -24,6 +24,7 @@ from cni.result.models import (
     ResultModel,
     Route,
 )
+from cni.version import CURRENT
 
 
 class Result(ResultModel):
@@ -61,15 +62,15 @@ class Result(ResultModel):
 class Result100(Result):
     """A 1.0.0/1.1.0 result (also the abbreviated IPAM form: no interfaces, no indexes)."""
 
-    cni_version: StrictStr = "1.1.0"
+    cni_version: StrictStr = CURRENT
     interfaces: list[Interface] = Field(default_factory=list)
     ips: list[IPConfig] = Field(default_factory=list)
     routes: list[Route] = Field(default_factory=list)
     dns: DNS = Field(default_factory=DNS)
 
-    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0.0", "1.1.0")
-    IMPLEMENTED: ClassVar[str] = "1.1.0"
-    VERSIONS_TEXT: ClassVar[str] = "[1.0.0 1.1.0]"
+    VERSIONS: ClassVar[tuple[str, ...]] = ("1.0.0", CURRENT)
+    IMPLEMENTED: ClassVar[str] = CURRENT
+    VERSIONS_TEXT: ClassVar[str] = f"[1.0.0 {CURRENT}]"
 
     def to_dict(self) -> dict:
         """The 1.x object. Empty lists and an empty ``dns`` are left out.

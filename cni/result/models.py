@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
+from cni.gocompat import decode
 from cni.gocompat.cidr import canonical_cidr, canonical_ip, is_ipv4_text
 from cni.gocompat.decode import GO_JSON, validation_to_cni
 
@@ -66,8 +67,6 @@ class ResultModel(BaseModel):
 
     # Field name -> JSON key, for the few fields whose Python name differs.
     _JSON_KEYS: ClassVar[dict[str, str]] = {}
-    # Lower-cased JSON key -> field name, built on first use.
-    _KEY_TABLE: ClassVar[dict[str, str] | None] = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Fields by position (declaration order) or by name; bad values raise CNIError code 6."""
@@ -97,14 +96,6 @@ class ResultModel(BaseModel):
         except ValidationError as exc:
             raise validation_to_cni(exc, type(self).__name__, go_json=False) from None
 
-    @classmethod
-    def _key_table(cls) -> dict[str, str]:
-        table = cls.__dict__.get("_KEY_TABLE")
-        if table is None:
-            table = {cls._JSON_KEYS.get(n, n).lower(): n for n in cls.model_fields}
-            cls._KEY_TABLE = table
-        return table
-
     @model_validator(mode="before")
     @classmethod
     def _decode_like_go(cls, data: Any, info: ValidationInfo) -> Any:
@@ -112,17 +103,8 @@ class ResultModel(BaseModel):
         if not isinstance(data, dict):
             return data
         if info.context and info.context.get(GO_JSON):
-            table = cls._key_table()
-            out: dict[str, Any] = {}
-            for key, value in data.items():
-                name = table.get(key.lower()) if isinstance(key, str) else None
-                if name is None:
-                    continue
-                if value is None:
-                    out.pop(name, None)
-                else:
-                    out[name] = value
-            return out
+            table = decode.key_table(cls, cls._JSON_KEYS)
+            return decode.without_nulls(decode.match_keys(data, table, keep_unknown=False))
         for name, key in cls._JSON_KEYS.items():
             if key in data and name not in data:  # e.g. a JSON dict given to model_validate
                 data = {(name if k == key else k): v for k, v in data.items()}
