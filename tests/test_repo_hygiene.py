@@ -7,6 +7,8 @@
   `P56`, `F41`) written after it exists in that file; a bare case id anywhere exists in the file
   its letter names; relative links between docs resolve.
 * A reference version is named (v1.1.1, a commit, a release), never "HEAD".
+* Code and tests cite the behaviour (a docs section), not the number of an issue or review
+  finding that asked for it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ OUTSIDE = [re.compile(p) for p in (
     r"\bshared/reference\b",
 )]
 HEAD_AS_VERSION = re.compile(r"\b" + "HE" + r"AD\b")
+ISSUE_NUMBER = re.compile(r"\b(?:issue|finding)s?\s+#?\d+", re.I)
 
 CASE_DOCS = {"C": "spec-rules.md", "P": "reference-behaviour.md", "F": "flannel-behaviour.md"}
 DOC_REF = re.compile(r"\bdocs/([A-Za-z0-9_.-]+\.md)(#[A-Za-z0-9_.-]+)?")
@@ -107,6 +110,14 @@ def test_no_head_as_a_reference_version() -> None:
                      + "\n".join(bad))
 
 
+def test_code_cites_behaviour_not_issue_numbers() -> None:
+    bad = [f"{path}:{n}: {line.strip()[:100]}"
+           for path, text in _texts().items() if path.endswith(".py")
+           for n, line in enumerate(text.splitlines(), 1)
+           if ISSUE_NUMBER.search(line)]
+    assert not bad, "cite the behaviour (a docs section) instead:\n" + "\n".join(bad)
+
+
 def test_every_docs_reference_resolves() -> None:
     bad = []
     for path, text in _texts().items():
@@ -166,6 +177,8 @@ def test_the_checks_see_what_they_look_for() -> None:
     assert any(p.search("see plugins" + NOTES + " §2.3") for p in OUTSIDE)
     assert HEAD_AS_VERSION.search("as upstream " + "HE" + "AD does")
     assert not HEAD_AS_VERSION.search("_HEADER = {")
+    assert ISSUE_NUMBER.search("Crash consistency (" + "issue 11)")
+    assert ISSUE_NUMBER.search("Finding" + " 7: the refusal")
     assert _check_follow("reference-behaviour.md", "P56") is None
     assert _check_follow("reference-behaviour.md", "P999") == "P999"
     assert _check_follow("spec-rules.md", "§3.7") is None
