@@ -53,7 +53,7 @@ class DNSConfig(CNIModel):
 
 
 class NetConf(CNIModel):
-    """The plugin configuration every plugin receives (spec-notes §5.2)."""
+    """The plugin configuration every plugin receives (docs/spec-rules.md §5.2)."""
 
     cniVersion: str = ""
     cniVersions: list[str] | None = None
@@ -88,7 +88,7 @@ def load(model: type[M], data: Any) -> M:
 def valid_attachments(conf: dict) -> set[tuple[str, str]]:
     """The GC attachment set: `cni.dev/valid-attachments`, else `cni.dev/attachments`.
 
-    A missing key or null means no attachment is valid (spec-notes §3.6).
+    A missing key or null means no attachment is valid (docs/spec-rules.md §3.6).
     """
     raw = conf.get("cni.dev/valid-attachments")
     if raw is None:

@@ -1,4 +1,4 @@
-"""CNI errors: one exception type and the well-known codes (spec-notes §2)."""
+"""CNI errors: one exception type and the well-known codes (docs/spec-rules.md §2)."""
 
 from __future__ import annotations
 

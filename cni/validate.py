@@ -1,4 +1,4 @@
-"""Validation of names exactly as the reference does it (spec-notes §1.3)."""
+"""Validation of names exactly as the reference does it (docs/spec-rules.md §1.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Spec versions: parsing, comparison, the supported list and the gating matrix (spec-notes §2.3, §3.8)."""
+"""Spec versions: parsing, comparison, the supported list and the gating matrix
+(docs/spec-rules.md §2.3, §3.8)."""
 
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def incompatible(version: str, supported: tuple[str, ...] | list[str]) -> CNIErr
 
 
 def check_command(command: str, version: str, supported: tuple[str, ...] | list[str]) -> None:
-    """Apply the skel's gate for `command` to the config `version` (spec-notes §3.8).
+    """Apply the skel's gate for `command` to the config `version` (docs/spec-rules.md §3.8).
 
     ADD/DEL need exact membership (empty means 0.1.0). CHECK needs 0.4.0+, STATUS and GC 1.1.0+,
     checked against the config and then against the plugin's list.

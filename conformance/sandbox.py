@@ -186,9 +186,10 @@ _LEASE_NAME = re.compile(r"(^|/)(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]*|las
 
 
 def canonical(obs: Any, cni: CniDir) -> Any:
-    """`obs` with the listed deviations folded to the HEAD / ours form, for comparison only.
+    """`obs` with the listed deviations folded to the upstream 3d27709f / ours form, for comparison
+    only.
 
-    * R1: an empty `dns` object of a 1.x result is dropped (HEAD omits it).
+    * R1: an empty `dns` object of a 1.x result is dropped (upstream 3d27709f omits it).
     * I1: `cniVersion` inside an error object is dropped (ours adds it on purpose).
     * R4: on the v1.1.1 side, host-local lease / last_reserved files of mode 0644 read 0600.
     * I5: on our side, entries of the host-local owner index directory are left out.

@@ -1,9 +1,9 @@
 """host-local configuration: the pydantic models and the reference's load-and-validate steps.
 
 `load(conf, cni_args)` is the one way in. It follows the reference's LoadIPAMConfig order
-(plugins-notes §1.1, §1.2): decode (shapes, then address texts), `ipam` present, CNI_ARGS,
-requested IPs, range sets assembled (runtime ipRanges, legacy single range, `ranges`), each
-set canonicalised, the 0.2.0 per-family limit, and overlaps between sets. Messages are the
+(docs/reference-behaviour.md §1.1, §1.2): decode (shapes, then address texts), `ipam` present,
+CNI_ARGS, requested IPs, range sets assembled (runtime ipRanges, legacy single range, `ranges`),
+each set canonicalised, the 0.2.0 per-family limit, and overlaps between sets. Messages are the
 reference's; the codes are the well-known ones (6 undecodable, 4 bad CNI_ARGS, 7 invalid).
 """
 

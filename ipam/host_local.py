@@ -1,4 +1,5 @@
-"""host-local IPAM: addresses from configured ranges, leases as files (plugins-notes §1).
+"""host-local IPAM: addresses from configured ranges, leases as files (docs/reference-behaviour.md
+§1).
 
 A drop-in for the reference host-local: same configuration, results, messages and files, so
 a node can switch between the two (or run both) without losing a lease. Beyond the

@@ -1,4 +1,5 @@
-"""The disk store: `<dataDir>/<network>/` in the reference's exact layout (plugins-notes §1.5).
+"""The disk store: `<dataDir>/<network>/` in the reference's exact layout
+(docs/reference-behaviour.md §1.5).
 
 * `<ip>`: one lease file per address, content `<containerID>\\r\\n<ifname>`, mode 0600.
 * `last_reserved_ip.<range set index>`: the last address reserved in that set, no newline.

@@ -1,10 +1,10 @@
-"""bridge: attach a pod to a Linux bridge with a veth pair (plugins-notes §2).
+"""bridge: attach a pod to a Linux bridge with a veth pair (docs/reference-behaviour.md §2).
 
-ADD reads like the reference (§2.3): bridge, veth pair, port flags and VLANs, spoof check,
-IPAM, container addresses and routes, gateway on the bridge, forwarding, masquerade, port
-state, result. The netlink and firewall work lives in plugins/linux/.
+ADD reads like the reference (docs/reference-behaviour.md §2.3): bridge, veth pair, port flags and
+VLANs, spoof check, IPAM, container addresses and routes, gateway on the bridge, forwarding,
+masquerade, port state, result. The netlink and firewall work lives in plugins/linux/.
 
-Deliberate differences from the reference (HEAD):
+Deliberate differences from the reference (upstream 3d27709f):
 * A failed ADD undoes everything it created (the reference undoes only the IPAM lease and the
   spoof check): the veth pair, a bridge it created (when no port is left on it), masquerade
   rules; so a bad request leaves nothing behind. Addresses and sysctls on a bridge that
@@ -537,7 +537,7 @@ def _ipam_add(conf: BridgeNetConf, args: CmdArgs, undo: _Undo) -> Any:
 
 
 def cmd_add(args: CmdArgs) -> Any:
-    """Attach the pod: see the module docstring and plugins-notes §2.3."""
+    """Attach the pod: see the module docstring and docs/reference-behaviour.md §2.3."""
     import ipaddress
 
     from cni.netns import in_netns
@@ -670,7 +670,8 @@ def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list |
 
 
 def cmd_del(args: CmdArgs) -> None:
-    """Detach the pod (plugins-notes §2.6); idempotent, tolerates a vanished netns."""
+    """Detach the pod (docs/reference-behaviour.md §2.6); idempotent, tolerates a vanished
+    netns."""
     import sys
 
     from cni import invoke
@@ -714,7 +715,7 @@ def _go_bool(v: bool) -> str:
 
 
 def _route_text(r: Any) -> str:
-    """Go's %+v of a types.Route, as the reference prints it in CHECK errors (HEAD)."""
+    """Go's %+v of a types.Route, as the reference prints it in CHECK errors (upstream 3d27709f)."""
     import ipaddress
 
     dst = ipaddress.ip_interface(r.dst)
@@ -729,7 +730,8 @@ def _route_text(r: Any) -> str:
 
 
 def _check_interfaces(host: Any, pod: Any, result: Any, conf: BridgeNetConf, args: CmdArgs) -> None:
-    """Steps 4-9 of §2.7: the bridge, the container end and its veth peer on the bridge."""
+    """Steps 4-9 of docs/reference-behaviour.md §2.7: the bridge, the container end and its veth
+    peer on the bridge."""
     from plugins.linux import link
 
     br_map = cont_map = None
@@ -792,7 +794,8 @@ def _check_interfaces(host: Any, pod: Any, result: Any, conf: BridgeNetConf, arg
 
 
 def _check_addresses_routes(pod: Any, ifname: str, result: Any) -> None:
-    """Step 10 of §2.7: every prevResult address and route is in the pod netns."""
+    """Step 10 of docs/reference-behaviour.md §2.7: every prevResult address and route is in the
+    pod netns."""
     import ipaddress
 
     from plugins.linux import link
@@ -821,7 +824,7 @@ def _check_addresses_routes(pod: Any, ifname: str, result: Any) -> None:
 
 
 def cmd_check(args: CmdArgs) -> None:
-    """Verify an attachment against its prevResult (plugins-notes §2.7)."""
+    """Verify an attachment against its prevResult (docs/reference-behaviour.md §2.7)."""
     from cni import invoke
     from cni.result import new_result_from_result, parse_prev_result
     from plugins import bridge_config

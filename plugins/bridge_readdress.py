@@ -1,4 +1,4 @@
-"""Re-addressing a bridge that carries another subnet's gateway (issue 17, part 1).
+"""Re-addressing a bridge that carries another subnet's gateway (docs/self-healing.md).
 
 A node that got a new pod subnet (flannel re-join, `kubeadm reset`, another bridge
 configuration that used the name first) keeps the old gateway address on its bridge, and every

@@ -1,4 +1,5 @@
-"""flannel: turn flanneld's subnet.env into a bridge configuration and delegate (flannel-notes).
+"""flannel: turn flanneld's subnet.env into a bridge configuration and delegate
+(docs/flannel-behaviour.md).
 
 ADD   load the config and subnet.env (waiting `subnetFileWait` seconds for a file flanneld has
       not written yet, then code 11), generate the delegate configuration, save it atomically

@@ -1,4 +1,5 @@
-"""Configuration of the flannel meta-plugin (flannel-notes §1): the model and how it is loaded.
+"""Configuration of the flannel meta-plugin (docs/flannel-behaviour.md §1): the model and how it is
+loaded.
 
 The reference keys (`subnetFile`, `dataDir`, `delegate`, `ipam`, `runtimeConfig` plus the
 standard ones) keep their meaning. Two keys are ours, ignored by the reference:
@@ -37,7 +38,7 @@ DEFAULT_SUBNET_FILE_WAIT = 3.0
 MAX_SUBNET_FILE_WAIT = 600.0
 
 # Keys that only mean something inside `delegate`; seen at the top level they are a common
-# misconfiguration (flannel-notes §7 #10), worth a warning.
+# misconfiguration (docs/flannel-behaviour.md §7 #10), worth a warning.
 BRIDGE_KEYS = frozenset(
     {
         "bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend",

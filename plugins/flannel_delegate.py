@@ -1,4 +1,5 @@
-"""The delegate configuration flannel hands to bridge (flannel-notes §3), and where it is kept.
+"""The delegate configuration flannel hands to bridge (docs/flannel-behaviour.md §3), and where it
+is kept.
 
 `build()` generates it exactly as the reference does; `encode()` serialises it as Go's
 json.Marshal does (map keys sorted, route objects in libcni's field order), so the file saved
@@ -71,7 +72,8 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
 
 def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
-    """The delegate configuration for `conf` and `env`, as the reference generates it (§3.2).
+    """The delegate configuration for `conf` and `env`, as the reference generates it
+    (docs/flannel-behaviour.md §3.2).
 
     The user's `delegate` keys are kept; `name` and `ipam` are flannel's; `type` defaults to
     bridge, `ipMasq` to the opposite of FLANNEL_IPMASQ, `mtu` to FLANNEL_MTU, `isGateway` to

@@ -1,4 +1,5 @@
-"""flanneld's subnet.env: parsing with the reference rules (flannel-notes §2), loading, waiting.
+"""flanneld's subnet.env: parsing with the reference rules (docs/flannel-behaviour.md §2), loading,
+waiting.
 
 The file is `KEY=VALUE` lines. Strict mode (the default) is the reference: keys matched exactly,
 values used raw, unknown lines ignored, last occurrence wins. Lenient mode also strips blanks

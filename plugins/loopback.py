@@ -1,4 +1,4 @@
-"""loopback: bring `lo` up in the container's namespace (plugins-notes §4).
+"""loopback: bring `lo` up in the container's namespace (docs/reference-behaviour.md §4).
 
 CNI_IFNAME is validated by the skel but otherwise ignored, as in the reference: this plugin
 always works on `lo`.

@@ -1,4 +1,4 @@
-"""portmap: hostPort mappings for a chained plugin result (plugins-notes §3).
+"""portmap: hostPort mappings for a chained plugin result (docs/reference-behaviour.md §3).
 
 Chained after the network plugin, portmap reads `runtimeConfig.portMappings` and forwards each
 host port to the container address found in the prevResult: the first IPv4 and the first IPv6
@@ -9,9 +9,9 @@ plugins/portmap_nftables.py; UDP conntrack entries to the mapped host ports are 
 rules are in place; with snat, `route_localnet` is set on the interface that routes to the
 container so 127.0.0.1:hostPort works.
 
-Verbs: ADD, DEL, CHECK as the reference HEAD does them; GC (the reference has none) removes this
-network's rules of containers not among `cni.dev/valid-attachments`; STATUS reports whether the
-configured firewall backend can be used.
+Verbs: ADD, DEL, CHECK as the reference (upstream 3d27709f) does them; GC (the reference has none)
+removes this network's rules of containers not among `cni.dev/valid-attachments`; STATUS reports
+whether the configured firewall backend can be used.
 
 Deliberate differences from the reference: invalid mappings (port outside 1-65535, protocol other
 than tcp/udp/sctp, hostIP that is not an address) are refused with code 7 before anything is
@@ -245,7 +245,7 @@ def _raw_udp_host_ports(conf: dict) -> list[int]:
 
 
 def cmd_check(args: CmdArgs) -> None:
-    """Verify the mappings of each container address (reference HEAD CHECK)."""
+    """Verify the mappings of each container address (reference CHECK of upstream 3d27709f)."""
     settings, prev, current = _parse(args, strict=True, prefix="", prev_result=True)
     if prev is None:
         raise CNIError(ERR_INTERNAL, "Required prevResult missing")

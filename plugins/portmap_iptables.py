@@ -1,4 +1,5 @@
-"""portmap, iptables backend: the reference chain layout (plugins-notes §3.3, §3.5, §3.6).
+"""portmap, iptables backend: the reference chain layout (docs/reference-behaviour.md §3.3, §3.5,
+§3.6).
 
 Layout (table nat, the same in ip6tables):
 
@@ -303,7 +304,8 @@ def delete(settings: Settings, container_id: str) -> None:
 
 
 def check(settings: Settings, container_id: str, net: Net) -> None:
-    """Verify the container's chain, rules and entry rules for this address's family (HEAD)."""
+    """Verify the container's chain, rules and entry rules for this address's family (upstream
+    3d27709f)."""
     ipt = _iptables()
     ipv6 = net.version == 6
     family = "ipv6" if ipv6 else "ipv4"

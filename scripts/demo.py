@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Live demonstration of the suite (issue 8, the main job): two pods on a flannel node, in a sandbox.
+"""Live demonstration of the suite (`make demo`, README "The two commands"): two pods on a flannel
+node, in a sandbox.
 
     python3 scripts/demo.py [--bin DIR]      (as root; DIR defaults to dist/bin of this repo)
 

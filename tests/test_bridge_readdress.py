@@ -1,4 +1,4 @@
-"""bridge re-addresses a bridge that carries another subnet's gateway (issue 17, part 1).
+"""bridge re-addresses a bridge that carries another subnet's gateway (docs/self-healing.md).
 
 Real node and pod namespaces, dist/bin/bridge with host-local through the CNI protocol, and
 plugins/bridge_readdress.fix_bridge_address run in-process inside the node namespace.

@@ -1,4 +1,5 @@
-"""The main-job demonstration (issue 8): scripts/demo.py against the built dist/bin, as root.
+"""The main-job demonstration (README "The two commands"): scripts/demo.py against the built
+dist/bin, as root.
 
 It is run the way `make demo` runs it (the system python3, a separate process) and judged by
 what it prints, its exit status, and what is left on the machine afterwards: no namespace, no

@@ -1,5 +1,5 @@
-"""flannel end to end in throwaway node and pod namespaces (flannel-notes §8 cases 53-57 and the
-issue's acceptance list), with real executables through the CNI protocol.
+"""flannel end to end in throwaway node and pod namespaces (docs/flannel-behaviour.md F53-F57 and
+the issue's acceptance list), with real executables through the CNI protocol.
 
 Every test runs twice: with the REFERENCE bridge, host-local and portmap (/usr/lib/cni) behind
 our flannel, and with OUR executables only (hard links of dist/bin, so delegation runs
@@ -251,7 +251,7 @@ def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_po
     assert pod_ips(pod) == []
 
 
-def test_dual_stack_pods(node_ns, make_pod, state_dir, ref_bin):  # case 54
+def test_dual_stack_pods(node_ns, make_pod, state_dir, ref_bin):  # F54
     state_dir.subnet_env.write_text(DUAL_ENV)
     (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
     pods = [make_pod(), make_pod()]
@@ -297,7 +297,7 @@ def flannel_conf(state_dir, version="1.0.0", **extra) -> dict:
     return conf
 
 
-def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # case 53
+def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # F53
     state_dir.subnet_env.write_text(README_ENV)
     pod = make_pod()
     conf = flannel_conf(state_dir)
@@ -360,8 +360,8 @@ CONCURRENCY = int(os.environ.get("FLANNEL_TEST_PODS", "16"))
 
 
 @pytest.mark.slow
-def test_concurrent_adds_and_dels(node_ns, make_pod, state_dir, ref_bin):  # case 55
-    """FLANNEL_TEST_PODS pods (default 16; the notes ask for 50) added and deleted concurrently."""
+def test_concurrent_adds_and_dels(node_ns, make_pod, state_dir, ref_bin):  # F55
+    """FLANNEL_TEST_PODS pods (default 16; F55 asks for 50) added and deleted concurrently."""
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     conf = flannel_conf(state_dir, delegate={"isDefaultGateway": True})
     pods = [make_pod() for _ in range(CONCURRENCY)]
@@ -401,7 +401,7 @@ exec {real}
 
 
 @pytest.mark.parametrize("before", [False, True], ids=["after-bridge", "before-bridge"])
-def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # case 56
+def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # F56
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     pod = make_pod()
     crash_bin = link_bin(tmp_path / "crash-bin", names=("host-local",), impl=impl)
@@ -426,7 +426,7 @@ LATENCY: dict[str, tuple[float, float]] = {}
 
 
 @pytest.mark.parametrize("variant", ["reference", "ours-exec", "ours"])
-def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, variant):  # case 57
+def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, variant):  # F57
     """ADD latency of flannel -> bridge -> host-local, as a runtime sees it (one exec of flannel).
 
     reference: the Go bridge and host-local, executed. ours-exec: our bridge and host-local as

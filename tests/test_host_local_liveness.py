@@ -1,4 +1,4 @@
-"""host-local frees provably dead leases when a range set is exhausted (issue 17, part 1).
+"""host-local frees provably dead leases when a range set is exhausted (docs/self-healing.md).
 
 Real pod namespaces (harness), dist/bin/host-local (and the reference) through the CNI
 protocol inside a throwaway node namespace; data directories in tmp_path. A reboot is

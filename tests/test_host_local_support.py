@@ -97,8 +97,8 @@ def outcome(run: harness.PluginRun) -> tuple[int, Any]:
     """What to compare between implementations: exit status and the result or error message.
 
     Result JSON is compared as data (key order ignored) without an empty `dns` (v1.1.1 prints
-    `"dns": {}` for 1.x, HEAD leaves it out); errors by message (codes differ on purpose: we
-    use the well-known codes where the reference says 999), without the lease counts our
+    `"dns": {}` for 1.x, upstream 3d27709f leaves it out); errors by message (codes differ on
+    purpose: we use the well-known codes where the reference says 999), without the lease counts our
     host-local adds to an exhaustion message (asserted by the tests that provoke one).
     """
     if run.returncode != 0:

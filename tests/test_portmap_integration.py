@@ -185,7 +185,8 @@ def test_check_iptables(node_ns):
     conf = t.conf(MAPPINGS, pod.prev_result(version="1.1.0", v6=False), version="1.1.0")
     assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     ok = t.run(t.OURS, node_ns, "CHECK", conf)
-    assert (ok.returncode, ok.stdout) == (0, "")  # HEAD: only the IPv4 table is checked
+    # only the IPv4 table is checked (docs/reference-behaviour.md §0.9 #5)
+    assert (ok.returncode, ok.stdout) == (0, "")
     from plugins.portmap_iptables import dnat_chain_name
 
     chain = dnat_chain_name("pmnet", "ctr1")
@@ -195,7 +196,7 @@ def test_check_iptables(node_ns):
     assert bad.returncode == 1
     assert bad.result["msg"].startswith(f"could not check ipv4 dnat: rule [[-p tcp --dport {TCP} -s {pod.ip4}/24")
     assert bad.result["msg"].endswith(f"] in chain {chain} not found in table nat")
-    # re-ADD re-appends just the missing rule, at the end (plugins-notes §5 case 93)
+    # re-ADD re-appends just the missing rule, at the end (docs/reference-behaviour.md P93)
     assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     rules = [ln for ln in t.nat(node_ns) if ln.startswith(f"-A {chain} ")]
     assert len(rules) == 6 and rules[-1].endswith(f"--to-destination {pod.ip4}:81")
@@ -216,7 +217,8 @@ def test_check_nftables_and_duplicate_appends(node_ns):
         assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     assert t.run(t.OURS, node_ns, "CHECK", conf).returncode == 0
     v4 = t.nft_table(node_ns, "ip")
-    assert sum(1 for ln in v4 if ln.startswith("tcp dport 8080 dnat")) == 2  # plain appends, as HEAD
+    # plain appends, as upstream 3d27709f does (docs/reference-behaviour.md §3.4)
+    assert sum(1 for ln in v4 if ln.startswith("tcp dport 8080 dnat")) == 2
     assert sum(1 for ln in v4 if "fib daddr type local" in ln) == 2  # prerouting + output, flushed
     handle_out = node_ns.exec("nft", "-a", "list", "chain", "ip", "cni_hostport", "masquerading").stdout
     for ln in handle_out.splitlines():
@@ -381,7 +383,8 @@ def test_status(node_ns):
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])
 def test_masq_all(net, backend):
-    """HEAD's masqAll: every hostPort connection is masqueraded, no separate localhost rule."""
+    """upstream 3d27709f's masqAll: every hostPort connection is masqueraded, no separate localhost
+    rule."""
     node, a, b = net
     conf = t.conf(MAPPINGS, a.prev_result(version="1.1.0"), version="1.1.0", backend=backend, masqAll=True)
     assert t.run(t.OURS, node, "ADD", conf).returncode == 0

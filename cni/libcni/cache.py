@@ -1,4 +1,4 @@
-"""The runtime's result cache, byte-compatible with Go libcni's (spec-notes §8.6).
+"""The runtime's result cache, byte-compatible with Go libcni's (docs/spec-rules.md §8.6).
 
 Layout: `<cache dir>/results/<network>-<containerID>-<ifname>` (dir 0700, file 0600), one
 compact JSON object per attachment, written as Go's `json.Marshal` writes libcni's

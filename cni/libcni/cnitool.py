@@ -2,7 +2,7 @@
 
     cnitool <add|check|del|gc|status> <network-name> <netns> [-i|--ifname <name>]
 
-Environment (spec-notes §9):
+Environment (docs/spec-rules.md §9):
   NETCONFPATH    directory of .conflist/.conf/.json files (default /etc/cni/net.d)
   CNI_PATH       plugin directories, ':'-separated
   CNI_ARGS       K=V;K=V pairs passed to the plugins as CNI_ARGS

@@ -1,7 +1,7 @@
 """Network configuration lists: parsing, version selection, and lookup in a conf dir.
 
-Follows libcni's `conf.go` (spec-notes §5.1, §5.3, §8.1): the same file ordering, the same
-`.conflist` > `.conf`/`.json` priority, sibling `<dir>/<name>/*.conf` plugins unless
+Follows libcni's `conf.go` (docs/spec-rules.md §5.1, §5.3, §8.1): the same file ordering, the
+same `.conflist` > `.conf`/`.json` priority, sibling `<dir>/<name>/*.conf` plugins unless
 `loadOnlyInlinedPlugins`, string booleans, `cniVersions` selection, and the same error texts.
 
 Each plugin object is checked against `PluginConf`, the pydantic model of what the runtime
@@ -83,9 +83,9 @@ class PluginConfig:
 class NetworkConfigList:
     """A loaded network configuration list (libcni's NetworkConfigList).
 
-    `cni_version` is the selected version (§5.3). `bytes` are the file's bytes exactly as
-    read (or libcni's re-serialisation for an up-converted single-plugin file): they are what
-    the result cache stores as `config`.
+    `cni_version` is the selected version (docs/spec-rules.md §5.3). `bytes` are the file's bytes
+    exactly as read (or libcni's re-serialisation for an up-converted single-plugin file): they
+    are what the result cache stores as `config`.
     """
 
     name: str
@@ -141,8 +141,8 @@ def _read_bool(raw: dict, key: str) -> bool:
 def select_version(cni_version: str, cni_versions: Any) -> str:
     """The list's version: the highest of `cniVersion` and `cniVersions` not above 1.1.0.
 
-    Without `cniVersions`, `cniVersion` is used as it is (spec-notes §5.3). Raises ConfError
-    for a non-list `cniVersions`, a non-string entry, or an unparsable version.
+    Without `cniVersions`, `cniVersion` is used as it is (docs/spec-rules.md §5.3). Raises
+    ConfError for a non-list `cniVersions`, a non-string entry, or an unparsable version.
     """
     from cni import version
 

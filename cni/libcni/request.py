@@ -1,5 +1,6 @@
 """What libcni hands a plugin and how it reads the answers: one attachment's parameters, the
-stdin built for each plugin of a list (spec-notes §5.4), an ADD's output and a VERSION reply.
+stdin built for each plugin of a list (docs/spec-rules.md §5.4), an ADD's output and a VERSION
+reply.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def build_request(
     rt: RuntimeConf | None = None,
     gc_attachments: Sequence[tuple[str, str]] | None = None,
 ) -> bytes:
-    """The stdin for one plugin (spec-notes §5.4), serialised as libcni does.
+    """The stdin for one plugin (docs/spec-rules.md §5.4), serialised as libcni does.
 
     Sets `name` and `cniVersion` (overriding the plugin object's), `prevResult` when given,
     `runtimeConfig` when a capability matches (replacing one from the file; a file's own is
@@ -92,7 +93,8 @@ def parse_add_output(stdout: bytes, conf_version: str):
 
 
 def decode_version_info(stdout: bytes) -> list[str]:
-    """A VERSION reply's supported versions (libcni PluginDecoder rules, spec-notes §3.5)."""
+    """A VERSION reply's supported versions (libcni PluginDecoder rules,
+    docs/spec-rules.md §3.5)."""
     try:
         info = gojson.loads(stdout)
         if not isinstance(info, dict):

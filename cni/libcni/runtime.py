@@ -3,13 +3,13 @@
 ADD runs the plugins in order, each getting the previous one's result as `prevResult`, and
 caches the final result; DEL runs them in reverse with the cached result; CHECK in order with
 it; STATUS stops at the first failure and keeps its code; GC first DELs stale cached
-attachments, then sends GC with the valid ones (spec-notes §3, §5.4, §5.5, §8.3).
+attachments, then sends GC with the valid ones (docs/spec-rules.md §3, §5.4, §5.5, §8.3).
 
 Plugins are found on the search path and executed through cni.invoke (our own executables
 run in-process, anything else is exec'd, with the ETXTBSY retry). Errors are CNIErrors whose
 text is libcni's and whose code is the plugin's own when a plugin failed.
 
-Deliberate differences from libcni (spec-notes §5.4, §8.7):
+Deliberate differences from libcni (docs/spec-rules.md §5.4, §8.7):
 * `capabilities`, `prevResult` and `cni.dev/*` keys of the plugin object are not forwarded
   (the spec reserves them); the runtime sets `prevResult` and the GC keys itself.
 * The GC request's attachment list is `[]`, never `null`, when the caller passes an empty list.
@@ -307,7 +307,7 @@ class CNIConfig:
     # ---------------------------------------------------------------- VERSION
 
     def version_info(self, plugin_type: str) -> list[str]:
-        """The spec versions the plugin supports, from a VERSION probe (spec-notes §3.5).
+        """The spec versions the plugin supports, from a VERSION probe (docs/spec-rules.md §3.5).
 
         A plugin that answers `unknown CNI_COMMAND: VERSION` is taken to support 0.1.0 only.
         """

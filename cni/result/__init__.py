@@ -1,4 +1,4 @@
-"""CNI results: the public API (spec-notes §3.7, §4, §6).
+"""CNI results: the public API (docs/spec-rules.md §3.7, §4, §6).
 
     parse_result(data, version)   decode a plugin/delegate result (invoke's version fix-up rules)
     parse_prev_result(conf)       decode conf["prevResult"] (ParsePrevResult rules)
@@ -119,7 +119,8 @@ def _unsupported(version: str, prefix: str = "") -> CNIError:
 
 
 def parse_result(data: dict | bytes | str, version: str) -> Result:
-    """Decode a plugin's or delegate's result, as the reference runtime does (spec-notes §4.6).
+    """Decode a plugin's or delegate's result, as the reference runtime does
+    (docs/spec-rules.md §4.6).
 
     `data` is the decoded object or the raw stdout (``null`` counts as ``{}``). The result's own
     non-empty string ``cniVersion`` picks the family; when it is missing, empty or not a string,
@@ -151,7 +152,8 @@ def parse_result(data: dict | bytes | str, version: str) -> Result:
 
 
 def parse_prev_result(conf: dict) -> Result | None:
-    """Decode ``conf["prevResult"]`` with the reference's ParsePrevResult rules (spec-notes §3.7).
+    """Decode ``conf["prevResult"]`` with the reference's ParsePrevResult rules
+    (docs/spec-rules.md §3.7).
 
     Returns None when there is no prevResult (absent or null). The family comes from the
     config's ``cniVersion`` (missing means the 0.1.0/0.2.0 family). A prevResult without

@@ -1,4 +1,5 @@
-"""Conversions between result families (spec-notes §4.7). Use ``Result.convert``; this is its engine.
+"""Conversions between result families (docs/spec-rules.md §4.7). Use ``Result.convert``; this is
+its engine.
 
 Every pair among 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 converts:
 

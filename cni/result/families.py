@@ -1,4 +1,4 @@
-"""The result families (spec-notes §4): one class per group of versions sharing a shape.
+"""The result families (docs/spec-rules.md §4): one class per group of versions sharing a shape.
 
 ``Result100`` (1.0.0, 1.1.0), ``Result040`` (0.3.0, 0.3.1, 0.4.0) and ``Result020`` (0.1.0,
 0.2.0) are built from the element models of cni.result.models; ``family_of`` picks the class
@@ -40,7 +40,8 @@ class Result(ResultModel):
     VERSIONS_TEXT: ClassVar[str] = "[]"
 
     def convert(self, to_version: str) -> Result:
-        """A new result in `to_version` under the reference conversion rules (spec-notes §4.7).
+        """A new result in `to_version` under the reference conversion rules
+        (docs/spec-rules.md §4.7).
 
         ``""`` as target means 0.1.0; an unset ``cni_version`` counts as the family's
         implemented version. Raises CNIError code 1 ``no converter for CNI result version X to Y``

@@ -1,5 +1,5 @@
-"""The element models of CNI results (spec-notes §4), as pydantic v2 models; the families that
-hold them are in cni.result.families.
+"""The element models of CNI results (docs/spec-rules.md §4), as pydantic v2 models; the families
+that hold them are in cni.result.families.
 
 Families and their classes:
 

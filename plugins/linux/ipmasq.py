@@ -1,5 +1,5 @@
 """Source NAT for container addresses, iptables or nftables, in the reference's layout
-(plugins-notes §2.5), so the reference's own DEL and operators' tooling keep working.
+(docs/reference-behaviour.md §2.5), so the reference's own DEL and operators' tooling keep working.
 
 iptables (table nat, per family): chain `CNI-<sha512(network+id)[:24]>` holding
 `-d <subnet> -j ACCEPT` and `! -d <multicast> -j MASQUERADE`, and a `POSTROUTING -s <ip> -j
