@@ -218,7 +218,7 @@ _ALL = [
     Deviation(
         "I9-portmap-host-port-range",
         "improve",
-        "brief: bad input never half-configures the node; plugins/portmap_config.py",
+        "brief: bad input never half-configures the node; plugins/portmap/config.py",
         "portmap refuses a hostPort outside 1..65535 while parsing (code 7 `failed to parse "
         "config: Invalid host port number: N`, no rule written); the Go portmap accepts it and "
         "relays iptables' error (999 `unable to setup DNAT: ...`)",

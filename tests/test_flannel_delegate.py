@@ -14,8 +14,9 @@ import pytest
 
 from cni import fileutil
 from cni.errors import ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG, CNIError
-from plugins import flannel_config, flannel_delegate
-from plugins.flannel_subnet import parse
+from plugins.flannel import config as flannel_config
+from plugins.flannel import delegate as flannel_delegate
+from plugins.flannel.subnet import parse
 
 V4 = parse("FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n", "p")
 V6 = parse("FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n", "p")

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, ERR_TRY_AGAIN_LATER, CNIError
-from plugins import flannel_subnet as fs
-from plugins.flannel_subnet import SubnetEnvError, parse
+from plugins.flannel import subnet as fs
+from plugins.flannel.subnet import SubnetEnvError, parse
 
 V4 = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
 V6 = "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"

@@ -137,7 +137,7 @@ def test_long_container_id_comment_truncated(nodes):
 def test_93_re_add_after_rule_deleted_by_hand(nodes):
     conf = t.conf(BASIC[:2], POD.prev_result(v6=False))
     both(nodes, "ADD", conf)
-    from plugins.portmap_iptables import dnat_chain_name
+    from plugins.portmap.iptables import dnat_chain_name
 
     for node in nodes:
         node.exec("iptables", "-t", "nat", "-D", dnat_chain_name("pmnet", "ctr1"), "-p", "tcp", "--dport",

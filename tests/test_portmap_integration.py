@@ -44,7 +44,7 @@ def net(node_ns, make_pod):
 
 def container_traces(node, container_id, name="pmnet"):
     """Every line of the node's firewall that belongs to this container."""
-    from plugins.portmap_iptables import dnat_chain_name
+    from plugins.portmap.iptables import dnat_chain_name
 
     chain = dnat_chain_name(name, container_id)
     comment = f'name: \\"{name}\\" id: \\"{container_id}\\"'
@@ -187,7 +187,7 @@ def test_check_iptables(node_ns):
     ok = t.run(t.OURS, node_ns, "CHECK", conf)
     # only the IPv4 table is checked (docs/reference-behaviour.md §0.9 #5)
     assert (ok.returncode, ok.stdout) == (0, "")
-    from plugins.portmap_iptables import dnat_chain_name
+    from plugins.portmap.iptables import dnat_chain_name
 
     chain = dnat_chain_name("pmnet", "ctr1")
     node_ns.exec("iptables", "-t", "nat", "-D", chain, "-p", "udp", "--dport", str(UDP), "-j", "DNAT",
@@ -393,7 +393,7 @@ def test_masq_all(net, backend):
         assert t.fetch(client, "tcp", t.NODE_IP4, TCP) == "from-A"
         assert t.fetch(client, "udp", t.NODE_IP6, UDP) == "from-A"
     if backend == "iptables":
-        from plugins.portmap_iptables import dnat_chain_name
+        from plugins.portmap.iptables import dnat_chain_name
 
         chain = dnat_chain_name("pmnet", "ctr1")
         assert f"-A {chain} -p tcp -m tcp --dport {TCP} -j CNI-HOSTPORT-SETMARK" in t.nat(node)

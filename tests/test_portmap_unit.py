@@ -13,13 +13,13 @@ import pytest
 
 from cni.errors import CNIError
 from cni.result import parse_result
-from plugins import portmap_iptables as pi
-from plugins import portmap_nftables as pn
 from plugins.linux.conntrack import _deleted_count
 from plugins.linux.iptables import parse_save, save_quote
 from plugins.linux.iptables_rules import canonical, ntop, split_saved
 from plugins.portmap import container_addresses
-from plugins.portmap_config import PortMapNetConf, resolve
+from plugins.portmap import iptables as pi
+from plugins.portmap import nftables as pn
+from plugins.portmap.config import PortMapNetConf, resolve
 
 # The container id and mappings of the reference's own portmap tests (Go).
 GO_ID = (
@@ -499,7 +499,7 @@ def test_del_fast_path_detects_mappings_like_go_decoding():
 
 
 def test_mappings_in_place_from_iptables_save():
-    from plugins.portmap_holders import Mapped, from_iptables
+    from plugins.portmap.holders import Mapped, from_iptables
 
     net = ipaddress.ip_interface("10.1.0.2/24")
     lines = pi.save_lines(pi.plan(settings(), "ctr-a", net), False)
@@ -514,7 +514,7 @@ def test_mappings_in_place_from_iptables_save():
 
 
 def test_mappings_in_place_from_nft_json_and_clashes():
-    from plugins.portmap_holders import Mapped, clashes, from_nftables
+    from plugins.portmap.holders import Mapped, clashes, from_nftables
 
     rule = {  # as `nft -j list table ip cni_hostport` prints it
         "family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 2, "comment": "abc",

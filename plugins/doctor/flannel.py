@@ -145,7 +145,7 @@ def check_mtu(node: Node) -> Check:
     usable = _usable("flannel.mtu", node)
     if isinstance(usable, Check):
         return usable
-    from plugins.flannel_mtu import wrong_mtu
+    from plugins.flannel.mtu import wrong_mtu
 
     found, wrong, objects = [], [], []
     for net in usable:

@@ -62,8 +62,8 @@ def _env(node: Node) -> dict[str, str]:
 def _del_saved(node: Node, net: Network, cid: str) -> str | None:
     """Delegate DEL with a saved flannel configuration, then remove it; None when none is saved."""
     from cni.invoke import delegate_del
-    from plugins import flannel_delegate
     from plugins.flannel import GC_IFNAME
+    from plugins.flannel import delegate as flannel_delegate
 
     path = flannel_delegate.saved_path(net.flannel.data_dir(), cid)
     data = flannel_delegate.read_saved(path)

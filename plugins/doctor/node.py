@@ -39,9 +39,9 @@ class Network:
 
     path: str
     conf: Any  # cni.libcni.conflist.NetworkConfigList
-    flannel: Any = None  # plugins.flannel_config.FlannelNetConf of its flannel plugin
+    flannel: Any = None  # plugins.flannel.config.FlannelNetConf of its flannel plugin
     flannel_error: str | None = None
-    subnet_env: Any = None  # plugins.flannel_subnet.SubnetEnv
+    subnet_env: Any = None  # plugins.flannel.subnet.SubnetEnv
     subnet_error: str | None = None
     delegate: dict[str, Any] | None = None  # what flannel hands its delegate now
     bridge: str | None = None  # the bridge its pods attach to
@@ -366,7 +366,9 @@ def _request(conf: Any, plugin: Any) -> dict[str, Any]:
 
 
 def _flannel_facts(net: Network, plugin: Any) -> None:
-    from plugins import flannel_config, flannel_delegate, flannel_subnet
+    from plugins.flannel import config as flannel_config
+    from plugins.flannel import delegate as flannel_delegate
+    from plugins.flannel import subnet as flannel_subnet
 
     try:
         net.flannel = flannel_config.load(_request(net.conf, plugin), for_add=False)

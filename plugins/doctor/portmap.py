@@ -1,7 +1,7 @@
 """portmap.stale: hostPort rules of containers whose namespace is gone, and hostPorts mapped twice.
 
 The mappings in place are read as portmap ADD reads them for its own clash warning
-(plugins/portmap_holders.py): from the iptables nat table of both families, and from the
+(plugins/portmap/holders.py): from the iptables nat table of both families, and from the
 nftables backend's `hostports` chains, whose network is the one whose attachments chain records
 the container. Masquerade rules (the bridge's ipMasq, iptables) of gone containers are reported
 and removed with them.
@@ -19,8 +19,8 @@ from plugins.doctor.report import WARN, Check, Repair, ok
 def hostport_mappings(node: Node) -> list[tuple[str, bool, Any]]:
     """(backend, ipv6, portmap_holders.Mapped) of every hostPort mapping in place. nftables rules
     name no network: it is taken from the network's attachments chain, "" when none says."""
-    from plugins.portmap_holders import from_iptables
-    from plugins.portmap_iptables import TOP_LEVEL_DNAT
+    from plugins.portmap.holders import from_iptables
+    from plugins.portmap.iptables import TOP_LEVEL_DNAT
 
     out: list[tuple[str, bool, Any]] = []
     for v6, state in node.nat.items():
@@ -33,9 +33,9 @@ def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
     import shutil
 
     from cni.errors import CNIError
-    from plugins import portmap_nftables as pn
     from plugins.linux import nftables
-    from plugins.portmap_holders import from_nftables
+    from plugins.portmap import nftables as pn
+    from plugins.portmap.holders import from_nftables
 
     if shutil.which("nft", path=node.env.get("PATH")) is None:
         return []
@@ -66,9 +66,10 @@ def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
 
 def _remove_hostports(node: Node, stale: list[tuple[str, str, str]]):
     def run() -> list[str]:
-        from plugins import portmap_iptables, portmap_nftables
         from plugins.doctor.leftovers import still_dead
-        from plugins.portmap_config import Settings
+        from plugins.portmap import iptables as portmap_iptables
+        from plugins.portmap import nftables as portmap_nftables
+        from plugins.portmap.config import Settings
 
         done = []
         for backend, network, cid in stale:

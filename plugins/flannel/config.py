@@ -31,7 +31,7 @@ from pydantic import (
 from cni.config import CNIModel, DNSConfig
 from cni.errors import CNIError
 from cni.gocompat import decode
-from plugins.flannel_subnet import DEFAULT_SUBNET_FILE
+from plugins.flannel.subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
 DEFAULT_SUBNET_FILE_WAIT = 3.0

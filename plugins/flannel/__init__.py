@@ -50,13 +50,13 @@ def _warn(text: str) -> None:
 
 
 def _conf(args: CmdArgs, *, for_add: bool = False):
-    from plugins import flannel_config
+    from plugins.flannel import config as flannel_config
 
     return flannel_config.load(args.config, for_add=for_add)
 
 
 def _subnet_env(conf, *, wait: float = 0.0, code: int = ERR_INTERNAL):
-    from plugins import flannel_subnet
+    from plugins.flannel import subnet as flannel_subnet
 
     return flannel_subnet.load(
         conf.subnet_file(), lenient=conf.subnetFileLenient, wait=wait, code=code
@@ -82,7 +82,7 @@ _CONFIG_REFUSED = frozenset(
 def cmd_add(args: CmdArgs):
     """Generate and save the delegate configuration, delegate ADD, return the delegate's result."""
     from cni.invoke import delegate_add
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     conf = _conf(args, for_add=True)
     env = _subnet_env(conf, wait=float(conf.subnetFileWait))
@@ -124,7 +124,7 @@ def _delegate_is_ours(plugin_type: str, env: dict[str, str]) -> bool:
 
 def _warn_mtu_mismatch(bridge: str, mtu: int) -> None:
     """Say on stderr which of the bridge and its ports (other pods) are not at FLANNEL_MTU."""
-    from plugins import flannel_mtu
+    from plugins.flannel import mtu as flannel_mtu
 
     try:
         wrong = flannel_mtu.mismatches(bridge, mtu)
@@ -140,7 +140,7 @@ def _warn_mtu_mismatch(bridge: str, mtu: int) -> None:
 
 def _regenerate(conf) -> tuple[str, bytes] | None:
     """The delegate configuration ADD would generate now, or None (reason on stderr)."""
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     try:
         env = _subnet_env(conf)
@@ -163,7 +163,7 @@ def cmd_del(args: CmdArgs) -> None:
     """
     from cni import fileutil
     from cni.invoke import delegate_del
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     conf = _conf(args)
     path = flannel_delegate.saved_path(conf.data_dir(), args.container_id)
@@ -210,7 +210,7 @@ def cmd_check(args: CmdArgs) -> None:
     import json
 
     from cni.invoke import delegate_check
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     conf = _conf(args)
     path = flannel_delegate.saved_path(conf.data_dir(), args.container_id)
@@ -240,7 +240,7 @@ def _check_pod_mtu(conf, args: CmdArgs) -> None:
     """Fail when the pod's interface is not at the current FLANNEL_MTU (an MTU change since the
     pod was made: its large packets to newer pods are dropped). Skipped while subnet.env is
     unreadable or the interface cannot be read (the delegate's CHECK reports that)."""
-    from plugins import flannel_mtu
+    from plugins.flannel import mtu as flannel_mtu
 
     try:
         env = _subnet_env(conf)
@@ -272,7 +272,7 @@ def _warn_if_lease_changed(conf, saved: dict[str, Any]) -> None:
 def cmd_status(args: CmdArgs) -> None:
     """Code 50 while subnet.env is missing or invalid or the delegate is absent; else its STATUS."""
     from cni.invoke import delegate_status
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     conf = _conf(args)
     env = _subnet_env(conf, code=ERR_PLUGIN_NOT_AVAILABLE)
@@ -288,7 +288,7 @@ def cmd_gc(args: CmdArgs) -> None:
     """
     from cni.config import valid_attachments
     from cni.invoke import delegate_del, delegate_gc
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     conf = _conf(args)
     valid_ids = {cid for cid, _ in valid_attachments(args.config)}
@@ -336,7 +336,7 @@ def cmd_gc(args: CmdArgs) -> None:
 
 def _gc_delegate_conf(conf, template: dict[str, Any] | None) -> dict[str, Any] | None:
     """The delegate configuration for forwarding GC: generated now, else a saved one of this network."""
-    from plugins import flannel_delegate
+    from plugins.flannel import delegate as flannel_delegate
 
     try:
         return flannel_delegate.build(conf, _subnet_env(conf))

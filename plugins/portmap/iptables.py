@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from cni.errors import ERR_INTERNAL, CNIError
 from plugins.linux.iptables_rules import canonical, split_saved
 from plugins.linux.naming import chain_name
-from plugins.portmap_config import Settings
+from plugins.portmap.config import Settings
 
 TOP_LEVEL_DNAT = "CNI-HOSTPORT-DNAT"
 SET_MARK = "CNI-HOSTPORT-SETMARK"
@@ -237,7 +237,7 @@ def add(settings: Settings, container_id: str, net: Net, seen: list | None = Non
         def build(batch) -> None:
             state_read.append(True)
             if seen is not None:
-                from plugins.portmap_holders import from_iptables
+                from plugins.portmap.holders import from_iptables
 
                 seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
             for ch in chains:

@@ -15,8 +15,8 @@ from typing import Any
 
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
 from cni.gocompat.json import Struct, json_kind, marshal
-from plugins.flannel_config import FlannelNetConf
-from plugins.flannel_subnet import SubnetEnv
+from plugins.flannel.config import FlannelNetConf
+from plugins.flannel.subnet import SubnetEnv
 
 
 def validate_user_delegate(delegate: dict[str, Any] | None) -> None:

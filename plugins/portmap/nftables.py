@@ -31,7 +31,7 @@ import ipaddress
 
 from cni.errors import ERR_INTERNAL, CNIError
 from plugins.linux.naming import sha512_hex
-from plugins.portmap_config import Settings
+from plugins.portmap.config import Settings
 
 TABLE = "cni_hostport"
 TABLE_COMMENT = "CNI portmap plugin"
@@ -157,7 +157,7 @@ def add(settings: Settings, container_id: str, nets: list[Net]) -> None:
 def mapped(version: int) -> list:
     """The mappings in place in the `hostports` chain of this address version
     (portmap_holders.Mapped); [] when nft is missing or the table cannot be listed."""
-    from plugins.portmap_holders import from_nftables
+    from plugins.portmap.holders import from_nftables
 
     if _nft_missing():
         return []

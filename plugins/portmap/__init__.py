@@ -4,8 +4,8 @@ Chained after the network plugin, portmap reads `runtimeConfig.portMappings` and
 host port to the container address found in the prevResult: the first IPv4 and the first IPv6
 address that belongs to CNI_IFNAME inside the sandbox (or names no interface). The firewall work
 is one batch per address family and call (iptables: one iptables-save plus at most one
-iptables-restore; nftables: one transaction), see plugins/portmap_iptables.py and
-plugins/portmap_nftables.py; UDP conntrack entries to the mapped host ports are flushed after the
+iptables-restore; nftables: one transaction), see plugins/portmap/iptables.py and
+plugins/portmap/nftables.py; UDP conntrack entries to the mapped host ports are flushed after the
 rules are in place; with snat, `route_localnet` is set on the interface that routes to the
 container so 127.0.0.1:hostPort works.
 
@@ -20,9 +20,9 @@ prevResult, so it cannot be refused for them (without mappings it does not look 
 all); nftables rules use the protocol in lower case (the reference passes `TCP` through and nft
 rejects it); an ADD with both address families is one nft transaction; the backend is
 auto-detected by the presence of the iptables tools rather than by running them; nftables ADDs
-also record the attachment for GC (plugins/portmap_nftables.py); DEL flushes the UDP conntrack
+also record the attachment for GC (plugins/portmap/nftables.py); DEL flushes the UDP conntrack
 entries of its mappings as ADD does; ADD warns on stderr when another container already maps the
-same hostPort, protocol and host IP (plugins/portmap_holders.py).
+same hostPort, protocol and host IP (plugins/portmap/holders.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from cni.skel import CmdArgs, Plugin
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from plugins.portmap_config import Settings
+    from plugins.portmap.config import Settings
 
 
 def detect_backend() -> str:
@@ -55,7 +55,7 @@ def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = Fals
     the reference prefixes them (`failed to parse config: ` for ADD and DEL). `config`
     replaces args.config when given."""
     from cni.config import load
-    from plugins.portmap_config import PortMapNetConf, resolve
+    from plugins.portmap.config import PortMapNetConf, resolve
 
     prev = current = None
     try:
@@ -178,7 +178,7 @@ def cmd_add(args: CmdArgs):
 def _warn_clashes(settings: Settings, container_id: str, seen: dict[int, list]) -> None:
     """Say on stderr which mapped host ports another container already maps (only one of the
     two pods receives that traffic, and nothing else tells)."""
-    from plugins.portmap_holders import clashes
+    from plugins.portmap.holders import clashes
 
     found: list[str] = []
     for version, mapped in sorted(seen.items()):
@@ -197,10 +197,10 @@ def _warn_clashes(settings: Settings, container_id: str, seen: dict[int, list]) 
 
 def _backend_module(settings: Settings):
     if settings.backend == "nftables":
-        from plugins import portmap_nftables
+        from plugins.portmap import nftables as portmap_nftables
 
         return portmap_nftables
-    from plugins import portmap_iptables
+    from plugins.portmap import iptables as portmap_iptables
 
     return portmap_iptables
 
