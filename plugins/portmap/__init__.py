@@ -152,14 +152,8 @@ def cmd_add(args: CmdArgs):
     backend = _backend_module(settings)
     seen: dict[int, list] = {}
     try:
-        if settings.backend == "nftables":
-            seen = {net.version: backend.mapped(net.version) for net in nets}
-            backend.add(settings, args.container_id, nets)  # one transaction, both families
+        backend.add(settings, args.container_id, nets, seen)
         for net in nets:
-            if settings.backend == "iptables":
-                seen[net.version] = []
-                # one restore per family
-                backend.add(settings, args.container_id, net, seen[net.version])
             _flush_udp(settings, net.version == 6)
             if net.version == 4 and settings.snat:
                 _enable_route_localnet(str(net.ip))
@@ -196,6 +190,9 @@ def _warn_clashes(settings: Settings, container_id: str, seen: dict[int, list]) 
 
 
 def _backend_module(settings: Settings):
+    """The firewall backend module of `settings`. Both offer one interface, as the reference's
+    PortMapper: add(settings, container_id, nets, seen), delete(settings, container_id),
+    check(settings, container_id, net) and gc(settings, valid_container_ids)."""
     if settings.backend == "nftables":
         from plugins.portmap import nftables as portmap_nftables
 

@@ -225,9 +225,15 @@ def _setup(batch, chain: Chain) -> None:
                 batch.append(entry, text)
 
 
-def add(settings: Settings, container_id: str, net: Net, seen: list | None = None) -> None:
-    """Set up the mappings of one container address: one save and one restore for its family.
-    `seen` receives the mappings that were in place before (portmap_holders.Mapped)."""
+def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list]) -> None:
+    """Set up the mappings of every container address: one save and one restore per family.
+    `seen[version]` receives the mappings that were in place before (portmap_holders.Mapped)."""
+    for net in nets:
+        seen[net.version] = []
+        _add_family(settings, container_id, net, seen[net.version])
+
+
+def _add_family(settings: Settings, container_id: str, net: Net, seen: list) -> None:
     ipt = _iptables()
     ipv6 = net.version == 6
     chains = plan(settings, container_id, net)
@@ -236,10 +242,9 @@ def add(settings: Settings, container_id: str, net: Net, seen: list | None = Non
 
         def build(batch) -> None:
             state_read.append(True)
-            if seen is not None:
-                from plugins.portmap.holders import from_iptables
+            from plugins.portmap.holders import from_iptables
 
-                seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
+            seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
             for ch in chains:
                 _setup(batch, ch)
 

@@ -144,10 +144,13 @@ def _nft_missing() -> bool:
     return shutil.which("nft") is None
 
 
-def add(settings: Settings, container_id: str, nets: list[Net]) -> None:
-    """Set up the mappings for every container address in one nft transaction."""
+def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list]) -> None:
+    """Set up the mappings for every container address in one nft transaction (both
+    families). `seen[version]` receives the mappings that were in place before."""
     from plugins.linux import nftables
 
+    for net in nets:
+        seen[net.version] = mapped(net.version)
     lines: list[str] = []
     for net in nets:
         lines += add_lines(settings, container_id, net)
