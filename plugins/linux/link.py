@@ -143,10 +143,89 @@ def _link_from_msg(msg: Any) -> Link:
     )
 
 
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+_IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
+_IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND = 16, 18, 1
+
+
+def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes] | None:
+    """The netlink attributes in data[off:end] by type, first occurrence of each; None when
+    the layout is not the plain one (the caller then lets pyroute2 decode the message)."""
+    out: dict[int, bytes] = {}
+    while off + 4 <= end:
+        length = int.from_bytes(data[off:off + 2], "little")
+        kind = int.from_bytes(data[off + 2:off + 4], "little") & 0x3FFF  # minus NESTED, BYTEORDER
+        if length < 4 or off + length > end:
+            return None
+        out.setdefault(kind, data[off + 4:off + length])
+        off += (length + 3) & ~3
+    return out
+
+
+def _text(value: bytes | None) -> str | None:
+    """An asciiz attribute as pyroute2 decodes it; None when it would not give a str."""
+    if value is None:
+        return ""
+    try:
+        return value.strip(b"\0").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _u32(value: bytes | None) -> int | None:
+    """A uint32 attribute (0 when absent); None when it is not 4 bytes."""
+    if value is None:
+        return 0
+    return int.from_bytes(value, "little") if len(value) == 4 else None
+
+
+def _link_from_raw(data: bytes) -> Link | None:
+    """The Link of one raw RTM_NEWLINK message, the same as `_link_from_msg` of pyroute2's
+    decoding of it; None for anything outside the plain layout (a MAC that is not 6 bytes, a
+    name that is not UTF-8, an unknown operstate, a malformed attribute)."""
+    if len(data) < 32 or int.from_bytes(data[0:4], "little") != len(data):
+        return None
+    attrs = _attrs(data, 32, len(data))
+    if attrs is None:
+        return None
+    kind = ""
+    if _IFLA_LINKINFO in attrs:
+        info = _attrs(attrs[_IFLA_LINKINFO], 0, len(attrs[_IFLA_LINKINFO]))
+        kind = _text(info.get(_IFLA_INFO_KIND)) if info is not None else None
+    mac = attrs.get(_IFLA_ADDRESS)
+    state = attrs.get(_IFLA_OPERSTATE)
+    name, mtu, master, peer = (_text(attrs.get(_IFLA_IFNAME)), _u32(attrs.get(_IFLA_MTU)),
+                               _u32(attrs.get(_IFLA_MASTER)), _u32(attrs.get(_IFLA_LINK)))
+    if (kind is None or name is None or mtu is None or master is None or peer is None
+            or (mac is not None and len(mac) != 6) or (state is not None and (len(state) != 1
+                                                                               or state[0] > 6))):
+        return None
+    return Link(
+        index=int.from_bytes(data[20:24], "little", signed=True),
+        name=name,
+        kind=kind,
+        mac=":".join(f"{b:02x}" for b in mac) if mac is not None else "",
+        mtu=mtu,
+        flags=int.from_bytes(data[24:28], "little"),
+        operstate=_OPERSTATES[state[0]] if state is not None else "UNKNOWN",
+        master=master,
+        peer_index=peer,
+    )
+
+
 def get_link(ipr: Any, name: str | None = None, index: int | None = None) -> Link | None:
     """The link called `name` (or with `index`), or None when there is no such link."""
+    raw_get = getattr(ipr, "get_link_raw", None)  # RtnlSocket: decode only what Link holds
     try:
-        if index is not None:
+        if raw_get is not None:
+            raw = raw_get(index=index or 0, name=name if index is None else None)
+            if raw is None:
+                return None
+            fast = _link_from_raw(raw)
+            if fast is not None:
+                return fast
+            msgs = ipr.parse(raw)
+        elif index is not None:
             msgs = ipr.link("get", index=index)
         else:
             msgs = ipr.link("get", ifname=name)

@@ -17,10 +17,18 @@ belongs to the network namespace of the thread that created it.
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import Any
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+IFLA_IFNAME = 3
+_GET_FLAGS = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK: what IPRoute's "get" sends
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
 _RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
 
@@ -94,6 +102,45 @@ class RtnlSocket:
                     return out
                 if dump_filter is None or match(dump_filter, m):
                     out.append(m)
+
+    def get_link_raw(self, index: int = 0, name: str | None = None) -> bytes | None:
+        """`link("get", index=...)` (or `ifname=name` when `index` is 0), without pyroute2's
+        message objects: the request is the same bytes, the answer's RTM_NEWLINK message is
+        returned undecoded (None when the kernel answered with the ACK alone). Raises the
+        NetlinkError the kernel's answer carries, built by pyroute2's marshal as `link()` does.
+        `parse()` turns the bytes into pyroute2's message when a caller needs all of it."""
+        attrs = b""
+        if not index and name is not None:
+            value = name.encode() + b"\0"
+            attrs = struct.pack("=HH", 4 + len(value), IFLA_IFNAME) + value + bytes(-len(value) % 4)
+        self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
+        seq = self._seq
+        length = _NLMSG.size + _IFINFO.size + len(attrs)
+        self._send(_NLMSG.pack(length, RTM_GETLINK, _GET_FLAGS, seq, self._nl.epid or os.getpid())
+                   + _IFINFO.pack(0, 0, 0, index, 0, 0) + attrs)
+        buf, found = self._buf, None
+        while True:
+            n = self._sock.recv_into(buf)
+            off = 0
+            while off + _NLMSG.size <= n:
+                mlen, mtype, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                if mlen < _NLMSG.size or off + mlen > n:
+                    break
+                if mseq == seq:
+                    if mtype == NLMSG_ERROR:
+                        if struct.unpack_from("=i", buf, off + _NLMSG.size)[0]:
+                            for m in self.parse(bytes(buf[off:off + mlen])):
+                                raise m["header"]["error"]
+                        return found  # the ACK
+                    if mtype == NLMSG_DONE:
+                        return found
+                    if mtype == RTM_NEWLINK and found is None:
+                        found = bytes(buf[off:off + mlen])
+                off += (mlen + 3) & ~3
+
+    def parse(self, data: bytes) -> list:
+        """pyroute2's messages for raw netlink `data` (as `link()` and the others return them)."""
+        return list(self._nl.marshal.parse(data))
 
     # ------------------------------------------------------------------ IPRoute's API
 

@@ -1,0 +1,126 @@
+"""plugins/linux/link.get_link through RtnlSocket.get_link_raw (the request built by hand, only
+the Link fields decoded) against pyroute2's own request and decoding of the same link.
+
+Real links of several kinds in a throwaway namespace: every field of every link must be what
+`_link_from_msg` of pyroute2's answer gives, by index and by name, the request bytes must be
+IPRoute's, and errors must be the same NetlinkError.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cni.netns import in_netns
+from plugins.linux import link
+from plugins.linux.netlink import netlink_error
+
+pytestmark = pytest.mark.netns
+
+LINKS = [
+    ("va", "type", "veth", "peer", "name", "vb"),
+    ("br0", "type", "bridge"),
+    ("d0", "type", "veth", "peer", "name", "v\u00e9"),  # a UTF-8 name
+]
+
+
+def _slow(ipr, name=None, index=None):
+    """get_link the way it was before the raw path: pyroute2's request and decoding."""
+    try:
+        msgs = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
+    except netlink_error() as e:
+        if link.errno_of(e) in (link.ENODEV, link.ENOENT):
+            return None
+        raise
+    return link._link_from_msg(msgs[0]) if msgs else None
+
+
+def _made(node_ns) -> list[str]:
+    made = []
+    for spec in LINKS:
+        if node_ns.ip("link", "add", spec[0], *spec[1:], check=False).returncode == 0:
+            made.append(spec[0])
+    node_ns.ip("link", "set", "va", "master", "br0", "up")
+    node_ns.ip("link", "set", "br0", "up")
+    node_ns.ip("link", "set", "d0", "address", "02:00:00:00:00:01", "mtu", "1400")
+    return made
+
+
+def test_raw_get_link_matches_pyroute2(node_ns):
+    made = _made(node_ns)
+    assert {"va", "br0", "d0"} <= set(made)
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            links = link.list_links(ipr)
+            assert {lk.name for lk in links} >= {"lo", "va", "vb", "br0", "d0", "v\u00e9"}
+            for lk in links:
+                by_index = link.get_link(ipr, index=lk.index)
+                assert by_index == _slow(ipr, index=lk.index) == lk
+                assert link.get_link(ipr, lk.name) == _slow(ipr, lk.name) == lk
+            assert link.get_link(ipr, "nosuchlink") is None
+            assert link.get_link(ipr, index=99999) is None
+
+
+def _with_name(raw: bytes, name: bytes) -> bytes:
+    """`raw` (an RTM_NEWLINK message) with its IFLA_IFNAME value replaced by `name`."""
+    import struct
+
+    out, off = bytearray(raw[:32]), 32
+    while off + 4 <= len(raw):
+        length, kind = struct.unpack_from("=HH", raw, off)
+        value = raw[off + 4:off + length]
+        if kind == 3:
+            value = name + b"\0"
+        out += struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+        off += (length + 3) & ~3
+    struct.pack_into("=I", out, 0, len(out))
+    return bytes(out)
+
+
+def test_raw_path_falls_back_to_pyroute2_for_unusual_links(node_ns, monkeypatch):
+    _made(node_ns)
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            raw = ipr.get_link_raw(name="va")
+            assert link._link_from_raw(_with_name(raw, b"va")) == link.get_link(ipr, "va")
+            odd = _with_name(raw, b"v\xff")  # not UTF-8: pyroute2 keeps the bytes
+            assert link._link_from_raw(odd) is None
+            monkeypatch.setattr(ipr, "get_link_raw", lambda index=0, name=None: odd, raising=False)
+            assert link.get_link(ipr, "va") == link._link_from_msg(ipr.parse(odd)[0])
+            assert link.get_link(ipr, "va").name == b"v\xff"
+            for cut in (0, 20, 31, 40):  # truncated messages are never decoded by hand
+                assert link._link_from_raw(raw[:cut]) is None
+
+
+def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
+    _made(node_ns)
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            sent: list[bytes] = []
+            send = ipr._send
+
+            def capture(data):
+                sent.append(bytes(data))
+                return send(data)
+
+            ipr._send = capture
+            for kwargs in ({"index": 1}, {"ifname": "va"}, {"ifname": "a" * 15}):
+                raw_kwargs = {"index": kwargs["index"]} if "index" in kwargs else {"name": kwargs["ifname"]}
+                try:
+                    ipr.link("get", **kwargs)
+                except netlink_error():
+                    pass
+                try:
+                    ipr.get_link_raw(**raw_kwargs)
+                except netlink_error():
+                    pass
+                old, new = sent[-2], sent[-1]
+                # the same bytes apart from the sequence number (bytes 8-11)
+                assert old[:8] + old[12:] == new[:8] + new[12:]
+            errors = []
+            for call in (lambda: ipr.link("get", ifname="a" * 16), lambda: ipr.get_link_raw(name="a" * 16)):
+                with pytest.raises(netlink_error()) as info:
+                    call()
+                errors.append((info.value.code, str(info.value)))
+            assert errors[0] == errors[1]
+            with pytest.raises(netlink_error()):
+                link.get_link(ipr, "a" * 16)  # ERANGE is not "no such link"
