@@ -124,3 +124,44 @@ def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
             assert errors[0] == errors[1]
             with pytest.raises(netlink_error()):
                 link.get_link(ipr, "a" * 16)  # ERANGE is not "no such link"
+
+
+def test_raw_set_requests_are_ipr_ones(node_ns):
+    _made(node_ns)
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            va, br = link.get_link(ipr, "va").index, link.get_link(ipr, "br0").index
+            node_ns.ip("link", "set", "va", "nomaster")
+            sent: list[bytes] = []
+            send = ipr._send
+
+            def capture(data):
+                sent.append(bytes(data))
+                return send(data)
+
+            ipr._send = capture
+            pairs = [
+                (lambda: ipr.link("set", index=va, state="up"), lambda: link.set_up(ipr, va)),
+                (lambda: ipr.link("set", index=va, master=br), lambda: link.set_master(ipr, va, br)),
+                (lambda: ipr.link("set", index=va, master=br, state="up"),
+                 lambda: link.set_master(ipr, va, br, up=True)),
+            ]
+            for name in ("mode", "isolated"):
+                for value in (True, False):
+                    pairs.append((lambda n=name, v=value: ipr.brport("set", index=va, **{n: int(v)}),
+                                  lambda n=name, v=value: link.set_port_flag(ipr, va, n, v)))
+            for old, new in pairs:
+                old()
+                new()
+                a, b = sent[-2], sent[-1]
+                assert a[:8] + a[12:] == b[:8] + b[12:]  # all but the sequence number
+            assert link.port_flags(ipr, va)["mode"] == 0 and link.port_flags(ipr, va)["isolated"] == 0
+            link.set_port_flag(ipr, va, "mode", True)
+            assert link.port_flags(ipr, va)["mode"] == 1
+            errors = []
+            for call in (lambda: ipr.link("set", index=va, master=99999), lambda: link.set_master(ipr, va, 99999),
+                         lambda: ipr.link("set", index=99999, state="up"), lambda: link.set_up(ipr, 99999)):
+                with pytest.raises(netlink_error()) as info:
+                    call()
+                errors.append((info.value.code, str(info.value)))
+            assert errors[0] == errors[1] and errors[2] == errors[3]

@@ -145,7 +145,8 @@ def _link_from_msg(msg: Any) -> Link:
 
 _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
-_IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND = 16, 18, 1
+_IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_DATA = 16, 18, 1, 5
+_BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
 
 
 def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes] | None:
@@ -245,7 +246,10 @@ def list_links(ipr: Any) -> list[Link]:
 
 def set_up(ipr: Any, index: int) -> None:
     """Set the link administratively up."""
-    ipr.link("set", index=index, state="up")
+    if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
+        ipr.set_link_raw(index, IFF_UP, IFF_UP)
+    else:
+        ipr.link("set", index=index, state="up")
 
 
 def set_promisc(ipr: Any, index: int) -> None:
@@ -264,7 +268,12 @@ def set_master(ipr: Any, index: int, master: int, up: bool = False) -> None:
     The kernel applies the master before the flags, so when going up fails the link is
     enslaved but down, as after two separate requests where the second failed.
     """
-    if up:
+    if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
+        from plugins.linux.rtnl import nla
+
+        flags = IFF_UP if up else 0
+        ipr.set_link_raw(index, flags, flags, nla(_IFLA_MASTER, master.to_bytes(4, "little")))
+    elif up:
         ipr.link("set", index=index, master=master, state="up")
     else:
         ipr.link("set", index=index, master=master)
@@ -354,7 +363,15 @@ def create_veth(
 def set_port_flag(ipr: Any, index: int, name: str, value: bool | int) -> None:
     """Write one bridge-port attribute of an enslaved link (`IFLA_BRPORT_<NAME>`, lower case
     without the prefix: "mode" is hairpin, "isolated", "learning", ...)."""
-    ipr.brport("set", index=index, **{name: int(value)})
+    kind = _BRPORT_U8.get(name)
+    if kind is not None and hasattr(ipr, "set_link_raw") and 0 <= int(value) <= 0xFF:
+        # RtnlSocket: the bytes IPRoute's brport("set") sends, without its request processors
+        from plugins.linux.rtnl import nla
+
+        data = nla(_IFLA_INFO_KIND, b"bridge_slave\0") + nla(_IFLA_INFO_SLAVE_DATA, nla(kind, bytes([int(value)])))
+        ipr.set_link_raw(index, attrs=nla(_IFLA_LINKINFO, data))
+    else:
+        ipr.brport("set", index=index, **{name: int(value)})
 
 
 def port_flags(ipr: Any, index: int) -> dict[str, int]:

@@ -26,11 +26,16 @@ NLMSG_DONE = 3
 RTM_NEWLINK = 16
 RTM_GETLINK = 18
 IFLA_IFNAME = 3
-_GET_FLAGS = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK: what IPRoute's "get" sends
+_REQ_ACK = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK: the flags of IPRoute's "get" and "set"
 _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
 _RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
+
+
+def nla(kind: int, value: bytes) -> bytes:
+    """One netlink attribute: header, `value`, padding to 4 bytes (as pyroute2 encodes it)."""
+    return struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
 
 
 class RtnlSocket:
@@ -111,30 +116,39 @@ class RtnlSocket:
         `parse()` turns the bytes into pyroute2's message when a caller needs all of it."""
         attrs = b""
         if not index and name is not None:
-            value = name.encode() + b"\0"
-            attrs = struct.pack("=HH", 4 + len(value), IFLA_IFNAME) + value + bytes(-len(value) % 4)
+            attrs = nla(IFLA_IFNAME, name.encode() + b"\0")
+        return self._raw(RTM_GETLINK, _IFINFO.pack(0, 0, 0, index, 0, 0) + attrs)
+
+    def set_link_raw(self, index: int, flags: int = 0, change: int = 0, attrs: bytes = b"") -> None:
+        """`link("set", index=...)` for requests whose bytes are an ifinfomsg (`flags`,
+        `change`) plus ready-made attributes (`nla()`): the bytes IPRoute sends for the same
+        change, without its request processors. Raises the kernel's NetlinkError as `link()`."""
+        self._raw(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, index, flags, change) + attrs)
+
+    def _raw(self, mtype: int, body: bytes) -> bytes | None:
+        """Send one request (NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and "set"); the
+        first answer that is not the ACK (raw), or None."""
         self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
         seq = self._seq
-        length = _NLMSG.size + _IFINFO.size + len(attrs)
-        self._send(_NLMSG.pack(length, RTM_GETLINK, _GET_FLAGS, seq, self._nl.epid or os.getpid())
-                   + _IFINFO.pack(0, 0, 0, index, 0, 0) + attrs)
+        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, _REQ_ACK, seq, self._nl.epid or os.getpid())
+                   + body)
         buf, found = self._buf, None
         while True:
             n = self._sock.recv_into(buf)
             off = 0
             while off + _NLMSG.size <= n:
-                mlen, mtype, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                mlen, kind, _, mseq, _ = _NLMSG.unpack_from(buf, off)
                 if mlen < _NLMSG.size or off + mlen > n:
                     break
                 if mseq == seq:
-                    if mtype == NLMSG_ERROR:
+                    if kind == NLMSG_ERROR:
                         if struct.unpack_from("=i", buf, off + _NLMSG.size)[0]:
                             for m in self.parse(bytes(buf[off:off + mlen])):
                                 raise m["header"]["error"]
                         return found  # the ACK
-                    if mtype == NLMSG_DONE:
+                    if kind == NLMSG_DONE:
                         return found
-                    if mtype == RTM_NEWLINK and found is None:
+                    if found is None:
                         found = bytes(buf[off:off + mlen])
                 off += (mlen + 3) & ~3
 
