@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PREFIX ?= /opt/cni/bin
 DESTDIR ?=
+SYSTEMD_UNITDIR ?= /etc/systemd/system
 
 VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' cni/__init__.py)
 ARCH := $(shell uname -m | sed -e 's/^x86_64$$/amd64/' -e 's/^aarch64$$/arm64/')
@@ -45,10 +46,25 @@ dist: venv
 	$(PY) scripts/make_release.py --bin dist/bin --out dist
 
 # Install the release tarball's contents into $(DESTDIR)$(PREFIX) (default /opt/cni/bin),
-# hard links kept. Files of other plugins there are left alone.
+# hard links kept. Files of other plugins there are left alone. The resident worker's systemd
+# units (from the tarball's pycni-lib/systemd/, ExecStart pointed at $(PREFIX)) go to
+# $(DESTDIR)$(SYSTEMD_UNITDIR) (default /etc/systemd/system: a local install, like /usr/local);
+# installing onto a machine that systemd runs (no DESTDIR) also enables the socket.
 install: dist
-	mkdir -p "$(DESTDIR)$(PREFIX)"
+	mkdir -p "$(DESTDIR)$(PREFIX)" "$(DESTDIR)$(SYSTEMD_UNITDIR)"
 	tar -xzf "$(TARBALL)" -C "$(DESTDIR)$(PREFIX)" --no-same-owner
+	for unit in pycni-worker.socket pycni-worker.service; do \
+	  sed 's|/opt/cni/bin/|$(PREFIX)/|g' "$(DESTDIR)$(PREFIX)/pycni-lib/systemd/$$unit" \
+	    > "$(DESTDIR)$(SYSTEMD_UNITDIR)/$$unit" && chmod 0644 "$(DESTDIR)$(SYSTEMD_UNITDIR)/$$unit" || exit 1; \
+	done
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+	  echo "systemctl daemon-reload && systemctl enable --now pycni-worker.socket"; \
+	  systemctl daemon-reload && systemctl enable --now pycni-worker.socket; \
+	else \
+	  echo "pycni: units installed in $(DESTDIR)$(SYSTEMD_UNITDIR); on a node that systemd runs, enable the resident worker with:"; \
+	  echo "  systemctl daemon-reload && systemctl enable --now pycni-worker.socket"; \
+	  echo "pycni: without systemd, the first plugin call starts the resident worker itself."; \
+	fi
 
 test: build
 	$(PY) -m pytest

@@ -44,14 +44,38 @@ def _not_found(name: str, paths: list[str]) -> str:
     raise CNIError(ERR_INTERNAL, f'failed to find plugin "{name}" in path [{" ".join(paths)}]')
 
 
+# () -> (descriptors to pass, variables to set or, with None, remove) for a delegate that is
+# executed. Registered by the entry point (plugins/multicall.py): a call holding its
+# attachment's lock hands the lock to the delegates it executes. `cni` itself holds no lock.
+ExecExtras = Callable[[], "tuple[tuple[int, ...], dict[str, str | None]]"]
+_exec_extras: ExecExtras | None = None
+
+
+def set_exec_extras(provider: ExecExtras | None) -> None:
+    """Ask `provider` before every executed delegate for descriptors to pass it and variables
+    to change in its environment (None: pass nothing, change nothing)."""
+    global _exec_extras
+    _exec_extras = provider
+
+
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
     import subprocess
     import time
 
+    child_env = dict(env)
+    pass_fds: tuple[int, ...] = ()
+    if _exec_extras is not None:
+        pass_fds, changes = _exec_extras()
+        for key, value in changes.items():
+            if value is None:
+                child_env.pop(key, None)
+            else:
+                child_env[key] = value
     for attempt in range(_ETXTBSY_RETRIES):
         try:
             proc = subprocess.run(
-                [path], input=stdin, env=dict(env), capture_output=True, check=False
+                [path], input=stdin, env=child_env, capture_output=True, check=False,
+                pass_fds=pass_fds,
             )
             return proc.returncode, proc.stdout, proc.stderr
         except OSError as e:

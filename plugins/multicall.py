@@ -29,8 +29,10 @@ def set_self(path: str) -> None:
     `cni.invoke`, so a delegate that is this very file runs in this interpreter."""
     global _self_id, _self_stat
     from cni import invoke
+    from plugins.worker import attachment
 
     invoke.set_local_runner(run_local)
+    invoke.set_exec_extras(attachment.exec_extras)
     try:
         st = os.stat(path)
     except OSError:
@@ -70,6 +72,59 @@ def plugin_for(name: str):
     return module.PLUGIN
 
 
+def locked(plugin):
+    """`plugin` with its ADD, CHECK and DEL callbacks run under the attachment lock
+    (plugins/worker/attachment.py), for a call this process runs itself: the same lock a worker
+    takes, so calls of one attachment never overlap whichever way each of them runs."""
+    from cni.skel import Plugin
+
+    def wrap(callback):
+        if callback is None:
+            return None
+
+        def run(args):
+            held = hold_attachment(args.env)
+            try:
+                return callback(args)
+            finally:
+                if held is not None:
+                    held.release()
+
+        return run
+
+    return Plugin(
+        add=wrap(plugin.add), delete=wrap(plugin.delete), check=wrap(plugin.check),
+        status=plugin.status, gc=plugin.gc, versions=plugin.versions, about=plugin.about,
+    )
+
+
+def hold_attachment(env):
+    """The attachment lock of this in-process call (an attachment.Held), or None when the worker
+    directory is missing or refused (then no worker can be serving it either).
+    Presents the lock the caller's ancestry passed down instead of waiting for it. Raises
+    CNIError 11 when another call of the attachment holds it past attachment.MAX_WAIT."""
+    from plugins.worker import attachment, directory
+    from plugins.worker.client import worker_dir
+
+    # Not created here: without the directory no worker can be running a call to wait for.
+    dirfd = directory.open_worker_dir(worker_dir(env), create=False)
+    if dirfd is None:
+        return None
+    try:
+        held = attachment.acquire(dirfd, env, attachment.MAX_WAIT, attachment.presented(env))
+    finally:
+        os.close(dirfd)
+    if held is None:
+        from cni.errors import ERR_TRY_AGAIN_LATER, CNIError
+
+        raise CNIError(
+            ERR_TRY_AGAIN_LATER,
+            f"another call for container {env.get('CNI_CONTAINERID', '')} interface "
+            f"{env.get('CNI_IFNAME', '')} is still running; try again later",
+        )
+    return held
+
+
 # PYCNI_WORKER values that switch the warm worker off (it is on when the variable is unset)
 _WORKER_OFF = ("0", "false", "no", "off")
 # Calls a worker serves; anything else (no or an unknown CNI_COMMAND: an error or the about
@@ -83,6 +138,47 @@ def worker_enabled(env) -> bool:
     return env.get("PYCNI_WORKER", "1").strip().lower() not in _WORKER_OFF
 
 
+def spawned_worker_setup(serve_path: str) -> None:
+    """A worker a call started (plugins/worker/client.py spawn_worker) begins at niceness
+    SPAWN_NICE, so that its start-up does not slow the call that started it; once it listens on
+    `serve_path`, a thread puts the main thread (and so every request thread it starts later)
+    back to 0. (Working directory and OOM score: the server resets them for every worker.)"""
+    from plugins.worker.client import SPAWN_NICE
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, SPAWN_NICE)
+    except OSError:
+        return
+    import threading
+
+    threading.Thread(target=_renice_when_listening, args=(serve_path,), daemon=True).start()
+
+
+def _renice_when_listening(serve_path: str, timeout: float = 60.0) -> None:
+    """Set the main thread's niceness back to 0 once a new socket file is at `serve_path`."""
+    import stat
+    import time
+
+    def ident() -> tuple[int, int] | None:
+        try:
+            st = os.stat(serve_path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
+
+    before = ident()  # a dead worker's socket file, replaced when this one binds
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = ident()
+        if now is not None and now != before:
+            break
+        time.sleep(0.02)
+    try:
+        os.setpriority(os.PRIO_PROCESS, os.getpid(), 0)  # Linux: the main thread (tid == pid)
+    except OSError:
+        pass
+
+
 def main(argv0: str | None = None) -> None:
     """Dispatch on the basename of argv[0] (or `argv0`) to that entry point's main."""
     exe = argv0 or sys.argv[0]
@@ -92,6 +188,8 @@ def main(argv0: str | None = None) -> None:
     env = os.environ
     serve_path = env.get("PYCNI_WORKER_SERVE")
     if serve_path:
+        if env.pop("PYCNI_WORKER_SPAWNED", None) == "1":
+            spawned_worker_setup(serve_path)
         from plugins.worker import server as worker
 
         worker.serve(serve_path, self_path)
@@ -120,4 +218,4 @@ def main(argv0: str | None = None) -> None:
     else:
         from cni.skel import main as skel_main
 
-        skel_main(module.PLUGIN)
+        skel_main(locked(module.PLUGIN))

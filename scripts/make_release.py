@@ -9,6 +9,9 @@ Writes, like the reference's cni-plugins-linux-<arch>-v<version>.tgz:
     OUT/pycni-plugins-linux-<arch>-v<version>.tgz.sha256  "<hex>  <file name>" (sha256sum -c)
     OUT/10-flannel.conflist                               sample for /etc/cni/net.d
 
+The tarball also carries the resident worker's systemd units in ./pycni-lib/systemd/
+(pycni-worker.socket, pycni-worker.service; `make install` installs and enables them).
+
 Tarball layout: ./pycni-lib/... first, then ./<name> for every executable, the first as a file
 and the others as hard links to it (GNU tar, busybox tar and Python's tarfile recreate them),
 so that an extraction over a running install puts the shared contents in place before any
@@ -38,6 +41,10 @@ from cni import __version__  # noqa: E402
 from plugins.multicall import ENTRY_POINTS  # noqa: E402
 
 CONTENTS_DIR = "pycni-lib"
+# The resident worker's systemd units, carried in the tarball under pycni-lib/systemd/.
+UNITS_DIR = REPO / "packaging" / "systemd"
+UNITS_ARCDIR = "systemd"
+UNITS = ("pycni-worker.service", "pycni-worker.socket")
 GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -75,13 +82,17 @@ def check_build(bindir: Path) -> None:
         raise SystemExit(f"{bindir}: the executables are not hard links of one file")
 
 
-def members(bindir: Path) -> list[Path]:
-    """Paths to archive, relative to bindir, in archive order."""
+def members(bindir: Path) -> list[tuple[Path, str]]:
+    """(file, name in the archive) in archive order: the contents directory, the systemd units
+    (in its `systemd/`, for `make install` or an administrator to install), the executables."""
     lib = bindir / CONTENTS_DIR
     paths = [Path(CONTENTS_DIR)]
     paths += sorted(p.relative_to(bindir) for p in lib.rglob("*"))
-    paths += [Path(n) for n in sorted(ENTRY_POINTS)]
-    return paths
+    entries = [(bindir / rel, f"./{rel}") for rel in paths]
+    entries.append((UNITS_DIR, f"./{CONTENTS_DIR}/{UNITS_ARCDIR}"))
+    entries += [(UNITS_DIR / n, f"./{CONTENTS_DIR}/{UNITS_ARCDIR}/{n}") for n in UNITS]
+    entries += [(bindir / n, f"./{n}") for n in sorted(ENTRY_POINTS)]
+    return entries
 
 
 def write_tarball(bindir: Path, dest: Path, epoch: int) -> None:
@@ -91,16 +102,18 @@ def write_tarball(bindir: Path, dest: Path, epoch: int) -> None:
         ti.uid = ti.gid = 0
         ti.uname = ti.gname = "root"
         ti.mtime = epoch
+        if f"{CONTENTS_DIR}/{UNITS_ARCDIR}" in ti.name:  # modes as checked out vary with umask
+            ti.mode = 0o755 if ti.isdir() else 0o644
         return ti
 
     tmp = dest.with_name(dest.name + ".tmp")
     with open(tmp, "wb") as raw, gzip.GzipFile(
         filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0
     ) as gz, tarfile.open(fileobj=gz, mode="w", format=tarfile.GNU_FORMAT) as tar:
-        for rel in members(bindir):
+        for path, arcname in members(bindir):
             # tarfile stores a path it has seen before under another name (same inode) as a
             # hard link to the first one.
-            tar.add(bindir / rel, arcname=f"./{rel}", recursive=False, filter=normalise)
+            tar.add(path, arcname=arcname, recursive=False, filter=normalise)
     os.replace(tmp, dest)
 
 

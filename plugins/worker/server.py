@@ -1,34 +1,39 @@
-"""Warm worker (on unless PYCNI_WORKER=0): one pre-imported process runs the calls of many.
+"""Warm worker: one pre-imported process runs the calls of many (docs/worker-threat-model.md).
 
-Started in the background by the first client that finds no worker (plugins/worker/client.py),
-as this same executable with PYCNI_WORKER_SERVE=<socket path> and the client's environment
-minus CNI_*. It takes `<socket>.lock` (one worker per socket), imports every plugin module and
-builds their models, then listens on a SOCK_SEQPACKET unix socket (mode 0600). Each request
-runs in its own thread, which first makes itself look like the client process:
+Started in the background by a client that finds no worker (plugins/worker/client.py), as this
+same executable with PYCNI_WORKER_SERVE=<socket path> and the client's environment minus CNI_*,
+or by systemd socket activation (LISTEN_FDS=1: the listener is descriptor 3). The worker
+directory is used only through a descriptor (plugins/worker/directory.py): the socket is bound
+through it, `<socket>.lock` (one worker per socket, holding its pid) and the attachment locks
+are opened in it without following symlinks. The worker imports every plugin module and builds
+their models, then listens on a SOCK_SEQPACKET unix socket (mode 0600).
 
-* peer credentials (SO_PEERCRED) must be this worker's uid, and the client's build id,
-  environment (CNI_* aside), pid and user namespaces, capability sets, no_new_privs, seccomp
-  mode and LSM label must equal the worker's; otherwise the answer is "R" and the client runs
-  the call itself (it never gains a privilege it does not have);
-* the thread unshares its fs_struct (CLONE_FS), enters the client's mount namespace when it
-  differs (a caller under `ip netns exec` has its own), requires the client's root directory,
-  takes its working directory and umask, then enters its network namespace (setns on
-  /proc/<pid>/ns/net), so every path and every netlink socket means what it means to the
-  client;
-* stdin and stderr are the client's own file descriptors (passed with SCM_RIGHTS), routed per
-  thread through sys.stdin / sys.stderr; stdout goes back over the socket.
+The main thread only accepts and receives: a connection waits at most RECV_SECONDS for its
+request (at most PENDING_MAX such connections, the oldest dropped first), and a request waits at
+most QUEUE_SECONDS in a queue of QUEUE_MAX for one of MAX_CALLS call threads; beyond that it is
+refused. Parked connections cost no thread and never keep the worker from idling out. A call
+thread:
 
-Then "A" (accepted); for ADD, CHECK and DEL the attachment's lock (one call per container ID and
-interface at a time across the workers: a runtime that killed a client on timeout must find
-that call finished before its DEL runs, as it would after killing a process; a call whose
-client died while it waited is dropped); `cni.skel.run` exactly as `cni.skel.main` would; and
-"O<stdout>" + "X<status>". The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a request,
-after PYCNI_WORKER_MAX requests (default 10000) or PYCNI_WORKER_MAX_AGE seconds (default 600),
-or as soon as it notices it is stale: its executable was replaced, or (from source) a loaded
-module file changed. Exiting unlinks the socket and releases the lock first, so no new client
-reaches it and a successor can start at once; clients queued but not accepted see the socket
-close before "A" and run their call themselves; calls in progress finish (at most
-DRAIN_SECONDS more, so a call that hangs cannot keep the worker alive).
+* pins the caller (plugins/worker/peer.py: SO_PEERPIDFD, else the pidfd the client sent) and
+  refuses it ("R", the reason to the worker log only) unless its uid, build id, environment
+  (CNI_* aside), pid and user namespaces, capability sets, no_new_privs, seccomp mode and LSM
+  label equal the worker's, so no caller gains a privilege it does not have;
+* answers "A", takes the attachment lock (plugins/worker/attachment.py; a bounded wait, or the
+  lock the caller's ancestry holds when it presents it as the request's 4th descriptor) and
+  drops the call if the caller exited or hung up meanwhile;
+* unshares its fs_struct, enters the caller's mount namespace, root, working directory, umask
+  and network namespace from descriptors opened before the decision;
+* runs `cni.skel.run` with the caller's environment, its stdin (at most MAX_STDIN bytes within
+  STDIN_SECONDS) and stderr, and sends "O<stdout>" + "X<status>" (each send within
+  SEND_SECONDS).
+
+The worker exits after PYCNI_WORKER_IDLE seconds (default 30) without a call, after
+PYCNI_WORKER_MAX calls (default 10000) or PYCNI_WORKER_MAX_AGE seconds (default 600), or once it
+is stale (its executable replaced, or, from source, a loaded module changed). A resident worker
+(PYCNI_WORKER_RESIDENT=1, or socket-activated) has no idle or age limit and checks staleness
+every STALE_SECONDS. Exiting unlinks the socket (not systemd's) and releases the lock first;
+requests not yet accepted see their connection close and run in-process; calls in progress
+finish within DRAIN_SECONDS.
 """
 
 from __future__ import annotations
@@ -37,15 +42,32 @@ import os
 import sys
 import threading
 import time
+from collections import OrderedDict, deque
 
+from plugins.worker import attachment, directory, peer
 from plugins.worker.client import MAGIC, build_id, stable_env
 
 CLONE_FS = 0x00000200
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
-_MAX_REQUEST = 1 << 20
-DRAIN_SECONDS = 120.0
-ATTACHMENT_STRIPES = 1024  # lock files per worker directory (a collision only serialises two pods)
+
+# Bounds (docs/worker-threat-model.md lists them all)
+MAX_REQUEST = 256 * 1024  # bytes of one request datagram
+MAX_FDS = 4  # stdin, stderr, the client's pidfd, an inherited attachment lock
+RECV_SECONDS = 2.0  # from accept to a complete request
+PENDING_MAX = 64  # accepted connections without a request yet
+MAX_CALLS = 16  # call threads at once
+QUEUE_MAX = 64  # received requests waiting for a call thread
+QUEUE_SECONDS = 30.0  # how long one may wait there
+MAX_STDIN = 4 * 1024 * 1024  # bytes of a call's stdin
+STDIN_SECONDS = 30.0  # to read it (VERSION: VERSION_STDIN_SECONDS, as in-process)
+VERSION_STDIN_SECONDS = 0.2
+SEND_SECONDS = 5.0  # per reply datagram
+LOCK_SECONDS = attachment.MAX_WAIT  # wait for another call of the same attachment
+DRAIN_SECONDS = 120.0  # calls in progress at exit
+STALE_SECONDS = 5.0  # a resident idle worker checks its executable this often
+LOG_PER_MINUTE = 60  # refusal lines in the worker log
+ACTIVATED_NAME = "pycni.sock"  # the socket systemd passes (contract with the units)
 
 
 def _number(name: str, default: float) -> float:
@@ -100,28 +122,6 @@ def _unshare_fs() -> None:
         raise OSError(err, os.strerror(err))
 
 
-# Privilege-related lines of /proc/<pid>/status that must equal the worker's: a caller with
-# fewer capabilities, or under a seccomp filter or no_new_privs, must not borrow the worker's.
-_PRIVILEGE_FIELDS = ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp")
-
-
-def _status_of(pid: int | str) -> dict[str, str]:
-    with open(f"/proc/{pid}/status") as f:
-        return {k: v.strip() for k, _, v in (line.partition(":") for line in f)}
-
-
-def _privileges(status: dict[str, str]) -> tuple[str, ...]:
-    return tuple(status.get(k, "") for k in _PRIVILEGE_FIELDS)
-
-
-def _security_label(pid: int | str) -> bytes:
-    try:
-        with open(f"/proc/{pid}/attr/current", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
 def _identity(path: str) -> tuple[int, int, int, int]:
     st = os.stat(path)
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
@@ -132,12 +132,117 @@ def build_id_of(path: str) -> str:
     return build_id(os.stat(path))
 
 
-class Worker:
-    """The server: accept loop, per-request threads, idle/stale/limit shutdown."""
+def _close_all(fds) -> None:
+    for fd in fds:
+        if fd is not None and fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
-    def __init__(self, sock_path: str, self_path: str) -> None:
-        self.sock_path = sock_path
+
+class Request:
+    """One received request: its connection, fields and descriptors (owned until `close`)."""
+
+    def __init__(self, conn, name: str, build_id: str, env: dict[str, str], fds: list[int]) -> None:
+        self.conn = conn
+        self.name = name
+        self.build_id = build_id
+        self.env = env
+        self.fds = fds
+        self.deadline = time.monotonic() + QUEUE_SECONDS
+
+    @property
+    def pidfd(self) -> int | None:
+        """The pidfd the client sent for itself (3rd descriptor), if any."""
+        return self.fds[2] if len(self.fds) > 2 else None
+
+    @property
+    def inherited(self) -> int | None:
+        """The attachment lock the client presents (4th descriptor), if any."""
+        return self.fds[3] if len(self.fds) > 3 else None
+
+    def close(self) -> None:
+        """Close the descriptors and the connection (once)."""
+        fds, self.fds = self.fds, []
+        _close_all(fds)
+        self.conn.close()
+
+
+def parse(msg: bytes, fds: list[int]) -> tuple[str, str, dict[str, str]] | str:
+    """(name, build id, environment) of a request datagram, or why it is malformed."""
+    from plugins import multicall
+
+    parts = msg.split(b"\0")
+    if len(parts) < 3 or parts[0] != MAGIC:
+        return "bad magic"
+    if not 2 <= len(fds) <= MAX_FDS:
+        return f"{len(fds)} descriptors"
+    try:
+        name = parts[1].decode("ascii")
+        bid = parts[2].decode("ascii")
+    except UnicodeDecodeError:
+        return "name or build id not ASCII"
+    if name not in multicall.ENTRY_POINTS or name == "cnitool":
+        return "unknown entry point"
+    env: dict[str, str] = {}
+    for item in parts[3:]:
+        key, sep, value = item.decode("utf-8", "surrogateescape").partition("=")
+        if not sep or not key or key in env:
+            return "malformed environment"
+        env[key] = value
+    return name, bid, env
+
+
+def _read_stdin(fd: int, limit: int, seconds: float, brief: bool) -> bytes:
+    """Stdin of a call: at most `limit` bytes until end of file within `seconds`. A CNIError 5
+    naming the limit otherwise; with `brief` (VERSION) b"" instead of an error."""
+    import select
+
+    from cni.errors import ERR_IO_FAILURE, CNIError
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    chunks: list[bytes] = []
+    total = 0
+    deadline = time.monotonic() + seconds
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            if brief:
+                return b""
+            raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: not at its end within "
+                                           f"{seconds:g} s (the worker's limit)")
+        try:
+            if not poller.poll(int(left * 1000) + 1):
+                continue
+            chunk = os.read(fd, min(65536, limit + 1 - total))
+        except BlockingIOError:
+            time.sleep(0.01)  # a non-blocking description shared with the caller
+            continue
+        except OSError as e:
+            if brief:
+                return b""
+            raise CNIError(ERR_IO_FAILURE, f"error reading from stdin: {e}") from None
+        if not chunk:
+            return b"".join(chunks)
+        total += len(chunk)
+        if total > limit:
+            if brief:
+                return b""
+            raise CNIError(ERR_IO_FAILURE, f"stdin is larger than {limit} bytes (the worker's limit)")
+        chunks.append(chunk)
+
+
+class Worker:
+    """The server: accept loop, bounded call threads, idle/stale/limit shutdown."""
+
+    def __init__(self, dirfd: int, sock_name: str, self_path: str, resident: bool = False) -> None:
+        self.dirfd = dirfd
+        self.sock_name = sock_name
         self.self_path = self_path
+        self.resident = resident
+        self.activated = False
         self.build_id = build_id_of(self_path)
         self.env = stable_env(os.environ)
         self.idle = _number("PYCNI_WORKER_IDLE", 30.0)
@@ -149,19 +254,24 @@ class Worker:
         self.served = 0
         self.last = time.monotonic()
         self.cond = threading.Condition()
-        self._own_ns = {ns: self._ns_id("self", ns) for ns in ("pid", "user")}
-        self._own_mnt = self._ns_id("self", "mnt")
-        self._own_privileges = _privileges(_status_of("self"))
-        self._own_label = _security_label("self")
+        self._own_ns = {ns: self._ns_id(ns) for ns in ("pid", "user")}
+        self._own_mnt = self._ns_id("mnt")
+        self._own_status = peer.own_status()
+        self._own_privileges = peer.privileges(self._own_status)
+        self._own_label = peer.own_label()
         self._module_files: dict[str, int] = {}
         self._exe = _identity(self_path)
+        self._checked = time.monotonic()
+        self._sock_id: tuple[int, int] | None = None
+        self._log_budget = (time.monotonic(), 0)
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.lock_fd: int | None = None
         self.stdin = _Routed(sys.stdin)
         self.stderr = _Routed(sys.stderr)
 
     @staticmethod
-    def _ns_id(pid: str | int, ns: str) -> tuple[int, int]:
-        st = os.stat(f"/proc/{pid}/ns/{ns}")
+    def _ns_id(ns: str) -> tuple[int, int]:
+        st = os.stat(f"/proc/self/ns/{ns}")
         return (st.st_dev, st.st_ino)
 
     # ------------------------------------------------------------------ start-up
@@ -219,12 +329,47 @@ class Worker:
                 except Exception:  # noqa: BLE001 - built on first use then, as without a worker
                     pass
 
+    # ------------------------------------------------------------------ log
+
+    def log(self, text: str) -> None:
+        """One line to PYCNI_WORKER_LOG when set, else to the worker's own stderr (the journal
+        under systemd); at most LOG_PER_MINUTE refusal lines a minute."""
+        start, count = self._log_budget
+        now = time.monotonic()
+        if now - start >= 60:
+            start, count = now, 0
+        self._log_budget = (start, count + 1)
+        if count > LOG_PER_MINUTE:
+            return
+        if count == LOG_PER_MINUTE:
+            text = "further lines this minute not logged"
+        self._write_log(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}: {text}\n")
+
+    def _write_log(self, text: str) -> None:
+        path = os.environ.get("PYCNI_WORKER_LOG")
+        try:
+            if path:
+                with open(path, "a") as f:
+                    f.write(text)
+            else:
+                os.write(2, text.encode("utf-8", "backslashreplace"))
+        except OSError:
+            pass
+
+    def log_exception(self) -> None:
+        """Append the current exception's traceback to the worker log."""
+        import traceback
+
+        self._write_log(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+                        + traceback.format_exc())
+
     # ------------------------------------------------------------------ checks
 
     def is_stale(self) -> bool:
         """True once the executable was replaced or (from source) a loaded module changed."""
         if self.stale:
             return True
+        self._checked = time.monotonic()
         try:
             stale = _identity(self.self_path) != self._exe
         except OSError:
@@ -241,24 +386,24 @@ class Worker:
         self.stale = stale
         return stale
 
-    def refusal(self, pid: int, uid: int, build_id: str, env: dict[str, str]) -> str | None:
-        """Why this worker must not run the client's call, or None."""
-        if uid != os.geteuid():
-            return "another user"
-        if build_id != self.build_id:
+    def refusal(self, caller: peer.Caller, req: Request) -> str | None:
+        """Why this worker must not run the pinned caller's call, or None."""
+        if caller.uid != os.geteuid():
+            return f"uid {caller.uid}"
+        euid = caller.status.get("Uid", "").split()[1:2]
+        if euid != [str(os.geteuid())]:
+            return "effective uid changed"
+        if req.build_id != self.build_id:
             return "another build"
-        if stable_env(env) != self.env:
+        if stable_env(req.env) != self.env:
             return "another environment"
-        try:
-            for ns, own in self._own_ns.items():
-                if self._ns_id(pid, ns) != own:
-                    return f"another {ns} namespace"
-            if _privileges(_status_of(pid)) != self._own_privileges:
-                return "other privileges"
-            if _security_label(pid) != self._own_label:
-                return "another security label"
-        except OSError:
-            return "client not inspectable"
+        for ns, own in self._own_ns.items():
+            if caller.ns_id(ns) != own:
+                return f"another {ns} namespace"
+        if peer.privileges(caller.status) != self._own_privileges:
+            return "other privileges"
+        if caller.label != self._own_label:
+            return "another security label"
         if self.is_stale():
             self._unlink()  # no new client reaches a stale worker
             return "stale"
@@ -266,145 +411,151 @@ class Worker:
 
     # ------------------------------------------------------------------ requests
 
-    def handle(self, conn) -> None:
-        """One request, on its own thread (which ends with it)."""
+    def receive(self, conn) -> Request | None:
+        """The request on `conn`, which has one to read (poll said so), or None after refusing
+        or closing it. Never blocks, never raises."""
         import socket as _socket
 
         fds: list[int] = []
         try:
-            msg, anc, _flags, _addr = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(8 * 4))
+            msg, anc, flags, _ = conn.recvmsg(
+                MAX_REQUEST, _socket.CMSG_SPACE(4 * MAX_FDS), _socket.MSG_DONTWAIT
+            )
             for level, kind, data in anc:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
                     fds += [int.from_bytes(data[i : i + 4], sys.byteorder) for i in range(0, len(data) - 3, 4)]
-            parts = msg.split(b"\0")
-            if len(parts) < 3 or parts[0] != MAGIC or len(fds) != 2:
-                conn.send(b"Rbad request")
-                return
-            name = parts[1].decode()
-            build_id = parts[2].decode()
-            env: dict[str, str] = {}
-            for item in parts[3:]:
-                k, _, v = item.decode("utf-8", "surrogateescape").partition("=")
-                env[k] = v
-            cred = conn.getsockopt(_socket.SOL_SOCKET, _socket.SO_PEERCRED, 12)
-            pid = int.from_bytes(cred[0:4], sys.byteorder)
-            uid = int.from_bytes(cred[4:8], sys.byteorder)
-            why = self.refusal(pid, uid, build_id, env) or self._become_client(pid)
-            if why is not None:
-                conn.send(b"R" + why.encode())
-                return
-            conn.send(b"A")
-            attachment = self._lock_attachment(env, pid)
+        except OSError:
+            _close_all(fds)
+            conn.close()
+            return None
+        if not msg and not fds:
+            conn.close()  # hung up without a request
+            return None
+        why: str | None = None
+        if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
+            why = "request or descriptors truncated"
+            parsed = None
+        else:
+            parsed = parse(msg, fds)
+            if isinstance(parsed, str):
+                why, parsed = parsed, None
+        if parsed is None:
+            self.refuse_now(conn, fds, f"malformed request: {why}")
+            return None
+        return Request(conn, *parsed, fds)
+
+    def refuse_now(self, conn, fds: list[int], why: str) -> None:
+        """Answer "R" without waiting, log why, close everything."""
+        import socket as _socket
+
+        self.log(f"refused: {why}")
+        try:
+            conn.send(b"R", _socket.MSG_DONTWAIT)
+        except OSError:
+            pass
+        _close_all(fds)
+        conn.close()
+
+    def handle(self, req: Request) -> None:
+        """One request, on its own call thread (which ends with it)."""
+        conn = req.conn
+        caller: peer.Caller | None = None
+        held = None
+        try:
+            conn.settimeout(SEND_SECONDS)
             try:
-                if attachment is not None and _peer_gone(conn):
-                    return  # killed while it waited: the runtime no longer expects this call
-                rc, out = self._run(name, env, fds[0], fds[1])
-                fds = []  # closed by _run
-            finally:
-                if attachment is not None:
-                    os.close(attachment)
+                caller = peer.pin(conn, req.pidfd)
+            except peer.Refused as e:
+                self.log(f"refused: {e}")
+                conn.send(b"R")
+                return
+            why = self.refusal(caller, req)
+            if why is not None:
+                self.log(f"refused pid {caller.pid}: {why}")
+                conn.send(b"R")
+                return
+            if not caller.alive():
+                return  # decided about a process that is gone: nothing to answer
+            conn.send(b"A")
+            with self.cond:
+                self.served += 1
+            held = attachment.acquire(self.dirfd, req.env, LOCK_SECONDS, req.inherited)
+            if not caller.alive() or _peer_gone(conn):
+                return  # killed while it waited: the runtime no longer expects this call
+            rc, out = self._call(req, caller, held is not None)
             data = out.encode("utf-8", "surrogateescape")
             for i in range(0, len(data), 65536):
                 conn.send(b"O" + data[i : i + 65536])
             conn.send(b"X" + bytes([rc & 0xFF]))
         except OSError:
-            pass  # the client went away; nothing to answer
+            pass  # the client went away or stopped reading; nothing to answer
         except BaseException:
             self.log_exception()
             raise
         finally:
-            for fd in fds:
-                os.close(fd)
-            conn.close()
+            if held is not None:
+                held.release()
+            if caller is not None:
+                caller.close()
+            req.close()
 
-    def _lock_attachment(self, env: dict[str, str], pid: int) -> int | None:
-        """For ADD, CHECK and DEL: an flock held while the call runs, shared by every worker of
-        this directory and keyed by CNI_CONTAINERID and CNI_IFNAME (one of ATTACHMENT_STRIPES
-        files); None for other commands. A client killed by the runtime's timeout does not stop
-        its call here as it stops a process, so the DEL the runtime sends next must wait for
-        that call to end instead of racing it and missing what it creates.
+    def _call(self, req: Request, caller: peer.Caller, locked: bool) -> tuple[int, str]:
+        """Enter the caller's namespaces and run its call: (exit status, stdout)."""
+        from cni import skel
+        from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, os_error_text
+        from plugins import multicall
 
-        None too for a client (`pid`) that a worker's call executed (a delegate that is a copy
-        of this build, another build mid-upgrade, or what such a delegate executes in turn): it
-        runs while that call holds the lock and must not wait for it."""
-        cid = env.get("CNI_CONTAINERID", "")
-        if env.get("CNI_COMMAND") not in ("ADD", "CHECK", "DEL") or not cid or _child_of_worker(pid):
-            return None
-        import fcntl
+        plugin = multicall.plugin_for(req.name)
+        if not locked:
+            env = req.env
 
-        from plugins.worker.client import _fnv1a64
+            def busy(args):
+                raise CNIError(
+                    ERR_TRY_AGAIN_LATER,
+                    f"another call for container {env.get('CNI_CONTAINERID', '')} interface "
+                    f"{env.get('CNI_IFNAME', '')} is still running; try again later",
+                )
 
-        key = _fnv1a64(f"{cid}\0{env.get('CNI_IFNAME', '')}".encode("utf-8", "surrogateescape"))
-        path = os.path.join(os.path.dirname(self.sock_path), f"a-{key % ATTACHMENT_STRIPES:03x}.att")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            plugin = skel.Plugin(add=busy, delete=busy, check=busy, status=plugin.status,
+                                 gc=plugin.gc, versions=plugin.versions, about=plugin.about)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            self._become(caller)
+        except OSError as e:
+            err = CNIError(ERR_INTERNAL, f"pycni worker could not enter the caller's namespaces: "
+                                         f"{os_error_text(e)}")
+            return 1, err.to_json()
+        return self._run(plugin, req.env, req.fds[0], req.fds[1])
 
-    def log_exception(self) -> None:
-        """Append the current exception's traceback to PYCNI_WORKER_LOG, when set."""
-        path = os.environ.get("PYCNI_WORKER_LOG")
-        if not path:
-            return
-        import traceback
-
-        try:
-            with open(path, "a") as f:
-                f.write(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-                traceback.print_exc(file=f)
-        except OSError:
-            pass
-
-    def _become_client(self, pid: int) -> str | None:
-        """This thread: the client's mount namespace, working directory, umask and network
-        namespace. A reason to refuse (nothing was run yet) or None; raises OSError when a
-        switch fails half-way (the thread then ends without running anything)."""
+    def _become(self, caller: peer.Caller) -> None:
+        """This thread: the caller's mount namespace, root, working directory, umask and network
+        namespace, all from descriptors taken while it was pinned. Raises OSError."""
         from cni.netns import _setns
 
         _unshare_fs()  # cwd, root, umask and mount namespace become this thread's own
-        if self._ns_id(pid, "mnt") != self._own_mnt:  # e.g. a caller under `ip netns exec`
-            mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                _setns(mnt, CLONE_NEWNS)
-            finally:
-                os.close(mnt)
-        root, own_root = os.stat(f"/proc/{pid}/root"), os.stat("/")
-        if (root.st_dev, root.st_ino) != (own_root.st_dev, own_root.st_ino):
-            return "another root directory"
-        cwd = os.open(f"/proc/{pid}/cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fchdir(cwd)
-        finally:
-            os.close(cwd)
-        os.umask(int(_status_of(pid).get("Umask", "0022"), 8))
-        net = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(net, CLONE_NEWNET)
-        finally:
-            os.close(net)
-        return None
+        if caller.ns_id("mnt") != self._own_mnt:  # e.g. a caller under `ip netns exec`
+            _setns(caller.ns["mnt"], CLONE_NEWNS)
+        root, here = os.fstat(caller.root), os.stat("/")
+        if (root.st_dev, root.st_ino) != (here.st_dev, here.st_ino):
+            os.fchdir(caller.root)  # a chrooted caller: its paths mean what they mean to it
+            os.chroot(".")
+        os.fchdir(caller.cwd)
+        os.umask(int(caller.status.get("Umask", "0022"), 8))
+        _setns(caller.ns["net"], CLONE_NEWNET)
 
-    def _run(self, name: str, env: dict[str, str], stdin_fd: int, stderr_fd: int) -> tuple[int, str]:
-        """`cni.skel.main` without the process around it: (exit status, stdout)."""
+    def _run(self, plugin, env: dict[str, str], stdin_fd: int, stderr_fd: int) -> tuple[int, str]:
+        """`cni.skel.main` without the process around it: (exit status, stdout). The descriptors
+        stay owned (and closed) by the request."""
         from cni import skel
-        from plugins import multicall
 
-        stdin = open(stdin_fd, encoding="utf-8", errors="strict", closefd=True)  # noqa: SIM115
         stderr = open(  # noqa: SIM115
-            stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=True
+            stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
         )
-        self.stdin.route(stdin)
         self.stderr.route(stderr)
         try:
-            plugin = multicall.plugin_for(name)
-
             def source() -> bytes:
                 if env.get("CNI_COMMAND") == "VERSION":
-                    return skel.read_stdin_briefly()
-                return skel.read_stdin()
+                    return _read_stdin(stdin_fd, MAX_STDIN, VERSION_STDIN_SECONDS, brief=True)
+                return _read_stdin(stdin_fd, MAX_STDIN, STDIN_SECONDS, brief=False)
 
             try:
                 return skel.run(plugin, env, source)
@@ -412,67 +563,147 @@ class Worker:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
                 return code, ""
         finally:
-            self.stdin.route(None)
             self.stderr.route(None)
-            for f in (stdin, stderr):
-                try:
-                    f.close()
-                except OSError:
-                    pass
+            try:
+                stderr.close()
+            except OSError:
+                pass
 
     # ------------------------------------------------------------------ loop
 
-    def _thread(self, conn) -> None:
+    def _thread(self, req: Request) -> None:
         try:
-            self.handle(conn)
+            self.handle(req)
         finally:
             with self.cond:
                 self.active -= 1
                 self.last = time.monotonic()
-                self.cond.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # the pipe is full: the loop is awake anyway
+
+    def _done(self, queue: deque) -> bool:
+        """True when the worker should stop accepting."""
+        now = time.monotonic()
+        if self.stale or self.served >= self.max_requests:
+            return True
+        with self.cond:
+            idle = self.active == 0 and not queue
+            idle_for = now - self.last if idle else 0.0
+        if idle and now - self._checked >= STALE_SECONDS and self.is_stale():
+            return True
+        if self.resident:
+            return False
+        return idle_for >= self.idle or now - self.started >= self.max_age
 
     def serve(self, listener) -> None:
-        """Accept until idle, stale or at the request limit; then close and wait for threads."""
+        """Accept until idle, stale or at a limit; then close and wait for the calls."""
         import select
 
+        listener.setblocking(False)
+        lfd = listener.fileno()
+        poller = select.poll()
+        poller.register(lfd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)
+        pending: OrderedDict[int, tuple[object, float]] = OrderedDict()
+        queue: deque[Request] = deque()
         try:
-            while True:
-                with self.cond:
-                    idle_for = time.monotonic() - self.last if self.active == 0 else 0.0
-                old = time.monotonic() - self.started >= self.max_age
-                if idle_for >= self.idle or self.stale or self.served >= self.max_requests or old:
-                    break
-                # wake at least once a second, to notice staleness found by a request thread
-                ready, _, _ = select.select([listener], [], [], min(1.0, max(0.05, self.idle - idle_for)))
-                if not ready:
-                    continue
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    continue
-                with self.cond:
-                    self.active += 1
-                    self.served += 1
-                threading.Thread(target=self._thread, args=(conn,), daemon=True).start()
+            while not self._done(queue):
+                now = time.monotonic()
+                waits = [STALE_SECONDS if self.resident else 1.0]
+                if pending:
+                    waits.append(next(iter(pending.values()))[1] - now)
+                if queue:
+                    waits.append(queue[0].deadline - now)
+                for fd, _ev in poller.poll(max(10, int(min(waits) * 1000) + 1)):
+                    if fd == lfd:
+                        self._accept(listener, poller, pending)
+                    elif fd == self._wake_r:
+                        try:
+                            os.read(self._wake_r, 4096)
+                        except OSError:
+                            pass
+                    elif fd in pending:
+                        conn, _ = pending.pop(fd)
+                        poller.unregister(fd)
+                        req = self.receive(conn)
+                        if req is None:
+                            continue
+                        if len(queue) >= QUEUE_MAX:
+                            self.refuse_now(req.conn, req.fds, "queue full")
+                            req.fds = []
+                        else:
+                            queue.append(req)
+                self._expire(poller, pending, queue)
+                self._dispatch(queue)
         finally:
             self._unlink()
             listener.close()
             if self.lock_fd is not None:
                 os.close(self.lock_fd)  # a successor may start while calls drain
                 self.lock_fd = None
+            for conn, _ in pending.values():
+                conn.close()
+            for req in queue:
+                req.close()  # not accepted: the client runs its call itself
             # Calls in progress finish; one that hangs (its client long killed by the runtime's
             # timeout) does not keep the worker alive past DRAIN_SECONDS.
             deadline = time.monotonic() + DRAIN_SECONDS
             with self.cond:
                 while self.active and time.monotonic() < deadline:
-                    self.cond.wait(max(0.0, deadline - time.monotonic()))
+                    self.cond.wait(min(0.1, max(0.0, deadline - time.monotonic())))
+
+    def _accept(self, listener, poller, pending: OrderedDict) -> None:
+        import select
+
+        for _ in range(PENDING_MAX):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # nothing more (EAGAIN), or a connection that went away
+            conn.setblocking(False)
+            fd = conn.fileno()
+            pending[fd] = (conn, time.monotonic() + RECV_SECONDS)
+            poller.register(fd, select.POLLIN)
+            if len(pending) > PENDING_MAX:  # the oldest has had longest to send its request
+                old_fd, (old, _) = pending.popitem(last=False)
+                poller.unregister(old_fd)
+                old.close()
+
+    def _expire(self, poller, pending: OrderedDict, queue: deque) -> None:
+        now = time.monotonic()
+        while pending:
+            fd, (conn, deadline) = next(iter(pending.items()))
+            if deadline > now:
+                break
+            del pending[fd]
+            poller.unregister(fd)
+            conn.close()
+        while queue and queue[0].deadline <= now:
+            queue.popleft().close()  # never accepted: the client runs its call itself
+
+    def _dispatch(self, queue: deque) -> None:
+        while queue:
+            with self.cond:
+                if self.active >= MAX_CALLS:
+                    return
+                self.active += 1
+            req = queue.popleft()
+            req.conn.setblocking(True)
+            threading.Thread(target=self._thread, args=(req,), daemon=True).start()
 
     def _unlink(self) -> None:
+        if self.activated or self._sock_id is None:
+            return  # systemd's socket stays
         try:
-            st = os.stat(self.sock_path)
+            st = os.stat(self.sock_name, dir_fd=self.dirfd, follow_symlinks=False)
             if (st.st_dev, st.st_ino) == self._sock_id:
-                os.unlink(self.sock_path)
-        except (OSError, AttributeError):
+                os.unlink(self.sock_name, dir_fd=self.dirfd)
+        except OSError:
             pass
 
     def listen(self):
@@ -481,38 +712,19 @@ class Worker:
 
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
         try:
-            os.unlink(self.sock_path)
+            os.unlink(self.sock_name, dir_fd=self.dirfd)
         except FileNotFoundError:
             pass
         old = os.umask(0o077)
         try:
-            listener.bind(self.sock_path)
+            listener.bind(directory.proc_path(self.dirfd, self.sock_name))
         finally:
             os.umask(old)
-        st = os.stat(self.sock_path)
+        st = os.stat(self.sock_name, dir_fd=self.dirfd, follow_symlinks=False)
         self._sock_id = (st.st_dev, st.st_ino)
         listener.listen(256)
         self.last = time.monotonic()
         return listener
-
-
-def _child_of_worker(pid: int) -> bool:
-    """True when process `pid` descends from a pycni worker: a delegate that one of its calls
-    executed, directly or through a delegate of its own (a copy of bridge that executes
-    host-local). A worker's environment says what it is (PYCNI_WORKER_SERVE, set for every
-    worker); the walk up the parents stops at init."""
-    for _ in range(32):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                pid = int(f.read().rsplit(b")", 1)[1].split()[1])
-            if pid <= 1:
-                return False
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                if b"\0PYCNI_WORKER_SERVE=" in b"\0" + f.read():
-                    return True
-        except (OSError, ValueError, IndexError):
-            return False
-    return False
 
 
 def _peer_gone(conn) -> bool:
@@ -524,10 +736,15 @@ def _peer_gone(conn) -> bool:
     return bool(poller.poll(0))
 
 
-def _lock(path: str, wait: float = 2.0) -> int | None:
+def _lock(dirfd: int, name: str, wait: float = 2.0) -> int | None:
+    """The worker lock file `name`, locked and holding this pid; None when another worker holds
+    it past `wait` seconds or it is not root's regular file."""
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fd = directory.open_in(dirfd, name, os.O_RDWR | os.O_CREAT)
+    except OSError:
+        return None
     deadline = time.monotonic() + wait
     while True:
         try:
@@ -542,19 +759,58 @@ def _lock(path: str, wait: float = 2.0) -> int | None:
             time.sleep(0.05)
 
 
+def _activated_listener():
+    """The listening socket systemd passed (LISTEN_PID is this process, LISTEN_FDS=1: fd 3),
+    or None. The LISTEN_* variables are removed so nothing this process starts sees them."""
+    import socket
+
+    if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
+        return None
+    for var in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(var, None)
+    try:
+        listener = socket.socket(fileno=3)
+    except OSError:
+        return None
+    if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_SEQPACKET:
+        listener.detach()
+        return None
+    os.set_inheritable(3, False)
+    return listener
+
+
+def _reset_process_state() -> None:
+    """What a worker must not keep from whoever started it: its working directory and its OOM
+    score (containerd's -999 would make the worker the last thing the kernel kills)."""
+    os.chdir("/")
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("0")
+    except OSError:
+        pass
+
+
 def serve(sock_path: str, self_path: str) -> None:
-    """Process entry of a worker (PYCNI_WORKER_SERVE); exits the process when done."""
-    lock = _lock(sock_path + ".lock")
-    if lock is None:
+    """Process entry of a worker (PYCNI_WORKER_SERVE=<socket path>, or systemd socket
+    activation with the socket `<dir>/pycni.sock`); exits the process when done."""
+    listener = _activated_listener()
+    _reset_process_state()
+    folder, name = os.path.split(sock_path)
+    dirfd = directory.open_worker_dir(folder, create=False)
+    if dirfd is None or not name or len(directory.proc_path(dirfd, name)) >= 108:
+        os._exit(1 if listener is not None else 0)  # an unsafe directory is never served
+    lock = _lock(dirfd, name + ".lock", wait=0.0 if listener is not None else 2.0)
+    if lock is None and listener is None:
         os._exit(0)  # another worker serves this socket
     try:
-        worker = Worker(sock_path, self_path)
+        resident = listener is not None or os.environ.get("PYCNI_WORKER_RESIDENT") == "1"
+        worker = Worker(dirfd, name, self_path, resident=resident)
+        worker.activated = listener is not None
         worker.lock_fd = lock
         worker.prewarm()
         sys.stdin = worker.stdin  # type: ignore[assignment]
         sys.stderr = worker.stderr  # type: ignore[assignment]
-        listener = worker.listen()
-        worker.serve(listener)
+        worker.serve(listener if listener is not None else worker.listen())
     except Exception:  # noqa: BLE001 - a worker that cannot start just is not there
         pass
     os._exit(0)
