@@ -102,7 +102,8 @@ def hold_attachment(env):
     """The attachment lock of this in-process call (an attachment.Held), or None when the worker
     directory is missing or refused (then no worker can be serving it either).
     Presents the lock the caller's ancestry passed down instead of waiting for it. Raises
-    CNIError 11 when another call of the attachment holds it past attachment.MAX_WAIT."""
+    CNIError 11 when the lock is not had within attachment.max_wait(env) seconds (another call
+    of the attachment still running, or a lock file that is not root's regular file)."""
     from plugins.worker import attachment, directory
     from plugins.worker.client import worker_dir
 
@@ -111,7 +112,7 @@ def hold_attachment(env):
     if dirfd is None:
         return None
     try:
-        held = attachment.acquire(dirfd, env, attachment.MAX_WAIT, attachment.presented(env))
+        held = attachment.acquire(dirfd, env, attachment.max_wait(env), attachment.presented(env))
     finally:
         os.close(dirfd)
     if held is None:
@@ -119,8 +120,9 @@ def hold_attachment(env):
 
         raise CNIError(
             ERR_TRY_AGAIN_LATER,
-            f"another call for container {env.get('CNI_CONTAINERID', '')} interface "
-            f"{env.get('CNI_IFNAME', '')} is still running; try again later",
+            f"could not lock the attachment of container {env.get('CNI_CONTAINERID', '')} "
+            f"interface {env.get('CNI_IFNAME', '')} (another call of it still running?); "
+            "try again later",
         )
     return held
 

@@ -155,7 +155,7 @@ def tool(name: str) -> str:
     """Absolute path of a system tool, or MissingPrerequisite."""
     found = shutil.which(name, path=SAFE_PATH)
     if not found:
-        raise MissingPrerequisite(f"`{name}` not found (run: sh scripts/demo-install-deps.sh)")
+        raise MissingPrerequisite(f"`{name}` not found (run: sh scripts/install-deps.sh)")
     return found
 
 

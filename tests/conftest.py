@@ -41,6 +41,57 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
+# (test id, what is missing) of every test skipped for a package missing on this machine
+_MISSING: list[tuple[str, str]] = []
+
+
+def _note_missing(report: pytest.CollectReport | pytest.TestReport) -> None:
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = str(report.longrepr[2])
+        if harness.MISSING_PREFIX in reason:
+            _MISSING.append((report.nodeid, reason.split(harness.MISSING_PREFIX, 1)[1]))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember a test skipped for a missing package."""
+    _note_missing(report)
+
+
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    """Remember a module skipped for a missing package."""
+    _note_missing(report)
+
+
+def _allow_skips() -> bool:
+    return os.environ.get("PYCNI_ALLOW_SKIPS", "") == "1"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A run that skipped tests for missing packages fails unless PYCNI_ALLOW_SKIPS=1: a green
+    `make test` must mean every test ran (`make test` installs them all first)."""
+    if _MISSING and not _allow_skips() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:  # noqa: ANN001
+    """List the tests skipped for missing packages, what is missing, and whether that fails."""
+    if not _MISSING:
+        return
+    by_what: dict[str, list[str]] = {}
+    for nodeid, what in _MISSING:
+        by_what.setdefault(what, []).append(nodeid)
+    terminalreporter.section("skipped for missing packages")
+    for what, ids in sorted(by_what.items()):
+        terminalreporter.write_line(f"{what}: {len(ids)} skipped: {', '.join(ids[:5])}"
+                                    + (" ..." if len(ids) > 5 else ""))
+    verdict = ("allowed by PYCNI_ALLOW_SKIPS=1" if _allow_skips() else
+               "the run FAILS (install them: sh scripts/install-deps.sh test; "
+               "or set PYCNI_ALLOW_SKIPS=1)")
+    terminalreporter.write_line(
+        f"{len(_MISSING)} tests skipped for missing packages "
+        f"({', '.join(sorted(by_what))}): {verdict}", red=not _allow_skips(), bold=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _report_stale_netns() -> None:
     """Before the session: warn about harness-style namespaces whose creator has died.

@@ -36,6 +36,24 @@ DEFAULT_TIMEOUT = 60.0
 IN_PROCESS_ENV = {"PYCNI_WORKER": "0"}
 WORKER_DEFAULT_DIR = "/run/pycni"
 
+# The reason text of a skip caused by a package the tests drive that is missing on this machine
+# (`make test` installs them: scripts/install-deps.sh test). tests/conftest.py lists such skips
+# in the run's summary and fails the run unless PYCNI_ALLOW_SKIPS=1.
+MISSING_PREFIX = "missing on this machine: "
+
+
+def missing_reason(what: str, package: str) -> str:
+    """The skip reason for `what` (a command or file) absent here, provided by Debian `package`."""
+    return f"{MISSING_PREFIX}{what} (Debian package {package})"
+
+
+def reference_missing(name: str = "bridge") -> str | None:
+    """missing_reason for the reference plugin `name` in REFERENCE_BIN, or None when it is there."""
+    if os.access(REFERENCE_BIN / name, os.X_OK):
+        return None
+    return missing_reason(str(REFERENCE_BIN / name), "containernetworking-plugins")
+
+
 _NAME_RE = re.compile(r"^cnitest-(?P<role>[a-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$")
 _ROLE_RE = re.compile(r"^[a-z0-9]{1,10}$")
 _DEMO_NAME_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b)-(?P<pid>\d+)$")  # scripts/demo.py

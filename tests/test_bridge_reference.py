@@ -25,7 +25,7 @@ from harness import Netns
 pytestmark = [pytest.mark.netns, pytest.mark.reference]
 
 if not bt.REFERENCE.exists():  # pragma: no cover
-    pytest.skip("reference bridge not installed", allow_module_level=True)
+    pytest.skip(harness.missing_reason("/usr/lib/cni/bridge", "containernetworking-plugins"), allow_module_level=True)
 
 
 @dataclass

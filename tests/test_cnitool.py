@@ -303,7 +303,7 @@ def test_reference_bridge_hostlocal_portmap(node_ns, make_pod, state_dir):
         pytest.skip("dist/bin/cnitool missing: run `make build`")
     for name in ("bridge", "host-local", "portmap"):
         if not (harness.REFERENCE_BIN / name).exists():
-            pytest.skip(f"reference plugin {name} missing in {harness.REFERENCE_BIN}")
+            pytest.skip(harness.missing_reason(f"{harness.REFERENCE_BIN}/{name}", "containernetworking-plugins"))
     pod = make_pod()
     conf = {
         "cniVersion": "1.0.0",

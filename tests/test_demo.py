@@ -23,7 +23,7 @@ import harness
 import pytest
 
 DEMO = harness.REPO_ROOT / "scripts" / "demo.py"
-DEPS = harness.REPO_ROOT / "scripts" / "demo-install-deps.sh"
+DEPS = harness.REPO_ROOT / "scripts" / "install-deps.sh"
 DIST = harness.REPO_ROOT / "dist" / "bin"
 NEEDED = ("cnitool", "flannel", "bridge", "host-local", "portmap")
 
@@ -243,11 +243,11 @@ def test_deps_script_is_a_no_op_when_everything_is_present():
     """This machine has every dependency: --check says so and the install mode calls no apt."""
     env = {"PATH": harness.SAFE_PATH}
     check = subprocess.run(["sh", str(DEPS), "--check"], capture_output=True, text=True, env=env, check=False)
-    assert (check.returncode, check.stdout) == (0, "demo-install-deps: everything the build and the demo need is present\n"), check.stderr
+    assert (check.returncode, check.stdout) == (0, "install-deps: everything the build and the demo need is present\n"), check.stderr
     py = subprocess.run(["sh", str(DEPS), "--print-python"], capture_output=True, text=True, env=env, check=True)
     name = py.stdout.strip()
     version = subprocess.run([name, "-c", "import sys; print(sys.version_info >= (3, 11))"],
                              capture_output=True, text=True, env=env, check=True)
     assert version.stdout.strip() == "True"
     bad = subprocess.run(["sh", str(DEPS), "--bogus"], capture_output=True, text=True, env=env, check=False)
-    assert bad.returncode == 2 and "unknown option --bogus" in bad.stderr
+    assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr

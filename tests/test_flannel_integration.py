@@ -17,6 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
+import harness
 import pytest
 from harness import (
     IN_PROCESS_ENV,
@@ -48,7 +49,7 @@ def _needs():
             pytest.skip(f"{exe} not built (run `make build`)")
     for name in ("bridge", "host-local", "portmap"):
         if not os.access(REFERENCE_BIN / name, os.X_OK):
-            pytest.skip(f"reference {name} not installed in {REFERENCE_BIN}")
+            pytest.skip(harness.missing_reason(f"{REFERENCE_BIN}/{name}", "containernetworking-plugins"))
 
 
 OURS = ("flannel", "bridge", "host-local", "portmap")
@@ -494,7 +495,7 @@ def test_one_interpreter_per_pod_add(node_ns, make_pod, state_dir, tmp_path, var
         pytest.skip(_ours_missing())
     strace = shutil.which("strace", path=SAFE_PATH)
     if strace is None:
-        pytest.skip("strace not installed")
+        pytest.skip(harness.missing_reason("strace", "strace"))
     cni_bin = link_bin(tmp_path / "bin", names=("bridge", "host-local", "portmap"), impl=variant)
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     conf = {**kube_flannel_conflist(state_dir)["plugins"][0], "name": "cbr0", "cniVersion": "0.3.1"}

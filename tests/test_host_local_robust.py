@@ -257,7 +257,7 @@ CRASH_SCENARIOS = ["add", "add-after-foreign-change", "del", "gc"]
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(STRACE is None, reason="strace not installed")
+@pytest.mark.skipif(STRACE is None, reason=harness.missing_reason("strace", "strace"))
 @pytest.mark.parametrize("scenario", CRASH_SCENARIOS)
 def test_sigkill_at_every_state_change(tmp_path, node, scenario):
     """Kill our plugin (SIGKILL, via strace syscall injection) on entry to each system call that

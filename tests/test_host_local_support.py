@@ -23,7 +23,7 @@ DUMMY_NETNS = "/var/run/netns/cnitest-hostlocal-none"
 NET = "hlnet"
 
 HAVE_REF = os.access(REF, os.X_OK)
-reference = pytest.mark.skipif(not HAVE_REF, reason=f"reference binary {REF} not installed")
+reference = pytest.mark.skipif(not HAVE_REF, reason=harness.missing_reason(str(REF), "containernetworking-plugins"))
 
 
 def need_ours() -> None:

@@ -259,3 +259,23 @@ def test_ensure_dir_is_iterative_and_bounded(tmp_path):
         assert e.value.errno == errno.ENOTDIR
     finally:
         subprocess.run(["rm", "-rf", str(tmp_path / "a")], check=False)  # rmtree would recurse
+
+
+def test_cni_imports_nothing_from_plugins_or_ipam() -> None:
+    """Layering: cni/ is the spec library; the entry point (plugins/multicall.py) and the worker
+    know the executables, and cni.invoke runs a delegate in-process only through the local runner
+    they register. Checked on every import statement of cni/, lazy ones included."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted((Path(__file__).resolve().parent.parent / "cni").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}:{node.lineno} {n}" for n in names
+                          if n.split(".")[0] in ("plugins", "ipam")]
+    assert offenders == []

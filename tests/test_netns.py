@@ -423,14 +423,14 @@ class TestRunPlugin:
         assert not [n for n in harness.list_netns() if n.startswith("cnitest-run-")]
 
     @pytest.mark.reference
-    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason="reference loopback not installed")
+    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"))
     def test_reference_loopback_version(self) -> None:
         rc, result, out, _ = harness.run_plugin(REF_LOOPBACK, "VERSION", {"cniVersion": "1.0.0"})
         assert rc == 0 and out.endswith("\n")
         assert "1.0.0" in result["supportedVersions"]
 
     @pytest.mark.reference
-    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason="reference loopback not installed")
+    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"))
     def test_reference_loopback_add_in_pod(self, node_ns: Netns, make_pod) -> None:
         pod = make_pod()
         conf = {"cniVersion": "1.0.0", "name": "lo-net", "type": "loopback"}

@@ -430,7 +430,7 @@ def test_frozen_delegate_in_process_only_when_same_inode(variant, release, node_
     the cnitool process, never exec'd; a copy (another inode) is exec'd. Same result both ways."""
     strace = shutil.which("strace", path=harness.SAFE_PATH)
     if strace is None:
-        pytest.skip("strace not installed")
+        pytest.skip(harness.missing_reason("strace", "strace"))
     bindir = _copy_tree(release["bin"], tmp_path / "bin")
     if variant == "copy":
         os.unlink(bindir / "loopback")
@@ -456,7 +456,7 @@ def test_frozen_start_runs_the_lean_bootstrap(release, tmp_path):
     and does not stat every entry of the contents directory (the stock egg scan: ≈150 stats)."""
     strace = shutil.which("strace", path=harness.SAFE_PATH)
     if strace is None:
-        pytest.skip("strace not installed")
+        pytest.skip(harness.missing_reason("strace", "strace"))
     exe = release["bin"] / "loopback"
     log = tmp_path / "trace.log"
     proc = subprocess.run(

@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.netns,
     pytest.mark.reference,
     pytest.mark.skipif(not t.OURS.exists(), reason="dist/bin not built (make build)"),
-    pytest.mark.skipif(not t.REFERENCE.exists(), reason="reference portmap not installed"),
+    pytest.mark.skipif(not t.REFERENCE.exists(), reason=harness.missing_reason(str(t.REFERENCE), "containernetworking-plugins")),
 ]
 
 POD = t.Pod(harness.Netns("cnitest-pod-none"), 5, "pmv5")

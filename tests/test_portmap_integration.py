@@ -70,7 +70,7 @@ def test_hostport_traffic_and_clean_del(net, impl, backend):
     node, a, b = net
     exe = t.OURS if impl == "ours" else t.REFERENCE
     if impl == "reference" and not exe.exists():
-        pytest.skip("reference portmap not installed")
+        pytest.skip(harness.missing_reason(str(t.REFERENCE), "containernetworking-plugins"))
     keys = {"backend": backend} if impl == "ours" else {}
     config = t.conf(MAPPINGS, a.prev_result(), **keys)
     res = t.run(exe, node, "ADD", config, netns=a.ns.path)

@@ -487,7 +487,7 @@ def test_caller_with_fewer_privileges_is_not_served(node_ns, make_pod, state_dir
     start_worker(node_ns, make_pod(), wdir, state_dir)
     setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
     if setpriv is None:
-        pytest.skip("setpriv (util-linux) not installed")
+        pytest.skip(harness.missing_reason("setpriv", "util-linux"))
     env = harness.plugin_env("VERSION", extra_env=wenv(wdir))
     proc = node_ns.exec(setpriv, "--bounding-set=-net_raw", str(DIST / "bridge"),
                         input='{"cniVersion": "1.0.0"}', env=env, check=False)
@@ -530,10 +530,13 @@ def _client_pids(container_id: str, command: str) -> list[int]:
     return pids
 
 
-def test_del_after_a_killed_client_waits_for_its_call(node_ns, make_pod, state_dir, wdir):
+@pytest.mark.parametrize("del_path", ["worker", "in-process"])
+def test_del_after_a_killed_client_waits_for_its_call(del_path, node_ns, make_pod, state_dir, wdir):
     """A runtime kills a plugin at its timeout and then DELs. Killing a client does not stop its
     call in the worker, so that DEL must wait for the call instead of finding nothing to undo
-    while the ADD goes on to configure the pod: afterwards nothing of the pod is left."""
+    while the ADD goes on to configure the pod: afterwards nothing of the pod is left. The same
+    when the DEL runs in-process (PYCNI_WORKER=0 here; likewise a refused or retiring worker):
+    it takes the same attachment lock (finding 4 of issue 16)."""
     pod = make_pod()
     start_worker(node_ns, make_pod(), wdir, state_dir)
     conf = {  # flannel waits for subnet.env: the ADD stays in the worker until it is written
@@ -552,16 +555,19 @@ def test_del_after_a_killed_client_waits_for_its_call(node_ns, make_pod, state_d
     time.sleep(0.5)  # accepted by the worker, which now waits for subnet.env
     _kill(pids, signal.SIGKILL)
     add.join(10)
+    if del_path == "in-process":
+        kw["extra_env"] = wenv(wdir, PYCNI_WORKER="0")
     dele = threading.Thread(target=lambda: results.update(dele=run_plugin(DIST / "flannel", "DEL", conf, **kw)))
     dele.start()
-    dele.join(1.0)
+    dele.join(1.5)
     assert dele.is_alive(), f"DEL did not wait for the killed ADD: {results.get('dele')}"
     state_dir.subnet_env.write_text(
         "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
     )
     dele.join(30)
     r = results["dele"]
-    assert served(r) and r.returncode == 0, r.stdout + r.stderr
+    via_worker = "pycni worker: served" in r.stderr
+    assert r.returncode == 0 and via_worker == (del_path == "worker"), r.stdout + r.stderr
     assert pod_addr(pod) == [] and not pod.ip("link", "show", "eth0", check=False).returncode == 0
     assert not [p for p in state_dir.networks.rglob("*") if p.is_file() and p.name[0].isdigit()]
     assert not (state_dir.flannel / "k1").exists()

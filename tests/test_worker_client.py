@@ -4,7 +4,9 @@ plugins/worker/attachment.py) with the built executables.
 What must hold (issue 16): the client checks the server before it sends anything, so a process
 that replaced a worker's socket gets nothing and the call runs in-process with the right result
 (finding 2); an in-process call takes the same attachment lock as a worker, so a DEL that runs
-in-process waits for an ADD a worker is finishing (finding 4); a worker a call starts holds
+in-process waits for an ADD a worker is finishing (finding 4: tests/test_worker.py,
+test_del_after_a_killed_client_waits_for_its_call[in-process]) and a delegate it executes
+presents that lock instead of waiting for it; a worker a call starts holds
 nothing of that call (descriptors, working directory, OOM score) and starts at a lower priority
 (finding 5); a call that finds no worker starts at most one, the resident one, in the background;
 a relative PYCNI_WORKER_DIR is not used.
@@ -16,12 +18,10 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -30,20 +30,18 @@ import pytest
 from harness import run_plugin
 from test_worker import (
     DIST,
-    _client_pids,
     _needs,  # noqa: F401 - module fixture: skips without a build
     bridge_conf,
     pod_addr,
     served,
-    start_worker,
     wait_for_worker,
     wdir,  # noqa: F401 - fixture
     wenv,
 )
 
-from conformance.workers import end as _kill
 from conformance.workers import worker_pids as _worker_pids
 from plugins.worker import client
+from plugins.worker.attachment import stripe_name as attachment_stripe
 
 pytestmark = pytest.mark.netns
 
@@ -70,7 +68,7 @@ def test_relative_worker_dir_is_not_used(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_cold_call_starts_one_resident_worker_and_does_not_wait(node_ns, make_pod, state_dir, wdir):  # noqa: F811
+def test_a_cold_call_starts_one_resident_worker(node_ns, make_pod, state_dir, wdir):  # noqa: F811
     """No worker up, PYCNI_WORKER_PROCS=4: the call runs in-process and starts exactly one
     worker, on the resident socket, marked resident; the call's result is the in-process one."""
     pod = make_pod()
@@ -197,7 +195,7 @@ def _traced_add(node_ns, pod, state_dir, wdir, trace: Path, cid: str):  # noqa: 
     """A bridge ADD under strace (its sendmsg calls recorded in `trace`); the CompletedProcess."""
     strace = shutil.which("strace", path=harness.SAFE_PATH)
     if strace is None:
-        pytest.skip("strace not installed")
+        pytest.skip(harness.missing_reason("strace", "strace"))
     env = harness.plugin_env("ADD", netns=pod.path, containerid=cid, cni_path=str(DIST),
                              extra_env=wenv(wdir))
     # not -f: the worker the call may start must not be traced (strace would wait for it)
@@ -207,7 +205,8 @@ def _traced_add(node_ns, pod, state_dir, wdir, trace: Path, cid: str):  # noqa: 
     return proc
 
 
-@pytest.mark.parametrize("squatter", ["another executable", "uid 0 without capabilities"])
+@pytest.mark.parametrize("squatter", ["another executable", "uid 0 without capabilities",
+                                      "pid 1 of its own pid namespace"])
 def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
     """Finding 2: whatever listens on the resident socket and is not a worker of this build
     with at least the client's capabilities is sent nothing (no request, no descriptor), and
@@ -216,10 +215,16 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
     record = tmp_path / "record"
     if squatter == "another executable":
         proc = subprocess.Popen([sys.executable, "-c", SQUATTER, str(sock), str(record)])
+    elif squatter == "pid 1 of its own pid namespace":  # init passes only in the client's own
+        unshare = shutil.which("unshare", path=harness.SAFE_PATH)
+        if unshare is None:
+            pytest.skip(harness.missing_reason("unshare", "util-linux"))
+        proc = subprocess.Popen([unshare, "--pid", "--fork", "--kill-child", sys.executable, "-c",
+                                 SQUATTER, str(sock), str(record)])
     else:  # the very executable, serving as a worker, but with every capability dropped
         setpriv = shutil.which("setpriv", path=harness.SAFE_PATH)
         if setpriv is None:
-            pytest.skip("setpriv (util-linux) not installed")
+            pytest.skip(harness.missing_reason("setpriv", "util-linux"))
         env = dict(wenv(wdir), PATH=harness.SAFE_PATH, PYCNI_WORKER_SERVE=str(sock),
                    PYCNI_WORKER_RESIDENT="1")
         proc = subprocess.Popen(
@@ -232,12 +237,12 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
         trace = tmp_path / "trace"
         r = _traced_add(node_ns, pod, state_dir, wdir, trace, "sq1")
         assert r.returncode == 0, r.stdout + r.stderr
-        reason = "another executable" if squatter == "another executable" else "fewer capabilities"
+        reason = "fewer capabilities" if "capabilities" in squatter else "another executable"
         assert f"server not trusted ({reason}); nothing sent" in r.stderr, r.stderr
         assert _traced_unix_sends(trace) == [], "the client sent something over a unix socket"
         result = json.loads(r.stdout)
         assert pod_addr(pod) == [result["ips"][0]["address"]]
-        if squatter == "another executable":
+        if "capabilities" not in squatter:
             assert "got 0 bytes 0 ancillary" in record.read_text(), record.read_text()
             assert "got 0 bytes 0 ancillary" == record.read_text().splitlines()[-1]
         env = harness.plugin_env("DEL", netns=pod.path, containerid="sq1", cni_path=str(DIST),
@@ -248,47 +253,6 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
     finally:
         proc.kill()
         proc.wait()
-
-
-def test_in_process_del_waits_for_the_add_a_worker_is_finishing(node_ns, make_pod, state_dir, wdir):  # noqa: F811
-    """Finding 4: a runtime kills an ADD client at its timeout (its call goes on in the worker)
-    and its DEL runs in-process (PYCNI_WORKER=0 here; likewise a refused or retiring worker):
-    the DEL waits for the ADD's attachment lock, then removes everything the ADD made."""
-    pod = make_pod()
-    start_worker(node_ns, make_pod(), wdir, state_dir)
-    conf = {  # flannel waits for subnet.env: the ADD stays in the worker until it is written
-        "cniVersion": "1.0.0", "name": "cbr0", "type": "flannel", "subnetFileWait": 20,
-        "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
-        "ipam": {"dataDir": str(state_dir.networks)}, "delegate": {"bridge": "cni9"},
-    }
-    kw = dict(netns=pod.path, containerid="k4", in_netns=node_ns, timeout=40)
-    results: dict[str, object] = {}
-    add = threading.Thread(target=lambda: results.update(
-        add=run_plugin(DIST / "flannel", "ADD", conf, extra_env=wenv(wdir), **kw)))
-    add.start()
-    deadline = time.monotonic() + 10
-    while not (pids := _client_pids("k4", "ADD")) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert pids, "the ADD client never started"
-    time.sleep(0.5)  # accepted by the worker, which now waits for subnet.env
-    _kill(pids, signal.SIGKILL)
-    add.join(10)
-    in_process = wenv(wdir, PYCNI_WORKER="0")
-    dele = threading.Thread(target=lambda: results.update(
-        dele=run_plugin(DIST / "flannel", "DEL", conf, extra_env=in_process, **kw)))
-    dele.start()
-    dele.join(1.5)
-    assert dele.is_alive(), f"in-process DEL did not wait for the worker's ADD: {results.get('dele')}"
-    state_dir.subnet_env.write_text(
-        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n"
-    )
-    dele.join(30)
-    r = results["dele"]
-    assert r.returncode == 0 and "pycni worker:" not in r.stderr, r.stdout + r.stderr
-    assert pod.ip("link", "show", "eth0", check=False).returncode != 0, "the ADD left eth0"
-    assert not [p for p in state_dir.networks.rglob("*") if p.is_file() and p.name[0].isdigit()]
-    assert not (state_dir.flannel / "k4").exists()
-    assert "veth" not in node_ns.ip("-o", "link", "show").stdout
 
 
 def test_in_process_delegate_presents_its_callers_lock(node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
@@ -358,3 +322,151 @@ def test_attachment_lock_unit(tmp_path):
     finally:
         os.close(dirfd)
 
+
+
+def test_in_process_call_without_a_worker_directory_creates_none(tmp_path):
+    """PYCNI_WORKER=0 and no worker directory: no worker can be running a call to wait for, so
+    the in-process DEL takes no lock and creates nothing; with the directory, it locks in it."""
+    missing = tmp_path / "absent"
+    conf = {"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}
+    env = {"PYCNI_WORKER": "0", "PYCNI_WORKER_DIR": str(missing)}
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid="nd1", extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not missing.exists()
+    missing.mkdir(mode=0o700)
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid="nd1", extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert [p.name for p in missing.iterdir()] == [attachment_stripe({"CNI_CONTAINERID": "nd1",
+                                                                     "CNI_IFNAME": "eth0"})]
+
+
+def test_executed_delegate_gets_the_held_lock(tmp_path):
+    """cni.invoke runs the hook the entry point registers: a delegate executed while the thread
+    holds an attachment lock gets that descriptor and PYCNI_ATTACHMENT_FD naming it; without a
+    held lock, a stale PYCNI_ATTACHMENT_FD is removed from its environment."""
+    from cni import invoke
+    from plugins.worker import attachment, directory
+
+    d = tmp_path / "w"
+    d.mkdir(mode=0o700)
+    script = tmp_path / "delegate"
+    script.write_text('#!/bin/sh\nreadlink "/proc/self/fd/${PYCNI_ATTACHMENT_FD:-none}" || echo none\n')
+    script.chmod(0o755)
+    env = {"PATH": harness.SAFE_PATH, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "x1",
+           "CNI_IFNAME": "eth0", "PYCNI_ATTACHMENT_FD": "77"}
+    dirfd = directory.open_worker_dir(str(d), create=False)
+    assert dirfd is not None
+    invoke.set_exec_extras(attachment.exec_extras)
+    try:
+        held = attachment.acquire(dirfd, env, 1.0)
+        assert held is not None
+        try:
+            out = invoke.exec_plugin(str(script), env, b"").decode().strip()
+        finally:
+            held.release()
+        assert out == str(d / attachment.stripe_name(env))
+        assert invoke.exec_plugin(str(script), env, b"").decode().strip() == "none"
+    finally:
+        invoke.set_exec_extras(None)
+        os.close(dirfd)
+
+
+def test_in_process_lock_wait_is_bounded(tmp_path):
+    """A process holding an attachment's lock file (any uid-0 process can open it) delays an
+    in-process DEL of that attachment by PYCNI_WORKER_LOCK_WAIT seconds at most: then CNI error
+    11 (try again later), naming the attachment; once it lets go, the DEL succeeds."""
+    from plugins.worker import attachment
+
+    d = tmp_path / "w"
+    d.mkdir(mode=0o700)
+    cid = "lw1"
+    stripe = d / attachment.stripe_name({"CNI_CONTAINERID": cid, "CNI_IFNAME": "eth0"})
+    fd = os.open(stripe, os.O_RDWR | os.O_CREAT, 0o600)
+    conf = {"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}
+    env = {"PYCNI_WORKER": "0", "PYCNI_WORKER_DIR": str(d), "PYCNI_WORKER_LOCK_WAIT": "0.5"}
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        start = time.monotonic()
+        r = run_plugin(DIST / "loopback", "DEL", conf, containerid=cid, extra_env=env)
+        assert time.monotonic() - start < 10
+        assert r.returncode == 1 and r.result["code"] == 11, r.stdout + r.stderr
+        assert f"container {cid} interface eth0" in r.result["msg"]
+    finally:
+        os.close(fd)
+    r = run_plugin(DIST / "loopback", "DEL", conf, containerid=cid, extra_env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+INIT_LISTENER = textwrap.dedent("""
+    # pid 1 of a fresh pid namespace, standing in for systemd: it owns the listening socket
+    # (as systemd does for pycni-worker.socket), then runs a client in its namespace and, when
+    # the client sends a request, answers it.
+    import os, socket, subprocess, sys, json
+    path, exe, wdir = sys.argv[1], sys.argv[2], sys.argv[3]
+    assert os.getpid() == 1
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.bind(path)
+    s.listen(4)
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_DIR": wdir,
+           "PYCNI_WORKER_DEBUG": "1", "PYCNI_WORKER_PROCS": "2", "CNI_COMMAND": "VERSION"}
+    client = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env)
+    conn, _ = s.accept()
+    msg, anc, _, _ = conn.recvmsg(1 << 20, socket.CMSG_SPACE(64))
+    for level, kind, data in anc:  # close what was passed
+        for i in range(0, len(data) - 3, 4):
+            os.close(int.from_bytes(data[i:i + 4], sys.byteorder))
+    if msg:
+        conn.send(b"A")
+        conn.send(b'O{"from": "init"}')
+        conn.send(b"X\\x00")
+    out, err = client.communicate(b'{"cniVersion": "1.0.0"}', timeout=20)
+    print(json.dumps({"got": len(msg), "out": out.decode(), "err": err.decode(),
+                      "rc": client.returncode}))
+""")
+
+
+@pytest.mark.parametrize("resident", [True, False])
+def test_init_owns_only_the_resident_socket(resident, wdir):  # noqa: F811
+    """systemd's socket: the listener belongs to init (pid 1), not to the worker behind it, so
+    the client accepts pid 1 in its own pid namespace as the owner of the resident socket (root
+    configured what runs there). A burst worker's socket owned by init is refused."""
+    unshare = shutil.which("unshare", path=harness.SAFE_PATH)
+    if unshare is None:
+        pytest.skip(harness.missing_reason("unshare", "util-linux"))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_PROCS": "2"}
+    name = "pycni.sock" if resident else client.socket_name(
+        client.build_id(os.stat(DIST / "loopback")), env, 1)
+    busy = os.open(wdir / "pycni.sock.busy", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if not resident:  # the client tries a burst socket only when the resident is busy
+            os.lockf(busy, os.F_LOCK, 0)
+        proc = subprocess.run(
+            [unshare, "--pid", "--fork", "--mount-proc", "--kill-child", sys.executable, "-c",
+             INIT_LISTENER, str(wdir / name), str(DIST / "loopback"), str(wdir)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    finally:
+        os.close(busy)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert seen["rc"] == 0, seen
+    if resident:
+        assert seen["got"] > 0, seen
+        assert seen["out"] == '{"from": "init"}' and "pycni worker: served" in seen["err"], seen
+    else:
+        assert seen["got"] == 0 and '"supportedVersions"' in seen["out"], seen
+        assert "server not trusted (another executable); nothing sent" in seen["err"], seen
+
+
+def test_a_cold_call_does_not_wait_for_the_worker_it_starts(wdir):  # noqa: F811
+    """The call that starts a worker answers in-process while the worker is still loading the
+    plugins (≈150 ms of imports at lowered priority): when the call has returned, nothing
+    accepts on the socket yet; the worker listens a little later."""
+    from conformance.workers import accepting
+
+    r = run_plugin(DIST / "loopback", "VERSION", {"cniVersion": "1.0.0"}, extra_env=wenv(wdir))
+    listening_at_return = accepting(wdir)
+    assert r.returncode == 0 and "no worker (starting one)" in r.stderr, r.stderr
+    assert not listening_at_return, "the call returned only once its worker was listening"
+    wait_for_worker(wdir)

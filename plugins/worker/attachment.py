@@ -24,8 +24,8 @@ it can be forged by naming a number.
 from __future__ import annotations
 
 import os
-import threading
 import time
+from _thread import _local  # threading.local itself, without importing threading on every call
 
 # FD_VAR: the variable naming, in an executed delegate, the descriptor of its caller's lock
 from plugins.worker.client import ATTACHMENT_FD_VAR as FD_VAR
@@ -35,7 +35,18 @@ LOCKED_COMMANDS = ("ADD", "CHECK", "DEL")
 # How long a call may wait for another call of its attachment: as long as a call may run.
 MAX_WAIT = 120.0
 
-_current = threading.local()
+_current = _local()
+
+
+def max_wait(env) -> float:
+    """How long a call described by `env` waits for its attachment's lock: PYCNI_WORKER_LOCK_WAIT
+    seconds when that is a positive number, else MAX_WAIT (the worker reads the same variable
+    from its own environment)."""
+    try:
+        value = float(env.get("PYCNI_WORKER_LOCK_WAIT", "") or MAX_WAIT)
+    except ValueError:
+        return MAX_WAIT
+    return value if 0 < value < float("inf") else MAX_WAIT
 
 
 def needs_lock(env) -> bool:

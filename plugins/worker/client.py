@@ -29,8 +29,9 @@ stderr that is closed, or a worker that vanishes before it accepted the request.
 dies after accepting is reported as a CNI error (code 999), since the request may have been
 half done; the runtime's retry or DEL cleans up as after any failed plugin.
 
-Imports: os, sys and the C modules _socket, fcntl and select only, plus plugins.worker.directory
-(os only): json, socket, enum, hashlib would cost more than the whole client does.
+Imports on a served call: os, sys and the C module _socket only, plus plugins.worker.directory
+(os only); fcntl only to start a worker. json, socket, enum, hashlib would cost more than the
+whole client does.
 """
 
 from __future__ import annotations
@@ -215,9 +216,8 @@ def _serve_from(names, dirfd, busy, name, self_path, build_id, env) -> tuple[int
 
 def _take_busy(dirfd: int, sock_name: str) -> int | None:
     """`<socket>.busy` locked for this call (a descriptor), or None when another call holds it
-    or it cannot be opened."""
-    import fcntl
-
+    or it cannot be opened. A POSIX record lock (os.lockf: only clients, one process each, take
+    these), which spares the client the fcntl extension module."""
     from plugins.worker import directory
 
     try:
@@ -225,7 +225,7 @@ def _take_busy(dirfd: int, sock_name: str) -> int | None:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.lockf(fd, os.F_TLOCK, 0)
     except OSError:
         os.close(fd)
         return None
@@ -318,13 +318,13 @@ def server_refusal(sock, resident: bool) -> str | None:
         return "not root"
     try:
         pidfd = int.from_bytes(sock.getsockopt(_socket.SOL_SOCKET, SO_PEERPIDFD, 4), sys.byteorder)
-        pid = _pidfd_pid(pidfd)
     except OSError:
         try:  # a kernel before 6.5: pin the pid now, check below that it is still that process
             pidfd = os.pidfd_open(pid)
         except OSError:
             return "gone"
     try:
+        pid = _pidfd_pid(pidfd)
         if pid <= 0:
             return "gone"
         proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -341,9 +341,7 @@ def server_refusal(sock, resident: bool) -> str | None:
             return "not inspectable"
         finally:
             os.close(proc)
-        import select
-
-        if select.select([pidfd], [], [], 0)[0]:
+        if _pidfd_pid(pidfd) != pid:
             return "gone"  # exited while it was read: what was read may be another process
     finally:
         os.close(pidfd)
@@ -355,8 +353,7 @@ def _pidfd_pid(pidfd: int) -> int:
     try:
         text = _read_at_path(f"/proc/self/fdinfo/{pidfd}")
     except OSError:
-        os.close(pidfd)
-        raise
+        return -1
     for line in text.splitlines():
         if line.startswith(b"Pid:"):
             return int(line.split()[1])
@@ -456,15 +453,13 @@ def spawn_worker(dirfd: int, sock_name: str, self_path: str, env) -> bool:
 
 def _inheritable_fds() -> list[int]:
     """This process's descriptors above 2 that an exec would keep (no FD_CLOEXEC)."""
-    import fcntl
-
     fds = []
     for entry in os.listdir("/proc/self/fd"):
         fd = int(entry)
         if fd <= 2:
             continue
         try:
-            if not fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC:
+            if os.get_inheritable(fd):
                 fds.append(fd)
         except OSError:
             continue  # the listing's own descriptor, closed by now

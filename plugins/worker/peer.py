@@ -178,7 +178,8 @@ def pin(conn: socket.socket, sent_pidfd: int | None) -> Caller:
         for name in NAMESPACES:
             caller.ns[name] = os.open(f"ns/{name}", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc)
         caller.root = os.open("root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
-        caller.cwd = os.open("cwd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
+        # O_PATH: nothing of the directory's filesystem runs (a hung FUSE mount cannot stall us)
+        caller.cwd = os.open("cwd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=proc)
         caller.label = _peer_label(conn, proc)
         if not caller.alive():
             raise Refused("caller gone")

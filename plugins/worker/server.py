@@ -63,7 +63,7 @@ MAX_STDIN = 4 * 1024 * 1024  # bytes of a call's stdin
 STDIN_SECONDS = 30.0  # to read it (VERSION: VERSION_STDIN_SECONDS, as in-process)
 VERSION_STDIN_SECONDS = 0.2
 SEND_SECONDS = 5.0  # per reply datagram
-LOCK_SECONDS = attachment.MAX_WAIT  # wait for another call of the same attachment
+LOCK_SECONDS = attachment.MAX_WAIT  # for another call of the attachment (PYCNI_WORKER_LOCK_WAIT)
 DRAIN_SECONDS = 120.0  # calls in progress at exit
 STALE_SECONDS = 5.0  # a resident idle worker checks its executable this often
 LOG_PER_MINUTE = 60  # refusal lines in the worker log
@@ -166,7 +166,25 @@ class Request:
         """Close the descriptors and the connection (once)."""
         fds, self.fds = self.fds, []
         _close_all(fds)
-        self.conn.close()
+        _close(self.conn)
+
+
+def _close(conn) -> None:
+    """Close a connection after discarding what the client sent beyond its request: closing
+    with unread data would reset the connection before the client read our replies."""
+    import socket as _socket
+
+    try:
+        conn.setblocking(False)  # with a timeout set, Python would wait for data to come
+    except OSError:
+        pass
+    for _ in range(8):
+        try:
+            if not conn.recv(1, _socket.MSG_DONTWAIT | _socket.MSG_TRUNC):
+                break
+        except OSError:
+            break
+    conn.close()
 
 
 def parse(msg: bytes, fds: list[int]) -> tuple[str, str, dict[str, str]] | str:
@@ -248,6 +266,7 @@ class Worker:
         self.idle = _number("PYCNI_WORKER_IDLE", 30.0)
         self.max_requests = int(_number("PYCNI_WORKER_MAX", 10000))
         self.max_age = _number("PYCNI_WORKER_MAX_AGE", 600.0)
+        self.lock_wait = _number("PYCNI_WORKER_LOCK_WAIT", LOCK_SECONDS)
         self.started = time.monotonic()
         self.stale = False
         self.active = 0
@@ -264,6 +283,7 @@ class Worker:
         self._checked = time.monotonic()
         self._sock_id: tuple[int, int] | None = None
         self._log_budget = (time.monotonic(), 0)
+        self._log_fd = _open_log()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.lock_fd: int | None = None
         self.stdin = _Routed(sys.stdin)
@@ -332,8 +352,8 @@ class Worker:
     # ------------------------------------------------------------------ log
 
     def log(self, text: str) -> None:
-        """One line to PYCNI_WORKER_LOG when set, else to the worker's own stderr (the journal
-        under systemd); at most LOG_PER_MINUTE refusal lines a minute."""
+        """One line to the worker log (PYCNI_WORKER_LOG when set, else the worker's own stderr:
+        the journal under systemd); at most LOG_PER_MINUTE lines a minute."""
         start, count = self._log_budget
         now = time.monotonic()
         if now - start >= 60:
@@ -346,13 +366,8 @@ class Worker:
         self._write_log(f"pycni worker {os.getpid()}: {time.strftime('%Y-%m-%d %H:%M:%S')}: {text}\n")
 
     def _write_log(self, text: str) -> None:
-        path = os.environ.get("PYCNI_WORKER_LOG")
         try:
-            if path:
-                with open(path, "a") as f:
-                    f.write(text)
-            else:
-                os.write(2, text.encode("utf-8", "backslashreplace"))
+            os.write(self._log_fd, text.encode("utf-8", "backslashreplace"))
         except OSError:
             pass
 
@@ -419,7 +434,8 @@ class Worker:
         fds: list[int] = []
         try:
             msg, anc, flags, _ = conn.recvmsg(
-                MAX_REQUEST, _socket.CMSG_SPACE(4 * MAX_FDS), _socket.MSG_DONTWAIT
+                MAX_REQUEST, _socket.CMSG_SPACE(4 * MAX_FDS),
+                _socket.MSG_DONTWAIT | _socket.MSG_CMSG_CLOEXEC,
             )
             for level, kind, data in anc:
                 if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
@@ -428,8 +444,8 @@ class Worker:
             _close_all(fds)
             conn.close()
             return None
-        if not msg and not fds:
-            conn.close()  # hung up without a request
+        if not msg and not fds and _peer_gone(conn):
+            conn.close()  # hung up without a request (an empty datagram is refused below)
             return None
         why: str | None = None
         if flags & (_socket.MSG_TRUNC | _socket.MSG_CTRUNC):
@@ -454,7 +470,7 @@ class Worker:
         except OSError:
             pass
         _close_all(fds)
-        conn.close()
+        _close(conn)
 
     def handle(self, req: Request) -> None:
         """One request, on its own call thread (which ends with it)."""
@@ -479,7 +495,7 @@ class Worker:
             conn.send(b"A")
             with self.cond:
                 self.served += 1
-            held = attachment.acquire(self.dirfd, req.env, LOCK_SECONDS, req.inherited)
+            held = attachment.acquire(self.dirfd, req.env, self.lock_wait, req.inherited)
             if not caller.alive() or _peer_gone(conn):
                 return  # killed while it waited: the runtime no longer expects this call
             rc, out = self._call(req, caller, held is not None)
@@ -547,9 +563,15 @@ class Worker:
         stay owned (and closed) by the request."""
         from cni import skel
 
-        stderr = open(  # noqa: SIM115
-            stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
-        )
+        try:
+            stderr = open(  # noqa: SIM115
+                stderr_fd, "w", buffering=1, encoding="utf-8", errors="backslashreplace",
+                closefd=False,
+            )
+        except (OSError, ValueError):  # a directory, say: what the call writes there is lost
+            import io
+
+            stderr = io.StringIO()
         self.stderr.route(stderr)
         try:
             def source() -> bytes:
@@ -663,7 +685,11 @@ class Worker:
         for _ in range(PENDING_MAX):
             try:
                 conn, _ = listener.accept()
-            except OSError:
+            except OSError as e:
+                import errno
+
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    time.sleep(0.05)  # out of descriptors: let calls end instead of spinning
                 return  # nothing more (EAGAIN), or a connection that went away
             conn.setblocking(False)
             fd = conn.fileno()
@@ -694,7 +720,13 @@ class Worker:
                 self.active += 1
             req = queue.popleft()
             req.conn.setblocking(True)
-            threading.Thread(target=self._thread, args=(req,), daemon=True).start()
+            try:
+                threading.Thread(target=self._thread, args=(req,), daemon=True).start()
+            except RuntimeError:  # no thread to be had: the client runs its call itself
+                with self.cond:
+                    self.active -= 1
+                req.close()
+                return
 
     def _unlink(self) -> None:
         if self.activated or self._sock_id is None:
@@ -728,12 +760,12 @@ class Worker:
 
 
 def _peer_gone(conn) -> bool:
-    """True when the client closed its end (it sends nothing after its request)."""
+    """True when the client closed its end (what it may still have queued does not count)."""
     import select
 
     poller = select.poll()
-    poller.register(conn, select.POLLIN | select.POLLHUP | select.POLLRDHUP)
-    return bool(poller.poll(0))
+    poller.register(conn, select.POLLRDHUP)
+    return any(ev & (select.POLLRDHUP | select.POLLHUP | select.POLLERR) for _, ev in poller.poll(0))
 
 
 def _lock(dirfd: int, name: str, wait: float = 2.0) -> int | None:
@@ -777,6 +809,18 @@ def _activated_listener():
         return None
     os.set_inheritable(3, False)
     return listener
+
+
+def _open_log() -> int:
+    """The worker log, opened once (a call thread that joined a caller's mount namespace
+    resolves no path): PYCNI_WORKER_LOG appended to, else the worker's stderr."""
+    path = os.environ.get("PYCNI_WORKER_LOG")
+    if path:
+        try:
+            return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            pass
+    return 2
 
 
 def _reset_process_state() -> None:

@@ -1,33 +1,42 @@
 #!/bin/sh
-# Install what a fresh Debian or Ubuntu machine lacks for `make build` and the demo (as root).
+# Install what a fresh Debian or Ubuntu machine lacks for the README's two commands (as root).
 #
-#   sh scripts/demo-install-deps.sh                 install what is missing (idempotent)
-#   sh scripts/demo-install-deps.sh --check         only report what is missing (exit 1 if any)
-#   sh scripts/demo-install-deps.sh --print-python  print the Python (>= 3.11) to build with
+#   sh scripts/install-deps.sh [demo|test]                install what is missing (idempotent)
+#   sh scripts/install-deps.sh [demo|test] --check        only list what is missing (exit 1 if any)
+#   sh scripts/install-deps.sh --print-python             print the Python (>= 3.11) to build with
 #
-# Each need is checked by what it provides (a command, a module, a library), so nothing is
-# installed when it is already there by any means; `apt-get update` runs only when something
-# is missing. Needs:
+# `demo` (the default) is what `make build` and `make demo` need; `test` is that plus everything
+# the test suite drives (what `make test` and CI run). Each need is checked by what it provides
+# (a command, a module, a library, a file), so nothing is installed when it is already there by
+# any means; `apt-get update` runs only when something is missing. Needs:
 #   demo:  ip + bridge (iproute2), iptables-save/-restore (iptables), nft (nftables),
 #          ping with -M (iputils-ping), busybox httpd (busybox-static)
 #   build: make, a Python >= 3.11 with venv/ensurepip and its shared libpython (PyInstaller),
 #          objdump/objcopy (binutils), gcc (source builds where no wheel fits)
+#   test:  conntrack (portmap's UDP flush), the reference plugins in /usr/lib/cni
+#          (containernetworking-plugins: the differential oracle), socat (traffic peers),
+#          strace (process-count and crash tests), setpriv (util-linux: capability-less
+#          callers), containerd + runc (the real-runtime scenario), systemd-socket-activate
+#          (systemd: the worker's socket activation)
 set -eu
 
 MODE=install
-case "${1:-}" in
-    "") ;;
-    --check) MODE=check ;;
-    --print-python) MODE=print-python ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "demo-install-deps: unknown option $1 (try --help)" >&2; exit 2 ;;
-esac
+TARGET=demo
+for arg in "$@"; do
+    case "$arg" in
+        demo|test) TARGET=$arg ;;
+        --check) MODE=check ;;
+        --print-python) MODE=print-python ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "install-deps: unknown argument $arg (try --help)" >&2; exit 2 ;;
+    esac
+done
 
 # The caller's PATH first (their python3 is the one `make` uses), the system dirs after it.
 PATH="$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 export PATH
 
-say() { echo "demo-install-deps: $*"; }
+say() { echo "install-deps: $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # The name of a Python >= 3.11 for the build venv: python3 when new enough, else a versioned one.
@@ -120,14 +129,30 @@ if [ -n "$PY" ]; then
     python_needs "$PY"
 else
     # An older python3 (Ubuntu 22.04 has 3.10): add 3.11 beside it; build with
-    # `make build PYTHON=$(sh scripts/demo-install-deps.sh --print-python)`.
+    # `make build PYTHON=$(sh scripts/install-deps.sh --print-python)`.
     need python3.11
     need python3.11-venv
     need libpython3.11
 fi
 
+if [ "$TARGET" = test ]; then
+    have conntrack || need conntrack
+    [ -x /usr/lib/cni/bridge ] && [ -x /usr/lib/cni/host-local ] && [ -x /usr/lib/cni/portmap ] \
+        && [ -x /usr/lib/cni/loopback ] || need containernetworking-plugins
+    have socat || need socat
+    have strace || need strace
+    have setpriv || need util-linux
+    have containerd && have ctr || need containerd
+    have runc || need runc
+    have systemd-socket-activate || need systemd
+fi
+
 if [ -z "$MISSING" ]; then
-    say "everything the build and the demo need is present"
+    if [ "$TARGET" = test ]; then
+        say "everything the build, the demo and the tests need is present"
+    else
+        say "everything the build and the demo need is present"
+    fi
     exit 0
 fi
 if [ "$MODE" = check ]; then
