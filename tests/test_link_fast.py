@@ -165,3 +165,37 @@ def test_raw_set_requests_are_ipr_ones(node_ns):
                     call()
                 errors.append((info.value.code, str(info.value)))
             assert errors[0] == errors[1] and errors[2] == errors[3]
+
+
+def test_raw_address_add_is_ipr_one(node_ns):
+    import ipaddress
+
+    _made(node_ns)
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            va = link.get_link(ipr, "va").index
+            sent: list[bytes] = []
+            send = ipr._send
+
+            def capture(data):
+                sent.append(bytes(data))
+                return send(data)
+
+            ipr._send = capture
+            for text in ("10.22.0.5/16", "10.23.0.5/32", "10.24.0.4/31", "10.25.0.9/24", "fd00::5/64"):
+                iface = ipaddress.ip_interface(text)
+                kwargs = {"index": va, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                if link.broadcast_for(iface) is not None:
+                    kwargs["broadcast"] = link.broadcast_for(iface)
+                ipr.addr("add", **kwargs)  # what add_address sent before the raw path
+                link.del_address(ipr, va, iface)
+                link.add_address(ipr, va, iface)
+                old, new = sent[-3], sent[-1]
+                assert old[:8] + old[12:] == new[:8] + new[12:], text  # all but the sequence number
+                assert iface in [a.iface for a in link.list_addresses(ipr, va)]
+                errors = []
+                for call in (lambda k=kwargs: ipr.addr("add", **k), lambda i=iface: link.add_address(ipr, va, i)):
+                    with pytest.raises(netlink_error()) as info:
+                        call()
+                    errors.append((info.value.code, str(info.value)))
+                assert errors[0] == errors[1] and errors[0][0] == link.EEXIST

@@ -146,6 +146,7 @@ def _link_from_msg(msg: Any) -> Link:
 _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
 _IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_DATA = 16, 18, 1, 5
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
 _BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
 
 
@@ -459,6 +460,19 @@ def add_address(ipr: Any, index: int, iface: IPInterface) -> None:
 
     Raises NetlinkError (EEXIST when already present).
     """
+    if hasattr(ipr, "add_addr_raw"):  # RtnlSocket: IPRoute's bytes without its processors
+        from plugins.linux.rtnl import nla
+
+        packed = iface.ip.packed
+        attrs = nla(_IFA_ADDRESS, packed)  # IPRoute's order: address, broadcast, local (IPv4)
+        brd = broadcast_for(iface)
+        if brd is not None:
+            attrs += nla(_IFA_BROADCAST, ipaddress.ip_address(brd).packed)
+        if iface.version == 4:
+            attrs += nla(_IFA_LOCAL, packed)
+        family = AF_INET if iface.version == 4 else AF_INET6
+        ipr.add_addr_raw(family, iface.network.prefixlen, index, attrs)
+        return
     kwargs: dict[str, Any] = {
         "index": index,
         "address": str(iface.ip),

@@ -29,6 +29,10 @@ IFLA_IFNAME = 3
 _REQ_ACK = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK: the flags of IPRoute's "get" and "set"
 _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+RTM_NEWADDR = 20
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
 _RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
 
@@ -125,12 +129,18 @@ class RtnlSocket:
         change, without its request processors. Raises the kernel's NetlinkError as `link()`."""
         self._raw(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, index, flags, change) + attrs)
 
-    def _raw(self, mtype: int, body: bytes) -> bytes | None:
-        """Send one request (NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and "set"); the
-        first answer that is not the ACK (raw), or None."""
+    def add_addr_raw(self, family: int, prefixlen: int, index: int, attrs: bytes) -> None:
+        """`addr("add", ...)` for a request that is an ifaddrmsg plus ready-made attributes:
+        NLM_F_CREATE | NLM_F_EXCL as IPRoute's "add". Raises the kernel's NetlinkError."""
+        self._raw(RTM_NEWADDR, _IFADDR.pack(family, prefixlen, 0, 0, index) + attrs,
+                  _REQ_ACK | NLM_F_EXCL | NLM_F_CREATE)
+
+    def _raw(self, mtype: int, body: bytes, flags: int = _REQ_ACK) -> bytes | None:
+        """Send one request (by default NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and
+        "set"); the first answer that is not the ACK (raw), or None."""
         self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
         seq = self._seq
-        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, _REQ_ACK, seq, self._nl.epid or os.getpid())
+        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, flags, seq, self._nl.epid or os.getpid())
                    + body)
         buf, found = self._buf, None
         while True:
