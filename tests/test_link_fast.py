@@ -34,6 +34,19 @@ def _slow(ipr, name=None, index=None):
     return link._link_from_msg(msgs[0]) if msgs else None
 
 
+def _capture(ipr) -> list[bytes]:
+    """Every request `ipr` sends from now on, as bytes (in a list that grows)."""
+    sent: list[bytes] = []
+    send = ipr._send
+
+    def capture(data):
+        sent.append(bytes(data))
+        return send(data)
+
+    ipr._send = capture
+    return sent
+
+
 def _made(node_ns) -> list[str]:
     made = []
     for spec in LINKS:
@@ -95,14 +108,7 @@ def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
     _made(node_ns)
     with in_netns(node_ns.path):
         with link.iproute() as ipr:
-            sent: list[bytes] = []
-            send = ipr._send
-
-            def capture(data):
-                sent.append(bytes(data))
-                return send(data)
-
-            ipr._send = capture
+            sent = _capture(ipr)
             for kwargs in ({"index": 1}, {"ifname": "va"}, {"ifname": "a" * 15}):
                 raw_kwargs = {"index": kwargs["index"]} if "index" in kwargs else {"name": kwargs["ifname"]}
                 try:
@@ -132,14 +138,7 @@ def test_raw_set_requests_are_ipr_ones(node_ns):
         with link.iproute() as ipr:
             va, br = link.get_link(ipr, "va").index, link.get_link(ipr, "br0").index
             node_ns.ip("link", "set", "va", "nomaster")
-            sent: list[bytes] = []
-            send = ipr._send
-
-            def capture(data):
-                sent.append(bytes(data))
-                return send(data)
-
-            ipr._send = capture
+            sent = _capture(ipr)
             pairs = [
                 (lambda: ipr.link("set", index=va, state="up"), lambda: link.set_up(ipr, va)),
                 (lambda: ipr.link("set", index=va, master=br), lambda: link.set_master(ipr, va, br)),
@@ -174,14 +173,7 @@ def test_raw_address_add_is_ipr_one(node_ns):
     with in_netns(node_ns.path):
         with link.iproute() as ipr:
             va = link.get_link(ipr, "va").index
-            sent: list[bytes] = []
-            send = ipr._send
-
-            def capture(data):
-                sent.append(bytes(data))
-                return send(data)
-
-            ipr._send = capture
+            sent = _capture(ipr)
             for text in ("10.22.0.5/16", "10.23.0.5/32", "10.24.0.4/31", "10.25.0.9/24", "fd00::5/64"):
                 iface = ipaddress.ip_interface(text)
                 kwargs = {"index": va, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
