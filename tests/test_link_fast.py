@@ -191,3 +191,42 @@ def test_raw_address_add_is_ipr_one(node_ns):
                         call()
                     errors.append((info.value.code, str(info.value)))
                 assert errors[0] == errors[1] and errors[0][0] == link.EEXIST
+
+
+def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
+    import ipaddress
+
+    from plugins.linux.rtnl import RtnlSocket
+
+    _made(node_ns)
+    node_ns.ip("link", "set", "va", "nomaster")
+    node_ns.ip("link", "set", "va", "up")
+    node_ns.ip("link", "set", "vb", "up")
+    node_ns.ip("addr", "add", "10.22.0.5/16", "dev", "va")
+    node_ns.ip("-6", "addr", "add", "fd00::5/64", "dev", "va", "nodad")
+    net, addr = ipaddress.ip_network, ipaddress.ip_address
+    routes = [link.Route(net("0.0.0.0/0"), addr("10.22.0.1")), link.Route(net("10.244.0.0/16"), addr("10.22.0.1")),
+              link.Route(net("10.30.0.0/16")), link.Route(net("::/0"), addr("fd00::1")),
+              link.Route(net("fd01::/64")), link.Route(net("10.31.0.0/16"), addr("10.22.0.1"), priority=7)]
+    with in_netns(node_ns.path):
+        with link.iproute() as ipr:
+            va = link.get_link(ipr, "va").index
+            sent = _capture(ipr)
+            for route in routes:
+                with monkeypatch.context() as m:  # the pyroute2 path, as before the raw one
+                    m.delattr(RtnlSocket, "add_route_raw")
+                    link.add_route(ipr, va, route)
+                node_ns.ip("route", "del", str(route.dst), "dev", "va")
+                link.add_route(ipr, va, route)
+                old, new = sent[-2], sent[-1]
+                assert old[:8] + old[12:] == new[:8] + new[12:], route  # all but the sequence number
+            assert "10.244.0.0/16 via 10.22.0.1 dev va \n" in node_ns.ip("route").stdout  # proto boot
+            errors = []
+            for raw in (False, True):
+                with monkeypatch.context() as m:
+                    if not raw:
+                        m.delattr(RtnlSocket, "add_route_raw")
+                    with pytest.raises(netlink_error()) as info:
+                        link.add_route(ipr, va, routes[1])  # the same IPv4 route again
+                errors.append((info.value.code, str(info.value)))
+            assert errors[0] == errors[1] and errors[0][0] == link.EEXIST

@@ -147,6 +147,7 @@ _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DO
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
 _IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_DATA = 16, 18, 1, 5
 _IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY = 1, 4, 5
 _BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
 
 
@@ -564,6 +565,18 @@ def add_route(ipr: Any, oif: int, route: Route) -> None:
     an IPv6 route with the same destination becomes a multipath sibling, an identical IPv4
     route fails with EEXIST. Raises NetlinkError.
     """
+    plain = not route.priority and route.table is None and route.scope is None
+    if hasattr(ipr, "add_route_raw") and plain and (route.gw is None or route.gw.version == route.dst.version):
+        # RtnlSocket: the bytes IPRoute builds for this route (destination when not a default
+        # route, output link, gateway), without its request processors
+        from plugins.linux.rtnl import nla
+
+        attrs = nla(_RTA_DST, route.dst.network_address.packed) if route.dst.prefixlen else b""
+        attrs += nla(_RTA_OIF, oif.to_bytes(4, "little"))
+        if route.gw is not None:
+            attrs += nla(_RTA_GATEWAY, route.gw.packed)
+        ipr.add_route_raw(AF_INET6 if route.dst.version == 6 else AF_INET, route.dst.prefixlen, attrs)
+        return
     kwargs: dict[str, Any] = {
         "family": AF_INET6 if route.dst.version == 6 else AF_INET,
         "dst": str(route.dst.network_address),

@@ -31,6 +31,10 @@ _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, por
 _IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 RTM_NEWADDR = 20
+RTM_NEWROUTE = 24
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol,
+# scope, type, flags
+RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 _RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
@@ -134,6 +138,12 @@ class RtnlSocket:
         NLM_F_CREATE | NLM_F_EXCL as IPRoute's "add". Raises the kernel's NetlinkError."""
         self._raw(RTM_NEWADDR, _IFADDR.pack(family, prefixlen, 0, 0, index) + attrs,
                   _REQ_ACK | NLM_F_EXCL | NLM_F_CREATE)
+
+    def add_route_raw(self, family: int, dst_len: int, attrs: bytes) -> None:
+        """A main-table, boot-protocol, universe-scope unicast route from ready-made attributes,
+        sent with NLM_F_CREATE and no EXCL (link.add_route's flags). Raises NetlinkError."""
+        body = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
+        self._raw(RTM_NEWROUTE, body + attrs, _REQ_ACK | NLM_F_CREATE)
 
     def _raw(self, mtype: int, body: bytes, flags: int = _REQ_ACK) -> bytes | None:
         """Send one request (by default NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and
