@@ -146,7 +146,7 @@ def _link_from_msg(msg: Any) -> Link:
 _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 _IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
 _IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_DATA = 16, 18, 1, 5
-_IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST = 1, 2, 4
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST, _IFA_FLAGS = 1, 2, 4, 8
 _RTA_DST, _RTA_OIF, _RTA_GATEWAY = 1, 4, 5
 _BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
 
@@ -501,21 +501,57 @@ class Address:
 
 def list_addresses(ipr: Any, index: int, family: int | None = None) -> list[Address]:
     """The link's addresses (optionally one family), in the order the kernel lists them."""
+    if hasattr(ipr, "dump_addr_raw"):  # RtnlSocket: the same dump, decoded only as far as needed
+        out = []
+        for raw in ipr.dump_addr_raw(family or 0):
+            if len(raw) < 24 or int.from_bytes(raw[20:24], "little") != index:
+                continue  # another link's (IPRoute's dump filter on the index)
+            addr = _address_from_raw(raw)
+            if addr is None:  # outside the plain layout: pyroute2 decodes it
+                addr = _address_from_msg(ipr.parse(raw)[0])
+            if addr is not False:
+                out.append(addr)
+        return out
     kwargs: dict[str, Any] = {"index": index}
     if family is not None:
         kwargs["family"] = family
     out = []
     for msg in ipr.get_addr(**kwargs):
-        ip = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-        if ip is None:
-            continue
-        flags = msg.get_attr("IFA_FLAGS")
-        if flags is None:
-            flags = msg["flags"]
-        out.append(
-            Address(ipaddress.ip_interface(f"{ip}/{msg['prefixlen']}"), flags, msg["scope"])
-        )
+        addr = _address_from_msg(msg)
+        if addr is not False:
+            out.append(addr)
     return out
+
+
+def _address_from_msg(msg: Any) -> Address | bool:
+    """The Address of one pyroute2 RTM_NEWADDR message; False when it has no address."""
+    ip = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    if ip is None:
+        return False
+    flags = msg.get_attr("IFA_FLAGS")
+    if flags is None:
+        flags = msg["flags"]
+    return Address(ipaddress.ip_interface(f"{ip}/{msg['prefixlen']}"), flags, msg["scope"])
+
+
+def _address_from_raw(data: bytes) -> Address | bool | None:
+    """`_address_from_msg` of one raw RTM_NEWADDR message without pyroute2: False when it has
+    no address, None when the layout is not the plain one (pyroute2 then decodes it)."""
+    if len(data) < 24 or int.from_bytes(data[0:4], "little") != len(data):
+        return None
+    family, prefixlen, flags8, scope = data[16], data[17], data[18], data[19]
+    size = {AF_INET: 4, AF_INET6: 16}.get(family)
+    attrs = _attrs(data, 24, len(data))
+    if size is None or attrs is None:
+        return None
+    local, address, flags = attrs.get(_IFA_LOCAL), attrs.get(_IFA_ADDRESS), attrs.get(_IFA_FLAGS)
+    if any(v is not None and len(v) != size for v in (local, address)) or (flags is not None and len(flags) != 4):
+        return None
+    packed = local if local is not None else address
+    if packed is None:
+        return False
+    return Address(ipaddress.ip_interface((ipaddress.ip_address(packed), prefixlen)),
+                   int.from_bytes(flags, "little") if flags is not None else flags8, scope)
 
 
 def settle_addresses(ipr: Any, index: int, ifname: str, timeout: float = 5.0) -> None:

@@ -31,6 +31,8 @@ _NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, por
 _IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
 _IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 RTM_NEWADDR = 20
+RTM_GETADDR = 22
+_DUMP = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP: IPRoute's "dump"
 RTM_NEWROUTE = 24
 _RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol,
 # scope, type, flags
@@ -144,6 +146,35 @@ class RtnlSocket:
         sent with NLM_F_CREATE and no EXCL (link.add_route's flags). Raises NetlinkError."""
         body = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
         self._raw(RTM_NEWROUTE, body + attrs, _REQ_ACK | NLM_F_CREATE)
+
+    def dump_addr_raw(self, family: int = 0) -> list[bytes]:
+        """`addr("dump", family=family)` (the request IPRoute's `get_addr` sends) without
+        decoding or filtering: every RTM_NEWADDR message of the answer, raw. Raises NetlinkError."""
+        self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
+        seq = self._seq
+        body = _IFADDR.pack(family, 0, 0, 0, 0)
+        self._send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETADDR, _DUMP, seq, self._nl.epid or os.getpid())
+                   + body)
+        buf, out = self._buf, []
+        while True:
+            n = self._sock.recv_into(buf)
+            off = 0
+            while off + _NLMSG.size <= n:
+                mlen, kind, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                if mlen < _NLMSG.size or off + mlen > n:
+                    break
+                if mseq == seq:
+                    if kind == NLMSG_DONE:
+                        return out
+                    if kind == NLMSG_ERROR:
+                        for m in self.parse(bytes(buf[off:off + mlen])):
+                            error = m["header"].get("error")
+                            if error is not None:
+                                raise error
+                        return out
+                    if kind == RTM_NEWADDR:
+                        out.append(bytes(buf[off:off + mlen]))
+                off += (mlen + 3) & ~3
 
     def _raw(self, mtype: int, body: bytes, flags: int = _REQ_ACK) -> bytes | None:
         """Send one request (by default NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and
