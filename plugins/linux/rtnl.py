@@ -150,40 +150,29 @@ class RtnlSocket:
     def dump_addr_raw(self, family: int = 0) -> list[bytes]:
         """`addr("dump", family=family)` (the request IPRoute's `get_addr` sends) without
         decoding or filtering: every RTM_NEWADDR message of the answer, raw. Raises NetlinkError."""
-        self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
-        seq = self._seq
-        body = _IFADDR.pack(family, 0, 0, 0, 0)
-        self._send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETADDR, _DUMP, seq, self._nl.epid or os.getpid())
-                   + body)
-        buf, out = self._buf, []
-        while True:
-            n = self._sock.recv_into(buf)
-            off = 0
-            while off + _NLMSG.size <= n:
-                mlen, kind, _, mseq, _ = _NLMSG.unpack_from(buf, off)
-                if mlen < _NLMSG.size or off + mlen > n:
-                    break
-                if mseq == seq:
-                    if kind == NLMSG_DONE:
-                        return out
-                    if kind == NLMSG_ERROR:
-                        for m in self.parse(bytes(buf[off:off + mlen])):
-                            error = m["header"].get("error")
-                            if error is not None:
-                                raise error
-                        return out
-                    if kind == RTM_NEWADDR:
-                        out.append(bytes(buf[off:off + mlen]))
-                off += (mlen + 3) & ~3
+        seq = self._send_raw(RTM_GETADDR, _IFADDR.pack(family, 0, 0, 0, 0), _DUMP)
+        return [msg for kind, msg in self._replies(seq) if kind == RTM_NEWADDR]
 
     def _raw(self, mtype: int, body: bytes, flags: int = _REQ_ACK) -> bytes | None:
         """Send one request (by default NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and
         "set"); the first answer that is not the ACK (raw), or None."""
+        found = None
+        for _, msg in self._replies(self._send_raw(mtype, body, flags)):  # up to the ACK
+            if found is None:
+                found = msg
+        return found
+
+    def _send_raw(self, mtype: int, body: bytes, flags: int) -> int:
+        """Send a request of type `mtype` with `flags` and `body`; its sequence number."""
         self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
-        seq = self._seq
-        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, flags, seq, self._nl.epid or os.getpid())
+        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, flags, self._seq, self._nl.epid or os.getpid())
                    + body)
-        buf, found = self._buf, None
+        return self._seq
+
+    def _replies(self, seq: int):
+        """(type, raw message) of every answer to request `seq` until its ACK or NLMSG_DONE;
+        an error answer is raised as pyroute2's marshal builds it (NetlinkError)."""
+        buf = self._buf
         while True:
             n = self._sock.recv_into(buf)
             off = 0
@@ -192,15 +181,14 @@ class RtnlSocket:
                 if mlen < _NLMSG.size or off + mlen > n:
                     break
                 if mseq == seq:
+                    if kind == NLMSG_DONE:
+                        return
                     if kind == NLMSG_ERROR:
                         if struct.unpack_from("=i", buf, off + _NLMSG.size)[0]:
                             for m in self.parse(bytes(buf[off:off + mlen])):
                                 raise m["header"]["error"]
-                        return found  # the ACK
-                    if kind == NLMSG_DONE:
-                        return found
-                    if found is None:
-                        found = bytes(buf[off:off + mlen])
+                        return  # the ACK
+                    yield kind, bytes(buf[off:off + mlen])
                 off += (mlen + 3) & ~3
 
     def parse(self, data: bytes) -> list:
