@@ -1,4 +1,4 @@
-"""CNI_ARGS parsing, `K=V;K=V`, with the reference LoadArgs semantics (spec-notes §7.2)."""
+"""CNI_ARGS parsing, `K=V;K=V`, with the reference LoadArgs semantics (docs/spec-rules.md §7.2)."""
 
 from __future__ import annotations
 

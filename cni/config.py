@@ -12,7 +12,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cni import pydantic_boot  # noqa: F401 - before any model is built
-from cni.errors import ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line
+from cni.errors import ERR_DECODING_FAILURE, CNIError, one_line
+from cni.gocompat import decode
+from cni.gocompat.decode import short_text as _short
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -25,16 +27,10 @@ class CNIModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _match_keys_case_insensitively(cls, data: Any) -> Any:
-        # Go's encoding/json matches object keys to fields case-insensitively, and the last
-        # duplicate wins; configs written for the reference rely on it ("IPAM", "Bridge").
+        # Configs written for the reference rely on Go's key matching ("IPAM", "Bridge").
         if not isinstance(data, dict):
             return data
-        canon = _canonical_keys(cls)
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            name = canon.get(key.lower(), key) if isinstance(key, str) else key
-            out[name] = value
-        return out
+        return decode.match_keys(data, decode.key_table(cls), keep_unknown=True)
 
     def dump(self) -> dict[str, Any]:
         """The model as JSON-ready data, with the config's own key names, unset keys left out."""
@@ -57,7 +53,7 @@ class DNSConfig(CNIModel):
 
 
 class NetConf(CNIModel):
-    """The plugin configuration every plugin receives (spec-notes §5.2)."""
+    """The plugin configuration every plugin receives (docs/spec-rules.md §5.2)."""
 
     cniVersion: str = ""
     cniVersions: list[str] | None = None
@@ -76,39 +72,6 @@ class NetConf(CNIModel):
     attachments: list[dict[str, Any]] | None = Field(default=None, alias="cni.dev/attachments")
 
 
-_CANON_CACHE: dict[type, dict[str, str]] = {}
-
-
-def _canonical_keys(cls: type[BaseModel]) -> dict[str, str]:
-    canon = _CANON_CACHE.get(cls)
-    if canon is None:
-        canon = {}
-        for name, info in cls.model_fields.items():
-            key = info.alias or name
-            canon[key.lower()] = key
-        _CANON_CACHE[cls] = canon
-    return canon
-
-
-def _describe(err: dict, data: Any) -> tuple[int, str]:
-    loc = ".".join(str(p) for p in err.get("loc", ())) or "<config>"
-    value = err.get("input")
-    kind = err.get("type", "")
-    code = ERR_DECODING_FAILURE if kind.endswith("_type") else ERR_INVALID_NETWORK_CONFIG
-    msg = err.get("msg", "invalid value")
-    return code, f"invalid {loc} {one_line(_short(value))}: {msg}"
-
-
-def _short(value: Any) -> str:
-    import json
-
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def load(model: type[M], data: Any) -> M:
     """Validate `data` (a decoded JSON object) as `model`; CNIError 6 (wrong JSON type) or 7.
 
@@ -119,15 +82,13 @@ def load(model: type[M], data: Any) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        errors = e.errors(include_url=False)
-        code, text = _describe(errors[0], data) if errors else (ERR_INVALID_NETWORK_CONFIG, str(e))
-        raise CNIError(code, one_line(text)) from None
+        raise decode.config_error(e) from None
 
 
 def valid_attachments(conf: dict) -> set[tuple[str, str]]:
     """The GC attachment set: `cni.dev/valid-attachments`, else `cni.dev/attachments`.
 
-    A missing key or null means no attachment is valid (spec-notes §3.6).
+    A missing key or null means no attachment is valid (docs/spec-rules.md §3.6).
     """
     raw = conf.get("cni.dev/valid-attachments")
     if raw is None:

@@ -1,4 +1,4 @@
-"""CNI errors: one exception type and the well-known codes (spec-notes §2)."""
+"""CNI errors: one exception type and the well-known codes (docs/spec-rules.md §2)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class CNIError(Exception):
 
     def to_json(self, cni_version: str | None = None) -> str:
         """The error JSON as the skel prints it: 4-space indent, no trailing newline, Go escapes."""
-        from cni.gojson import marshal_indent
+        from cni.gocompat.json import marshal_indent
 
         return marshal_indent(self.to_dict(cni_version))
 

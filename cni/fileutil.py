@@ -103,18 +103,22 @@ def sweep_dead_temps(directory: str, prefix: str = ".") -> int:
     return removed
 
 
-def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Replace the file at `path` with `data` atomically and durably, file mode `mode`.
+def atomic_write(
+    path: str, data: bytes, mode: int = 0o600, *, durable: bool = True, temp_dir: str | None = None
+) -> None:
+    """Replace the file at `path` with `data` atomically, file mode `mode`.
 
-    The data goes to a temporary file in the same directory, which is fsynced, renamed over
-    `path`, and then the directory is fsynced. On any error the temporary file is removed, the
-    old content of `path` (if any) is untouched, and the OSError is raised.
+    The data goes to a temporary file (`.<name>.tmp-<pid>-<hex>`, which `sweep_dead_temps`
+    recognises) in `temp_dir`, by default the directory of `path` (it must be on the same file
+    system), and is renamed over `path`. With `durable` the file is fsynced before the rename
+    and the directory after it; without, a killed writer still never leaves a partial file at
+    `path`, but a power loss may lose the new content. On any error the temporary file is
+    removed, the old content of `path` (if any) is untouched, and the OSError is raised.
     """
-    import secrets
-
     directory, name = os.path.split(path)
     directory = directory or "."
-    tmp = os.path.join(directory, f".{name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}")
+    unique = f"{os.getpid()}-{os.urandom(4).hex()}"  # a worker's threads share the pid
+    tmp = os.path.join(temp_dir or directory, f".{name}{TMP_MARK}{unique}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
         try:
@@ -123,7 +127,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
                 written = os.write(fd, view)
                 view = view[written:]
             os.fchmod(fd, mode)  # the umask must not loosen or tighten what was asked for
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -133,7 +138,8 @@ def atomic_write(path: str, data: bytes, mode: int = 0o600) -> None:
         except OSError:
             pass
         raise
-    fsync_dir(directory)
+    if durable:
+        fsync_dir(directory)
 
 
 def remove(path: str, *, durable: bool = True) -> bool:

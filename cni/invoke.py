@@ -1,4 +1,4 @@
-"""Finding and running plugins: delegation (spec-notes §6) and the runtime's exec (§2.4).
+"""Finding and running plugins: delegation (docs/spec-rules.md §6) and the runtime's exec (§2.4).
 
 A delegate that is one of this suite's own executables (same inode as the file this process
 started from) runs in this interpreter through `cni.skel.run`; anything else is executed. Both
@@ -89,7 +89,8 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, 
 
 
 def plugin_error(rc: int, stdout: bytes, stderr: bytes) -> CNIError:
-    """Turn a failed plugin's output into a CNIError as the reference runtime does (§2.4)."""
+    """Turn a failed plugin's output into a CNIError as the reference runtime does
+    (docs/spec-rules.md §2.4)."""
     import json
 
     exit_text = f"exit status {rc}" if rc >= 0 else f"signal: {-rc}"

@@ -141,13 +141,13 @@ def _open_netns(path: str) -> int:
     try:
         magic = _statfs_type(path)
     except OSError as err:
-        from cni.gojson import quote  # error path only: keeps this module's import cheap
+        from cni.gocompat.json import quote  # error path only: keeps this module's import cheap
 
         msg = f"failed to Statfs {quote(path)}: {os_error_text(err)}"
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
         raise cls(path, msg) from None
     if magic not in (NSFS_MAGIC, PROCFS_MAGIC):
-        from cni.gojson import quote
+        from cni.gocompat.json import quote
 
         raise NotANetnsError(path, f"unknown FS magic on {quote(path)}: {magic:x}")
     try:
@@ -250,7 +250,7 @@ def in_netns(path: str) -> _InNetns:
 def same_as_current(path: str) -> bool:
     """True when `path` names the calling thread's own network namespace.
 
-    The reference's execution-context check (spec-notes §1.3): compare st_dev/st_ino of
+    The reference's execution-context check (docs/spec-rules.md §1.3): compare st_dev/st_ino of
     `path` with those of the thread's /proc/thread-self/ns/net. A path that cannot be
     opened or stat'ed (empty, missing, unreadable) gives False: the check "silently
     passes". Raises CNIError code 8 `get plugin's netns failed` only when the thread's

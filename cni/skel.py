@@ -2,7 +2,7 @@
 
 `run()` is a pure function of (environment, stdin) that returns (exit status, stdout text): the
 process entry `main()` and in-process delegation both go through it, so a delegate that runs in
-this interpreter is indistinguishable from one that is executed (spec-notes §1.6).
+this interpreter is indistinguishable from one that is executed (docs/spec-rules.md §1.6).
 """
 
 from __future__ import annotations

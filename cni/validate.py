@@ -1,4 +1,4 @@
-"""Validation of names exactly as the reference does it (spec-notes §1.3)."""
+"""Validation of names exactly as the reference does it (docs/spec-rules.md §1.3)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def utf8_name(value: str, what: str, code: int = ERR_INVALID_ENVIRONMENT_VARIABL
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        from cni.gojson import quote
+        from cni.gocompat.json import quote
 
         raise CNIError(code, f"{what} {quote(value)} is not valid UTF-8") from None
     return value

@@ -1,4 +1,5 @@
-"""Spec versions: parsing, comparison, the supported list and the gating matrix (spec-notes §2.3, §3.8)."""
+"""Spec versions: parsing, comparison, the supported list and the gating matrix
+(docs/spec-rules.md §2.3, §3.8)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from cni.errors import (
     one_line,
 )
 
-ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
-LEGACY = ("0.1.0", "0.2.0")
+# The newest spec version: the one place that names it (tests/test_layering.py keeps it so).
 CURRENT = "1.1.0"
+ALL = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", CURRENT)
+LEGACY = ("0.1.0", "0.2.0")
+# The version each later command first appeared in.
+SINCE = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}
 
 
 def parse(version: str) -> tuple[int, int, int]:
@@ -55,7 +59,8 @@ def config_version(conf: dict) -> str:
     if v is None:
         return ""
     if not isinstance(v, str):
-        from cni.gojson import json_kind  # error path only: this module is on every start-up path
+        # Imported on the error path only: this module is on every start-up path.
+        from cni.gocompat.json import json_kind
 
         raise CNIError(
             ERR_DECODING_FAILURE,
@@ -76,13 +81,13 @@ def incompatible(version: str, supported: tuple[str, ...] | list[str]) -> CNIErr
 
 
 def check_command(command: str, version: str, supported: tuple[str, ...] | list[str]) -> None:
-    """Apply the skel's gate for `command` to the config `version` (spec-notes §3.8).
+    """Apply the skel's gate for `command` to the config `version` (docs/spec-rules.md §3.8).
 
     ADD/DEL need exact membership (empty means 0.1.0). CHECK needs 0.4.0+, STATUS and GC 1.1.0+,
     checked against the config and then against the plugin's list.
     """
     effective = version or "0.1.0"
-    minimum = {"CHECK": "0.4.0", "STATUS": "1.1.0", "GC": "1.1.0"}.get(command)
+    minimum = SINCE.get(command)
     if minimum is not None:
         if not greater_than_or_equal(effective, minimum):
             raise CNIError(

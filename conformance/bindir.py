@@ -1,8 +1,8 @@
 """A directory of CNI executables under test: which plugins it has, whose they are, how to run them.
 
 Only the protocol is used: an executable is "present" when the file exists, and what it is (our
-suite or the Go reference, HEAD-level or v1.1.1) is read from its own VERSION answer and about
-text, never from its path.
+suite or the Go reference, speaking spec 1.1.0 like upstream 3d27709f, or v1.1.1) is read from its
+own VERSION answer and about text, never from its path.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from conformance import harness_link as hl
 PLUGINS = ("loopback", "host-local", "bridge", "portmap", "flannel")
 """Plugin executables the suite knows how to drive (cnitool is a runtime, not a plugin)."""
 
-ALL_VERSIONS_HEAD = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
-ALL_VERSIONS_V111 = ALL_VERSIONS_HEAD[:-1]
+ALL_VERSIONS = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+ALL_VERSIONS_V111 = ALL_VERSIONS[:-1]
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,8 @@ class CniDir:
 
     @cached_property
     def speaks_1_1(self) -> bool:
-        """True when the plugins accept spec 1.1.0 (HEAD-level); False for the v1.1.1 reference."""
+        """True when the plugins accept spec 1.1.0 (as upstream 3d27709f); False for the v1.1.1
+        reference."""
         for name in self.present():
             p = self.probe(name)
             if p.ok:

@@ -8,13 +8,13 @@
 * `files(dir)`: every file and directory below `dir` with its mode and content.
 * `outcome(run)`: exit status plus the parsed result or error object.
 
-`Normaliser` then replaces only what the notes call random: MAC addresses, veth names
-(``veth`` + 8 hex), IPv6 link-local addresses derived from them, and the per-run namespace
-names and temp paths. Replacements are numbered by first appearance, so "the bridge has the
-host veth's MAC" survives normalisation. One relation stays random and cannot be normalised:
-an unpinned bridge takes the lowest MAC of its ports, so with several ports which one it copies
-varies per run; scenarios with several pods on one bridge use isGateway (which pins the bridge
-MAC at the first ADD).
+`Normaliser` then replaces only what docs/reference-behaviour.md calls random: MAC addresses,
+veth names (``veth`` + 8 hex), IPv6 link-local addresses derived from them, and the per-run
+namespace names and temp paths. Replacements are numbered by first appearance, so "the bridge has
+the host veth's MAC" survives normalisation. One relation stays random and cannot be normalised: an
+unpinned bridge takes the lowest MAC of its ports, so with several ports which one it copies varies
+per run; scenarios with several pods on one bridge use isGateway (which pins the bridge MAC at the
+first ADD).
 """
 
 from __future__ import annotations

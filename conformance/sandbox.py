@@ -186,16 +186,21 @@ _LEASE_NAME = re.compile(r"(^|/)(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]*|las
 
 
 def canonical(obs: Any, cni: CniDir) -> Any:
-    """`obs` with the listed deviations folded to the HEAD / ours form, for comparison only.
+    """`obs` with the listed deviations folded to the upstream 3d27709f / ours form, for comparison
+    only.
 
-    * R1: an empty `dns` object of a 1.x result is dropped (HEAD omits it).
+    * R1: an empty `dns` object of a 1.x result is dropped (upstream 3d27709f omits it).
     * I1: `cniVersion` inside an error object is dropped (ours adds it on purpose).
     * R4: on the v1.1.1 side, host-local lease / last_reserved files of mode 0644 read 0600.
     * I5: on our side, entries of the host-local owner index directory are left out.
+    * I15: on our side, the lease counts after an exhaustion message are left out.
+    * I16: on our side, the attached ports after a bridge address refusal are left out.
     """
     r4 = deviations.get("R4-lease-file-mode").old_side(cni)
 
     i5 = not deviations.get("I5-host-local-index").old_side(cni)
+    i15 = not deviations.get("I15-host-local-exhaustion-counts").old_side(cni)
+    i16 = not deviations.get("I16-bridge-readdress").old_side(cni)
 
     def walk(o: Any, key: str = "") -> Any:
         if isinstance(o, dict):
@@ -203,6 +208,10 @@ def canonical(obs: Any, cni: CniDir) -> Any:
                  if not (i5 and deviations.INDEX_DIR in k.split("/"))}
             if "code" in d and "msg" in d:
                 d.pop("cniVersion", None)
+                if i15 and isinstance(d["msg"], str):
+                    d["msg"] = deviations.EXHAUSTION_COUNTS.sub("", d["msg"])
+                if i16 and isinstance(d["msg"], str):
+                    d["msg"] = deviations.PORTS_ATTACHED.sub("", d["msg"])
             ver = d.get("cniVersion")
             if isinstance(ver, str) and ver.startswith("1.") and d.get("dns") == {}:
                 d.pop("dns")

@@ -19,7 +19,7 @@ SUBNET_ENV_V4 = (
     "FLANNEL_MTU=1472\n"
     "FLANNEL_IPMASQ=true\n"
 )
-"""flannel-notes §3.4 / §5.2: the upstream v4 fixture."""
+"""docs/flannel-behaviour.md §3.4 / §5.2: the upstream v4 fixture."""
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class Node:
         return f"{self.network_addr}/{self.subnet.split('/')[1]}"
 
     def subnet_env_text(self) -> str:
-        """subnet.env exactly as flanneld writes it (flannel-notes §2.1)."""
+        """subnet.env exactly as flanneld writes it (docs/flannel-behaviour.md §2.1)."""
         return (f"FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET={self.subnet}\n"
                 f"FLANNEL_MTU={MTU}\nFLANNEL_IPMASQ=true\n")
 
@@ -131,8 +131,8 @@ class TwoNodes:
                 "delegate": {"hairpinMode": True, "isDefaultGateway": True}}
 
     def bridge_conf(self, n: Node) -> dict[str, Any]:
-        """The bridge config flannel generates for node `n` (flannel-notes §3.2-3.4), used to
-        attach pods when a directory has no flannel (the reference stand-in)."""
+        """The bridge config flannel generates for node `n` (docs/flannel-behaviour.md §3.2-3.4),
+        used to attach pods when a directory has no flannel (the reference stand-in)."""
         return {"cniVersion": "1.0.0", "name": "cbr0", "type": "bridge", "ipMasq": False,
                 "isGateway": True, "mtu": MTU, "hairpinMode": True, "isDefaultGateway": True,
                 "ipam": {"type": "host-local", "dataDir": str(n.ipam_data),

@@ -7,9 +7,10 @@ IPv4-mapped IPv6, which Go's `To4()` turns into IPv4) and 128 for IPv6.
 
 from __future__ import annotations
 
+from _socket import AF_INET, inet_pton  # C module, loaded with the interpreter
 from typing import NamedTuple
 
-from cni.goip import ipv6_text
+from cni.gocompat.ip import ipv6_text
 
 
 class Addr(NamedTuple):
@@ -37,6 +38,14 @@ def parse(s: str) -> Addr | None:
     """
     if not isinstance(s, str) or not s or not s.isascii() or "%" in s or "/" in s:
         return None
+    if ":" not in s:
+        # IPv4 only: inet_pton accepts exactly what ipaddress does (four decimal octets, no
+        # leading zeros, nothing around them) at a tenth of the cost, which counts when every
+        # lease file name of a directory of 60,000 is parsed (cnitool doctor).
+        try:
+            return Addr(32, int.from_bytes(inet_pton(AF_INET, s), "big"))
+        except OSError:
+            return None
     import ipaddress
 
     try:

@@ -24,6 +24,15 @@ class AllocationError(Exception):
     """A range set cannot give an address; str() is the reference's message for it."""
 
 
+class Exhausted(AllocationError):
+    """Every address of range set `set_index` (`range_set`) is leased."""
+
+    def __init__(self, message: str, set_index: int, range_set: RangeSet) -> None:
+        super().__init__(message)
+        self.set_index = set_index
+        self.range_set = range_set
+
+
 @dataclass(frozen=True)
 class Choice:
     """The address chosen for one range set: range set index, its range and the address."""
@@ -116,8 +125,15 @@ def plan(
                         )
                 found = first_free(rs, store.last_reserved(idx), is_free, store.names)
                 if found is None:
-                    raise AllocationError(f"no IP addresses available in range set: {rs}")
+                    raise Exhausted(
+                        f"failed to allocate for range {idx}: "
+                        f"no IP addresses available in range set: {rs}",
+                        idx,
+                        rs,
+                    )
                 choice = Choice(idx, rs, found[0], found[1])
+        except Exhausted:
+            raise
         except AllocationError as e:
             raise AllocationError(f"failed to allocate for range {idx}: {e}") from None
         chosen.add(choice.name)
@@ -129,8 +145,15 @@ def plan(
     return out
 
 
-def commit_plan(store, choices: list[Choice], container_id: str, ifname: str) -> None:
-    """Write the leases of a plan and each set's last_reserved_ip; all or nothing.
+def commit_plan(
+    store,
+    choices: list[Choice],
+    container_id: str,
+    ifname: str,
+    netns: tuple[str, int, int] | None = None,
+) -> None:
+    """Write the leases of a plan and each set's last_reserved_ip; all or nothing. `netns` is
+    noted beside each lease (Store.reserve).
 
     A lease that appeared since planning (only possible for a writer that ignores the lock)
     rolls back what this call wrote and raises the reference's "not available" error.
@@ -138,7 +161,7 @@ def commit_plan(store, choices: list[Choice], container_id: str, ifname: str) ->
     done: list[Choice] = []
     try:
         for c in choices:
-            if not store.reserve(c.name, container_id, ifname):
+            if not store.reserve(c.name, container_id, ifname, netns):
                 raise AllocationError(
                     f"failed to allocate for range {c.set_index}: requested IP address "
                     f"{c.name} is not available in range set {c.range_set}"

@@ -1,9 +1,9 @@
 """host-local configuration: the pydantic models and the reference's load-and-validate steps.
 
 `load(conf, cni_args)` is the one way in. It follows the reference's LoadIPAMConfig order
-(plugins-notes §1.1, §1.2): decode (shapes, then address texts), `ipam` present, CNI_ARGS,
-requested IPs, range sets assembled (runtime ipRanges, legacy single range, `ranges`), each
-set canonicalised, the 0.2.0 per-family limit, and overlaps between sets. Messages are the
+(docs/reference-behaviour.md §1.1, §1.2): decode (shapes, then address texts), `ipam` present,
+CNI_ARGS, requested IPs, range sets assembled (runtime ipRanges, legacy single range, `ranges`),
+each set canonicalised, the 0.2.0 per-family limit, and overlaps between sets. Messages are the
 reference's; the codes are the well-known ones (6 undecodable, 4 bad CNI_ARGS, 7 invalid).
 """
 
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-
-from pydantic import ValidationError
 
 from cni.config import CNIModel
 from cni.errors import (
@@ -144,16 +142,10 @@ def _requested(value: str | None) -> Addr | object:
 def _routes(items: list[dict[str, Any] | None] | None) -> list[Any]:
     if not items:
         return []
-    from cni.result import GO_JSON, Route
-    from cni.result_types import validation_to_cni
+    from cni.gocompat.decode import go_validate
+    from cni.result import Route
 
-    out = []
-    for item in items:
-        try:
-            out.append(Route.model_validate(item or {}, context={GO_JSON: True}))
-        except ValidationError as exc:
-            raise validation_to_cni(exc, "Route", go_json=True) from None
-    return out
+    return [go_validate(Route, item or {}, "Route") for item in items]
 
 
 def _model(conf: dict) -> HostLocalNet:

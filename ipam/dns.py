@@ -1,4 +1,5 @@
-"""resolv.conf parsing for the `resolvConf` key, as the reference's dns.go (plugins-notes §1.6)."""
+"""resolv.conf parsing for the `resolvConf` key, as the reference's dns.go
+(docs/reference-behaviour.md §1.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""host-local IPAM: addresses from configured ranges, leases as files (plugins-notes §1).
+"""host-local IPAM: addresses from configured ranges, leases as files (docs/reference-behaviour.md
+§1).
 
 A drop-in for the reference host-local: same configuration, results, messages and files, so
 a node can switch between the two (or run both) without losing a lease. Beyond the
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
+from cni.gocompat.decode import field
 from cni.skel import CmdArgs, Plugin
+from cni.version import CURRENT
 
 
 def _settings(args: CmdArgs, cni_args: str | None = None):
@@ -22,7 +25,8 @@ def _settings(args: CmdArgs, cni_args: str | None = None):
 
 def cmd_add(args: CmdArgs):
     """Lease one address per range set to (CNI_CONTAINERID, CNI_IFNAME) and return them."""
-    from ipam.allocator import AllocationError, commit_plan, plan
+    from ipam.allocator import AllocationError, Exhausted, commit_plan, plan
+    from ipam.lease_record import netns_identity
     from ipam.store import Store
 
     s = _settings(args)
@@ -31,10 +35,14 @@ def cmd_add(args: CmdArgs):
         from ipam.dns import parse_resolv_conf
 
         dns = parse_resolv_conf(s.resolv_conf)
+    netns = netns_identity(args.netns)
     with Store.open(s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))) as store:
         try:
-            choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
-            commit_plan(store, choices, args.container_id, args.ifname)
+            try:
+                choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
+            except Exhausted as e:
+                choices = _plan_after_reclaim(store, s, args, e)
+            commit_plan(store, choices, args.container_id, args.ifname, netns)
         except AllocationError as e:
             raise CNIError(ERR_INTERNAL, one_line(str(e))) from None
 
@@ -45,7 +53,43 @@ def cmd_add(args: CmdArgs):
         fields["routes"] = s.routes
     if dns is not None:
         fields["dns"] = dns
-    return new_result("1.1.0", **fields)
+    return new_result(CURRENT, **fields)
+
+
+def _plan_after_reclaim(store, s, args: CmdArgs, exhausted):
+    """A range set is exhausted: free the provably dead leases (ipam/liveness.py) and plan
+    again. When that still fails, the reference's message gets how many leases the set holds,
+    how many look dead, and the command that frees them."""
+    import sys
+
+    from ipam.addr import parse
+    from ipam.allocator import Exhausted, plan
+    from ipam.liveness import DEAD, UNKNOWN, reclaim_in, states_in
+
+    freed = reclaim_in(store, states_in(store))
+    if freed:
+        shown = ", ".join(f"{f.ip} ({f.container_id}: {f.reason})" for f in freed[:8])
+        more = f" and {len(freed) - 8} more" if len(freed) > 8 else ""
+        sys.stderr.write(
+            f"host-local: {s.name}: range set exhausted, freed {len(freed)} provably dead "
+            f"leases: {shown}{more}\n"
+        )
+    try:
+        return plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
+    except Exhausted as e:
+        exhausted = e
+    rs = exhausted.range_set
+    states = [st for st in states_in(store) if rs.contains(parse(st.ip))]
+    held = sum(1 for n in store.names() if (a := parse(n)) is not None and rs.contains(a))
+    dead = sum(1 for st in states if st.state == DEAD)
+    unknown = sum(1 for st in states if st.state == UNKNOWN)
+    raise Exhausted(
+        f"{exhausted}; leases held: {held}, provably dead: {dead}, cannot be judged: {unknown} "
+        f"(no liveness record or namespace); free dead leases with "
+        f"`cnitool doctor --fix --network {s.name}`",
+        exhausted.set_index,
+        rs,
+    )
 
 
 def cmd_del(args: CmdArgs) -> None:
@@ -102,10 +146,7 @@ def _prev_addresses(conf: dict) -> list:
     """The addresses listed in the config's prevResult (any result version), leniently."""
     from ipam.addr import parse_cidr
 
-    prev = None
-    for key, value in conf.items():
-        if isinstance(key, str) and key.lower() == "prevresult":
-            prev = value
+    prev = field(conf, "prevresult")
     if not isinstance(prev, dict):
         return []
     texts = []

@@ -5,7 +5,10 @@ them); this index is a cache derived from them, kept under `<network dir>/.pycni
 
 * `00` .. `ff`: buckets keyed by a CRC of the container ID; a line per lease file,
   `<file name>\\t<container ID>\\t<ifname>` (or `<file name>\\t<container ID>` for a legacy
-  lease that holds the ID only).
+  lease that holds the ID only), followed, for a lease we wrote, by its liveness record (boot
+  ID, namespace path and inode: ipam/lease_record.py). A rebuild keeps the record of every lease
+  whose file still has the same owner and inode, so records survive reboots and changes made
+  by others; a lease without one (written by the reference) is never judged dead.
 * `state`: when the index was last known to match the directory.
 
 Trust rule. After every change we make (under the store lock) the network directory's mtime
@@ -33,14 +36,13 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from cni import fileutil
+from ipam.lease_record import Host, LeaseRecord, decode, encode
 
 INDEX_DIR = ".pycni-index"
 STATE = "state"
-FORMAT = 1
+FORMAT = 2  # 2: lines may carry a liveness record (older versions rebuild)
 _SENTINEL_AGE_NS = 1_000_000_000
 _WS = " \t\n\r\v\f"
-
-_boot_id: str | None = None
 
 
 class Entry(NamedTuple):
@@ -53,14 +55,7 @@ class Entry(NamedTuple):
 
 def boot_id() -> str:
     """This boot's ID (changes at every reboot, so an index never survives a power loss)."""
-    global _boot_id
-    if _boot_id is None:
-        try:
-            with open("/proc/sys/kernel/random/boot_id", "rb") as f:
-                _boot_id = f.read().decode().strip()
-        except OSError:
-            _boot_id = ""
-    return _boot_id
+    return Host.current().boot_id()
 
 
 def owner_of(content: bytes) -> tuple[str, str | None] | None:
@@ -91,40 +86,10 @@ def _is_bucket(name: str) -> bool:
     return len(name) == 2 and all(c in "0123456789abcdef" for c in name)
 
 
-def _write_new(path: str, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` to `path`, which must not exist (a leftover of a crash is removed first).
-
-    O_EXCL after unlinking guarantees we never write through an old hard link.
-    """
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
 def temp_path(directory: str, name: str) -> str:
-    """The temporary file used to replace or create `name`; starts with a dot (never a lease)."""
+    """A temporary file name for `name`: pid-tagged for the dead-writer sweep, starts with a dot
+    (never a lease)."""
     return os.path.join(directory, f".{name}.tmp-{os.getpid()}")
-
-
-def replace_file(directory: str, name: str, data: bytes, target: str | None = None) -> None:
-    """Atomically replace `target` (default `<directory>/<name>`) with `data`, via a temporary
-    file in `directory`. Not fsynced: everything written this way is derived data or a hint."""
-    tmp = temp_path(directory, name)
-    _write_new(tmp, data)
-    try:
-        os.replace(tmp, target or os.path.join(directory, name))
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class OwnerIndex:
@@ -139,6 +104,7 @@ class OwnerIndex:
         self._buckets: dict[str, list[Entry]] = {}
         self._dirty: set[str] = set()
         self._replaced = False
+        self._records: dict[str, tuple[Entry, LeaseRecord]] = {}  # by lease name
 
     # ------------------------------------------------------------------ trust
 
@@ -174,7 +140,8 @@ class OwnerIndex:
         st = os.stat(self.netdir)
         os.utime(self.netdir, ns=(st.st_atime_ns, time.time_ns() - _SENTINEL_AGE_NS))
         ident = json.dumps(self._dir_identity(), sort_keys=True).encode()
-        replace_file(self.root, STATE, ident)
+        # Not fsynced, like every file of the index: derived data, rebuilt when in doubt.
+        fileutil.atomic_write(os.path.join(self.root, STATE), ident, durable=False)
 
     # ------------------------------------------------------------------ buckets
 
@@ -191,22 +158,47 @@ class OwnerIndex:
                 data = ""
             for line in data.split("\n"):
                 parts = line.split("\t")
-                if len(parts) == 3:
-                    entries.append(Entry(parts[0], parts[1], parts[2]))
+                if len(parts) >= 3:
+                    e = Entry(parts[0], parts[1], parts[2])
+                    entries.append(e)
+                    rec = decode(parts[3:])
+                    if rec is not None:
+                        self._records[e.name] = (e, rec)
                 elif len(parts) == 2:
                     entries.append(Entry(parts[0], parts[1], None))
         self._buckets[key] = entries
         return entries
 
+    def entries(self) -> list[Entry]:
+        """Every indexed lease (reads all buckets: O(leases), for whole-network queries)."""
+        out: list[Entry] = []
+        for i in range(256):
+            out.extend(self._bucket(f"{i:02x}"))
+        return out
+
+    def record(self, entry: Entry) -> LeaseRecord | None:
+        """The liveness record kept for `entry` (its bucket must have been read), or None."""
+        kept = self._records.get(entry.name)
+        return kept[1] if kept is not None and kept[0] == entry else None
+
+    def records(self) -> dict[str, tuple[Entry, LeaseRecord]]:
+        """Every liveness record with the lease it was written for, by lease name."""
+        self.entries()
+        return dict(self._records)
+
     def lookup(self, cid: str) -> list[Entry]:
         """Every indexed lease whose owner has container ID `cid` (any ifname, legacy too)."""
         return [e for e in self._bucket(bucket_key(cid)) if e.cid == cid]
 
-    def add(self, entry: Entry) -> None:
-        """Record a lease file that was just created."""
+    def add(self, entry: Entry, record: LeaseRecord | None = None) -> None:
+        """Record a lease file that was just created (with its liveness record, if any)."""
         key = bucket_key(entry.cid)
         self._bucket(key).append(entry)
         self._dirty.add(key)
+        if record is not None:
+            self._records[entry.name] = (entry, record)
+        else:
+            self._records.pop(entry.name, None)
 
     def discard(self, entry: Entry) -> None:
         """Forget a lease file that was just removed."""
@@ -215,15 +207,25 @@ class OwnerIndex:
         if entry in bucket:
             bucket.remove(entry)
             self._dirty.add(key)
+        kept = self._records.get(entry.name)
+        if kept is not None and kept[0] == entry:
+            del self._records[entry.name]
 
-    def replace_all(self, entries: Iterable[Entry]) -> None:
-        """Make the index exactly `entries` (a full scan of the directory)."""
+    def replace_all(
+        self, entries: Iterable[Entry], records: dict[str, LeaseRecord] | None = None
+    ) -> None:
+        """Make the index exactly `entries` (a full scan of the directory), keeping the
+        liveness records given by lease name (each must belong to that entry's lease)."""
         self._buckets = {}
+        self._records = {}
         self._replaced = True
         for e in entries:
             if any(c in "\t\n" for c in e.name):
                 continue  # cannot be written as a line; never a lease the reference makes
             self._buckets.setdefault(bucket_key(e.cid), []).append(e)
+            rec = (records or {}).get(e.name)
+            if rec is not None:
+                self._records[e.name] = (e, rec)
         self._dirty = set(self._buckets)
 
     # ------------------------------------------------------------------ persistence
@@ -242,13 +244,22 @@ class OwnerIndex:
             if not entries:
                 self._unlink(key)
                 continue
-            lines = [
-                f"{e.name}\t{e.cid}\t{e.ifname}\n" if e.ifname is not None else f"{e.name}\t{e.cid}\n"
-                for e in entries
-            ]
-            replace_file(self.root, key, "".join(lines).encode("utf-8", "surrogateescape"))
+            lines = [self._line(e) for e in entries]
+            fileutil.atomic_write(
+                os.path.join(self.root, key),
+                "".join(lines).encode("utf-8", "surrogateescape"),
+                durable=False,
+            )
         self._dirty.clear()
         self._seal()
+
+    def _line(self, e: Entry) -> str:
+        if e.ifname is None:
+            return f"{e.name}\t{e.cid}\n"
+        rec = self.record(e)
+        if rec is None:
+            return f"{e.name}\t{e.cid}\t{e.ifname}\n"
+        return f"{e.name}\t{e.cid}\t{e.ifname}\t{encode(rec)}\n"
 
     def _unlink(self, name: str) -> None:
         try:

@@ -1,8 +1,8 @@
 """Ranges and range sets: canonicalisation, membership, overlap and the round-robin iterator.
 
-Semantics and error texts are the reference's (plugins-notes §1.3, §1.4): only the gateway is
-never handed out; the network address and the IPv4 broadcast are excluded by the defaults of
-rangeStart/rangeEnd alone; the IPv6 default rangeEnd is the last address of the prefix.
+Semantics and error texts are the reference's (docs/reference-behaviour.md §1.3, §1.4): only the
+gateway is never handed out; the network address and the IPv4 broadcast are excluded by the defaults
+of rangeStart/rangeEnd alone; the IPv6 default rangeEnd is the last address of the prefix.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def canonicalize_set(raws: list[RawRange | None] | None) -> RangeSet:
 
 
 def candidates(rs: RangeSet, last: Addr | None) -> Iterator[tuple[Range, Addr]]:
-    """Addresses to try, in the reference's round-robin order (plugins-notes §1.4).
+    """Addresses to try, in the reference's round-robin order (docs/reference-behaviour.md §1.4).
 
     When `last` (the last reserved address) lies in the set, start right after it (moving to the
     next range's start after a range's end, wrapping to the first range) and try `last` itself

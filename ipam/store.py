@@ -1,4 +1,5 @@
-"""The disk store: `<dataDir>/<network>/` in the reference's exact layout (plugins-notes §1.5).
+"""The disk store: `<dataDir>/<network>/` in the reference's exact layout
+(docs/reference-behaviour.md §1.5).
 
 * `<ip>`: one lease file per address, content `<containerID>\\r\\n<ifname>`, mode 0600.
 * `last_reserved_ip.<range set index>`: the last address reserved in that set, no newline.
@@ -20,7 +21,8 @@ import os
 from cni import fileutil
 from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line, os_error_text
 from ipam.addr import Addr, parse
-from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, replace_file, temp_path
+from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, temp_path
+from ipam.lease_record import Host, LeaseRecord
 
 LOCK_FILE = "lock"
 LAST_RESERVED = "last_reserved_ip."
@@ -187,15 +189,24 @@ class Store:
         return out
 
     def rebuild_index(self, scanned: list[tuple[str, bytes | None]] | None = None) -> None:
-        """Rebuild the owner index from the lease files (or from an existing `scan()`)."""
+        """Rebuild the owner index from the lease files (or from an existing `scan()`).
+
+        Liveness records are kept for the leases whose file still has the owner and the inode
+        the record was written for; any other lease loses its record."""
+        old = self.index.records()
         if scanned is None:
             scanned = self.scan()
         entries = []
+        records: dict[str, LeaseRecord] = {}
         for name, content in scanned:
             owner = owner_of(content) if content is not None else None
             if owner is not None:
-                entries.append(Entry(name, owner[0], owner[1]))
-        self.index.replace_all(entries)
+                e = Entry(name, owner[0], owner[1])
+                entries.append(e)
+                kept = old.get(name)
+                if kept is not None and kept[0] == e and kept[1].lease_file and self._file_id(name) == kept[1].lease_file:
+                    records[name] = kept[1]
+        self.index.replace_all(entries, records)
         self._index_checked = True
         self._changed = True
 
@@ -204,6 +215,14 @@ class Store:
             if not self.index.is_current():
                 self.rebuild_index()
             self._index_checked = True
+
+    def _file_id(self, name: str) -> str:
+        """`<inode>.<ctime ns>` of file `name` ("" when it cannot be examined)."""
+        try:
+            st = os.lstat(os.path.join(self.dir, name))
+        except OSError:
+            return ""
+        return f"{st.st_ino}.{st.st_ctime_ns}"
 
     def _read_owner(self, name: str) -> tuple[str, str | None] | None:
         content = read_small(os.path.join(self.dir, name))
@@ -241,6 +260,25 @@ class Store:
     def holder(self, name: str) -> tuple[str, str | None] | None:
         """The owner recorded in lease file `name`, or None (missing or unmatchable)."""
         return self._read_owner(name)
+
+    def leases(self) -> list[tuple[Entry, LeaseRecord | None]]:
+        """Every lease with an owner, with its liveness record (None: none kept). Reads the
+        whole index (rebuilt first when it does not match the directory): O(leases)."""
+        self._ensure_index()
+        return [(e, self.index.record(e)) for e in self.index.entries()]
+
+    def still_holds(self, e: Entry, lease_file: str) -> bool:
+        """True when lease file `e.name` is still the file `lease_file` (LeaseRecord.lease_file)
+        and holds e's owner."""
+        return (
+            bool(lease_file)
+            and self._file_id(e.name) == lease_file
+            and self._read_owner(e.name) == (e.cid, e.ifname)
+        )
+
+    def free(self, e: Entry) -> bool:
+        """Remove lease `e` (file and index entry); False when the file could not be removed."""
+        return self._remove(e)
 
     def exists(self, name: str) -> bool:
         """True when a directory entry `name` exists (a lease, whatever its content)."""
@@ -314,10 +352,18 @@ class Store:
             except FileNotFoundError:
                 pass
 
-    def reserve(self, name: str, container_id: str, ifname: str) -> bool:
+    def reserve(
+        self,
+        name: str,
+        container_id: str,
+        ifname: str,
+        netns: tuple[str, int, int] | None = None,
+    ) -> bool:
         """Create lease file `name` for (ID, ifname) if it does not exist; False if it does.
 
-        Content `<ID trimmed>\\r\\n<ifname>`, mode 0600; never visible half-written.
+        Content `<ID trimmed>\\r\\n<ifname>`, mode 0600; never visible half-written. With
+        `netns` (lease_record.netns_identity of CNI_NETNS), the index also keeps this boot's
+        ID and that namespace beside the lease, so its death can later be proven.
         """
         cid = container_id.strip()
         content = _lease_content(container_id, ifname)
@@ -330,12 +376,17 @@ class Store:
         except OSError as e:
             raise _io_error(f"cannot create lease {os.path.join(self.dir, name)}", e) from None
         self._changed = True
-        self.index.add(Entry(name, cid, ifname))
         self._spares.pop()  # a fresh inode for every lease: the linked temp name goes
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        record = None
+        if netns is not None:
+            # Identified by inode and ctime, taken after the unlink above (which sets ctime):
+            # an inode number alone is soon reused by the next lease file.
+            record = LeaseRecord(Host.current().boot_id(), self._file_id(name), *netns)
+        self.index.add(Entry(name, cid, ifname), record)
         return True
 
     def set_last_reserved(self, range_id: int, name: str) -> None:
@@ -344,7 +395,8 @@ class Store:
         target = os.path.join(self.dir, f"{LAST_RESERVED}{range_id}")
         try:
             fileutil.ensure_dir(root, 0o700)
-            replace_file(root, f"{LAST_RESERVED}{range_id}", name.encode(), target=target)
+            # A hint, not fsynced; its temp file lives in the index directory.
+            fileutil.atomic_write(target, name.encode(), temp_dir=root, durable=False)
         except OSError as e:
             raise _io_error(f"cannot write {target}", e) from None
         self._changed = True

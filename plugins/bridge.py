@@ -1,10 +1,10 @@
-"""bridge: attach a pod to a Linux bridge with a veth pair (plugins-notes §2).
+"""bridge: attach a pod to a Linux bridge with a veth pair (docs/reference-behaviour.md §2).
 
-ADD reads like the reference (§2.3): bridge, veth pair, port flags and VLANs, spoof check,
-IPAM, container addresses and routes, gateway on the bridge, forwarding, masquerade, port
-state, result. The netlink and firewall work lives in plugins/linux/.
+ADD reads like the reference (docs/reference-behaviour.md §2.3): bridge, veth pair, port flags and
+VLANs, spoof check, IPAM, container addresses and routes, gateway on the bridge, forwarding,
+masquerade, port state, result. The netlink and firewall work lives in plugins/linux/.
 
-Deliberate differences from the reference (HEAD):
+Deliberate differences from the reference (upstream 3d27709f):
 * A failed ADD undoes everything it created (the reference undoes only the IPAM lease and the
   spoof check): the veth pair, a bridge it created (when no port is left on it), masquerade
   rules; so a bad request leaves nothing behind. Addresses and sysctls on a bridge that
@@ -60,7 +60,7 @@ class _Undo:
 
 def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     """Step 1: create or reuse the bridge, promisc, accept_ra off, up."""
-    from cni.gojson import quote as q  # Go's %q: a name with a newline stays one line
+    from cni.gocompat.json import quote as q  # Go's %q: a name with a newline stays one line
     from plugins.linux import link
 
     name = conf.bridge
@@ -119,7 +119,7 @@ def _make_veth(pod: Any, host: Any, ifname: str, conf: BridgeNetConf, mac: str, 
 
     Returns the host end's name. Retries a random name taken in the host netns (max 10).
     """
-    from cni.gojson import quote as go_quote
+    from cni.gocompat.json import quote as go_quote
     from plugins.linux import link
 
     for _ in range(10):
@@ -363,6 +363,10 @@ def _ipc_text(ipc: Any) -> str:
 _ZERO_MAC = "00:00:00:00:00:00"
 
 
+class _AddrConflict(RuntimeError):
+    """The target has an address that keeps the gateway off it (forceAddress false)."""
+
+
 def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
     """ensureAddr: put `gw` (address/prefix) on `target`, resolving conflicts per forceAddress,
     then pin the target's MAC to the value it had when looked up (`target.mac`)."""
@@ -377,7 +381,7 @@ def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
         overlap = a.network.overlaps(gw.network) and (gw.ip in a.network or a.ip in gw.network)
         if gw.version == 4 or overlap:
             if not force:
-                raise RuntimeError(f'"{target.name}" already has an IP address different from {gw}')
+                raise _AddrConflict(f'"{target.name}" already has an IP address different from {gw}')
             try:
                 link.del_address(host, target.index, a)
             except nlerr as e:
@@ -443,8 +447,12 @@ def _ensure_vlan_interface(host: Any, br: Link, vlan: int, preserve_default: boo
     return gw_link
 
 
-def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _Gateways) -> None:
-    """Step 8f: gateway addresses on the bridge (or the VLAN gateway interface), forwarding."""
+def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _Gateways,
+                  own_port: int = 0) -> None:
+    """Step 8f: gateway addresses on the bridge (or the VLAN gateway interface), forwarding.
+
+    A bridge holding another subnet's address is re-addressed when no port but this ADD's
+    (`own_port`) is attached (plugins/bridge_readdress.py); otherwise the error names the ports."""
     from cni.result import Interface
     from plugins.linux import link
 
@@ -463,7 +471,15 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
             else:
                 target, wrap = br, "failed to set bridge addr: "
             try:
-                _ensure_addr(host, target, gw, conf.forceAddress)
+                try:
+                    _ensure_addr(host, target, gw, conf.forceAddress)
+                except _AddrConflict as e:
+                    if target is not br:
+                        raise
+                    own_gws = frozenset(g for f in (4, 6) for g in gws.gws[f] if g != gw)
+                    if not _readdress(host, br, gw, own_port, own_gws, wrap + str(e)):
+                        raise
+                    _ensure_addr(host, target, gw, conf.forceAddress)
             except RuntimeError as e:
                 raise _err(wrap + str(e)) from None
         if gws.gws[fam]:
@@ -471,6 +487,26 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
                 link.enable_ip_forward(fam)
             except OSError as e:
                 raise _err(f"failed to enable forwarding: {e}") from None
+
+
+def _readdress(host: Any, br: Link, gw: Any, own_port: int, own_gws: frozenset,
+               refusal: str) -> bool:
+    """Replace the bridge's conflicting address by `gw` when only `own_port` is attached and
+    say so on stderr (True); False when the conflict is with another gateway of this ADD
+    (`own_gws`); else fail with `refusal` (the reference's text) and the attached ports."""
+    import sys
+
+    from plugins import bridge_readdress
+
+    try:
+        done = bridge_readdress.readdress(host, br, gw, frozenset({own_port}), own_gws)
+    except bridge_readdress.PortsAttached as e:
+        raise _err(f"{refusal}; {e.detail}") from None
+    if done is None:
+        return False
+    if done:
+        sys.stderr.write(f"bridge: re-addressed \"{br.name}\": {'; '.join(done)}\n")
+    return True
 
 
 def _ifname_utf8(ifname: str) -> None:
@@ -486,7 +522,7 @@ def _open_pod(netns: str) -> Any:
     try:
         return link.iproute_in(netns)
     except CNIError as e:
-        from cni.gojson import quote
+        from cni.gocompat.json import quote
 
         raise _err(f"failed to open netns {quote(netns)}: {e.msg}") from None
 
@@ -501,7 +537,7 @@ def _ipam_add(conf: BridgeNetConf, args: CmdArgs, undo: _Undo) -> Any:
 
 
 def cmd_add(args: CmdArgs) -> Any:
-    """Attach the pod: see the module docstring and plugins-notes §2.3."""
+    """Attach the pod: see the module docstring and docs/reference-behaviour.md §2.3."""
     import ipaddress
 
     from cni.netns import in_netns
@@ -552,7 +588,7 @@ def cmd_add(args: CmdArgs) -> Any:
                         raise _err(str(e)) from None
             _configure_iface(pod, args.ifname, cont.index, result, gws)
             if conf.isGateway:
-                _set_gateways(host, br, conf, result, gws)
+                _set_gateways(host, br, conf, result, gws, veth.index)
             if conf.ipMasq:
                 from plugins.linux import ipmasq
 
@@ -634,7 +670,8 @@ def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list |
 
 
 def cmd_del(args: CmdArgs) -> None:
-    """Detach the pod (plugins-notes §2.6); idempotent, tolerates a vanished netns."""
+    """Detach the pod (docs/reference-behaviour.md §2.6); idempotent, tolerates a vanished
+    netns."""
     import sys
 
     from cni import invoke
@@ -678,7 +715,7 @@ def _go_bool(v: bool) -> str:
 
 
 def _route_text(r: Any) -> str:
-    """Go's %+v of a types.Route, as the reference prints it in CHECK errors (HEAD)."""
+    """Go's %+v of a types.Route, as the reference prints it in CHECK errors (upstream 3d27709f)."""
     import ipaddress
 
     dst = ipaddress.ip_interface(r.dst)
@@ -693,7 +730,8 @@ def _route_text(r: Any) -> str:
 
 
 def _check_interfaces(host: Any, pod: Any, result: Any, conf: BridgeNetConf, args: CmdArgs) -> None:
-    """Steps 4-9 of §2.7: the bridge, the container end and its veth peer on the bridge."""
+    """Steps 4-9 of docs/reference-behaviour.md §2.7: the bridge, the container end and its veth
+    peer on the bridge."""
     from plugins.linux import link
 
     br_map = cont_map = None
@@ -756,7 +794,8 @@ def _check_interfaces(host: Any, pod: Any, result: Any, conf: BridgeNetConf, arg
 
 
 def _check_addresses_routes(pod: Any, ifname: str, result: Any) -> None:
-    """Step 10 of §2.7: every prevResult address and route is in the pod netns."""
+    """Step 10 of docs/reference-behaviour.md §2.7: every prevResult address and route is in the
+    pod netns."""
     import ipaddress
 
     from plugins.linux import link
@@ -785,7 +824,7 @@ def _check_addresses_routes(pod: Any, ifname: str, result: Any) -> None:
 
 
 def cmd_check(args: CmdArgs) -> None:
-    """Verify an attachment against its prevResult (plugins-notes §2.7)."""
+    """Verify an attachment against its prevResult (docs/reference-behaviour.md §2.7)."""
     from cni import invoke
     from cni.result import new_result_from_result, parse_prev_result
     from plugins import bridge_config

@@ -1,7 +1,8 @@
-"""Configuration of the bridge plugin (plugins-notes §2.1): the model and its checks.
+"""Configuration of the bridge plugin (docs/reference-behaviour.md §2.1): the model and its checks.
 
 `load(args)` is the one way in: it decodes the config, runs the reference's pre-flight checks
-(§2.2) that need no kernel, and resolves the container MAC from runtimeConfig, args and CNI_ARGS.
+(docs/reference-behaviour.md §2.2) that need no kernel, and resolves the container MAC from
+runtimeConfig, args and CNI_ARGS.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ class BridgeRuntimeConfig(_GoNulls):
 
 
 class BridgeNetConf(NetConf, _GoNulls):
-    """The bridge plugin's configuration (plugins-notes §2.1)."""
+    """The bridge plugin's configuration (docs/reference-behaviour.md §2.1)."""
 
     bridge: str = DEFAULT_BRIDGE
     isGateway: bool = False
@@ -187,7 +188,8 @@ def load(config: dict, cni_args: str) -> Loaded:
 
 
 def preflight(loaded: Loaded) -> None:
-    """The ADD-only checks that precede any side effect (§2.2 steps 2-4, plus our own range checks).
+    """The ADD-only checks that precede any side effect (§2.2 steps 2-4 of
+    docs/reference-behaviour.md, plus our own range checks).
 
     Normalises isDefaultGateway => isGateway. Beyond the reference: the MTU range and the
     masquerade backend name are checked here, before anything is created, instead of failing

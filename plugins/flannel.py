@@ -1,4 +1,5 @@
-"""flannel: turn flanneld's subnet.env into a bridge configuration and delegate (flannel-notes).
+"""flannel: turn flanneld's subnet.env into a bridge configuration and delegate
+(docs/flannel-behaviour.md).
 
 ADD   load the config and subnet.env (waiting `subnetFileWait` seconds for a file flanneld has
       not written yet, then code 11), generate the delegate configuration, save it atomically
@@ -91,13 +92,50 @@ def cmd_add(args: CmdArgs):
     path = flannel_delegate.save(conf.data_dir(), args.container_id, data)
     _find_delegate(delegate["type"], args.env, "failed to delegate add: ")
     try:
-        return delegate_add(delegate["type"], data, args.env)
+        result = delegate_add(delegate["type"], data, args.env)
     except CNIError as e:
-        if e.code in _CONFIG_REFUSED:
-            # The delegate made nothing a DEL could release, and the saved file would make every
-            # DEL fail with the same refusal: a failed ADD leaves nothing behind.
+        if e.code in _CONFIG_REFUSED or _delegate_is_ours(delegate["type"], args.env):
+            # The delegate made nothing a DEL could release (it refused the configuration, or
+            # it is ours and undid everything itself), and the saved file would only make a
+            # later DEL act on nothing: a failed ADD leaves nothing behind.
             flannel_delegate.remove_saved(path)
         raise
+    if delegate["type"] == "bridge" and env.mtu is not None and not _user_mtu(conf):
+        _warn_mtu_mismatch(str(delegate.get("bridge") or "cni0"), env.mtu)
+    return result
+
+
+def _user_mtu(conf) -> bool:
+    """True when the user's `delegate` sets `mtu` itself: pods then do not follow FLANNEL_MTU."""
+    return isinstance(conf.delegate, dict) and "mtu" in conf.delegate
+
+
+def _delegate_is_ours(plugin_type: str, env: dict[str, str]) -> bool:
+    """True when the delegate runs in this interpreter (our own plugin, which rolls back a failed
+    ADD completely)."""
+    from cni.invoke import find_in_path, split_path
+    from plugins.multicall import runs_here
+
+    try:
+        return runs_here(find_in_path(plugin_type, split_path(env.get("CNI_PATH", ""))))
+    except CNIError:
+        return False
+
+
+def _warn_mtu_mismatch(bridge: str, mtu: int) -> None:
+    """Say on stderr which of the bridge and its ports (other pods) are not at FLANNEL_MTU."""
+    from plugins import flannel_mtu
+
+    try:
+        wrong = flannel_mtu.mismatches(bridge, mtu)
+    except Exception as e:  # noqa: BLE001 - a warning must never fail an ADD that succeeded
+        _warn(f"cannot compare MTUs with FLANNEL_MTU={mtu}: {e}")
+        return
+    if wrong:
+        _warn(
+            f"FLANNEL_MTU is {mtu} but {', '.join(wrong)} differ: large packets between this pod "
+            f"and those may be dropped; recreate the pods on those ports (the bridge follows)"
+        )
 
 
 def _regenerate(conf) -> tuple[str, bytes] | None:
@@ -195,6 +233,28 @@ def cmd_check(args: CmdArgs) -> None:
     if conf.prevResult is not None:
         saved["prevResult"] = args.config.get("prevResult", conf.prevResult)
     delegate_check(saved["type"], json.dumps(saved).encode(), args.env)
+    _check_pod_mtu(conf, args)
+
+
+def _check_pod_mtu(conf, args: CmdArgs) -> None:
+    """Fail when the pod's interface is not at the current FLANNEL_MTU (an MTU change since the
+    pod was made: its large packets to newer pods are dropped). Skipped while subnet.env is
+    unreadable or the interface cannot be read (the delegate's CHECK reports that)."""
+    from plugins import flannel_mtu
+
+    try:
+        env = _subnet_env(conf)
+    except CNIError:
+        return
+    if env.mtu is None or not args.netns or _user_mtu(conf):
+        return
+    mtu = flannel_mtu.interface_mtu(args.netns, args.ifname)
+    if mtu is not None and mtu != env.mtu:
+        raise CNIError(
+            ERR_INTERNAL,
+            f'"{args.ifname}" has MTU {mtu} but FLANNEL_MTU is {env.mtu}: the pod predates an '
+            "MTU change; recreate it",
+        )
 
 
 def _warn_if_lease_changed(conf, saved: dict[str, Any]) -> None:

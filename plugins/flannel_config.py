@@ -1,4 +1,5 @@
-"""Configuration of the flannel meta-plugin (flannel-notes §1): the model and how it is loaded.
+"""Configuration of the flannel meta-plugin (docs/flannel-behaviour.md §1): the model and how it is
+loaded.
 
 The reference keys (`subnetFile`, `dataDir`, `delegate`, `ipam`, `runtimeConfig` plus the
 standard ones) keep their meaning. Two keys are ours, ignored by the reference:
@@ -29,6 +30,7 @@ from pydantic import (
 
 from cni.config import CNIModel, DNSConfig
 from cni.errors import CNIError
+from cni.gocompat import decode
 from plugins.flannel_subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -36,7 +38,7 @@ DEFAULT_SUBNET_FILE_WAIT = 3.0
 MAX_SUBNET_FILE_WAIT = 600.0
 
 # Keys that only mean something inside `delegate`; seen at the top level they are a common
-# misconfiguration (flannel-notes §7 #10), worth a warning.
+# misconfiguration (docs/flannel-behaviour.md §7 #10), worth a warning.
 BRIDGE_KEYS = frozenset(
     {
         "bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend",
@@ -83,7 +85,7 @@ class FlannelNetConf(CNIModel):
     def _null_means_default(cls, data: Any) -> Any:
         # Go's decoder leaves a field at its default when the JSON value is null.
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if v is not None}
+            return decode.without_nulls(data)
         return data
 
     def subnet_file(self) -> str:

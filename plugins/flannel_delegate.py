@@ -1,4 +1,5 @@
-"""The delegate configuration flannel hands to bridge (flannel-notes §3), and where it is kept.
+"""The delegate configuration flannel hands to bridge (docs/flannel-behaviour.md §3), and where it
+is kept.
 
 `build()` generates it exactly as the reference does; `encode()` serialises it as Go's
 json.Marshal does (map keys sorted, route objects in libcni's field order), so the file saved
@@ -13,7 +14,7 @@ import os
 from typing import Any
 
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
-from cni.gojson import Struct, json_kind, marshal
+from cni.gocompat.json import Struct, json_kind, marshal
 from plugins.flannel_config import FlannelNetConf
 from plugins.flannel_subnet import SubnetEnv
 
@@ -51,7 +52,8 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.result_types import GO_JSON, Route
+    from cni.gocompat.decode import go_validate
+    from cni.result.models import Route
 
     out: list[Struct] = []
     for item in raw:
@@ -60,23 +62,18 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
         if not isinstance(item, dict):
             raise fail(f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route")
         try:
-            route = Route.model_validate(item, context={GO_JSON: True})
+            route = go_validate(Route, item, "route")
         except CNIError as e:
             raise fail(e.msg) from None
-        except ValueError as e:  # pydantic's ValidationError
-            from pydantic import ValidationError
-
-            if isinstance(e, ValidationError):
-                from cni.result_types import validation_to_cni
-
-                raise fail(validation_to_cni(e, "route", go_json=True).msg) from None
+        except ValueError as e:
             raise fail(str(e)) from None
         out.append(Struct(route.to_dict()))
     return out
 
 
 def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
-    """The delegate configuration for `conf` and `env`, as the reference generates it (§3.2).
+    """The delegate configuration for `conf` and `env`, as the reference generates it
+    (docs/flannel-behaviour.md §3.2).
 
     The user's `delegate` keys are kept; `name` and `ipam` are flannel's; `type` defaults to
     bridge, `ipMasq` to the opposite of FLANNEL_IPMASQ, `mtu` to FLANNEL_MTU, `isGateway` to

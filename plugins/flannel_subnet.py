@@ -1,4 +1,5 @@
-"""flanneld's subnet.env: parsing with the reference rules (flannel-notes §2), loading, waiting.
+"""flanneld's subnet.env: parsing with the reference rules (docs/flannel-behaviour.md §2), loading,
+waiting.
 
 The file is `KEY=VALUE` lines. Strict mode (the default) is the reference: keys matched exactly,
 values used raw, unknown lines ignored, last occurrence wins. Lenient mode also strips blanks
@@ -16,7 +17,7 @@ import sys
 from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line, os_error_text
-from cni.gojson import quote
+from cni.gocompat.json import quote
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
 
@@ -109,7 +110,7 @@ def _network(text: str) -> str:
     """`text` parsed like Go's net.ParseCIDR, returned as the network (host bits cleared)."""
     import ipaddress
 
-    from cni.result_types import canonical_cidr
+    from cni.gocompat.cidr import canonical_cidr
 
     try:
         canon = canonical_cidr(text)

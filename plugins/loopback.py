@@ -1,4 +1,4 @@
-"""loopback: bring `lo` up in the container's namespace (plugins-notes §4).
+"""loopback: bring `lo` up in the container's namespace (docs/reference-behaviour.md §4).
 
 CNI_IFNAME is validated by the skel but otherwise ignored, as in the reference: this plugin
 always works on `lo`.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, CNIError
 from cni.skel import CmdArgs, Plugin
+from cni.version import CURRENT
 
 
 def _iproute():
@@ -62,7 +63,7 @@ def cmd_add(args: CmdArgs):
     # version, so 0.2.0-0.4.0 callers get `interfaces`/`ips` and no conversion happens.
     version = args.cni_version or "0.1.0"
     result = new_result(
-        "1.1.0",
+        CURRENT,
         interfaces=[Interface(name="lo", mac="00:00:00:00:00:00", sandbox=args.netns)],
         ips=ips,
     )

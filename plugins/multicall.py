@@ -17,7 +17,7 @@ ENTRY_POINTS: dict[str, str] = {
     "flannel": "plugins.flannel",
     "portmap": "plugins.portmap",
     "host-local": "ipam.host_local",
-    "cnitool": "cni.cnitool",
+    "cnitool": "plugins.cnitool_main",
 }
 
 _self_id: tuple[int, int] | None = None
@@ -45,12 +45,17 @@ def set_self(path: str) -> None:
 def run_local(path: str, env, stdin: bytes) -> tuple[int, str] | None:
     """Run the delegate at `path` in this interpreter when it is one of our entry points and
     the very file this process started from: (exit status, stdout); None otherwise."""
-    name = os.path.basename(path)
-    if name not in ENTRY_POINTS or not is_self(path):
+    if not runs_here(path):
         return None
     from cni.skel import run
 
-    return run(plugin_for(name), env, stdin)
+    return run(plugin_for(os.path.basename(path)), env, stdin)
+
+
+def runs_here(path: str) -> bool:
+    """True when the delegate at `path` is one of our entry points and this very file: it runs
+    in this interpreter, and being ours, a failed ADD of it has undone what it made."""
+    return os.path.basename(path) in ENTRY_POINTS and is_self(path)
 
 
 def is_self(path: str) -> bool:

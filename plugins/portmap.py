@@ -1,4 +1,4 @@
-"""portmap: hostPort mappings for a chained plugin result (plugins-notes §3).
+"""portmap: hostPort mappings for a chained plugin result (docs/reference-behaviour.md §3).
 
 Chained after the network plugin, portmap reads `runtimeConfig.portMappings` and forwards each
 host port to the container address found in the prevResult: the first IPv4 and the first IPv6
@@ -9,9 +9,9 @@ plugins/portmap_nftables.py; UDP conntrack entries to the mapped host ports are 
 rules are in place; with snat, `route_localnet` is set on the interface that routes to the
 container so 127.0.0.1:hostPort works.
 
-Verbs: ADD, DEL, CHECK as the reference HEAD does them; GC (the reference has none) removes this
-network's rules of containers not among `cni.dev/valid-attachments`; STATUS reports whether the
-configured firewall backend can be used.
+Verbs: ADD, DEL, CHECK as the reference (upstream 3d27709f) does them; GC (the reference has none)
+removes this network's rules of containers not among `cni.dev/valid-attachments`; STATUS reports
+whether the configured firewall backend can be used.
 
 Deliberate differences from the reference: invalid mappings (port outside 1-65535, protocol other
 than tcp/udp/sctp, hostIP that is not an address) are refused with code 7 before anything is
@@ -20,7 +20,9 @@ prevResult, so it cannot be refused for them (without mappings it does not look 
 all); nftables rules use the protocol in lower case (the reference passes `TCP` through and nft
 rejects it); an ADD with both address families is one nft transaction; the backend is
 auto-detected by the presence of the iptables tools rather than by running them; nftables ADDs
-also record the attachment for GC (plugins/portmap_nftables.py).
+also record the attachment for GC (plugins/portmap_nftables.py); DEL flushes the UDP conntrack
+entries of its mappings as ADD does; ADD warns on stderr when another container already maps the
+same hostPort, protocol and host IP (plugins/portmap_holders.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
+from cni.gocompat.decode import field
 from cni.skel import CmdArgs, Plugin
 
 TYPE_CHECKING = False
@@ -101,7 +104,11 @@ def container_addresses(result, ifname: str) -> list:
 
 def _flush_udp(settings: Settings, ipv6: bool) -> None:
     """Drop stale UDP conntrack entries to the mapped host ports; failures are only logged."""
-    ports = sorted({m.host_port for m in settings.mappings if m.proto == "udp"})
+    _flush_udp_ports(sorted({m.host_port for m in settings.mappings if m.proto == "udp"}), ipv6)
+
+
+def _flush_udp_ports(ports: list[int], ipv6: bool) -> None:
+    """Drop the UDP conntrack entries of this family to `ports`; failures are only logged."""
     if not ports:
         return
     from plugins.linux.conntrack import delete_udp_dst_port
@@ -143,12 +150,16 @@ def cmd_add(args: CmdArgs):
     if not nets:
         return prev
     backend = _backend_module(settings)
+    seen: dict[int, list] = {}
     try:
         if settings.backend == "nftables":
+            seen = {net.version: backend.mapped(net.version) for net in nets}
             backend.add(settings, args.container_id, nets)  # one transaction, both families
         for net in nets:
             if settings.backend == "iptables":
-                backend.add(settings, args.container_id, net)  # one restore per family
+                seen[net.version] = []
+                # one restore per family
+                backend.add(settings, args.container_id, net, seen[net.version])
             _flush_udp(settings, net.version == 6)
             if net.version == 4 and settings.snat:
                 _enable_route_localnet(str(net.ip))
@@ -160,7 +171,28 @@ def cmd_add(args: CmdArgs):
         except CNIError:
             pass
         raise
+    _warn_clashes(settings, args.container_id, seen)
     return prev
+
+
+def _warn_clashes(settings: Settings, container_id: str, seen: dict[int, list]) -> None:
+    """Say on stderr which mapped host ports another container already maps (only one of the
+    two pods receives that traffic, and nothing else tells)."""
+    from plugins.portmap_holders import clashes
+
+    found: list[str] = []
+    for version, mapped in sorted(seen.items()):
+        wanted = [
+            (m.proto, m.host_port, m.destination(version))
+            for m in settings.mappings
+            if m.applies_to(version)
+        ]
+        found += [c for c in clashes(wanted, mapped, container_id) if c not in found]
+    for text in found:
+        sys.stderr.write(
+            f"portmap: {text}; only one of them receives that traffic: remove the other "
+            "mapping or use another hostPort\n"
+        )
 
 
 def _backend_module(settings: Settings):
@@ -175,16 +207,7 @@ def _backend_module(settings: Settings):
 
 def _has_raw_mappings(conf: dict) -> bool:
     """Does the raw config carry a non-empty runtimeConfig.portMappings? (keys matched as Go does)"""
-
-    def get(obj: object, key: str) -> object:
-        found = None
-        if isinstance(obj, dict):
-            for k, v in obj.items():  # case-insensitive, last duplicate wins
-                if isinstance(k, str) and k.lower() == key:
-                    found = v
-        return found
-
-    mappings = get(get(conf, "runtimeconfig"), "portmappings")
+    mappings = field(field(conf, "runtimeconfig"), "portmappings")
     return not (mappings is None or mappings == [])
 
 
@@ -202,10 +225,27 @@ def cmd_del(args: CmdArgs) -> None:
     config = {k: v for k, v in args.config.items() if k.lower() != "runtimeconfig"}
     settings, _, _ = _parse(args, strict=False, prefix="failed to parse config: ", config=config)
     _backend_module(settings).delete(settings, args.container_id)
+    # As ADD does: conntrack entries would keep sending UDP flows to the deleted pod's address.
+    ports = _raw_udp_host_ports(args.config)
+    for ipv6 in (False, True):
+        _flush_udp_ports(ports, ipv6)
+
+
+def _raw_udp_host_ports(conf: dict) -> list[int]:
+    """The UDP host ports of runtimeConfig.portMappings, read leniently (malformed entries are
+    skipped: DEL never refuses over them)."""
+    mappings = field(field(conf, "runtimeconfig"), "portmappings")
+    ports = set()
+    for m in mappings if isinstance(mappings, list) else ():
+        proto, port = field(m, "protocol"), field(m, "hostport")
+        if isinstance(proto, str) and proto.lower() == "udp" and isinstance(port, int) \
+                and not isinstance(port, bool) and 0 < port <= 65535:
+            ports.add(port)
+    return sorted(ports)
 
 
 def cmd_check(args: CmdArgs) -> None:
-    """Verify the mappings of each container address (reference HEAD CHECK)."""
+    """Verify the mappings of each container address (reference CHECK of upstream 3d27709f)."""
     settings, prev, current = _parse(args, strict=True, prefix="", prev_result=True)
     if prev is None:
         raise CNIError(ERR_INTERNAL, "Required prevResult missing")

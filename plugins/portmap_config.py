@@ -1,4 +1,5 @@
-"""portmap configuration: the pydantic models of the config keys and their resolution (plugins-notes §3.1).
+"""portmap configuration: the pydantic models of the config keys and their resolution
+(docs/reference-behaviour.md §3.1).
 
 `PortMapNetConf` is the shape of stdin; `resolve()` applies the reference's defaults and checks in
 the reference's order (snat, markMasqBit, backend, port numbers) and returns `Settings`, the

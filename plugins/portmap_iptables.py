@@ -1,4 +1,5 @@
-"""portmap, iptables backend: the reference chain layout (plugins-notes §3.3, §3.5, §3.6).
+"""portmap, iptables backend: the reference chain layout (docs/reference-behaviour.md §3.3, §3.5,
+§3.6).
 
 Layout (table nat, the same in ip6tables):
 
@@ -224,8 +225,9 @@ def _setup(batch, chain: Chain) -> None:
                 batch.append(entry, text)
 
 
-def add(settings: Settings, container_id: str, net: Net) -> None:
-    """Set up the mappings of one container address: one save and one restore for its family."""
+def add(settings: Settings, container_id: str, net: Net, seen: list | None = None) -> None:
+    """Set up the mappings of one container address: one save and one restore for its family.
+    `seen` receives the mappings that were in place before (portmap_holders.Mapped)."""
     ipt = _iptables()
     ipv6 = net.version == 6
     chains = plan(settings, container_id, net)
@@ -234,6 +236,10 @@ def add(settings: Settings, container_id: str, net: Net) -> None:
 
         def build(batch) -> None:
             state_read.append(True)
+            if seen is not None:
+                from plugins.portmap_holders import from_iptables
+
+                seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
             for ch in chains:
                 _setup(batch, ch)
 
@@ -298,7 +304,8 @@ def delete(settings: Settings, container_id: str) -> None:
 
 
 def check(settings: Settings, container_id: str, net: Net) -> None:
-    """Verify the container's chain, rules and entry rules for this address's family (HEAD)."""
+    """Verify the container's chain, rules and entry rules for this address's family (upstream
+    3d27709f)."""
     ipt = _iptables()
     ipv6 = net.version == 6
     family = "ipv6" if ipv6 else "ipv4"

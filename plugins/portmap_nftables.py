@@ -1,4 +1,5 @@
-"""portmap, nftables backend, laid out as the reference HEAD lays it out (plugins-notes §3.4).
+"""portmap, nftables backend, laid out as the reference (upstream 3d27709f) lays it out
+(docs/reference-behaviour.md §3.4).
 
 Per address family a table `ip cni_hostport` / `ip6 cni_hostport` (comment "CNI portmap plugin")
 with the chains `hostports` (one DNAT rule per mapping), `hostip_hostports` (legacy, kept empty),
@@ -13,15 +14,15 @@ both families, and reads are `nft -j list table`.
 
 GC (the reference has none) and how it is scoped to one network. The reference's comment holds
 only the container id, so the rules themselves cannot say which network made them (the reference's
-own DEL removes every network's rules for that id). To keep HEAD's layout unchanged and still scope
-GC, ADD also records the attachment in a chain of the same table owned by this network:
-`attachments_<sha512(network)[:16]>`, a regular chain nothing jumps to, holding one inert
-`return` rule per ADD whose comment is the container id. DEL removes those markers with the rules.
-GC of network N then only considers ids that have a marker in N's chain and are not among the
-valid attachments: their markers are removed, and their rules in `hostports`, `hostip_hostports`
-and `masquerading` too, unless another network's attachments chain still records the same id
-(its rules are indistinguishable from ours, so they stay until that network's DEL, which removes
-them all). Rules made without a marker (by the reference plugin, say) are never touched by GC.
+own DEL removes every network's rules for that id). To keep upstream 3d27709f's layout unchanged and
+still scope GC, ADD also records the attachment in a chain of the same table owned by this network:
+`attachments_<sha512(network)[:16]>`, a regular chain nothing jumps to, holding one inert `return`
+rule per ADD whose comment is the container id. DEL removes those markers with the rules. GC of
+network N then only considers ids that have a marker in N's chain and are not among the valid
+attachments: their markers are removed, and their rules in `hostports`, `hostip_hostports` and
+`masquerading` too, unless another network's attachments chain still records the same id (its rules
+are indistinguishable from ours, so they stay until that network's DEL, which removes them all).
+Rules made without a marker (by the reference plugin, say) are never touched by GC.
 """
 
 from __future__ import annotations
@@ -151,6 +152,20 @@ def add(settings: Settings, container_id: str, nets: list[Net]) -> None:
     for net in nets:
         lines += add_lines(settings, container_id, net)
     nftables.apply("\n".join(lines) + "\n", "unable to set up nftables rules for port mappings")
+
+
+def mapped(version: int) -> list:
+    """The mappings in place in the `hostports` chain of this address version
+    (portmap_holders.Mapped); [] when nft is missing or the table cannot be listed."""
+    from plugins.portmap_holders import from_nftables
+
+    if _nft_missing():
+        return []
+    try:
+        rules = _list(family(version))
+    except CNIError:
+        return []
+    return from_nftables([r for r in rules if r.get("chain") == HOSTPORTS])
 
 
 def _delete_line(rule: dict) -> str:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Live demonstration of the suite (issue 8, the main job): two pods on a flannel node, in a sandbox.
+"""Live demonstration of the suite (`make demo`, README "The two commands"): two pods on a flannel
+node, in a sandbox.
 
     python3 scripts/demo.py [--bin DIR]      (as root; DIR defaults to dist/bin of this repo)
 
@@ -21,7 +22,8 @@ What it does, printing every step:
                     with PYCNI_WORKER=0; a third pod (pod-c) attached and deleted each time, the
                     worker ended at the end
   8. delete         `cnitool del` for both pods, then every trace of them checked gone
-  9. nothing left   servers stopped, workers ended, namespaces deleted, temp dir removed, the root
+  9. doctor         `cnitool doctor` on the node: every check of its configuration and state
+ 10. nothing left   servers stopped, workers ended, namespaces deleted, temp dir removed, the root
                     namespace and the system CNI directories unchanged
 
 Everything happens inside namespaces this script creates: the host's root network namespace,
@@ -735,7 +737,7 @@ def step_delete(sb: Sandbox, ips: dict[str, str]) -> None:
 
 
 def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
-    section(9, "nothing left")
+    section(10, "nothing left")
     names = list(sb.made_ns)
     tmp = sb.tmp
     problems = sb.destroy()
@@ -749,6 +751,16 @@ def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
     for key in before:
         check(after.get(key) == before[key], f"{key}: unchanged",
               f"before {before[key]!r}, after {after.get(key)!r}")
+
+
+def step_doctor(sb: Sandbox) -> None:
+    """`cnitool doctor` on the node the pods left: every check passes (exit status 0)."""
+    section(9, "doctor")
+    say("  $ cnitool doctor   (in the node namespace; NETCONFPATH, CNI_PATH, CNI_CACHE_DIR as above)")
+    proc = sb.in_ns(sb.node, str(sb.bin_dir / "cnitool"), "doctor", env=sb.cnitool_env(), must=False)
+    show(proc.stdout or proc.stderr, "      ")
+    check(proc.returncode == 0, "cnitool doctor finds nothing failing on the node",
+          f"exit status {proc.returncode}")
 
 
 # --------------------------------------------------------------------------- main
@@ -766,6 +778,7 @@ def run_demo(sb: Sandbox) -> None:
     step_hostport(sb, ips)
     step_default_path(sb)
     step_delete(sb, ips)
+    step_doctor(sb)
     step_nothing_left(sb, before)
 
 

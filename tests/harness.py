@@ -343,7 +343,7 @@ AUTO: Any = _Auto()
 
 
 def format_cni_args(args: str | Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
-    """CNI_ARGS text: a string as is, pairs joined as ``K=V;K2=V2`` (spec-notes §7.2)."""
+    """CNI_ARGS text: a string as is, pairs joined as ``K=V;K2=V2`` (docs/spec-rules.md §7.2)."""
     if isinstance(args, str):
         return args
     items = args.items() if isinstance(args, Mapping) else args
@@ -612,7 +612,7 @@ def state_files(paths: Iterable[str] = DEFAULT_STATE_PATHS, limit: int = 20000) 
 
 
 def host_state() -> dict[str, frozenset[str]]:
-    """Read-only inventory beyond `root_state()`, for the leak audit (issue 11).
+    """Read-only inventory beyond `root_state()`, for the leak audit (docs/reliability.md).
 
     Keys: addresses, routes / routes6 (all tables) and rules / rules6 of the root
     namespace as `ip -o` lines (lifetimes dropped), state_files: every path under

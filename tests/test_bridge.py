@@ -2,7 +2,8 @@
 CNI protocol, inside a node namespace, with real veths, bridges, iptables and nftables.
 
 IPAM is host-local (ours once ipam/host_local.py exists, else the reference binary; see
-bridge_testlib.ipam_dir), its dataDir in the test's tmp dir.
+bridge_testlib.ipam_dir), its dataDir in the test's tmp dir. Docstrings start with the ids of the
+cases of docs/reference-behaviour.md they cover (P54 ...).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def data(tmp_path: Path) -> Path:
 
 
 def test_l3_add_result_and_kernel_state(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """plugins-notes §5 case 44/45: result shape, addresses, routes, sysctls, port flags."""
+    """docs/reference-behaviour.md P44/45: result shape, addresses, routes, sysctls, port flags."""
     pod = make_pod()
     conf = bt.l3_conf(data, isGateway=True, routes=[{"dst": "0.0.0.0/0"}])
     res = run.ok("ADD", conf, pod)
@@ -85,7 +86,7 @@ def test_two_pods_ping_each_other_and_gateway_hairpin(run: bt.Runner, node_ns: N
 
 
 def test_dual_stack_default_gateway(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 54: routes [ipam route, v4 default, v6 default]; both gateways on the bridge."""
+    """P54: routes [ipam route, v4 default, v6 default]; both gateways on the bridge."""
     conf = bt.l3_conf(
         data,
         subnet=None,
@@ -110,7 +111,7 @@ def test_dual_stack_default_gateway(run: bt.Runner, node_ns: Netns, make_pod, da
     assert bt.sysctl(node_ns, "net/ipv6/conf/all/forwarding") == "1"
     assert bt.sysctl(a, "net/ipv6/conf/eth0/disable_ipv6") == "0"
     assert bt.sysctl(a, "net/ipv6/conf/lo/disable_ipv6") == "0"
-    assert bt.sysctl(a, "net/ipv6/conf/eth0/keep_addr_on_down") == "1"  # HEAD behaviour
+    assert bt.sysctl(a, "net/ipv6/conf/eth0/keep_addr_on_down") == "1"  # as upstream 3d27709f
     rb = run.ok("ADD", conf, b, cid="ds-b")
     assert bt.ping(a, rb["ips"][0]["address"].split("/")[0])
     assert bt.ping(a, rb["ips"][1]["address"].split("/")[0])
@@ -118,7 +119,7 @@ def test_dual_stack_default_gateway(run: bt.Runner, node_ns: Netns, make_pod, da
 
 
 def test_l2_mode(run: bt.Runner, node_ns: Netns, make_pod) -> None:
-    """§5 case 53: no ips/routes, container iface up, bridge MAC inherited from the port."""
+    """P53: no ips/routes, container iface up, bridge MAC inherited from the port."""
     pod = make_pod()
     res = run.ok("ADD", bt.l2_conf(), pod)
     assert set(res) == {"cniVersion", "interfaces"}
@@ -146,7 +147,7 @@ def test_mtu_applies_to_new_bridge_and_veths(run: bt.Runner, node_ns: Netns, mak
 
 
 def test_existing_bridge_mtu_is_kept(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 51 (the MTU set explicitly: a bridge with a default MTU follows its ports)."""
+    """P51 (the MTU set explicitly: a bridge with a default MTU follows its ports)."""
     node_ns.ip("link", "add", "testbr0", "type", "bridge")
     node_ns.ip("link", "set", "testbr0", "mtu", "1400")
     pod = make_pod()
@@ -156,7 +157,7 @@ def test_existing_bridge_mtu_is_kept(run: bt.Runner, node_ns: Netns, make_pod, d
 
 
 def test_mac_precedence(run: bt.Runner, make_pod, data: Path) -> None:
-    """§5 case 59: runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC."""
+    """P59: runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC."""
     conf = bt.l3_conf(
         data, args={"cni": {"mac": "0a:58:00:00:00:16"}}, runtimeConfig={"mac": "0a:58:00:00:00:17"}
     )
@@ -174,7 +175,7 @@ def test_mac_precedence(run: bt.Runner, make_pod, data: Path) -> None:
 
 
 def test_enabledad_and_port_isolation(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 68/70."""
+    """P68/P70."""
     pod = make_pod()
     res = run.ok("ADD", bt.l3_conf(data, enabledad=True, portIsolation=True), pod)
     assert bt.sysctl(pod, "net/ipv6/conf/eth0/enhanced_dad") == "1"
@@ -201,7 +202,7 @@ def test_promisc_mode(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> N
 
 
 def test_config_dns_overrides_ipam(run: bt.Runner, make_pod, data: Path) -> None:
-    """§5 case 62."""
+    """P62."""
     pod = make_pod()
     conf = bt.l3_conf(data, dns={"nameservers": ["10.0.0.10"], "search": ["svc.local"]})
     assert run.ok("ADD", conf, pod)["dns"] == {"nameservers": ["10.0.0.10"], "search": ["svc.local"]}
@@ -210,7 +211,7 @@ def test_config_dns_overrides_ipam(run: bt.Runner, make_pod, data: Path) -> None
 
 
 def test_case_insensitive_keys(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 61."""
+    """P61."""
     pod = make_pod()
     conf = {"cniVersion": "1.0.0", "name": "testnet", "type": "bridge", "BRIDGE": "testbr1",
             "IsGateway": True,
@@ -221,7 +222,7 @@ def test_case_insensitive_keys(run: bt.Runner, node_ns: Netns, make_pod, data: P
 
 
 def test_old_versions(run: bt.Runner, make_pod, data: Path) -> None:
-    """§5 case 80."""
+    """P80."""
     pod = make_pod()
     res = run.ok("ADD", bt.l3_conf(data, version="0.4.0", isGateway=True), pod)
     assert res["ips"][0]["version"] == "4" and res["dns"] == {}
@@ -237,7 +238,7 @@ def test_old_versions(run: bt.Runner, make_pod, data: Path) -> None:
 @pytest.mark.parametrize("backend", ["iptables", "nftables", None])
 def test_ipmasq_rules_follow_add_and_del(backend, run: bt.Runner, node_ns: Netns, make_pod,
                                          data: Path) -> None:
-    """§5 case 63/64/66: the reference layout, gone after DEL, dual stack."""
+    """P63/P64/66: the reference layout, gone after DEL, dual stack."""
     keys = {"ipMasq": True, "isGateway": True}
     if backend:
         keys["ipMasqBackend"] = backend
@@ -279,7 +280,7 @@ def test_ipmasq_rules_follow_add_and_del(backend, run: bt.Runner, node_ns: Netns
 
 def test_ipmasq_removed_when_link_or_netns_gone(run: bt.Runner, node_ns: Netns, make_pod,
                                                 data: Path) -> None:
-    """§5 case 65 done better: DEL still removes the rules when the pod link or netns is gone."""
+    """P65 done better: DEL still removes the rules when the pod link or netns is gone."""
     import harness
 
     conf = bt.l3_conf(data, ipMasq=True)
@@ -317,7 +318,7 @@ def test_gc_removes_stale_masquerade(run: bt.Runner, node_ns: Netns, make_pod, d
 
 
 def test_del_is_idempotent_and_releases(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 75."""
+    """P75."""
     pod = make_pod()
     conf = bt.l3_conf(data, isGateway=True)
     res = run.ok("ADD", conf, pod)
@@ -342,7 +343,7 @@ def test_del_with_empty_netns_releases_lease(run: bt.Runner, make_pod, data: Pat
 
 def test_del_regular_file_netns_fails_without_release(run: bt.Runner, make_pod, data: Path,
                                                       tmp_path: Path) -> None:
-    """§5 case 109."""
+    """P109."""
     pod = make_pod()
     conf = bt.l3_conf(data)
     run.ok("ADD", conf, pod)
@@ -354,7 +355,7 @@ def test_del_regular_file_netns_fails_without_release(run: bt.Runner, make_pod, 
 
 
 def test_check_after_add_and_after_damage(run: bt.Runner, make_pod, data: Path) -> None:
-    """§5 case 77: CHECK passes, then fails for a missing route, address, interface."""
+    """P77: CHECK passes, then fails for a missing route, address, interface."""
     pod = make_pod()
     conf = bt.l3_conf(data, isGateway=True, routes=[{"dst": "0.0.0.0/0"}])
     res = run.ok("ADD", conf, pod)
@@ -373,7 +374,7 @@ def test_check_after_add_and_after_damage(run: bt.Runner, make_pod, data: Path) 
 
 
 def test_check_errors(run: bt.Runner, make_pod, data: Path) -> None:
-    """§5 case 78."""
+    """P78."""
     pod = make_pod()
     conf = bt.l3_conf(data)
     run.ok("ADD", conf, pod)
@@ -385,7 +386,7 @@ def test_check_errors(run: bt.Runner, make_pod, data: Path) -> None:
 
 
 def test_status(run: bt.Runner, data: Path) -> None:
-    """§5 case 79."""
+    """P79."""
     run.ok("STATUS", bt.l3_conf(data, version="1.1.0"), cid=None, ifname=None)
     conf = bt.l3_conf(data, version="1.1.0")
     conf["ipam"]["type"] = "nosuch"
@@ -403,7 +404,7 @@ def _host_state(node_ns: Netns) -> tuple:
 
 
 def test_bridge_name_taken_by_non_bridge(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 49."""
+    """P49."""
     node_ns.ip("link", "add", "refbrveth", "type", "veth", "peer", "name", "refbrpeer")
     pod = make_pod()
     before = _host_state(node_ns)
@@ -424,7 +425,7 @@ def test_mtu_out_of_range(mtu: int, run: bt.Runner, node_ns: Netns, make_pod, da
 
 
 def test_ifname_already_in_pod(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 46, and nothing left behind: not even the bridge this ADD created."""
+    """P46, and nothing left behind: not even the bridge this ADD created."""
     pod = make_pod()
     pod.ip("link", "add", "eth0", "type", "veth", "peer", "name", "other")
     err = run.fail("ADD", bt.l3_conf(data), pod)
@@ -466,7 +467,7 @@ def test_ifname_already_in_pod(run: bt.Runner, node_ns: Netns, make_pod, data: P
 )
 def test_bad_config_creates_nothing(keys: dict, msg: str, run: bt.Runner, node_ns: Netns, make_pod,
                                     data: Path) -> None:
-    """§5 cases 47, 48, 60, 66 (bogus backend), 72, 74."""
+    """P47, P48, P60, P66 (bogus backend), 72, 74."""
     pod = make_pod()
     err = run.fail("ADD", bt.l3_conf(data, **keys), pod)
     assert err == {"code": 7, "msg": msg, "cniVersion": "1.0.0"} or (err["code"], err["msg"]) == (7, msg)
@@ -483,7 +484,7 @@ def test_wrong_json_types(run: bt.Runner, node_ns: Netns, make_pod, data: Path) 
 
 
 def test_invalid_netns(run: bt.Runner, node_ns: Netns, data: Path) -> None:
-    """§5 case 52; unlike the reference, the bridge this ADD created is removed again."""
+    """P52; unlike the reference, the bridge this ADD created is removed again."""
     err = run.fail("ADD", bt.l3_conf(data), netns="/run/netns/does-not-exist")
     assert err["msg"] == (
         'failed to open netns "/run/netns/does-not-exist": failed to Statfs '
@@ -493,24 +494,28 @@ def test_invalid_netns(run: bt.Runner, node_ns: Netns, data: Path) -> None:
 
 
 def test_bridge_address_conflict_rolls_back(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 56 (the reference leaves the pod configured; we remove it) and 57."""
+    """P56 (the reference leaves the pod configured; we remove it) and 57. A port is
+    attached (without one ours re-addresses the bridge: test_bridge_readdress.py)."""
     node_ns.ip("link", "add", "testbr0", "type", "bridge")
     node_ns.ip("addr", "add", "10.250.9.1/24", "dev", "testbr0")
+    node_ns.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+    node_ns.ip("link", "set", "oldport0", "master", "testbr0")
     pod = make_pod()
     conf = bt.l3_conf(data, subnet="10.250.10.0/24", isGateway=True)
     err = run.fail("ADD", conf, pod)
-    assert err["msg"] == (
-        'failed to set bridge addr: "testbr0" already has an IP address different from 10.250.10.1/24'
+    assert err["msg"].startswith(
+        'failed to set bridge addr: "testbr0" already has an IP address different from '
+        "10.250.10.1/24; ports still attached: oldport0 (pod address unknown); fix: "
     )
     assert bt.lease_files(data, "testnet") == []
     assert sorted(bt.links(pod)) == ["lo"]
-    assert sorted(bt.links(node_ns)) == ["lo", "testbr0"]
+    assert sorted(bt.links(node_ns)) == ["lo", "oldpeer0", "oldport0", "testbr0"]
     run.ok("ADD", dict(conf, forceAddress=True), pod)
     assert bt.addrs(node_ns, "testbr0") == ["10.250.10.1/24"]
 
 
 def test_two_ipv6_gateways_coexist(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 58."""
+    """P58."""
     conf = bt.l3_conf(data, subnet=None, isGateway=True,
                       ranges=[[{"subnet": "fd00:1::/64"}], [{"subnet": "fd00:2::/64"}]])
     run.ok("ADD", conf, make_pod())
@@ -519,7 +524,7 @@ def test_two_ipv6_gateways_coexist(run: bt.Runner, node_ns: Netns, make_pod, dat
 
 def test_ipam_failure_relayed_and_rolled_back(run: bt.Runner, node_ns: Netns, make_pod,
                                               data: Path) -> None:
-    """§5 case 108: exhaustion relayed unchanged; we also remove the veth (the reference keeps it)."""
+    """P108: exhaustion relayed unchanged; we also remove the veth (the reference keeps it)."""
     conf = bt.l3_conf(data, subnet="10.250.15.0/30")
     run.ok("ADD", conf, make_pod(), cid="first")
     pod = make_pod()
@@ -530,7 +535,7 @@ def test_ipam_failure_relayed_and_rolled_back(run: bt.Runner, node_ns: Netns, ma
 
 
 def test_missing_ipam_plugin(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 76 for DEL; ADD fails cleanly."""
+    """P76 for DEL; ADD fails cleanly."""
     conf = bt.l3_conf(data)
     conf["ipam"]["type"] = "nosuchipam"
     pod = make_pod()
@@ -547,7 +552,7 @@ def test_missing_ipam_plugin(run: bt.Runner, node_ns: Netns, make_pod, data: Pat
 
 
 def test_macspoofchk(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
-    """§5 case 67."""
+    """P67."""
     pod = make_pod()
     conf = bt.l3_conf(data, macspoofchk=True)
     res = run.ok("ADD", conf, pod)
@@ -564,14 +569,14 @@ def test_macspoofchk(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> No
 
 
 def test_disable_container_interface(run: bt.Runner, make_pod) -> None:
-    """§5 case 74: L2, the container end stays down."""
+    """P74: L2, the container end stays down."""
     pod = make_pod()
     run.ok("ADD", bt.l2_conf(disableContainerInterface=True), pod)
     assert "UP" not in bt.links(pod)["eth0"]["flags"]
 
 
 def test_vlan(run: bt.Runner, node_ns: Netns, make_pod) -> None:
-    """§5 case 71/73 where the kernel has VLAN filtering; otherwise a clear error and no bridge."""
+    """P71/P73 where the kernel has VLAN filtering; otherwise a clear error and no bridge."""
     pod = make_pod()
     conf = bt.l2_conf(vlan=100)
     if not bt.vlan_filtering_supported():
@@ -684,8 +689,9 @@ def test_link_plumbing_move_rename_routes(node_ns: Netns, make_pod) -> None:
 
 
 def test_gateway_of_the_other_family_is_a_clean_error(node_ns, make_pod, tmp_path):
-    """An IPv4 `gateway` on an IPv6 range (host-local passes it through, as HEAD does) is a
-    code-7 error naming both, with nothing left behind; it was an untyped crash (fuzz finding)."""
+    """An IPv4 `gateway` on an IPv6 range (host-local passes it through, as upstream 3d27709f does)
+    is a code-7 error naming both, with nothing left behind; it was an untyped crash (fuzz
+    finding)."""
     import os
 
     from harness import run_plugin

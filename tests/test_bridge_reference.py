@@ -1,11 +1,12 @@
 """Differential tests: our bridge against the reference (/usr/lib/cni/bridge, v1.1.1) on the
-same configurations, each in its own node namespace (plugins-notes §5, bridge cases).
+same configurations, each in its own node namespace (docs/reference-behaviour.md §5, bridge cases).
 
 Compared: exit status, the result (MACs, veth names and sandbox paths normalised), error
 code/message, and kernel state (links, addresses, routes, sysctls, iptables nat, nftables).
 The reference runs with the reference host-local, ours with ours (bridge_testlib.ipam_dir).
-Where v1.1.1 and HEAD differ (plugins-notes §0.9) the HEAD behaviour is asserted for ours, and
-the deviation is stated next to the assertion; deliberate improvements likewise.
+Where v1.1.1 and upstream 3d27709f differ (docs/reference-behaviour.md §0.9) the upstream 3d27709f
+behaviour is asserted for ours, and the deviation is stated next to the assertion; deliberate
+improvements likewise.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import bridge_testlib as bt
 import harness
 import pytest
 from harness import Netns
+
+from conformance.deviations import exhaustion_counts
 
 pytestmark = [pytest.mark.netns, pytest.mark.reference]
 
@@ -91,7 +94,7 @@ _VETH_RE = re.compile(r"\bveth[0-9a-f]{8}\b")
 
 def norm_result(res: Any, pod_path: str, *, ref: bool) -> Any:
     """Result with random MACs, veth names and the sandbox path replaced; v1.1.1's empty 1.x
-    `dns` dropped (plugins-notes §0.9 #1)."""
+    `dns` dropped (docs/reference-behaviour.md §0.9 #1)."""
     if not isinstance(res, dict):
         return res
     res = copy.deepcopy(res)
@@ -118,7 +121,7 @@ def err(e: Any) -> Any:
 
 
 def kernel_state(side: Side, pod: Netns | None, bridge: str = "refbr0", ifname: str = "eth0") -> dict:
-    """What the reference notes say to compare, with names and MACs normalised."""
+    """What docs/reference-behaviour.md §5 compares, with names and MACs normalised."""
     node = side.node
     host = bt.links(node)
     st: dict[str, Any] = {"host_links": sorted(_VETH_RE.sub("<veth>", n) for n in host)}
@@ -191,7 +194,8 @@ def assert_same(ours: Side, ref: Side, template: dict, *, cid: str = "ctr1", **k
     assert (r_o.returncode, r_r.returncode) == (0, 0), (r_o.stdout, r_r.stdout)
     assert norm_result(r_o.result, p_o.path, ref=False) == norm_result(r_r.result, p_r.path, ref=True)
     s_o, s_r = kernel_state(ours, p_o), kernel_state(ref, p_r)
-    # HEAD also sets keep_addr_on_down=1 for IPv6 (plugins-notes §0.9 #4): not compared here.
+    # upstream 3d27709f also sets keep_addr_on_down=1 for IPv6 (docs/reference-behaviour.md §0.9
+    # #4): not compared here.
     assert s_o == s_r
     return r_o, r_r, p_o, p_r
 
@@ -248,9 +252,10 @@ def test_same_add(case: str, sides) -> None:
     assert kernel_state(ours, p_o) == kernel_state(ref, p_r)
 
 
-def test_route_priority_is_head_behaviour(sides) -> None:
-    """A route `priority` is kept in the result and installed as the metric at HEAD; v1.1.1's
-    libcni drops it (plugins-notes §0.9: newer route fields). Everything else is equal."""
+def test_route_priority_is_upstream_behaviour(sides) -> None:
+    """A route `priority` is kept in the result and installed as the metric at upstream 3d27709f;
+    v1.1.1's libcni drops it (docs/reference-behaviour.md §0.9: newer route fields). Everything
+    else is equal."""
     ours, ref = sides
     template = L3(routes=[{"dst": "10.250.99.0/24", "gw": "10.250.1.6", "priority": 5}])
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", template)
@@ -336,7 +341,8 @@ def test_77_check_pass_and_fail(sides) -> None:
     e_o = ours.run.fail("CHECK", bt.with_prev(ours.conf(template), r_o.result), p_o)
     e_r = ref.run.fail("CHECK", bt.with_prev(ref.conf(template), r_r.result), p_r)
     assert e_r["msg"] == "Expected Route {Dst:{IP:0.0.0.0 Mask:00000000} GW:<nil>} not found in routing table"
-    # HEAD prints the route with its newer fields (plugins-notes §0.9 #10)
+    # upstream 3d27709f prints the route with its newer fields
+    # (docs/reference-behaviour.md §0.9 #10)
     assert e_o["msg"] == (
         "Expected Route {Dst:{IP:0.0.0.0 Mask:00000000} GW:<nil> MTU:0 AdvMSS:0 Priority:0 "
         "Table:<nil> Scope:<nil>} not found in routing table"
@@ -455,7 +461,7 @@ def test_46_second_add_same_ifname(sides) -> None:
     e_o = ours.run.fail("ADD", ours.conf(template), p_o, cid="c2")
     e_r = ref.run.fail("ADD", ref.conf(template), p_r, cid="c2")
     assert e_o["code"] == e_r["code"] == 999
-    # v1.1.1 wording; HEAD names the peer too (plugins-notes §0.9 #7)
+    # v1.1.1 wording; upstream 3d27709f names the peer too (docs/reference-behaviour.md §0.9 #7)
     assert e_r["msg"] == "container veth name provided (eth0) already exists"
     assert re.fullmatch(r'container veth name \("eth0"\) peer provided \("veth[0-9a-f]{8}"\) already exists',
                         e_o["msg"])
@@ -494,8 +500,9 @@ def test_52_missing_netns(sides) -> None:
 def test_config_errors(keys: dict, sides) -> None:
     """Same failure, nothing configured in the pod. Deliberate differences: ours answers code 7
     (invalid config) before creating anything, the reference 999 (and it creates the bridge
-    first for the MAC and MTU cases); v1.1.1's hairpin text ends in a period (HEAD's does not);
-    an out-of-range MTU gets our own message instead of the kernel's `invalid argument`."""
+    first for the MAC and MTU cases); v1.1.1's hairpin text ends in a period (upstream 3d27709f's
+    does not); an out-of-range MTU gets our own message instead of the kernel's `invalid
+    argument`."""
     ours, ref = sides
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", L3(**keys))
     assert r_o.returncode == r_r.returncode == 1
@@ -515,7 +522,8 @@ def test_55_duplicate_default_route(sides) -> None:
     assert r_o.returncode == r_r.returncode == 1
     mask = "{0.0.0.0 00000000000000000000ffff00000000}"
     assert r_r.result["msg"] == f"failed to add route '{mask} via 10.250.1.1 dev eth0': file exists"
-    # HEAD's message adds metric, scope and table (plugins-notes §0.9 #7)
+    # upstream 3d27709f's message adds metric, scope and table
+    # (docs/reference-behaviour.md §0.9 #7)
     assert r_o.result["msg"] == (
         f"failed to add route '{mask} via 10.250.1.1 dev eth0 metric 0 (Scope: universe, Table: 0)': file exists"
     )
@@ -525,15 +533,23 @@ def test_55_duplicate_default_route(sides) -> None:
 
 
 def test_56_bridge_address_conflict(sides) -> None:
+    """With a port attached (a pod of the old subnet), both refuse; ours adds the port and the
+    fix after the reference's text. Without ports ours re-addresses (test_bridge_readdress)."""
     ours, ref = sides
     for side in sides:
         side.node.ip("link", "add", "refbr0", "type", "bridge")
         side.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr0")
+        side.node.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+        side.node.ip("link", "set", "oldport0", "master", "refbr0")
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", L3(subnet="10.250.10.0/24", isGateway=True))
-    assert err(r_o.result) == err(r_r.result)
+    refusal = 'failed to set bridge addr: "refbr0" already has an IP address different from 10.250.10.1/24'
+    assert r_r.result["msg"] == refusal
     assert r_o.result["msg"] == (
-        'failed to set bridge addr: "refbr0" already has an IP address different from 10.250.10.1/24'
+        f"{refusal}; ports still attached: oldport0 (pod address unknown); fix: remove the pods "
+        "still attached (drain the node), then the next ADD or `cnitool doctor --fix` replaces "
+        "the address"
     )
+    assert r_o.result["code"] == r_r.result["code"]
     assert bt.lease_files(ours.data, "refnet1") == bt.lease_files(ref.data, "refnet1") == []
     # The reference leaves eth0 configured in the pod; ours removes it (deliberate).
     assert bt.addrs(p_r, "eth0") == ["10.250.10.2/24"] and sorted(bt.links(p_o)) == ["lo"]
@@ -544,8 +560,11 @@ def test_108_ipam_exhaustion(sides) -> None:
     template = L3(subnet="10.250.15.0/30")
     assert_same(ours, ref, template, cid="first")
     r_o, r_r, p_o, p_r = both(ours, ref, "ADD", template, cid="second")
-    assert err(r_o.result) == err(r_r.result)
-    assert r_o.result["msg"].startswith("failed to allocate for range 0: no IP addresses available")
+    base = "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    assert r_r.result["msg"] == base
+    # Ours adds the lease counts (the first pod is alive) and the command that frees dead ones.
+    assert r_o.result["msg"] == base + exhaustion_counts(1, 0, 0, "refnet1")
+    assert r_o.result["code"] == r_r.result["code"]
     # The reference keeps a down eth0 and an enslaved host veth; ours removes the pair.
     assert "eth0" in bt.links(p_r) and sorted(bt.links(p_o)) == ["lo"]
 
@@ -560,7 +579,7 @@ def test_53_l2_0_2_0_cannot_convert(sides) -> None:
 
 
 def test_generic_errors_same(sides) -> None:
-    """§5 cases 3-10 against the bridge: env and stdin validation."""
+    """docs/reference-behaviour.md P3-P10 against the bridge: env and stdin validation."""
     ours, ref = sides
     conf = L3()
     for kw in ({"cid": "a/b"}, {"ifname": "abcdefghijklmnop"}, {"ifname": "a:b"}):
@@ -580,5 +599,5 @@ def test_version_reply(sides) -> None:
     r_o = ours.run("VERSION", b"")
     r_r = ref.run("VERSION", b"")
     o, r = json.loads(r_o.stdout), json.loads(r_r.stdout)
-    # HEAD supports 1.1.0 (plugins-notes §0.9 #1)
+    # upstream 3d27709f supports 1.1.0 (docs/reference-behaviour.md §0.9 #1)
     assert o["supportedVersions"] == r["supportedVersions"] + ["1.1.0"]

@@ -131,7 +131,7 @@ def test_parse_mac(text: str, mac: str | None) -> None:
 
 
 def test_reference_hashes() -> None:
-    """plugins-notes §0.7 examples."""
+    """docs/reference-behaviour.md §0.7 examples."""
     assert ipmasq.iptables_chain("refnet1", "ctr1") == "CNI-e58756d01a2a07fa566152ed"
     assert ipmasq.iptables_chain("test", "1234") == "CNI-2bbe0c48b91a7d1b8a6753a8"
     assert ipmasq.nft_network_hash("unit-test") == "6fd94d501e58f0aa"

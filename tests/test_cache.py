@@ -1,4 +1,4 @@
-"""The result cache (spec-notes §8.6; §10 items 99-106) and its byte compatibility with Go libcni.
+"""The result cache (docs/spec-rules.md §8.6; C99-C106) and its byte compatibility with Go libcni.
 
 The files in tests/data/libcni_cache/golden/ were written by the reference Go libcni
 (Debian's golang-github-appc-cni-dev 1.1.2, Go 1.19) through the small driver in
@@ -9,8 +9,8 @@ tests/cni_fakes.py, with:
     gocnitool add <net.d> single c2 "" net1
     gocnitool add <net.d> old c3 "" eth9        CAP_ARGS=null RT_ARGS='A=é'
 
-(netns is empty because libcni 1.1.2 predates the HEAD `netns` field; its place is checked
-separately.) The same operations through cni.runtime must produce the same bytes.
+(netns is empty because libcni 1.1.2 predates the `netns` field of cni 3f51e880; its place is
+checked separately.) The same operations through cni.libcni.runtime must produce the same bytes.
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 from cni_fakes import fake_environ, make_fake, read_log
 
-from cni import cache as cache_mod
-from cni import conflist, gojson
-from cni.cache import CachedInfo, CacheError, ResultCache
 from cni.errors import CNIError
-from cni.runtime import CNIConfig, RuntimeConf
+from cni.gocompat import json as gojson
+from cni.libcni import cache as cache_mod
+from cni.libcni import conflist
+from cni.libcni.cache import CachedInfo, CacheError, ResultCache
+from cni.libcni.runtime import CNIConfig, RuntimeConf
 
 DATA = Path(__file__).parent / "data" / "libcni_cache"
 CAP_ARGS = (
@@ -101,7 +102,7 @@ def test_netns_field_sits_after_network_name():
     assert back == info
 
 
-# ------------------------------------------------------------------ items 99-101
+# ------------------------------------------------------------------ C99-C101
 
 
 def test_add_creates_v1_file_with_modes(fakes):
@@ -146,7 +147,7 @@ def test_del_removes_only_after_success(fakes, tmp_path):
     cni.del_network_list(conf, rt)
 
 
-# ------------------------------------------------------------------ items 102-104
+# ------------------------------------------------------------------ C102-C104
 
 
 def test_corrupt_cache_check_errors_del_tolerates(fakes):
@@ -196,7 +197,7 @@ def test_cached_result_is_converted_to_the_list_version(fakes):
         cache.get_result("old", old020.cni_version, "cid", "eth0")
 
 
-# ------------------------------------------------------------------ items 105-106
+# ------------------------------------------------------------------ C105-C106
 
 
 def test_path_requires_all_parts_and_missing_file_is_none(tmp_path):

@@ -1,6 +1,6 @@
-"""cnitool (spec-notes §9; §10 items 112-120) and the runtime end to end.
+"""cnitool (docs/spec-rules.md §9; C112-C120) and the runtime end to end.
 
-Unit tests drive cni.cnitool.run() and the dist/bin/cnitool executable with fake plugins. The
+Unit tests drive cni.libcni.cnitool.run() and the dist/bin/cnitool executable with fake plugins. The
 integration tests run dist/bin/cnitool inside a node namespace against real plugins: the
 reference bridge + host-local + portmap from /usr/lib/cni (which also proves that what our
 runtime sends is what the Go plugins expect), and the kube-flannel chain of our own plugins
@@ -21,7 +21,7 @@ import harness
 import pytest
 from cni_fakes import fail_with, make_fake, read_log
 
-from cni import cnitool
+from cni.libcni import cnitool
 
 CNITOOL = harness.REPO_ROOT / "dist" / "bin" / "cnitool"
 
@@ -77,7 +77,7 @@ def tool(tmp_path) -> Tool:
     return Tool(tmp_path)
 
 
-# ------------------------------------------------------------------ item 112
+# ------------------------------------------------------------------ C112
 
 
 @pytest.mark.parametrize("argv", [["add"], ["add", "net1"], ["del", "net1"], ["gc"]])
@@ -101,7 +101,7 @@ def test_help(tool):
         assert rc == 0 and "cnitool <command> <network-name> <netns>" in out
 
 
-# ------------------------------------------------------------------ items 113-115
+# ------------------------------------------------------------------ C113-C115
 
 
 def test_container_id_from_absolute_netns_path(tool):
@@ -162,7 +162,7 @@ def test_default_conf_dir(tool):
     assert err.getvalue().startswith("no net configuration")
 
 
-# ------------------------------------------------------------------ items 116-117
+# ------------------------------------------------------------------ C116-C117
 
 
 @pytest.mark.parametrize("value,bad", [("A=1;B", "B"), ("A=", "A="), ("=1", "=1"), ("A=1;", ""), ("A=1=2", "A=1=2")])
@@ -195,7 +195,7 @@ def test_cap_args_reach_matching_plugins_only(tool):
     assert "runtimeConfig" not in b["conf"]
 
 
-# ------------------------------------------------------------------ items 118-120
+# ------------------------------------------------------------------ C118-C120
 
 
 def test_outputs(tool):
@@ -344,7 +344,8 @@ def test_reference_bridge_hostlocal_portmap(node_ns, make_pod, state_dir):
 
     check = _cnitool_in(node_ns, "check", "refnet", pod, env)  # CAP_ARGS from the cache
     if check.returncode != 0:
-        # portmap v1.1.1 checks the IPv6 table for a v4-only pod (plugins-notes §1 item 5).
+        # portmap v1.1.1 checks the IPv6 table for a v4-only pod (docs/reference-behaviour.md §0.9
+        # #5).
         assert "could not check ipv6 dnat: chain CNI-DN-" in check.stderr, check.stderr
     check = _cnitool_in(node_ns, "check", "refnet", pod, {**env, "CAP_ARGS": "{}"})
     assert check.returncode == 0, check.stderr
@@ -451,7 +452,8 @@ def test_version_answers():
     import io
     import json as _json
 
-    from cni import __version__, cnitool
+    from cni import __version__
+    from cni.libcni import cnitool
     from cni.version import ALL
 
     for argv in (["--version"], ["-v"], ["version"]):

@@ -1,4 +1,4 @@
-"""Concurrency (issue 11): many simultaneous ADDs and DELs on one node, two networks.
+"""Concurrency (docs/reliability.md): many simultaneous ADDs and DELs on one node, two networks.
 
 Two bridge networks (own bridge, own host-local dataDir, masquerading on) in one node
 namespace; every pod has its own namespace. With N = PYCNI_CONCURRENCY (CI: reduced, full: 128):

@@ -1,4 +1,5 @@
-"""Network configuration loading and version selection (spec-notes §5.1, §5.3, §8.1; §10 items 71-82)."""
+"""Network configuration loading and version selection (docs/spec-rules.md §5.1, §5.3, §8.1;
+C71-C82)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cni import conflist, gojson
-from cni.conflist import ConfError, NoConfigsFoundError, NotFoundError
+from cni.gocompat import json as gojson
+from cni.libcni import conflist
+from cni.libcni.conflist import ConfError, NoConfigsFoundError, NotFoundError
 
 
 def _list(**kw) -> bytes:
@@ -26,7 +28,7 @@ def _write(path: Path, obj) -> Path:
     return path
 
 
-# ------------------------------------------------------------------ item 71-72
+# ------------------------------------------------------------------ C71-C72
 
 
 def test_missing_name_is_an_error():
@@ -73,7 +75,7 @@ def test_not_json_and_not_an_object():
         conflist.list_from_bytes(b"[1]")
 
 
-# ------------------------------------------------------------------ item 73
+# ------------------------------------------------------------------ C73
 
 
 @pytest.mark.parametrize(
@@ -98,7 +100,7 @@ def test_boolean_bad_string_and_bad_type():
         conflist.list_from_bytes(_list(disableGC=1))
 
 
-# ------------------------------------------------------------------ items 74-77
+# ------------------------------------------------------------------ C74-C77
 
 
 def test_load_only_inlined_without_plugins(tmp_path):
@@ -150,7 +152,7 @@ def test_no_plugins_anywhere(tmp_path):
         conflist.list_from_file(str(f))
 
 
-# ------------------------------------------------------------------ items 78-79
+# ------------------------------------------------------------------ C78-C79
 
 
 @pytest.mark.parametrize(
@@ -186,7 +188,7 @@ def test_version_selection_errors():
         conflist.list_from_bytes(_list(cniVersion="1.x", cniVersions=["1.0.0"]))
 
 
-# ------------------------------------------------------------------ items 80-82
+# ------------------------------------------------------------------ C80-C82
 
 
 def test_conflist_beats_conf_then_conf_is_upconverted(tmp_path):

@@ -1,4 +1,4 @@
-"""The conformance suite (conformance/, issue 9) run from the main test suite.
+"""The conformance suite (conformance/, README "Layout") run from the main test suite.
 
 Runs `python -m conformance` exactly as a user would, once: dist/bin compared with the Go
 reference, including the real-runtime scenario when containerd is installed. The runner checks

@@ -1,4 +1,4 @@
-"""Crash consistency (issue 11): kill -9 a plugin at a random point of its ADD.
+"""Crash consistency (docs/reliability.md): kill -9 a plugin at a random point of its ADD.
 
 For each of flannel, bridge, host-local and portmap (PYCNI_CRASH_TRIALS trials spread over the
 four; CI: a reduced count, full: 200 with PYCNI_FULL=1):

@@ -1,4 +1,5 @@
-"""The main-job demonstration (issue 8): scripts/demo.py against the built dist/bin, as root.
+"""The main-job demonstration (README "The two commands"): scripts/demo.py against the built
+dist/bin, as root.
 
 It is run the way `make demo` runs it (the system python3, a separate process) and judged by
 what it prints, its exit status, and what is left on the machine afterwards: no namespace, no
@@ -95,13 +96,15 @@ def test_demo_runs_every_step_and_leaves_nothing():
     assert proc.returncode == 0, out + proc.stderr
     assert proc.stderr == ""
 
-    headings = re.findall(r"^(\d)\. (.+)$", out, re.M)
+    headings = re.findall(r"^(\d+)\. (.+)$", out, re.M)
     assert headings == [
         ("1", "sandbox"), ("2", "attach pod-a"), ("3", "attach pod-b"), ("4", "the node"),
         ("5", "pod to pod"), ("6", "hostPort"),
         ("7", "the default path: a process per call, served by a warm worker"), ("8", "delete"),
-        ("9", "nothing left"),
+        ("9", "doctor"), ("10", "nothing left"),
     ]
+    assert "ok   cnitool doctor finds nothing failing on the node" in out
+    assert re.search(r"^\s+ok   conf\.parse ", out, re.M) and " 0 fail" in out
     assert f"removed what a killed demo left: {stale_ns}, {stale_tmp}" in out
     assert '"cniVersion": "0.3.1"' in out and '"hairpinMode": true' in out  # the conflist shown
     assert "FLANNEL_SUBNET=10.244.1.1/24" in out

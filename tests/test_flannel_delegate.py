@@ -1,4 +1,4 @@
-"""Config loading and delegate generation (flannel-notes §1, §3; §8 cases 1-4, 10, 27-40).
+"""Config loading and delegate generation (docs/flannel-behaviour.md §1, §3; F1-F4, F10, F27-F40).
 
 Expected delegate configurations are written out verbatim as the reference's json.Marshal
 produces them (keys sorted, compact; route objects in libcni's field order).
@@ -50,20 +50,20 @@ def gen_error(env=V4, **extra) -> CNIError:
 # --------------------------------------------------------------------------- config (1-4, 10)
 
 
-def test_defaults():  # case 1
+def test_defaults():  # F1
     conf = flannel_config.load({"name": "n", "type": "flannel"}, for_add=False)
     assert conf.subnet_file() == "/run/flannel/subnet.env"
     assert conf.data_dir() == "/var/lib/cni/flannel"
     assert conf.subnetFileWait == 3.0 and conf.subnetFileLenient is False
 
 
-def test_explicit_paths_verbatim():  # case 2
+def test_explicit_paths_verbatim():  # F2
     conf = flannel_config.load({**BASE, "subnetFileWait": 0.5}, for_add=False)
     assert (conf.subnet_file(), conf.data_dir()) == ("/x/subnet.env", "/x/data")
     assert conf.subnetFileWait == 0.5
 
 
-def test_empty_paths_fall_back_with_warning(capsys):  # case 3 (improved mode)
+def test_empty_paths_fall_back_with_warning(capsys):  # F3 (improved mode)
     conf = flannel_config.load({"name": "n", "subnetFile": "", "dataDir": ""}, for_add=False)
     assert conf.subnet_file() == "/run/flannel/subnet.env"
     assert conf.data_dir() == "/var/lib/cni/flannel"
@@ -86,7 +86,7 @@ def test_keys_match_case_insensitively_like_go():
     [("delegate", "x"), ("ipam", []), ("subnetFile", 5), ("runtimeConfig", 1), ("dns", "x"),
      ("capabilities", {"a": 1}), ("subnetFileWait", -1), ("subnetFileWait", "3"), ("subnetFileLenient", 1)],
 )
-def test_wrong_types_add_and_del_prefixes(key, value):  # cases 4 and 5
+def test_wrong_types_add_and_del_prefixes(key, value):  # F4 and F5
     for for_add, prefix in (
         (True, "failed to load flannel netconf file: failed to load netconf: "),
         (False, "failed to load netconf: "),
@@ -100,7 +100,7 @@ def test_wrong_types_add_and_del_prefixes(key, value):  # cases 4 and 5
         assert "\n" not in info.value.msg
 
 
-def test_misplaced_bridge_keys_warn_and_are_ignored(capsys):  # case 10
+def test_misplaced_bridge_keys_warn_and_are_ignored(capsys):  # F10
     out = gen(bridge="cni9", hairpinMode=True, custom="x")
     err = capsys.readouterr().err
     assert "bridge, hairpinMode" in err and "custom" not in err
@@ -115,29 +115,29 @@ EXPECTED_V4 = (
 )
 
 
-def test_default_v4_byte_equal():  # case 27
+def test_default_v4_byte_equal():  # F27
     assert gen() == EXPECTED_V4
 
 
-def test_ipmasq_false_gives_bridge_masquerade():  # case 28
+def test_ipmasq_false_gives_bridge_masquerade():  # F28
     env = parse("FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n", "p")
     assert json.loads(gen(env))["ipMasq"] is True
 
 
-def test_user_mtu_and_ipmasq_kept():  # case 29
+def test_user_mtu_and_ipmasq_kept():  # F29
     out = json.loads(gen(delegate={"mtu": 1400, "ipMasq": True}))
     assert (out["mtu"], out["ipMasq"]) == (1400, True)
     out = json.loads(gen(delegate={"mtu": 0, "ipMasq": "weird"}))
     assert (out["mtu"], out["ipMasq"]) == (0, "weird")
 
 
-def test_other_type_gets_no_isgateway():  # case 30
+def test_other_type_gets_no_isgateway():  # F30
     out = json.loads(gen(delegate={"type": "ipvlan", "master": "eth0"}))
     assert out["type"] == "ipvlan" and out["master"] == "eth0"
     assert "isGateway" not in out
 
 
-def test_isgateway_false_kept():  # case 31
+def test_isgateway_false_kept():  # F31
     assert json.loads(gen(delegate={"isGateway": False}))["isGateway"] is False
 
 
@@ -152,24 +152,24 @@ def test_isgateway_false_kept():  # case 31
         ({"name": None}, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"),
     ],
 )
-def test_delegate_validation_and_precedence(delegate, message):  # case 32
+def test_delegate_validation_and_precedence(delegate, message):  # F32
     e = gen_error(delegate=delegate)
     assert (e.code, e.msg) == (ERR_INVALID_NETWORK_CONFIG, message)  # 999 in the reference
 
 
-def test_cniversion_copy_rules():  # case 33
+def test_cniversion_copy_rules():  # F33
     assert json.loads(gen(cniVersion="1.0.0", delegate={"cniVersion": "0.3.1"}))["cniVersion"] == "1.0.0"
     assert json.loads(gen(delegate={"cniVersion": "0.3.1"}))["cniVersion"] == "0.3.1"
     assert "cniVersion" not in json.loads(gen())
 
 
-def test_runtimeconfig_replaces_delegates():  # case 34
+def test_runtimeconfig_replaces_delegates():  # F34
     out = json.loads(gen(runtimeConfig={"ips": ["10.1.17.9/24"]}, delegate={"runtimeConfig": {"mac": "x"}}))
     assert out["runtimeConfig"] == {"ips": ["10.1.17.9/24"]}
     assert json.loads(gen(delegate={"runtimeConfig": {"mac": "x"}}))["runtimeConfig"] == {"mac": "x"}
 
 
-def test_user_ipam_v4():  # case 35 (upstream specs 17)
+def test_user_ipam_v4():  # F35 (upstream specs 17)
     assert gen(ipam=USER_IPAM) == (
         b'{"ipMasq":false,"ipam":{"ranges":[[{"subnet":"10.1.17.0/24"}]],"routes":[{"dst":"10.96.0.0/12"},'
         b'{"dst":"192.168.244.0/24","gw":"10.1.17.20"},{"dst":"10.1.0.0/16"}],"type":"my-ipam",'
@@ -185,13 +185,13 @@ def test_user_ipam_v6_and_dual():  # upstream specs 18, 19
     assert out["routes"][2:] == [{"dst": "10.1.0.0/16"}, {"dst": "fc00::/48"}]
 
 
-def test_ipam_type_defaults_and_empty_kept():  # case 36 (upstream specs 21-23)
+def test_ipam_type_defaults_and_empty_kept():  # F36 (upstream specs 21-23)
     ipam = {k: v for k, v in USER_IPAM.items() if k != "type"}
     assert json.loads(gen(ipam=ipam))["ipam"]["type"] == "host-local"
     assert json.loads(gen(ipam={"type": ""}))["ipam"]["type"] == ""
 
 
-def test_user_ranges_overwritten():  # case 37
+def test_user_ranges_overwritten():  # F37
     out = json.loads(gen(ipam={"ranges": [[{"subnet": "192.168.9.0/24", "gateway": "192.168.9.9"}]]}))
     assert out["ipam"]["ranges"] == [[{"subnet": "10.1.17.0/24"}]]
 
@@ -200,7 +200,7 @@ def test_user_ranges_overwritten():  # case 37
     "routes",
     [[{"dst": "nope"}], "x", [5], [{"dst": "10.0.0.0/8", "gw": "bad"}], [{"dst": "10.0.0.0/8", "mtu": 1.5}], [{}]],
 )
-def test_malformed_routes(routes):  # case 38
+def test_malformed_routes(routes):  # F38
     e = gen_error(ipam={"routes": routes})
     assert e.code == ERR_INVALID_NETWORK_CONFIG  # 999 in the reference: README "Where we differ"
     assert e.msg.startswith(
@@ -219,7 +219,7 @@ def test_route_fields_in_libcni_order_unknown_dropped_host_bits_kept():
     ) in out
 
 
-def test_dual_stack_ranges_and_routes():  # case 39 (upstream spec 4)
+def test_dual_stack_ranges_and_routes():  # F39 (upstream spec 4)
     out = json.loads(gen(DUAL))["ipam"]
     assert out["ranges"] == [[{"subnet": "10.1.17.0/24"}], [{"subnet": "fc00::/64"}]]
     assert out["routes"] == [{"dst": "10.1.0.0/16"}, {"dst": "fc00::/48"}]
@@ -229,7 +229,7 @@ def test_two_networks_two_routes():  # upstream spec 2
     assert json.loads(gen(TWO_NETS))["ipam"]["routes"] == [{"dst": "10.1.0.0/16"}, {"dst": "192.168.0.0/16"}]
 
 
-def test_top_level_keys_not_forwarded():  # case 40
+def test_top_level_keys_not_forwarded():  # F40
     out = json.loads(gen(
         dns={"nameservers": ["1.1.1.1"]}, args={"cni": {"ips": ["1.2.3.4"]}},
         capabilities={"portMappings": True}, prevResult={"cniVersion": "1.0.0"},

@@ -1,5 +1,5 @@
-"""flannel end to end in throwaway node and pod namespaces (flannel-notes §8 cases 53-57 and the
-issue's acceptance list), with real executables through the CNI protocol.
+"""flannel end to end in throwaway node and pod namespaces (docs/flannel-behaviour.md F53-F57 and
+the issue's acceptance list), with real executables through the CNI protocol.
 
 Every test runs twice: with the REFERENCE bridge, host-local and portmap (/usr/lib/cni) behind
 our flannel, and with OUR executables only (hard links of dist/bin, so delegation runs
@@ -251,7 +251,7 @@ def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_po
     assert pod_ips(pod) == []
 
 
-def test_dual_stack_pods(node_ns, make_pod, state_dir, ref_bin):  # case 54
+def test_dual_stack_pods(node_ns, make_pod, state_dir, ref_bin):  # F54
     state_dir.subnet_env.write_text(DUAL_ENV)
     (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
     pods = [make_pod(), make_pod()]
@@ -297,7 +297,7 @@ def flannel_conf(state_dir, version="1.0.0", **extra) -> dict:
     return conf
 
 
-def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # case 53
+def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # F53
     state_dir.subnet_env.write_text(README_ENV)
     pod = make_pod()
     conf = flannel_conf(state_dir)
@@ -360,8 +360,8 @@ CONCURRENCY = int(os.environ.get("FLANNEL_TEST_PODS", "16"))
 
 
 @pytest.mark.slow
-def test_concurrent_adds_and_dels(node_ns, make_pod, state_dir, ref_bin):  # case 55
-    """FLANNEL_TEST_PODS pods (default 16; the notes ask for 50) added and deleted concurrently."""
+def test_concurrent_adds_and_dels(node_ns, make_pod, state_dir, ref_bin):  # F55
+    """FLANNEL_TEST_PODS pods (default 16; F55 asks for 50) added and deleted concurrently."""
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     conf = flannel_conf(state_dir, delegate={"isDefaultGateway": True})
     pods = [make_pod() for _ in range(CONCURRENCY)]
@@ -401,7 +401,7 @@ exec {real}
 
 
 @pytest.mark.parametrize("before", [False, True], ids=["after-bridge", "before-bridge"])
-def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # case 56
+def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # F56
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     pod = make_pod()
     crash_bin = link_bin(tmp_path / "crash-bin", names=("host-local",), impl=impl)
@@ -426,7 +426,7 @@ LATENCY: dict[str, tuple[float, float]] = {}
 
 
 @pytest.mark.parametrize("variant", ["reference", "ours-exec", "ours"])
-def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, variant):  # case 57
+def test_add_latency(node_ns, make_pod, state_dir, tmp_path, record_property, variant):  # F57
     """ADD latency of flannel -> bridge -> host-local, as a runtime sees it (one exec of flannel).
 
     reference: the Go bridge and host-local, executed. ours-exec: our bridge and host-local as
@@ -515,3 +515,59 @@ def test_one_interpreter_per_pod_add(node_ns, make_pod, state_dir, tmp_path, var
     assert run_plugin(cni_bin / "flannel", "DEL", conf, netns=pod.path, cni_path=str(cni_bin),
                       in_netns=node_ns, containerid="one1").returncode == 0
     assert leases(state_dir, "cbr0") == [] and veths(node_ns) == []
+
+
+# --------------------------------------------------------------------------- self-healing
+
+
+def test_failed_add_leaves_no_saved_configuration_with_our_delegate(node_ns, make_pod, state_dir,
+                                                                    ref_bin, impl):
+    """Our bridge undoes a failed ADD completely, so the saved configuration goes too; behind
+    the reference bridge (which may leave things for DEL) it stays, as the reference keeps it."""
+    state_dir.subnet_env.write_text(ACCEPT_ENV.replace("10.244.1.1/24", "10.244.1.1/30"))
+    conf = flannel_conf(state_dir)
+    first, second = make_pod(), make_pod()
+    kw = dict(cni_path=str(ref_bin), in_netns=node_ns)
+    assert run_plugin(FLANNEL, "ADD", conf, netns=first.path, containerid="c1", **kw).returncode == 0
+    r = run_plugin(FLANNEL, "ADD", conf, netns=second.path, containerid="c2", **kw)
+    assert r.returncode == 1
+    assert r.result["msg"].startswith("failed to allocate for range 0: no IP addresses available")
+    assert (state_dir.flannel / "c2").exists() == (impl == "reference")
+    assert sorted(os.listdir(state_dir.flannel))[0] == "c1"
+    if impl == "ours":
+        assert len(veths(node_ns)) == 1 and leases(state_dir, "cni-flannel") == ["10.244.1.2"]
+    for cid, pod in (("c2", second), ("c1", first)):
+        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+
+
+def test_mtu_change_warns_at_add_and_fails_check_of_old_pods(node_ns, make_pod, state_dir, ref_bin,
+                                                             impl):
+    state_dir.subnet_env.write_text(ACCEPT_ENV)  # FLANNEL_MTU=1450
+    conf = flannel_conf(state_dir)
+    old, new = make_pod(), make_pod()
+    kw = dict(cni_path=str(ref_bin), in_netns=node_ns)
+    a_old = run_plugin(FLANNEL, "ADD", conf, netns=old.path, containerid="old", **kw)
+    assert a_old.returncode == 0 and "FLANNEL_MTU" not in a_old.stderr, a_old.stderr
+    [old_port] = veths(node_ns)
+    # flanneld restarts with another MTU (e.g. after a backend change).
+    state_dir.subnet_env.write_text(ACCEPT_ENV.replace("FLANNEL_MTU=1450", "FLANNEL_MTU=1400"))
+    a_new = run_plugin(FLANNEL, "ADD", conf, netns=new.path, containerid="new", **kw)
+    assert a_new.returncode == 0, a_new.stdout
+    cni0_mtu = int(ns_ip(node_ns, "-o", "link", "show", "cni0").stdout.split(" mtu ")[1].split()[0])
+    wrong = ([f"cni0 (MTU {cni0_mtu})"] if cni0_mtu != 1400 else []) + [f"{old_port} (MTU 1450)"]
+    assert (
+        f"flannel: FLANNEL_MTU is 1400 but {', '.join(wrong)} differ: large packets between this "
+        "pod and those may be dropped; recreate the pods on those ports (the bridge follows)"
+    ) in a_new.stderr
+    if impl == "ours":  # the reference bridge's CHECK fails on any flannel pod (see above)
+        c_new = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": a_new.result}, netns=new.path,
+                           containerid="new", **kw)
+        assert c_new.returncode == 0, c_new.stdout
+        c_old = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": a_old.result}, netns=old.path,
+                           containerid="old", **kw)
+        assert (c_old.returncode, c_old.result["msg"]) == (
+            1, '"eth0" has MTU 1450 but FLANNEL_MTU is 1400: the pod predates an MTU change; '
+               "recreate it"
+        )
+    for cid, pod in (("old", old), ("new", new)):
+        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0

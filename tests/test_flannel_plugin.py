@@ -1,5 +1,5 @@
 """The flannel executable through the CNI protocol with a recording fake delegate
-(flannel-notes §4, §8 cases 4-9, 41-52).
+(docs/flannel-behaviour.md §4, F4-F9, F41-F52).
 
 The fake `bridge` is a shell script on a private CNI_PATH: it records its stdin and environment
 and answers with a canned reply and exit status per command. It is not one of our executables,
@@ -125,7 +125,7 @@ def expected_delegate(version="1.0.0") -> bytes:
 # --------------------------------------------------------------------------- skel checks (5-9, 51)
 
 
-def test_missing_and_bad_network_name(paths, fake):  # case 6
+def test_missing_and_bad_network_name(paths, fake):  # F6
     r = flannel("ADD", {k: v for k, v in conf_for(paths).items() if k != "name"}, fake)
     assert (r.returncode, r.result["code"], r.result["msg"]) == (1, 7, "missing network name")
     r = flannel("ADD", conf_for(paths, name="-bad"), fake)
@@ -134,26 +134,26 @@ def test_missing_and_bad_network_name(paths, fake):  # case 6
 
 
 @pytest.mark.parametrize("cid", ["a/b", ".x", "../../etc"])
-def test_bad_container_id_writes_nothing(paths, fake, cid):  # case 7
+def test_bad_container_id_writes_nothing(paths, fake, cid):  # F7
     r = flannel("ADD", conf_for(paths), fake, cid=cid)
     assert (r.returncode, r.result["code"], r.result["msg"]) == (1, 4, "invalid characters in containerID")
     assert not paths["data"].exists()
     assert fake.calls() == []
 
 
-def test_ifname_too_long(paths, fake):  # case 8
+def test_ifname_too_long(paths, fake):  # F8
     r = flannel("ADD", conf_for(paths), fake, ifname="a" * 16)
     assert (r.result["code"], r.result["msg"]) == (4, "interface name is too long")
 
 
-def test_env_requirements(paths, fake):  # case 9
+def test_env_requirements(paths, fake):  # F9
     r = flannel("ADD", conf_for(paths), fake, cni_path="")
     assert (r.result["code"], r.result["msg"]) == (4, "required env variables [CNI_PATH] missing")
     r = flannel("DEL", conf_for(paths), fake, netns=None)
     assert r.returncode == 0, r.stdout
 
 
-def test_wrong_type_add_vs_del(paths, fake):  # cases 4, 5
+def test_wrong_type_add_vs_del(paths, fake):  # F4, F5
     # Code 6 (a wrong JSON type) where the reference says 999: README "Where we differ".
     r = flannel("ADD", conf_for(paths, delegate="x"), fake)
     assert r.result["code"] == 6
@@ -164,7 +164,7 @@ def test_wrong_type_add_vs_del(paths, fake):  # cases 4, 5
     assert fake.calls() == []
 
 
-def test_version_about_unknown(paths, fake):  # case 51
+def test_version_about_unknown(paths, fake):  # F51
     r = flannel("VERSION", conf_for(paths), fake)
     assert r.returncode == 0
     assert r.result["supportedVersions"] == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
@@ -177,7 +177,7 @@ def test_version_about_unknown(paths, fake):  # case 51
 # --------------------------------------------------------------------------- ADD (41-44)
 
 
-def test_add_saves_then_delegates(paths, fake):  # case 41
+def test_add_saves_then_delegates(paths, fake):  # F41
     r = flannel("ADD", conf_for(paths), fake, args="K8S_POD_NAME=p;IgnoreUnknown=1")
     assert r.returncode == 0, r.stdout + r.stderr
     assert {k: v for k, v in r.result.items() if k != "dns"} == {k: v for k, v in ADD_REPLY.items() if k != "dns"}
@@ -202,7 +202,7 @@ def test_add_result_converted_to_config_version(paths, fake):
     assert (paths["data"] / "ctr1").read_bytes() == expected_delegate("0.3.1")
 
 
-def test_add_delegate_error_passes_through(paths, fake):  # case 42
+def test_add_delegate_error_passes_through(paths, fake):  # F42
     fake.reply("ADD", {"cniVersion": "1.0.0", "code": 11, "msg": "x", "details": "d"}, rc=1)
     r = flannel("ADD", conf_for(paths), fake)
     assert r.returncode == 1
@@ -211,7 +211,7 @@ def test_add_delegate_error_passes_through(paths, fake):  # case 42
     assert fake.commands() == ["ADD", "DEL"]  # invoke undoes a failed delegate ADD
 
 
-def test_add_delegate_missing(paths, fake, tmp_path):  # case 43
+def test_add_delegate_missing(paths, fake, tmp_path):  # F43
     empty = tmp_path / "empty"
     empty.mkdir()
     r = flannel("ADD", conf_for(paths), fake, cni_path=f"{empty}:{tmp_path}/none")
@@ -221,7 +221,7 @@ def test_add_delegate_missing(paths, fake, tmp_path):  # case 43
     assert (paths["data"] / "ctr1").exists()
 
 
-def test_add_without_subnet_env_writes_nothing(paths, fake):  # case 44, case 26 end to end
+def test_add_without_subnet_env_writes_nothing(paths, fake):  # F44, F26 end to end
     paths["subnet"].unlink()
     r = flannel("ADD", conf_for(paths), fake)
     assert (r.returncode, r.result["code"]) == (1, 999)
@@ -254,7 +254,7 @@ def test_add_default_wait_is_bounded(paths, fake):
     assert 3.0 <= elapsed < 10
 
 
-def test_add_bad_delegate_map_after_subnet_env(paths, fake):  # §3.1 order
+def test_add_bad_delegate_map_after_subnet_env(paths, fake):  # flannel-behaviour §3.1 order
     r = flannel("ADD", conf_for(paths, delegate={"name": "x"}), fake)
     assert r.result["msg"] == "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
     paths["subnet"].unlink()
@@ -266,7 +266,7 @@ def test_add_bad_delegate_map_after_subnet_env(paths, fake):  # §3.1 order
 # --------------------------------------------------------------------------- DEL (45-49)
 
 
-def test_del_after_add(paths, fake):  # case 45
+def test_del_after_add(paths, fake):  # F45
     assert flannel("ADD", conf_for(paths), fake).returncode == 0
     r = flannel("DEL", conf_for(paths), fake)
     assert r.returncode == 0, r.stdout
@@ -284,7 +284,7 @@ def test_del_after_add(paths, fake):  # case 45
     assert fake.commands() == ["ADD", "DEL", "DEL"]
 
 
-def test_del_nothing_known(paths, fake):  # case 46
+def test_del_nothing_known(paths, fake):  # F46
     paths["subnet"].unlink()
     r = flannel("DEL", conf_for(paths), fake)
     assert (r.returncode, r.stdout) == (0, "")
@@ -292,7 +292,7 @@ def test_del_nothing_known(paths, fake):  # case 46
 
 
 @pytest.mark.parametrize("garbage", [b"", b'{"cniVersion":"1.0.0","na', b"[]", b'{"name":"x"}'])
-def test_del_torn_saved_file(paths, fake, garbage):  # case 47
+def test_del_torn_saved_file(paths, fake, garbage):  # F47
     paths["data"].mkdir(parents=True)
     (paths["data"] / "ctr1").write_bytes(garbage)
     r = flannel("DEL", conf_for(paths), fake)
@@ -302,7 +302,7 @@ def test_del_torn_saved_file(paths, fake, garbage):  # case 47
     assert not (paths["data"] / "ctr1").exists()
 
 
-def test_del_torn_saved_file_without_subnet_env(paths, fake):  # case 47, no fallback possible
+def test_del_torn_saved_file_without_subnet_env(paths, fake):  # F47, no fallback possible
     paths["data"].mkdir(parents=True)
     (paths["data"] / "ctr1").write_bytes(b"")
     paths["subnet"].unlink()
@@ -313,7 +313,7 @@ def test_del_torn_saved_file_without_subnet_env(paths, fake):  # case 47, no fal
     assert "not usable" in r.stderr
 
 
-def test_del_delegate_failure_keeps_file_and_retry_succeeds(paths, fake):  # case 48
+def test_del_delegate_failure_keeps_file_and_retry_succeeds(paths, fake):  # F48
     assert flannel("ADD", conf_for(paths), fake).returncode == 0
     fake.reply("DEL", {"cniVersion": "1.0.0", "code": 999, "msg": "boom"}, rc=1)
     r = flannel("DEL", conf_for(paths), fake)
@@ -334,7 +334,7 @@ def test_del_delegate_missing_keeps_file(paths, fake, tmp_path):  # pain point 9
     assert (paths["data"] / "ctr1").exists()
 
 
-def test_del_uses_add_time_config(paths, fake):  # case 49
+def test_del_uses_add_time_config(paths, fake):  # F49
     assert flannel("ADD", conf_for(paths), fake).returncode == 0
     changed = conf_for(paths, runtimeConfig={"portMappings": []}, delegate={"bridge": "other0"})
     paths["subnet"].write_text(V4_ENV.replace("10.1.17.1/24", "10.1.99.1/24"))
@@ -364,12 +364,12 @@ def test_del_unreadable_saved_path(paths, fake):
 # --------------------------------------------------------------------------- CHECK (50)
 
 
-def test_check_gated_below_040(paths, fake):  # case 50
+def test_check_gated_below_040(paths, fake):  # F50
     r = flannel("CHECK", conf_for(paths, "0.3.1"), fake)
     assert (r.result["code"], r.result["msg"]) == (1, "config version does not allow CHECK")
 
 
-def test_check_delegates_with_saved_config_and_prev_result(paths, fake):  # case 50 (improved)
+def test_check_delegates_with_saved_config_and_prev_result(paths, fake):  # F50 (improved)
     assert flannel("ADD", conf_for(paths), fake).returncode == 0
     r = flannel("CHECK", conf_for(paths, prevResult=ADD_REPLY), fake)
     assert r.returncode == 0, r.stdout
@@ -400,7 +400,7 @@ def test_check_warns_when_lease_changed(paths, fake):
 # --------------------------------------------------------------------------- STATUS and GC (52)
 
 
-def test_status(paths, fake, tmp_path):  # case 52
+def test_status(paths, fake, tmp_path):  # F52
     conf = conf_for(paths, "1.1.0")
     r = flannel("STATUS", conf, fake)
     assert r.returncode == 0, r.stdout
@@ -431,7 +431,7 @@ def _add_containers(paths, fake, *cids):
         assert flannel("ADD", conf_for(paths, "1.1.0"), fake, cid=cid).returncode == 0
 
 
-def test_gc_removes_stale_and_forwards(paths, fake):  # case 52
+def test_gc_removes_stale_and_forwards(paths, fake):  # F52
     _add_containers(paths, fake, "keep1", "stale1", "stale2")
     other = json.loads(expected_delegate("1.1.0"))
     other["name"] = "other-net"

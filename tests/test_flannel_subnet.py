@@ -1,4 +1,4 @@
-"""subnet.env parsing and loading (flannel-notes §2, §8 cases 11-26, plus the ADD wait)."""
+"""subnet.env parsing and loading (docs/flannel-behaviour.md §2, F11-F26, plus the ADD wait)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def err(text: str, **kw) -> str:
     return str(info.value)
 
 
-# case 11
+# F11
 def test_readme_v4_file():
     env = parse(V4, "p")
     assert env.networks == ["10.1.0.0/16"]
@@ -41,7 +41,7 @@ def test_readme_v4_file():
     assert env.route_dsts() == ["10.1.0.0/16"]
 
 
-# case 12
+# F12
 def test_v6_only_file():
     env = parse(V6, "p")
     assert env.networks == [] and env.subnet is None
@@ -50,7 +50,7 @@ def test_v6_only_file():
     assert env.ranges() == [[{"subnet": "fc00::/64"}]]
 
 
-# case 13
+# F13
 def test_dual_stack_file():
     env = parse(DUAL, "p")
     assert env.networks == ["10.1.0.0/16"] and env.subnet == "10.1.17.0/24"
@@ -59,13 +59,13 @@ def test_dual_stack_file():
     assert env.route_dsts() == ["10.1.0.0/16", "fc00::/48"]
 
 
-# case 14
+# F14
 def test_network_list_keeps_order():
     env = parse(V4.replace("10.1.0.0/16", "10.1.0.0/16,192.168.0.0/16"), "p")
     assert env.networks == ["10.1.0.0/16", "192.168.0.0/16"]
 
 
-# case 15
+# F15
 def test_network_list_deduplicates_after_masking():
     env = parse(V4.replace("10.1.0.0/16", "10.1.0.0/16,10.1.5.0/16,192.168.0.0/16,10.1.0.0/16"), "p")
     assert env.networks == ["10.1.0.0/16", "192.168.0.0/16"]
@@ -77,33 +77,33 @@ def test_networks_and_subnets_are_normalised():
     assert env.ip6_networks == ["fc00::/48"]
 
 
-# case 16
+# F16
 def test_comments_blank_unknown_and_export_lines_ignored():
     text = "# written by flanneld\n\nFOO=bar\nexport FLANNEL_MTU=9000\n FLANNEL_MTU=9000\n" + V4
     env = parse(text, "p")
     assert env.mtu == 1472
 
 
-# case 17
+# F17
 def test_repeated_key_last_wins():
     env = parse(V4 + "FLANNEL_SUBNET=10.1.18.1/24\nFLANNEL_NETWORK=10.2.0.0/16\n", "p")
     assert env.subnet == "10.1.18.0/24"
     assert env.networks == ["10.2.0.0/16"]  # the whole list is replaced
 
 
-# case 18
+# F18
 @pytest.mark.parametrize("value", ["True", "1", "", "yes", "true "])
 def test_ipmasq_only_exact_true(value):
     env = parse(V4.replace("FLANNEL_IPMASQ=true", f"FLANNEL_IPMASQ={value}"), "p")
     assert env.ipmasq is False  # present, so not reported missing
 
 
-# case 19
+# F19
 def test_only_unknown_key_lists_all_six_missing():
     assert err("foo=bar\n") == f"/run/flannel/subnet.env is missing {ALL_MISSING}"
 
 
-# case 20
+# F20
 def test_only_mtu_missing():
     text = V4.replace("FLANNEL_MTU=1472\n", "")
     assert err(text) == "/run/flannel/subnet.env is missing FLANNEL_MTU"
@@ -114,7 +114,7 @@ def test_missing_subnets_only():
     assert err(text) == "/run/flannel/subnet.env is missing FLANNEL_SUBNET, FLANNEL_IPV6_SUBNET"
 
 
-# case 21
+# F21
 def test_v4_network_with_only_v6_subnet_accepted_with_warning():
     text = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
     env = parse(text, "p")
@@ -130,7 +130,7 @@ def test_subnet_outside_network_warns():
     assert parse(DUAL, "p").warnings() == []
 
 
-# case 22
+# F22
 @pytest.mark.parametrize(
     ("value", "message"),
     [
@@ -154,14 +154,14 @@ def test_bad_cidrs_use_go_message():
     assert err(V4.replace("10.1.0.0/16", "fe80::%eth0/64")) == "invalid CIDR address: fe80::%eth0/64"
 
 
-# case 23
+# F23
 def test_space_after_comma_strict_vs_lenient():
     text = V4.replace("10.1.0.0/16", "10.1.0.0/16, 192.168.0.0/16")
     assert err(text) == "invalid CIDR address:  192.168.0.0/16"
     assert parse(text, "p", lenient=True).networks == ["10.1.0.0/16", "192.168.0.0/16"]
 
 
-# case 24
+# F24
 def test_crlf_parsed_in_both_modes():
     text = V4.replace("\n", "\r\n")
     assert parse(text, "p").mtu == 1472
@@ -186,7 +186,7 @@ def test_lenient_quotes_and_blanks_around_keys():
         parse(text.replace(" FLANNEL_NETWORK = ", "FLANNEL_NETWORK="), "p")
 
 
-# case 25
+# F25
 @pytest.mark.parametrize("line", ["FLANNEL_MTU", "FLANNEL_NETWORK", "FLANNEL_IPMASQ"])
 def test_known_key_without_equals_is_a_clean_error(line):
     assert err(V4 + line + "\n") == f'invalid line "{line}": expected {line}=<value>'
@@ -196,7 +196,7 @@ def test_overlong_line():
     assert err("X=" + "a" * 70000 + "\n" + V4) == "bufio.Scanner: token too long"
 
 
-# case 26
+# F26
 def test_missing_file_message(tmp_path):
     path = tmp_path / "nope" / "subnet.env"
     with pytest.raises(CNIError) as info:

@@ -1,4 +1,4 @@
-"""Fuzzing every executable's stdin and environment (issue 11).
+"""Fuzzing every executable's stdin and environment (docs/reliability.md, Fuzzing).
 
 Each executable gets PYCNI_FUZZ_CASES hypothesis-generated cases (CI: a reduced count; full:
 10,000 with PYCNI_FULL=1), PYCNI_FUZZ_EXEC_CASES of them through the real dist/bin executable,

@@ -1,10 +1,11 @@
-"""host-local through the CNI protocol, ours next to the reference (plugins-notes §1, §5 13-43).
+"""host-local through the CNI protocol, ours next to the reference (docs/reference-behaviour.md §1,
+P13-P43).
 
 Every differential test runs the same steps with dist/bin/host-local and the reference
 binary, each on its own temp data directory, and compares exit status, result (as data) or
 error message, and the files left in the network directory (name and bytes). Where the
-reference v1.1.1 differs from HEAD (file modes, `dns: {}` in 1.x output, GC/STATUS) or where
-we differ on purpose (error codes; a failed ADD writes nothing), the test says so and checks
+reference v1.1.1 differs from upstream 3d27709f (file modes, `dns: {}` in 1.x output, GC/STATUS) or
+where we differ on purpose (error codes; a failed ADD writes nothing), the test says so and checks
 our behaviour on its own.
 """
 
@@ -21,6 +22,7 @@ from test_host_local_support import (
     OURS,
     REF,
     call,
+    exhaustion_hint,
     files,
     leases,
     netconf,
@@ -109,9 +111,10 @@ def test_13_fresh_add_result_and_files(pair):
 
 
 @reference
-def test_13_our_output_is_head_shaped(pair):
+def test_13_our_output_is_upstream_shaped(pair):
     _, runs = pair.run("ADD")
-    # HEAD sorts keys and leaves out an empty dns (v1.1.1 prints struct order and "dns": {})
+    # upstream 3d27709f sorts keys and leaves out an empty dns (v1.1.1 prints struct order and
+    # "dns": {})
     assert runs["ours"].stdout == (
         '{\n    "cniVersion": "1.0.0",\n    "ips": [\n        {\n            "address": "10.250.3.2/24",'
         '\n            "gateway": "10.250.3.1"\n        }\n    ]\n}'
@@ -144,7 +147,11 @@ def test_16_exhaustion_message(pair):
     pair.run("ADD", ipam, cid="a")
     (rc, msg), runs = pair.run("ADD", ipam, cid="b")
     assert rc == 1
-    assert msg == "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    base = "failed to allocate for range 0: no IP addresses available in range set: 10.250.15.1-10.250.15.2"
+    assert msg == base
+    assert runs["ref"].result["msg"] == base
+    # Ours adds the counts (CNI_NETNS does not exist here: the lease cannot be judged) and the fix.
+    assert runs["ours"].result["msg"] == base + exhaustion_hint(1, 0, 1)
     assert runs["ours"].result["code"] == 999
 
 
@@ -394,8 +401,8 @@ def test_39_routes(pair):
     assert "ip6" not in res
 
 
-def test_39_route_extras_are_echoed_like_head(tmp_path, node):
-    # v1.1.1 predates the route extras and drops them; HEAD echoes them.
+def test_39_route_extras_are_echoed_like_upstream(tmp_path, node):
+    # v1.1.1 predates the route extras and drops them; upstream 3d27709f echoes them.
     routes = [{"dst": "10.250.99.0/24", "gw": "10.250.2.6", "priority": 5, "mtu": 1400, "table": 7}]
     run = call(OURS, node, "ADD", netconf(tmp_path, {"subnet": "10.250.2.0/24", "routes": routes}))
     assert run.result["routes"] == routes
@@ -425,7 +432,7 @@ def test_43_no_cni_version_gives_010_output(pair):
 # ---------------------------------------------------------------------------- ours only
 
 
-def test_42_file_modes_follow_head(tmp_path, node):
+def test_42_file_modes_follow_upstream(tmp_path, node):
     old = os.umask(0o022)
     try:
         run = call(OURS, node, "ADD", netconf(tmp_path, V4))

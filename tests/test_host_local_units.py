@@ -139,7 +139,8 @@ def test_iterator_order_examples_from_the_reference():
 
 
 def test_iterator_explicit_network_and_broadcast_are_allocatable():
-    # plugins-notes §1.3: 10.250.7.0/30 start .0 end .3 gateway .2 hands out .0, .1, .3
+    # docs/reference-behaviour.md §1.3: 10.250.7.0/30 start .0 end .3 gateway .2 hands out .0, .1,
+    # .3
     assert order([raw("10.250.7.0/30", "10.250.7.0", "10.250.7.3", "10.250.7.2")]) == [
         "10.250.7.0",
         "10.250.7.1",

@@ -1,5 +1,5 @@
-"""cni/ pure modules: versions (§10 item 70), CNI_ARGS (§7.2), validators (§1.3), config models,
-and delegation (§10 items 48-52) over both paths: exec and in-process."""
+"""cni/ pure modules: versions (docs/spec-rules.md C70), CNI_ARGS (§7.2), validators (§1.3),
+config models, and delegation (C48-C52) over both paths: exec and in-process."""
 
 from __future__ import annotations
 
@@ -113,7 +113,7 @@ def test_valid_attachments_forms():
         config.valid_attachments({"cni.dev/valid-attachments": [{"containerID": 1}]})
 
 
-# ---- delegation (items 48-52), exec path with fake plugins
+# ---- delegation (C48-C52), exec path with fake plugins
 
 FAKE = """#!/bin/sh
 env | grep '^CNI_' | sort > "{log}.$CNI_COMMAND.env"
@@ -172,7 +172,7 @@ def test_49_delegate_gets_stdin_and_env(fakedir, capfd):
     invoke.delegate_del("fake-ipam", stdin, env)
     assert "CNI_COMMAND=DEL" in (log.parent / "log.DEL.env").read_text()
     assert env["CNI_COMMAND"] == "ADD"  # caller's env untouched
-    assert "delegate says hi" in capfd.readouterr().err  # item 52
+    assert "delegate says hi" in capfd.readouterr().err  # C52
 
 
 def test_50_failed_add_runs_del_and_keeps_code(fakedir):

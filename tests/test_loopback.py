@@ -1,4 +1,5 @@
-"""loopback against the reference (/usr/lib/cni/loopback), plugins-notes §4 and §5 cases 101-107.
+"""loopback against the reference (/usr/lib/cni/loopback), docs/reference-behaviour.md §4 and
+P101-P107.
 
 Each case runs ours and, where installed, the reference on identical input in pod namespaces of
 their own, and compares the parsed results field by field.
@@ -15,7 +16,7 @@ from tests.harness import run_plugin
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OURS = os.path.join(REPO, "dist", "bin", "loopback")
 REF = "/usr/lib/cni/loopback"
-# v1.1.1 lists up to 1.0.0; 1.1.0 is ours (HEAD) only.
+# v1.1.1 lists up to 1.0.0; 1.1.0 is ours (upstream 3d27709f) only.
 REF_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0")
 ALL_VERSIONS = REF_VERSIONS + ("1.1.0",)
 
@@ -27,8 +28,8 @@ def conf(version, **extra):
 
 
 def drop_empty_dns(result):
-    # Deviation v1.1.1 vs HEAD (plugins-notes §0.9 #1): v1.1.1 prints an empty "dns": {} in
-    # 1.x-shaped results; HEAD (which we follow) omits it.
+    # Deviation v1.1.1 vs upstream 3d27709f (docs/reference-behaviour.md §0.9 #1): v1.1.1 prints an
+    # empty "dns": {} in 1.x-shaped results; upstream 3d27709f (which we follow) omits it.
     if isinstance(result, dict) and result.get("dns") == {}:
         result = {k: v for k, v in result.items() if k != "dns"}
     return result
@@ -56,7 +57,8 @@ def test_101_102_add_every_version(make_pod, version):
         "interfaces": [{"mac": "00:00:00:00:00:00", "name": "lo", "sandbox": pod.path}],
         "ips": [{"address": "127.0.0.1/8", "interface": 0}, {"address": "::1/128", "interface": 0}],
     }
-    # Quirk kept from the reference (§4.2): still 1.x-shaped under 0.x labels, no "version" keys.
+    # Quirk kept from the reference (docs/reference-behaviour.md §4.2): still 1.x-shaped under 0.x
+    # labels, no "version" keys.
     if version in REF_VERSIONS and os.path.exists(REF):
         ref_pod = make_pod()
         ref = add(REF, ref_pod, version)

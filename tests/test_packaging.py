@@ -1,4 +1,5 @@
-"""The standalone build (issue 8): layout, no Python needed, release tarball, delegation identity.
+"""The standalone build (docs/startup.md): layout, no Python needed, release tarball, delegation
+identity.
 
 Everything here runs the built dist/bin (`make build`) or the release tarball made from it. The
 "no Python on the node" checks run the executables from a copy outside the repo, with an empty
@@ -226,12 +227,14 @@ def test_every_import_in_our_source_is_in_the_build():
 
 
 def test_third_party_dependencies_collected():
-    """pyroute2's netlink entry point, pydantic (with its compiled core) and filelock are there."""
+    """pyroute2's netlink entry point and pydantic (with its compiled core) are there; nothing
+    declares or imports filelock any more (every lock is a blocking flock, README
+    "Dependencies"), so it is not bundled."""
     lib = DIST_BIN / CONTENTS_DIR
     assert (lib / "pyroute2" / "iproute" / "linux.pyc").exists()
     assert (lib / "pydantic" / "main.pyc").exists()
     assert list((lib / "pydantic_core").glob("_pydantic_core*.so"))
-    assert (lib / "filelock" / "__init__.pyc").exists()
+    assert not (lib / "filelock").exists()
 
 
 def test_unneeded_runtime_hooks_are_trimmed():
@@ -315,7 +318,7 @@ def _lo_up(pod: harness.Netns) -> bool:
 
 def test_release_works_as_cni_path(release, node_ns, make_pod, tmp_path):
     """The tarball extracted into an empty directory is a working CNI_PATH: cnitool from it runs
-    loopback, and bridge delegating to host-local (pydantic, pyroute2, filelock in use), inside
+    loopback, and bridge delegating to host-local (pydantic and pyroute2 in use), inside
     throwaway namespaces, with Python hidden."""
     bindir = release["bin"]
     pod = make_pod()
@@ -400,7 +403,7 @@ def test_make_install_into_prefix(tmp_path):
 
 def test_sample_conflist_is_valid():
     """packaging/10-flannel.conflist parses as a conflist and names only our plugins."""
-    from cni.conflist import list_from_bytes
+    from cni.libcni.conflist import list_from_bytes
 
     data = (REPO / "packaging" / "10-flannel.conflist").read_bytes()
     conf = list_from_bytes(data)

@@ -1,4 +1,5 @@
-"""Path safety (issue 11): crafted names and paths are rejected before any file or kernel change.
+"""Path safety (docs/reliability.md): crafted names and paths are rejected before any file or kernel
+change.
 
 Container IDs, network names, interface names, dataDir, subnetFile and cache paths crafted to
 escape (`../`, absolute paths, NUL, overlong) go through the real executables inside a node

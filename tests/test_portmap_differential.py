@@ -1,10 +1,12 @@
-"""portmap against the reference (/usr/lib/cni/portmap, v1.1.1): plugins-notes §5 cases 81-96.
+"""portmap against the reference (/usr/lib/cni/portmap, v1.1.1): docs/reference-behaviour.md
+P81-P96.
 
 Each case runs ours in one node namespace and the reference in another, on the same config and
 prevResult, then compares exit status, the printed result, `iptables-save -t nat`,
 `ip6tables-save -t nat` and route_localnet, after ADD and again after DEL. Normalised only where
-the notes record a HEAD / v1.1.1 difference: the 1.x result's empty `"dns": {}` (§0.9 #1), and
-error codes (ours: 7 for configuration errors, the reference: 999; the messages must match).
+docs/reference-behaviour.md records an upstream 3d27709f / v1.1.1 difference: the 1.x result's
+empty `"dns": {}` (§0.9 #1), and error codes (ours: 7 for configuration errors, the reference:
+999; the messages must match).
 """
 
 from __future__ import annotations

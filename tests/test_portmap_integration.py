@@ -185,7 +185,8 @@ def test_check_iptables(node_ns):
     conf = t.conf(MAPPINGS, pod.prev_result(version="1.1.0", v6=False), version="1.1.0")
     assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     ok = t.run(t.OURS, node_ns, "CHECK", conf)
-    assert (ok.returncode, ok.stdout) == (0, "")  # HEAD: only the IPv4 table is checked
+    # only the IPv4 table is checked (docs/reference-behaviour.md §0.9 #5)
+    assert (ok.returncode, ok.stdout) == (0, "")
     from plugins.portmap_iptables import dnat_chain_name
 
     chain = dnat_chain_name("pmnet", "ctr1")
@@ -195,7 +196,7 @@ def test_check_iptables(node_ns):
     assert bad.returncode == 1
     assert bad.result["msg"].startswith(f"could not check ipv4 dnat: rule [[-p tcp --dport {TCP} -s {pod.ip4}/24")
     assert bad.result["msg"].endswith(f"] in chain {chain} not found in table nat")
-    # re-ADD re-appends just the missing rule, at the end (plugins-notes §5 case 93)
+    # re-ADD re-appends just the missing rule, at the end (docs/reference-behaviour.md P93)
     assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     rules = [ln for ln in t.nat(node_ns) if ln.startswith(f"-A {chain} ")]
     assert len(rules) == 6 and rules[-1].endswith(f"--to-destination {pod.ip4}:81")
@@ -216,7 +217,8 @@ def test_check_nftables_and_duplicate_appends(node_ns):
         assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
     assert t.run(t.OURS, node_ns, "CHECK", conf).returncode == 0
     v4 = t.nft_table(node_ns, "ip")
-    assert sum(1 for ln in v4 if ln.startswith("tcp dport 8080 dnat")) == 2  # plain appends, as HEAD
+    # plain appends, as upstream 3d27709f does (docs/reference-behaviour.md §3.4)
+    assert sum(1 for ln in v4 if ln.startswith("tcp dport 8080 dnat")) == 2
     assert sum(1 for ln in v4 if "fib daddr type local" in ln) == 2  # prerouting + output, flushed
     handle_out = node_ns.exec("nft", "-a", "list", "chain", "ip", "cni_hostport", "masquerading").stdout
     for ln in handle_out.splitlines():
@@ -381,7 +383,8 @@ def test_status(node_ns):
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])
 def test_masq_all(net, backend):
-    """HEAD's masqAll: every hostPort connection is masqueraded, no separate localhost rule."""
+    """upstream 3d27709f's masqAll: every hostPort connection is masqueraded, no separate localhost
+    rule."""
     node, a, b = net
     conf = t.conf(MAPPINGS, a.prev_result(version="1.1.0"), version="1.1.0", backend=backend, masqAll=True)
     assert t.run(t.OURS, node, "ADD", conf).returncode == 0
@@ -429,3 +432,61 @@ def test_canonical_text_is_what_iptables_save_prints(node_ns):
         saved = [ln[len("-A ORACLE "):] for ln in t.nat(node_ns, v6) if ln.startswith("-A ORACLE ")]
         predicted = canonical(args, v6)
         assert predicted.exact and saved == [predicted.text], args
+
+
+# ------------------------------------------------------------------ self-healing
+
+
+def test_udp_conntrack_entries_flushed_on_del(net):
+    """DEL drops the UDP flows to its host ports too (they would keep going to the gone pod)."""
+    node, a, _b = net
+    conf = t.conf(MAPPINGS, a.prev_result())
+    assert t.run(t.OURS, node, "ADD", conf).returncode == 0
+    for src, dst in (("10.9.9.9", t.NODE_IP4), ("fd00:9::9", t.NODE_IP6)):
+        for port in (UDP, 9999):
+            proc = _conntrack(node, "-I", "-p", "udp", "-s", src, "-d", dst, "--sport", "4000",
+                              "--dport", str(port), "-t", "120")
+            assert proc.returncode == 0, proc.stderr
+    _conntrack(node, "-I", "-p", "tcp", "-s", "10.9.9.9", "-d", t.NODE_IP4, "--sport", "4000",
+               "--dport", str(UDP), "-t", "120", "--state", "ESTABLISHED")
+    assert _ct_entries(node, "ipv4") == ["tcp:8081", "udp:8081", "udp:9999"]
+    res = t.run(t.OURS, node, "DEL", conf)
+    assert res.returncode == 0, res.stdout
+    assert _ct_entries(node, "ipv4") == ["tcp:8081", "udp:9999"]
+    assert _ct_entries(node, "ipv6") == ["udp:9999"]
+    assert container_traces(node, "ctr1") == []
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_add_warns_when_another_container_maps_the_host_port(node_ns, backend):
+    t.setup_node(node_ns)
+    pods = [t.Pod(harness.Netns("cnitest-pod-none"), i, f"pmv{i}") for i in (1, 2, 3)]
+    keys = {"backend": backend}
+    first = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, pods[0].prev_result(), **keys),
+                  container_id="first")
+    assert first.returncode == 0 and "already mapped" not in first.stderr, first.stderr
+    # Same ports, protocols and (every) host address: both clash.
+    second = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, pods[1].prev_result(), **keys),
+                   container_id="second")
+    assert second.returncode == 0, second.stdout
+    owner = "container first of network pmnet" if backend == "iptables" else "container first"
+    tail = "; only one of them receives that traffic: remove the other mapping or use another hostPort"
+    assert [ln for ln in second.stderr.splitlines() if "already mapped" in ln] == [
+        f"portmap: hostPort {TCP}/tcp on every address is already mapped by {owner}{tail}",
+        f"portmap: hostPort {UDP}/udp on every address is already mapped by {owner}{tail}",
+    ]
+    # Another protocol on the same port, or the same port on another host IP: no clash.
+    other = [{"hostPort": TCP, "containerPort": 80, "protocol": "udp"},
+             {"hostPort": UDP, "containerPort": 81, "protocol": "udp", "hostIP": t.NODE_IP4}]
+    third = t.run(t.OURS, node_ns, "ADD", t.conf(other, pods[2].prev_result(), **keys),
+                  container_id="third")
+    assert third.returncode == 0, third.stdout
+    assert [ln for ln in third.stderr.splitlines() if "already mapped" in ln] == [
+        f"portmap: hostPort {UDP}/udp on {t.NODE_IP4} is already mapped by "
+        f"{owner}, {owner.replace('first', 'second')}{tail}",
+    ]
+    for cid, pod in zip(("first", "second", "third"), pods, strict=True):
+        mappings = other if cid == "third" else MAPPINGS
+        res = t.run(t.OURS, node_ns, "DEL", t.conf(mappings, pod.prev_result(), **keys),
+                    container_id=cid)
+        assert res.returncode == 0, res.stdout

@@ -1,7 +1,8 @@
 """portmap without a kernel: config resolution, rule generation, rule canonical text, GC selection.
 
-Expected values come from the reference's own tests (plugins/meta/portmap/*_test.go at HEAD, as
-recorded in plugins-notes §3) and from iptables-save output recorded there [verified v1.1.1].
+Expected values come from the reference's own tests (plugins/meta/portmap/*_test.go at upstream
+3d27709f, as recorded in docs/reference-behaviour.md §3) and from iptables-save output recorded
+there [verified v1.1.1].
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from plugins.linux.iptables_rules import canonical, ntop, split_saved
 from plugins.portmap import container_addresses
 from plugins.portmap_config import PortMapNetConf, resolve
 
-HEAD_ID = (
+# The container id and mappings of the reference's own portmap tests (Go).
+GO_ID = (
     "icee6giejonei6sohng6ahngee7laquohquee9shiGo7fohferakah3Feiyoolu2pei7ciPhoh7shaoX6vai3vuf0"
     "ahfaeng8yohb9ceu0daez5hashee8ooYai5wa3y"
 )
-HEAD_MAPPINGS = [
+GO_MAPPINGS = [
     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
     {"hostPort": 8081, "containerPort": 80, "protocol": "tcp"},
     {"hostPort": 8080, "containerPort": 81, "protocol": "udp"},
@@ -36,7 +38,7 @@ HEAD_MAPPINGS = [
 ]
 
 
-def settings(backend="iptables", mappings=HEAD_MAPPINGS, name="test", strict=True, **keys):
+def settings(backend="iptables", mappings=GO_MAPPINGS, name="test", strict=True, **keys):
     conf = PortMapNetConf.model_validate(
         {"cniVersion": "1.0.0", "name": name, "type": "portmap", "backend": backend,
          "runtimeConfig": {"portMappings": mappings}, **keys}
@@ -52,15 +54,15 @@ def net(text):
 
 
 def test_chain_names_match_reference():
-    assert pi.dnat_chain_name("testNetName", HEAD_ID) == "CNI-DN-bfd599665540dd91d5d28"
-    assert pi.dnat_chain_name("test", HEAD_ID) == "CNI-DN-67e92b96e692a494b6b85"
+    assert pi.dnat_chain_name("testNetName", GO_ID) == "CNI-DN-bfd599665540dd91d5d28"
+    assert pi.dnat_chain_name("test", GO_ID) == "CNI-DN-67e92b96e692a494b6b85"
     assert pi.dnat_chain_name("refnet1", "ctr1") == "CNI-DN-e58756d01a2a07fa56615"
 
 
 def test_dnat_chain_v4_equals_reference_test_vectors():
     s = settings(conditionsV4=["-a", "b"], conditionsV6=["-c", "d"], snat=True)
-    ch = pi.dnat_chain(s, HEAD_ID, net("10.0.0.2/24"))
-    comment = f'dnat name: "test" id: "{HEAD_ID}"'
+    ch = pi.dnat_chain(s, GO_ID, net("10.0.0.2/24"))
+    comment = f'dnat name: "test" id: "{GO_ID}"'
     assert ch.name == "CNI-DN-67e92b96e692a494b6b85"
     assert ch.entry_chains == ["CNI-HOSTPORT-DNAT"]
     assert ch.entry_rules == [
@@ -94,7 +96,7 @@ def test_dnat_chain_v4_equals_reference_test_vectors():
 
 def test_dnat_chain_v6_and_no_snat_equal_reference_test_vectors():
     s = settings(conditionsV4=["-a", "b"], conditionsV6=["-c", "d"])
-    ch = pi.dnat_chain(s, HEAD_ID, net("2001:db8::2/64"))
+    ch = pi.dnat_chain(s, GO_ID, net("2001:db8::2/64"))
     sm = "CNI-HOSTPORT-SETMARK"
     assert ch.entry_rules[0][-2:] == ["-c", "d"]
     assert ch.rules == [
@@ -112,14 +114,14 @@ def test_dnat_chain_v6_and_no_snat_equal_reference_test_vectors():
         ["-p", "tcp", "--dport", "8086", "-j", "DNAT", "--to-destination", "[2001:db8::2]:86"],
     ]
     s.snat = False
-    ch = pi.dnat_chain(s, HEAD_ID, net("10.0.0.2/24"))
+    ch = pi.dnat_chain(s, GO_ID, net("10.0.0.2/24"))
     assert [r[3] for r in ch.rules] == ["8080", "8081", "8080", "8082", "8083", "8084"]
     assert all(r[-3:-1] == ["DNAT", "--to-destination"] for r in ch.rules)
 
 
 def test_external_set_mark_chain_and_shared_chains():
-    s = settings(mappings=HEAD_MAPPINGS[:1], externalSetMarkChain="PLZ-SET-MARK")
-    ch = pi.dnat_chain(s, HEAD_ID, net("10.0.0.2/24"))
+    s = settings(mappings=GO_MAPPINGS[:1], externalSetMarkChain="PLZ-SET-MARK")
+    ch = pi.dnat_chain(s, GO_ID, net("10.0.0.2/24"))
     assert ch.rules == [
         ["-p", "tcp", "--dport", "8080", "-s", "10.0.0.2/24", "-j", "PLZ-SET-MARK"],
         ["-p", "tcp", "--dport", "8080", "-s", "127.0.0.1", "-j", "PLZ-SET-MARK"],
@@ -142,7 +144,7 @@ def test_external_set_mark_chain_and_shared_chains():
 
 
 def test_masq_all():
-    s = settings(mappings=HEAD_MAPPINGS[:1], masqAll=True)
+    s = settings(mappings=GO_MAPPINGS[:1], masqAll=True)
     assert pi.dnat_chain(s, "c", net("10.0.0.2/24")).rules[0][4:6] == ["-s", "0.0.0.0/0"]
     assert len(pi.dnat_chain(s, "c", net("10.0.0.2/24")).rules) == 2  # no localhost rule
     assert pi.dnat_chain(s, "c", net("fd00::2/64")).rules[0][4:6] == ["-s", "::/0"]
@@ -153,7 +155,8 @@ def test_masq_all():
 
 
 def test_save_lines_match_notes_observation():
-    """plugins-notes §3.3, observed iptables-save output of v1.1.1 for refnet1/ctr1."""
+    """docs/reference-behaviour.md §3.3, observed iptables-save output of v1.1.1 for
+    refnet1/ctr1."""
     maps = [
         {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
         {"hostPort": 18081, "containerPort": 81, "protocol": "udp"},
@@ -259,11 +262,11 @@ def test_owned_chains_only_this_network():
         f":{b} - [0:0]",
         f":{c} - [0:0]",
         "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-a", mappings=HEAD_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", a]).text,
+            [*pi.dnat_chain(settings(name="net-a", mappings=GO_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", a]).text,
         "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-b", mappings=HEAD_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", b]).text,
+            [*pi.dnat_chain(settings(name="net-b", mappings=GO_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", b]).text,
         "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-a", mappings=HEAD_MAPPINGS[:1]), long_id, net("10.0.0.2/24")).entry_rules[0], "-j", c]).text,
+            [*pi.dnat_chain(settings(name="net-a", mappings=GO_MAPPINGS[:1]), long_id, net("10.0.0.2/24")).entry_rules[0], "-j", c]).text,
         "-A CNI-HOSTPORT-DNAT -p tcp -m multiport --dports 1 -j CNI-DN-000000000000000000000",
         "COMMIT",
     ]  # fmt: skip
@@ -447,7 +450,8 @@ def test_wrong_json_types_are_decoding_errors():
     assert e.value.code == 6 and "hostPort" in e.value.msg
 
 
-# ------------------------------------------------------------------ container address selection (§5 case 92)
+# ------------------------------------------------------------------ container address selection
+# (P92)
 
 
 def test_container_address_selection():
@@ -489,3 +493,46 @@ def test_del_fast_path_detects_mappings_like_go_decoding():
     assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
     assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
     assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
+
+
+# --------------------------------------------------------------------------- mappings in place
+
+
+def test_mappings_in_place_from_iptables_save():
+    from plugins.portmap_holders import Mapped, from_iptables
+
+    net = ipaddress.ip_interface("10.1.0.2/24")
+    lines = pi.save_lines(pi.plan(settings(), "ctr-a", net), False)
+    state = parse_save("*nat\n" + "\n".join(lines) + "\nCOMMIT\n")
+    got = from_iptables(state.chains, pi.TOP_LEVEL_DNAT)
+    wanted = {
+        (m.proto, m.host_port, m.destination(4)) for m in settings().mappings if m.applies_to(4)
+    }
+    assert {(g.protocol, g.host_port, g.host_ip) for g in got} == wanted
+    assert {(g.container_id, g.network) for g in got} == {("ctr-a", "test")}
+    assert isinstance(got[0], Mapped)
+
+
+def test_mappings_in_place_from_nft_json_and_clashes():
+    from plugins.portmap_holders import Mapped, clashes, from_nftables
+
+    rule = {  # as `nft -j list table ip cni_hostport` prints it
+        "family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 2, "comment": "abc",
+        "expr": [
+            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                       "right": "10.0.0.5"}},
+            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                       "right": 8080}},
+            {"dnat": {"addr": "10.1.0.2", "port": 80}},
+        ],
+    }
+    assert from_nftables([rule]) == [Mapped("abc", "", "tcp", 8080, "10.0.0.5")]
+    held = [Mapped("abc", "", "tcp", 8080, "10.0.0.5"), Mapped("def", "n", "udp", 53, "")]
+    assert clashes([("tcp", 8080, "")], held, "me") == [
+        "hostPort 8080/tcp on every address is already mapped by container abc"
+    ]
+    assert clashes([("tcp", 8080, "10.0.0.6"), ("udp", 8080, "")], held, "me") == []
+    assert clashes([("udp", 53, "10.0.0.6")], held, "me") == [
+        "hostPort 53/udp on 10.0.0.6 is already mapped by container def of network n"
+    ]
+    assert clashes([("tcp", 8080, "")], held, "abc") == []  # its own mappings (a re-ADD)

@@ -1,7 +1,8 @@
-"""cni.result: result families, parsing, conversion and output (spec-notes §3.7, §4, §10).
+"""cni.result: result families, parsing, conversion and output (docs/spec-rules.md §3.7, §4,
+§10).
 
-Tests named ``test_NN_...`` check §10 item NN. The others cover address handling, the
-decoding rules and error behaviour the §4 notes describe.
+Tests named ``test_NN_...`` check docs/spec-rules.md CNN. The others cover address handling,
+the decoding rules and error behaviour its §4 describes.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def err(fn, *args, **kwargs) -> CNIError:
 
 
 # ---------------------------------------------------------------------------------------------
-# Addresses (§4.1 "Addresses")
+# Addresses (docs/spec-rules.md §4.1)
 
 
 @pytest.mark.parametrize(
@@ -328,13 +329,13 @@ def test_to_json_byte_exact_040_and_020() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Conversion (§4.7)
+# Conversion (docs/spec-rules.md §4.7)
 
 
 @pytest.mark.parametrize("src", ALL)
 @pytest.mark.parametrize("dst", ALL)
 def test_39_every_pair_converts_and_is_labelled(src: str, dst: str) -> None:
-    # §10 item 39: the output carries exactly the requested cniVersion, for every version.
+    # C39: the output carries exactly the requested cniVersion, for every version.
     start = full_110().convert(src)
     assert start.cni_version == src and isinstance(start, FAMILY[src])
     out = start.convert(dst)
@@ -560,7 +561,7 @@ def test_conversion_copies() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Parsing (§3.7, §4.6)
+# Parsing (docs/spec-rules.md §3.7, §4.6)
 
 
 def test_69_prev_result_version_rules() -> None:

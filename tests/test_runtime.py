@@ -1,5 +1,5 @@
-"""The runtime: request derivation and list execution (spec-notes §3, §5.4, §5.5, §8.3-8.5;
-§10 items 83-98 and 107-111), against small fake plugins."""
+"""The runtime: request derivation and list execution (docs/spec-rules.md §3, §5.4, §5.5,
+§8.3-8.5; C83-C98 and C107-C111), against small fake plugins."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from cni_fakes import fail_with, fake_environ, make_fake, read_log, set_behaviour
 
-from cni import conflist
 from cni.errors import CNIError
-from cni.runtime import CNIConfig, MultiError, RuntimeConf, build_request
+from cni.libcni import conflist
+from cni.libcni.request import RuntimeConf, build_request
+from cni.libcni.runtime import CNIConfig, MultiError
 
 
 class Env:
@@ -58,7 +59,7 @@ def test_name_and_version_override_plugin_values(env):
     env.cni.add_network_list(net, RT)
     conf = env.calls("ADD")[0]["conf"]
     assert conf["name"] == "net1" and conf["cniVersion"] == "1.1.0"
-    assert conf["custom"] == {"x": [1, 2]}  # item 84: unknown keys unchanged
+    assert conf["custom"] == {"x": [1, 2]}  # C84: unknown keys unchanged
 
 
 def test_runtime_config_is_the_capability_intersection(env):
@@ -470,7 +471,8 @@ def test_cached_config_view(env):
     assert [(a.container_id, a.network, a.ifname) for a in atts] == [("c9", "net1", "eth1")]
 
 
-# ------------------------------------------------------------------ exec details (§2.4)
+# ------------------------------------------------------------------ exec details
+# (docs/spec-rules.md §2.4)
 
 
 def test_text_file_busy_is_retried(env):

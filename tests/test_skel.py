@@ -1,4 +1,4 @@
-"""The skel against spec-notes §10 items 1-37 (plugin env and stdin handling, version gating,
+"""The skel against docs/spec-rules.md C1-C37 (plugin env and stdin handling, version gating,
 callback errors). Most cases run `cni.skel.run` in-process with a recording plugin; the cases
 about the process itself (stdin, about text, exit status) run a real executable."""
 

@@ -2,7 +2,7 @@
 tarball and `make install` carrying them, socket activation with the real
 systemd-socket-activate, and the fallback where systemd does not run the machine.
 
-What must hold (issue 16, item 1): the socket listens where clients look first
+What must hold (README "Installing on a node"): the socket listens where clients look first
 (/run/pycni/pycni.sock, root only, in a 0700 directory); the service runs an installed
 executable of the suite as the worker in its own unit (no inherited descriptors, cwd /, ordinary
 OOM score, restarted on failure); a socket-activated worker serves calls and stays resident;

@@ -536,7 +536,7 @@ def test_del_after_a_killed_client_waits_for_its_call(del_path, node_ns, make_po
     call in the worker, so that DEL must wait for the call instead of finding nothing to undo
     while the ADD goes on to configure the pod: afterwards nothing of the pod is left. The same
     when the DEL runs in-process (PYCNI_WORKER=0 here; likewise a refused or retiring worker):
-    it takes the same attachment lock (finding 4 of issue 16)."""
+    it takes the same attachment lock (docs/worker-threat-model.md, defence 5)."""
     pod = make_pod()
     start_worker(node_ns, make_pod(), wdir, state_dir)
     conf = {  # flannel waits for subnet.env: the ADD stays in the worker until it is written

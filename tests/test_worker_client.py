@@ -1,15 +1,15 @@
 """The client side of the warm worker (plugins/worker/client.py, plugins/multicall.py,
 plugins/worker/attachment.py) with the built executables.
 
-What must hold (issue 16): the client checks the server before it sends anything, so a process
-that replaced a worker's socket gets nothing and the call runs in-process with the right result
-(finding 2); an in-process call takes the same attachment lock as a worker, so a DEL that runs
-in-process waits for an ADD a worker is finishing (finding 4: tests/test_worker.py,
-test_del_after_a_killed_client_waits_for_its_call[in-process]) and a delegate it executes
-presents that lock instead of waiting for it; a worker a call starts holds
-nothing of that call (descriptors, working directory, OOM score) and starts at a lower priority
-(finding 5); a call that finds no worker starts at most one, the resident one, in the background;
-a relative PYCNI_WORKER_DIR is not used.
+What must hold (docs/worker-threat-model.md): the client checks the server before it sends anything,
+so a process that replaced a worker's socket gets nothing and the call runs in-process with the
+right result (the client's side); an in-process call takes the same attachment lock as a worker, so
+a DEL that runs in-process waits for an ADD a worker is finishing (defence 5: tests/test_worker.py,
+test_del_after_a_killed_client_waits_for_its_call[in-process]) and a delegate it executes presents
+that lock instead of waiting for it; a worker a call starts holds nothing of that call (descriptors,
+working directory, OOM score) and starts at a lower priority (defence 8); a call that finds no
+worker starts at most one, the resident one, in the background; a relative PYCNI_WORKER_DIR is not
+used.
 """
 
 from __future__ import annotations
@@ -92,10 +92,10 @@ def test_a_cold_call_starts_one_resident_worker(node_ns, make_pod, state_dir, wd
 
 
 def test_spawned_worker_holds_nothing_of_its_caller(wdir, tmp_path):  # noqa: F811
-    """Finding 5: the caller holds an flock and a pipe's write end (both inheritable), runs in
-    its own working directory with oom_score_adj -999; the worker its call starts holds neither
-    descriptor (the flock can be taken, the pipe reaches EOF), works in /, has oom_score_adj 0,
-    and starts at a positive niceness (back to 0 once it listens)."""
+    """docs/worker-threat-model.md, defence 8: the caller holds an flock and a pipe's write end
+    (both inheritable), runs in its own working directory with oom_score_adj -999; the worker its
+    call starts holds neither descriptor (the flock can be taken, the pipe reaches EOF), works in /,
+    has oom_score_adj 0, and starts at a positive niceness (back to 0 once it listens)."""
     lock_path = tmp_path / "caller.lock"
     lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(lock_fd, fcntl.LOCK_EX)
@@ -208,9 +208,9 @@ def _traced_add(node_ns, pod, state_dir, wdir, trace: Path, cid: str):  # noqa: 
 @pytest.mark.parametrize("squatter", ["another executable", "uid 0 without capabilities",
                                       "pid 1 of its own pid namespace"])
 def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
-    """Finding 2: whatever listens on the resident socket and is not a worker of this build
-    with at least the client's capabilities is sent nothing (no request, no descriptor), and
-    the call runs in-process with the right result."""
+    """docs/worker-threat-model.md, the client's side: whatever listens on the resident socket and
+    is not a worker of this build with at least the client's capabilities is sent nothing (no
+    request, no descriptor), and the call runs in-process with the right result."""
     sock = wdir / "pycni.sock"
     record = tmp_path / "record"
     if squatter == "another executable":

@@ -1,9 +1,10 @@
 """The warm worker's server gives no caller more than it already has (docs/worker-threat-model.md).
 
-Each test is a finding of the worker's security review, reproduced against the built worker
-(dist/bin, real processes, real pid namespace for the pid reuse): the worker must refuse, drop
-or bound what the finding abused. Workers run in private directories and are ended by pid;
-calls that take attachment locks run from a process inside a throwaway node namespace.
+Each test reproduces an attack that one of the numbered defences of the threat model ("What the
+worker defends against") names, against the built worker (dist/bin, real processes, real pid
+namespace for the pid reuse): the worker must refuse, drop or bound what the attack abused. Workers
+run in private directories and are ended by pid; calls that take attachment locks run from a process
+inside a throwaway node namespace.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _cni(replies: list[str]) -> tuple[int, dict]:
     return ord(replies[-1][1]), json.loads(out) if out else {}
 
 
-# ---------------------------------------------------------------- finding 1: pid reuse
+# ---------------------------------------------------------------- defence 1: pid reuse
 
 _PID_REUSE = textwrap.dedent(r"""
     import json, os, socket, struct, subprocess, sys, time
@@ -114,7 +115,7 @@ _PID_REUSE = textwrap.dedent(r"""
 
 @pytest.mark.skipif(UNSHARE is None or SETPRIV is None, reason="util-linux unshare/setpriv missing")
 def test_pid_reuse_is_never_judged_as_the_new_owner(tmp_path):
-    """Finding 1: a capability-less caller connects and exits, a privileged process takes its
+    """Defence 1: a capability-less caller connects and exits, a privileged process takes its
     pid number (forced with ns_last_pid in a fresh pid namespace), then the connection carries
     a request. The worker must judge the process that connected (gone): no "A", never the call
     run as the privileged process."""
@@ -138,11 +139,11 @@ def test_pid_reuse_is_never_judged_as_the_new_owner(tmp_path):
         shutil.rmtree(wdir, ignore_errors=True)  # the worker died with its pid namespace
 
 
-# ---------------------------------------------------------------- finding 2: uid 0 is not enough
+# ---------------------------------------------------------------- defence 2: uid 0 is not enough
 
 @pytest.mark.skipif(SETPRIV is None, reason="util-linux setpriv missing")
 def test_capability_less_root_caller_is_refused(node_ns):
-    """Finding 2: a uid-0 process without capabilities gets "R" (and nothing run), the reason
+    """Defence 2: a uid-0 process without capabilities gets "R" (and nothing run), the reason
     in the worker's log only."""
     with wt.Served() as served:
         served.start()
@@ -154,8 +155,8 @@ def test_capability_less_root_caller_is_refused(node_ns):
 
 @pytest.mark.skipif(SETPRIV is None, reason="util-linux setpriv missing")
 def test_a_lock_held_by_a_capability_less_process_delays_a_del_boundedly(node_ns):
-    """Finding 2: a capability-less uid-0 process can still hold an attachment's lock file; a DEL
-    waits for it at most the lock wait, then answers CNI error 11 instead of hanging."""
+    """Defences 2 and 5: a capability-less uid-0 process can still hold an attachment's lock file; a
+    DEL waits for it at most the lock wait, then answers CNI error 11 instead of hanging."""
     from plugins.worker import attachment
 
     with wt.Served(PYCNI_WORKER_LOCK_WAIT="2") as served:
@@ -180,7 +181,7 @@ def test_a_lock_held_by_a_capability_less_process_delays_a_del_boundedly(node_ns
             holder.wait()
 
 
-# ---------------------------------------------------------------- finding 3: the directory
+# ---------------------------------------------------------------- defence 4: the directory
 
 def _started_in(sock_dir: Path, real: Path, **env: str) -> bool:
     """Start a worker for `sock_dir`/w-test.sock; True when it came to listen (in `real`)."""
@@ -200,7 +201,7 @@ def _started_in(sock_dir: Path, real: Path, **env: str) -> bool:
 
 @pytest.mark.parametrize("kind", ["symlink", "foreign", "0755", "0770", "relative"])
 def test_an_unsafe_worker_directory_is_never_served(kind, tmp_path):
-    """Finding 3 and 7: a symlinked, foreign-owned, group/other-accessible or relative worker
+    """Defence 4: a symlinked, foreign-owned, group/other-accessible or relative worker
     directory is refused: the worker exits without a socket."""
     real = Path(tempfile.mkdtemp(prefix="pws-", dir="/tmp"))
     link = Path(f"{real}-link")
@@ -222,7 +223,7 @@ def test_an_unsafe_worker_directory_is_never_served(kind, tmp_path):
 
 
 def test_a_symlink_planted_in_the_directory_is_never_followed(node_ns):
-    """Finding 3: a symlink where the worker's lock file goes, or where an attachment's lock
+    """Defence 4: a symlink where the worker's lock file goes, or where an attachment's lock
     file goes, never makes the worker open (let alone truncate) what it points to."""
     victim_dir = Path(tempfile.mkdtemp(prefix="pwv-", dir="/tmp"))
     victim = victim_dir / "precious"
@@ -251,10 +252,10 @@ def test_a_symlink_planted_in_the_directory_is_never_followed(node_ns):
         shutil.rmtree(victim_dir, ignore_errors=True)
 
 
-# ---------------------------------------------------------------- finding 6: parked connections
+# ---------------------------------------------------------------- defence 6: parked connections
 
 def test_parked_connections_cost_no_threads_and_do_not_stop_the_idle_exit():
-    """Finding 6: 200 connections that never send a request: no thread each, a real call is
+    """Defence 6: 200 connections that never send a request: no thread each, a real call is
     still served meanwhile, descriptors come back, and the worker still leaves when idle."""
     from plugins.worker import server
 
@@ -278,10 +279,11 @@ def test_parked_connections_cost_no_threads_and_do_not_stop_the_idle_exit():
                 s.close()
 
 
-# ---------------------------------------------------------------- finding 7: refusals and lock-skip
+# ---------------------------------------------------------------- defences 3, 5, 7: refusals,
+# lock-skip
 
 def test_a_refusal_is_a_bare_r():
-    """Finding 7: the refusal says only "R" (no hint which guess was wrong); the worker's log
+    """Defence 3: the refusal says only "R" (no hint which guess was wrong); the worker's log
     says why."""
     with wt.Served() as served:
         served.start()
@@ -300,7 +302,7 @@ def test_a_refusal_is_a_bare_r():
 
 
 def test_the_delegate_lock_skip_cannot_be_forged(node_ns):
-    """Finding 7: only a descriptor that holds the attachment's lock skips the wait for it; an
+    """Defence 5: only a descriptor that holds the attachment's lock skips the wait for it; an
     ancestor's environment saying "worker" (what the old check read), another file, or another
     open description of the lock file do not."""
     from plugins.worker import attachment
@@ -361,7 +363,7 @@ def test_peer_pin_falls_back_to_the_sent_pidfd_only_when_it_is_the_peer(monkeypa
 
 
 def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
-    """Finding 7: a call whose stderr is a directory is answered (the old worker closed that
+    """Defence 7: a call whose stderr is a directory is answered (the old worker closed that
     descriptor twice and sent nothing after "A"), and leaves no descriptor behind."""
     with wt.Served() as served:
         served.start()
@@ -386,7 +388,7 @@ def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
 
 
 def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
-    """Finding 6: a call's stdin is read up to MAX_STDIN bytes; an endless one (/dev/zero) is
+    """Defence 6: a call's stdin is read up to MAX_STDIN bytes; an endless one (/dev/zero) is
     CNI error 5 naming the limit, not a worker that reads until memory runs out."""
     from plugins.worker import server
 
@@ -406,7 +408,7 @@ def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
 
 
 def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
-    """Finding 6: MAX_CALLS calls run at once (here all waiting for one attachment's lock), the
+    """Defence 6: MAX_CALLS calls run at once (here all waiting for one attachment's lock), the
     next QUEUE_MAX requests wait unanswered, the one after is refused; the worker never has
     more than MAX_CALLS call threads, and once the lock is free every accepted or queued call is
     answered. (The calls are loopback DELs without a namespace: they change nothing.)"""

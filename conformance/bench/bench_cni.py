@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""CNI benchmark (issue 10): ours against the reference on identical configurations.
+"""CNI benchmark (docs/performance.md): ours against the reference on identical configurations.
 
     bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4,B5]
                  [--no-worker] [--json FILE] [--tmp DIR]

@@ -300,7 +300,7 @@ def _version_tuple(v: str) -> tuple[int, ...]:
 
 @dataclass
 class NetList:
-    """A network configuration list, executed the way libcni does (spec-notes §2).
+    """A network configuration list, executed the way libcni does (docs/spec-rules.md §2).
 
     `plugins` are the list's plugin objects; `runtime_config` holds capability arguments
     (e.g. portMappings), given to a plugin only when its `capabilities` asks for them.

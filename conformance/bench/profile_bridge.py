@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""CPU per pod ADD and DEL of bridge + host-local, in this interpreter (issue 10 follow-up).
+"""CPU per pod ADD and DEL of bridge + host-local, in this interpreter (docs/performance.md, the
+bridge and host-local hot path).
 
     profile_bridge.py [--cycles N] [--masq] [--profile add|del] [--profile-cpu] [--top N] [--trace]
 

@@ -1,10 +1,10 @@
-"""bridge (with host-local), plugins-notes §5 cases 44-80, 108, 109, plus spec-notes §10 items
-38, 42, 44, 46, 47 and 50.
+"""bridge (with host-local): docs/reference-behaviour.md P44-P80, P108, P109, plus
+docs/spec-rules.md C38, C42, C44, C46, C47 and C50. Each case's docstring starts with its ids.
 
 Observation of every scenario: each call's outcome, the node namespace (links, addresses,
-routes, the sysctls of plugins-notes §2.10, the bridge's addr_assign_type, firewall rules) and
-each pod namespace (links, addresses, routes, sysctls), and the host-local lease directory.
-Cases 71 and 73 (VLAN filtering, the VLAN gateway interface) are not covered here.
+routes, the sysctls of docs/reference-behaviour.md §2.10, the bridge's addr_assign_type,
+firewall rules) and each pod namespace (links, addresses, routes, sysctls), and the host-local lease
+directory. P71 and P73 (VLAN filtering, the VLAN gateway interface) are not covered here.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ KERNEL = ("node", "node_sysctl", "pods")
 
 
 def test_br44_l3_add(cni: CniDir) -> None:
-    """44, 45, spec 46/47: L3 ADD (isGateway, host-local /24, route 0.0.0.0/0): interfaces
+    """P44, P45, C46/C47: L3 ADD (isGateway, host-local /24, route 0.0.0.0/0): interfaces
     [bridge, host veth, eth0+sandbox], ips at interface 2; bridge .1/24 with its MAC pinned
     (addr_assign_type 3); ip_forward 1; accept_ra 0 on bridge and veth; container accept_dad 0,
     arp_notify 1, default route via .1; host veth `veth` + 8 hex with the result's MAC."""
@@ -188,7 +188,7 @@ def test_br44_l3_add(cni: CniDir) -> None:
 
 
 def test_br46_second_add_same_ifname(cni: CniDir) -> None:
-    """46, spec 38: a second ADD for the same netns+ifname -> code 999 veth-exists (wording
+    """P46, C38: a second ADD for the same netns+ifname -> code 999 veth-exists (wording
     R8), and no lease taken for it."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -220,7 +220,7 @@ def test_br46_second_add_same_ifname(cni: CniDir) -> None:
     ids=["hairpin-promisc", "vlan-4095", "vlan-negative"],
 )
 def test_br47_48_preflight(cni: CniDir, extra: dict[str, Any], want: str) -> None:
-    """47, 48: pre-flight errors, before any link exists (hairpin message: '.' in v1.1.1, R8);
+    """P47, P48: pre-flight errors, before any link exists (hairpin message: '.' in v1.1.1, R8);
     code 7 on ours, 999 on the Go bridge (I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -249,7 +249,7 @@ def _strip_period(obj: Any) -> Any:
 
 
 def test_br49_name_taken_by_non_bridge(cni: CniDir) -> None:
-    """49: the bridge name held by a veth -> `... already exists but is not a bridge`."""
+    """P49: the bridge name held by a veth -> `... already exists but is not a bridge`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -263,7 +263,7 @@ def test_br49_name_taken_by_non_bridge(cni: CniDir) -> None:
 
 
 def test_br50_mtu(cni: CniDir) -> None:
-    """50, 51: mtu 70000 -> the Go bridge fails creating the bridge (`invalid argument`), ours
+    """P50, P51: mtu 70000 -> the Go bridge fails creating the bridge (`invalid argument`), ours
     refuses it up front (code 7 `invalid MTU 70000 (...)`, I8); mtu 9000 on a fresh bridge ->
     bridge, host veth and eth0 at 9000; a pre-existing bridge (MTU 1400 set by hand) keeps it
     while the veths get 9000; mtu 65536 with that bridge -> `failed to make veth pair: invalid
@@ -307,7 +307,7 @@ def test_br50_mtu(cni: CniDir) -> None:
 
 
 def test_br52_bad_netns(cni: CniDir) -> None:
-    """52: a CNI_NETNS that does not exist -> `failed to open netns ...`; the Go bridge leaves
+    """P52: a CNI_NETNS that does not exist -> `failed to open netns ...`; the Go bridge leaves
     the bridge it created, ours removes it (I11)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -329,7 +329,7 @@ def test_br52_bad_netns(cni: CniDir) -> None:
 
 @pytest.mark.parametrize("version", ["1.0.0", "0.3.1", "0.2.0"])
 def test_br53_l2(cni: CniDir, version: str) -> None:
-    """53: L2 (no ipam): no ips/routes; eth0 up with link-local only; the bridge MAC is the
+    """P53: L2 (no ipam): no ips/routes; eth0 up with link-local only; the bridge MAC is the
     lowest port MAC; 0.3.1 prints `"dns": {}`; 0.2.0 fails `cannot convert: no valid IP
     addresses` - the Go bridge with bridge and veth pair left behind, ours with nothing (I11)."""
 
@@ -364,7 +364,7 @@ def test_br53_l2(cni: CniDir, version: str) -> None:
 
 
 def test_br54_dual_stack_default_gateway(cni: CniDir) -> None:
-    """54, 69: dual stack + isDefaultGateway + an IPAM route without gw -> routes [ipam route,
+    """P54, P69: dual stack + isDefaultGateway + an IPAM route without gw -> routes [ipam route,
     0.0.0.0/0 via v4 gw, ::/0 via v6 gw]; the gw-less route installed via the v4 gateway; both
     gateways on the bridge; all/forwarding 1; IPv6 enabled on lo and eth0; keep_addr_on_down 1
     (v1.1.1 0, R5)."""
@@ -400,7 +400,7 @@ def _no_keep_addr(obs: Any) -> Any:
 
 
 def test_br55_duplicate_default_route(cni: CniDir) -> None:
-    """55: isDefaultGateway + IPAM route {"dst":"0.0.0.0/0"} -> `failed to add route ...
+    """P55: isDefaultGateway + IPAM route {"dst":"0.0.0.0/0"} -> `failed to add route ...
     file exists` (format R8); the lease is released; the Go bridge leaves the container its
     address and one default route (and bridge and veth pair), ours leaves nothing (I11)."""
 
@@ -425,36 +425,72 @@ def test_br55_duplicate_default_route(cni: CniDir) -> None:
 
 
 def test_br56_bridge_address_conflict(cni: CniDir) -> None:
-    """56: a bridge holding another address -> `failed to set bridge addr: ... already has an
-    IP address different from ...`, lease released. The Go bridge leaves the veth pair and the
-    container its address; ours removes them, the pre-existing bridge stays (up, its own
-    address kept) (I11)."""
+    """P56: a bridge holding another address, a port attached (a pod of the old subnet) ->
+    `failed to set bridge addr: ... already has an IP address different from ...`, lease
+    released; ours then names the attached ports and the fix (I16). The Go bridge leaves the
+    veth pair and the container its address; ours removes them, the pre-existing bridge stays
+    (up, its own address kept) (I11)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
         b.node.ip("link", "add", "refbr9", "type", "bridge")
         b.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr9")
+        b.node.ip("link", "add", "oldport0", "type", "veth", "peer", "name", "oldpeer0")
+        b.node.ip("link", "set", "oldport0", "master", "refbr9")
         b.call("ADD", b.conf({"subnet": "10.250.10.0/24"}, bridge="refbr9", isGateway=True),
                b.pod(), cid="c1")
         return b.obs()
 
     obs = differential(cni, sc, fold={"I11-failed-add-rollback": without(*KERNEL)})
-    assert msg(obs["steps"][0]) == ('failed to set bridge addr: "refbr9" already has an IP '
-                                    "address different from 10.250.10.1/24")
+    refusal = ('failed to set bridge addr: "refbr9" already has an IP address different from '
+               "10.250.10.1/24")
+    assert msg(obs["steps"][0]) == dev.pick(
+        cni, "I16-bridge-readdress", old=refusal,
+        new=(f"{refusal}; ports still attached: oldport0 (pod address unknown); fix: remove "
+             "the pods still attached (drain the node), then the next ADD or `cnitool doctor "
+             "--fix` replaces the address"))
     assert [f for f in obs["leases"] if f.startswith("10.")] == []
     node, pod = obs["node"], obs["pods"][0]["kernel"]
     assert addrs(node, "refbr9") == ["10.250.9.1/24"]
     if rolled_back(cni):
-        assert names(node) == ["lo", "refbr9"]
+        assert sorted(names(node)) == ["lo", "oldpeer0", "oldport0", "refbr9"]
         assert "UP" in link(node, "refbr9")["flags"]
         assert names(pod) == ["lo"]
-    else:
-        assert [li.get("master") for li in node["links"]] == [None, None, "refbr9"]
+    else:  # the old port and the new veth
+        assert [li.get("master") for li in node["links"]].count("refbr9") == 2
         assert addrs(pod, "eth0") == ["10.250.10.2/24"]
 
 
+def test_br56_stale_address_no_ports(cni: CniDir) -> None:
+    """P56 without ports: ours replaces the stale address (and the route through it) and the
+    ADD succeeds; the Go bridge refuses as with ports (I16)."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        b = Bridge(cni, sb)
+        b.node.ip("link", "add", "refbr7", "type", "bridge")
+        b.node.ip("addr", "add", "10.250.9.1/24", "dev", "refbr7")
+        b.node.ip("link", "set", "refbr7", "up")
+        b.node.ip("route", "add", "10.99.0.0/16", "via", "10.250.9.254", "dev", "refbr7")
+        b.call("ADD", b.conf({"subnet": "10.250.10.0/24"}, bridge="refbr7", isGateway=True),
+               b.pod(), cid="c1")
+        return b.obs()
+
+    obs = differential(cni, sc, fold={"I16-bridge-readdress": without("steps", "leases",
+                                                                      *KERNEL)})
+    step, node = obs["steps"][0], obs["node"]
+    if dev.old_side(cni, "I16-bridge-readdress"):
+        assert msg(step) == ('failed to set bridge addr: "refbr7" already has an IP address '
+                             "different from 10.250.10.1/24")
+        assert addrs(node, "refbr7") == ["10.250.9.1/24"]
+    else:
+        assert step["rc"] == 0, step
+        assert addrs(node, "refbr7") == ["10.250.10.1/24"]
+        assert [f for f in obs["leases"] if f.startswith("10.")] == ["10.250.10.2"]
+        assert not [r for r in node["routes"] if "10.99.0.0" in str(r)]
+
+
 def test_br57_force_address(cni: CniDir) -> None:
-    """57: the same conflict with forceAddress -> the old address is replaced."""
+    """P57: the same conflict with forceAddress -> the old address is replaced."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -471,7 +507,7 @@ def test_br57_force_address(cni: CniDir) -> None:
 
 
 def test_br58_two_v6_range_sets(cni: CniDir) -> None:
-    """58: two IPv6 sets -> both gateway addresses on the bridge (keep_addr_on_down: R5)."""
+    """P58: two IPv6 sets -> both gateway addresses on the bridge (keep_addr_on_down: R5)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -487,7 +523,7 @@ def test_br58_two_v6_range_sets(cni: CniDir) -> None:
 
 
 def test_br58_two_v4_range_sets(cni: CniDir) -> None:
-    """58: two IPv4 sets -> the second gateway address conflicts with the first, leases
+    """P58: two IPv4 sets -> the second gateway address conflicts with the first, leases
     released. The Go bridge leaves the bridge (with the first gateway), the veth pair and the
     container's two addresses; ours removes all of it, the bridge too, as this ADD created it
     (I11)."""
@@ -514,7 +550,7 @@ def test_br58_two_v4_range_sets(cni: CniDir) -> None:
 
 
 def test_br59_mac_precedence(cni: CniDir) -> None:
-    """59: container MAC precedence runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC."""
+    """P59: container MAC precedence runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -530,7 +566,7 @@ def test_br59_mac_precedence(cni: CniDir) -> None:
 
 
 def test_br60_mac_in_cni_args(cni: CniDir) -> None:
-    """60: `MAC=` in CNI_ARGS without IgnoreUnknown fails in host-local (code 4 on ours, 999 on
+    """P60: `MAC=` in CNI_ARGS without IgnoreUnknown fails in host-local (code 4 on ours, 999 on
     the Go plugins, I7). The Go bridge leaves the veth pair (container side down); ours removes
     it (I11)."""
 
@@ -557,7 +593,7 @@ def test_br60_mac_in_cni_args(cni: CniDir) -> None:
 
 
 def test_br60_bad_mac(cni: CniDir) -> None:
-    """60: a bad runtimeConfig MAC -> the veth creation error (code 7 on ours, 999 on the Go
+    """P60: a bad runtimeConfig MAC -> the veth creation error (code 7 on ours, 999 on the Go
     bridge, I7); no veth either way. The Go bridge keeps the bridge it created before failing;
     ours checks the MAC before creating anything (I11)."""
 
@@ -578,7 +614,7 @@ def test_br60_bad_mac(cni: CniDir) -> None:
 
 
 def test_br59_mac_exact(cni: CniDir, sb: Sandbox) -> None:
-    """59 (exact values, no normalisation): the container MAC is runtimeConfig.mac."""
+    """P59 (exact values, no normalisation): the container MAC is runtimeConfig.mac."""
     b = Bridge(cni, sb)
     pod = b.pod()
     out = b.call("ADD", b.conf(V4, args={"cni": {"mac": "0a:58:0a:fa:01:16"}},
@@ -592,7 +628,7 @@ def test_br59_mac_exact(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_br61_case_insensitive_keys(cni: CniDir) -> None:
-    """61: `BRIDGE`, `IsGateway`, `IPAM: {TYPE, SUBNET}` behave like the canonical keys."""
+    """P61: `BRIDGE`, `IsGateway`, `IPAM: {TYPE, SUBNET}` behave like the canonical keys."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -608,7 +644,7 @@ def test_br61_case_insensitive_keys(cni: CniDir) -> None:
 
 
 def test_br62_dns_override(cni: CniDir) -> None:
-    """62: config `dns` replaces IPAM's; `{"nameservers": []}` gives a result without dns."""
+    """P62: config `dns` replaces IPAM's; `{"nameservers": []}` gives a result without dns."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -639,8 +675,9 @@ def _drop_dns_first(obs: Any) -> Any:
 
 
 def test_br63_64_ipmasq(cni: CniDir) -> None:
-    """63, 64: ipMasq (iptables) -> the three rules of plugins-notes §2.5 in iptables and
-    ip6tables under chain CNI-<24 hex of sha512(name+id)>; DEL removes chain and jump."""
+    """P63, P64: ipMasq (iptables) -> the three rules of docs/reference-behaviour.md §2.5 in
+    iptables and ip6tables under chain CNI-<24 hex of sha512(name+id)>; DEL removes chain and
+    jump."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -666,7 +703,7 @@ def test_br63_64_ipmasq(cni: CniDir) -> None:
 
 
 def test_br65_ipmasq_iface_gone(cni: CniDir) -> None:
-    """65: ipMasq, container iface deleted by hand, then DEL -> lease freed; the Go bridge
+    """P65: ipMasq, container iface deleted by hand, then DEL -> lease freed; the Go bridge
     leaves the masquerade chain and jump (it looks for them through the addresses it can no
     longer read), ours removes them (I13)."""
 
@@ -692,9 +729,9 @@ def test_br65_ipmasq_iface_gone(cni: CniDir) -> None:
 
 
 def test_br66_ipmasq_nftables(cni: CniDir) -> None:
-    """66 (HEAD, R7): ipMasqBackend nftables -> table inet cni_plugins_masquerade with a
-    masq_checks rule commented `<16hex>-<16hex>, net: N, if: eth0, id: ID`; DEL removes only
-    that rule. v1.1.1 ignores the key and uses iptables."""
+    """P66 (upstream 3d27709f, R7): ipMasqBackend nftables -> table inet cni_plugins_masquerade with
+    a masq_checks rule commented `<16hex>-<16hex>, net: N, if: eth0, id: ID`; DEL removes only that
+    rule. v1.1.1 ignores the key and uses iptables."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -707,7 +744,7 @@ def test_br66_ipmasq_nftables(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("fw_add", "firewall"))
     nft = obs["fw_add"]["nft"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert "cni_plugins_masquerade" not in nft
         assert "CNI-e58756d01a2a07fa566152ed" in obs["fw_add"]["iptables"]
         return
@@ -719,7 +756,7 @@ def test_br66_ipmasq_nftables(cni: CniDir) -> None:
 
 
 def test_br67_macspoofchk(cni: CniDir) -> None:
-    """67: macspoofchk -> `bridge nat` PREROUTING jump on the host veth, chains
+    """P67: macspoofchk -> `bridge nat` PREROUTING jump on the host veth, chains
     cni-br-iface-<id>-<if>[-mac], comments macspoofchk-<id>-<if>; DEL removes rule and chains,
     keeps the table and base chain."""
 
@@ -744,7 +781,7 @@ def test_br67_macspoofchk(cni: CniDir) -> None:
 
 
 def test_br68_enabledad(cni: CniDir) -> None:
-    """68: enabledad -> enhanced_dad 1 and accept_dad 1 in the container (default: 0)."""
+    """P68: enabledad -> enhanced_dad 1 and accept_dad 1 in the container (default: 0)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -758,8 +795,8 @@ def test_br68_enabledad(cni: CniDir) -> None:
 
 
 def test_br70_hairpin_isolation(cni: CniDir) -> None:
-    """70: hairpinMode -> the port's hairpin flag on (default off); portIsolation (HEAD, R7)
-    -> isolated on."""
+    """P70: hairpinMode -> the port's hairpin flag on (default off); portIsolation (upstream
+    3d27709f, R7) -> isolated on."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -773,7 +810,7 @@ def test_br70_hairpin_isolation(cni: CniDir) -> None:
     assert link(obs["node"], v1)["slave"]["hairpin"] is True
     assert link(obs["node"], v2)["slave"]["hairpin"] is False
     iso = link(obs["node"], v2)["slave"].get("isolated")
-    assert iso is dev.pick(cni, "R7-head-only-config", new=True, old=False)
+    assert iso is dev.pick(cni, "R7-upstream-only-config", new=True, old=False)
 
 
 @pytest.mark.parametrize(
@@ -786,7 +823,8 @@ def test_br70_hairpin_isolation(cni: CniDir) -> None:
     ids=["min-only", "min-gt-max", "id-zero"],
 )
 def test_br72_vlan_trunk_errors(cni: CniDir, trunk: list[dict[str, int]], want: str) -> None:
-    """72 (HEAD, R7): vlanTrunk validation errors; v1.1.1 ignores the key (ADD succeeds)."""
+    """P72 (upstream 3d27709f, R7): vlanTrunk validation errors; v1.1.1 ignores the key (ADD
+    succeeds)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -794,14 +832,15 @@ def test_br72_vlan_trunk_errors(cni: CniDir, trunk: list[dict[str, int]], want: 
         return {"steps": b.steps}
 
     obs = differential(cni, sc, ignore=("steps",))
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert obs["steps"][0]["rc"] == 0
     else:
         assert msg(obs["steps"][0]) == want
 
 
 def test_br74_disable_container_interface(cni: CniDir) -> None:
-    """74 (HEAD, R7): disableContainerInterface with IPAM -> refused; L2 -> eth0 stays down."""
+    """P74 (upstream 3d27709f, R7): disableContainerInterface with IPAM -> refused; L2 -> eth0 stays
+    down."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         b = Bridge(cni, sb)
@@ -810,9 +849,9 @@ def test_br74_disable_container_interface(cni: CniDir) -> None:
         return b.obs()
 
     # v1.1.1 ignores the key (R7), so the two runs do different things: nothing to compare
-    obs = differential(cni, sc, fold={"R7-head-only-config": lambda o: {}})
+    obs = differential(cni, sc, fold={"R7-upstream-only-config": lambda o: {}})
     s = obs["steps"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert s[0]["rc"] == 0 and s[1]["rc"] == 0
         return
     assert msg(s[0]) == "cannot use IPAM when DisableContainerInterface flag is set"
@@ -820,7 +859,7 @@ def test_br74_disable_container_interface(cni: CniDir) -> None:
 
 
 def test_br75_del(cni: CniDir) -> None:
-    """75, spec 42: DEL with CNI_NETNS empty releases only the lease; with the netns gone it
+    """P75, C42: DEL with CNI_NETNS empty releases only the lease; with the netns gone it
     releases and succeeds; repeated DEL succeeds; the bridge and its address stay."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -846,7 +885,7 @@ def test_br75_del(cni: CniDir) -> None:
 
 
 def test_br76_del_ipam_missing(cni: CniDir) -> None:
-    """76: DEL whose IPAM binary is missing -> the container link is already deleted, error
+    """P76: DEL whose IPAM binary is missing -> the container link is already deleted, error
     `failed to find plugin "nosuchipam" in path [...]`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -864,7 +903,7 @@ def test_br76_del_ipam_missing(cni: CniDir) -> None:
 
 
 def test_br77_78_check(cni: CniDir) -> None:
-    """77, 78, spec 44: CHECK after ADD with prevResult -> success; without prevResult ->
+    """P77, P78, C44: CHECK after ADD with prevResult -> success; without prevResult ->
     `Required prevResult missing`; after deleting the default route -> `Expected Route ... not
     found in routing table` (text R9); after removing the address -> `Failed to match addr`."""
 
@@ -903,7 +942,7 @@ def _route_text_v111(obj: Any) -> Any:
 
 
 def test_br78_check_errors(cni: CniDir) -> None:
-    """78: CHECK on an L2 config -> `no plugin name provided`; after an ADD, a 0.4.0 config with
+    """P78: CHECK on an L2 config -> `no plugin name provided`; after an ADD, a 0.4.0 config with
     a 1.0.0 prevResult -> `could not parse prevResult: result type supports [0.3.0 0.3.1 0.4.0] but
     unmarshalled CNIVersion is "1.0.0"` (code 1, incompatible versions, on ours; 999, I7)."""
 
@@ -924,8 +963,8 @@ def test_br78_check_errors(cni: CniDir) -> None:
 
 
 def test_br79_status(cni: CniDir) -> None:
-    """79 (HEAD, R3): STATUS 1.1.0 with ipam host-local -> success; with ipam type `nosuch`
-    -> `failed to find plugin "nosuch" in path [...]`."""
+    """P79 (upstream 3d27709f, R3): STATUS 1.1.0 with ipam host-local -> success; with ipam type
+    `nosuch` -> `failed to find plugin "nosuch" in path [...]`."""
     if dev.old_side(cni, "R3-gc-status-verbs"):
         pytest.skip("v1.1.1 has no STATUS (R3); covered by test_p33")
 
@@ -944,7 +983,7 @@ def test_br79_status(cni: CniDir) -> None:
 
 @pytest.mark.parametrize("version", ["0.4.0", "0.2.0"])
 def test_br80_old_versions(cni: CniDir, version: str) -> None:
-    """80: 0.4.0 ADD -> `version` fields and `"dns": {}`; 0.2.0 -> an ip4 block with gateway
+    """P80: 0.4.0 ADD -> `version` fields and `"dns": {}`; 0.2.0 -> an ip4 block with gateway
     and the default route."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -965,7 +1004,7 @@ def test_br80_old_versions(cni: CniDir, version: str) -> None:
 
 
 def test_br108_exhaustion(cni: CniDir) -> None:
-    """108: host-local exhaustion is relayed unchanged (code 999). The Go bridge leaves the
+    """P108: host-local exhaustion is relayed unchanged (code 999). The Go bridge leaves the
     container a down eth0 and the host veth enslaved; ours removes both (I11). DEL then cleans
     the Go bridge's leftovers and succeeds on ours."""
 
@@ -986,8 +1025,11 @@ def test_br108_exhaustion(cni: CniDir) -> None:
     obs = differential(cni, sc, fold={"I11-failed-add-rollback": without("mid")})
     e = obs["steps"][1]["error"]
     assert e["code"] == 999
-    assert e["msg"] == ("failed to allocate for range 0: no IP addresses available in range "
-                        "set: 10.250.15.1-10.250.15.2")
+    base = ("failed to allocate for range 0: no IP addresses available in range set: "
+            "10.250.15.1-10.250.15.2")
+    # c1's pod namespace is alive: its lease is neither dead nor unjudgeable (I15).
+    assert e["msg"] == dev.pick(cni, "I15-host-local-exhaustion-counts",
+                                new=base + dev.exhaustion_counts(1, 0, 0, "refnet1"), old=base)
     if rolled_back(cni):
         assert obs["mid"] == {"pod": [["lo", False]], "bridge_ports": 1}
     else:
@@ -998,7 +1040,7 @@ def test_br108_exhaustion(cni: CniDir) -> None:
 
 
 def test_br109_del_netns_regular_file(cni: CniDir) -> None:
-    """109: DEL with a regular file as netns -> `unknown FS magic on "<p>": ef53`, and no IPAM
+    """P109: DEL with a regular file as netns -> `unknown FS magic on "<p>": ef53`, and no IPAM
     release (the lease stays)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -1016,7 +1058,7 @@ def test_br109_del_netns_regular_file(cni: CniDir) -> None:
 
 
 def test_spec50_ipam_failure_then_del(cni: CniDir) -> None:
-    """spec 50 (I3): when the IPAM ADD fails, ours runs the IPAM DEL before reporting; the Go
+    """C50 (I3): when the IPAM ADD fails, ours runs the IPAM DEL before reporting; the Go
     bridge does not. Observed with a recording IPAM stand-in on CNI_PATH."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:

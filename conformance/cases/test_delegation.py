@@ -1,7 +1,7 @@
-"""Delegation (spec-notes §10 items 48-54): bridge -> IPAM as the upper plugin / delegate pair,
+"""Delegation (docs/spec-rules.md C48-C54): bridge -> IPAM as the upper plugin / delegate pair,
 observed with a recording IPAM stand-in on CNI_PATH; GC semantics of host-local.
 
-(flannel -> delegate is covered in test_flannel.py: cases 27/41-48.)
+(flannel -> delegate is covered in test_flannel.py: docs/flannel-behaviour.md F27, F41-F48.)
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Rec:
 
 @pytest.mark.usefixtures("_bridge")
 def test_spec49_52_delegate_sees_stdin_and_env(cni: CniDir, sb: Sandbox) -> None:
-    """49, 51, 52: the IPAM delegate gets the upper plugin's stdin byte for byte and the same
+    """C49, C51, C52: the IPAM delegate gets the upper plugin's stdin byte for byte and the same
     CNI_* variables with only CNI_COMMAND changed, on ADD, CHECK and DEL; its stderr shows up
     on the upper plugin's stderr."""
     r = Rec(cni, sb)
@@ -95,7 +95,7 @@ def test_spec49_52_delegate_sees_stdin_and_env(cni: CniDir, sb: Sandbox) -> None
 
 @pytest.mark.usefixtures("_bridge")
 def test_spec48_missing_delegate(cni: CniDir, sb: Sandbox) -> None:
-    """48: an IPAM type not on CNI_PATH -> `failed to find plugin "x" in path [...]`."""
+    """C48: an IPAM type not on CNI_PATH -> `failed to find plugin "x" in path [...]`."""
     r = Rec(cni, sb)
     conf = r.conf()
     conf["ipam"]["type"] = "nosuchipam"
@@ -105,7 +105,7 @@ def test_spec48_missing_delegate(cni: CniDir, sb: Sandbox) -> None:
 
 @pytest.mark.usefixtures("_bridge")
 def test_spec51_status_forwarded(cni: CniDir, sb: Sandbox) -> None:
-    """51 (HEAD, R3): STATUS is forwarded to the IPAM delegate."""
+    """C51 (upstream 3d27709f, R3): STATUS is forwarded to the IPAM delegate."""
     if dev.old_side(cni, "R3-gc-status-verbs"):
         pytest.skip("v1.1.1 has no STATUS (R3)")
     r = Rec(cni, sb)
@@ -132,10 +132,10 @@ def _hl_conf(sb: Sandbox, version: str = "1.1.0", **extra: Any) -> dict[str, Any
 )
 def test_spec53_54_host_local_gc(cni: CniDir, sb: Sandbox, valid: dict[str, Any],
                                  kept: list[str]) -> None:
-    """53, 54 (I6): host-local GC frees only the leases of attachments not listed; the legacy
+    """C53, C54 (I6): host-local GC frees only the leases of attachments not listed; the legacy
     `cni.dev/attachments` key, a null list and a missing key (= nothing valid) are accepted;
-    lock and last_reserved_ip stay. The Go host-local has no GC (HEAD: silent no-op; v1.1.1:
-    unknown command, R3)."""
+    lock and last_reserved_ip stay. The Go host-local has no GC (upstream 3d27709f: silent no-op;
+    v1.1.1: unknown command, R3)."""
     require(cni, "host-local")
     node = sb.netns("node")
     for cid in ("c1", "c2"):

@@ -1,13 +1,14 @@
-"""flannel, flannel-notes §8 cases observable from outside (there is no Go flannel binary to run,
-so these check against the exact expectations of the notes).
+"""flannel: the cases of docs/flannel-behaviour.md §8 observable from outside (there is no Go
+flannel binary to run, so these check against the exact expectations written there). Each case's
+docstring starts with its ids (F1 ...).
 
 Most cases hand the generated delegate to a recording stand-in (`fakeplug` on CNI_PATH, chosen
 with `delegate.type`) that logs its environment and stdin and answers like a delegate would, so
 subnet.env parsing and delegate generation are seen exactly as a delegate sees them, together
-with the scratch file `<dataDir>/<containerID>`. The integration cases (53-55) run the real
-bridge and host-local of the same directory; case 53 also replays the saved delegate config
+with the scratch file `<dataDir>/<containerID>`. The integration cases (F53-F55) run the real
+bridge and host-local of the same directory; F53 also replays the saved delegate config
 through the *reference* bridge and compares the resulting kernel state.
-Not covered: 56 (fault injection mid-ADD) and 57 (latency budget, see conformance/bench).
+Not covered: F56 (fault injection mid-ADD) and F57 (latency budget, see conformance/bench).
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ class Fl:
 
 
 def compact(obj: Any) -> str:
-    """Go's encoding of a map: sorted keys, compact separators (flannel-notes §3.5)."""
+    """Go's encoding of a map: sorted keys, compact separators (docs/flannel-behaviour.md §3.5)."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
@@ -141,7 +142,7 @@ def env_error(step: dict[str, Any]) -> str:
 
 
 def expected_delegate(name: str = "cni-flannel", **over: Any) -> dict[str, Any]:
-    """flannel-notes §3.4 worked example, with `over` applied on top."""
+    """docs/flannel-behaviour.md §3.4 worked example, with `over` applied on top."""
     d: dict[str, Any] = {"ipMasq": False,
                          "ipam": {"ranges": [[{"subnet": "10.1.17.0/24"}]],
                                   "routes": [{"dst": "10.1.0.0/16"}], "type": "host-local"},
@@ -154,7 +155,7 @@ def expected_delegate(name: str = "cni-flannel", **over: Any) -> dict[str, Any]:
 
 
 def test_fl01_defaults(cni: CniDir, sb: Sandbox) -> None:
-    """1, 26: the minimal config uses /run/flannel/subnet.env (missing here: the exact error)."""
+    """F1, F26: the minimal config uses /run/flannel/subnet.env (missing here: the exact error)."""
     if Path("/run/flannel/subnet.env").exists():
         pytest.skip("this machine runs flanneld: /run/flannel/subnet.env exists")
     fl = Fl(cni, sb)
@@ -164,7 +165,7 @@ def test_fl01_defaults(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl03_empty_subnet_file(cni: CniDir, sb: Sandbox) -> None:
-    """3: `"subnetFile": ""` -> compat: `open : no such file...`; lenient: the default path."""
+    """F3: `"subnetFile": ""` -> compat: `open : no such file...`; lenient: the default path."""
     if Path("/run/flannel/subnet.env").exists():
         pytest.skip("this machine runs flanneld: /run/flannel/subnet.env exists")
     fl = Fl(cni, sb)
@@ -174,7 +175,7 @@ def test_fl03_empty_subnet_file(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl04_05_bad_types(cni: CniDir, sb: Sandbox) -> None:
-    """4, 5: `"delegate": "x"` -> ADD `failed to load flannel netconf file: failed to load
+    """F4, F5: `"delegate": "x"` -> ADD `failed to load flannel netconf file: failed to load
     netconf: ...` (999); DEL `failed to load netconf: ...` (no ADD prefix)."""
     fl = Fl(cni, sb)
     a = err(fl.call("ADD", fl.conf(delegate="x")))
@@ -187,7 +188,7 @@ def test_fl04_05_bad_types(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl10_unknown_key_ignored(cni: CniDir, sb: Sandbox) -> None:
-    """10: a stray top-level key (`hairpinMode`) is ignored: not in the delegate, ADD works."""
+    """F10: a stray top-level key (`hairpinMode`) is ignored: not in the delegate, ADD works."""
     fl = Fl(cni, sb)
     step = fl.call("ADD", fl.conf(hairpinMode=True))
     assert step["rc"] == 0, step
@@ -222,7 +223,7 @@ def test_fl10_unknown_key_ignored(cni: CniDir, sb: Sandbox) -> None:
 )
 def test_fl11_to_24_subnet_env(cni: CniDir, sb: Sandbox, text: str, ranges: Any,
                                routes: Any) -> None:
-    """11-17, 21, 24, 39: subnet.env parsing seen in the delegate's ipam ranges/routes."""
+    """F11-F17, F21, F24, F39: subnet.env parsing seen in the delegate's ipam ranges/routes."""
     fl = Fl(cni, sb, text)
     step = fl.call("ADD", fl.conf())
     assert step["rc"] == 0, step
@@ -234,7 +235,7 @@ def test_fl11_to_24_subnet_env(cni: CniDir, sb: Sandbox, text: str, ranges: Any,
 @pytest.mark.parametrize("value, masq", [("true", False), ("True", True), ("1", True),
                                          ("", True), ("false", True)])
 def test_fl18_28_ipmasq(cni: CniDir, sb: Sandbox, value: str, masq: bool) -> None:
-    """18, 28: only the literal `true` counts as true; the delegate's ipMasq is its negation."""
+    """F18, F28: only the literal `true` counts as true; the delegate's ipMasq is its negation."""
     fl = Fl(cni, sb, SUBNET_V4.replace("FLANNEL_IPMASQ=true", f"FLANNEL_IPMASQ={value}"))
     assert fl.call("ADD", fl.conf())["rc"] == 0
     assert fl.delegate_conf()["ipMasq"] is masq
@@ -250,7 +251,7 @@ def test_fl18_28_ipmasq(cni: CniDir, sb: Sandbox, value: str, masq: bool) -> Non
     ids=["all", "mtu"],
 )
 def test_fl19_20_missing_keys(cni: CniDir, sb: Sandbox, text: str, missing: str) -> None:
-    """19, 20: incomplete files -> `<path> is missing <keys in upstream order>`; no scratch."""
+    """F19, F20: incomplete files -> `<path> is missing <keys in upstream order>`; no scratch."""
     fl = Fl(cni, sb, text)
     assert env_error(fl.call("ADD", fl.conf())) == f"{fl.env_file} is missing {missing}"
     assert not fl.scratch().exists()
@@ -258,7 +259,7 @@ def test_fl19_20_missing_keys(cni: CniDir, sb: Sandbox, text: str, missing: str)
 
 @pytest.mark.parametrize("mtu", ["abc", "-1", ""])
 def test_fl22_bad_mtu(cni: CniDir, sb: Sandbox, mtu: str) -> None:
-    """22: FLANNEL_MTU `abc`, `-1`, empty -> an error wrapped in the subnet.env message."""
+    """F22: FLANNEL_MTU `abc`, `-1`, empty -> an error wrapped in the subnet.env message."""
     fl = Fl(cni, sb, SUBNET_V4.replace("FLANNEL_MTU=1472", f"FLANNEL_MTU={mtu}"))
     inner = env_error(fl.call("ADD", fl.conf()))
     assert inner, inner
@@ -266,7 +267,7 @@ def test_fl22_bad_mtu(cni: CniDir, sb: Sandbox, mtu: str) -> None:
 
 
 def test_fl23_space_after_comma(cni: CniDir, sb: Sandbox) -> None:
-    """23: `10.1.0.0/16, 192.168.0.0/16` -> a CIDR error (compat) or both networks (lenient)."""
+    """F23: `10.1.0.0/16, 192.168.0.0/16` -> a CIDR error (compat) or both networks (lenient)."""
     fl = Fl(cni, sb, SUBNET_V4.replace("10.1.0.0/16", "10.1.0.0/16, 192.168.0.0/16"))
     step = fl.call("ADD", fl.conf())
     if step["rc"] == 0:
@@ -277,14 +278,14 @@ def test_fl23_space_after_comma(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl25_key_without_equals(cni: CniDir, sb: Sandbox) -> None:
-    """25: a known key without `=` -> a clean subnet.env error (the Go plugin panics)."""
+    """F25: a known key without `=` -> a clean subnet.env error (the Go plugin panics)."""
     fl = Fl(cni, sb, SUBNET_V4 + "FLANNEL_MTU\n")
     env_error(fl.call("ADD", fl.conf()))
     assert not fl.scratch().exists()
 
 
 def test_fl26_missing_file(cni: CniDir, sb: Sandbox) -> None:
-    """26, 44: a missing subnet.env -> the exact message; no scratch file, no dataDir."""
+    """F26, F44: a missing subnet.env -> the exact message; no scratch file, no dataDir."""
     fl = Fl(cni, sb, None)
     assert env_error(fl.call("ADD", fl.conf())) == (
         f"open {fl.env_file}: no such file or directory")
@@ -296,7 +297,7 @@ def test_fl26_missing_file(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl27_default_delegate_bytes(cni: CniDir, sb: Sandbox) -> None:
-    """27, 41: the default v4 delegate is byte-for-byte the upstream JSON (sorted, compact);
+    """F27, F41: the default v4 delegate is byte-for-byte the upstream JSON (sorted, compact);
     the scratch file (dir 0700, file 0600) holds exactly what the delegate received; the
     delegate saw CNI_COMMAND=ADD and the other CNI_* unchanged; flannel prints its result."""
     fl = Fl(cni, sb)
@@ -337,7 +338,7 @@ def test_fl27_default_delegate_bytes(cni: CniDir, sb: Sandbox) -> None:
 )
 def test_fl29_to_40_delegate_fields(cni: CniDir, sb: Sandbox, delegate: dict[str, Any],
                                     top: dict[str, Any], want: dict[str, Any]) -> None:
-    """29-31, 33, 34, 40: user delegate keys win for mtu/ipMasq/isGateway; top-level cniVersion
+    """F29-F31, F33, F34, F40: user delegate keys win for mtu/ipMasq/isGateway; top-level cniVersion
     overrides; top-level runtimeConfig replaces; dns/args/capabilities/prevResult not forwarded.
     (isGateway is only added for type `bridge`, so a stand-in type shows it absent.)"""
     fl = Fl(cni, sb)
@@ -355,7 +356,7 @@ def test_fl29_to_40_delegate_fields(cni: CniDir, sb: Sandbox, delegate: dict[str
 
 
 def test_fl30_non_bridge_type(cni: CniDir, sb: Sandbox) -> None:
-    """30: `delegate.type: ipvlan` -> no isGateway added; the type is kept."""
+    """F30: `delegate.type: ipvlan` -> no isGateway added; the type is kept."""
     fl = Fl(cni, sb)
     (fl.fakebin / "ipvlan").symlink_to(fl.fakebin / "fakeplug")
     assert fl.call("ADD", fl.conf(delegate={"type": "ipvlan"}))["rc"] == 0
@@ -377,7 +378,7 @@ def test_fl30_non_bridge_type(cni: CniDir, sb: Sandbox) -> None:
     ids=["type-int", "type-null", "type-first", "name-before-ipam", "ipam"],
 )
 def test_fl32_delegate_validation(cni: CniDir, sb: Sandbox, delegate: Any, msg: str) -> None:
-    """32: delegate validation messages and their precedence type -> name -> ipam."""
+    """F32: delegate validation messages and their precedence type -> name -> ipam."""
     fl = Fl(cni, sb)
     e = err(fl.call("ADD", fl.conf(delegate=delegate)))
     # I7: ours says 7 (invalid config) where the Go plugin says 999; same message.
@@ -385,7 +386,7 @@ def test_fl32_delegate_validation(cni: CniDir, sb: Sandbox, delegate: Any, msg: 
 
 
 def test_fl35_37_user_ipam(cni: CniDir, sb: Sandbox) -> None:
-    """35, 37: top-level ipam keeps type and unknown keys, user routes first then the flannel
+    """F35, F37: top-level ipam keeps type and unknown keys, user routes first then the flannel
     networks, user ranges overwritten."""
     fl = Fl(cni, sb)
     ipam = {"type": "fakeplug", "unknown-param": "unknown-value",
@@ -401,7 +402,7 @@ def test_fl35_37_user_ipam(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl36_ipam_type_default(cni: CniDir, sb: Sandbox) -> None:
-    """36: top-level ipam without `type` -> host-local; `"type": ""` is kept."""
+    """F36: top-level ipam without `type` -> host-local; `"type": ""` is kept."""
     fl = Fl(cni, sb)
     fl.call("ADD", fl.conf(ipam={"dataDir": "/x"}), cid="c1")
     fl.call("ADD", fl.conf(ipam={"type": ""}), cid="c2")
@@ -410,7 +411,7 @@ def test_fl36_ipam_type_default(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl38_bad_routes(cni: CniDir, sb: Sandbox) -> None:
-    """38: malformed ipam.routes -> `failed to assemble Delegate IPAM: failed to read IPAM
+    """F38: malformed ipam.routes -> `failed to assemble Delegate IPAM: failed to read IPAM
     routes: failed to parse ipam.routes: ...`."""
     fl = Fl(cni, sb)
     e = err(fl.call("ADD", fl.conf(ipam={"routes": [{"dst": "nope"}]})))
@@ -422,7 +423,7 @@ def test_fl38_bad_routes(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl42_43_delegate_failures(cni: CniDir, sb: Sandbox) -> None:
-    """42, 43: a delegate CNI error is passed through (code 11, msg x) with the scratch file
+    """F42, F43: a delegate CNI error is passed through (code 11, msg x) with the scratch file
     kept; a missing delegate -> 999 `failed to delegate add: failed to find plugin ...`."""
     fl = Fl(cni, sb)
     fl.mode("fail-add")
@@ -437,7 +438,7 @@ def test_fl42_43_delegate_failures(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl45_46_del(cni: CniDir, sb: Sandbox) -> None:
-    """45, 46, 49: DEL runs the delegate's DEL with the saved ADD-time JSON (even when the DEL
+    """F45, F46, F49: DEL runs the delegate's DEL with the saved ADD-time JSON (even when the DEL
     config differs) and removes the file; a second DEL does not call the delegate; DEL without
     scratch file and without subnet.env succeeds."""
     fl = Fl(cni, sb)
@@ -454,7 +455,7 @@ def test_fl45_46_del(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl47_garbage_scratch(cni: CniDir, sb: Sandbox) -> None:
-    """47: an empty / garbage scratch file does not make DEL fail."""
+    """F47: an empty / garbage scratch file does not make DEL fail."""
     fl = Fl(cni, sb)
     fl.data.mkdir(mode=0o700)
     fl.scratch().write_text("")
@@ -462,7 +463,7 @@ def test_fl47_garbage_scratch(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl48_delegate_del_fails(cni: CniDir, sb: Sandbox) -> None:
-    """48 (improved): when the delegate's DEL fails, the error is returned and the scratch file
+    """F48 (improved): when the delegate's DEL fails, the error is returned and the scratch file
     kept for the runtime's retry (upstream removes it and leaks the lease)."""
     fl = Fl(cni, sb)
     fl.call("ADD", fl.conf())
@@ -473,7 +474,7 @@ def test_fl48_delegate_del_fails(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl50_check(cni: CniDir, sb: Sandbox) -> None:
-    """50: CHECK at 0.3.1 -> code 1; at 1.0.0 after an ADD -> success."""
+    """F50: CHECK at 0.3.1 -> code 1; at 1.0.0 after an ADD -> success."""
     fl = Fl(cni, sb)
     assert err(fl.call("CHECK", fl.conf("0.3.1")))["code"] == 1
     add = fl.call("ADD", fl.conf())
@@ -482,7 +483,7 @@ def test_fl50_check(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl52_status_and_gc(cni: CniDir, sb: Sandbox) -> None:
-    """52 (improved): STATUS 1.1.0 with subnet.env missing -> code 50; present -> success;
+    """F52 (improved): STATUS 1.1.0 with subnet.env missing -> code 50; present -> success;
     GC removes the scratch files of attachments not in cni.dev/valid-attachments after running
     the delegate's DEL for them, keeps listed ones; GC at 1.0.0 -> code 1."""
     fl = Fl(cni, sb, None)
@@ -527,7 +528,7 @@ def _integration(cni: CniDir, sb: Sandbox, subnet: str, version: str = "1.0.0") 
 
 
 def test_fl53_v4_integration(cni: CniDir, sb: Sandbox) -> None:
-    """53: v4 ADD through the real bridge + host-local: pod 10.1.17.2/24 with a route to
+    """F53: v4 ADD through the real bridge + host-local: pod 10.1.17.2/24 with a route to
     10.1.0.0/16 via 10.1.17.1, cni0 10.1.17.1/24 at MTU 1472; DEL twice releases the lease.
     With a reference configured, its bridge replays the saved delegate config and the kernel
     state must match ours."""
@@ -578,7 +579,7 @@ def test_fl53_v4_integration(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl54_dual_stack_integration(cni: CniDir, sb: Sandbox) -> None:
-    """54: dual-stack ADD returns two IPs; DEL twice succeeds."""
+    """F54: dual-stack ADD returns two IPs; DEL twice succeeds."""
     require(cni, "bridge", "host-local")
     obs = _integration(cni, sb, SUBNET_DUAL)
     assert obs["add"]["rc"] == 0, obs["add"]
@@ -587,8 +588,8 @@ def test_fl54_dual_stack_integration(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_fl55_concurrent_adds(cni: CniDir, sb: Sandbox) -> None:
-    """55: N concurrent ADDs with distinct container ids (N = CONFORMANCE_CONCURRENCY, default
-    10; the notes ask 50) -> N distinct IPs and N scratch files; concurrent DELs leave only
+    """F55: N concurrent ADDs with distinct container ids (N = CONFORMANCE_CONCURRENCY, default
+    10; F55 asks 50) -> N distinct IPs and N scratch files; concurrent DELs leave only
     lock / last_reserved_ip.* in the host-local directory and no scratch file."""
     require(cni, "bridge", "host-local")
     n = int(os.environ.get("CONFORMANCE_CONCURRENCY", "10"))

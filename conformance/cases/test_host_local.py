@@ -1,9 +1,10 @@
-"""host-local, plugins-notes §5 cases 13-43 and 110, plus spec-notes §10 items 39, 41, 43, 45.
+"""host-local: docs/reference-behaviour.md P13-P43 and P110, plus docs/spec-rules.md C39, C41,
+C43, C45. Each case's docstring starts with its ids.
 
 Each case is a scenario (a sequence of calls in a fresh sandbox) whose observation - every
 call's exit status and parsed output, and every file under the data dir with its mode and
-bytes - is checked against the notes and, with a reference configured, compared with the
-reference's. Case 34 (a container id with surrounding whitespace) cannot pass the skel's
+bytes - is checked against docs/reference-behaviour.md and, with a reference configured, compared
+with the reference's. P34 (a container id with surrounding whitespace) cannot pass the skel's
 container-id check from outside and is left to unit tests.
 """
 
@@ -104,7 +105,7 @@ V4 = {"subnet": "10.250.3.0/24"}
 
 
 def test_hl13_fresh_add_files(cni: CniDir) -> None:
-    """13, 42, spec 45: fresh ADD -> 10.250.3.2/24 gw .1, no interfaces / ips[].interface;
+    """P13, P42, C45: fresh ADD -> 10.250.3.2/24 gw .1, no interfaces / ips[].interface;
     files: lease `r1\\r\\neth0`, last_reserved_ip.0, empty lock; dir 0755, lock 0750,
     lease files 0600 (v1.1.1 0644, R4)."""
 
@@ -125,7 +126,7 @@ def test_hl13_fresh_add_files(cni: CniDir) -> None:
 
 
 def test_hl14_round_robin_after_release(cni: CniDir) -> None:
-    """14: ADD r1, DEL r1, ADD r2 -> r2 gets .3 (the pointer is not reset by a release)."""
+    """P14: ADD r1, DEL r1, ADD r2 -> r2 gets .3 (the pointer is not reset by a release)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -142,7 +143,7 @@ def test_hl14_round_robin_after_release(cni: CniDir) -> None:
 
 
 def test_hl15_wraps_to_lowest_free(cni: CniDir) -> None:
-    """15: /29: .2 .3 .4 then .5, .6; after freeing .2 the next ADD wraps to .2."""
+    """P15: /29: .2 .3 .4 then .5, .6; after freeing .2 the next ADD wraps to .2."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -160,7 +161,7 @@ def test_hl15_wraps_to_lowest_free(cni: CniDir) -> None:
 
 
 def test_hl16_slash30_exhaustion(cni: CniDir) -> None:
-    """16: /30 has exactly one allocatable address; the second ADD reports the range set."""
+    """P16: /30 has exactly one allocatable address; the second ADD reports the range set."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -171,8 +172,12 @@ def test_hl16_slash30_exhaustion(cni: CniDir) -> None:
 
     obs = differential(cni, sc)
     assert ips(obs["steps"][0]) == ["10.250.15.2/30"]
-    assert err(obs["steps"][1]) == ("failed to allocate for range 0: no IP addresses available "
-                                    "in range set: 10.250.15.1-10.250.15.2")
+    base = ("failed to allocate for range 0: no IP addresses available in range set: "
+            "10.250.15.1-10.250.15.2")
+    # CNI_NETNS names no namespace here: the lease cannot be judged (I15).
+    assert err(obs["steps"][1]) == dev.pick(
+        cni, "I15-host-local-exhaustion-counts",
+        new=base + dev.exhaustion_counts(1, 0, 1, "hlnet"), old=base)
 
 
 @pytest.mark.parametrize(
@@ -202,7 +207,7 @@ def test_hl16_slash30_exhaustion(cni: CniDir) -> None:
          "sets-overlap", "ranges-overlap", "mixed-families", "empty-set", "no-ranges"],
 )
 def test_hl17_to_26_range_errors(cni: CniDir, ipam: dict[str, Any], msg: str) -> None:
-    """17-20, 25, 26: range validation errors, exact messages, nothing leased; code 7 on ours,
+    """P17-P20, P25, P26: range validation errors, exact messages, nothing leased; code 7 on ours,
     999 on the Go plugin (I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -217,7 +222,7 @@ def test_hl17_to_26_range_errors(cni: CniDir, ipam: dict[str, Any], msg: str) ->
 
 
 def test_hl26_missing_ipam(cni: CniDir) -> None:
-    """26: no `ipam` key -> `IPAM config missing 'ipam' key` (code 7 on ours, 999, I7)."""
+    """P26: no `ipam` key -> `IPAM config missing 'ipam' key` (code 7 on ours, 999, I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -230,7 +235,7 @@ def test_hl26_missing_ipam(cni: CniDir) -> None:
 
 
 def test_hl21_explicit_network_and_broadcast(cni: CniDir) -> None:
-    """21: /30 with rangeStart = network, rangeEnd = broadcast, gateway .2 -> .0, .1, .3, full."""
+    """P21: /30 with rangeStart = network, rangeEnd = broadcast, gateway .2 -> .0, .1, .3, full."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -247,7 +252,7 @@ def test_hl21_explicit_network_and_broadcast(cni: CniDir) -> None:
 
 
 def test_hl22_ipv6_default_range_end(cni: CniDir) -> None:
-    """22: an IPv6 /64 without rangeEnd starts at ::2 and ends at the last address of the
+    """P22: an IPv6 /64 without rangeEnd starts at ::2 and ends at the last address of the
     prefix (shown in the exhaustion message)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -263,13 +268,15 @@ def test_hl22_ipv6_default_range_end(cni: CniDir) -> None:
     assert ips(obs["a"]["steps"][0]) == ["fd00:22::2/64"]
     assert [ips(s)[0] for s in obs["b"]["steps"][:2]] == [
         "fd00:23::ffff:ffff:ffff:fffe/64", "fd00:23::ffff:ffff:ffff:ffff/64"]
-    assert err(obs["b"]["steps"][2]) == (
-        "failed to allocate for range 0: no IP addresses available in range set: "
-        "fd00:23::ffff:ffff:ffff:fffe-fd00:23::ffff:ffff:ffff:ffff")
+    base = ("failed to allocate for range 0: no IP addresses available in range set: "
+            "fd00:23::ffff:ffff:ffff:fffe-fd00:23::ffff:ffff:ffff:ffff")
+    assert err(obs["b"]["steps"][2]) == dev.pick(
+        cni, "I15-host-local-exhaustion-counts",
+        new=base + dev.exhaustion_counts(2, 0, 2, "hl6b"), old=base)
 
 
 def test_hl23_dual_stack_partial_failure(cni: CniDir) -> None:
-    """23: [[v4],[v6 ::10-::12]] -> two IPs in set order; the 4th ADD fails on range 1, its
+    """P23: [[v4],[v6 ::10-::12]] -> two IPs in set order; the 4th ADD fails on range 1, its
     v4 lease is released; the Go host-local still advances last_reserved_ip.0 to the released
     .5, ours leaves it at .4 (I12)."""
 
@@ -297,7 +304,7 @@ def test_hl23_dual_stack_partial_failure(cni: CniDir) -> None:
 
 
 def test_hl24_legacy_version_one_address_per_family(cni: CniDir) -> None:
-    """24, 80-ish: two v4 sets at 0.2.0 -> refused (code 7 on ours, 999, I7); one v4 + one v6
+    """P24, P80-ish: two v4 sets at 0.2.0 -> refused (code 7 on ours, 999, I7); one v4 + one v6
     at 0.2.0 -> ip4 + ip6."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -319,7 +326,7 @@ def test_hl24_legacy_version_one_address_per_family(cni: CniDir) -> None:
 
 
 def test_hl27_28_requested_ip(cni: CniDir) -> None:
-    """27, 28: CNI_ARGS IP=.77 -> exactly .77; again for another id -> not available;
+    """P27, P28: CNI_ARGS IP=.77 -> exactly .77; again for another id -> not available;
     IP=<gateway> -> `requested ip ... is subnet's gateway`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -340,7 +347,7 @@ def test_hl27_28_requested_ip(cni: CniDir) -> None:
 
 
 def test_hl29_requested_ip_outside(cni: CniDir) -> None:
-    """29: IP outside every range -> error `failed to allocate all requested IPs: <ip>`, no
+    """P29: IP outside every range -> error `failed to allocate all requested IPs: <ip>`, no
     lease. The Go host-local reserved a dynamic .2 on the way and leaves last_reserved_ip.0 at
     it; ours writes no last_reserved_ip.0 at all (I12)."""
 
@@ -370,7 +377,7 @@ def test_hl29_requested_ip_outside(cni: CniDir) -> None:
     ids=["unknown", "ignore-unknown", "key-case", "no-value", "bad-ip"],
 )
 def test_hl30_cni_args(cni: CniDir, args: str, msg: str | None) -> None:
-    """30: CNI_ARGS parsing: unknown keys, IgnoreUnknown (case-sensitive key), bad pairs; the
+    """P30: CNI_ARGS parsing: unknown keys, IgnoreUnknown (case-sensitive key), bad pairs; the
     errors carry code 4 (invalid environment) on ours, 999 on the Go plugin (I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -387,7 +394,7 @@ def test_hl30_cni_args(cni: CniDir, args: str, msg: str | None) -> None:
 
 
 def test_hl31_requested_ips_in_config(cni: CniDir) -> None:
-    """31: args.cni.ips `10.250.3.90/24` and runtimeConfig.ips `10.250.3.91` are honoured, the
+    """P31: args.cni.ips `10.250.3.90/24` and runtimeConfig.ips `10.250.3.91` are honoured, the
     result carrying the subnet's prefix."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -402,7 +409,7 @@ def test_hl31_requested_ips_in_config(cni: CniDir) -> None:
 
 
 def test_hl32_two_requests_one_set(cni: CniDir) -> None:
-    """32: two requested IPs in one range set -> error naming the unconsumed one, no lease.
+    """P32: two requested IPs in one range set -> error naming the unconsumed one, no lease.
     The Go host-local leaves last_reserved_ip.0 at the one it consumed and released; ours
     writes none (I12)."""
 
@@ -425,7 +432,7 @@ def test_hl32_two_requests_one_set(cni: CniDir) -> None:
 
 
 def test_hl33_duplicates(cni: CniDir) -> None:
-    """33: same id+ifname twice -> duplicate refused; other ifname fine; a requested IP for the
+    """P33: same id+ifname twice -> duplicate refused; other ifname fine; a requested IP for the
     same owner gives a second lease; one DEL removes both."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -451,7 +458,7 @@ def test_hl33_duplicates(cni: CniDir) -> None:
 
 
 def test_hl35_del_unknown_and_missing_dir(cni: CniDir) -> None:
-    """35: DEL of an unknown id succeeds; DEL with a data dir that does not exist succeeds and
+    """P35: DEL of an unknown id succeeds; DEL with a data dir that does not exist succeeds and
     creates `<dataDir>/<name>/lock`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -465,7 +472,7 @@ def test_hl35_del_unknown_and_missing_dir(cni: CniDir) -> None:
 
 
 def test_hl36_legacy_lease(cni: CniDir) -> None:
-    """36: a legacy lease holding only the id: CHECK finds it, DEL removes it."""
+    """P36: a legacy lease holding only the id: CHECK finds it, DEL removes it."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -483,7 +490,7 @@ def test_hl36_legacy_lease(cni: CniDir) -> None:
 
 
 def test_hl37_check(cni: CniDir) -> None:
-    """37: CHECK of an existing owner -> exit 0, no output; wrong ifname -> error."""
+    """P37: CHECK of an existing owner -> exit 0, no output; wrong ifname -> error."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -513,8 +520,8 @@ sortlist 10.0.0.0/8
 
 
 def test_hl38_resolv_conf(cni: CniDir) -> None:
-    """38: resolvConf parsing exactly as plugins-notes §1.6; an unreadable path -> the OS
-    error and no lease."""
+    """P38: resolvConf parsing exactly as docs/reference-behaviour.md §1.6; an unreadable path ->
+    the OS error and no lease."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -533,7 +540,7 @@ def test_hl38_resolv_conf(cni: CniDir) -> None:
 
 
 def test_hl39_routes_echoed(cni: CniDir) -> None:
-    """39, 110: routes are echoed verbatim (0.3+); at 0.2.0 they are split into ip4/ip6 with
+    """P39, P110: routes are echoed verbatim (0.3+); at 0.2.0 they are split into ip4/ip6 with
     extras dropped, and an IPv4 route under a v6-only config disappears."""
     routes = [{"dst": "10.250.99.0/24", "gw": "10.250.2.6", "priority": 5},
               {"dst": "fd00:99::/64"}]
@@ -558,7 +565,7 @@ def test_hl39_routes_echoed(cni: CniDir) -> None:
 
 
 def test_hl40_last_reserved_with_newline(cni: CniDir) -> None:
-    """40: `last_reserved_ip.0` with a trailing newline is ignored: allocation restarts."""
+    """P40: `last_reserved_ip.0` with a trailing newline is ignored: allocation restarts."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -573,7 +580,7 @@ def test_hl40_last_reserved_with_newline(cni: CniDir) -> None:
 
 
 def test_hl41_runtime_ip_ranges_first(cni: CniDir) -> None:
-    """41: runtimeConfig.ipRanges come first: the runtime range is set 0, static ranges set 1."""
+    """P41: runtimeConfig.ipRanges come first: the runtime range is set 0, static ranges set 1."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -589,7 +596,7 @@ def test_hl41_runtime_ip_ranges_first(cni: CniDir) -> None:
 
 
 def test_hl43_no_version_is_010(cni: CniDir) -> None:
-    """43: no cniVersion -> 0.1.0 output: `ip4` block and `"dns": {}`."""
+    """P43: no cniVersion -> 0.1.0 output: `ip4` block and `"dns": {}`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         h = HL(cni, sb)
@@ -605,7 +612,7 @@ def test_hl43_no_version_is_010(cni: CniDir) -> None:
 @pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0",
                                      "1.1.0"])
 def test_p39_result_version_follows_config(cni: CniDir, version: str) -> None:
-    """spec 39 (pn 80): the ADD result's cniVersion equals the config's, in that version's
+    """C39 (P80): the ADD result's cniVersion equals the config's, in that version's
     shape (ip4 for 0.1/0.2, `version` fields for 0.3/0.4, plain ips for 1.x)."""
     if version == "1.1.0" and dev.old_side(cni, "R2-version-list"):
         pytest.skip("v1.1.1 does not speak 1.1.0 (R2/R3)")

@@ -1,4 +1,4 @@
-"""loopback, plugins-notes §5 cases 101-107, plus spec-notes §10 items 40-44 and 47."""
+"""loopback: docs/reference-behaviour.md P101-P107, plus docs/spec-rules.md C40-C44 and C47."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def sorted_keys_everywhere(text: str) -> bool:
 
 
 def test_lo101_add(cni: CniDir) -> None:
-    """101, spec 47: ADD in a fresh netns sets lo up; result lists lo (MAC zero, sandbox =
+    """P101, C47: ADD in a fresh netns sets lo up; result lists lo (MAC zero, sandbox =
     CNI_NETNS) with 127.0.0.1/8 and ::1/128 at `"interface": 0`, whatever CNI_IFNAME says.
-    HEAD prints 1.x results with sorted keys and no empty dns (R1)."""
+    upstream 3d27709f prints 1.x results with sorted keys and no empty dns (R1)."""
     raw: dict[str, str] = {}
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def test_lo101_add(cni: CniDir) -> None:
 
 @pytest.mark.parametrize("version", ["0.2.0", "0.3.1", "0.4.0"])
 def test_lo102_old_version_keeps_1x_shape(cni: CniDir, version: str) -> None:
-    """102: at 0.2.0 / 0.3.1 / 0.4.0 the output keeps the 1.x shape (no `version` fields, no
+    """P102: at 0.2.0 / 0.3.1 / 0.4.0 the output keeps the 1.x shape (no `version` fields, no
     ip4) labelled with the requested version."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def test_lo102_old_version_keeps_1x_shape(cni: CniDir, version: str) -> None:
 
 
 def test_lo103_prev_result_echoed(cni: CniDir) -> None:
-    """103, spec 40: with a prevResult the output is the prevResult (0.4.0, dns kept)."""
+    """P103, C40: with a prevResult the output is the prevResult (0.4.0, dns kept)."""
     prev = {"cniVersion": "0.4.0",
             "interfaces": [{"name": "eth0", "mac": "0a:58:0a:f4:01:02", "sandbox": "/x"}],
             "ips": [{"version": "4", "interface": 0, "address": "10.250.1.2/24",
@@ -124,7 +124,7 @@ def test_lo103_prev_result_echoed(cni: CniDir) -> None:
 
 
 def test_lo104_non_loopback_address(cni: CniDir) -> None:
-    """104: lo carrying 10.250.9.9/24 -> `loopback interface found with non-loopback address`."""
+    """P104: lo carrying 10.250.9.9/24 -> `loopback interface found with non-loopback address`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         node, pod = sb.netns("node"), sb.netns("pod")
@@ -137,7 +137,7 @@ def test_lo104_non_loopback_address(cni: CniDir) -> None:
 
 
 def test_lo105_check(cni: CniDir) -> None:
-    """105, spec 44: CHECK before ADD -> `loopback interface is down`; after ADD -> success."""
+    """P105, C44: CHECK before ADD -> `loopback interface is down`; after ADD -> success."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         node, pod = sb.netns("node"), sb.netns("pod")
@@ -153,7 +153,7 @@ def test_lo105_check(cni: CniDir) -> None:
 
 
 def test_lo106_del(cni: CniDir) -> None:
-    """106, spec 41-43: DEL sets lo down (127.0.0.1 kept, ::1 gone); DEL twice, with a missing
+    """P106, C41-C43: DEL sets lo down (127.0.0.1 kept, ::1 gone); DEL twice, with a missing
     netns or with CNI_NETNS empty succeeds; a regular file as netns -> `unknown FS magic`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -178,7 +178,7 @@ def test_lo106_del(cni: CniDir) -> None:
 
 
 def test_lo107_add_missing_netns(cni: CniDir) -> None:
-    """107: ADD with a missing netns -> `failed to Statfs "<p>": no such file or directory`."""
+    """P107: ADD with a missing netns -> `failed to Statfs "<p>": no such file or directory`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         node = sb.netns("node")

@@ -1,8 +1,9 @@
-"""portmap, plugins-notes §5 cases 81-100 (iptables layout exact as §3.3, nftables at HEAD).
+"""portmap: docs/reference-behaviour.md P81-P100 (the iptables layout exactly as its §3.3, the
+nftables one of upstream 3d27709f as its §3.4). Each case's docstring starts with its ids.
 
 The container side is built by hand (a bridge `refbr0` with 10.250.1.1/24 and a veth into a pod
 holding 10.250.1.3/24), so portmap is observed on its own: every call's outcome, iptables-save /
-ip6tables-save / nft ruleset of the node, the route_localnet sysctl and, for case 97, the
+ip6tables-save / nft ruleset of the node, the route_localnet sysctl and, for P97, the
 node's conntrack table.
 """
 
@@ -21,7 +22,7 @@ from conformance.sandbox import Sandbox, differential, without
 
 pytestmark = pytest.mark.usefixtures("_portmap")
 
-DN = "CNI-DN-e58756d01a2a07fa56615"  # refnet1 + ctr1 (plugins-notes §0.7)
+DN = "CNI-DN-e58756d01a2a07fa56615"  # refnet1 + ctr1 (docs/reference-behaviour.md §0.7)
 COMMENT = 'dnat name: \\"refnet1\\" id: \\"ctr1\\"'
 
 
@@ -132,7 +133,7 @@ def no_empty_ip6_nat(fw: dict[str, str]) -> dict[str, str]:
 
 
 def test_pm81_chained_only(cni: CniDir) -> None:
-    """81: no prevResult -> `must be called as chained plugin`; no portMappings -> the
+    """P81: no prevResult -> `must be called as chained plugin`; no portMappings -> the
     prevResult is echoed and nothing changes in nat."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -150,8 +151,9 @@ def test_pm81_chained_only(cni: CniDir) -> None:
 
 
 def test_pm82_basic_layout(cni: CniDir) -> None:
-    """82, 86, 96, spec 40: tcp+udp mappings -> the exact iptables-save lines of plugins-notes
-    §3.3; the result is the prevResult; route_localnet=1 on the bridge."""
+    """P82, P86, P96, C40: tcp+udp mappings -> the exact iptables-save lines of
+    docs/reference-behaviour.md §3.3; the result is the prevResult; route_localnet=1 on the
+    bridge."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -182,7 +184,7 @@ def test_pm82_basic_layout(cni: CniDir) -> None:
 
 
 def test_pm83_mark_bit(cni: CniDir) -> None:
-    """83: markMasqBit 5 -> 0x20/0x20; 32 -> range error; with externalSetMarkChain -> error
+    """P83: markMasqBit 5 -> 0x20/0x20; 32 -> range error; with externalSetMarkChain -> error
     (both code 7 on ours, 999 on the Go plugin, I7)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -203,7 +205,7 @@ def test_pm83_mark_bit(cni: CniDir) -> None:
 
 
 def test_pm84_85_external_chain_and_no_snat(cni: CniDir) -> None:
-    """84, 85: externalSetMarkChain X -> hairpin/localhost rules jump to X, no SETMARK/MASQ;
+    """P84, P85: externalSetMarkChain X -> hairpin/localhost rules jump to X, no SETMARK/MASQ;
     snat false -> only DNAT rules, no route_localnet, no SETMARK/MASQ."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -228,7 +230,7 @@ def test_pm84_85_external_chain_and_no_snat(cni: CniDir) -> None:
 
 
 def test_pm87_ipv6(cni: CniDir) -> None:
-    """87: an IPv6 container address -> ip6tables rules with `[addr]:port`, hairpin from the
+    """P87: an IPv6 container address -> ip6tables rules with `[addr]:port`, hairpin from the
     container's /64, no 127.0.0.1 rule."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -245,7 +247,7 @@ def test_pm87_ipv6(cni: CniDir) -> None:
 
 
 def test_pm88_89_conditions_and_chunks(cni: CniDir) -> None:
-    """88, 89: conditionsV4 appear in the multiport entry rules only; 16 tcp mappings give two
+    """P88, P89: conditionsV4 appear in the multiport entry rules only; 16 tcp mappings give two
     entry rules (15 + 1 ports)."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -264,7 +266,7 @@ def test_pm88_89_conditions_and_chunks(cni: CniDir) -> None:
 
 
 def test_pm90_91_port_and_protocol_errors(cni: CniDir) -> None:
-    """90, 91: containerPort 0 -> parse error (code 7 on ours, 999, I7); hostPort 70000 -> the
+    """P90, P91: containerPort 0 -> parse error (code 7 on ours, 999, I7); hostPort 70000 -> the
     Go plugin relays iptables' error after creating its chains (an empty DN chain stays), ours
     refuses it while parsing and writes nothing (I9); `TCP` (upper case) works."""
 
@@ -301,7 +303,7 @@ def test_pm90_91_port_and_protocol_errors(cni: CniDir) -> None:
 
 
 def test_pm92_address_selection(cni: CniDir) -> None:
-    """92: with a host-side IP (interface 0) and a second container IP, only the first IP on
+    """P92: with a host-side IP (interface 0) and a second container IP, only the first IP on
     CNI_IFNAME with a sandbox is used; a CNI_IFNAME absent from prevResult -> no rules."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -324,7 +326,7 @@ def test_pm92_address_selection(cni: CniDir) -> None:
 
 
 def test_pm93_readd_appends_missing(cni: CniDir) -> None:
-    """93: re-ADD after deleting one DNAT rule by hand -> it is re-appended at the end."""
+    """P93: re-ADD after deleting one DNAT rule by hand -> it is re-appended at the end."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -342,7 +344,7 @@ def test_pm93_readd_appends_missing(cni: CniDir) -> None:
 
 
 def test_pm94_del(cni: CniDir) -> None:
-    """94: DEL with portMappings removes the DN chain and its entry rules, the shared chains
+    """P94: DEL with portMappings removes the DN chain and its entry rules, the shared chains
     stay; DEL again succeeds; DEL without portMappings removes nothing. The Go portmap's DEL
     leaves an empty `ip6 nat` table behind; ours leaves IPv6 untouched (I14)."""
 
@@ -374,7 +376,7 @@ def test_pm94_del(cni: CniDir) -> None:
 
 
 def test_pm95_check(cni: CniDir) -> None:
-    """95: CHECK of a v4-only container after ADD -> success (v1.1.1 fails on the ip6tables
+    """P95: CHECK of a v4-only container after ADD -> success (v1.1.1 fails on the ip6tables
     table, R6); after deleting a DNAT rule -> `could not check ipv4 dnat: rule ... not found`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -398,7 +400,7 @@ def test_pm95_check(cni: CniDir) -> None:
 
 
 def test_pm97_udp_conntrack_flush(cni: CniDir) -> None:
-    """97: an existing UDP conntrack entry to a mapped host port is deleted on ADD; a TCP entry
+    """P97: an existing UDP conntrack entry to a mapped host port is deleted on ADD; a TCP entry
     to the same port stays."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -417,9 +419,9 @@ def test_pm97_udp_conntrack_flush(cni: CniDir) -> None:
 
 
 def test_pm98_nftables_backend(cni: CniDir) -> None:
-    """98 (HEAD, R7): backend nftables -> tables ip/ip6 cni_hostport with the chains of
-    plugins-notes §3.4, rules commented with the container id; DEL removes only them.
-    v1.1.1 ignores `backend` and writes iptables rules."""
+    """P98 (upstream 3d27709f, R7): backend nftables -> tables ip/ip6 cni_hostport with the chains
+    of docs/reference-behaviour.md §3.4, rules commented with the container id; DEL removes only
+    them. v1.1.1 ignores `backend` and writes iptables rules."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -431,7 +433,7 @@ def test_pm98_nftables_backend(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("added", "fw", "sysctl"))
     nft = obs["added"]["nft"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert DN in obs["added"]["iptables"]
         return
     assert "table ip cni_hostport" in nft, nft
@@ -442,8 +444,8 @@ def test_pm98_nftables_backend(cni: CniDir) -> None:
 
 
 def test_pm99_backend_errors(cni: CniDir) -> None:
-    """99 (HEAD, R7): backend iptables with nft-style conditions -> conflict error; backend
-    bogus -> `failed to parse config: unrecognized backend "bogus"`."""
+    """P99 (upstream 3d27709f, R7): backend iptables with nft-style conditions -> conflict error;
+    backend bogus -> `failed to parse config: unrecognized backend "bogus"`."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -455,7 +457,7 @@ def test_pm99_backend_errors(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("steps",))
     s = obs["steps"]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert s[1]["rc"] == 0
         return
     assert msg(s[0]).endswith("iptables backend was requested but configuration contains "
@@ -464,8 +466,8 @@ def test_pm99_backend_errors(cni: CniDir) -> None:
 
 
 def test_pm100_masq_all(cni: CniDir) -> None:
-    """100 (HEAD, R7): masqAll -> the hairpin rule matches `-s 0.0.0.0/0` and there is no
-    localhost rule."""
+    """P100 (upstream 3d27709f, R7): masqAll -> the hairpin rule matches `-s 0.0.0.0/0` and there is
+    no localhost rule."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
         pm = PM(cni, sb)
@@ -474,7 +476,7 @@ def test_pm100_masq_all(cni: CniDir) -> None:
 
     obs = differential(cni, sc, ignore=("fw",))
     rules = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
-    if dev.old_side(cni, "R7-head-only-config"):
+    if dev.old_side(cni, "R7-upstream-only-config"):
         assert f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
         return
     assert f"-A {DN} -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules or (

@@ -1,10 +1,11 @@
-"""Protocol: the plugin-side items of spec-notes §10 (1-37) for every executable in the directory,
-plus the generic differential cases of plugins-notes §5 (1-12).
+"""Protocol: the plugin-side checks docs/spec-rules.md C1-C37 for every executable in the
+directory, plus the generic differential cases docs/reference-behaviour.md P1-P12.
 
-Case names carry the item numbers: `test_p13_...` is spec-notes §10 item 13, `(pn 4)` in a
-docstring is plugins-notes §5 case 4. Items not observable from outside a finished executable
-(10, 24, 27's "plugin supports only <= 0.3.0", 30, 31, 34, 35: they need a plugin with another
-version list or a scripted callback) are covered by the skel's unit tests, not here.
+Case names carry the check numbers: `test_p13_...` is docs/spec-rules.md C13; each docstring
+starts with its ids, `(P4)` naming the matching case of docs/reference-behaviour.md. Checks not
+observable from outside a finished executable (C10, C24, C27's "plugin supports only <= 0.3.0",
+C30, C31, C34, C35: they need a plugin with another version list or a scripted callback) are covered
+by the skel's unit tests, not here.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pytest
 
 from conformance import deviations as dev
 from conformance import observe, targets
-from conformance.bindir import ALL_VERSIONS_HEAD, ALL_VERSIONS_V111, PLUGINS, CniDir
+from conformance.bindir import ALL_VERSIONS, ALL_VERSIONS_V111, PLUGINS, CniDir
 from conformance.checks import expect_error, expect_ok, go_q_list, require, show
 from conformance.harness_link import harness
 from conformance.sandbox import Sandbox
@@ -37,7 +38,7 @@ def plugin(request: pytest.FixtureRequest, cni: CniDir) -> str:
 
 
 def versions(cni: CniDir) -> list[str]:
-    return dev.pick(cni, "R2-version-list", new=ALL_VERSIONS_HEAD, old=ALL_VERSIONS_V111)
+    return dev.pick(cni, "R2-version-list", new=ALL_VERSIONS, old=ALL_VERSIONS_V111)
 
 
 UNMARSHALL = "error unmarshall network config: "
@@ -65,8 +66,9 @@ def _errrun(cni: CniDir, plugin: str, command: str | None, conf, **kw):
 
 
 def test_p32_version_reply(cni: CniDir, plugin: str) -> None:
-    """32 (pn 1): VERSION with empty stdin -> compact JSON + newline, non-empty cniVersion,
-    supportedVersions = every version of the spec (HEAD to 1.1.0; v1.1.1 to 1.0.0)."""
+    """C32 (P1): VERSION with empty stdin -> compact JSON + newline, non-empty cniVersion,
+    supportedVersions = every version of the spec (upstream 3d27709f up to 1.1.0; v1.1.1 up to
+    1.0.0)."""
     run = cni.run(plugin, "VERSION", b"", containerid=None, netns=None, ifname=None,
                   args=None, cni_path=None)
     expect_ok(run)
@@ -80,7 +82,7 @@ def test_p32_version_reply(cni: CniDir, plugin: str) -> None:
 
 
 def test_p07_version_closed_stdin(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """7: VERSION with no other variable and stdin closed (not even /dev/null) -> success."""
+    """C7: VERSION with no other variable and stdin closed (not even /dev/null) -> success."""
     ns = sb.netns("run")
     exe = str(cni.exe(plugin))
     proc = subprocess.run(
@@ -95,13 +97,13 @@ def test_p07_version_closed_stdin(cni: CniDir, plugin: str, sb: Sandbox) -> None
 
 
 def test_p09_about_without_command(cni: CniDir, plugin: str) -> None:
-    """9 (pn 2): CNI_COMMAND unset -> exit 0, nothing on stdout, about + versions on stderr."""
+    """C9 (P2): CNI_COMMAND unset -> exit 0, nothing on stdout, about + versions on stderr."""
     run = cni.run(plugin, None, b"", containerid=None, netns=None, ifname=None, args=None,
                   cni_path=None)
     expect_ok(run, silent=True)
     lines = run.stderr.splitlines()
     assert len(lines) == 2, show(run)
-    if plugin == "flannel":  # flannel-notes §4: flannel's own buildversion wording
+    if plugin == "flannel":  # docs/flannel-behaviour.md §4: flannel's own buildversion wording
         first = "CNI Plugin flannel version "
     else:
         first = dev.pick(cni, "I4-about-text", new=f"CNI {plugin} plugin ",
@@ -111,7 +113,7 @@ def test_p09_about_without_command(cni: CniDir, plugin: str) -> None:
 
 
 def test_p08_empty_command_is_missing(cni: CniDir, plugin: str) -> None:
-    """8: CNI_COMMAND set but empty behaves exactly like unset (the about text, exit 0)."""
+    """C8: CNI_COMMAND set but empty behaves exactly like unset (the about text, exit 0)."""
     unset = cni.run(plugin, None, b"", containerid=None, netns=None, ifname=None, args=None,
                     cni_path=None)
     empty = cni.run(plugin, "", b"", containerid=None, netns=None, ifname=None, args=None,
@@ -124,7 +126,7 @@ def test_p08_empty_command_is_missing(cni: CniDir, plugin: str) -> None:
 
 
 def test_p01_add_with_full_env(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """1: ADD with every variable set and a valid config runs the plugin: exit 0, a result
+    """C1: ADD with every variable set and a valid config runs the plugin: exit 0, a result
     labelled with the config's version; DEL afterwards succeeds."""
     require(cni, *targets.needs(plugin))
     at = targets.attach(cni, plugin, sb)
@@ -135,7 +137,7 @@ def test_p01_add_with_full_env(cni: CniDir, plugin: str, sb: Sandbox) -> None:
 
 
 def test_p02_missing_vars_listed_in_order(cni: CniDir, plugin: str) -> None:
-    """2: ADD without CNI_NETNS, CNI_IFNAME and CNI_PATH -> code 4 naming all three in order."""
+    """C2: ADD without CNI_NETNS, CNI_IFNAME and CNI_PATH -> code 4 naming all three in order."""
     run = cni.run(plugin, "ADD", {"cniVersion": "1.0.0", "name": "n"}, netns=None,
                   ifname=None, cni_path=None)
     expect_error(run, 4, "required env variables [CNI_NETNS,CNI_IFNAME,CNI_PATH] missing")
@@ -143,7 +145,7 @@ def test_p02_missing_vars_listed_in_order(cni: CniDir, plugin: str) -> None:
 
 @pytest.mark.parametrize("command", ["ADD", "CHECK"])
 def test_p03_each_missing_var(cni: CniDir, plugin: str, command: str) -> None:
-    """3 (pn 3): unsetting each required variable on its own -> code 4 naming only that one;
+    """C3 (P3): unsetting each required variable on its own -> code 4 naming only that one;
     CNI_CONTAINERID and CNI_IFNAME together -> both, in order."""
     conf = {"cniVersion": "1.0.0", "name": "n", "type": plugin}
     full = {"containerid": "c1", "netns": NETNS_PLACEHOLDER, "ifname": "eth0",
@@ -166,7 +168,7 @@ def test_p03_each_missing_var(cni: CniDir, plugin: str, command: str) -> None:
 
 
 def test_p04_del_without_netns(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """4: DEL with CNI_NETNS unset is valid (and succeeds for an attachment never added)."""
+    """C4: DEL with CNI_NETNS unset is valid (and succeeds for an attachment never added)."""
     require(cni, *targets.needs(plugin))
     node = sb.netns("node")
     conf = targets.conf(plugin, sb)
@@ -175,7 +177,7 @@ def test_p04_del_without_netns(cni: CniDir, plugin: str, sb: Sandbox) -> None:
 
 @pytest.mark.parametrize("command", ["GC", "STATUS"])
 def test_p05_p06_gc_status_env(cni: CniDir, plugin: str, command: str, sb: Sandbox) -> None:
-    """5, 6: GC / STATUS need only CNI_COMMAND + CNI_PATH + stdin (success); without CNI_PATH
+    """C5, C6: GC / STATUS need only CNI_COMMAND + CNI_PATH + stdin (success); without CNI_PATH
     -> code 4 `[CNI_PATH]`. v1.1.1 has neither verb (R3): it asks for the container id
     (code 3 `missing containerID`)."""
     require(cni, *targets.needs(plugin))
@@ -194,14 +196,14 @@ def test_p05_p06_gc_status_env(cni: CniDir, plugin: str, command: str, sb: Sandb
 
 @pytest.mark.parametrize("cid", ["some-%%container-id", "-abc", "_abc", ".abc", "a/b", " spacey "])
 def test_p13_p14_bad_container_id(cni: CniDir, plugin: str, cid: str) -> None:
-    """13, 14 (pn 4): a container id outside [a-zA-Z0-9][a-zA-Z0-9_.-]* -> code 4
+    """C13, C14 (P4): a container id outside [a-zA-Z0-9][a-zA-Z0-9_.-]* -> code 4
     `invalid characters in containerID`, details = the id."""
     run = _errrun(cni, plugin, "ADD", {"cniVersion": "1.0.0", "name": "n"}, containerid=cid)
     expect_error(run, 4, "invalid characters in containerID", details=cid)
 
 
 def test_p14_one_char_container_id(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """14: a one-character container id `a` is accepted (DEL of nothing succeeds)."""
+    """C14: a one-character container id `a` is accepted (DEL of nothing succeeds)."""
     require(cni, *targets.needs(plugin))
     node = sb.netns("node")
     run = cni.run(plugin, "DEL", targets.conf(plugin, sb), in_netns=node, containerid="a",
@@ -210,7 +212,7 @@ def test_p14_one_char_container_id(cni: CniDir, plugin: str, sb: Sandbox) -> Non
 
 
 def test_p15_ifname_length(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """15 (pn 5): a 16-byte CNI_IFNAME -> code 4 `interface name is too long`; 15 bytes pass."""
+    """C15 (P5): a 16-byte CNI_IFNAME -> code 4 `interface name is too long`; 15 bytes pass."""
     run = _errrun(cni, plugin, "ADD", {"cniVersion": "1.0.0", "name": "n"},
                   ifname="abcdefghijklmnop")
     expect_error(run, 4, "interface name is too long",
@@ -235,14 +237,14 @@ def test_p15_ifname_length(cni: CniDir, plugin: str, sb: Sandbox) -> None:
     ids=["dot", "dotdot", "slash", "colon", "space", "tab"],
 )
 def test_p16_bad_ifname(cni: CniDir, plugin: str, ifname: str, msg: str) -> None:
-    """16 (pn 5): `.`, `..` and names with `/`, `:` or whitespace -> code 4."""
+    """C16 (P5): `.`, `..` and names with `/`, `:` or whitespace -> code 4."""
     run = _errrun(cni, plugin, "ADD", {"cniVersion": "1.0.0", "name": "n"}, ifname=ifname)
     expect_error(run, 4, msg)
 
 
 @pytest.mark.parametrize("command", ["VERSION", "GC", "STATUS"])
 def test_p17_ifname_ignored(cni: CniDir, plugin: str, command: str, sb: Sandbox) -> None:
-    """17: an invalid CNI_IFNAME is not validated on GC, STATUS and VERSION (v1.1.1, R11:
+    """C17: an invalid CNI_IFNAME is not validated on GC, STATUS and VERSION (v1.1.1, R11:
     validated on every command but VERSION)."""
     require(cni, *targets.needs(plugin))
     node = sb.netns("node")
@@ -259,42 +261,42 @@ def test_p17_ifname_ignored(cni: CniDir, plugin: str, command: str, sb: Sandbox)
 
 
 def test_p18_not_json(cni: CniDir, plugin: str) -> None:
-    """18 (pn 6): stdin `{bad` -> code 6 with Go's decoder message (ours: Python's, I10)."""
+    """C18 (P6): stdin `{bad` -> code 6 with Go's decoder message (ours: Python's, I10)."""
     run = _errrun(cni, plugin, "ADD", b"{bad")
     expect_decode_error(cni, run, "invalid character 'b' looking for beginning of object key "
                                   "string")
 
 
 def test_p18_empty_object(cni: CniDir, plugin: str) -> None:
-    """18 (pn 7): stdin `{}` -> code 7 `missing network name`."""
+    """C18 (P7): stdin `{}` -> code 7 `missing network name`."""
     expect_error(_errrun(cni, plugin, "ADD", b"{}"), 7, "missing network name")
 
 
 @pytest.mark.parametrize("name", ["te%%st", "a/b"])
 def test_p19_bad_network_name(cni: CniDir, plugin: str, name: str) -> None:
-    """19 (pn 7): a network name with bad characters -> code 7, details = the name."""
+    """C19 (P7): a network name with bad characters -> code 7, details = the name."""
     run = _errrun(cni, plugin, "ADD", {"cniVersion": "1.0.0", "name": name})
     expect_error(run, 7, "invalid characters found in network name", details=name)
 
 
 def test_p19_bad_name_on_gc(cni: CniDir, plugin: str) -> None:
-    """19: the name check runs before the version gate, on GC too (cniVersion 0.4.0 -> 7)."""
+    """C19: the name check runs before the version gate, on GC too (cniVersion 0.4.0 -> 7)."""
     run = _errrun(cni, plugin, "GC", {"cniVersion": "0.4.0", "name": "te%%st"})
     expect_error(run, 7, "invalid characters found in network name", details="te%%st")
 
 
 def test_p20_name_not_string(cni: CniDir, plugin: str) -> None:
-    """20: `name` as a number -> code 6."""
+    """C20: `name` as a number -> code 6."""
     expect_error(_errrun(cni, plugin, "ADD", {"cniVersion": "1.0.0", "name": 5}), 6)
 
 
 def test_p21_version_not_string(cni: CniDir, plugin: str) -> None:
-    """21: `cniVersion` as a number -> code 6."""
+    """C21: `cniVersion` as a number -> code 6."""
     expect_error(_errrun(cni, plugin, "ADD", {"cniVersion": 1, "name": "n"}), 6)
 
 
 def test_p22_stdin_read_error(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """22: stdin that cannot be read (a directory) -> code 5 `error reading from stdin: ...`.
+    """C22: stdin that cannot be read (a directory) -> code 5 `error reading from stdin: ...`.
     Ours cannot answer (L1): the Python interpreter aborts in its start-up
     (`init_sys_streams`), so: non-zero exit, nothing on stdout. Nothing changes either way."""
     ns = sb.netns("run")
@@ -319,13 +321,13 @@ def test_p22_stdin_read_error(cni: CniDir, plugin: str, sb: Sandbox) -> None:
 
 @pytest.mark.parametrize("command", ["NOPE", "add"])
 def test_p11_unknown_command(cni: CniDir, plugin: str, command: str) -> None:
-    """11 (pn 10): an unknown command with a valid config -> code 4 `unknown CNI_COMMAND: X`."""
+    """C11 (P10): an unknown command with a valid config -> code 4 `unknown CNI_COMMAND: X`."""
     run = _errrun(cni, plugin, command, {"cniVersion": "1.0.0", "name": "n"})
     expect_error(run, 4, f"unknown CNI_COMMAND: {command}")
 
 
 def test_p12_unknown_command_empty_stdin(cni: CniDir, plugin: str) -> None:
-    """12: an unknown command with empty stdin -> code 6 (the config check runs first), with
+    """C12: an unknown command with empty stdin -> code 6 (the config check runs first), with
     Go's message for empty input (ours: Python's, I10)."""
     run = _errrun(cni, plugin, "NOPE", b"")
     expect_decode_error(cni, run, "unexpected end of JSON input")
@@ -335,7 +337,7 @@ def test_p12_unknown_command_empty_stdin(cni: CniDir, plugin: str) -> None:
 
 
 def test_p23_no_version_is_010(cni: CniDir, plugin: str, sb: Sandbox) -> None:
-    """23: a config without cniVersion is treated as 0.1.0 and runs (DEL of nothing)."""
+    """C23: a config without cniVersion is treated as 0.1.0 and runs (DEL of nothing)."""
     require(cni, *targets.needs(plugin))
     node = sb.netns("node")
     conf = targets.conf(plugin, sb)
@@ -347,7 +349,7 @@ def test_p23_no_version_is_010(cni: CniDir, plugin: str, sb: Sandbox) -> None:
 
 @pytest.mark.parametrize("ver", ["9.9.9", "7.0.0", "adsf"])
 def test_p25_unsupported_version(cni: CniDir, plugin: str, ver: str) -> None:
-    """25 (pn 8): an unsupported or unparsable cniVersion on ADD -> code 1
+    """C25 (P8): an unsupported or unparsable cniVersion on ADD -> code 1
     `incompatible CNI versions`, details `config is "X", plugin supports [...]`."""
     run = _errrun(cni, plugin, "ADD", {"cniVersion": ver, "name": "n"})
     expect_error(run, 1, "incompatible CNI versions",
@@ -355,26 +357,26 @@ def test_p25_unsupported_version(cni: CniDir, plugin: str, ver: str) -> None:
 
 
 def test_p26_check_below_040(cni: CniDir, plugin: str) -> None:
-    """26 (pn 9): CHECK with cniVersion 0.3.1 -> code 1 `config version does not allow CHECK`."""
+    """C26 (P9): CHECK with cniVersion 0.3.1 -> code 1 `config version does not allow CHECK`."""
     run = _errrun(cni, plugin, "CHECK", {"cniVersion": "0.3.1", "name": "n"})
     expect_error(run, 1, "config version does not allow CHECK")
 
 
 def test_p27_check_above_supported(cni: CniDir, plugin: str) -> None:
-    """27 (pn 9): CHECK at a version above every supported one -> code 1
+    """C27 (P9): CHECK at a version above every supported one -> code 1
     `plugin version does not allow CHECK`."""
     run = _errrun(cni, plugin, "CHECK", {"cniVersion": "9.9.9", "name": "n"})
     expect_error(run, 1, "plugin version does not allow CHECK")
 
 
 def test_p28_check_unparsable_version(cni: CniDir, plugin: str) -> None:
-    """28: CHECK with cniVersion `adsfsadf` -> code 6."""
+    """C28: CHECK with cniVersion `adsfsadf` -> code 6."""
     expect_error(_errrun(cni, plugin, "CHECK", {"cniVersion": "adsfsadf", "name": "n"}), 6)
 
 
 @pytest.mark.parametrize("command", ["GC", "STATUS"])
 def test_p29_gc_status_need_110(cni: CniDir, plugin: str, command: str) -> None:
-    """29 (pn 11): GC / STATUS with cniVersion 1.0.0 -> code 1 `config version does not allow
+    """C29 (P11): GC / STATUS with cniVersion 1.0.0 -> code 1 `config version does not allow
     GC` / `... STATUS` (v1.1.1, R3: code 4 unknown command)."""
     run = _errrun(cni, plugin, command, {"cniVersion": "1.0.0", "name": "n"})
     if dev.old_side(cni, "R3-gc-status-verbs"):
@@ -385,7 +387,7 @@ def test_p29_gc_status_need_110(cni: CniDir, plugin: str, command: str) -> None:
 
 @pytest.mark.parametrize("command", ["GC", "STATUS"])
 def test_p33_gc_status_silent(cni: CniDir, plugin: str, command: str, sb: Sandbox) -> None:
-    """33 (pn 11): GC / STATUS at 1.1.0 with nothing to do -> exit 0 and no output."""
+    """C33 (P11): GC / STATUS at 1.1.0 with nothing to do -> exit 0 and no output."""
     require(cni, *targets.needs(plugin))
     at = targets.attach(cni, plugin, sb, version="1.1.0")
     conf = dict(at.conf)
@@ -402,7 +404,7 @@ def test_p33_gc_status_silent(cni: CniDir, plugin: str, command: str, sb: Sandbo
 
 
 def test_p36_error_object_format(cni: CniDir, plugin: str) -> None:
-    """36 (pn 12): the error goes to stdout as a JSON object with `code`, `msg`, `details`
+    """C36 (P12): the error goes to stdout as a JSON object with `code`, `msg`, `details`
     (cniVersion too on ours, I1), 4-space indented, code before msg, no trailing newline;
     stderr does not carry it."""
     cid = "some-%%container-id"
@@ -417,8 +419,8 @@ def test_p36_error_object_format(cni: CniDir, plugin: str) -> None:
 
 
 def test_p36_error_html_escaping(cni: CniDir, sb: Sandbox) -> None:
-    """(pn 12, plugins-notes §1.3) Go escapes `<` and `>` in error strings as \\u003c / \\u003e:
-    host-local with a range object lacking `subnet` -> `IP <nil> not v4 nor v6` (code 7 on
+    """(P12, docs/reference-behaviour.md §0.2) Go escapes `<` and `>` in error strings as \\u003c /
+    \\u003e: host-local with a range object lacking `subnet` -> `IP <nil> not v4 nor v6` (code 7 on
     ours, 999 on the Go plugin, I7)."""
     require(cni, "host-local")
     conf = {"cniVersion": "1.0.0", "name": "n",
@@ -431,7 +433,7 @@ def test_p36_error_html_escaping(cni: CniDir, sb: Sandbox) -> None:
 
 
 def test_p37_own_netns(cni: CniDir, sb: Sandbox) -> None:
-    """37: ADD whose CNI_NETNS is the plugin's own namespace -> code 8 (v1.1.1, R10: no check,
+    """C37: ADD whose CNI_NETNS is the plugin's own namespace -> code 8 (v1.1.1, R10: no check,
     success); with CNI_NETNS_OVERRIDE=1 or TRUE it is allowed."""
     require(cni, "loopback")
     node = sb.netns("node")

@@ -1,5 +1,5 @@
 """Source NAT for container addresses, iptables or nftables, in the reference's layout
-(plugins-notes §2.5), so the reference's own DEL and operators' tooling keep working.
+(docs/reference-behaviour.md §2.5), so the reference's own DEL and operators' tooling keep working.
 
 iptables (table nat, per family): chain `CNI-<sha512(network+id)[:24]>` holding
 `-d <subnet> -j ACCEPT` and `! -d <multicast> -j MASQUERADE`, and a `POSTROUTING -s <ip> -j
@@ -20,7 +20,7 @@ import shutil
 from collections.abc import Collection, Sequence
 
 from cni.errors import ERR_INTERNAL, CNIError
-from cni.gojson import quote as go_quote
+from cni.gocompat.json import quote as go_quote
 from plugins.linux import iptables, nftables
 from plugins.linux.naming import chain_name, sha512_hex
 
@@ -210,26 +210,41 @@ def _unquote_save(text: str) -> str | None:
     return "".join(out)
 
 
+def iptables_jumps(state: iptables.TableState, network: str | None = None) -> list[tuple[str, str, str, str]]:
+    """(rule, network, container ID, chain) of every POSTROUTING jump an ADD of ours (or the
+    reference's) wrote: comment and chain exactly what (network, id) produce. Only those of
+    `network` when it is given."""
+    out = []
+    for rule in state.chains.get("POSTROUTING", []):
+        m = _IPT_JUMP.match(rule)
+        if m is None:
+            continue
+        comment = _unquote_save(m.group("c"))
+        parsed = _ID_COMMENT.match(comment or "")
+        if parsed is None:
+            continue
+        net, cid = _go_unquote(parsed.group("n")), _go_unquote(parsed.group("id"))
+        if network is not None and net != network:
+            continue
+        if comment != iptables_comment(net, cid) or m.group("chain") != iptables_chain(net, cid):
+            continue
+        out.append((rule, net, cid, m.group("chain")))
+    return out
+
+
+def _go_unquote(text: str) -> str:
+    """The inside of a Go %q string back to the string (simple backslash escapes)."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
 def _ipt_gc_family(ipv6: bool, network: str, valid_ids: Collection[str]) -> None:
     def build(batch: iptables.Batch) -> None:
         stale: set[str] = set()
-        for rule in list(batch.state.chains.get("POSTROUTING", [])):
-            m = _IPT_JUMP.match(rule)
-            if m is None:
-                continue
-            comment = _unquote_save(m.group("c"))
-            parsed = _ID_COMMENT.match(comment or "")
-            if parsed is None:
-                continue
-            cid = parsed.group("id")
-            # Only rules this network's ADD would have written: the comment and chain must be
-            # exactly what (network, id) produce.
-            if comment != iptables_comment(network, cid):
-                continue
-            if m.group("chain") != iptables_chain(network, cid) or cid in valid_ids:
+        for rule, _, cid, chain in iptables_jumps(batch.state, network):
+            if cid in valid_ids:
                 continue
             batch.delete("POSTROUTING", rule)
-            stale.add(m.group("chain"))
+            stale.add(chain)
         for chain in sorted(stale):
             if batch.state.has_chain(chain) and not _jumps_to(batch.state, chain):
                 batch.delete_chain(chain)

@@ -53,6 +53,7 @@ class TableState:
     """A parsed iptables-save table: chains and their rules in order (`-A` lines, minus `-A CHAIN `)."""
 
     chains: dict[str, list[str]] = field(default_factory=dict)
+    policies: dict[str, str] = field(default_factory=dict)  # built-in chain -> ACCEPT/DROP
 
     def has_chain(self, chain: str) -> bool:
         """True when the chain exists (built-in or user-defined)."""
@@ -68,7 +69,11 @@ def parse_save(text: str) -> TableState:
     state = TableState()
     for line in text.splitlines():
         if line.startswith(":"):
-            state.chains.setdefault(line[1:].split(" ", 1)[0], [])
+            name, _, rest = line[1:].partition(" ")
+            state.chains.setdefault(name, [])
+            policy = rest.split(" ", 1)[0]
+            if policy and policy != "-":
+                state.policies[name] = policy
         elif line.startswith("-A "):
             chain, _, rule = line[3:].partition(" ")
             state.chains.setdefault(chain, []).append(rule)

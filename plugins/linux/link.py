@@ -724,8 +724,8 @@ def configure_announcements(ifname: str, enable_dad: bool) -> None:
 
 def prepare_ipv6(ifname: str) -> None:
     """Before the first IPv6 address (inside the pod netns): IPv6 on for `lo` and `ifname`,
-    `keep_addr_on_down=1` on `ifname` (HEAD). Raises RuntimeError with the reference's text
-    when a write fails; an unreadable value is reported on stderr and skipped.
+    `keep_addr_on_down=1` on `ifname` (upstream 3d27709f). Raises RuntimeError with the reference's
+    text when a write fails; an unreadable value is reported on stderr and skipped.
     """
     import sys
 

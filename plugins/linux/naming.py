@@ -1,4 +1,4 @@
-"""Names derived from hashes, as the reference derives them (plugins-notes §0.7)."""
+"""Names derived from hashes, as the reference derives them (docs/reference-behaviour.md §0.7)."""
 
 from __future__ import annotations
 

@@ -305,7 +305,7 @@ class Worker:
         import ipam
         import plugins
 
-        skip = {"cni.cnitool", "plugins.worker.server"}
+        skip = {"cni.libcni.cnitool", "plugins.worker.server"}
         for pkg in (cni, plugins, ipam):
             for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + "."):
                 if info.name not in skip:

@@ -1,4 +1,4 @@
-"""The outcome contract every generated case is held to (issue 11, fuzzing).
+"""The outcome contract every generated case is held to (docs/reliability.md, Fuzzing).
 
 A plugin call ends with exit 0 and a valid result for its command, or exit 1 and a well-formed
 CNI error on stdout: a JSON object with an integer `code` and a one-line string `msg` (and

@@ -7,7 +7,7 @@
 Refuses to run unless its network and mount namespaces differ from --outer-pid's, then mounts a private
 tmpfs over /var/lib (defaults such as /var/lib/cni/networks land there), caps its memory, and
 runs `--cases` hypothesis-generated cases. Most run in this interpreter through
-`cni.skel.run(plugin, env, stdin)` (for cnitool `cni.cnitool.run(argv, env, ...)`), the code
+`cni.skel.run(plugin, env, stdin)` (for cnitool `cni.libcni.cnitool.run(argv, env, ...)`), the code
 path the executables take; every (cases / exec-cases)-th runs the real dist/bin executable, and
 every second of those (plugins only) goes through a warm worker (the default way a call runs:
 plugins/worker/server.py) in a private worker directory, ended when the run ends; a traceback in the
@@ -89,7 +89,7 @@ def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             if exe == "cnitool":
-                from cni import cnitool
+                from cni.libcni import cnitool
 
                 try:
                     rc = cnitool.run(argv, env, sys.stdout, sys.stderr)
@@ -539,7 +539,7 @@ def _cnitool_container_id(argv: list[str], env: dict[str, str]) -> str:
     """The container ID cnitool derives from its netns argument ("" when it has none)."""
     if len(argv) < 3:
         return ""
-    from cni.cnitool import container_id_for, go_abs
+    from cni.libcni.cnitool import container_id_for, go_abs
 
     try:
         return container_id_for(go_abs(argv[2], env))

@@ -1,5 +1,6 @@
-"""The module-scoped leak audit (conftest.leak_audit) covers what issue 11 asks: namespaces,
-links, addresses, routes, rules and files a module created in the root namespace / filesystem.
+"""The module-scoped leak audit (conftest.leak_audit) covers what docs/reliability.md lists:
+namespaces, links, addresses, routes, rules and files a module created in the root namespace /
+filesystem.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ def _state(**extra: frozenset[str]) -> dict[str, frozenset[str]]:
 
 
 def test_audit_reports_new_addresses_routes_rules_and_state_files() -> None:
-    """Each new item of the categories added for issue 11 is reported by name."""
+    """Each new item of the categories added for the reliability tests is reported by name."""
     before = _state()
     after = _state(
         addresses=before["addresses"] | {"4: eth0 inet 10.99.0.1/24 scope global eth0"},

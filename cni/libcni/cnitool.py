@@ -2,7 +2,7 @@
 
     cnitool <add|check|del|gc|status> <network-name> <netns> [-i|--ifname <name>]
 
-Environment (spec-notes §9):
+Environment (docs/spec-rules.md §9):
   NETCONFPATH    directory of .conflist/.conf/.json files (default /etc/cni/net.d)
   CNI_PATH       plugin directories, ':'-separated
   CNI_ARGS       K=V;K=V pairs passed to the plugins as CNI_ARGS
@@ -41,6 +41,7 @@ Commands:
   del     Delete network interface from a network namespace
   gc      Garbage collect network interfaces
   status  Get status of network interfaces
+  doctor  Check this node's CNI set-up and say how to fix what is wrong (cnitool doctor --help)
 
 Flags:
   -h, --help            help for cnitool
@@ -61,7 +62,7 @@ def parse_cni_args(text: str) -> list[tuple[str, str]]:
     for pair in text.split(";"):
         kv = pair.split("=")
         if len(kv) != 2 or not kv[0] or not kv[1]:
-            from cni import gojson
+            from cni.gocompat import json as gojson
 
             raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"invalid CNI_ARGS pair {gojson.quote(pair)}")
         pairs.append((kv[0], kv[1]))
@@ -70,8 +71,8 @@ def parse_cni_args(text: str) -> list[tuple[str, str]]:
 
 def parse_cap_args(text: str) -> dict | None:
     """CAP_ARGS: a JSON object (or null); anything else is an error."""
-    from cni import gojson
     from cni.errors import ERR_DECODING_FAILURE
+    from cni.gocompat import json as gojson
 
     try:
         value = gojson.loads(text)
@@ -207,8 +208,8 @@ def run(
 
 
 def _execute(command: str, net_name: str, netns: str, ifname_flag: str, env: Mapping[str, str]):
-    from cni import conflist
-    from cni.runtime import CNIConfig, RuntimeConf
+    from cni.libcni import conflist
+    from cni.libcni.runtime import CNIConfig, RuntimeConf
 
     net_dir = env.get("NETCONFPATH", "") or DEFAULT_NET_DIR
     net = conflist.load(net_dir, net_name)

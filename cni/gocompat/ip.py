@@ -1,7 +1,7 @@
 """IP address text as Go's `net` package prints it, for byte-identical results and file names.
 
 Standard library only and nothing imported: host-local (ipam/addr.py) and the result models
-(cni/result_types.py) both print addresses this way.
+(through cni/gocompat/cidr.py) both print addresses this way.
 """
 
 from __future__ import annotations

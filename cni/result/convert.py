@@ -1,4 +1,5 @@
-"""Conversions between result families (spec-notes §4.7). Use ``Result.convert``; this is its engine.
+"""Conversions between result families (docs/spec-rules.md §4.7). Use ``Result.convert``; this is
+its engine.
 
 Every pair among 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 converts:
 
@@ -14,41 +15,38 @@ Every pair among 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0 and 1.1.0 converts:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from cni.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_INTERNAL, CNIError, one_line
-from cni.result_types import (
+from cni.result.models import (
     DNS,
     Interface,
     Interface040,
     IPConfig,
     IPConfig020,
     IPConfig040,
-    Result,
-    Result020,
-    Result040,
-    Result100,
     Route,
 )
+from cni.version import ALL
 
-KNOWN_VERSIONS = ("0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
+if TYPE_CHECKING:
+    from cni.result.families import Result, Result020, Result040, Result100
+
+    FamilyOf = Callable[[str], type[Result] | None]
+
+KNOWN_VERSIONS = ALL
 
 # Code used for "cannot convert: no valid IP addresses". The Go skel reports this failure of
 # PrintResult as an untyped error, i.e. code 999, so a drop-in plugin prints the same.
 ERR_NO_VALID_IPS = ERR_INTERNAL
 
 
-def family_of(version: str) -> type[Result] | None:
-    """The result class that parses `version` ("" is the legacy 0.1.0 family), or None."""
-    if version in ("", "0.1.0", "0.2.0"):
-        return Result020
-    if version in Result040.VERSIONS:
-        return Result040
-    if version in Result100.VERSIONS:
-        return Result100
-    return None
+def convert(result: Result, to_version: str, family_of: FamilyOf) -> Result:
+    """`result` as a new object in `to_version` (see the module docstring for the rules).
 
-
-def convert(result: Result, to_version: str) -> Result:
-    """`result` as a new object in `to_version` (see the module docstring for the rules)."""
+    `family_of` maps a version to its result class (cni.result.families passes its own).
+    """
     to = to_version if isinstance(to_version, str) else str(to_version)
     to = to or "0.1.0"
     frm = result.cni_version or type(result).IMPLEMENTED
@@ -62,17 +60,18 @@ def convert(result: Result, to_version: str) -> Result:
         )
     if isinstance(result, target):
         return _relabel(result, to)
-    if isinstance(result, Result020):
-        r040 = _040_from_020(result, "0.4.0" if target is Result100 else to)
-        return _100_from_040(r040, to) if target is Result100 else r040
-    if isinstance(result, Result040):
-        if target is Result100:
-            return _100_from_040(result, to)
-        return _020_from_040(result, to)
-    assert isinstance(result, Result100)
-    if target is Result040:
-        return _040_from_100(result, to)
-    return _020_from_040(_040_from_100(result, "0.4.0"), to)
+    r020, r040, r100 = family_of("0.2.0"), family_of("0.4.0"), family_of("1.0.0")
+    if isinstance(result, r020):
+        mid = _040_from_020(result, "0.4.0" if target is r100 else to, r040)
+        return _100_from_040(mid, to, r100) if target is r100 else mid
+    if isinstance(result, r040):
+        if target is r100:
+            return _100_from_040(result, to, r100)
+        return _020_from_040(result, to, r020)
+    assert isinstance(result, r100)
+    if target is r040:
+        return _040_from_100(result, to, r040)
+    return _020_from_040(_040_from_100(result, "0.4.0", r040), to, r020)
 
 
 def _relabel(result: Result, version: str) -> Result:
@@ -89,7 +88,7 @@ def _dns(dns: DNS) -> DNS:
     return dns.model_copy(deep=True)
 
 
-def _040_from_020(src: Result020, to: str) -> Result040:
+def _040_from_020(src: Result020, to: str, family: type[Result040]) -> Result040:
     ips: list[IPConfig040] = []
     routes: list[Route] = []
     for fam, ipc in (("4", src.ip4), ("6", src.ip6)):
@@ -101,13 +100,13 @@ def _040_from_020(src: Result020, to: str) -> Result040:
             )
         )
         routes.extend(_routes(ipc.routes))
-    return Result040.model_construct(
+    return family.model_construct(
         cni_version=to, interfaces=[], ips=ips, routes=routes, dns=_dns(src.dns)
     )
 
 
-def _100_from_040(src: Result040, to: str) -> Result100:
-    return Result100.model_construct(
+def _100_from_040(src: Result040, to: str, family: type[Result100]) -> Result100:
+    return family.model_construct(
         cni_version=to,
         interfaces=[
             Interface.model_construct(
@@ -124,8 +123,8 @@ def _100_from_040(src: Result040, to: str) -> Result100:
     )
 
 
-def _040_from_100(src: Result100, to: str) -> Result040:
-    return Result040.model_construct(
+def _040_from_100(src: Result100, to: str, family: type[Result040]) -> Result040:
+    return family.model_construct(
         cni_version=to,
         interfaces=[
             Interface040.model_construct(name=i.name, mac=i.mac, sandbox=i.sandbox)
@@ -145,7 +144,7 @@ def _040_from_100(src: Result100, to: str) -> Result040:
     )
 
 
-def _020_from_040(src: Result040, to: str) -> Result020:
+def _020_from_040(src: Result040, to: str, family: type[Result020]) -> Result020:
     ip4: IPConfig020 | None = None
     ip6: IPConfig020 | None = None
     for ip in src.ips:
@@ -165,4 +164,4 @@ def _020_from_040(src: Result040, to: str) -> Result020:
             )
     if ip4 is None and ip6 is None:
         raise CNIError(ERR_NO_VALID_IPS, "cannot convert: no valid IP addresses")
-    return Result020.model_construct(cni_version=to, ip4=ip4, ip6=ip6, dns=_dns(src.dns))
+    return family.model_construct(cni_version=to, ip4=ip4, ip6=ip6, dns=_dns(src.dns))

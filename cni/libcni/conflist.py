@@ -1,7 +1,7 @@
 """Network configuration lists: parsing, version selection, and lookup in a conf dir.
 
-Follows libcni's `conf.go` (spec-notes §5.1, §5.3, §8.1): the same file ordering, the same
-`.conflist` > `.conf`/`.json` priority, sibling `<dir>/<name>/*.conf` plugins unless
+Follows libcni's `conf.go` (docs/spec-rules.md §5.1, §5.3, §8.1): the same file ordering, the
+same `.conflist` > `.conf`/`.json` priority, sibling `<dir>/<name>/*.conf` plugins unless
 `loadOnlyInlinedPlugins`, string booleans, `cniVersions` selection, and the same error texts.
 
 Each plugin object is checked against `PluginConf`, the pydantic model of what the runtime
@@ -16,18 +16,17 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from cni import gojson
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INVALID_NETWORK_CONFIG,
     CNIError,
     os_error_text,
 )
+from cni.gocompat import json as gojson
 
 if TYPE_CHECKING:
-    from cni.conflist_model import PluginConf
+    from cni.libcni.conflist_model import PluginConf
 
-LIBCNI_VERSION = "1.1.0"  # the highest spec version this runtime implements (version.Current())
 DEFAULT_CONF_DIR = "/etc/cni/net.d"
 
 
@@ -84,9 +83,9 @@ class PluginConfig:
 class NetworkConfigList:
     """A loaded network configuration list (libcni's NetworkConfigList).
 
-    `cni_version` is the selected version (§5.3). `bytes` are the file's bytes exactly as
-    read (or libcni's re-serialisation for an up-converted single-plugin file): they are what
-    the result cache stores as `config`.
+    `cni_version` is the selected version (docs/spec-rules.md §5.3). `bytes` are the file's bytes
+    exactly as read (or libcni's re-serialisation for an up-converted single-plugin file): they
+    are what the result cache stores as `config`.
     """
 
     name: str
@@ -104,7 +103,7 @@ def _list_error(msg: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> ConfError:
 
 def plugin_from_bytes(data: bytes) -> PluginConfig:
     """Parse one plugin object (libcni NetworkPluginConfFromBytes); it must have a `type`."""
-    from cni.conflist_model import validate_plugin
+    from cni.libcni.conflist_model import validate_plugin
 
     try:
         conf = gojson.loads(data)
@@ -142,8 +141,8 @@ def _read_bool(raw: dict, key: str) -> bool:
 def select_version(cni_version: str, cni_versions: Any) -> str:
     """The list's version: the highest of `cniVersion` and `cniVersions` not above 1.1.0.
 
-    Without `cniVersions`, `cniVersion` is used as it is (spec-notes §5.3). Raises ConfError
-    for a non-list `cniVersions`, a non-string entry, or an unparsable version.
+    Without `cniVersions`, `cniVersion` is used as it is (docs/spec-rules.md §5.3). Raises
+    ConfError for a non-list `cniVersions`, a non-string entry, or an unparsable version.
     """
     from cni import version
 
@@ -151,7 +150,7 @@ def select_version(cni_version: str, cni_versions: Any) -> str:
         raise _list_error(
             f"invalid type for cniVersions: {gojson.kind(cni_versions)}", ERR_DECODING_FAILURE
         )
-    current = version.parse(LIBCNI_VERSION)
+    current = version.parse(version.CURRENT)
     kept: list[tuple[tuple[int, int, int], str]] = []
     for i, v in enumerate(cni_versions):
         if not isinstance(v, str):

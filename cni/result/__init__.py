@@ -1,4 +1,4 @@
-"""CNI results: the public API (spec-notes §3.7, §4, §6).
+"""CNI results: the public API (docs/spec-rules.md §3.7, §4, §6).
 
     parse_result(data, version)   decode a plugin/delegate result (invoke's version fix-up rules)
     parse_prev_result(conf)       decode conf["prevResult"] (ParsePrevResult rules)
@@ -20,29 +20,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
-from cni import gojson
 from cni.errors import ERR_DECODING_FAILURE, ERR_INCOMPATIBLE_CNI_VERSION, CNIError, one_line
-from cni.gojson import json_kind, quote
-from cni.result_convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS, family_of
-from cni.result_types import (
+from cni.gocompat import json as gojson
+from cni.gocompat.cidr import canonical_cidr, canonical_ip
+from cni.gocompat.decode import field, go_validate
+from cni.gocompat.json import json_kind, quote
+from cni.result.convert import ERR_NO_VALID_IPS, KNOWN_VERSIONS
+from cni.result.families import Result, Result020, Result040, Result100, family_of
+from cni.result.models import (
     DNS,
-    GO_JSON,
     Interface,
     Interface040,
     IPConfig,
     IPConfig020,
     IPConfig040,
-    Result,
-    Result020,
-    Result040,
-    Result100,
     Route,
-    canonical_cidr,
-    canonical_ip,
-    validation_to_cni,
 )
+from cni.version import CURRENT
 
 __all__ = [
     "DNS",
@@ -67,7 +61,6 @@ __all__ = [
     "parse_result",
 ]
 
-CURRENT = "1.1.0"
 _PREV = "could not parse prevResult: "
 
 
@@ -97,9 +90,7 @@ def _without_version(obj: dict) -> dict:
 
 def _validate(cls: type[Result], obj: dict, prefix: str) -> Result:
     try:
-        return cls.model_validate(obj, context={GO_JSON: True})
-    except ValidationError as exc:
-        raise validation_to_cni(exc, "Result", go_json=True, prefix=prefix) from None
+        return go_validate(cls, obj, "Result", prefix)
     except RecursionError:
         raise CNIError(ERR_DECODING_FAILURE, f"{prefix}result nested too deeply") from None
 
@@ -128,7 +119,8 @@ def _unsupported(version: str, prefix: str = "") -> CNIError:
 
 
 def parse_result(data: dict | bytes | str, version: str) -> Result:
-    """Decode a plugin's or delegate's result, as the reference runtime does (spec-notes §4.6).
+    """Decode a plugin's or delegate's result, as the reference runtime does
+    (docs/spec-rules.md §4.6).
 
     `data` is the decoded object or the raw stdout (``null`` counts as ``{}``). The result's own
     non-empty string ``cniVersion`` picks the family; when it is missing, empty or not a string,
@@ -160,7 +152,8 @@ def parse_result(data: dict | bytes | str, version: str) -> Result:
 
 
 def parse_prev_result(conf: dict) -> Result | None:
-    """Decode ``conf["prevResult"]`` with the reference's ParsePrevResult rules (spec-notes §3.7).
+    """Decode ``conf["prevResult"]`` with the reference's ParsePrevResult rules
+    (docs/spec-rules.md §3.7).
 
     Returns None when there is no prevResult (absent or null). The family comes from the
     config's ``cniVersion`` (missing means the 0.1.0/0.2.0 family). A prevResult without
@@ -176,10 +169,7 @@ def parse_prev_result(conf: dict) -> Result | None:
         conf = _load(conf, "")
         if not isinstance(conf, dict):
             raise CNIError(ERR_DECODING_FAILURE, "network config is not a JSON object")
-    raw = None
-    for key, value in conf.items():
-        if isinstance(key, str) and key.lower() == "prevresult":
-            raw = value
+    raw = field(conf, "prevresult")
     if raw is None:
         return None
     if not isinstance(raw, dict):
@@ -192,11 +182,7 @@ def parse_prev_result(conf: dict) -> Result | None:
     cls = family_of(conf_version)
     if cls is None:
         raise _unsupported(conf_version, _PREV)
-    own = None
-    for key, value in raw.items():
-        if isinstance(key, str) and key.lower() == "cniversion":
-            own = value
-    if own is None:
+    if field(raw, "cniversion") is None:
         raw = _without_version(raw)
         raw["cniVersion"] = conf_version
     return _check_family(_validate(cls, raw, _PREV), cls, _PREV)

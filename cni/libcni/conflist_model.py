@@ -1,6 +1,6 @@
 """The pydantic model of a plugin object as the runtime reads it (Go `types.PluginConf`).
 
-Kept apart from cni.conflist so that code handling already-loaded lists (the runtime, the
+Kept apart from cni.libcni.conflist so that code handling already-loaded lists (the runtime, the
 cache) never imports pydantic; only parsing a plugin object does.
 """
 

@@ -1,6 +1,6 @@
 """JSON read and written the way Go's encoding/json does, for byte-compatible files and requests.
 
-The libcni cache (spec-notes §8.6) and the requests libcni sends are produced by Go's
+The libcni cache (docs/spec-rules.md §8.6) and the requests libcni sends are produced by Go's
 `json.Marshal` of generic maps: compact, object keys sorted, numbers decoded as float64 and
 printed in Go's shortest form (`1.0` -> `1`), `<`, `>`, `&`, U+2028 and U+2029 escaped, other
 non-ASCII text written raw. `marshal` reproduces that; `loads` decodes as Go does into

@@ -1,4 +1,4 @@
-"""The runtime's result cache, byte-compatible with Go libcni's (spec-notes §8.6).
+"""The runtime's result cache, byte-compatible with Go libcni's (docs/spec-rules.md §8.6).
 
 Layout: `<cache dir>/results/<network>-<containerID>-<ifname>` (dir 0700, file 0600), one
 compact JSON object per attachment, written as Go's `json.Marshal` writes libcni's
@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cni import fileutil, gojson
+from cni import fileutil
 from cni.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_IO_FAILURE, CNIError
+from cni.gocompat import json as gojson
+from cni.gocompat.decode import match_keys
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"
@@ -74,6 +76,16 @@ def _expect(value: Any, kind: type, key: str) -> Any:
     return value
 
 
+# cachedInfo's JSON keys, lower-cased -> as written.
+_CACHED_INFO_KEYS = {
+    k.lower(): k
+    for k in (
+        "kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs",
+        "capabilityArgs", "result",
+    )
+}
+
+
 def decode(data: bytes) -> CachedInfo:
     """Decode a cache file as Go decodes it into libcni's `cachedInfo`; ValueError if not possible.
 
@@ -83,22 +95,7 @@ def decode(data: bytes) -> CachedInfo:
     obj = gojson.loads(data)
     if not isinstance(obj, dict):
         raise ValueError(f"json: cannot unmarshal {gojson.kind(obj)} into Go value of type libcni.cachedInfo")
-    fields = {
-        "kind": "kind",
-        "containerid": "containerId",
-        "config": "config",
-        "ifname": "ifName",
-        "networkname": "networkName",
-        "netns": "netns",
-        "cniargs": "cniArgs",
-        "capabilityargs": "capabilityArgs",
-        "result": "result",
-    }
-    vals: dict[str, Any] = {}
-    for key, value in obj.items():
-        canon = fields.get(key.lower())
-        if canon is not None:
-            vals[canon] = value  # the last duplicate wins, as in Go
+    vals = match_keys(obj, _CACHED_INFO_KEYS, keep_unknown=False)
     config_text = _expect(vals.get("config"), str, "config")
     try:
         config = _b64decode(config_text) if config_text else b""
@@ -221,24 +218,17 @@ class ResultCache:
                 result=dict(result) if result else None,
             )
         )
-        import tempfile
-
         try:
             fileutil.ensure_dir(self.results_dir, 0o700)
-            # The temporary file lives beside results/, not in it, so a concurrent
-            # attachment listing never sees it.
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".cni-cache-")
         except OSError as e:
             raise CacheError(ERR_IO_FAILURE, f"{e.strerror}: {e.filename}") from None
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.replace(tmp, fname)
+            # The temporary file lives beside results/, not in it, so a concurrent
+            # attachment listing never sees it.
+            fileutil.atomic_write(fname, data, 0o600, temp_dir=self.dir, durable=False)
         except OSError as e:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+            if e.filename is not None and e.filename2 is None:  # the temporary file's creation
+                raise CacheError(ERR_IO_FAILURE, f"{e.strerror}: {e.filename}") from None
             raise CacheError(ERR_IO_FAILURE, f"write {fname}: {e.strerror}") from None
         return fname
 

@@ -3,13 +3,13 @@
 ADD runs the plugins in order, each getting the previous one's result as `prevResult`, and
 caches the final result; DEL runs them in reverse with the cached result; CHECK in order with
 it; STATUS stops at the first failure and keeps its code; GC first DELs stale cached
-attachments, then sends GC with the valid ones (spec-notes §3, §5.4, §5.5, §8.3).
+attachments, then sends GC with the valid ones (docs/spec-rules.md §3, §5.4, §5.5, §8.3).
 
 Plugins are found on the search path and executed through cni.invoke (our own executables
 run in-process, anything else is exec'd, with the ETXTBSY retry). Errors are CNIErrors whose
 text is libcni's and whose code is the plugin's own when a plugin failed.
 
-Deliberate differences from libcni (spec-notes §5.4, §8.7):
+Deliberate differences from libcni (docs/spec-rules.md §5.4, §8.7):
 * `capabilities`, `prevResult` and `cni.dev/*` keys of the plugin object are not forwarded
   (the spec reserves them); the runtime sets `prevResult` and the GC keys itself.
 * The GC request's attachment list is `[]`, never `null`, when the caller passes an empty list.
@@ -19,39 +19,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from cni import gojson
-from cni.cache import ResultCache
+from cni import version
 from cni.errors import (
-    ERR_DECODING_FAILURE,
     ERR_INCOMPATIBLE_CNI_VERSION,
     ERR_INVALID_ENVIRONMENT_VARIABLES,
     CNIError,
 )
+from cni.gocompat import json as gojson
+from cni.libcni.cache import ResultCache
+from cni.libcni.request import RuntimeConf, build_request, decode_version_info, parse_add_output
 
 if TYPE_CHECKING:
-    from cni.conflist import NetworkConfigList, PluginConfig
+    from cni.libcni.conflist import NetworkConfigList, PluginConfig
 
-CURRENT_VERSION = "1.1.0"
-GC_KEY = "cni.dev/valid-attachments"
-GC_KEY_LEGACY = "cni.dev/attachments"  # the spec-v1.1.0 tag's spelling; libcni sends both
-
-
-@dataclass
-class RuntimeConf:
-    """One attachment's parameters (libcni RuntimeConf).
-
-    `args` become CNI_ARGS (`K=V;K=V`); `capability_args` feed `runtimeConfig` for the
-    capabilities a plugin declares.
-    """
-
-    container_id: str = ""
-    netns: str = ""
-    ifname: str = ""
-    args: list[tuple[str, str]] = field(default_factory=list)
-    capability_args: dict[str, Any] | None = None
 
 
 class MultiError(CNIError):
@@ -70,94 +52,7 @@ def _wrap(err: CNIError, prefix: str) -> CNIError:
 
 
 def _version_at_least(v: str, minimum: str) -> bool:
-    from cni import version
-
     return version.greater_than_or_equal(v, minimum)
-
-
-def _reserved(key: str) -> bool:
-    return key.lower() == "capabilities" or key == "prevResult" or key.startswith("cni.dev/")
-
-
-def runtime_config(plugin: PluginConfig, capability_args: Mapping[str, Any] | None) -> dict[str, Any]:
-    """The capabilities the plugin declares true and the runtime supplied, with their values."""
-    if not capability_args:
-        return {}
-    return {
-        cap: capability_args[cap]
-        for cap, enabled in plugin.capabilities.items()
-        if enabled and cap in capability_args
-    }
-
-
-def build_request(
-    plugin: PluginConfig,
-    name: str,
-    cni_version: str,
-    *,
-    prev_result: Mapping[str, Any] | None = None,
-    rt: RuntimeConf | None = None,
-    gc_attachments: Sequence[tuple[str, str]] | None = None,
-) -> bytes:
-    """The stdin for one plugin (spec-notes §5.4), serialised as libcni does.
-
-    Sets `name` and `cniVersion` (overriding the plugin object's), `prevResult` when given,
-    `runtimeConfig` when a capability matches (replacing one from the file; a file's own is
-    kept otherwise), and both GC attachment keys when `gc_attachments` is not None.
-    """
-    conf = {k: v for k, v in plugin.conf.items() if not _reserved(k)}
-    conf["name"] = name
-    conf["cniVersion"] = cni_version
-    if prev_result is not None:
-        conf["prevResult"] = dict(prev_result)
-    if rt is not None:
-        rc = runtime_config(plugin, rt.capability_args)
-        if rc:
-            conf["runtimeConfig"] = rc
-    if gc_attachments is not None:
-        listed = [{"containerID": c, "ifname": i} for c, i in gc_attachments]
-        conf[GC_KEY] = listed
-        conf[GC_KEY_LEGACY] = listed
-    return gojson.marshal(conf)
-
-
-def parse_add_output(stdout: bytes, conf_version: str):
-    """An ADD's stdout as a Result (libcni fixupResultVersion + create.Create, in cni.result).
-
-    A result without a (string, non-empty) `cniVersion` is labelled with the request's
-    version (0.1.0 when that is empty too); `null` counts as `{}`; empty or non-JSON stdout
-    is an error.
-    """
-    from cni.result import parse_result
-
-    return parse_result(stdout, conf_version)
-
-
-def decode_version_info(stdout: bytes) -> list[str]:
-    """A VERSION reply's supported versions (libcni PluginDecoder rules, spec-notes §3.5)."""
-    try:
-        info = gojson.loads(stdout)
-        if not isinstance(info, dict):
-            raise ValueError(f"json: cannot unmarshal {gojson.kind(info)} into Go value")
-    except ValueError as e:
-        raise CNIError(ERR_DECODING_FAILURE, f"decoding version info: {e}") from None
-    cni_version = info.get("cniVersion")
-    supported = info.get("supportedVersions")
-    if cni_version is not None and not isinstance(cni_version, str):
-        raise CNIError(ERR_DECODING_FAILURE, "decoding version info: cniVersion is not a string")
-    if supported is not None and (
-        not isinstance(supported, list) or not all(isinstance(v, str) for v in supported)
-    ):
-        raise CNIError(
-            ERR_DECODING_FAILURE, "decoding version info: supportedVersions is not a list of strings"
-        )
-    if not cni_version:
-        raise CNIError(ERR_DECODING_FAILURE, "decoding version info: missing field cniVersion")
-    if not supported:
-        if cni_version == "0.2.0":
-            return ["0.1.0", "0.2.0"]
-        raise CNIError(ERR_DECODING_FAILURE, "decoding version info: missing field supportedVersions")
-    return list(supported)
 
 
 class CNIConfig:
@@ -326,7 +221,7 @@ class CNIConfig:
         Lists below 1.1.0 succeed without running anything.
         """
         try:
-            if not _version_at_least(net.cni_version, "1.1.0"):
+            if not _version_at_least(net.cni_version, version.SINCE["STATUS"]):
                 return
         except CNIError:
             return
@@ -371,7 +266,7 @@ class CNIConfig:
                     _wrap(e, f"failed to delete stale attachment {rt.container_id} {rt.ifname}: ")
                 )
         try:
-            send_gc = _version_at_least(net.cni_version, "1.1.0")
+            send_gc = _version_at_least(net.cni_version, version.SINCE["GC"])
         except CNIError:
             send_gc = False
         if send_gc:
@@ -406,13 +301,13 @@ class CNIConfig:
         return info.config, new_rt
 
     def cached_attachments(self, container_id: str = ""):
-        """The cached attachments, optionally of one container (cni.cache.Attachment list)."""
+        """The cached attachments, optionally of one container (cni.libcni.cache.Attachment list)."""
         return self.cache.attachments(container_id)
 
     # ---------------------------------------------------------------- VERSION
 
     def version_info(self, plugin_type: str) -> list[str]:
-        """The spec versions the plugin supports, from a VERSION probe (spec-notes §3.5).
+        """The spec versions the plugin supports, from a VERSION probe (docs/spec-rules.md §3.5).
 
         A plugin that answers `unknown CNI_COMMAND: VERSION` is taken to support 0.1.0 only.
         """
@@ -422,7 +317,7 @@ class CNIConfig:
         env["CNI_PATH"] = "dummy"
         from cni.invoke import exec_plugin
 
-        stdin = b'{"cniVersion":"' + CURRENT_VERSION.encode() + b'"}'
+        stdin = b'{"cniVersion":"' + version.CURRENT.encode() + b'"}'
         try:
             out = exec_plugin(plugin_path, env, stdin)
         except CNIError as e:
