@@ -16,10 +16,15 @@ What it does, printing every step:
   5. pod to pod     ping both ways, and a full 1450-byte packet with DF set
   6. hostPort       an HTTP server in pod-a reached from the node at 10.244.1.1:8080, and from
                     pod-a itself through the hairpin
-  7. delete         `cnitool del` for both pods, then every trace of them checked gone
-  8. doctor         `cnitool doctor` on the node: every check of its configuration and state
-  9. nothing left   servers stopped, namespaces deleted, temp dir removed, the root namespace and
-                    the system CNI directories unchanged
+  7. default path   the plugins run as a runtime runs them (a process per call, warm worker on,
+                    the default), timed: the first call with no worker up (it runs in-process and
+                    starts one in the background), calls a warm worker serves, and the same calls
+                    with PYCNI_WORKER=0; a third pod (pod-c) attached and deleted each time, the
+                    worker ended at the end
+  8. delete         `cnitool del` for both pods, then every trace of them checked gone
+  9. doctor         `cnitool doctor` on the node: every check of its configuration and state
+ 10. nothing left   servers stopped, workers ended, namespaces deleted, temp dir removed, the root
+                    namespace and the system CNI directories unchanged
 
 Everything happens inside namespaces this script creates: the host's root network namespace,
 /opt/cni/bin, /etc/cni/net.d, /var/lib/cni and /run/flannel are never written. Cleanup runs
@@ -45,11 +50,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import demo_worker
+
 REPO = Path(__file__).resolve().parent.parent
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETNS_DIR = "/run/netns"
 NS_PREFIX = "pycni-demo-"
-NS_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b)-(\d+)$")
+NS_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b|pod-c)-(\d+)$")
 TMP_RE = re.compile(r"^pycni-demo-(\d+)-[A-Za-z0-9_]+$")
 EXECUTABLES = ("cnitool", "flannel", "bridge", "host-local", "portmap")
 SYSTEM_DIRS = ("/opt/cni/bin", "/etc/cni/net.d", "/var/lib/cni", "/run/flannel")
@@ -198,7 +205,7 @@ class Sandbox:
         self.bin_dir = bin_dir
         self.pid = os.getpid()
         self.node = f"{NS_PREFIX}node-{self.pid}"
-        self.pods = {"pod-a": f"{NS_PREFIX}pod-a-{self.pid}", "pod-b": f"{NS_PREFIX}pod-b-{self.pid}"}
+        self.pods = {pod: f"{NS_PREFIX}{pod}-{self.pid}" for pod in ("pod-a", "pod-b", "pod-c")}
         self.made_ns: list[str] = []
         self.servers: list[subprocess.Popen] = []
         self.tmp: Path | None = None
@@ -223,6 +230,10 @@ class Sandbox:
     @property
     def netconf_dir(self) -> Path:
         return self.tmp / "net.d"
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.tmp / "workers"  # the warm workers' private directory (step 7)
 
     def conflist(self) -> dict:
         """The kube-flannel conflist with every state path pointed into the temp dir."""
@@ -322,6 +333,8 @@ class Sandbox:
         """Stop servers, delete our namespaces, remove the temp dir; returns problems (empty = clean)."""
         problems = []
         self.stop_servers()
+        if self.tmp is not None:
+            demo_worker.end_workers(self.worker_dir)
         ip = shutil.which("ip", path=SAFE_PATH)
         for name in reversed(self.made_ns):
             if ip and os.path.exists(f"{NETNS_DIR}/{name}"):
@@ -433,6 +446,7 @@ def remove_stale() -> list[str]:
     for entry in sorted(tmp.glob(f"{NS_PREFIX}*")):
         m = TMP_RE.match(entry.name)
         if m and _dead(m.group(1)) and entry.is_dir() and not entry.is_symlink():
+            demo_worker.end_workers(entry / "workers")  # a worker of a killed demo stays resident
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(str(entry))
     return removed
@@ -617,8 +631,87 @@ def step_hostport(sb: Sandbox, ips: dict[str, str]) -> None:
           "hairpin: pod-a reaches its own hostPort", proc.stderr.strip())
 
 
+# Step 7: how long the plugin calls take when a runtime runs them (not through cnitool, which
+# runs the plugins inside its own process)
+TIMED_CYCLES = 3
+
+
+def _flannel_calls(sb: Sandbox, command: str, cid: str, extra_env: dict[str, str]) -> dict:
+    """One flannel call for pod-c, as a runtime makes it: the executable, its env, its stdin."""
+    conf = dict(sb.conflist()["plugins"][0], name=NETWORK, cniVersion=KUBE_FLANNEL_CONFLIST["cniVersion"])
+    env = {"PATH": SAFE_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": sb.ns_path("pod-c"),
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(sb.bin_dir), "PYCNI_WORKER_DIR": str(sb.worker_dir),
+           "PYCNI_WORKER_DEBUG": "1", **extra_env}
+    return {"exe": str(sb.bin_dir / "flannel"), "env": env, "stdin": json.dumps(conf)}
+
+
+def _cycles(sb: Sandbox, tag: str, count: int, extra_env: dict[str, str]) -> list[dict]:
+    """`count` ADD+DEL cycles of pod-c; every call's figures (StepFailed when one fails)."""
+    calls = []
+    for i in range(count):
+        calls += [_flannel_calls(sb, "ADD", f"demo-{tag}-{i}", extra_env),
+                  _flannel_calls(sb, "DEL", f"demo-{tag}-{i}", extra_env)]
+    try:
+        runs = demo_worker.timed_calls([tool("ip"), "netns", "exec", sb.node], sys.executable, calls)
+    except RuntimeError as e:
+        raise StepFailed(str(e)) from None
+    for call, r in zip(calls, runs, strict=True):
+        if r["rc"] != 0:
+            raise StepFailed(f"flannel {call['env']['CNI_COMMAND']} exited {r['rc']}: {r['stdout'].strip()}")
+    return runs
+
+
+def _route(run: dict) -> str:
+    """Which way the call went, from the client's PYCNI_WORKER_DEBUG=1 line."""
+    for line in run["stderr"].splitlines():
+        if line.startswith("pycni worker:"):
+            return line[len("pycni worker:"):].strip()
+    return "?"
+
+
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
+
+
+def step_default_path(sb: Sandbox) -> None:
+    section(7, "the default path: a process per call, served by a warm worker")
+    say("  pod-c attached and deleted by running flannel (-> bridge -> host-local) as a runtime runs it,")
+    say(f"  inside the node namespace; PYCNI_WORKER_DIR={sb.worker_dir} (empty at first),")
+    say("  PYCNI_WORKER_DEBUG=1 makes each call say which way it went. ms: wall / CPU of the process")
+    os.makedirs(sb.worker_dir, mode=0o700)
+    cold = _cycles(sb, "cold", 1, {})
+    started = demo_worker.workers_of(sb.worker_dir)
+    say(f"  cold ADD   {cold[0]['ms']:6.0f} / {cold[0]['cpu']:4.0f}   {_route(cold[0])}")
+    say(f"  cold DEL   {cold[1]['ms']:6.0f} / {cold[1]['cpu']:4.0f}   {_route(cold[1])}")
+    check(len(started) >= 1, f"the first call started a worker in the background (pids {started})")
+    deadline = time.monotonic() + 20
+    while not demo_worker.accepting(sb.worker_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    warm = _cycles(sb, "warm", TIMED_CYCLES, {})
+    served = sum(1 for r in warm if _route(r) == "served")
+    for name, runs in (("warm ADD", warm[0::2]), ("warm DEL", warm[1::2])):
+        say(f"  {name}   {_median([r['ms'] for r in runs]):6.0f} / {_median([r['cpu'] for r in runs]):4.0f}"
+            f"   median of {len(runs)}, {_route(runs[-1])}")
+    check(served == len(warm), f"every warm call was served by the worker ({served} of {len(warm)})",
+          "; ".join(_route(r) for r in warm))
+    off = _cycles(sb, "off", TIMED_CYCLES, {"PYCNI_WORKER": "0"})
+    for name, runs in (("PYCNI_WORKER=0 ADD", off[0::2]), ("PYCNI_WORKER=0 DEL", off[1::2])):
+        say(f"  {name} {_median([r['ms'] for r in runs]):6.0f} / {_median([r['cpu'] for r in runs]):4.0f}"
+            f"   median of {len(runs)}, every call in its own interpreter")
+    off_add = _median([r["ms"] for r in off[0::2]])
+    warm_add = _median([r["ms"] for r in warm[0::2]])
+    say(f"  the cold ADD took {cold[0]['ms'] / off_add:.2f}x a PYCNI_WORKER=0 ADD (it works in-process and"
+        f" starts {len(started)} worker(s) beside it);")
+    say(f"  a warm ADD took {warm_add / off_add:.2f}x ({warm_add:.0f} ms against {off_add:.0f}).")
+    ended = demo_worker.end_workers(sb.worker_dir)
+    check(demo_worker.workers_of(sb.worker_dir) == [], f"worker(s) ended: pids {ended}")
+    check("eth0" not in link_names(sb.ip(sb.pods["pod-c"], "-o", "link", "show")), "pod-c has no eth0")
+
+
 def step_delete(sb: Sandbox, ips: dict[str, str]) -> None:
-    section(7, "delete")
+    section(8, "delete")
     for pod in ("pod-b", "pod-a"):
         say(f"  $ cnitool del {NETWORK} {sb.ns_path(pod)}" + ("   (CAP_ARGS from the result cache)" if pod == "pod-a" else ""))
         proc, secs = sb.cnitool("del", pod)
@@ -644,7 +737,7 @@ def step_delete(sb: Sandbox, ips: dict[str, str]) -> None:
 
 
 def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
-    section(9, "nothing left")
+    section(10, "nothing left")
     names = list(sb.made_ns)
     tmp = sb.tmp
     problems = sb.destroy()
@@ -662,7 +755,7 @@ def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
 
 def step_doctor(sb: Sandbox) -> None:
     """`cnitool doctor` on the node the pods left: every check passes (exit status 0)."""
-    section(8, "doctor")
+    section(9, "doctor")
     say("  $ cnitool doctor   (in the node namespace; NETCONFPATH, CNI_PATH, CNI_CACHE_DIR as above)")
     proc = sb.in_ns(sb.node, str(sb.bin_dir / "cnitool"), "doctor", env=sb.cnitool_env(), must=False)
     show(proc.stdout or proc.stderr, "      ")
@@ -683,6 +776,7 @@ def run_demo(sb: Sandbox) -> None:
     step_node(sb, ips)
     step_ping(sb, ips)
     step_hostport(sb, ips)
+    step_default_path(sb)
     step_delete(sb, ips)
     step_doctor(sb)
     step_nothing_left(sb, before)

@@ -56,7 +56,7 @@ def reference_missing(name: str = "bridge") -> str | None:
 
 _NAME_RE = re.compile(r"^cnitest-(?P<role>[a-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$")
 _ROLE_RE = re.compile(r"^[a-z0-9]{1,10}$")
-_DEMO_NAME_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b)-(?P<pid>\d+)$")  # scripts/demo.py
+_DEMO_NAME_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b|pod-c)-(?P<pid>\d+)$")  # scripts/demo.py
 
 
 class HarnessError(RuntimeError):

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import harness
 import pytest
@@ -45,7 +46,7 @@ def test_quick_run_prints_every_table(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout
     for title in ("B1 serial pod cycle", "B2 bursts", "B3 host-local at scale", "B4 footprint: peak RSS",
-                  "B4 footprint: import time"):
+                  "B4 footprint: import time", "B5 idle node"):
         assert title in text, f"{title!r} missing:\n{text}"
     for row in ("bridge+host-local ipMasq=false", "bridge+host-local ipMasq=true",
                 "kube-flannel list (+portmap)", "flannel overhead", "ours+w"):
@@ -59,4 +60,14 @@ def test_quick_run_prints_every_table(tmp_path):
     entries = {(r["entry"], r["command"]) for r in data["B4"]["imports"]}
     for name in ("loopback", "bridge", "host-local", "flannel", "portmap"):
         assert (name, "VERSION") in entries
+    if "B5" in data:  # absent only when no cgroup can count spawned processes' CPU
+        cold = {r["variant"]: r for r in data["B5"]["cold"]}
+        assert set(cold) == {"ref", "ours", "ours cold"}
+        assert all(r["add_all_cpu_ms"] >= r["add_cpu_ms"] * 0.9 for r in cold.values())
+        assert [r["variant"] for r in data["B5"]["idle"]] == ["ref", "ours+w"]
+        assert data["B5"]["idle"][1]["calls"] == 2
+        assert "idle_cpu_ms" in data["B5"]["resident"]
+    else:
+        assert "B5 idle node" in text and "skipped: no usable cgroup" in text
     assert not list(tmp_path.glob("bench-*")), "state dirs left behind"
+    assert not list(Path("/sys/fs/cgroup").glob("*/pycni-bench-*")), "cgroups left behind"

@@ -51,7 +51,7 @@ def _dead_pid() -> int:
 
 
 def _demo_names(pid: int) -> list[str]:
-    return [f"pycni-demo-{role}-{pid}" for role in ("node", "pod-a", "pod-b")]
+    return [f"pycni-demo-{role}-{pid}" for role in ("node", "pod-a", "pod-b", "pod-c")]
 
 
 def _temp_dirs(pid: int) -> list[Path]:
@@ -96,11 +96,12 @@ def test_demo_runs_every_step_and_leaves_nothing():
     assert proc.returncode == 0, out + proc.stderr
     assert proc.stderr == ""
 
-    headings = re.findall(r"^(\d)\. (.+)$", out, re.M)
+    headings = re.findall(r"^(\d+)\. (.+)$", out, re.M)
     assert headings == [
         ("1", "sandbox"), ("2", "attach pod-a"), ("3", "attach pod-b"), ("4", "the node"),
-        ("5", "pod to pod"), ("6", "hostPort"), ("7", "delete"), ("8", "doctor"),
-        ("9", "nothing left"),
+        ("5", "pod to pod"), ("6", "hostPort"),
+        ("7", "the default path: a process per call, served by a warm worker"), ("8", "delete"),
+        ("9", "doctor"), ("10", "nothing left"),
     ]
     assert "ok   cnitool doctor finds nothing failing on the node" in out
     assert re.search(r"^\s+ok   conf\.parse ", out, re.M) and " 0 fail" in out
@@ -122,6 +123,15 @@ def test_demo_runs_every_step_and_leaves_nothing():
                  "result cache empty", "no per-pod firewall chain or rule", "hostPort 8080 no longer answers",
                  "root links: unchanged", "/opt/cni/bin: unchanged", "/etc/cni/net.d: unchanged"):
         assert f"ok   {line}" in out, line
+    # step 7: the cold call ran in-process and started a worker, the warm ones were served by it,
+    # each with its timings, against PYCNI_WORKER=0; the worker ended
+    assert re.search(r"^  cold ADD +\d+ / +\d+ +in-process", out, re.M), out
+    assert "ok   the first call started a worker in the background" in out
+    assert re.search(r"^  warm ADD +\d+ / +\d+ +median of 3, served$", out, re.M), out
+    assert "ok   every warm call was served by the worker (6 of 6)" in out
+    assert re.search(r"^  PYCNI_WORKER=0 ADD +\d+ / +\d+ ", out, re.M), out
+    assert re.search(r"the cold ADD took \d+\.\d\dx a PYCNI_WORKER=0 ADD", out), out
+    assert "ok   worker(s) ended" in out and "ok   pod-c has no eth0" in out
     assert out.rstrip().endswith("demo passed: every step above was checked; nothing was left behind.")
     assert "FAILED" not in out
 

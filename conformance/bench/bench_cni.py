@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """CNI benchmark (docs/performance.md): ours against the reference on identical configurations.
 
-    bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4]
+    bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4,B5]
                  [--no-worker] [--json FILE] [--tmp DIR]
 
 Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
@@ -286,25 +286,22 @@ def alternate(items: list, round_no: int) -> list:
 
 
 def warm_up(node_list: list[Node], pod: harness.Netns) -> None:
-    """One untimed cycle per node (bridge and chains created); worker nodes: until the worker
-    listens, then one more cycle so it has run each command once."""
-    from plugins.worker.client import worker_count
-
+    """One untimed cycle per node (bridge and chains created); worker nodes: until the resident
+    worker listens, then two more cycles so it has run each command. (Serial calls never need
+    more than the resident; the burst workers are started by `warm_up_burst`.)"""
     for node in node_list:
         _cycle(node, pod, "warmup")
         if not node.variant.worker:
             continue
-        # each client picks a worker by its pid: cycle until every worker is up and has
-        # served (a call that finds its worker missing starts it and runs in-process)
-        want = worker_count(node.env)
+        # a call that finds no worker starts one in the background and runs in-process
         deadline = time.monotonic() + 60
         n = 0
-        while node.workers_listening() < want or n < 2 * want:
+        while node.workers_listening() < 1 or n < 2:
             if time.monotonic() > deadline:
-                raise BenchError(f"{node.impl}: {node.workers_listening()} of {want} workers up after 60 s")
+                raise BenchError(f"{node.impl}: no worker up after 60 s")
             _cycle(node, pod, f"warmup{n}")
             n += 1
-            if node.workers_listening() < want:
+            if node.workers_listening() < 1:
                 time.sleep(0.2)
 
 
@@ -385,17 +382,21 @@ def b1(args, out: dict) -> None:
         first = True
         for v in variants:
             x = t[v.impl]
-            cpu = med(x.cpu) + x.worker_cpu / max(1, len(x.cycle))
+            worker = x.worker_cpu / max(1, len(x.cycle))
+            cpu = med(x.cpu) + worker
             ratio = med(x.cycle) / ref_cycle
             target = ""
             if v.impl in ("ours", "ours+w"):
                 target = f"<= 2.0x ({'met' if ratio <= 2.0 else 'MISSED'})"
+            if v.worker:  # where the CPU goes: the processes the runtime starts, the worker
+                target += f"; cpu: processes {med(x.cpu):.1f} + worker {worker:.1f}"
             print(f"{label if first else '':32} {v.impl:17} | {med(x.add):7.1f} {med(x.dele):7.1f}"
                   f" {med(x.cycle):7.1f} {cpu:7.1f} | {ratio:5.2f} | {target}", flush=True)
             first = False
             key = v.impl.replace("/", "_").replace("+", "_")
             row.update({f"{key}_add_ms": med(x.add), f"{key}_del_ms": med(x.dele),
-                        f"{key}_cycle_ms": med(x.cycle), f"{key}_cpu_ms": cpu, f"{key}_ratio": ratio})
+                        f"{key}_cycle_ms": med(x.cycle), f"{key}_cpu_ms": cpu, f"{key}_ratio": ratio,
+                        f"{key}_worker_cpu_ms": worker})
         if "ours/bridge-equiv" in t:
             o, b = t["ours"], t["ours/bridge-equiv"]
             over = med(o.cycle) - med(b.cycle)
@@ -442,6 +443,13 @@ def b2(args, out: dict) -> None:
     variants = variants_for(args, lambda s: bridge_list(s, True), lambda s: bridge_list(s, True))
     with nodes(variants, args.tmp) as node_list, pods(max(sizes)) as pod_all:
         warm_up(node_list, pod_all[0])
+        # One untimed burst of the largest size per node: a worker node starts its burst workers
+        # (they take calls while the resident is busy, and stay for PYCNI_WORKER_IDLE, 120 s here)
+        for node in node_list:
+            for command in ("ADD", "DEL"):
+                _burst(node, pod_all, command, "warm")
+        log(f"B2: warm-up burst done; workers listening: "
+            f"{', '.join(f'{n.impl} {n.workers_listening()}' for n in node_list if n.variant.worker)}")
         for size in sizes:
             t: dict[str, list[list[float]]] = {n.impl: [[], [], [], []] for n in node_list}
             for i in range(rounds):
@@ -561,10 +569,8 @@ def b3(args, out: dict) -> None:
 
 
 def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: str) -> None:
-    """VERSION calls until every worker listens, then a few DELs so each has served."""
-    from plugins.worker.client import worker_count
-
-    want = worker_count(wenv)
+    """VERSION calls until the resident worker listens, then a few DELs so it has served."""
+    want = 1
     deadline = time.monotonic() + 60
     while len(list(Path(wdir).glob("*.sock"))) < want:
         if time.monotonic() > deadline:
@@ -741,6 +747,268 @@ def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> 
     yield "flannel", "DEL", [], fconf, env("DEL", "imp-fl", pod.path, bindir)
 
 
+# --------------------------------------------------------------------------- B5
+
+# Part (b)'s idle time: PYCNI_WORKER_IDLE for our worker variant, and the pause before each
+# timed cycle is longer than it, so a worker that leaves when idle has left.
+B5_IDLE_S = 2.0
+B5_PAUSE_S = B5_IDLE_S + 1.5
+B5_WINDOW_S = 20.0  # part (c): how long the resident worker's idle CPU is watched
+B5_RSS_MIB = 45.0
+
+
+@dataclass
+class B5Times:
+    """One variant's B5 figures: wall and CPU lists per command, workers seen per call."""
+
+    add: list[float] = field(default_factory=list)
+    dele: list[float] = field(default_factory=list)
+    add_cpu: list[float] = field(default_factory=list)  # the calling processes only (wait4)
+    del_cpu: list[float] = field(default_factory=list)
+    add_all: list[float] = field(default_factory=list)  # the cgroup: spawned workers included
+    del_all: list[float] = field(default_factory=list)
+    workers: list[int] = field(default_factory=list)  # workers each call started
+    served: list[int] = field(default_factory=list)  # calls a worker answered (debug line)
+    calls: int = 0
+
+    def cycle_ms(self) -> float:
+        """Median of ADD + DEL wall time, cycle by cycle."""
+        return med([a + d for a, d in zip(self.add, self.dele, strict=True)])
+
+    def cycle_cpu_ms(self) -> float:
+        """Median of ADD + DEL CPU of every process (the cgroup), cycle by cycle."""
+        return med([a + d for a, d in zip(self.add_all, self.del_all, strict=True)])
+
+
+def _served(runs: list[benchlib.Run]) -> int:
+    """How many of `runs` a worker answered, from the client's PYCNI_WORKER_DEBUG=1 line."""
+    return sum(1 for r in runs if b"pycni worker: served" in r.stderr)
+
+
+def _b5_call(node: Node, pod: harness.Netns, command: str, cid: str, env: dict[str, str],
+             group: benchlib.CpuGroup, cached: Any = None) -> tuple[benchlib.ChainRun, float, int]:
+    """One ADD or DEL in `group`; (the chain, CPU of the group until it settles, new pids)."""
+    before = set(group.pids())
+    group.seen = set(before)
+    u0 = group.usage_ms()
+    with in_node(node):
+        r = chain(node.netlist, command, node.bindir, cid, pod.path, cached=cached, extra_env=env,
+                  group=group)
+    used = group.settle() - u0
+    # the calls themselves were reaped before the first poll: what appeared is what they started
+    return r, used, len(group.seen - before)
+
+
+def b5_cold(args, rounds: int, out: dict) -> None:
+    """(a): ADD and DEL each in an empty worker directory, against PYCNI_WORKER=0 and ref."""
+    variants = [Variant("ref", args.ref, lambda s: bridge_list(s, False)),
+                Variant("ours", args.ours, lambda s: bridge_list(s, False)),
+                Variant("ours cold", args.ours, lambda s: bridge_list(s, False))]
+    times = {v.impl: B5Times() for v in variants}
+    groups: dict[str, benchlib.CpuGroup] = {}
+    with nodes(variants, args.tmp) as node_list, pods(1) as (pod,):
+        try:
+            for n in node_list:
+                groups[n.impl] = benchlib.CpuGroup(f"b5a{len(groups)}")
+            warm_up(node_list, pod)  # in-process: the bridge exists, no worker anywhere
+            for i in range(rounds):
+                for node in alternate(node_list, i):
+                    t, group = times[node.impl], groups[node.impl]
+                    result = None
+                    for command in ("ADD", "DEL"):
+                        env: dict[str, str] = {}
+                        wdir = None
+                        if node.impl == "ours cold":
+                            wdir = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
+                            env = {"PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_DEBUG": "1"}
+                        try:
+                            r, used, started = _b5_call(node, pod, command, f"cold{i}", env, group, result)
+                        finally:
+                            group.end_all()
+                            if wdir:
+                                shutil.rmtree(wdir, ignore_errors=True)
+                        result = r.result if command == "ADD" else None
+                        walls, cpus, alls = ((t.add, t.add_cpu, t.add_all) if command == "ADD"
+                                             else (t.dele, t.del_cpu, t.del_all))
+                        walls.append(r.ms)
+                        cpus.append(r.cpu_ms)
+                        alls.append(used)
+                        t.workers.append(started)
+                        t.served.append(_served(r.runs))
+                        t.calls += len(r.runs)
+        finally:
+            for g in groups.values():
+                g.close()
+    print(f"\n(a) a call that finds no worker up (an empty worker directory, no systemd), medians of"
+          f" {rounds}; cpu: the calling process / every process it started (workers included)")
+    head = (f"{'variant':22} | {'ADD':>6} {'DEL':>6} | {'ADD cpu':>7} {'DEL cpu':>7} | {'ADD all':>7}"
+            f" {'DEL all':>7} | {'workers':>7} | {'wall x':>6} {'cpu x':>6} {'all x':>6} | target")
+    print(head)
+    print("-" * len(head))
+    base = times["ours"]
+    base_wall = med(base.add) + med(base.dele)
+    base_cpu = med(base.add_cpu) + med(base.del_cpu)
+    base_all = med(base.add_all) + med(base.del_all)
+    rows = []
+    for v in variants:
+        t = times[v.impl]
+        wall = med(t.add) + med(t.dele)
+        cpu = med(t.add_cpu) + med(t.del_cpu)
+        all_ = med(t.add_all) + med(t.del_all)
+        most = max(t.workers) if t.workers else 0
+        target = ""
+        label = {"ref": "ref", "ours": "ours (PYCNI_WORKER=0)", "ours cold": "ours, default (cold)"}[v.impl]
+        if v.impl == "ours cold":
+            ok_wall, ok_all, ok_n = wall <= 1.15 * base_wall, all_ <= 1.15 * base_all, most <= 1
+            target = (f"<= 1.15x wall ({'met' if ok_wall else 'MISSED'}), <= 1.15x all cpu"
+                      f" ({'met' if ok_all else 'MISSED'}), <= 1 worker ({'met' if ok_n else 'MISSED'})")
+        ratios = "" if v.impl == "ref" else f"{wall / base_wall:6.2f} {cpu / base_cpu:6.2f} {all_ / base_all:6.2f}"
+        print(f"{label:22} | {med(t.add):6.1f} {med(t.dele):6.1f} | {med(t.add_cpu):7.1f} {med(t.del_cpu):7.1f}"
+              f" | {med(t.add_all):7.1f} {med(t.del_all):7.1f} | {most:7} | {ratios:>20} | {target}", flush=True)
+        rows.append({"variant": v.impl, "add_ms": med(t.add), "del_ms": med(t.dele),
+                     "add_cpu_ms": med(t.add_cpu), "del_cpu_ms": med(t.del_cpu),
+                     "add_all_cpu_ms": med(t.add_all), "del_all_cpu_ms": med(t.del_all),
+                     "workers_started_max": most, "wall_ratio": wall / base_wall,
+                     "cpu_ratio": cpu / base_cpu, "all_cpu_ratio": all_ / base_all})
+    print("   (ratios: against ours with PYCNI_WORKER=0, ADD+DEL; a worker's start-up is in the all"
+          " columns, not in the wall time of the call that started it)")
+    out["B5"]["cold"] = rows
+
+
+def _wait_for_worker(node: Node, pod: harness.Netns, env: dict[str, str], group: benchlib.CpuGroup) -> None:
+    """Cycles until a worker process lives in `group` and has served a cycle."""
+    deadline = time.monotonic() + 60
+    n = 0
+    while True:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{node.impl}: no worker up after 60 s")
+        r, _, _ = _b5_call(node, pod, "ADD", f"w{n}", env, group)
+        d, _, _ = _b5_call(node, pod, "DEL", f"w{n}", env, group, r.result)
+        n += 1
+        if group.pids() and _served(r.runs + d.runs) == len(r.runs) + len(d.runs):
+            return
+        if n > 20 and group.pids():
+            return  # up, but not serving these calls (today's refusals): measure as it is
+
+
+def b5_idle(args, rounds: int, window: float, out: dict) -> None:
+    """(b) and (c): pod cycles after the idle time, then the resident worker's idle cost."""
+    variants = [Variant("ref", args.ref, lambda s: bridge_list(s, False)),
+                Variant("ours+w", args.ours, lambda s: bridge_list(s, False), worker=True)]
+    times = {v.impl: B5Times() for v in variants}
+    up_after_pause: list[int] = []
+    groups: dict[str, benchlib.CpuGroup] = {}
+    resident: dict[str, Any] = {}
+    with nodes(variants, args.tmp) as node_list, pods(1) as (pod,):
+        try:
+            envs = {}
+            for n in node_list:
+                groups[n.impl] = benchlib.CpuGroup(f"b5b{len(groups)}")
+                envs[n.impl] = ({"PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": n.worker_dir or "",
+                                 "PYCNI_WORKER_IDLE": f"{B5_IDLE_S:g}", "PYCNI_WORKER_DEBUG": "1"}
+                                if n.variant.worker else {})
+            ours = next(n for n in node_list if n.variant.worker)
+            for n in node_list:
+                if n.variant.worker:
+                    _wait_for_worker(n, pod, envs[n.impl], groups[n.impl])
+                else:
+                    _cycle(n, pod, "warmup")
+            for i in range(rounds):
+                time.sleep(B5_PAUSE_S)
+                up_after_pause.append(len(groups[ours.impl].pids()))
+                for node in alternate(node_list, i):
+                    t, group = times[node.impl], groups[node.impl]
+                    a, a_all, _ = _b5_call(node, pod, "ADD", f"idle{i}", envs[node.impl], group)
+                    d, d_all, _ = _b5_call(node, pod, "DEL", f"idle{i}", envs[node.impl], group, a.result)
+                    t.add.append(a.ms)
+                    t.dele.append(d.ms)
+                    t.add_all.append(a_all)
+                    t.del_all.append(d_all)
+                    t.served.append(_served(a.runs + d.runs))
+                    t.calls += len(a.runs) + len(d.runs)
+            # (c): the pause again (workers that leave when idle leave), then nothing calls for
+            # `window` seconds
+            group = groups[ours.impl]
+            time.sleep(B5_PAUSE_S)
+            pids = group.pids()
+            u0 = group.usage_ms()
+            time.sleep(window)
+            idle_cpu = group.usage_ms() - u0
+            still = group.pids()
+            rss = [_rss_mib(p) for p in still]
+            resident = {"workers_before": len(pids), "workers_after": len(still), "window_s": window,
+                        "idle_cpu_ms": idle_cpu, "rss_mib": rss}
+        finally:
+            for g in groups.values():
+                g.close()
+    print(f"\n(b) a pod ADD+DEL after a pause of {B5_PAUSE_S:g} s, longer than the workers' idle time"
+          f" (PYCNI_WORKER_IDLE={B5_IDLE_S:g}); medians of {rounds}; cpu: every process, the worker's share"
+          " included")
+    head = (f"{'variant':8} | {'ADD':>6} {'DEL':>6} {'cycle':>6} | {'cpu':>6} | {'served':>7} | {'wall x':>6}"
+            f" {'cpu x':>6} | target")
+    print(head)
+    print("-" * len(head))
+    ref = times["ref"]
+    ref_wall, ref_cpu = ref.cycle_ms(), ref.cycle_cpu_ms()
+    rows = []
+    for v in variants:
+        t = times[v.impl]
+        wall, cpu = t.cycle_ms(), t.cycle_cpu_ms()
+        target, served = "", ""
+        if v.worker:
+            ok_w, ok_c = wall <= 2.0 * ref_wall, cpu <= 3.0 * ref_cpu
+            target = f"<= 2x wall ({'met' if ok_w else 'MISSED'}), <= 3x cpu ({'met' if ok_c else 'MISSED'})"
+            served = f"{sum(t.served)}/{t.calls}"
+        print(f"{v.impl:8} | {med(t.add):6.1f} {med(t.dele):6.1f} {wall:6.1f} | {cpu:6.1f} | {served:>7} |"
+              f" {wall / ref_wall:6.2f} {cpu / ref_cpu:6.2f} | {target}", flush=True)
+        rows.append({"variant": v.impl, "add_ms": med(t.add), "del_ms": med(t.dele), "cycle_ms": wall,
+                     "cpu_ms": cpu, "wall_ratio": wall / ref_wall, "cpu_ratio": cpu / ref_cpu,
+                     "served": sum(t.served), "calls": t.calls})
+    print(f"   workers alive after each pause: {up_after_pause}")
+    out["B5"]["idle"] = rows
+    out["B5"]["workers_after_pause"] = up_after_pause
+    print(f"\n(c) the workers still up {B5_PAUSE_S:g} s after (b), then watched for {window:g} s"
+          " without a call")
+    if resident["workers_before"]:
+        top = max(resident["rss_mib"]) if resident["rss_mib"] else float("nan")
+        ok_cpu = resident["idle_cpu_ms"] < 1.0
+        ok_rss = bool(resident["rss_mib"]) and top <= B5_RSS_MIB
+        print(f"workers {resident['workers_before']} -> {resident['workers_after']}, CPU over the window"
+              f" {resident['idle_cpu_ms']:.2f} ms, RSS {', '.join(f'{x:.1f}' for x in resident['rss_mib']) or '-'}"
+              f" MiB | target: 0 CPU idle, i.e. < 1 ms ({'met' if ok_cpu else 'MISSED'}), <= {B5_RSS_MIB:g} MiB"
+              f" ({'met' if ok_rss else 'MISSED'})")
+    else:
+        print("no worker resident (every worker left after its idle time) | target: a resident worker"
+              " (MISSED)")
+    out["B5"]["resident"] = resident
+
+
+def _rss_mib(pid: int) -> float:
+    """VmRSS of `pid` in MiB (NaN when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("nan")
+
+
+def b5(args, out: dict) -> None:
+    """B5 "idle node": the cold call, the pod cycle after the idle time, the resident worker."""
+    reason = benchlib.CpuGroup.unavailable()
+    print("\nB5 idle node: bridge + host-local, ipMasq false, each variant on its own node, rounds"
+          " alternating; ms. CPU of spawned processes is counted through a cgroup of the benchmark's own")
+    if reason:
+        print(f"   skipped: {reason}")
+        return
+    rounds = 1 if args.quick else 5
+    out["B5"] = {}
+    b5_cold(args, rounds, out)
+    b5_idle(args, rounds, 2.0 if args.quick else B5_WINDOW_S, out)
+    log("B5: done")
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -769,7 +1037,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ref", default="/usr/lib/cni")
     ap.add_argument("--rounds", type=int, default=None, help="B1 rounds (B2 uses a quarter, B3 at least 5)")
     ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke test (< 60 s), not figures")
-    ap.add_argument("--only", default="B1,B2,B3,B4", help="comma-separated parts to run")
+    ap.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated parts to run")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--no-worker", dest="worker", action="store_false",
                     help="leave out the ours+w variant (the shipped default: the warm worker)")
@@ -788,7 +1056,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, Any] = {"machine": header(args), "quick": args.quick, "rounds": args.rounds}
     t0 = time.monotonic()
     try:
-        for part, fn in (("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4)):
+        for part, fn in (("B1", b1), ("B2", b2), ("B3", b3), ("B4", b4), ("B5", b5)):
             if part in parts:
                 fn(args, out)
     except BenchError as e:

@@ -116,12 +116,138 @@ def _reap(p: _Pending) -> Run:
     return Run(p.argv0, p.command, os.waitstatus_to_exitcode(status), out, err, ms, usage.ru_maxrss, cpu)
 
 
-def run(argv: list[str], env: dict[str, str], stdin: bytes = b"", rss: bool = False) -> Run:
+class CpuGroup:
+    """A cgroup of our own whose CPU counter covers every process started in it, their
+    descendants included, exited or not: a worker a plugin call spawned in the background is
+    not a child anyone waits for, so wait4's rusage never sees it, but it is counted here.
+
+    cgroup v1's cpuacct hierarchy (`cpuacct.usage`) when mounted, else cgroup v2 (`cpu.stat`
+    usage_usec). `unavailable()` says why none can be used. A process joins by being spawned
+    through `run(..., group=...)`: this process moves itself in for the posix_spawn only (so its
+    own share is that call's), then back to the cgroup it came from.
+    """
+
+    def __init__(self, tag: str) -> None:
+        base, own, self.counter = _cpu_hierarchy()
+        self.origin = f"{base}{own}".rstrip("/") or base
+        self.path = f"{self.origin}/pycni-bench-{tag}-{os.getpid()}"
+        os.mkdir(self.path)
+        self.seen: set[int] = set()
+
+    @staticmethod
+    def unavailable() -> str | None:
+        """None when a CpuGroup can be made here, else the reason."""
+        try:
+            g = CpuGroup("probe")
+        except (OSError, LookupError) as e:
+            return f"no usable cgroup for CPU accounting ({e})"
+        g.close()
+        return None
+
+    def usage_ms(self) -> float:
+        """CPU (user + system) used so far by every process that ever ran in the group."""
+        with open(f"{self.path}/{self.counter}") as f:
+            text = f.read()
+        if self.counter == "cpuacct.usage":
+            return int(text) / 1e6
+        for line in text.splitlines():
+            if line.startswith("usage_usec "):
+                return int(line.split()[1]) / 1000
+        raise LookupError(f"{self.path}/cpu.stat has no usage_usec")
+
+    def pids(self) -> list[int]:
+        """Processes in the group now (also remembered in `seen`)."""
+        with open(f"{self.path}/cgroup.procs") as f:
+            pids = [int(x) for x in f.read().split()]
+        self.seen.update(pids)
+        return pids
+
+    def enter(self) -> None:
+        """Move this process into the group."""
+        with open(f"{self.path}/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def leave(self) -> None:
+        """Move this process back to the cgroup it came from."""
+        with open(f"{self.origin}/cgroup.procs", "w") as f:
+            f.write(str(os.getpid()))
+
+    def settle(self, quiet_ms: float = 300.0, timeout: float = 15.0) -> float:
+        """Wait until the group's CPU counter stops moving (background workers done starting):
+        no growth above 1 ms over `quiet_ms`; the counter then (ms)."""
+        deadline = time.monotonic() + timeout
+        last = self.usage_ms()
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.pids()
+            now = self.usage_ms()
+            if now - last > 1.0:
+                last, quiet_since = now, time.monotonic()
+            elif (time.monotonic() - quiet_since) * 1000 >= quiet_ms:
+                break
+        return self.usage_ms()
+
+    def end_all(self, wait: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL, whatever still runs in the group (workers it started)."""
+        import signal
+
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while self.pids() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not self.pids():
+                return
+
+    def close(self) -> None:
+        """End what still runs in the group and remove it."""
+        try:
+            self.end_all()
+        finally:
+            os.rmdir(self.path)
+
+
+def _cpu_hierarchy() -> tuple[str, str, str]:
+    """(mount point, this process's cgroup in it, the counter file) of a CPU-accounting cgroup."""
+    v1, v2 = "", ""
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            if "cpuacct" in controllers.split(","):
+                v1 = path
+            elif controllers == "":
+                v2 = path
+    if v1 and os.path.exists(f"/sys/fs/cgroup/cpuacct{v1.rstrip('/')}/cpuacct.usage"):
+        return "/sys/fs/cgroup/cpuacct", v1.rstrip("/"), "cpuacct.usage"
+    for mount in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if v2 and os.path.exists(f"{mount}{v2.rstrip('/')}/cgroup.procs") and os.path.exists(
+            f"{mount}/cgroup.controllers"
+        ):
+            return mount, v2.rstrip("/"), "cpu.stat"
+    raise LookupError("neither cgroup v1 cpuacct nor cgroup v2 is mounted")
+
+
+def run(
+    argv: list[str], env: dict[str, str], stdin: bytes = b"", rss: bool = False, group: CpuGroup | None = None
+) -> Run:
     """Run argv to completion; a Run (never raises for a non-zero exit).
 
     With `rss`, through GNU time so that maxrss_kib is the plugin's own peak (0 when
     /usr/bin/time is missing); the wall time then includes time(1)'s fork (about 1 ms).
+    With `group`, the process (and whatever it starts) runs in that CpuGroup.
     """
+    if group is not None:
+        group.enter()
+        try:
+            pending = _spawn(argv, env, stdin)
+        finally:
+            group.leave()
+        return _reap(pending)
     if not rss:
         return _reap(_spawn(argv, env, stdin))
     if not os.access(TIME, os.X_OK):
@@ -222,11 +348,13 @@ def chain(
     cached: Any = None,
     rss: bool = False,
     extra_env: dict[str, str] | None = None,
+    group: CpuGroup | None = None,
 ) -> ChainRun:
     """ADD (in order, chaining prevResult) or DEL (reverse order) of `netlist`.
 
     DEL passes `cached` (the ADD's final result) as prevResult from version 0.4.0 on, as
-    libcni does with its result cache. Raises BenchError on the first failing plugin.
+    libcni does with its result cache. Raises BenchError on the first failing plugin. With
+    `group`, every process runs in that CpuGroup (`rss` is then ignored).
     """
     t0 = time.perf_counter()
     runs: list[Run] = []
@@ -234,7 +362,7 @@ def chain(
     if command == "ADD":
         prev = None
         for plugin in netlist.plugins:
-            r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss)
+            r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss, group)
             runs.append(r)
             if r.rc != 0:
                 raise BenchError(r.describe())
@@ -242,7 +370,7 @@ def chain(
         return ChainRun((time.perf_counter() - t0) * 1000, prev, runs)
     prev = cached if _version_tuple(netlist.cni_version) >= (0, 4, 0) else None
     for plugin in reversed(netlist.plugins):
-        r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss)
+        r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss, group)
         runs.append(r)
         if r.rc != 0:
             raise BenchError(r.describe())

@@ -2,7 +2,7 @@
 """CPU per pod ADD and DEL of bridge + host-local, in this interpreter (docs/performance.md, the
 bridge and host-local hot path).
 
-    profile_bridge.py [--cycles N] [--masq] [--profile add|del] [--top N] [--trace]
+    profile_bridge.py [--cycles N] [--masq] [--profile add|del] [--profile-cpu] [--top N] [--trace]
 
 What the warm worker pays per call, without the worker around it: the plugin's own work
 (cni.skel.run of bridge, host-local delegated in-process) with every import already loaded.
@@ -114,6 +114,8 @@ class Split:
             pass
         else:
             RtnlSocket._request = timed("netlink", RtnlSocket._request)
+            if hasattr(RtnlSocket, "get_link_raw"):
+                RtnlSocket.get_link_raw = timed("netlink", RtnlSocket.get_link_raw)
             RtnlSocket.__init__ = timed("netlink socket", RtnlSocket.__init__)
             RtnlSocket.close = timed("netlink socket", RtnlSocket.close)
         invoke.delegate_add = timed("ipam", invoke.delegate_add)
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--masq", action="store_true", help="ipMasq true (iptables-restore per call)")
     ap.add_argument("--profile", choices=("add", "del"), default=None)
     ap.add_argument("--top", type=int, default=25)
+    ap.add_argument("--profile-cpu", action="store_true", help="profile CPU time instead of wall time")
     ap.add_argument("--trace", action="store_true", help="print one ADD's and one DEL's requests")
     ap.add_argument("--bindir", default=str(REPO / "dist" / "bin"),
                     help="CNI_PATH holding host-local (same inode as bridge: delegated in-process)")
@@ -174,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         import cProfile
 
-        profiler = cProfile.Profile()
+        # --profile-cpu: charge CPU time (this process, user + system) instead of wall time, so
+        # that waits (fdatasync, the kernel deleting a veth) do not hide where the CPU goes
+        profiler = cProfile.Profile(time.process_time) if args.profile_cpu else cProfile.Profile()
 
     node = harness.create_netns("node")
     tmp = tempfile.mkdtemp(prefix="profbridge-")

@@ -143,10 +143,92 @@ def _link_from_msg(msg: Any) -> Link:
     )
 
 
+_OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
+_IFLA_ADDRESS, _IFLA_IFNAME, _IFLA_MTU, _IFLA_LINK, _IFLA_MASTER = 1, 3, 4, 5, 10
+_IFLA_OPERSTATE, _IFLA_LINKINFO, _IFLA_INFO_KIND, _IFLA_INFO_SLAVE_DATA = 16, 18, 1, 5
+_IFA_ADDRESS, _IFA_LOCAL, _IFA_BROADCAST, _IFA_FLAGS = 1, 2, 4, 8
+_RTA_DST, _RTA_OIF, _RTA_GATEWAY = 1, 4, 5
+_BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
+
+
+def _attrs(data: bytes, off: int, end: int) -> dict[int, bytes] | None:
+    """The netlink attributes in data[off:end] by type, first occurrence of each; None when
+    the layout is not the plain one (the caller then lets pyroute2 decode the message)."""
+    out: dict[int, bytes] = {}
+    while off + 4 <= end:
+        length = int.from_bytes(data[off:off + 2], "little")
+        kind = int.from_bytes(data[off + 2:off + 4], "little") & 0x3FFF  # minus NESTED, BYTEORDER
+        if length < 4 or off + length > end:
+            return None
+        out.setdefault(kind, data[off + 4:off + length])
+        off += (length + 3) & ~3
+    return out
+
+
+def _text(value: bytes | None) -> str | None:
+    """An asciiz attribute as pyroute2 decodes it; None when it would not give a str."""
+    if value is None:
+        return ""
+    try:
+        return value.strip(b"\0").decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _u32(value: bytes | None) -> int | None:
+    """A uint32 attribute (0 when absent); None when it is not 4 bytes."""
+    if value is None:
+        return 0
+    return int.from_bytes(value, "little") if len(value) == 4 else None
+
+
+def _link_from_raw(data: bytes) -> Link | None:
+    """The Link of one raw RTM_NEWLINK message, the same as `_link_from_msg` of pyroute2's
+    decoding of it; None for anything outside the plain layout (a MAC that is not 6 bytes, a
+    name that is not UTF-8, an unknown operstate, a malformed attribute)."""
+    if len(data) < 32 or int.from_bytes(data[0:4], "little") != len(data):
+        return None
+    attrs = _attrs(data, 32, len(data))
+    if attrs is None:
+        return None
+    kind = ""
+    if _IFLA_LINKINFO in attrs:
+        info = _attrs(attrs[_IFLA_LINKINFO], 0, len(attrs[_IFLA_LINKINFO]))
+        kind = _text(info.get(_IFLA_INFO_KIND)) if info is not None else None
+    mac = attrs.get(_IFLA_ADDRESS)
+    state = attrs.get(_IFLA_OPERSTATE)
+    name, mtu, master, peer = (_text(attrs.get(_IFLA_IFNAME)), _u32(attrs.get(_IFLA_MTU)),
+                               _u32(attrs.get(_IFLA_MASTER)), _u32(attrs.get(_IFLA_LINK)))
+    if (kind is None or name is None or mtu is None or master is None or peer is None
+            or (mac is not None and len(mac) != 6) or (state is not None and (len(state) != 1
+                                                                               or state[0] > 6))):
+        return None
+    return Link(
+        index=int.from_bytes(data[20:24], "little", signed=True),
+        name=name,
+        kind=kind,
+        mac=":".join(f"{b:02x}" for b in mac) if mac is not None else "",
+        mtu=mtu,
+        flags=int.from_bytes(data[24:28], "little"),
+        operstate=_OPERSTATES[state[0]] if state is not None else "UNKNOWN",
+        master=master,
+        peer_index=peer,
+    )
+
+
 def get_link(ipr: Any, name: str | None = None, index: int | None = None) -> Link | None:
     """The link called `name` (or with `index`), or None when there is no such link."""
+    raw_get = getattr(ipr, "get_link_raw", None)  # RtnlSocket: decode only what Link holds
     try:
-        if index is not None:
+        if raw_get is not None:
+            raw = raw_get(index=index or 0, name=name if index is None else None)
+            if raw is None:
+                return None
+            fast = _link_from_raw(raw)
+            if fast is not None:
+                return fast
+            msgs = ipr.parse(raw)
+        elif index is not None:
             msgs = ipr.link("get", index=index)
         else:
             msgs = ipr.link("get", ifname=name)
@@ -166,7 +248,10 @@ def list_links(ipr: Any) -> list[Link]:
 
 def set_up(ipr: Any, index: int) -> None:
     """Set the link administratively up."""
-    ipr.link("set", index=index, state="up")
+    if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
+        ipr.set_link_raw(index, IFF_UP, IFF_UP)
+    else:
+        ipr.link("set", index=index, state="up")
 
 
 def set_promisc(ipr: Any, index: int) -> None:
@@ -185,7 +270,12 @@ def set_master(ipr: Any, index: int, master: int, up: bool = False) -> None:
     The kernel applies the master before the flags, so when going up fails the link is
     enslaved but down, as after two separate requests where the second failed.
     """
-    if up:
+    if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
+        from plugins.linux.rtnl import nla
+
+        flags = IFF_UP if up else 0
+        ipr.set_link_raw(index, flags, flags, nla(_IFLA_MASTER, master.to_bytes(4, "little")))
+    elif up:
         ipr.link("set", index=index, master=master, state="up")
     else:
         ipr.link("set", index=index, master=master)
@@ -275,7 +365,15 @@ def create_veth(
 def set_port_flag(ipr: Any, index: int, name: str, value: bool | int) -> None:
     """Write one bridge-port attribute of an enslaved link (`IFLA_BRPORT_<NAME>`, lower case
     without the prefix: "mode" is hairpin, "isolated", "learning", ...)."""
-    ipr.brport("set", index=index, **{name: int(value)})
+    kind = _BRPORT_U8.get(name)
+    if kind is not None and hasattr(ipr, "set_link_raw") and 0 <= int(value) <= 0xFF:
+        # RtnlSocket: the bytes IPRoute's brport("set") sends, without its request processors
+        from plugins.linux.rtnl import nla
+
+        data = nla(_IFLA_INFO_KIND, b"bridge_slave\0") + nla(_IFLA_INFO_SLAVE_DATA, nla(kind, bytes([int(value)])))
+        ipr.set_link_raw(index, attrs=nla(_IFLA_LINKINFO, data))
+    else:
+        ipr.brport("set", index=index, **{name: int(value)})
 
 
 def port_flags(ipr: Any, index: int) -> dict[str, int]:
@@ -363,6 +461,19 @@ def add_address(ipr: Any, index: int, iface: IPInterface) -> None:
 
     Raises NetlinkError (EEXIST when already present).
     """
+    if hasattr(ipr, "add_addr_raw"):  # RtnlSocket: IPRoute's bytes without its processors
+        from plugins.linux.rtnl import nla
+
+        packed = iface.ip.packed
+        attrs = nla(_IFA_ADDRESS, packed)  # IPRoute's order: address, broadcast, local (IPv4)
+        brd = broadcast_for(iface)
+        if brd is not None:
+            attrs += nla(_IFA_BROADCAST, ipaddress.ip_address(brd).packed)
+        if iface.version == 4:
+            attrs += nla(_IFA_LOCAL, packed)
+        family = AF_INET if iface.version == 4 else AF_INET6
+        ipr.add_addr_raw(family, iface.network.prefixlen, index, attrs)
+        return
     kwargs: dict[str, Any] = {
         "index": index,
         "address": str(iface.ip),
@@ -390,21 +501,57 @@ class Address:
 
 def list_addresses(ipr: Any, index: int, family: int | None = None) -> list[Address]:
     """The link's addresses (optionally one family), in the order the kernel lists them."""
+    if hasattr(ipr, "dump_addr_raw"):  # RtnlSocket: the same dump, decoded only as far as needed
+        out = []
+        for raw in ipr.dump_addr_raw(family or 0):
+            if len(raw) < 24 or int.from_bytes(raw[20:24], "little") != index:
+                continue  # another link's (IPRoute's dump filter on the index)
+            addr = _address_from_raw(raw)
+            if addr is None:  # outside the plain layout: pyroute2 decodes it
+                addr = _address_from_msg(ipr.parse(raw)[0])
+            if addr is not False:
+                out.append(addr)
+        return out
     kwargs: dict[str, Any] = {"index": index}
     if family is not None:
         kwargs["family"] = family
     out = []
     for msg in ipr.get_addr(**kwargs):
-        ip = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
-        if ip is None:
-            continue
-        flags = msg.get_attr("IFA_FLAGS")
-        if flags is None:
-            flags = msg["flags"]
-        out.append(
-            Address(ipaddress.ip_interface(f"{ip}/{msg['prefixlen']}"), flags, msg["scope"])
-        )
+        addr = _address_from_msg(msg)
+        if addr is not False:
+            out.append(addr)
     return out
+
+
+def _address_from_msg(msg: Any) -> Address | bool:
+    """The Address of one pyroute2 RTM_NEWADDR message; False when it has no address."""
+    ip = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    if ip is None:
+        return False
+    flags = msg.get_attr("IFA_FLAGS")
+    if flags is None:
+        flags = msg["flags"]
+    return Address(ipaddress.ip_interface(f"{ip}/{msg['prefixlen']}"), flags, msg["scope"])
+
+
+def _address_from_raw(data: bytes) -> Address | bool | None:
+    """`_address_from_msg` of one raw RTM_NEWADDR message without pyroute2: False when it has
+    no address, None when the layout is not the plain one (pyroute2 then decodes it)."""
+    if len(data) < 24 or int.from_bytes(data[0:4], "little") != len(data):
+        return None
+    family, prefixlen, flags8, scope = data[16], data[17], data[18], data[19]
+    size = {AF_INET: 4, AF_INET6: 16}.get(family)
+    attrs = _attrs(data, 24, len(data))
+    if size is None or attrs is None:
+        return None
+    local, address, flags = attrs.get(_IFA_LOCAL), attrs.get(_IFA_ADDRESS), attrs.get(_IFA_FLAGS)
+    if any(v is not None and len(v) != size for v in (local, address)) or (flags is not None and len(flags) != 4):
+        return None
+    packed = local if local is not None else address
+    if packed is None:
+        return False
+    return Address(ipaddress.ip_interface((ipaddress.ip_address(packed), prefixlen)),
+                   int.from_bytes(flags, "little") if flags is not None else flags8, scope)
 
 
 def settle_addresses(ipr: Any, index: int, ifname: str, timeout: float = 5.0) -> None:
@@ -454,6 +601,18 @@ def add_route(ipr: Any, oif: int, route: Route) -> None:
     an IPv6 route with the same destination becomes a multipath sibling, an identical IPv4
     route fails with EEXIST. Raises NetlinkError.
     """
+    plain = not route.priority and route.table is None and route.scope is None
+    if hasattr(ipr, "add_route_raw") and plain and (route.gw is None or route.gw.version == route.dst.version):
+        # RtnlSocket: the bytes IPRoute builds for this route (destination when not a default
+        # route, output link, gateway), without its request processors
+        from plugins.linux.rtnl import nla
+
+        attrs = nla(_RTA_DST, route.dst.network_address.packed) if route.dst.prefixlen else b""
+        attrs += nla(_RTA_OIF, oif.to_bytes(4, "little"))
+        if route.gw is not None:
+            attrs += nla(_RTA_GATEWAY, route.gw.packed)
+        ipr.add_route_raw(AF_INET6 if route.dst.version == 6 else AF_INET, route.dst.prefixlen, attrs)
+        return
     kwargs: dict[str, Any] = {
         "family": AF_INET6 if route.dst.version == 6 else AF_INET,
         "dst": str(route.dst.network_address),

@@ -34,6 +34,10 @@ def apply(script: str, what: str = "nftables") -> None:
 
 def list_table(family: str, table: str) -> list[dict] | None:
     """The `nftables` JSON items of one table (`nft -j list table`), or None when it does not exist."""
+    from plugins.linux.nfprobe import table_absent
+
+    if table_absent(family, table):  # the kernel says so: no `nft` process for nothing
+        return None
     try:
         proc = subprocess.run(
             ["nft", "-j", "list", "table", family, table], capture_output=True, text=True, check=False

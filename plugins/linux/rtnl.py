@@ -17,12 +17,35 @@ belongs to the network namespace of the thread that created it.
 
 from __future__ import annotations
 
+import os
+import struct
 from typing import Any
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
+RTM_NEWLINK = 16
+RTM_GETLINK = 18
+IFLA_IFNAME = 3
+_REQ_ACK = 0x1 | 0x4  # NLM_F_REQUEST | NLM_F_ACK: the flags of IPRoute's "get" and "set"
+_NLMSG = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_IFINFO = struct.Struct("=BBHiII")  # ifinfomsg: family, pad, type, index, flags, change
+_IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
+RTM_NEWADDR = 20
+RTM_GETADDR = 22
+_DUMP = 0x1 | 0x300  # NLM_F_REQUEST | NLM_F_DUMP: IPRoute's "dump"
+RTM_NEWROUTE = 24
+_RTMSG = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table, protocol,
+# scope, type, flags
+RT_TABLE_MAIN, RTPROT_BOOT, RTN_UNICAST = 254, 3, 1
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
 _RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
+
+
+def nla(kind: int, value: bytes) -> bytes:
+    """One netlink attribute: header, `value`, padding to 4 bytes (as pyroute2 encodes it)."""
+    return struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
 
 
 class RtnlSocket:
@@ -94,6 +117,83 @@ class RtnlSocket:
                     return out
                 if dump_filter is None or match(dump_filter, m):
                     out.append(m)
+
+    def get_link_raw(self, index: int = 0, name: str | None = None) -> bytes | None:
+        """`link("get", index=...)` (or `ifname=name` when `index` is 0), without pyroute2's
+        message objects: the request is the same bytes, the answer's RTM_NEWLINK message is
+        returned undecoded (None when the kernel answered with the ACK alone). Raises the
+        NetlinkError the kernel's answer carries, built by pyroute2's marshal as `link()` does.
+        `parse()` turns the bytes into pyroute2's message when a caller needs all of it."""
+        attrs = b""
+        if not index and name is not None:
+            attrs = nla(IFLA_IFNAME, name.encode() + b"\0")
+        return self._raw(RTM_GETLINK, _IFINFO.pack(0, 0, 0, index, 0, 0) + attrs)
+
+    def set_link_raw(self, index: int, flags: int = 0, change: int = 0, attrs: bytes = b"") -> None:
+        """`link("set", index=...)` for requests whose bytes are an ifinfomsg (`flags`,
+        `change`) plus ready-made attributes (`nla()`): the bytes IPRoute sends for the same
+        change, without its request processors. Raises the kernel's NetlinkError as `link()`."""
+        self._raw(RTM_NEWLINK, _IFINFO.pack(0, 0, 0, index, flags, change) + attrs)
+
+    def add_addr_raw(self, family: int, prefixlen: int, index: int, attrs: bytes) -> None:
+        """`addr("add", ...)` for a request that is an ifaddrmsg plus ready-made attributes:
+        NLM_F_CREATE | NLM_F_EXCL as IPRoute's "add". Raises the kernel's NetlinkError."""
+        self._raw(RTM_NEWADDR, _IFADDR.pack(family, prefixlen, 0, 0, index) + attrs,
+                  _REQ_ACK | NLM_F_EXCL | NLM_F_CREATE)
+
+    def add_route_raw(self, family: int, dst_len: int, attrs: bytes) -> None:
+        """A main-table, boot-protocol, universe-scope unicast route from ready-made attributes,
+        sent with NLM_F_CREATE and no EXCL (link.add_route's flags). Raises NetlinkError."""
+        body = _RTMSG.pack(family, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, 0, RTN_UNICAST, 0)
+        self._raw(RTM_NEWROUTE, body + attrs, _REQ_ACK | NLM_F_CREATE)
+
+    def dump_addr_raw(self, family: int = 0) -> list[bytes]:
+        """`addr("dump", family=family)` (the request IPRoute's `get_addr` sends) without
+        decoding or filtering: every RTM_NEWADDR message of the answer, raw. Raises NetlinkError."""
+        seq = self._send_raw(RTM_GETADDR, _IFADDR.pack(family, 0, 0, 0, 0), _DUMP)
+        return [msg for kind, msg in self._replies(seq) if kind == RTM_NEWADDR]
+
+    def _raw(self, mtype: int, body: bytes, flags: int = _REQ_ACK) -> bytes | None:
+        """Send one request (by default NLM_F_REQUEST | NLM_F_ACK, as IPRoute's "get" and
+        "set"); the first answer that is not the ACK (raw), or None."""
+        found = None
+        for _, msg in self._replies(self._send_raw(mtype, body, flags)):  # up to the ACK
+            if found is None:
+                found = msg
+        return found
+
+    def _send_raw(self, mtype: int, body: bytes, flags: int) -> int:
+        """Send a request of type `mtype` with `flags` and `body`; its sequence number."""
+        self._seq = self._seq + 1 if self._seq < 0xFFFF else _SEQ_FIRST
+        self._send(_NLMSG.pack(_NLMSG.size + len(body), mtype, flags, self._seq, self._nl.epid or os.getpid())
+                   + body)
+        return self._seq
+
+    def _replies(self, seq: int):
+        """(type, raw message) of every answer to request `seq` until its ACK or NLMSG_DONE;
+        an error answer is raised as pyroute2's marshal builds it (NetlinkError)."""
+        buf = self._buf
+        while True:
+            n = self._sock.recv_into(buf)
+            off = 0
+            while off + _NLMSG.size <= n:
+                mlen, kind, _, mseq, _ = _NLMSG.unpack_from(buf, off)
+                if mlen < _NLMSG.size or off + mlen > n:
+                    break
+                if mseq == seq:
+                    if kind == NLMSG_DONE:
+                        return
+                    if kind == NLMSG_ERROR:
+                        if struct.unpack_from("=i", buf, off + _NLMSG.size)[0]:
+                            for m in self.parse(bytes(buf[off:off + mlen])):
+                                raise m["header"]["error"]
+                        return  # the ACK
+                    yield kind, bytes(buf[off:off + mlen])
+                off += (mlen + 3) & ~3
+
+    def parse(self, data: bytes) -> list:
+        """pyroute2's messages for raw netlink `data` (as `link()` and the others return them)."""
+        return list(self._nl.marshal.parse(data))
 
     # ------------------------------------------------------------------ IPRoute's API
 
