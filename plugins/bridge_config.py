@@ -13,6 +13,7 @@ from pydantic import model_validator
 
 from cni.config import CNIModel, NetConf
 from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
+from cni.gocompat import decode
 
 DEFAULT_BRIDGE = "cni0"
 IPMASQ_BACKENDS = ("iptables", "nftables")
@@ -29,25 +30,7 @@ class _GoNulls(CNIModel):
     def _drop_nulls(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        nullable = _nullable_fields(cls)
-        return {
-            k: v
-            for k, v in data.items()
-            if v is not None or not isinstance(k, str) or k.lower() in nullable
-            or k.lower() not in _field_keys(cls)
-        }
-
-
-def _field_keys(cls: type[CNIModel]) -> set[str]:
-    return {(info.alias or name).lower() for name, info in cls.model_fields.items()}
-
-
-def _nullable_fields(cls: type[CNIModel]) -> set[str]:
-    out = set()
-    for name, info in cls.model_fields.items():
-        if info.default is None:
-            out.add((info.alias or name).lower())
-    return out
+        return decode.without_nulls(data, decode.defaulted_keys(cls))
 
 
 class VlanTrunk(_GoNulls):
