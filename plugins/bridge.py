@@ -23,6 +23,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.skel import CmdArgs, Plugin
+from cni.version import CURRENT
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -557,7 +558,7 @@ def cmd_add(args: CmdArgs) -> Any:
         pod = _open_pod(args.netns)
         veth, cont = _setup_veth(host, pod, br, args.ifname, conf, loaded, undo)
         result = new_result(
-            "1.1.0",
+            CURRENT,
             interfaces=[
                 Interface(name=br.name, mac=br.mac),
                 Interface(name=veth.name, mac=""),  # read below, once the port is up
