@@ -12,8 +12,8 @@ Which worker. The resident worker listens on `<dir>/pycni.sock` (systemd's socke
 call started): clients try it first. Burst workers (`w-<hash>-<i>.sock`, i = 1 .. PYCNI_WORKER_PROCS
 - 1, default CPUs, at most 4; leave after PYCNI_WORKER_IDLE seconds idle) take calls only when the
 resident is busy: a client holds `<socket>.busy` locked while a worker serves it, takes the first
-worker whose `.busy` is free, and a call that finds every live worker busy queues on the first
-and starts the next burst worker. A client whose environment the resident refuses (another PATH,
+worker whose `.busy` is free, and a call that finds every live worker busy queues on one of them
+(picked by pid) and starts the next burst worker. A client whose environment the resident refuses (another PATH,
 locale, ...) uses workers of its own environment, `w-<hash>-<i>.sock` from i = 0, the same way.
 
 The server is checked before anything is sent (it could be a process that replaced the socket):
@@ -186,12 +186,14 @@ def _call(name: str, self_path: str, build_id: str, env) -> tuple[int | None, st
 def _serve_from(names, dirfd, busy, name, self_path, build_id, env) -> tuple[int | None, str]:
     """The call through the first worker of `names` that is up and not busy; a missing worker
     is started (the first: this call runs in-process; a later one, when all before it are busy:
-    the call queues on the first)."""
+    the call queues on one of the busy ones, picked by pid)."""
     from plugins.worker import directory
 
+    serving: list[str] = []
     for index, sock_name in enumerate(names):
         fd = _take_busy(dirfd, sock_name)
         if fd is None:
+            serving.append(sock_name)
             continue  # serving another call
         busy.append(fd)
         sock = _connect(directory.proc_path(dirfd, sock_name))
@@ -207,11 +209,18 @@ def _serve_from(names, dirfd, busy, name, self_path, build_id, env) -> tuple[int
         if index == 0:
             return None, "no worker"
         break
-    # every live worker is busy (the next one may just have been started): queue on the first
-    sock = _connect(directory.proc_path(dirfd, names[0]))
+    # Every live worker is busy (the next one may just have been started): queue on one of
+    # them, picked by pid, so the calls of a burst spread over the workers instead of all
+    # waiting for the first while the others idle.
+    # A worker found busy may still be starting (its starter holds its `.busy`): then the first.
+    target = serving[os.getpid() % len(serving)] if serving else names[0]
+    sock = _connect(directory.proc_path(dirfd, target))
+    if sock is None and target != names[0]:
+        target = names[0]
+        sock = _connect(directory.proc_path(dirfd, target))
     if sock is None:
         return None, "no worker"
-    return _exchange(sock, names[0], name, build_id, env)
+    return _exchange(sock, target, name, build_id, env)
 
 
 def _take_busy(dirfd: int, sock_name: str) -> int | None:
