@@ -27,12 +27,22 @@ _self_stat: os.stat_result | None = None
 def set_self(path: str) -> None:
     """Record the file this process was started from, and register `run_local` with
     `cni.invoke`, so a delegate that is this very file runs in this interpreter."""
-    global _self_id, _self_stat
+    _record_self(path)
+    _register_in_process()
+
+
+def _register_in_process() -> None:
+    """What a call run in this interpreter needs from cni.invoke: our delegates in-process, and
+    the held attachment lock passed to the ones executed. Not done for a call a worker serves."""
     from cni import invoke
     from plugins.worker import attachment
 
     invoke.set_local_runner(run_local)
     invoke.set_exec_extras(attachment.exec_extras)
+
+
+def _record_self(path: str) -> None:
+    global _self_id, _self_stat
     try:
         st = os.stat(path)
     except OSError:
@@ -191,10 +201,11 @@ def main(argv0: str | None = None) -> None:
     exe = argv0 or sys.argv[0]
     name = os.path.basename(exe)
     self_path = sys.executable if getattr(sys, "frozen", False) else os.path.abspath(exe)
-    set_self(self_path)
+    _record_self(self_path)
     env = os.environ
     serve_path = env.get("PYCNI_WORKER_SERVE")
     if serve_path:
+        _register_in_process()
         if env.pop("PYCNI_WORKER_SPAWNED", None) == "1":
             spawned_worker_setup(serve_path)
         from plugins.worker import server as worker
@@ -217,6 +228,7 @@ def main(argv0: str | None = None) -> None:
         rc = worker_client.call(name, self_path, worker_client.build_id(_self_stat), env)
         if rc is not None:
             os._exit(rc)
+    _register_in_process()
     import importlib
 
     module = importlib.import_module(modname)

@@ -47,13 +47,6 @@ def missing_reason(what: str, package: str) -> str:
     return f"{MISSING_PREFIX}{what} (Debian package {package})"
 
 
-def reference_missing(name: str = "bridge") -> str | None:
-    """missing_reason for the reference plugin `name` in REFERENCE_BIN, or None when it is there."""
-    if os.access(REFERENCE_BIN / name, os.X_OK):
-        return None
-    return missing_reason(str(REFERENCE_BIN / name), "containernetworking-plugins")
-
-
 _NAME_RE = re.compile(r"^cnitest-(?P<role>[a-z0-9]+)-(?P<pid>\d+)-[0-9a-f]+$")
 _ROLE_RE = re.compile(r"^[a-z0-9]{1,10}$")
 _DEMO_NAME_RE = re.compile(r"^pycni-demo-(node|pod-a|pod-b|pod-c)-(?P<pid>\d+)$")  # scripts/demo.py

@@ -175,7 +175,7 @@ class CNIConfig:
         Refused for lists below 0.4.0; a no-op when `disableCheck`. A cached result that cannot
         be decoded or converted is an error.
         """
-        if not _version_at_least(net.cni_version, "0.4.0"):
+        if not _version_at_least(net.cni_version, version.SINCE["CHECK"]):
             raise CNIError(
                 ERR_INCOMPATIBLE_CNI_VERSION,
                 f"configuration version {gojson.quote(net.cni_version)} does not support the CHECK command",

@@ -227,26 +227,26 @@ def cmd_check(args: CmdArgs) -> None:
     saved = flannel_delegate.parse_saved(data)
     if saved is None:
         raise CNIError(ERR_INTERNAL, f"saved delegate configuration {path} is not usable")
-    _warn_if_lease_changed(conf, saved)
+    try:
+        env = _subnet_env(conf)
+    except CNIError:
+        env = None  # unreadable now: neither comparison below can be made
+    _warn_if_lease_changed(env, saved)
     if conf.cniVersion:
         saved["cniVersion"] = conf.cniVersion
     if conf.prevResult is not None:
         saved["prevResult"] = args.config.get("prevResult", conf.prevResult)
     delegate_check(saved["type"], json.dumps(saved).encode(), args.env)
-    _check_pod_mtu(conf, args)
+    _check_pod_mtu(env, conf, args)
 
 
-def _check_pod_mtu(conf, args: CmdArgs) -> None:
+def _check_pod_mtu(env, conf, args: CmdArgs) -> None:
     """Fail when the pod's interface is not at the current FLANNEL_MTU (an MTU change since the
     pod was made: its large packets to newer pods are dropped). Skipped while subnet.env is
     unreadable or the interface cannot be read (the delegate's CHECK reports that)."""
     from plugins.flannel import mtu as flannel_mtu
 
-    try:
-        env = _subnet_env(conf)
-    except CNIError:
-        return
-    if env.mtu is None or not args.netns or _user_mtu(conf):
+    if env is None or env.mtu is None or not args.netns or _user_mtu(conf):
         return
     mtu = flannel_mtu.interface_mtu(args.netns, args.ifname)
     if mtu is not None and mtu != env.mtu:
@@ -257,11 +257,10 @@ def _check_pod_mtu(conf, args: CmdArgs) -> None:
         )
 
 
-def _warn_if_lease_changed(conf, saved: dict[str, Any]) -> None:
-    """Say so on stderr when subnet.env no longer gives the ranges the attachment was made with."""
-    try:
-        env = _subnet_env(conf)
-    except CNIError:
+def _warn_if_lease_changed(env, saved: dict[str, Any]) -> None:
+    """Say so on stderr when subnet.env (`env`, None when unreadable) no longer gives the ranges
+    the attachment was made with."""
+    if env is None:
         return
     ipam = saved.get("ipam")
     ranges = ipam.get("ranges") if isinstance(ipam, dict) else None

@@ -13,13 +13,13 @@ import errno
 import socket
 import struct
 
+from plugins.linux.rtnl import _NLMSG, NLMSG_ERROR, nla
+
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_GETTABLE = 1
 NFTA_TABLE_NAME = 1
-NLMSG_ERROR = 2
 _FAMILIES = {"inet": 1, "ip": 2, "arp": 3, "netdev": 5, "bridge": 7, "ip6": 10}
-_NLMSG = struct.Struct("=IHHII")
 
 
 def table_absent(family: str, table: str) -> bool:
@@ -29,8 +29,7 @@ def table_absent(family: str, table: str) -> bool:
     name = table.encode() + b"\0"
     if fam is None or len(name) > 256:
         return False
-    attr = struct.pack("=HH", 4 + len(name), NFTA_TABLE_NAME) + name + bytes(-len(name) % 4)
-    body = struct.pack("=BBH", fam, 0, 0) + attr  # nfgenmsg: family, version, res_id
+    body = struct.pack("=BBH", fam, 0, 0) + nla(NFTA_TABLE_NAME, name)  # nfgenmsg: family, version, res_id
     mtype = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE
     request = _NLMSG.pack(_NLMSG.size + len(body), mtype, 0x1 | 0x4, 1, 0) + body  # REQUEST|ACK
     try:

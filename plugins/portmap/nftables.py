@@ -149,8 +149,8 @@ def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, 
     families). `seen[version]` receives the mappings that were in place before."""
     from plugins.linux import nftables
 
-    for net in nets:
-        seen[net.version] = mapped(net.version)
+    for version in {net.version for net in nets}:
+        seen[version] = mapped(version)
     lines: list[str] = []
     for net in nets:
         lines += add_lines(settings, container_id, net)

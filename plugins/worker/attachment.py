@@ -96,14 +96,16 @@ class Held:
         self.release()
 
 
-def acquire(dirfd: int, env, timeout: float = MAX_WAIT, inherited: int | None = None) -> Held | None:
+def acquire(
+    dirfd: int, env, timeout: float = MAX_WAIT, inherited: int | None = None, cancelled=None
+) -> Held | None:
     """The attachment lock of the call `env` describes, in the worker directory `dirfd`.
 
     Returns Held(None) for calls that need no lock; a Held that holds it (its own, or the
     presented `inherited` descriptor when that is the same stripe file and its open file
     description holds or can take the lock without waiting); None when it could not be had
-    within `timeout` seconds or the lock file is unusable (not a regular root-owned file).
-    Never closes `inherited` (the caller owns it); never raises OSError."""
+    within `timeout` seconds, when `cancelled()` turned true while waiting (a worker's caller
+    that died), or the lock file is unusable (not a regular root-owned file). Never closes `inherited` (the caller owns it); never raises OSError."""
     if not needs_lock(env):
         return Held(None)
 
@@ -119,7 +121,7 @@ def acquire(dirfd: int, env, timeout: float = MAX_WAIT, inherited: int | None = 
             os.close(fd)
             fd = -1
             return Held(os.dup(inherited), inherited=True)
-        if _wait_lock(fd, timeout):
+        if _wait_lock(fd, timeout, cancelled):
             held = Held(fd)
             fd = -1
             return held
@@ -146,9 +148,9 @@ def _same_lock(inherited: int, st: os.stat_result) -> bool:
     return True
 
 
-def _wait_lock(fd: int, timeout: float) -> bool:
+def _wait_lock(fd: int, timeout: float, cancelled=None) -> bool:
     """flock(LOCK_EX) on `fd` within `timeout` seconds (polled: a thread cannot be interrupted
-    out of a blocking flock)."""
+    out of a blocking flock); False at once when `cancelled()` says the wait is moot."""
     import fcntl
 
     deadline = time.monotonic() + max(0.0, timeout)
@@ -160,7 +162,7 @@ def _wait_lock(fd: int, timeout: float) -> bool:
         except BlockingIOError:
             pass
         left = deadline - time.monotonic()
-        if left <= 0:
+        if left <= 0 or (cancelled is not None and cancelled()):
             return False
         time.sleep(min(pause, left))
         pause = min(pause * 2, 0.05)

@@ -45,6 +45,8 @@ RESIDENT_SOCKET = "pycni.sock"
 # argv[0] of a worker, so `ps` says what the process is (its executable is still the plugin's)
 WORKER_ARGV0 = "pycni-worker"
 MAX_REPLY = 1 << 20
+# A whole reply (stdout) past this is not a plugin's result: treated as a worker that died.
+MAX_REPLY_TOTAL = 64 << 20
 # Live workers one directory may hold, all builds and environments together. A runtime whose
 # environment changed on every call would otherwise start a new set of workers per call, each
 # holding ≈40 MiB until its idle timeout.
@@ -281,13 +283,15 @@ def _exchange(sock, sock_name: str, name: str, build_id: str, env) -> tuple[int 
         if first != b"A":
             return None, "refused" if first[:1] == b"R" else "worker gone"
         out: list[bytes] = []
+        total = 0
         while True:
             try:
                 msg = sock.recv(MAX_REPLY)
             except OSError:
                 msg = b""
-            if msg[:1] == b"O":
+            if msg[:1] == b"O" and total + len(msg) <= MAX_REPLY_TOTAL:
                 out.append(msg[1:])
+                total += len(msg)
                 continue
             if msg[:1] == b"X" and len(msg) == 2:
                 _write_all(b"".join(out))

@@ -18,7 +18,11 @@ import os
 import socket
 import struct
 
-SO_PEERPIDFD = 77  # Linux >= 6.5; Python 3.11 has no constant
+# the client's own: SO_PEERPIDFD (Linux >= 6.5; Python 3.11 has no constant) and reading a
+# file relative to a /proc/<pid> descriptor
+from plugins.worker.client import SO_PEERPIDFD
+from plugins.worker.client import _read_at as read_at
+
 SO_PEERSEC = 31
 # Privilege-related lines of /proc/<pid>/status that must equal the worker's: a caller with
 # fewer capabilities, or under a seccomp filter or no_new_privs, must not borrow the worker's.
@@ -32,15 +36,6 @@ class Refused(Exception):
 
 def _status(text: str) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
-
-
-def read_at(dirfd: int, name: str, limit: int = 65536) -> bytes:
-    """The contents (at most `limit` bytes) of `name` relative to the directory `dirfd`."""
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dirfd)
-    try:
-        return os.read(fd, limit)
-    finally:
-        os.close(fd)
 
 
 def own_status() -> dict[str, str]:

@@ -80,7 +80,8 @@ def _number(name: str, default: float) -> float:
 
 
 class _Routed:
-    """A stand-in for sys.stdin / sys.stderr that routes to the current thread's stream."""
+    """A stand-in for sys.stderr that routes to the current thread's stream (a call's stdin
+    reaches skel.run as bytes read from its own descriptor)."""
 
     def __init__(self, default) -> None:
         self._default = default
@@ -120,11 +121,6 @@ def _unshare_fs() -> None:
     if libc.unshare(ctypes.c_int(CLONE_FS)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
-
-
-def _identity(path: str) -> tuple[int, int, int, int]:
-    st = os.stat(path)
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def build_id_of(path: str) -> str:
@@ -279,14 +275,12 @@ class Worker:
         self._own_privileges = peer.privileges(self._own_status)
         self._own_label = peer.own_label()
         self._module_files: dict[str, int] = {}
-        self._exe = _identity(self_path)
         self._checked = time.monotonic()
         self._sock_id: tuple[int, int] | None = None
         self._log_budget = (time.monotonic(), 0)
         self._log_fd = _open_log()
         self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.lock_fd: int | None = None
-        self.stdin = _Routed(sys.stdin)
         self.stderr = _Routed(sys.stderr)
 
     @staticmethod
@@ -386,7 +380,7 @@ class Worker:
             return True
         self._checked = time.monotonic()
         try:
-            stale = _identity(self.self_path) != self._exe
+            stale = build_id_of(self.self_path) != self.build_id
         except OSError:
             stale = True
         if not stale:
@@ -495,7 +489,10 @@ class Worker:
             conn.send(b"A")
             with self.cond:
                 self.served += 1
-            held = attachment.acquire(self.dirfd, req.env, self.lock_wait, req.inherited)
+            held = attachment.acquire(
+                self.dirfd, req.env, self.lock_wait, req.inherited,
+                cancelled=lambda: not caller.alive() or _peer_gone(conn),
+            )
             if not caller.alive() or _peer_gone(conn):
                 return  # killed while it waited: the runtime no longer expects this call
             rc, out = self._call(req, caller, held is not None)
@@ -852,7 +849,6 @@ def serve(sock_path: str, self_path: str) -> None:
         worker.activated = listener is not None
         worker.lock_fd = lock
         worker.prewarm()
-        sys.stdin = worker.stdin  # type: ignore[assignment]
         sys.stderr = worker.stderr  # type: ignore[assignment]
         worker.serve(listener if listener is not None else worker.listen())
     except Exception:  # noqa: BLE001 - a worker that cannot start just is not there
