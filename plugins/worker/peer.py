@@ -34,6 +34,12 @@ class Refused(Exception):
     """The caller cannot be pinned or inspected; the text is for the worker's log only."""
 
 
+class Gone(Refused):
+    """The caller exited before its /proc entry could be read (a client killed by its runtime):
+    refused like any other, but nothing an operator needs to read in the log. (A pid number that
+    names a live process other than the caller is a plain Refused: logged.)"""
+
+
 def _status(text: str) -> dict[str, str]:
     return {k: v.strip() for k, _, v in (line.partition(":") for line in text.splitlines())}
 
@@ -165,7 +171,7 @@ def pin(conn: socket.socket, sent_pidfd: int | None) -> Caller:
         try:
             caller.proc = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            raise Refused("caller gone") from None
+            raise Gone("caller gone") from None
         if not caller.alive():
             raise Refused("caller gone")  # the number may name another process by now
         proc = caller.proc
@@ -183,5 +189,8 @@ def pin(conn: socket.socket, sent_pidfd: int | None) -> Caller:
         caller.close()
         raise
     except OSError as e:
+        gone = caller.pidfd >= 0 and not caller.alive()
         caller.close()
+        if gone:
+            raise Gone("caller gone") from None
         raise Refused(f"caller not inspectable ({e.strerror})") from None

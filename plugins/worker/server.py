@@ -476,7 +476,8 @@ class Worker:
             try:
                 caller = peer.pin(conn, req.pidfd)
             except peer.Refused as e:
-                self.log(f"refused: {e}")
+                if not isinstance(e, peer.Gone):
+                    self.log(f"refused: {e}")
                 conn.send(b"R")
                 return
             why = self.refusal(caller, req)
