@@ -39,15 +39,6 @@ if TYPE_CHECKING:
     from plugins.portmap.config import Settings
 
 
-def detect_backend() -> str:
-    """The reference's default: iptables, unless only nftables is available."""
-    import shutil
-
-    if shutil.which("iptables-restore") and shutil.which("iptables-save"):
-        return "iptables"
-    return "nftables" if shutil.which("nft") else "iptables"
-
-
 def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = False,
            config: dict | None = None):
     """(Settings, prevResult as given or None, its 1.x form or None), checked in the
@@ -55,6 +46,7 @@ def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = Fals
     the reference prefixes them (`failed to parse config: ` for ADD and DEL). `config`
     replaces args.config when given."""
     from cni.config import load
+    from plugins.linux.netfilter import default_backend
     from plugins.portmap.config import PortMapNetConf, resolve
 
     prev = current = None
@@ -62,7 +54,7 @@ def _parse(args: CmdArgs, *, strict: bool, prefix: str, prev_result: bool = Fals
         conf = load(PortMapNetConf, args.config if config is None else config)
         if prev_result:
             prev, current = _prev_result(args)
-        return resolve(conf, detect_backend, strict=strict), prev, current
+        return resolve(conf, default_backend, strict=strict), prev, current
     except CNIError as e:
         raise CNIError(e.code, prefix + e.msg, e.details) from None
 
@@ -265,15 +257,9 @@ def cmd_gc(args: CmdArgs) -> None:
 def cmd_status(args: CmdArgs) -> None:
     """Fail with code 50 when the configured (or detected) firewall backend cannot be used."""
     settings, _, _ = _parse(args, strict=False, prefix="")
-    if settings.backend == "nftables":
-        from plugins.linux import nftables
+    from plugins.linux.netfilter import usable
 
-        usable = nftables.available()
-    else:
-        from plugins.linux import iptables
-
-        usable = iptables.available(False)
-    if not usable:
+    if not usable(settings.backend):
         raise CNIError(ERR_PLUGIN_NOT_AVAILABLE, f"the {settings.backend} backend is not usable")
 
 

@@ -139,9 +139,9 @@ def _list(fam: str) -> list[dict]:
 
 def _nft_missing() -> bool:
     """True when there is no nft binary: nothing can have been set up with it."""
-    import shutil
+    from plugins.linux.netfilter import nft_installed
 
-    return shutil.which("nft") is None
+    return not nft_installed()
 
 
 def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list]) -> None:
