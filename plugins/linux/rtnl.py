@@ -61,38 +61,27 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-# IPRoute's command maps: command -> (message type, pyroute2's flag set name)
-_LINK_COMMANDS = {
-    "set": (RTM_NEWLINK, "req"),
-    "add": (RTM_NEWLINK, "create"),
-    "del": (RTM_DELLINK, "req"),
-    "remove": (RTM_DELLINK, "req"),
-    "delete": (RTM_DELLINK, "req"),
-    "dump": (RTM_GETLINK, "dump"),
-    "get": (RTM_GETLINK, "get"),
-}
+
+def _commands(new: int, delete: int, get: int, news: dict[str, str],
+              gets: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """An IPRoute command map: command -> (message type, pyroute2's name of its flag set)."""
+    out = {command: (new, flags) for command, flags in news.items()}
+    out.update({command: (delete, "req") for command in ("del", "remove", "delete")})
+    out.update({command: (get, flags) for command, flags in gets.items()})
+    return out
+
+
+_LINK_COMMANDS = _commands(RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK,
+                           {"set": "req", "add": "create"}, {"dump": "dump", "get": "get"})
 _BRPORT_COMMANDS = {"dump": (RTM_GETLINK, "dump"), "show": (RTM_GETLINK, "dump")}
-_ADDR_COMMANDS = {
-    "add": (RTM_NEWADDR, "create"),
-    "del": (RTM_DELADDR, "req"),
-    "remove": (RTM_DELADDR, "req"),
-    "delete": (RTM_DELADDR, "req"),
-    "replace": (RTM_NEWADDR, "replace"),
-    "dump": (RTM_GETADDR, "dump"),
-}
-_ROUTE_COMMANDS = {
-    "add": (RTM_NEWROUTE, "create"),
-    "set": (RTM_NEWROUTE, "replace"),
-    "replace": (RTM_NEWROUTE, "replace"),
-    "change": (RTM_NEWROUTE, "change"),
-    "append": (RTM_NEWROUTE, "append"),
-    "del": (RTM_DELROUTE, "req"),
-    "remove": (RTM_DELROUTE, "req"),
-    "delete": (RTM_DELROUTE, "req"),
-    "get": (RTM_GETROUTE, "get"),
-    "show": (RTM_GETROUTE, "dump"),
-    "dump": (RTM_GETROUTE, "dump"),
-}
+_ADDR_COMMANDS = _commands(RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR,
+                           {"add": "create", "replace": "replace"}, {"dump": "dump"})
+_ROUTE_COMMANDS = _commands(
+    RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE,
+    {"add": "create", "set": "replace", "replace": "replace", "change": "change",
+     "append": "append"},
+    {"get": "get", "show": "dump", "dump": "dump"},
+)
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
 _PR: SimpleNamespace | None = None
 
