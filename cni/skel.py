@@ -134,6 +134,24 @@ class Plugin(_Record):
         self.about = about
 
 
+# The callback each verb runs: the module function of that name (the Go skel's CNIFuncs fields).
+VERB_FUNCTIONS = (
+    ("add", "cmd_add"),
+    ("delete", "cmd_del"),
+    ("check", "cmd_check"),
+    ("status", "cmd_status"),
+    ("gc", "cmd_gc"),
+)
+
+
+def plugin_of(namespace: Mapping[str, object], about: str) -> Plugin:
+    """The Plugin of a plugin module: each verb's callback is the function named in
+    VERB_FUNCTIONS found in `namespace` (the module's `globals()`), None where there is none;
+    `about` is the line a bare call prints. Every plugin module builds its `PLUGIN` this way."""
+    callbacks = {verb: namespace.get(name) for verb, name in VERB_FUNCTIONS}
+    return Plugin(**callbacks, about=about)  # type: ignore[arg-type]
+
+
 def _validator(name: str | None) -> Callable[[str], None] | None:
     if name is None:
         return None
