@@ -108,21 +108,11 @@ class ResultModel(BaseModel):
             return data
         if info.context and info.context.get(GO_JSON):
             table = decode.key_table(cls, cls._JSON_KEYS)
-            return decode.without_nulls(decode.match_keys(data, table, keep_unknown=False))
+            data = decode.match_keys(data, table, keep_unknown=False)
         for name, key in cls._JSON_KEYS.items():
             if key in data and name not in data:  # e.g. a JSON dict given to model_validate
                 data = {(name if k == key else k): v for k, v in data.items()}
-        if any(v is None for v in data.values()):
-            fields = cls.model_fields
-            data = {
-                k: (
-                    fields[k].get_default(call_default_factory=True)
-                    if v is None and k in fields
-                    else v
-                )
-                for k, v in data.items()
-            }
-        return data
+        return decode.nulls_keep_defaults(cls, data)
 
     def to_dict(self) -> dict:
         """The reference JSON object for this value: the fields of ``_EMIT`` in that order, each
