@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cni.gocompat.decode import field
 from cni.skel import CmdArgs
-from plugins.linux import sysctl
 from plugins.linux.conntrack import delete_udp_dst_port
-from plugins.linux.route import output_interface
+from plugins.linux.routes import output_interface
+from plugins.linux.sysctl import enable_route_localnet
 from plugins.portmap import backend
 from plugins.portmap import config as portmap_config
 from plugins.portmap.backend import Net
@@ -93,7 +93,7 @@ def _enable_route_localnet(ip: str) -> None:
     if not dev:
         return
     try:
-        sysctl.write(f"net/ipv4/conf/{dev}/route_localnet", "1")
+        enable_route_localnet(dev)
     except OSError as e:
         raise CNIError(
             ERR_INTERNAL, f"unable to enable route_localnet: {e.strerror or e}"
