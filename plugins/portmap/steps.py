@@ -79,9 +79,7 @@ def _flush_udp_ports(ports: list[int], ipv6: bool) -> None:
         try:
             delete_udp_dst_port(port, ipv6)
         except Exception as e:  # noqa: BLE001 - informative only, as in the reference
-            sys.stderr.write(
-                f"failed to delete stale UDP conntrack entries for port {port}: {e}\n"
-            )
+            sys.stderr.write(f"failed to delete stale UDP conntrack entries for port {port}: {e}\n")
 
 
 def _enable_route_localnet(ip: str) -> None:
