@@ -301,12 +301,12 @@ def test_refusals_mean_in_process(node_ns, make_pod, state_dir, wdir):
     assert r.returncode == 0 and not served(r) and "no worker" in r.stderr
     wait_for_workers(wdir, 2)
     # a request naming another build, straight through the protocol
-    from plugins.worker import client as worker_client
+    from plugins.worker import protocol
 
     sock_path = sorted(wdir.glob("*.sock"), key=os.path.getmtime)[0]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(sock_path))
-    req = worker_client.encode_request("bridge", "0:0:0:0", wenv(wdir) | {"PATH": harness.SAFE_PATH})
+    req = protocol.encode_request("bridge", "0:0:0:0", wenv(wdir) | {"PATH": harness.SAFE_PATH})
     s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, (0).to_bytes(4, "little") * 2)])
     assert s.recv(4096) == b"R"  # no reason for a prober: it goes to the worker's log
     s.close()
@@ -393,7 +393,7 @@ def test_no_worker_is_started_past_the_directory_cap(wdir):
     starts none. Once they are gone, the next call starts one."""
     import fcntl
 
-    from plugins.worker.client import MAX_LIVE_WORKERS
+    from plugins.worker.spawn import MAX_LIVE_WORKERS
 
     held = []
     try:

@@ -40,7 +40,7 @@ from test_worker import (
 )
 
 from conformance.workers import worker_pids as _worker_pids
-from plugins.worker import client
+from plugins.worker import protocol
 from plugins.worker.attachment import stripe_name as attachment_stripe
 
 pytestmark = pytest.mark.netns
@@ -50,11 +50,11 @@ def test_stable_env_compares_only_what_the_suite_and_its_tools_read():
     base = {"PATH": "/usr/sbin:/usr/bin", "LANG": "C.UTF-8", "HOME": "/root", "CNI_COMMAND": "ADD"}
     other = dict(base, HOME="/var/lib/containerd", INVOCATION_ID="x", CNI_COMMAND="DEL",
                  PYCNI_WORKER_SERVE="/run/pycni/pycni.sock", PYCNI_WORKER_RESIDENT="1")
-    assert client.stable_env(base) == client.stable_env(other) == [
+    assert protocol.stable_env(base) == protocol.stable_env(other) == [
         ("LANG", "C.UTF-8"), ("PATH", "/usr/sbin:/usr/bin")
     ]
     for key, value in (("PATH", "/bin"), ("LC_ALL", "C"), ("XTABLES_LOCKFILE", "/tmp/x")):
-        assert client.stable_env(dict(base, **{key: value})) != client.stable_env(base), key
+        assert protocol.stable_env(dict(base, **{key: value})) != protocol.stable_env(base), key
 
 
 def test_relative_worker_dir_is_not_used(tmp_path):
@@ -435,8 +435,8 @@ def test_init_owns_only_the_resident_socket(resident, wdir):  # noqa: F811
     if unshare is None:
         pytest.skip(harness.missing_reason("unshare", "util-linux"))
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYCNI_WORKER_PROCS": "2"}
-    name = "pycni.sock" if resident else client.socket_name(
-        client.build_id(os.stat(DIST / "loopback")), env, 1)
+    name = "pycni.sock" if resident else protocol.socket_name(
+        protocol.build_id(os.stat(DIST / "loopback")), env, 1)
     busy = os.open(wdir / "pycni.sock.busy", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if not resident:  # the client tries a burst socket only when the resident is busy

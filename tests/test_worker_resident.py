@@ -19,7 +19,7 @@ def _cpu_ticks(pid: int) -> int:
 
 
 def test_resident_worker_stays_idle_cheaply_and_leaves_when_replaced(tmp_path, monkeypatch):
-    from plugins.worker import server
+    from plugins.worker import limits
 
     if not os.access(wt.DIST / "bridge", os.X_OK):
         pytest.skip("dist/bin not built (run `make build`)")
@@ -33,13 +33,13 @@ def test_resident_worker_stays_idle_cheaply_and_leaves_when_replaced(tmp_path, m
         assert wt.call(served, b"{}", served.call_env("VERSION"))[-1] == b"X\x00"
         time.sleep(1.5)  # let the call's thread end and the loop settle
         ticks = _cpu_ticks(served.pid)
-        time.sleep(2 * server.STALE_SECONDS)  # past its idle time and its age
+        time.sleep(2 * limits.STALE_SECONDS)  # past its idle time and its age
         assert served.proc.poll() is None, "a resident worker left when idle"
         assert _cpu_ticks(served.pid) - ticks <= 2, "CPU used while idle"
         new = bindir / "bridge.new"
         shutil.copy2(wt.DIST / "bridge", new)
         os.rename(new, bindir / "bridge")  # an upgrade: another file under the same name
-        deadline = time.monotonic() + server.STALE_SECONDS + 5
+        deadline = time.monotonic() + limits.STALE_SECONDS + 5
         while served.proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert served.proc.poll() is not None, "a stale resident worker stayed"

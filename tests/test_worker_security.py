@@ -257,7 +257,7 @@ def test_a_symlink_planted_in_the_directory_is_never_followed(node_ns):
 def test_parked_connections_cost_no_threads_and_do_not_stop_the_idle_exit():
     """Defence 6: 200 connections that never send a request: no thread each, a real call is
     still served meanwhile, descriptors come back, and the worker still leaves when idle."""
-    from plugins.worker import server
+    from plugins.worker import limits
 
     with wt.Served(PYCNI_WORKER_IDLE="2") as served:
         served.start()
@@ -265,12 +265,12 @@ def test_parked_connections_cost_no_threads_and_do_not_stop_the_idle_exit():
         parked = [served.connect() for _ in range(200)]
         try:
             time.sleep(0.5)
-            assert wt.threads(served.pid) <= server.MAX_CALLS + 1
+            assert wt.threads(served.pid) <= limits.MAX_CALLS + 1
             replies = wt.call(served, b'{"cniVersion": "1.0.0"}', served.call_env("VERSION"))
             assert replies[0] == b"A" and replies[-1] == b"X\x00", replies
-            time.sleep(server.RECV_SECONDS + 0.5)  # every parked connection has expired
+            time.sleep(limits.RECV_SECONDS + 0.5)  # every parked connection has expired
             assert wt.descriptors(served.pid) <= fds_before + 1
-            deadline = time.monotonic() + 2 + server.RECV_SECONDS + 10
+            deadline = time.monotonic() + 2 + limits.RECV_SECONDS + 10
             while served.proc.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert served.proc.poll() is not None, "parked connections kept the worker alive"
@@ -390,7 +390,7 @@ def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
 def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
     """Defence 6: a call's stdin is read up to MAX_STDIN bytes; an endless one (/dev/zero) is
     CNI error 5 naming the limit, not a worker that reads until memory runs out."""
-    from plugins.worker import server
+    from plugins.worker import limits
 
     with wt.Served() as served:
         served.start()
@@ -404,7 +404,7 @@ def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
         finally:
             os.close(zero)
             os.close(null)
-        assert rc == 1 and out["code"] == 5 and str(server.MAX_STDIN) in out["msg"], out
+        assert rc == 1 and out["code"] == 5 and str(limits.MAX_STDIN) in out["msg"], out
 
 
 def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
@@ -414,7 +414,7 @@ def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
     answered. (The calls are loopback DELs without a namespace: they change nothing.)"""
     import fcntl
 
-    from plugins.worker import attachment, server
+    from plugins.worker import attachment, limits
 
     with wt.Served(PYCNI_WORKER_LOCK_WAIT="30") as served:
         served.start()
@@ -439,11 +439,11 @@ def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
             return s
 
         try:
-            running = [submit(env, "loopback") for _ in range(server.MAX_CALLS)]
+            running = [submit(env, "loopback") for _ in range(limits.MAX_CALLS)]
             for s in running:
                 s.settimeout(10)
                 assert s.recv(16) == b"A"
-            queued = [submit(served.call_env("VERSION"), "bridge") for _ in range(server.QUEUE_MAX)]
+            queued = [submit(served.call_env("VERSION"), "bridge") for _ in range(limits.QUEUE_MAX)]
             extra = submit(served.call_env("VERSION"), "bridge")
             assert wt.replies(extra, 10) == [b"R"]
             assert "queue full" in served.logged()
@@ -451,7 +451,7 @@ def test_calls_beyond_the_slots_queue_and_beyond_the_queue_are_refused():
                 s.settimeout(0.2)
                 with pytest.raises(TimeoutError):
                     s.recv(16)
-            assert wt.threads(served.pid) <= server.MAX_CALLS + 1
+            assert wt.threads(served.pid) <= limits.MAX_CALLS + 1
             os.close(lock)
             lock = -1
             for s in running:
