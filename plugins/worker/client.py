@@ -1,12 +1,13 @@
 """Client half of the warm worker (on unless PYCNI_WORKER=0): hand this invocation to a worker.
 
 A worker (plugins/worker/server.py) is a process of this same build that has already imported
-everything the plugins need. A plugin process started by the runtime pays only for this module (and the two small ones it imports):
-it connects to a worker's socket in the worker directory (PYCNI_WORKER_DIR, default /run/pycni,
-used only through a descriptor: plugins/worker/directory.py), checks the server, and passes its
-stdin, stderr and a pidfd of itself (SCM_RIGHTS) plus its name, build id and environment; the
-worker runs the request in a thread that enters this process's namespaces, working directory and
-umask, and sends back the exit status and stdout, which this process prints and exits with.
+everything the plugins need. A plugin process started by the runtime pays only for this module
+and the two small ones it imports (plugins/worker/protocol.py, plugins/worker/directory.py): it
+connects to a worker's socket in the worker directory (PYCNI_WORKER_DIR, default /run/pycni,
+used only through a descriptor), checks the server, and passes its stdin, stderr and a pidfd of
+itself (SCM_RIGHTS) plus its name, build id and environment; the worker runs the request in a
+thread that enters this process's namespaces, working directory and umask, and sends back the
+exit status and stdout, which this process prints and exits with.
 
 Which worker. The resident worker listens on `<dir>/pycni.sock` (systemd's socket unit, or one a
 call started): clients try it first. Burst workers (`w-<hash>-<i>.sock`, i = 1 .. PYCNI_WORKER_PROCS
