@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from cni.errors import CNIError
 from cni.invoke import exec_plugin, find_in_path
 from cni.libcni.request import decode_version_info
-from plugins.doctor.facts import network_of
+from plugins.doctor.facts import Network, network_of
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, ok
 
@@ -58,7 +57,7 @@ def check_parse(node: Node) -> Check:
     )
 
 
-def _subnets(net: Any) -> list[str]:
+def _subnets(net: Network) -> list[str]:
     """The pod subnets a network hands out (host-local ranges, else FLANNEL_SUBNET)."""
     if net.ipam is not None:
         return sorted({r.subnet_text() for rs in net.ipam.range_sets for r in rs.ranges})
@@ -101,7 +100,7 @@ def check_winner(node: Node) -> Check:
                f"(e.g. {os.path.join(node.net_dir, '00-' + os.path.basename(f.path))})")
     else:
         fix = ""
-    by_bridge: dict[str, list[Any]] = {}
+    by_bridge: dict[str, list[Network]] = {}
     for n in all_nets:
         if n.bridge:
             by_bridge.setdefault(n.bridge, []).append(n)
@@ -132,7 +131,7 @@ def _version_info(node: Node, path: str, cni_version: str) -> list[str]:
     return decode_version_info(exec_plugin(path, env, stdin))
 
 
-def _plugin_types(net: Any) -> list[tuple[str, str]]:
+def _plugin_types(net: Network) -> list[tuple[str, str]]:
     """(type, role) of every executable a network's ADD needs, the delegates included."""
     out = [(t, "plugin") for t in net.types]
     for plugin in net.conf.plugins:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
 
 from cni import fileutil
 from cni.errors import CNIError
@@ -15,6 +14,8 @@ from plugins.doctor.facts import Network
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, Repair, ok
 from plugins.flannel.mtu import wrong_mtu
+from plugins.linux.addr import IPInterface
+from plugins.linux.link import Link
 
 NO_FLANNEL = "no flannel network in {dir}: not applicable"
 
@@ -62,7 +63,7 @@ def check_subnet_env(node: Node) -> Check:
     return ok("flannel.subnet-env", "; ".join(found), [n.flannel.subnet_file() for n in nets])
 
 
-def _gateways(net: Network) -> list[Any]:
+def _gateways(net: Network) -> list[IPInterface]:
     """The bridge addresses flannel's subnets give (first host of each subnet, its prefix)."""
     out = []
     for sn in (net.subnet_env.subnet, net.subnet_env.ip6_subnet):
@@ -84,7 +85,7 @@ def _usable(check_id: str, node: Node) -> list[Network] | Check:
     return usable
 
 
-def _port_text(node: Node, link: Any) -> str:
+def _port_text(node: Node, link: Link) -> str:
     cid = node.veth_owners.get(link.name)
     if cid is None:
         return link.name
@@ -136,7 +137,7 @@ def check_bridge_addr(node: Node) -> Check:
     return ok("flannel.bridge-addr", "; ".join(found), [n.bridge for n in usable])
 
 
-def _readdress(node: Node, bridge: str, gw: Any):
+def _readdress(node: Node, bridge: str, gw: IPInterface):
     """A repair: put `gw` on `bridge` in place of the conflicting address, through the bridge
     plugin's own re-addressing, which refuses (changing nothing) once a port is attached."""
 

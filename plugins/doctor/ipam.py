@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ipam.addr import parse
-from ipam.liveness import DEAD, LIVE, reclaim
+from ipam.liveness import DEAD, LIVE, LeaseState, reclaim
+from plugins.doctor.facts import Network
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, Repair, ok
 
 EXHAUSTION_WARN = 0.90
 
 
-def _reclaim(data_dir: str, network: str, states: list[Any]):
+def _reclaim(data_dir: str, network: str, states: list[LeaseState]):
     def run() -> list[str]:
         freed = reclaim(data_dir, network, states)
         where = os.path.join(data_dir, network)
@@ -22,7 +22,7 @@ def _reclaim(data_dir: str, network: str, states: list[Any]):
     return run
 
 
-def _capacity(net: Any) -> int | None:
+def _capacity(net: Network) -> int | None:
     if net.ipam is None:
         return None
     return sum(rs.capacity() for rs in net.ipam.range_sets)

@@ -8,12 +8,11 @@ that came back meanwhile is never touched.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from cni.errors import CNIError
 from cni.invoke import delegate_del
 from cni.libcni import conflist
-from cni.libcni.cache import ResultCache
+from cni.libcni.cache import Attachment, ResultCache
 from cni.libcni.runtime import CNIConfig, RuntimeConf
 from cni.netns import netns_exists
 from plugins.doctor.facts import Network
@@ -22,7 +21,7 @@ from plugins.flannel import GC_IFNAME
 from plugins.flannel import delegate as flannel_delegate
 
 
-def dead_attachments(node: Node, network: str) -> list[Any]:
+def dead_attachments(node: Node, network: str) -> list[Attachment]:
     """The cached attachments of `network` whose container is gone."""
     return [
         a for a in node.attachments
@@ -41,7 +40,7 @@ def still_dead(node: Node, cid: str) -> bool:
     return node.fresh().owner(cid).state == "dead"
 
 
-def _del_cached(node: Node, att: Any) -> str:
+def _del_cached(node: Node, att: Attachment) -> str:
     """libcni DEL of one cached attachment, with the configuration and arguments ADD used and
     no namespace (it is gone); the plugins release the lease, rules and saved files."""
     try:

@@ -6,19 +6,21 @@ import ipaddress
 import json
 import shutil
 import subprocess
-from typing import Any
 
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, ok
 from plugins.linux import ipmasq
+from plugins.linux.iptables import TableState
 from plugins.linux.iptables_rules import split_saved
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _MAX_DEPTH = 6
 
 
-def pod_networks(node: Node) -> list[Any]:
+def pod_networks(node: Node) -> list[IPNetwork]:
     """The cluster and pod networks of the configurations (FLANNEL_NETWORK, host-local subnets)."""
-    out: list[Any] = []
+    out: list[IPNetwork] = []
     for net in node.networks:
         if net.subnet_env is not None:
             out += [ipaddress.ip_network(n) for n in net.subnet_env.route_dsts()]
@@ -28,7 +30,7 @@ def pod_networks(node: Node) -> list[Any]:
     return list(dict.fromkeys(out))
 
 
-def _covers(text: str, nets: list[Any]) -> bool:
+def _covers(text: str, nets: list[IPNetwork]) -> bool:
     try:
         cidr = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -37,7 +39,7 @@ def _covers(text: str, nets: list[Any]) -> bool:
 
 
 def _accepts(
-    state: Any, chain: str, nets: list[Any], bridges: set[str], depth: int = 0
+    state: TableState, chain: str, nets: list[IPNetwork], bridges: set[str], depth: int = 0
 ) -> str | None:
     """The first rule reachable from `chain` that accepts traffic of the pod networks (or of the
     bridges), as text; None when there is none."""
@@ -65,7 +67,7 @@ def _accepts(
     return None
 
 
-def _nft_forward_drops(node: Node, nets: list[Any], bridges: set[str]) -> list[str]:
+def _nft_forward_drops(node: Node, nets: list[IPNetwork], bridges: set[str]) -> list[str]:
     """Native nftables base chains on the forward hook with policy drop and no rule accepting
     the pod networks (iptables-nft's own tables are judged through iptables-save)."""
     if shutil.which("nft", path=node.env.get("PATH")) is None:

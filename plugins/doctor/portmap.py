@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
-from typing import Any
 
 from cni.errors import CNIError
 from plugins.doctor.leftovers import still_dead
@@ -22,21 +21,21 @@ from plugins.linux.ipmasq import iptables_jumps
 from plugins.portmap import iptables as portmap_iptables
 from plugins.portmap import nftables as pn
 from plugins.portmap.config import Settings
-from plugins.portmap.holders import from_iptables, from_nftables
+from plugins.portmap.holders import Mapped, from_iptables, from_nftables
 from plugins.portmap.iptables import TOP_LEVEL_DNAT
 
 
-def hostport_mappings(node: Node) -> list[tuple[str, bool, Any]]:
+def hostport_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
     """(backend, ipv6, portmap_holders.Mapped) of every hostPort mapping in place. nftables rules
     name no network: it is taken from the network's attachments chain, "" when none says."""
-    out: list[tuple[str, bool, Any]] = []
+    out: list[tuple[str, bool, Mapped]] = []
     for v6, state in node.nat.items():
         if state is not None:
             out += [("iptables", v6, m) for m in from_iptables(state.chains, TOP_LEVEL_DNAT)]
     return out + _nft_mappings(node)
 
 
-def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
+def _nft_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
     if shutil.which("nft", path=node.env.get("PATH")) is None:
         return []
     by_chain = {pn.attachments_chain(n.name): n.name for n in node.networks}
