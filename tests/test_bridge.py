@@ -1,4 +1,4 @@
-"""Integration tests for plugins/bridge.py: the real executable (dist/bin/bridge) through the
+"""Integration tests for plugins/bridge/: the real executable (dist/bin/bridge) through the
 CNI protocol, inside a node namespace, with real veths, bridges, iptables and nftables.
 
 IPAM is host-local (ours once ipam/host_local.py exists, else the reference binary; see

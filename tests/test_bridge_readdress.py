@@ -1,7 +1,7 @@
 """bridge re-addresses a bridge that carries another subnet's gateway (docs/self-healing.md).
 
 Real node and pod namespaces, dist/bin/bridge with host-local through the CNI protocol, and
-plugins/bridge_readdress.fix_bridge_address run in-process inside the node namespace.
+plugins/bridge/readdress.fix_bridge_address run in-process inside the node namespace.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from harness import Netns
 
 from cni.netns import in_netns
-from plugins.bridge_readdress import PortsAttached, fix_bridge_address
+from plugins.bridge.readdress import PortsAttached, fix_bridge_address
 
 pytestmark = pytest.mark.netns
 
@@ -126,7 +126,7 @@ def test_fix_bridge_address_for_doctor(node_ns: Netns, make_pod) -> None:
 def test_conflicting_follows_the_reference_rule() -> None:
     import ipaddress
 
-    from plugins.bridge_readdress import conflicting
+    from plugins.bridge.readdress import conflicting
 
     i = ipaddress.ip_interface
     gw4, gw6 = i("10.250.10.1/24"), i("fd00:10::1/64")

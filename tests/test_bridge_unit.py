@@ -12,7 +12,9 @@ import ipaddress
 import pytest
 
 from cni.errors import CNIError
-from plugins import bridge, bridge_config
+from cni.gocompat import fmt
+from plugins.bridge import config as bridge_config
+from plugins.bridge import gateway, port
 from plugins.linux import ipmasq, link
 
 BASE = {"cniVersion": "1.0.0", "name": "net", "type": "bridge"}
@@ -171,18 +173,18 @@ def test_gc_rule_parsing() -> None:
 
 
 def test_go_texts() -> None:
-    assert bridge._go_ipnet_value("0.0.0.0/0", True) == "{0.0.0.0 00000000000000000000ffff00000000}"
-    assert bridge._go_ipnet_value("10.250.77.0/24", False) == "{10.250.77.0 ffffff00}"
-    assert bridge._go_ipnet_value("::/0", True) == "{:: 00000000000000000000000000000000}"
+    assert fmt.ipnet_value("0.0.0.0/0", True) == "{0.0.0.0 00000000000000000000ffff00000000}"
+    assert fmt.ipnet_value("10.250.77.0/24", False) == "{10.250.77.0 ffffff00}"
+    assert fmt.ipnet_value("::/0", True) == "{:: 00000000000000000000000000000000}"
     from cni.result import IPConfig, Route
 
-    assert bridge._route_text(Route(dst="0.0.0.0/0")) == (
+    assert fmt.route_plus(Route(dst="0.0.0.0/0")) == (
         "{Dst:{IP:0.0.0.0 Mask:00000000} GW:<nil> MTU:0 AdvMSS:0 Priority:0 Table:<nil> Scope:<nil>}"
     )
-    assert bridge._route_text(Route(dst="fd00::/64", gw="fd00::1")).startswith(
+    assert fmt.route_plus(Route(dst="fd00::/64", gw="fd00::1")).startswith(
         "{Dst:{IP:fd00:: Mask:ffffffffffffffff0000000000000000} GW:fd00::1 "
     )
-    assert bridge._ipc_text(IPConfig(address="10.0.0.2/24", gateway="10.0.0.1", interface=2)) == (
+    assert fmt.ipconfig_plus(IPConfig(address="10.0.0.2/24", gateway="10.0.0.1", interface=2)) == (
         "{Interface:2 Address:{IP:10.0.0.2 Mask:ffffff00} Gateway:10.0.0.1}"
     )
 
@@ -194,7 +196,7 @@ def test_calc_gateways() -> None:
     res = new_result("1.1.0", ips=[{"address": "10.1.2.3/24"}, {"address": "fd00::5/64", "gateway": "fd00::9"},
                                    {"address": "10.1.3.3/24"}],
                       routes=[{"dst": "0.0.0.0/0"}])
-    gws = bridge._calc_gateways(res, conf)
+    gws = gateway.calc_gateways(res, conf)
     assert [ip.interface for ip in res.ips] == [2, 2, 2]
     assert [ip.gateway for ip in res.ips] == ["10.1.2.1", "fd00::9", "10.1.3.1"]
     # an IPAM default route without gw does not count: one default per family is added, in IP order
@@ -206,7 +208,7 @@ def test_calc_gateways() -> None:
     assert [str(g) for g in gws.gws[6]] == ["fd00::9/64"]
     plain = load({}).conf
     res = new_result("1.1.0", ips=[{"address": "10.1.2.3/24"}])
-    gws = bridge._calc_gateways(res, plain)
+    gws = gateway.calc_gateways(res, plain)
     assert res.ips[0].gateway is None and gws.gws == {4: [], 6: []} and res.routes == []
 
 
@@ -248,7 +250,7 @@ def _port(vlan: int, vlans: list[int], preserve: bool) -> list[tuple]:
     ipr = FakeIPRoute()
     br = link.Link(5, "br0", "bridge", "aa:aa:aa:aa:aa:aa", 1500, 1, "UP", 0, 0)
     veth = link.Link(7, "veth01234567", "veth", "bb:bb:bb:bb:bb:bb", 1500, 1, "UP", 0, 3)
-    bridge._attach_port(ipr, br, veth, True, False, vlan, vlans, preserve)
+    port.attach_port(ipr, br, veth, True, False, vlan, vlans, preserve)
     return ipr.calls
 
 

@@ -7,13 +7,16 @@ runtimeConfig, args and CNI_ARGS.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import model_validator
 
+from cni.args import load_args
 from cni.config import CNIModel, NetConf
+from cni.config import load as load_model
 from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.gocompat import decode
+from plugins.linux.link import parse_mac
 
 DEFAULT_BRIDGE = "cni0"
 IPMASQ_BACKENDS = ("iptables", "nftables")
@@ -27,7 +30,7 @@ class _GoNulls(CNIModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _drop_nulls(cls, data: Any) -> Any:
+    def _drop_nulls(cls, data: object) -> object:
         if not isinstance(data, dict):
             return data
         return decode.without_nulls(data, decode.defaulted_keys(cls))
@@ -93,7 +96,8 @@ class BridgeNetConf(NetConf, _GoNulls):
 
     @property
     def vlan_filtering(self) -> bool:
-        """Whether a newly created bridge gets VLAN filtering (a present trunk list counts, even empty)."""
+        """Whether a newly created bridge gets VLAN filtering (a present trunk list counts,
+        even empty)."""
         return self.vlan != 0 or self.vlanTrunk is not None
 
     def dns_set(self) -> bool:
@@ -101,7 +105,8 @@ class BridgeNetConf(NetConf, _GoNulls):
         d = self.dns
         if d is None:
             return False
-        return d.nameservers is not None or d.search is not None or d.options is not None or bool(d.domain)
+        lists = (d.nameservers, d.search, d.options)
+        return any(x is not None for x in lists) or bool(d.domain)
 
 
 def _invalid(msg: str) -> CNIError:
@@ -109,7 +114,8 @@ def _invalid(msg: str) -> CNIError:
 
 
 def trunk_vlans(trunk: list[VlanTrunk | None] | None) -> list[int]:
-    """The reference's collectVlanTrunk: the sorted, de-duplicated VIDs; CNIError 7 naming the problem."""
+    """The reference's collectVlanTrunk: the sorted, de-duplicated VIDs; CNIError 7 naming the
+    problem."""
     if trunk is None:
         return []
     vids: set[int] = set()
@@ -135,15 +141,14 @@ def trunk_vlans(trunk: list[VlanTrunk | None] | None) -> list[int]:
     return sorted(vids)
 
 
+@dataclass(slots=True)
 class Loaded:
-    """A decoded bridge config plus what is derived from it and CNI_ARGS."""
+    """A decoded bridge config plus what is derived from it and CNI_ARGS: the container MAC
+    ("" for the kernel's choice) and the trunk VLAN IDs."""
 
-    __slots__ = ("conf", "mac", "vlans")
-
-    def __init__(self, conf: BridgeNetConf, mac: str, vlans: list[int]) -> None:
-        self.conf = conf
-        self.mac = mac
-        self.vlans = vlans
+    conf: BridgeNetConf
+    mac: str
+    vlans: list[int]
 
 
 def load(config: dict, cni_args: str) -> Loaded:
@@ -152,16 +157,12 @@ def load(config: dict, cni_args: str) -> Loaded:
     Order: decode, VLAN range, trunk list, CNI_ARGS (`MAC`, `IgnoreUnknown`). The container MAC
     precedence is runtimeConfig.mac > args.cni.mac > CNI_ARGS MAC.
     """
-    from cni.config import load as load_model
-
     conf = load_model(BridgeNetConf, config)
     if not 0 <= conf.vlan <= 4094:
         raise _invalid(f"invalid VLAN ID {conf.vlan} (must be between 0 and 4094)")
     vlans = trunk_vlans(conf.vlanTrunk)
     mac = ""
     if cni_args:
-        from cni.args import load_args
-
         mac = load_args(cni_args, {"MAC"}).get("MAC", "")
     if conf.args is not None and conf.args.cni is not None and conf.args.cni.mac:
         mac = conf.args.cni.mac
@@ -194,7 +195,5 @@ def preflight(loaded: Loaded) -> None:
 
 
 def _check_mac(mac: str) -> None:
-    from plugins.linux.link import parse_mac
-
     if parse_mac(mac) is None:
         raise _invalid(f"failed to make veth pair: address {mac}: invalid MAC address")

@@ -18,9 +18,14 @@ import ipaddress
 import json
 import subprocess
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+from plugins.bridge.common import conflicting, refused
+from plugins.linux import link
+
+if TYPE_CHECKING:
+    from plugins.linux.link import IPInterface, Link, RouteEntry
+    from plugins.linux.rtnl import RtnlSocket
 
 _RT_TABLE_LOCAL = 255
 FIX = (
@@ -60,24 +65,10 @@ class PortsAttached(RuntimeError):
         return f'ports still attached: {"; ".join(map(str, self.ports))}; fix: {FIX}'
 
 
-def conflicting(addresses: list[IPInterface], gw: IPInterface) -> list[IPInterface]:
-    """The addresses among `addresses` that keep `gw` off the bridge, by the reference's rule:
-    any other IPv4 address, or an IPv6 address whose subnet overlaps gw's."""
-    out = []
-    for a in addresses:
-        if a == gw or a.version != gw.version:
-            continue
-        overlap = a.network.overlaps(gw.network) and (gw.ip in a.network or a.ip in gw.network)
-        if gw.version == 4 or overlap:
-            out.append(a)
-    return out
-
-
-def attached_ports(host: Any, bridge_index: int, exclude: frozenset[int] = frozenset()) -> list[Port]:
+def attached_ports(host: RtnlSocket, bridge_index: int,
+                   exclude: frozenset[int] = frozenset()) -> list[Port]:
     """The bridge's ports except the ifindexes in `exclude`, with the pod addresses the node's
     neighbour table and the bridge's forwarding database place behind each (best effort)."""
-    from plugins.linux import link
-
     ports = [
         lk for lk in link.list_links(host) if lk.master == bridge_index and lk.index not in exclude
     ]
@@ -93,7 +84,7 @@ def _behind_ports(bridge: str) -> tuple[dict[str, list[str]], dict[str, list[str
     The neighbour table may not know a pod (no traffic yet, or flushed when the bridge's MAC
     changed), so the MACs are the fallback."""
 
-    def dump(*argv: str) -> list[dict]:
+    def dump(*argv: str) -> list[dict[str, object]]:
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=True).stdout
             data = json.loads(out or "[]")
@@ -102,7 +93,7 @@ def _behind_ports(bridge: str) -> tuple[dict[str, list[str]], dict[str, list[str
         return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
 
     macs: dict[str, list[str]] = {}
-    port_of = {}
+    port_of: dict[str, str] = {}
     for e in dump("bridge", "-j", "fdb", "show", "br", bridge):
         if e.get("state") == "permanent" or "self" in (e.get("flags") or []):
             continue
@@ -118,8 +109,8 @@ def _behind_ports(bridge: str) -> tuple[dict[str, list[str]], dict[str, list[str
 
 
 def readdress(
-    host: Any,
-    bridge: Any,
+    host: RtnlSocket,
+    bridge: Link,
     gw: IPInterface,
     exclude: frozenset[int] = frozenset(),
     keep: frozenset[IPInterface] = frozenset(),
@@ -130,8 +121,6 @@ def readdress(
     nothing conflicted), or None (nothing changed) when a conflicting address is in `keep`
     (e.g. another gateway of the same ADD). Raises PortsAttached (nothing changed) when pods
     are attached, and RuntimeError naming the address when the kernel refuses a change."""
-    from plugins.linux import link
-
     family = link.AF_INET if gw.version == 4 else link.AF_INET6
     old = conflicting([a.iface for a in link.list_addresses(host, bridge.index, family)], gw)
     if not old:
@@ -152,12 +141,8 @@ def readdress(
     ]
     done = []
     for a in old:
-        try:
+        with refused(f'could not remove IP address {a} from "{bridge.name}": ', RuntimeError):
             link.del_address(host, bridge.index, a)
-        except link.netlink_error() as e:
-            raise RuntimeError(
-                f'could not remove IP address {a} from "{bridge.name}": {link.errno_text(e)}'
-            ) from None
         done.append(f'removed {a} from "{bridge.name}" (no port attached)')
     for r in [r for r in link.list_routes(host, family, None) if r.oif == bridge.index]:
         if r.gw is not None and any(r.gw in a.network for a in old):
@@ -179,17 +164,15 @@ def readdress(
     return done
 
 
-def _route_text(r: Any) -> str:
+def _route_text(r: RouteEntry) -> str:
     via = f" via {r.gw}" if r.gw is not None else ""
     table = f" table {r.table}" if r.table != 254 else ""
     return f"{r.dst}{via}{table}"
 
 
-def _del_route(host: Any, family: int, r: Any) -> None:
+def _del_route(host: RtnlSocket, family: int, r: RouteEntry) -> None:
     """Remove one route (best effort: one the kernel already dropped is fine)."""
-    from plugins.linux import link
-
-    kwargs: dict[str, Any] = {
+    kwargs: dict[str, str | int] = {
         "family": family,
         "dst": str(r.dst.network_address),
         "dst_len": r.dst.prefixlen,
@@ -211,8 +194,6 @@ def fix_bridge_address(bridge: str, gateway: str) -> list[str]:
     when no port is attached (see `readdress`). Returns the actions taken ([] when the address
     is already right or the bridge does not exist). Raises PortsAttached when pods are attached,
     ValueError for a bad `gateway`, RuntimeError when the kernel refuses a change."""
-    from plugins.linux import link
-
     gw = ipaddress.ip_interface(gateway)
     host = link.iproute()
     try:
