@@ -6,58 +6,57 @@ always works on `lo`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cni import __version__
 from cni.errors import ERR_INTERNAL, CNIError
+from cni.netns import NetnsNotFoundError, in_netns
 from cni.skel import CmdArgs, Plugin
 from cni.version import CURRENT
+from plugins.linux.addr import list_addresses
+from plugins.linux.link import get_link, set_down, set_up
+from plugins.linux.netlink import AF_INET, AF_INET6
+from plugins.linux.rtnl import iproute
+
+if TYPE_CHECKING:
+    from cni.result import Result
+    from plugins.linux.rtnl import RtnlSocket
 
 
-def _iproute():
-    from plugins.linux.netlink import iproute
-
-    return iproute()
-
-
-def _lo_index(ipr) -> int:
-    found = ipr.link_lookup(ifname="lo")
-    if not found:
+def _lo_index(ipr: RtnlSocket) -> int:
+    found = get_link(ipr, name="lo")
+    if found is None:
         raise CNIError(ERR_INTERNAL, "failed to find loopback interface: Link not found")
-    return found[0]
+    return found.index
 
 
-def _loopback_addresses(ipr, index: int) -> tuple[str | None, str | None]:
+def _loopback_addresses(ipr: RtnlSocket, index: int) -> tuple[str | None, str | None]:
     """The first IPv4 and IPv6 address of lo, refusing any that is not a loopback address."""
-    import ipaddress
-
     first: dict[int, str] = {}
-    for family in (2, 10):
-        for msg in ipr.get_addr(index=index, family=family):
-            addr = msg.get("address")
-            if addr is None:
-                continue
-            if not ipaddress.ip_address(addr).is_loopback:
+    for family in (AF_INET, AF_INET6):
+        for found in list_addresses(ipr, index, family):
+            if not found.iface.ip.is_loopback:
                 raise CNIError(
-                    ERR_INTERNAL, f'loopback interface found with non-loopback address "{addr}"'
+                    ERR_INTERNAL,
+                    f'loopback interface found with non-loopback address "{found.iface.ip}"',
                 )
-            first.setdefault(family, f"{addr}/{msg['prefixlen']}")
-    return first.get(2), first.get(10)
+            first.setdefault(family, str(found.iface))
+    return first.get(AF_INET), first.get(AF_INET6)
 
 
-def cmd_add(args: CmdArgs):
+def cmd_add(args: CmdArgs) -> Result:
     """Set lo up inside CNI_NETNS; return the prevResult, or lo and its loopback addresses."""
-    from cni.netns import in_netns
-    from cni.result import parse_prev_result
+    # the result models load pydantic (tens of ms): only ADD needs them, VERSION must not pay
+    from cni.result import Interface, IPConfig, new_result, parse_prev_result
 
     prev = parse_prev_result(args.config)
     with in_netns(args.netns):
-        with _iproute() as ipr:
+        with iproute() as ipr:
             index = _lo_index(ipr)
-            ipr.link("set", index=index, state="up")
+            set_up(ipr, index)
             v4, v6 = _loopback_addresses(ipr, index)
     if prev is not None:
         return prev
-    from cni.result import Interface, IPConfig, new_result
-
     ips = [IPConfig(address=a, interface=0) for a in (v4, v6) if a]
     # Quirk kept from the reference: the 1.x-shaped result is labelled with the config's own
     # version, so 0.2.0-0.4.0 callers get `interfaces`/`ips` and no conversion happens.
@@ -74,26 +73,22 @@ def cmd_add(args: CmdArgs):
 
 def cmd_del(args: CmdArgs) -> None:
     """Set lo down; an empty or vanished CNI_NETNS is success, a path that is no netns is not."""
-    from cni.netns import NetnsNotFoundError, in_netns
-
     if not args.netns:
         return
     try:
         with in_netns(args.netns):
-            with _iproute() as ipr:
-                ipr.link("set", index=_lo_index(ipr), state="down")
+            with iproute() as ipr:
+                set_down(ipr, _lo_index(ipr))
     except NetnsNotFoundError:
         return  # only entering raises this: the namespace is already gone
 
 
 def cmd_check(args: CmdArgs) -> None:
     """Fail unless lo is up inside CNI_NETNS."""
-    from cni.netns import in_netns
-
     with in_netns(args.netns):
-        with _iproute() as ipr:
-            link = ipr.get_links(_lo_index(ipr))[0]
-            if not link["flags"] & 1:  # IFF_UP
+        with iproute() as ipr:
+            link = get_link(ipr, index=_lo_index(ipr))
+            if link is None or not link.up:
                 raise CNIError(ERR_INTERNAL, "loopback interface is down")
 
 
@@ -103,4 +98,3 @@ PLUGIN = Plugin(
     check=cmd_check,
     about=f"CNI loopback plugin {__version__} (pycni)",
 )
-

@@ -20,7 +20,7 @@ from plugins.bridge import config
 from plugins.bridge.common import Undo, ifname_utf8, internal, open_pod, refused
 from plugins.bridge.gateway import Gateways, calc_gateways, set_gateways
 from plugins.bridge.port import ensure_bridge, setup_veth
-from plugins.linux import link
+from plugins.linux import addr, link, netlink, routes, rtnl, sysctl
 
 if TYPE_CHECKING:
     from cni.skel import CmdArgs
@@ -48,7 +48,7 @@ def configure_iface(pod: RtnlSocket, ifname: str, index: int, result: Result100,
         if idx < 0 or idx >= len(result.interfaces) or result.interfaces[idx].name != ifname:
             raise internal(prefix + "invalid interface index")
         with refused(prefix):
-            link.add_address(pod, index, ipaddress.ip_interface(ipc.address))
+            addr.add_address(pod, index, ipaddress.ip_interface(ipc.address))
         if ipc.gateway is not None:
             gw = ipaddress.ip_address(ipc.gateway)
             if gw.version == 4 and v4gw is None:
@@ -59,22 +59,22 @@ def configure_iface(pod: RtnlSocket, ifname: str, index: int, result: Result100,
         link.set_up(pod, index)
     if v6gw is not None:
         try:
-            link.settle_addresses(pod, index, ifname)
+            addr.settle_addresses(pod, index, ifname)
         except RuntimeError as e:
             raise internal(f'failed to settle addresses for "{ifname}": {e}') from None
     for pos, r in enumerate(result.routes):
         dst = ipaddress.ip_interface(r.dst).network
         gw = ipaddress.ip_address(r.gw) if r.gw else (v4gw if dst.version == 4 else v6gw)
-        route = link.Route(dst=dst, gw=gw, priority=r.priority, table=r.table, scope=r.scope)
+        route = routes.Route(dst=dst, gw=gw, priority=r.priority, table=r.table, scope=r.scope)
         if gw is not None and gw.version != dst.version:
             # Go netlink's text
             problem = "gateway, source, and destination ip are not the same IP family"
         else:
             try:
-                link.add_route(pod, index, route)
+                routes.add_route(pod, index, route)
                 continue
-            except link.netlink_error() as e:
-                problem = link.errno_text(e)
+            except netlink.netlink_error() as e:
+                problem = netlink.errno_text(e)
         text = fmt.netlink_route(r.dst, pos in gws.synthesized, gw, ifname, r.priority, r.scope,
                                  r.table)
         raise internal(f"failed to add route '{text}': {problem}")
@@ -92,10 +92,10 @@ def _layer3(host: RtnlSocket, pod: RtnlSocket, br: link.Link, veth_index: int, c
     gws = calc_gateways(result, conf)
     has_v6 = any(ipaddress.ip_interface(i.address).version == 6 for i in result.ips)
     with in_netns(args.netns):
-        link.configure_announcements(args.ifname, conf.enabledad)
+        sysctl.configure_announcements(args.ifname, conf.enabledad)
         if has_v6:
             try:
-                link.prepare_ipv6(args.ifname)
+                sysctl.prepare_ipv6(args.ifname)
             except RuntimeError as e:
                 raise internal(str(e)) from None
     configure_iface(pod, args.ifname, cont_index, result, gws)
@@ -132,7 +132,7 @@ def cmd_add(args: CmdArgs) -> Result100:
     conf = loaded.conf
     ifname_utf8(args.ifname)
     undo = Undo()
-    host = link.iproute()
+    host = rtnl.iproute()
     pod = None
     try:
         br = ensure_bridge(host, conf, undo)

@@ -12,7 +12,7 @@ from cni.gocompat import fmt
 from cni.result import new_result_from_result, parse_prev_result
 from plugins.bridge import config
 from plugins.bridge.common import ifname_utf8, internal, open_pod
-from plugins.linux import link
+from plugins.linux import addr, link, netlink, routes, rtnl
 
 if TYPE_CHECKING:
     from cni.result import Interface, Result100
@@ -101,14 +101,17 @@ def _check_addresses_routes(pod: RtnlSocket, ifname: str, result: Result100) -> 
     lk = link.get_link(pod, ifname)
     if lk is None:
         raise internal(f"Cannot find container link {ifname}")
-    have = [a.iface for a in link.list_addresses(pod, lk.index)]
-    routes = {4: link.list_routes(pod, link.AF_INET), 6: link.list_routes(pod, link.AF_INET6)}
+    have = [a.iface for a in addr.list_addresses(pod, lk.index)]
+    table = {
+        4: routes.list_routes(pod, netlink.AF_INET),
+        6: routes.list_routes(pod, netlink.AF_INET6),
+    }
     for ipc in result.ips:
         iface = ipaddress.ip_interface(ipc.address)
         prefixlen = iface.network.prefixlen
         if not any(a.ip == iface.ip and a.network.prefixlen == prefixlen for a in have):
             raise internal(f"Failed to match addr {iface} on interface {ifname}")
-        if not any(r.dst == iface.network for r in routes[iface.version]):
+        if not any(r.dst == iface.network for r in table[iface.version]):
             raise internal(
                 f"Failed to find Gateway {ipc.gateway or fmt.NIL} for interface {ifname}"
             )
@@ -117,7 +120,7 @@ def _check_addresses_routes(pod: RtnlSocket, ifname: str, result: Result100) -> 
         gw = ipaddress.ip_address(r.gw) if r.gw else None
         default = dst.prefixlen == 0 and int(dst.network_address) == 0
         ok = any(
-            k.dst == dst and (default or gw is None or k.gw == gw) for k in routes[dst.version]
+            k.dst == dst and (default or gw is None or k.gw == gw) for k in table[dst.version]
         )
         if not ok:
             raise internal(f"Expected Route {fmt.route_plus(r)} not found in routing table")
@@ -135,7 +138,7 @@ def cmd_check(args: CmdArgs) -> None:
         if prev is None:
             raise internal("Required prevResult missing")
         result = new_result_from_result(prev)
-        host = link.iproute()
+        host = rtnl.iproute()
         _check_interfaces(host, pod, result, conf, args)
         _check_addresses_routes(pod, args.ifname, result)
     finally:

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 from cni.errors import ERR_INTERNAL, CNIError
 from cni.gocompat.json import quote
 from cni.validate import utf8_name
-from plugins.linux import link
+from plugins.linux import netlink, rtnl
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from plugins.linux.link import IPInterface
+    from plugins.linux.addr import IPInterface
     from plugins.linux.rtnl import RtnlSocket
 
 
@@ -30,8 +30,8 @@ def refused(prefix: str, error: Callable[[str], Exception] = internal) -> Iterat
     (CNIError 999 by default), the reference's way of wrapping a failed kernel request."""
     try:
         yield
-    except link.netlink_error() as e:
-        raise error(prefix + link.errno_text(e)) from None
+    except netlink.netlink_error() as e:
+        raise error(prefix + netlink.errno_text(e)) from None
 
 
 def ifname_utf8(ifname: str) -> None:
@@ -43,7 +43,7 @@ def open_pod(netns: str) -> RtnlSocket:
     """An rtnetlink socket in the pod netns at `netns`; CNIError 999 naming the path when it
     is not a usable netns. The caller closes it."""
     try:
-        return link.iproute_in(netns)
+        return rtnl.iproute_in(netns)
     except CNIError as e:
         raise internal(f"failed to open netns {quote(netns)}: {e.msg}") from None
 

@@ -11,11 +11,11 @@ from cni.errors import CNIError
 from cni.netns import NetnsNotFoundError
 from plugins.bridge import config
 from plugins.bridge.common import ifname_utf8, refused
-from plugins.linux import link
+from plugins.linux import addr, link, rtnl
 
 if TYPE_CHECKING:
     from cni.skel import CmdArgs
-    from plugins.linux.link import IPInterface
+    from plugins.linux.addr import IPInterface
 
 
 def _global_unicast(iface: IPInterface) -> bool:
@@ -29,7 +29,7 @@ def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list[I
     """Delete CNI_IFNAME in the pod netns; its global unicast addresses (an empty list unless
     `want_addrs`), or None when the link was not there. Raises NetnsNotFoundError when the
     netns is gone, other CNIErrors as is."""
-    pod = link.iproute_in(netns)
+    pod = rtnl.iproute_in(netns)
     try:
         if not want_addrs:  # one request: delete by name
             with refused(f'failed to delete "{ifname}": '):
@@ -38,7 +38,7 @@ def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list[I
         lk = link.get_link(pod, ifname)
         if lk is None:
             return None
-        addrs = [a.iface for a in link.list_addresses(pod, lk.index) if _global_unicast(a.iface)]
+        addrs = [a.iface for a in addr.list_addresses(pod, lk.index) if _global_unicast(a.iface)]
         with refused(f'failed to delete "{ifname}": '):
             link.delete_link(pod, lk.index)
         return addrs

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from plugins.bridge.common import Undo
     from plugins.bridge.config import BridgeNetConf
-    from plugins.linux.link import IPInterface
+    from plugins.linux.addr import IPInterface
 
 
 def spoofcheck_setup(container_id: str, ifname: str, host_veth: str, container_mac: str,

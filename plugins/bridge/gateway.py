@@ -17,12 +17,13 @@ from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.result import Interface, Route
 from plugins.bridge.common import conflicting, internal, refused
 from plugins.bridge.port import attach_port
-from plugins.linux import link
+from plugins.linux import addr, link, netlink, sysctl
 
 if TYPE_CHECKING:
     from cni.result import Result100
     from plugins.bridge.config import BridgeNetConf
-    from plugins.linux.link import IPInterface, Link
+    from plugins.linux.addr import IPInterface
+    from plugins.linux.link import Link
     from plugins.linux.rtnl import RtnlSocket
 
 _ZERO_MAC = "00:00:00:00:00:00"
@@ -85,23 +86,23 @@ def ensure_addr(host: RtnlSocket, target: Link, gw: IPInterface, force: bool) ->
 
     Raises AddrConflict for a conflicting address without `force`, RuntimeError with the
     reference's text when the kernel refuses a change."""
-    family = link.AF_INET if gw.version == 4 else link.AF_INET6
-    for addr in link.list_addresses(host, target.index, family):
-        if addr.iface == gw:
+    family = netlink.AF_INET if gw.version == 4 else netlink.AF_INET6
+    for have in addr.list_addresses(host, target.index, family):
+        if have.iface == gw:
             return
-        if conflicting([addr.iface], gw):
+        if conflicting([have.iface], gw):
             if not force:
                 raise AddrConflict(
                     f'"{target.name}" already has an IP address different from {gw}'
                 )
             with refused(f'could not remove IP address from "{target.name}": ', RuntimeError):
-                link.del_address(host, target.index, addr.iface)
+                addr.del_address(host, target.index, have.iface)
     try:
-        link.add_address(host, target.index, gw)
-    except link.netlink_error() as e:
-        if link.errno_of(e) != link.EEXIST:
+        addr.add_address(host, target.index, gw)
+    except netlink.netlink_error() as e:
+        if netlink.errno_of(e) != netlink.EEXIST:
             raise RuntimeError(
-                f'could not add IP address {gw} to "{target.name}": {link.errno_text(e)}'
+                f'could not add IP address {gw} to "{target.name}": {netlink.errno_text(e)}'
             ) from None
     mac = target.mac
     if mac == _ZERO_MAC:
@@ -132,10 +133,10 @@ def _ensure_vlan_interface(host: RtnlSocket, br: Link, vlan: int, preserve_defau
                 link.create_veth(host, name, candidate, host_fd, br.mtu)
                 peer = candidate
                 break
-            except link.netlink_error() as e:
-                if link.errno_of(e) != link.EEXIST or link.get_link(host, name) is not None:
+            except netlink.netlink_error() as e:
+                if netlink.errno_of(e) != netlink.EEXIST or link.get_link(host, name) is not None:
                     raise internal(
-                        f'faild to create vlan gateway "{name}": {link.errno_text(e)}'
+                        f'faild to create vlan gateway "{name}": {netlink.errno_text(e)}'
                     ) from None
         if peer is None:
             raise internal(
@@ -148,7 +149,7 @@ def _ensure_vlan_interface(host: RtnlSocket, br: Link, vlan: int, preserve_defau
     if veth is None or gw_link is None:
         raise internal(f'failed to lookup "{name}": Link not found')
     link.set_up(host, veth.index)
-    link.disable_accept_ra(peer)
+    sysctl.disable_accept_ra(peer)
     attach_port(host, br, veth, False, False, vlan, [], preserve_default)
     link.set_up(host, gw_link.index)
     return gw_link
@@ -191,7 +192,7 @@ def set_gateways(host: RtnlSocket, br: Link, conf: BridgeNetConf, result: Result
                 raise internal(wrap + str(e)) from None
         if gws.gws[fam]:
             try:
-                link.enable_ip_forward(fam)
+                sysctl.enable_ip_forward(fam)
             except OSError as e:
                 raise internal(f"failed to enable forwarding: {e}") from None
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from cni.gocompat.json import quote  # Go's %q: a name with a newline stays one line
 from plugins.bridge.common import internal, refused
-from plugins.linux import link
+from plugins.linux import link, netlink, sysctl
 
 if TYPE_CHECKING:
     from plugins.bridge.common import Undo
@@ -32,15 +32,15 @@ def ensure_bridge(host: RtnlSocket, conf: BridgeNetConf, undo: Undo) -> Link:
     created = False
     try:
         br = link.get_link(host, name)
-    except link.netlink_error():
+    except netlink.netlink_error():
         br = None
     if br is None:
         try:
             created = link.create_bridge(host, name, conf.mtu, conf.vlan_filtering)
-        except link.netlink_error() as e:
-            text = link.errno_text(e)
+        except netlink.netlink_error() as e:
+            text = netlink.errno_text(e)
             hint = ""
-            if link.errno_of(e) == link.EOPNOTSUPP and conf.vlan_filtering:
+            if netlink.errno_of(e) == netlink.EOPNOTSUPP and conf.vlan_filtering:
                 hint = " (this kernel has no bridge VLAN filtering, needed by vlan/vlanTrunk)"
             raise internal(f"{prefix}could not add {quote(name)}: {text}{hint}") from None
         br = link.get_link(host, name)
@@ -54,7 +54,7 @@ def ensure_bridge(host: RtnlSocket, conf: BridgeNetConf, undo: Undo) -> Link:
     with refused(f"{prefix}could not set promiscuous mode on {quote(name)}: "):
         if conf.promiscMode and not br.promisc:
             link.set_promisc(host, br.index)
-    link.disable_accept_ra(name)
+    sysctl.disable_accept_ra(name)
     with refused(prefix):
         if not br.up:
             link.set_up(host, br.index)
@@ -78,9 +78,9 @@ def _make_veth(pod: RtnlSocket, host: RtnlSocket, ifname: str, conf: BridgeNetCo
         try:
             link.create_veth(pod, ifname, peer, host_fd, conf.mtu, mac)
             return peer
-        except link.netlink_error() as e:
-            if link.errno_of(e) != link.EEXIST:
-                raise internal(f"failed to make veth pair: {link.errno_text(e)}") from None
+        except netlink.netlink_error() as e:
+            if netlink.errno_of(e) != netlink.EEXIST:
+                raise internal(f"failed to make veth pair: {netlink.errno_text(e)}") from None
             if link.get_link(pod, ifname) is None and link.get_link(host, peer) is not None:
                 continue
             raise internal(
@@ -107,9 +107,9 @@ def attach_port(host: RtnlSocket, br: Link, veth: Link | HostEnd, hairpin: bool,
     connect = f'failed to connect "{name}" to bridge {br.name}: '
     try:
         link.set_master(host, veth.index, br.index, up=up)
-    except link.netlink_error() as e:
+    except netlink.netlink_error() as e:
         if not up:
-            raise internal(connect + link.errno_text(e)) from None
+            raise internal(connect + netlink.errno_text(e)) from None
         # One request did both: redo them one by one for the reference's message.
         with refused(f'failed to set "{name}" up: '):
             link.set_up(host, veth.index)
@@ -157,7 +157,7 @@ def setup_veth(host: RtnlSocket, pod: RtnlSocket, br: Link, ifname: str, loaded:
             raise internal(f'failed to lookup "{peer}": Link not found')
         veth = found
     # accept_ra before the link goes up (the reference writes it just after; same end state)
-    link.disable_accept_ra(peer)
+    sysctl.disable_accept_ra(peer)
     attach_port(host, br, veth, conf.hairpinMode, conf.portIsolation, conf.vlan, loaded.vlans,
                 conf.preserveDefaultVlan, up=True)
     return veth, cont

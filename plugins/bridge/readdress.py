@@ -21,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from plugins.bridge.common import conflicting, refused
-from plugins.linux import link
+from plugins.linux import addr, link, netlink, routes, rtnl
 
 if TYPE_CHECKING:
-    from plugins.linux.link import IPInterface, Link, RouteEntry
+    from plugins.linux.addr import IPInterface
+    from plugins.linux.link import Link
+    from plugins.linux.routes import RouteEntry
     from plugins.linux.rtnl import RtnlSocket
 
 _RT_TABLE_LOCAL = 255
@@ -121,8 +123,8 @@ def readdress(
     nothing conflicted), or None (nothing changed) when a conflicting address is in `keep`
     (e.g. another gateway of the same ADD). Raises PortsAttached (nothing changed) when pods
     are attached, and RuntimeError naming the address when the kernel refuses a change."""
-    family = link.AF_INET if gw.version == 4 else link.AF_INET6
-    old = conflicting([a.iface for a in link.list_addresses(host, bridge.index, family)], gw)
+    family = netlink.AF_INET if gw.version == 4 else netlink.AF_INET6
+    old = conflicting([a.iface for a in addr.list_addresses(host, bridge.index, family)], gw)
     if not old:
         return []
     if any(a in keep for a in old):
@@ -134,7 +136,7 @@ def readdress(
     # with it and are not worth a word; the others that vanish depended on it.
     before = [
         r
-        for r in link.list_routes(host, family, None)
+        for r in routes.list_routes(host, family, None)
         if r.oif == bridge.index
         and r.table != _RT_TABLE_LOCAL
         and not (r.gw is None and any(r.dst == a.network for a in old))
@@ -142,23 +144,25 @@ def readdress(
     done = []
     for a in old:
         with refused(f'could not remove IP address {a} from "{bridge.name}": ', RuntimeError):
-            link.del_address(host, bridge.index, a)
+            addr.del_address(host, bridge.index, a)
         done.append(f'removed {a} from "{bridge.name}" (no port attached)')
-    for r in [r for r in link.list_routes(host, family, None) if r.oif == bridge.index]:
+    for r in [r for r in routes.list_routes(host, family, None) if r.oif == bridge.index]:
         if r.gw is not None and any(r.gw in a.network for a in old):
             _del_route(host, family, r)
-    after = {_route_text(r) for r in link.list_routes(host, family, None) if r.oif == bridge.index}
+    after = {
+        _route_text(r) for r in routes.list_routes(host, family, None) if r.oif == bridge.index
+    }
     done.extend(
         f"removed route {_route_text(r)} that depended on it"
         for r in before
         if _route_text(r) not in after
     )
     try:
-        link.add_address(host, bridge.index, gw)
-    except link.netlink_error() as e:
-        if link.errno_of(e) != link.EEXIST:
+        addr.add_address(host, bridge.index, gw)
+    except netlink.netlink_error() as e:
+        if netlink.errno_of(e) != netlink.EEXIST:
             raise RuntimeError(
-                f'could not add IP address {gw} to "{bridge.name}": {link.errno_text(e)}'
+                f'could not add IP address {gw} to "{bridge.name}": {netlink.errno_text(e)}'
             ) from None
     done.append(f'added {gw} to "{bridge.name}"')
     return done
@@ -184,7 +188,7 @@ def _del_route(host: RtnlSocket, family: int, r: RouteEntry) -> None:
         kwargs["priority"] = r.priority
     try:
         host.route("del", **kwargs)
-    except link.netlink_error():
+    except netlink.netlink_error():
         pass
 
 
@@ -195,7 +199,7 @@ def fix_bridge_address(bridge: str, gateway: str) -> list[str]:
     is already right or the bridge does not exist). Raises PortsAttached when pods are attached,
     ValueError for a bad `gateway`, RuntimeError when the kernel refuses a change."""
     gw = ipaddress.ip_interface(gateway)
-    host = link.iproute()
+    host = rtnl.iproute()
     try:
         br = link.get_link(host, bridge)
         if br is None or br.kind != "bridge":

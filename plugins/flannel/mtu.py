@@ -14,9 +14,9 @@ from typing import Any
 def mismatches(bridge: str, mtu: int) -> list[str]:
     """`<name> (MTU <n>)` for the bridge named `bridge` and each of its ports whose MTU is not
     `mtu`, in the current network namespace ([] when the bridge does not exist)."""
-    from plugins.linux import link
+    from plugins.linux import link, rtnl
 
-    host = link.iproute()
+    host = rtnl.iproute()
     try:
         links = link.list_links(host)
     finally:
@@ -39,15 +39,15 @@ def wrong_mtu(links: Iterable[Any], bridge: str, mtu: int) -> list[Any]:
 
 def interface_mtu(netns: str, ifname: str) -> int | None:
     """The MTU of `ifname` in the namespace at `netns`, or None when it cannot be read."""
-    from plugins.linux import link
+    from plugins.linux import link, netlink, rtnl
 
     try:
-        ns = link.iproute_in(netns)
+        ns = rtnl.iproute_in(netns)
     except Exception:  # noqa: BLE001 - a missing namespace is for the delegate's CHECK to report
         return None
     try:
         found = link.get_link(ns, ifname)
-    except link.netlink_error():
+    except netlink.netlink_error():
         found = None
     finally:
         ns.close()

@@ -122,8 +122,8 @@ def _flush_udp_ports(ports: list[int], ipv6: bool) -> None:
 
 def _enable_route_localnet(ip: str) -> None:
     """route_localnet=1 on the host interface that routes to the container (IPv4 only)."""
-    from plugins.linux import sysctl
-    from plugins.linux.route import output_interface
+    from plugins.linux.routes import output_interface
+    from plugins.linux.sysctl import enable_route_localnet
 
     try:
         dev = output_interface(ip)
@@ -132,7 +132,7 @@ def _enable_route_localnet(ip: str) -> None:
     if not dev:
         return
     try:
-        sysctl.write(f"net/ipv4/conf/{dev}/route_localnet", "1")
+        enable_route_localnet(dev)
     except OSError as e:
         raise CNIError(ERR_INTERNAL, f"unable to enable route_localnet: {e.strerror or e}") from None
 
