@@ -37,6 +37,18 @@ class CNIModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
+class NullsKeepDefaults(CNIModel):
+    """A model decoded wholly as Go does: besides CNIModel's key matching, a JSON null on a field
+    that has a default leaves the default (a plain CNIModel refuses it as a wrong JSON type)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_keeps_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return decode.nulls_keep_defaults(cls, data)
+
+
 class IPAMConfig(CNIModel):
     """The `ipam` object: a `type` plus IPAM-specific keys."""
 

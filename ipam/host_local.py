@@ -13,7 +13,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
 from cni.gocompat.decode import field
-from cni.skel import CmdArgs, Plugin
+from cni.skel import CmdArgs, plugin_of
 from cni.version import CURRENT
 
 
@@ -255,12 +255,5 @@ def _data_dir_problem(data_dir: str, network: str) -> str:
     return ""
 
 
-PLUGIN = Plugin(
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about=f"CNI host-local plugin {__version__} (pycni)",
-)
+PLUGIN = plugin_of(globals(), f"CNI host-local plugin {__version__} (pycni)")
 

@@ -166,19 +166,20 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_constant=_reject_constant)
 
 
+# The JSON type word of a decoded value -> the Go type name `%T` prints for it.
+_GO_TYPE_NAMES = {
+    "null": "<nil>",
+    "bool": "bool",
+    "number": "float64",
+    "string": "string",
+    "array": "[]interface {}",
+    "object": "map[string]interface {}",
+}
+
+
 def kind(value: Any) -> str:
     """The Go type name `%T` prints for a decoded JSON value (for libcni's error texts)."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    return "map[string]interface {}"
+    return _GO_TYPE_NAMES[json_kind(value)]
 
 
 def json_kind(value: Any) -> str:

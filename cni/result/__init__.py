@@ -204,7 +204,8 @@ def new_result(version: str = CURRENT, **fields: Any) -> Result:
 
 def new_result_from_result(result: Result) -> Result100:
     """`result` converted to the current 1.1.0 shape (Go's NewResultFromResult), for plugins
-    that upgrade a delegate's or prevResult before adding to it. Conversion errors as ``convert``."""
+    that upgrade a delegate's or prevResult before adding to it. Conversion errors as
+    ``convert``."""
     out = result.convert(CURRENT)
     assert isinstance(out, Result100)
     return out

@@ -32,7 +32,7 @@ from cni.errors import (
     CNIError,
     os_error_text,
 )
-from cni.skel import CmdArgs, Plugin
+from cni.skel import CmdArgs, plugin_of
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; type checkers honour this idiom
 if TYPE_CHECKING:
@@ -384,12 +384,5 @@ def _saved_entries(data_dir: str) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-PLUGIN = Plugin(
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about=f"CNI Plugin flannel version {__version__} (pycni)",
-)
+PLUGIN = plugin_of(globals(), f"CNI Plugin flannel version {__version__} (pycni)")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
 from cni.gocompat.json import Struct, json_kind, marshal
-from plugins.flannel.config import FlannelNetConf
+from plugins.flannel.config import Settings
 from plugins.flannel.subnet import SubnetEnv
 
 
@@ -71,7 +71,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
     return out
 
 
-def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
+def build(conf: Settings, env: SubnetEnv) -> dict[str, Any]:
     """The delegate configuration for `conf` and `env`, as the reference generates it
     (docs/flannel-behaviour.md §3.2).
 
@@ -98,7 +98,7 @@ def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
     return delegate
 
 
-def _ipam(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
+def _ipam(conf: Settings, env: SubnetEnv) -> dict[str, Any]:
     ipam: dict[str, Any] = copy.deepcopy(conf.ipam) if conf.ipam else {}
     ipam.setdefault("type", "host-local")
     ipam["ranges"] = env.ranges()

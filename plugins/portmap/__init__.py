@@ -32,7 +32,7 @@ import sys
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cni.gocompat.decode import field
-from cni.skel import CmdArgs, Plugin
+from cni.skel import CmdArgs, plugin_of
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -277,12 +277,5 @@ def cmd_status(args: CmdArgs) -> None:
         raise CNIError(ERR_PLUGIN_NOT_AVAILABLE, f"the {settings.backend} backend is not usable")
 
 
-PLUGIN = Plugin(
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    gc=cmd_gc,
-    status=cmd_status,
-    about=f"CNI portmap plugin {__version__} (pycni)",
-)
+PLUGIN = plugin_of(globals(), f"CNI portmap plugin {__version__} (pycni)")
 
