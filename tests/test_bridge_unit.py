@@ -20,7 +20,7 @@ from plugins.linux import ipmasq, link
 BASE = {"cniVersion": "1.0.0", "name": "net", "type": "bridge"}
 
 
-def load(extra: dict, cni_args: str = "") -> bridge_config.Loaded:
+def load(extra: dict, cni_args: str = "") -> bridge_config.Settings:
     return bridge_config.load({**BASE, **extra}, cni_args)
 
 

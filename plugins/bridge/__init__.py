@@ -26,7 +26,7 @@ Deliberate differences from the reference (upstream commit 3d27709f):
 from __future__ import annotations
 
 from cni import __version__
-from cni.skel import Plugin
+from cni.skel import plugin_of
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; type checkers honour this idiom
 if TYPE_CHECKING:
@@ -71,11 +71,4 @@ def cmd_gc(args: CmdArgs) -> None:
     gc.cmd_gc(args)
 
 
-PLUGIN = Plugin(
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about=f"CNI bridge plugin {__version__} (pycni)",
-)
+PLUGIN = plugin_of(globals(), f"CNI bridge plugin {__version__} (pycni)")

@@ -127,9 +127,9 @@ def cmd_add(args: CmdArgs) -> Result100:
     """Attach the pod (docs/reference-behaviour.md §2.3) and return its result (skel prints it
     in the caller's version, which it is checked to fit).
     On any failure everything this ADD made is undone before the error is raised."""
-    loaded = config.load(args.config, args.args)
-    config.preflight(loaded)
-    conf = loaded.conf
+    settings = config.load(args.config, args.args)
+    config.preflight(settings)
+    conf = settings.conf
     ifname_utf8(args.ifname)
     undo = Undo()
     host = rtnl.iproute()
@@ -137,7 +137,7 @@ def cmd_add(args: CmdArgs) -> Result100:
     try:
         br = ensure_bridge(host, conf, undo)
         pod = open_pod(args.netns)
-        veth, cont = setup_veth(host, pod, br, args.ifname, loaded, undo)
+        veth, cont = setup_veth(host, pod, br, args.ifname, settings, undo)
         result = Result100(
             cni_version=CURRENT,
             interfaces=[

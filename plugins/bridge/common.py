@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from cni.errors import ERR_INTERNAL, CNIError
 from cni.gocompat.json import quote
 from cni.validate import utf8_name
-from plugins.linux import netlink, rtnl
+from plugins.linux import addr, netlink, rtnl
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from plugins.linux.addr import IPInterface
+    from plugins.linux.link import Link
     from plugins.linux.rtnl import RtnlSocket
 
 
@@ -32,6 +33,18 @@ def refused(prefix: str, error: Callable[[str], Exception] = internal) -> Iterat
         yield
     except netlink.netlink_error() as e:
         raise error(prefix + netlink.errno_text(e)) from None
+
+
+def add_gateway_address(host: RtnlSocket, target: Link, gw: IPInterface) -> None:
+    """Put `gw` on `target`; already there is fine. RuntimeError with the reference's text when
+    the kernel refuses."""
+    try:
+        addr.add_address(host, target.index, gw)
+    except netlink.netlink_error() as e:
+        if netlink.errno_of(e) != netlink.EEXIST:
+            raise RuntimeError(
+                f'could not add IP address {gw} to "{target.name}": {netlink.errno_text(e)}'
+            ) from None
 
 
 def ifname_utf8(ifname: str) -> None:

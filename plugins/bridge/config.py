@@ -1,21 +1,19 @@
 """Configuration of the bridge plugin (docs/reference-behaviour.md §2.1): the model and its checks.
 
-`load(args)` is the one way in: it decodes the config, runs the reference's pre-flight checks
-(docs/reference-behaviour.md §2.2) that need no kernel, and resolves the container MAC from
-runtimeConfig, args and CNI_ARGS.
+`load(config, cni_args)` is the one way in: it decodes the config, checks the VLAN settings and
+resolves the container MAC from runtimeConfig, args and CNI_ARGS into a `Settings`;
+`preflight(settings)` runs the reference's ADD checks that need no kernel
+(docs/reference-behaviour.md §2.2).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import model_validator
-
 from cni.args import load_args
-from cni.config import CNIModel, NetConf
+from cni.config import NetConf, NullsKeepDefaults
 from cni.config import load as load_model
 from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
-from cni.gocompat import decode
 from plugins.linux.link import parse_mac
 
 DEFAULT_BRIDGE = "cni0"
@@ -25,18 +23,7 @@ MTU_MIN = 68
 MTU_MAX = 65535
 
 
-class _GoNulls(CNIModel):
-    """A model where JSON null on a non-nullable field leaves the default, as Go's decoder does."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_nulls(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            return data
-        return decode.without_nulls(data, decode.defaulted_keys(cls))
-
-
-class VlanTrunk(_GoNulls):
+class VlanTrunk(NullsKeepDefaults):
     """One `vlanTrunk` entry: a single `id` and/or a `minID`..`maxID` range."""
 
     minID: int | None = None
@@ -44,25 +31,25 @@ class VlanTrunk(_GoNulls):
     id: int | None = None
 
 
-class BridgeCNIArgs(_GoNulls):
+class BridgeCNIArgs(NullsKeepDefaults):
     """`args.cni`: the bridge reads only `mac`."""
 
     mac: str = ""
 
 
-class BridgeArgs(_GoNulls):
+class BridgeArgs(NullsKeepDefaults):
     """The `args` object; only `args.cni` matters to the bridge."""
 
     cni: BridgeCNIArgs | None = None
 
 
-class BridgeRuntimeConfig(_GoNulls):
+class BridgeRuntimeConfig(NullsKeepDefaults):
     """`runtimeConfig`: capability `mac`."""
 
     mac: str = ""
 
 
-class BridgeNetConf(NetConf, _GoNulls):
+class BridgeNetConf(NetConf, NullsKeepDefaults):
     """The bridge plugin's configuration (docs/reference-behaviour.md §2.1)."""
 
     bridge: str = DEFAULT_BRIDGE
@@ -142,7 +129,7 @@ def trunk_vlans(trunk: list[VlanTrunk | None] | None) -> list[int]:
 
 
 @dataclass(slots=True)
-class Loaded:
+class Settings:
     """A decoded bridge config plus what is derived from it and CNI_ARGS: the container MAC
     ("" for the kernel's choice) and the trunk VLAN IDs."""
 
@@ -151,7 +138,7 @@ class Loaded:
     vlans: list[int]
 
 
-def load(config: dict, cni_args: str) -> Loaded:
+def load(config: dict, cni_args: str) -> Settings:
     """Decode and check the config as the reference's loadNetConf does, in its order.
 
     Order: decode, VLAN range, trunk list, CNI_ARGS (`MAC`, `IgnoreUnknown`). The container MAC
@@ -168,10 +155,10 @@ def load(config: dict, cni_args: str) -> Loaded:
         mac = conf.args.cni.mac
     if conf.runtimeConfig is not None and conf.runtimeConfig.mac:
         mac = conf.runtimeConfig.mac
-    return Loaded(conf, mac, vlans)
+    return Settings(conf, mac, vlans)
 
 
-def preflight(loaded: Loaded) -> None:
+def preflight(settings: Settings) -> None:
     """The ADD-only checks that precede any side effect (§2.2 steps 2-4 of
     docs/reference-behaviour.md, plus our own range checks).
 
@@ -179,7 +166,7 @@ def preflight(loaded: Loaded) -> None:
     masquerade backend name are checked here, before anything is created, instead of failing
     half-way (the reference reports a bad backend only after configuring everything else).
     """
-    conf = loaded.conf
+    conf = settings.conf
     if conf.is_layer3 and conf.disableContainerInterface:
         raise _invalid("cannot use IPAM when DisableContainerInterface flag is set")
     if conf.isDefaultGateway:
@@ -190,8 +177,8 @@ def preflight(loaded: Loaded) -> None:
         raise _invalid(f"invalid MTU {conf.mtu} (must be 0 or between {MTU_MIN} and {MTU_MAX})")
     if conf.ipMasq and conf.ipMasqBackend is not None and conf.ipMasqBackend not in IPMASQ_BACKENDS:
         raise _invalid(f'unknown ipmasq backend "{conf.ipMasqBackend}"')
-    if loaded.mac:
-        _check_mac(loaded.mac)
+    if settings.mac:
+        _check_mac(settings.mac)
 
 
 def _check_mac(mac: str) -> None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
 from cni.result import Interface, Route
-from plugins.bridge.common import conflicting, internal, refused
+from plugins.bridge.common import add_gateway_address, conflicting, internal, refused
 from plugins.bridge.port import attach_port
 from plugins.linux import addr, link, netlink, sysctl
 
@@ -97,13 +97,7 @@ def ensure_addr(host: RtnlSocket, target: Link, gw: IPInterface, force: bool) ->
                 )
             with refused(f'could not remove IP address from "{target.name}": ', RuntimeError):
                 addr.del_address(host, target.index, have.iface)
-    try:
-        addr.add_address(host, target.index, gw)
-    except netlink.netlink_error() as e:
-        if netlink.errno_of(e) != netlink.EEXIST:
-            raise RuntimeError(
-                f'could not add IP address {gw} to "{target.name}": {netlink.errno_text(e)}'
-            ) from None
+    add_gateway_address(host, target, gw)
     mac = target.mac
     if mac == _ZERO_MAC:
         # A bridge whose ports all left has MAC zero, which cannot be set: pin the MAC it took

@@ -13,7 +13,7 @@ from plugins.linux import link, netlink, sysctl
 
 if TYPE_CHECKING:
     from plugins.bridge.common import Undo
-    from plugins.bridge.config import BridgeNetConf, Loaded
+    from plugins.bridge.config import BridgeNetConf, Settings
     from plugins.linux.link import Link
     from plugins.linux.rtnl import RtnlSocket
 
@@ -132,14 +132,14 @@ def attach_port(host: RtnlSocket, br: Link, veth: Link | HostEnd, hairpin: bool,
             link.add_port_vlan(host, veth.index, 1, pvid=True, untagged=True)
 
 
-def setup_veth(host: RtnlSocket, pod: RtnlSocket, br: Link, ifname: str, loaded: Loaded,
+def setup_veth(host: RtnlSocket, pod: RtnlSocket, br: Link, ifname: str, settings: Settings,
                undo: Undo) -> tuple[Link | HostEnd, Link]:
     """Steps 3-5: (host end, container end). The container end stays down; the host end's MAC
     is not known yet (the ADD reads it once the port is up). The rollback deletes the pair."""
-    conf = loaded.conf
+    conf = settings.conf
     host_fd = link.current_netns_fd()
     try:
-        mac = link.parse_mac(loaded.mac) or "" if loaded.mac else ""
+        mac = link.parse_mac(settings.mac) or "" if settings.mac else ""
         peer = _make_veth(pod, host, ifname, conf, mac, host_fd)
     finally:
         os.close(host_fd)
@@ -158,6 +158,6 @@ def setup_veth(host: RtnlSocket, pod: RtnlSocket, br: Link, ifname: str, loaded:
         veth = found
     # accept_ra before the link goes up (the reference writes it just after; same end state)
     sysctl.disable_accept_ra(peer)
-    attach_port(host, br, veth, conf.hairpinMode, conf.portIsolation, conf.vlan, loaded.vlans,
+    attach_port(host, br, veth, conf.hairpinMode, conf.portIsolation, conf.vlan, settings.vlans,
                 conf.preserveDefaultVlan, up=True)
     return veth, cont

@@ -20,7 +20,7 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from plugins.bridge.common import conflicting, refused
+from plugins.bridge.common import add_gateway_address, conflicting, refused
 from plugins.linux import addr, link, netlink, routes, rtnl
 
 if TYPE_CHECKING:
@@ -157,13 +157,7 @@ def readdress(
         for r in before
         if _route_text(r) not in after
     )
-    try:
-        addr.add_address(host, bridge.index, gw)
-    except netlink.netlink_error() as e:
-        if netlink.errno_of(e) != netlink.EEXIST:
-            raise RuntimeError(
-                f'could not add IP address {gw} to "{bridge.name}": {netlink.errno_text(e)}'
-            ) from None
+    add_gateway_address(host, bridge, gw)
     done.append(f'added {gw} to "{bridge.name}"')
     return done
 
