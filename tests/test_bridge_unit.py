@@ -290,3 +290,29 @@ def test_port_trunk_with_access_vlan() -> None:
         ("vlan", "add", {"vid": 100, "flags": 6}),
         ("vlan", "add", {"vid": 101, "flags": 0}),
     ]
+
+
+# =========================================================================== start-up
+
+_WATCHED = ("pydantic", "pyroute2", "plugins.linux.rtnl", "cni.result", "subprocess",
+            "plugins.linux.ipmasq", "plugins.bridge.readdress")
+
+
+@pytest.mark.parametrize(("module", "loaded"), [
+    ("plugins.bridge", []),  # what VERSION runs: no pydantic, no netlink
+    ("plugins.bridge.delete", ["plugins.linux.rtnl", "pydantic"]),  # no result models
+    ("plugins.bridge.add", ["cni.result", "plugins.linux.rtnl", "pydantic"]),
+])
+def test_each_verb_loads_only_what_it_needs(module: str, loaded: list[str]) -> None:
+    """The thin main imports a verb's steps only when the verb runs; the firewall steps
+    (subprocess) and the re-address step load only when a call needs them."""
+    import subprocess
+    import sys
+
+    code = (
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"print(sorted(m for m in {_WATCHED!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == repr(loaded)
