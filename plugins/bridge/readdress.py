@@ -87,6 +87,7 @@ def _behind_ports(bridge: str) -> tuple[dict[str, list[str]], dict[str, list[str
     changed), so the MACs are the fallback."""
 
     def dump(*argv: str) -> list[dict[str, object]]:
+        """The JSON list `argv` prints; [] when it fails or prints something else."""
         try:
             out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=True).stdout
             data = json.loads(out or "[]")
