@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_host_local_support import (
+from host_local_testlib import (
     NET,
     OURS,
     REF,

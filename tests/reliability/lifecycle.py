@@ -21,7 +21,6 @@ from typing import Any
 
 import harness
 from harness import Netns
-
 from reliability import nsstate
 
 BIN = harness.REPO_ROOT / "dist" / "bin"

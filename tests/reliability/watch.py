@@ -20,7 +20,6 @@ from typing import Any
 
 import harness
 from harness import Netns
-
 from reliability import nsstate
 
 _MARK_NET = "127.1."  # marker addresses 127.1.x.y/32 on lo, one per marker

@@ -11,7 +11,7 @@ import harness
 import pytest
 
 DEPS = harness.REPO_ROOT / "scripts" / "install-deps.sh"
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
 
 
 def test_test_dependencies_are_all_present_after_install() -> None:

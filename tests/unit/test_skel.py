@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,7 @@ from cni import version
 from cni.errors import CNIError
 from cni.skel import Plugin, run
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(Path(__file__).resolve().parents[2])
 CONF = {"cniVersion": "1.1.0", "name": "net1", "type": "fake"}
 FULL_ENV = {
     "CNI_COMMAND": "ADD",

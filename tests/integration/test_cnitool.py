@@ -19,7 +19,7 @@ from pathlib import Path
 
 import harness
 import pytest
-from cni_fakes import fail_with, make_fake, read_log
+from fakes_testlib import fail_with, make_fake, read_log
 
 from cni.libcni import cnitool
 

@@ -32,7 +32,7 @@ from reliability.known_bugs import KNOWN, split_findings
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 EXECUTABLES = ("loopback", "host-local", "bridge", "portmap", "flannel", "cnitool")
-RUNNER = Path(__file__).resolve().parent / "reliability" / "fuzz_runner.py"
+RUNNER = Path(__file__).resolve().parent / "fuzz_runner.py"
 PYTHON = harness.REPO_ROOT / ".venv" / "bin" / "python"
 BIN = harness.REPO_ROOT / "dist" / "bin"
 # Generated cases that must reach a successful ADD (proof the fuzzer gets past validation).

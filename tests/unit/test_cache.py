@@ -3,7 +3,7 @@
 The files in tests/data/libcni_cache/golden/ were written by the reference Go libcni
 (Debian's golang-github-appc-cni-dev 1.1.2, Go 1.19) through the small driver in
 tests/data/libcni_cache/gocnitool/main.go, for the configs in net.d/ and the fake plugins of
-tests/cni_fakes.py, with:
+tests/fakes_testlib.py, with:
 
     gocnitool add <net.d> rich ctr-1 "" eth0    CAP_ARGS=<CAP_ARGS below> RT_ARGS=<RICH_ARGS>
     gocnitool add <net.d> single c2 "" net1
@@ -23,7 +23,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from cni_fakes import fake_environ, make_fake, read_log
+from fakes_testlib import fake_environ, make_fake, read_log
 
 from cni.errors import CNIError
 from cni.gocompat import json as gojson

@@ -18,7 +18,7 @@ from pathlib import Path
 import harness
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "bin"
 
 pytestmark = [pytest.mark.netns, pytest.mark.reference]

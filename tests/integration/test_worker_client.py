@@ -28,7 +28,11 @@ from pathlib import Path
 import harness
 import pytest
 from harness import run_plugin
-from test_worker import (
+
+from conformance.workers import worker_pids as _worker_pids
+from plugins.worker import client
+from plugins.worker.attachment import stripe_name as attachment_stripe
+from tests.integration.test_worker import (
     DIST,
     _needs,  # noqa: F401 - module fixture: skips without a build
     bridge_conf,
@@ -38,10 +42,6 @@ from test_worker import (
     wdir,  # noqa: F401 - fixture
     wenv,
 )
-
-from conformance.workers import worker_pids as _worker_pids
-from plugins.worker import client
-from plugins.worker.attachment import stripe_name as attachment_stripe
 
 pytestmark = pytest.mark.netns
 

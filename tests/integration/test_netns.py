@@ -547,7 +547,7 @@ class TestLeakAudit:
 @pytest.mark.netns
 def test_fixtures_clean_up_even_when_the_test_fails(pytester: pytest.Pytester) -> None:
     """Run an inner pytest session whose tests create namespaces and then fail."""
-    tests_dir = Path(__file__).resolve().parent
+    tests_dir = Path(__file__).resolve().parents[1]
     shutil.copy(tests_dir / "conftest.py", pytester.path / "conftest.py")
     shutil.copy(tests_dir / "harness.py", pytester.path / "harness.py")
     pytester.makeini("[pytest]\nmarkers =\n    netns: x\n    reference: x\n    slow: x\n")
@@ -576,7 +576,7 @@ def test_fixtures_clean_up_even_when_the_test_fails(pytester: pytest.Pytester) -
 
 def test_netns_tests_skip_cleanly_when_not_root(pytester: pytest.Pytester) -> None:
     """An inner session with geteuid() faked to 1000: namespace tests skip, with the reason."""
-    tests_dir = Path(__file__).resolve().parent
+    tests_dir = Path(__file__).resolve().parents[1]
     conftest = (tests_dir / "conftest.py").read_text()
     conftest = conftest.replace("from __future__ import annotations\n", "")
     pytester.makeconftest("import os\nos.geteuid = lambda: 1000\n" + conftest)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("cni", "plugins", "ipam")
 MAX_LINES = 400
 NEWEST = "1.1.0"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SCANNED_DIRS = ("cni", "plugins", "ipam", "tests", "conformance", "scripts", "docs", "packaging")
 SCANNED_FILES = ("README.md", "Makefile", "build.spec", "pyproject.toml")
 SELF = Path(__file__).resolve()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import harness
 import pytest
-from test_host_local_support import (
+from host_local_testlib import (
     HAVE_REF,
     NET,
     OURS,

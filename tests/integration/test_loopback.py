@@ -8,12 +8,13 @@ their own, and compares the parsed results field by field.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from tests.harness import run_plugin
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(Path(__file__).resolve().parents[2])
 OURS = os.path.join(REPO, "dist", "bin", "loopback")
 REF = "/usr/lib/cni/loopback"
 # v1.1.1 lists up to 1.0.0; 1.1.0 is ours (upstream 3d27709f) only.

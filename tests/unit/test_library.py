@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -200,7 +201,7 @@ def test_plugin_error_forms():
 
 # ---- in-process path: our own executable (same inode) is not exec'd, and answers the same
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = str(Path(__file__).resolve().parents[2])
 BIN = os.path.join(REPO, "dist", "bin")
 
 
@@ -269,7 +270,7 @@ def test_cni_imports_nothing_from_plugins_or_ipam() -> None:
     from pathlib import Path
 
     offenders = []
-    for path in sorted((Path(__file__).resolve().parent.parent / "cni").rglob("*.py")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "cni").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             names = []
             if isinstance(node, ast.Import):

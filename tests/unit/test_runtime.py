@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from cni_fakes import fail_with, fake_environ, make_fake, read_log, set_behaviour
+from fakes_testlib import fail_with, fake_environ, make_fake, read_log, set_behaviour
 
 from cni.errors import CNIError
 from cni.libcni import conflist
