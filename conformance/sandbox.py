@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance import deviations, observe
+from conformance import deviations, harness, observe
 from conformance.bindir import CniDir
-from conformance.harness_link import harness
 
 Scenario = Callable[[CniDir, "Sandbox"], dict[str, Any]]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conformance.harness_link import harness
+from conformance import harness
 from conformance.sandbox import Sandbox
 
 NETWORK = "10.244.0.0/16"

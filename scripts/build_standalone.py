@@ -35,11 +35,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cni import __version__  # the venv's editable install (make venv) provides cni/, plugins/
+from plugins.multicall import ENTRY_POINTS
 
-from cni import __version__  # noqa: E402
-from plugins.multicall import ENTRY_POINTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CONTENTS_DIR = "pycni-lib"  # must match build.spec
 MULTICALL_NAME = "pycni"  # must match build.spec

@@ -13,15 +13,28 @@ directory are ever ended.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
 
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # conformance/workers.py: stdlib only
-from conformance.workers import accepting, alive, end  # noqa: E402
+
+def _workers() -> ModuleType:
+    """conformance/workers.py (standard library only), loaded from its file: the demo runs as a
+    script with the system python3, where the repository is not importable."""
+    path = Path(__file__).resolve().parents[1] / "conformance" / "workers.py"
+    spec = importlib.util.spec_from_file_location("conformance_workers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_w = _workers()
+accepting, alive, end = _w.accepting, _w.alive, _w.end
 
 __all__ = ["accepting", "end_workers", "timed_calls", "workers_of"]
 

@@ -34,11 +34,10 @@ import sys
 import tarfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cni import __version__  # the venv's editable install (make venv) provides cni/, plugins/
+from plugins.multicall import ENTRY_POINTS
 
-from cni import __version__  # noqa: E402
-from plugins.multicall import ENTRY_POINTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CONTENTS_DIR = "pycni-lib"
 # The resident worker's systemd units, carried in the tarball under pycni-lib/systemd/.

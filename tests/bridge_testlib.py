@@ -1,5 +1,5 @@
 """Helpers for the bridge tests: configs, running ours or the reference in a node netns,
-reading kernel state back. Plain functions over tests/harness.py.
+reading kernel state back. Plain functions over conformance/harness.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns, PluginRun
+from conformance import harness
+from conformance.harness import Netns, PluginRun
 
 OURS = harness.REPO_ROOT / "dist" / "bin" / "bridge"
 REFERENCE = harness.REFERENCE_BIN / "bridge"

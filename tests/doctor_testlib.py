@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import harness
+from conformance import harness
 
 DIST = harness.REPO_ROOT / "dist" / "bin"
 NETWORK = "cbr0"

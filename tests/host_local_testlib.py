@@ -1,6 +1,6 @@
 """Shared helpers for the host-local protocol tests (no tests here).
 
-Both implementations are executed through the CNI protocol (tests/harness.run_plugin) inside
+Both implementations are executed through the CNI protocol (conformance/harness.run_plugin) inside
 a throwaway node namespace; host-local never enters CNI_NETNS, so a path that does not exist
 is passed. Data directories are temp dirs.
 """
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import harness
 import pytest
 
+from conformance import harness
 from conformance.deviations import EXHAUSTION_COUNTS, exhaustion_counts
 
 REPO = Path(__file__).resolve().parents[1]

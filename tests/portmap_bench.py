@@ -1,6 +1,6 @@
 """Wall time of one portmap ADD and one DEL, ours against the reference (not a test; run by hand).
 
-    .venv/bin/python tests/portmap_bench.py [iterations] [extra nat rules]
+    .venv/bin/python -m tests.portmap_bench [iterations] [extra nat rules]   # from the repository
 
 Inside a throwaway node namespace (pod network as in the tests), each iteration runs ADD and then
 DEL for a fresh container id with a tcp and a udp mapping and an IPv4 prevResult, through the
@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-
-import harness  # noqa: E402
-import portmap_testlib as t  # noqa: E402
+from conformance import harness
+from tests import portmap_testlib as t
 
 MAPPINGS = [
     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},

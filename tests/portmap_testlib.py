@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import harness
-from harness import Netns, PluginRun
+from conformance import harness
+from conformance.harness import Netns, PluginRun
 
 OURS = harness.REPO_ROOT / "dist" / "bin" / "portmap"
 REFERENCE = harness.REFERENCE_BIN / "portmap"

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import bridge_testlib as bt
-import harness
 import pytest
-from harness import Netns
 
+from conformance import harness
 from conformance.deviations import exhaustion_counts
+from conformance.harness import Netns
+from tests import bridge_testlib as bt
 
 pytestmark = [pytest.mark.netns, pytest.mark.reference]
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from host_local_testlib import (
+
+from tests.host_local_testlib import (
     NET,
     OURS,
     REF,

@@ -11,9 +11,10 @@ empty `"dns": {}` (§0.9 #1), and error codes (ours: 7 for configuration errors,
 
 from __future__ import annotations
 
-import harness
-import portmap_testlib as t
 import pytest
+
+from conformance import harness
+from tests import portmap_testlib as t
 
 pytestmark = [
     pytest.mark.netns,

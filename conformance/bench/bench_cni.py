@@ -5,7 +5,7 @@
                  [--no-worker] [--json FILE] [--tmp DIR]
 
 Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
-ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (tests/harness.py) with
+ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (conformance/harness.py) with
 its state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; pods are
 throwaway namespaces. Ours and the reference alternate round by round (the order flips every
 round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
@@ -57,17 +57,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance import harness
+from conformance.bench import benchlib
+from conformance.bench.benchlib import BenchError, NetList, chain
+from conformance.workers import stop_workers, worker_pids
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-for _p in (str(REPO / "tests"), str(REPO), str(HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
-import benchlib  # noqa: E402
-import harness  # noqa: E402
-from benchlib import BenchError, NetList, chain  # noqa: E402
-
-from conformance.workers import stop_workers, worker_pids  # noqa: E402
 
 PORT_MAPPING = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 FLANNEL_ENV = (
@@ -500,7 +497,7 @@ def _hl_work(env: dict[str, str], stdin: bytes) -> float:
 
 def b3(args, out: dict) -> None:
     """B3 table: the lease fill, config and environment of bench_host_local.py; calls alternate."""
-    import bench_host_local as bhl
+    from conformance.bench import bench_host_local as bhl
 
     sizes = [0, 1000] if args.quick else [0, 10000, 60000]
     rounds = 2 if args.quick else max(5, args.rounds)

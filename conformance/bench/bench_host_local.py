@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK = "bench"

@@ -13,7 +13,7 @@ a measurement variant from scripts/measure_layouts.py, the dev launchers). Figur
 * VERSION via worker: the same call with a warm worker up (one, in a private worker directory,
   ended afterwards): what the process the runtime starts costs when a worker serves the call.
 * ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod
-  namespace (tests/harness.py makes and removes both): the same plus pyroute2 and the netlink
+  namespace (conformance/harness.py makes and removes both): the same plus pyroute2 and the netlink
   work. Nothing is made in the root namespace.
 
 Timing is a plain loop: posix_spawn, wait4, perf_counter around the pair, stdin from a file;
@@ -36,11 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+from conformance import harness
 
-import harness  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CONF = {"cniVersion": "1.1.0", "name": "bench", "type": "loopback"}

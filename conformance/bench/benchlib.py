@@ -1,6 +1,6 @@
 """Plumbing for bench_cni.py: timed process runs with their peak RSS, and a minimal runtime.
 
-Standard library plus tests/harness.py (namespaces) and cni.netns (entering one). Nothing here
+Standard library plus conformance/harness.py (namespaces) and cni.netns (entering one). Nothing here
 judges a time: callers print figures.
 
 Processes are started with posix_spawn from the calling thread, so they start in whatever

@@ -6,7 +6,7 @@ bridge and host-local hot path).
 
 What the warm worker pays per call, without the worker around it: the plugin's own work
 (cni.skel.run of bridge, host-local delegated in-process) with every import already loaded.
-Runs in a throwaway node namespace (tests/harness.py), one throwaway pod namespace per cycle,
+Runs in a throwaway node namespace (conformance/harness.py), one throwaway pod namespace per cycle,
 host-local's dataDir in a temp dir; nothing is created in the root namespace. Needs root.
 
 Per cycle it records the process CPU time (user + system of this process; the kernel's side of
@@ -33,13 +33,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from conformance import harness
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-for _p in (str(REPO / "tests"), str(REPO)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
-import harness  # noqa: E402
 
 # RTM_* message types, for the request tally
 _RTM = {16: "NEWLINK", 17: "DELLINK", 18: "GETLINK", 19: "SETLINK", 20: "NEWADDR", 21: "DELADDR",

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from conformance import deviations as dev
-from conformance import observe
+from conformance import harness, observe
 from conformance.bindir import CniDir
 from conformance.checks import require
-from conformance.harness_link import harness
 from conformance.sandbox import Sandbox, differential, without
 
 pytestmark = pytest.mark.usefixtures("_portmap")

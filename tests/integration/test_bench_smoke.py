@@ -13,8 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import harness
 import pytest
+
+from conformance import harness
 
 BENCH = harness.REPO_ROOT / "conformance" / "bench" / "bench_cni.py"
 DIST = harness.REPO_ROOT / "dist" / "bin"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bridge_testlib as bt
 import pytest
-from harness import Netns
+
+from conformance.harness import Netns
+from tests import bridge_testlib as bt
 
 pytestmark = pytest.mark.netns
 
@@ -281,7 +282,7 @@ def test_ipmasq_rules_follow_add_and_del(backend, run: bt.Runner, node_ns: Netns
 def test_ipmasq_removed_when_link_or_netns_gone(run: bt.Runner, node_ns: Netns, make_pod,
                                                 data: Path) -> None:
     """P65 done better: DEL still removes the rules when the pod link or netns is gone."""
-    import harness
+    from conformance import harness
 
     conf = bt.l3_conf(data, ipMasq=True)
     a, b = make_pod(), make_pod()
@@ -694,7 +695,7 @@ def test_gateway_of_the_other_family_is_a_clean_error(node_ns, make_pod, tmp_pat
     finding)."""
     import os
 
-    from harness import run_plugin
+    from conformance.harness import run_plugin
 
     exe = str(bt.OURS)
     pod = make_pod()

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import bridge_testlib as bt
 import pytest
-from harness import Netns
 
 from cni.netns import in_netns
+from conformance.harness import Netns
 from plugins.bridge_readdress import PortsAttached, fix_bridge_address
+from tests import bridge_testlib as bt
 
 pytestmark = pytest.mark.netns
 

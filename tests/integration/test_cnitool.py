@@ -17,11 +17,11 @@ import os
 import subprocess
 from pathlib import Path
 
-import harness
 import pytest
-from fakes_testlib import fail_with, make_fake, read_log
 
 from cni.libcni import cnitool
+from conformance import harness
+from tests.fakes_testlib import fail_with, make_fake, read_log
 
 CNITOOL = harness.REPO_ROOT / "dist" / "bin" / "cnitool"
 

@@ -15,8 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import harness
 import pytest
+
+from conformance import harness
 
 REPO = Path(__file__).resolve().parents[2]
 DIST = REPO / "dist" / "bin"

@@ -20,8 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-import harness
 import pytest
+
+from conformance import harness
 
 DEMO = harness.REPO_ROOT / "scripts" / "demo.py"
 DEPS = harness.REPO_ROOT / "scripts" / "install-deps.sh"

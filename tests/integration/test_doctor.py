@@ -14,9 +14,10 @@ import os
 import re
 import time
 
-import harness
 import pytest
-from doctor_testlib import DIST, NETWORK, SUBNET_ENV, DoctorNode, fake_proc, tree_digest
+
+from conformance import harness
+from tests.doctor_testlib import DIST, NETWORK, SUBNET_ENV, DoctorNode, fake_proc, tree_digest
 
 pytestmark = pytest.mark.netns
 

@@ -17,9 +17,10 @@ import statistics
 import time
 from pathlib import Path
 
-import harness
 import pytest
-from harness import (
+
+from conformance import harness
+from conformance.harness import (
     IN_PROCESS_ENV,
     REFERENCE_BIN,
     REPO_ROOT,

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from harness import REPO_ROOT, run_plugin
+
+from conformance.harness import REPO_ROOT, run_plugin
 
 FLANNEL = REPO_ROOT / "dist" / "bin" / "flannel"
 NETNS = "/run/netns/cnitest-flannel-not-a-real-netns"

@@ -17,9 +17,11 @@ import subprocess
 import time
 from pathlib import Path
 
-import harness
 import pytest
-from host_local_testlib import (
+
+from conformance import harness
+from ipam.addr import parse
+from tests.host_local_testlib import (
     DUMMY_NETNS,
     NET,
     OURS,
@@ -32,8 +34,6 @@ from host_local_testlib import (
     reference,
     write_leases,
 )
-
-from ipam.addr import parse
 
 
 def ok(run: harness.PluginRun) -> harness.PluginRun:

@@ -11,9 +11,11 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-import harness
 import pytest
-from host_local_testlib import (
+
+from conformance import harness
+from ipam.liveness import DEAD, LIVE, UNKNOWN, lease_states
+from tests.host_local_testlib import (
     HAVE_REF,
     NET,
     OURS,
@@ -23,8 +25,6 @@ from host_local_testlib import (
     netconf,
     node_namespace,
 )
-
-from ipam.liveness import DEAD, LIVE, UNKNOWN, lease_states
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import run_plugin
+from conformance.harness import run_plugin
 
 REPO = str(Path(__file__).resolve().parents[2])
 OURS = os.path.join(REPO, "dist", "bin", "loopback")

@@ -1,4 +1,4 @@
-"""Tests for cni/netns.py and for the test harness itself (tests/harness.py, conftest.py)."""
+"""Tests for cni/netns.py and for the test harness itself (conformance/harness.py, conftest.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import textwrap
 import threading
 from pathlib import Path
 
-import harness
 import pytest
-from harness import Netns
 
 from cni.errors import CNIError
 from cni.netns import (
@@ -25,6 +23,8 @@ from cni.netns import (
     netns_exists,
     same_as_current,
 )
+from conformance import harness
+from conformance.harness import Netns
 
 REF_LOOPBACK = harness.REFERENCE_BIN / "loopback"
 
@@ -549,7 +549,6 @@ def test_fixtures_clean_up_even_when_the_test_fails(pytester: pytest.Pytester) -
     """Run an inner pytest session whose tests create namespaces and then fail."""
     tests_dir = Path(__file__).resolve().parents[1]
     shutil.copy(tests_dir / "conftest.py", pytester.path / "conftest.py")
-    shutil.copy(tests_dir / "harness.py", pytester.path / "harness.py")
     pytester.makeini("[pytest]\nmarkers =\n    netns: x\n    reference: x\n    slow: x\n")
     record = pytester.path / "names.txt"
     pytester.makepyfile(
@@ -580,7 +579,6 @@ def test_netns_tests_skip_cleanly_when_not_root(pytester: pytest.Pytester) -> No
     conftest = (tests_dir / "conftest.py").read_text()
     conftest = conftest.replace("from __future__ import annotations\n", "")
     pytester.makeconftest("import os\nos.geteuid = lambda: 1000\n" + conftest)
-    shutil.copy(tests_dir / "harness.py", pytester.path / "harness.py")
     pytester.makeini("[pytest]\nmarkers =\n    netns: x\n    reference: x\n    slow: x\n")
     pytester.makepyfile(
         test_inner="""

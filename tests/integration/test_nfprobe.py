@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import subprocess
 
-import harness
 import pytest
 
 from cni.netns import in_netns
+from conformance import harness
 from plugins.linux import nftables
 from plugins.linux.nfprobe import table_absent
 

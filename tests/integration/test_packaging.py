@@ -11,6 +11,7 @@ mounts.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -19,11 +20,12 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import ModuleType
 
-import harness
 import pytest
 
 from cni import __version__
+from conformance import harness
 from plugins.multicall import ENTRY_POINTS
 
 REPO = harness.REPO_ROOT
@@ -32,8 +34,6 @@ CONTENTS_DIR = "pycni-lib"
 NODE_PATH = "/usr/bin:/bin"
 TOOLS = {"cnitool"}  # entry points that are command-line tools, not CNI plugins
 PLUGINS = sorted(set(ENTRY_POINTS) - TOOLS)
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "packaging"))
 
 
 def _standalone_reason() -> str | None:
@@ -65,7 +65,7 @@ def _copy_tree(src: Path, dest: Path) -> Path:
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> dict[str, Path]:
     """The release tarball of dist/bin, made once, and an empty directory it was extracted into."""
-    import make_release
+    from scripts import make_release
 
     out = tmp_path_factory.mktemp("release")
     subprocess.run(
@@ -248,9 +248,18 @@ def test_unneeded_runtime_hooks_are_trimmed():
     assert [n for n in toc if n.startswith("pyi_rth_")] == []
 
 
+def _frozen_main() -> ModuleType:
+    """packaging/frozen_main.py, loaded from its file: `packaging` is also a PyPI module's name."""
+    spec = importlib.util.spec_from_file_location("frozen_main", REPO / "packaging" / "frozen_main.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_restore_environment_undoes_the_bootloader():
     """The frozen entry script gives children the caller's LD_LIBRARY_PATH and no _PYI_*."""
-    from frozen_main import restore_environment
+    restore_environment = _frozen_main().restore_environment
 
     env = {"_PYI_ARCHIVE_FILE": "/x", "_PYI_PARENT_PROCESS_LEVEL": "1", "LD_LIBRARY_PATH": "/opt/x/pycni-lib",
            "PATH": "/bin"}
@@ -380,7 +389,7 @@ def test_extracted_tarball_keeps_hard_links(release):
 
 def test_tarball_is_reproducible(release, tmp_path):
     """The same build gives the same bytes."""
-    import make_release
+    from scripts import make_release
 
     subprocess.run(
         [sys.executable, str(REPO / "scripts" / "make_release.py"), "--bin", str(DIST_BIN), "--out", str(tmp_path)],
@@ -505,7 +514,6 @@ def test_launcher_identity_in_process_versus_copy(tmp_path):
     shutil.copy2(bindir / "loopback", copy / "loopback")
     probe = (
         "import json, subprocess, sys\n"
-        f"sys.path.insert(0, {str(REPO)!r})\n"
         "from cni import invoke\n"
         "from plugins import multicall\n"
         "starts = []\n"

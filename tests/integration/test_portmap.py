@@ -11,9 +11,10 @@ from __future__ import annotations
 import concurrent.futures
 import os
 
-import harness
-import portmap_testlib as t
 import pytest
+
+from conformance import harness
+from tests import portmap_testlib as t
 
 pytestmark = [
     pytest.mark.netns,
@@ -136,8 +137,7 @@ def test_udp_conntrack_entries_flushed_on_add(net, via):
         res = t.run(t.OURS, node, "ADD", t.conf(MAPPINGS, a.prev_result()))
         assert res.returncode == 0, res.stdout
     else:  # the fallback used when the conntrack tool is missing, same namespace, same effect
-        code = (f"import sys; sys.path.insert(0, {str(harness.REPO_ROOT)!r});"
-                "from plugins.linux.conntrack import _with_pyroute2;"
+        code = ("from plugins.linux.conntrack import _with_pyroute2;"
                 f"print(_with_pyroute2({UDP}, False), _with_pyroute2({UDP}, True))")
         out = node.exec(str(harness.REPO_ROOT / ".venv" / "bin" / "python"), "-c", code).stdout
         assert out.split() == ["1", "1"]

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness
 import pytest
-from harness import run_plugin
 
+from conformance import harness
+from conformance.harness import run_plugin
 from conformance.workers import alive as _alive
 from conformance.workers import end as _kill
 from plugins.multicall import ENTRY_POINTS
@@ -34,7 +34,6 @@ from plugins.multicall import ENTRY_POINTS
 REPO = harness.REPO_ROOT
 UNITS = REPO / "packaging" / "systemd"
 DIST = REPO / "dist" / "bin"
-sys.path.insert(0, str(REPO / "scripts"))
 
 
 def _unit(name: str) -> configparser.ConfigParser:
@@ -76,7 +75,7 @@ def test_service_unit():
 
 
 def test_release_tarball_carries_the_units(tmp_path):
-    import make_release
+    from scripts import make_release
 
     if not (DIST / "pycni-lib" / "BUILD-INFO").exists():
         pytest.skip("dist/bin not built (run `make build`)")

@@ -22,10 +22,10 @@ import threading
 import time
 from pathlib import Path
 
-import harness
 import pytest
-from harness import Netns, run_plugin
 
+from conformance import harness
+from conformance.harness import Netns, run_plugin
 from conformance.workers import alive as _alive
 from conformance.workers import end as _kill
 from conformance.workers import wait_accepting

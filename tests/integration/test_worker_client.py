@@ -25,10 +25,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import harness
 import pytest
-from harness import run_plugin
 
+from conformance import harness
+from conformance.harness import run_plugin
 from conformance.workers import worker_pids as _worker_pids
 from plugins.worker import client
 from plugins.worker.attachment import stripe_name as attachment_stripe

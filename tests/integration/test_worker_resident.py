@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import worker_testlib as wt
+
+from tests import worker_testlib as wt
 
 
 def _cpu_ticks(pid: int) -> int:

@@ -20,9 +20,10 @@ import textwrap
 import time
 from pathlib import Path
 
-import harness
 import pytest
-import worker_testlib as wt
+
+from conformance import harness
+from tests import worker_testlib as wt
 
 pytestmark = pytest.mark.netns
 SETPRIV = shutil.which("setpriv", path=harness.SAFE_PATH)

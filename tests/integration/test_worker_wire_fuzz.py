@@ -21,7 +21,7 @@ import socket
 import sys
 import time
 
-import worker_testlib as wt
+from tests import worker_testlib as wt
 
 CASE_SECONDS = 15.0  # no single case may take longer (the worker's bounds are shorter)
 

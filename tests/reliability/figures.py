@@ -1,6 +1,6 @@
 """Markdown tables of the figures a PYCNI_FIGURES_DIR holds (for docs/reliability.md).
 
-    .venv/bin/python tests/reliability/figures.py build/reliability
+    .venv/bin/python -m tests.reliability.figures build/reliability
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def fuzz_table(d: Path) -> list[str]:
             continue
         s = json.loads(f.read_text())
         c = s["counts"]
-        from reliability.known_bugs import split_findings
+        from tests.reliability.known_bugs import split_findings
 
         unknown, known = split_findings(exe, s["findings"])
         found = c.get("cases with problems", 0)
@@ -73,7 +73,6 @@ def concurrency_line(d: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     """Print the tables for the directory given."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     d = Path(argv[1] if len(argv) > 1 else "build/reliability")
     print("\n".join(["**Fuzzing**", "", *fuzz_table(d), "", "**Crash consistency**", "", *crash_table(d),
                      "", "**Concurrency**", "", *concurrency_line(d)]))

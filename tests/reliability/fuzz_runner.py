@@ -1,6 +1,6 @@
 """Fuzz one executable with generated cases, from inside a throwaway node namespace.
 
-    ip netns exec <node> .venv/bin/python tests/reliability/fuzz_runner.py \\
+    ip netns exec <node> env PYTHONPATH=. .venv/bin/python -m tests.reliability.fuzz_runner \\
         --exe bridge --cases 10000 --exec-cases 200 --pods /run/netns/p0,/run/netns/p1 \\
         --root /tmp/x --out /tmp/summary.json --outer-pid <pytest pid> [--seed N]
 
@@ -41,14 +41,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-_TESTS = Path(__file__).resolve().parent.parent
-_REPO = _TESTS.parent
-for _p in (str(_REPO), str(_TESTS)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+from tests.reliability import contract, nsstate, sandbox
+from tests.reliability.strategies import Case, case_strategy
 
-from reliability import contract, nsstate, sandbox  # noqa: E402
-from reliability.strategies import Case, case_strategy  # noqa: E402
+_REPO = Path(__file__).resolve().parents[2]
 
 BIN = _REPO / "dist" / "bin"
 ABSENT_NETNS = "/run/netns/pycni-fuzz-absent"

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns
-from reliability import nsstate
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import nsstate
 
 BIN = harness.REPO_ROOT / "dist" / "bin"
 SUBNET_ENV = (

@@ -24,9 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from harness import Netns
-from reliability import budget, nsstate
-from reliability.lifecycle import make_scenario
+
+from conformance.harness import Netns
+from tests.reliability import budget, nsstate
+from tests.reliability.lifecycle import make_scenario
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 

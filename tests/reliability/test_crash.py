@@ -31,12 +31,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from harness import Netns
-from reliability import budget, nsstate
-from reliability.known_bugs import split_crash_problems
-from reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
 
+from conformance.harness import Netns
 from conformance.workers import stop_workers, wait_accepting
+from tests.reliability import budget, nsstate
+from tests.reliability.known_bugs import split_crash_problems
+from tests.reliability.lifecycle import Scenario, add_and_kill, make_scenario, time_add
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 

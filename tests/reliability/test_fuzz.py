@@ -22,17 +22,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import harness
 import pytest
-from harness import Netns
-from reliability import budget
-from reliability.contract import check_error_json
-from reliability.known_bugs import KNOWN, split_findings
+
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import budget
+from tests.reliability.contract import check_error_json
+from tests.reliability.known_bugs import KNOWN, split_findings
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 EXECUTABLES = ("loopback", "host-local", "bridge", "portmap", "flannel", "cnitool")
-RUNNER = Path(__file__).resolve().parent / "fuzz_runner.py"
+RUNNER = "tests.reliability.fuzz_runner"  # run with -m, the repository on PYTHONPATH
 PYTHON = harness.REPO_ROOT / ".venv" / "bin" / "python"
 BIN = harness.REPO_ROOT / "dist" / "bin"
 # Generated cases that must reach a successful ADD (proof the fuzzer gets past validation).
@@ -65,7 +66,7 @@ def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases
     root, out = tmp / "root", tmp / "summary.json"
     root.mkdir()
     argv = [
-        "ip", "netns", "exec", node.name, str(PYTHON), str(RUNNER), "--exe", exe,
+        "ip", "netns", "exec", node.name, str(PYTHON), "-m", RUNNER, "--exe", exe,
         "--cases", str(cases), "--exec-cases", str(exec_cases), "--pods", f"{pod0.path},{pod1.path}",
         "--root", str(root), "--out", str(out), "--outer-pid", str(os.getpid()),
         "--call-timeout", str(10 if budget.full() else 8),
@@ -76,7 +77,8 @@ def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases
     limit = 300 + cases * 4.0
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=limit,
-                              env={"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV}, check=False)
+                              env={"PATH": harness.SAFE_PATH, "PYTHONPATH": str(harness.REPO_ROOT),
+                                   **harness.IN_PROCESS_ENV}, check=False)
     except subprocess.TimeoutExpired:
         progress = Path(str(out) + ".progress")
         last = progress.read_text() if progress.exists() else "(no progress file)"
@@ -233,7 +235,7 @@ def _prlimit_run(exe: str, command: str, conf: dict, node: Netns) -> harness.Plu
 
 
 def _clean_error(r: harness.PluginRun | None) -> bool:
-    from reliability.contract import check_plugin
+    from tests.reliability.contract import check_plugin
 
     return r is not None and r.returncode == 1 and not check_plugin("ADD", "1.0.0", r.returncode, r.stdout, r.stderr)
 

@@ -5,7 +5,7 @@ filesystem.
 
 from __future__ import annotations
 
-import harness
+from conformance import harness
 
 
 def _state(**extra: frozenset[str]) -> dict[str, frozenset[str]]:

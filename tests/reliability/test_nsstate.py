@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability import nsstate
+from tests.reliability import nsstate
 
 # What the plugins (ours and the reference) keep after ADD+DEL: seen in a node namespace after
 # bridge (iptables and nftables masquerading, spoof check) and portmap (both backends, snat,

@@ -24,14 +24,15 @@ import json
 import subprocess
 from pathlib import Path
 
-import harness
 import pytest
-from harness import Netns
-from reliability import budget
-from reliability.contract import check_cnitool, check_error_json
-from reliability.known_bugs import path_bug
-from reliability.lifecycle import BIN, SUBNET_ENV
-from reliability.watch import watch
+
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import budget
+from tests.reliability.contract import check_cnitool, check_error_json
+from tests.reliability.known_bugs import path_bug
+from tests.reliability.lifecycle import BIN, SUBNET_ENV
+from tests.reliability.watch import watch
 
 pytestmark = [pytest.mark.netns]
 

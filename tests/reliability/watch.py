@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns
-from reliability import nsstate
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import nsstate
 
 _MARK_NET = "127.1."  # marker addresses 127.1.x.y/32 on lo, one per marker
 _MARK_TABLE = "pycni_watch_marker"

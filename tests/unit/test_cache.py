@@ -23,7 +23,6 @@ import stat
 from pathlib import Path
 
 import pytest
-from fakes_testlib import fake_environ, make_fake, read_log
 
 from cni.errors import CNIError
 from cni.gocompat import json as gojson
@@ -31,6 +30,7 @@ from cni.libcni import cache as cache_mod
 from cni.libcni import conflist
 from cni.libcni.cache import CachedInfo, CacheError, ResultCache
 from cni.libcni.runtime import CNIConfig, RuntimeConf
+from tests.fakes_testlib import fake_environ, make_fake, read_log
 
 DATA = Path(__file__).parent / "data" / "libcni_cache"
 CAP_ARGS = (

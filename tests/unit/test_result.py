@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 
-import harness
 import pytest
 
 from cni.errors import CNIError
@@ -35,6 +34,7 @@ from cni.result import (
     parse_prev_result,
     parse_result,
 )
+from conformance import harness
 
 ALL = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
 FAMILY = {

@@ -8,12 +8,12 @@ import os
 from pathlib import Path
 
 import pytest
-from fakes_testlib import fail_with, fake_environ, make_fake, read_log, set_behaviour
 
 from cni.errors import CNIError
 from cni.libcni import conflist
 from cni.libcni.request import RuntimeConf, build_request
 from cni.libcni.runtime import CNIConfig, MultiError
+from tests.fakes_testlib import fail_with, fake_environ, make_fake, read_log, set_behaviour
 
 
 class Env:

@@ -7,8 +7,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import harness
 import pytest
+
+from conformance import harness
 
 DEPS = harness.REPO_ROOT / "scripts" / "install-deps.sh"
 TESTS_DIR = Path(__file__).resolve().parents[1]
@@ -44,11 +45,10 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 
 def _inner_session(pytester: pytest.Pytester) -> None:
     shutil.copy(TESTS_DIR / "conftest.py", pytester.path / "conftest.py")
-    shutil.copy(TESTS_DIR / "harness.py", pytester.path / "harness.py")
     pytester.makeini("[pytest]\nmarkers =\n    netns: x\n    reference: x\n    slow: x\n")
     pytester.makepyfile(
         test_inner="""
-import harness
+from conformance import harness
 import pytest
 
 def test_runs():

@@ -630,7 +630,7 @@ def default_dir_workers(directory: str = WORKER_DEFAULT_DIR) -> frozenset[str]:
     """Live warm workers in the machine's default worker directory, as "<socket> pid <pid>"
     (for the leak audit: a test's plugin call without IN_PROCESS_ENV would start one there).
     Reads the lock files itself, like conformance.workers.worker_pids: this module stays on the
-    standard library (inner pytest sessions load it without the repository on sys.path)."""
+    standard library."""
     found = set()
     for lock in Path(directory).glob("*.sock.lock"):
         try:
