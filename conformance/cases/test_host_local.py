@@ -489,6 +489,25 @@ def test_hl36_legacy_lease(cni: CniDir) -> None:
     assert "10.250.3.9" not in obs["files"]
 
 
+def test_hl36_del_two_range_sets_frees_legacy_lease(cni: CniDir) -> None:
+    """P36: under a config of two range sets, DEL frees the owner's legacy lease (id only) and
+    its id + ifname lease alike."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        h = HL(cni, sb)
+        d = h.data / h.name
+        d.mkdir(parents=True)
+        (d / "10.250.3.20").write_text("r1")
+        (d / "10.250.3.21").write_text("r1\r\neth0")
+        ipam = {"ranges": [[{"subnet": "10.250.3.0/24"}], [{"subnet": "fd00:3::/64"}]]}
+        h.call("DEL", h.conf(ipam), "r1")
+        return h.obs()
+
+    obs = differential(cni, sc)
+    assert obs["steps"] == [{"rc": 0, "stdout": ""}]
+    assert not {"10.250.3.20", "10.250.3.21"} & set(obs["files"])
+
+
 def test_hl37_check(cni: CniDir) -> None:
     """P37: CHECK of an existing owner -> exit 0, no output; wrong ifname -> error."""
 

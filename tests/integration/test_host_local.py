@@ -460,3 +460,79 @@ def test_many_leases_written_behind_our_back(tmp_path, node):
     assert call(OURS, node, "CHECK", conf, cid="old2").returncode == 1
     dup = call(OURS, node, "ADD", conf, cid="old3000")
     assert dup.returncode == 1 and "has been allocated to old3000" in dup.result["msg"]
+
+
+# ---------------------------------------------------------------------------- single calls
+
+V4 = {"subnet": "10.250.3.0/24"}
+
+
+def test_our_1x_output_is_upstream_shaped(tmp_path, node):
+    """A 1.x result printed as upstream 3d27709f prints it: keys sorted, 4-space indent, no
+    empty dns (v1.1.1 prints struct order and "dns": {}; the conformance cases compare parsed
+    results only)."""
+    run = call(OURS, node, "ADD", netconf(tmp_path, V4, "1.0.0"))
+    assert run.stdout == (
+        '{\n    "cniVersion": "1.0.0",\n    "ips": [\n        {\n            "address": "10.250.3.2/24",'
+        '\n            "gateway": "10.250.3.1"\n        }\n    ]\n}'
+    )
+
+
+def test_error_output_is_one_cni_error(tmp_path, node):
+    run = call(OURS, node, "ADD", netconf(tmp_path, {"subnet": "10.0.0.0/31"}))
+    assert run.returncode == 1
+    assert set(run.result) <= {"cniVersion", "code", "msg", "details"}
+    assert run.stderr == ""
+
+
+def test_version_and_bad_env(tmp_path, node):
+    run = call(OURS, node, "VERSION", {"cniVersion": "1.1.0"})
+    assert run.result["supportedVersions"][-1] == "1.1.0"
+    run = call(OURS, node, "ADD", netconf(tmp_path, V4), cid="a/../b")
+    assert run.returncode == 1 and run.result["code"] == 4
+    assert not tmp_path.joinpath(NET).exists()
+
+
+def test_unwritable_data_dir_is_a_clean_error(tmp_path, node):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    run = call(OURS, node, "ADD", netconf(blocker / "sub", V4))
+    assert run.returncode == 1
+    assert run.result["code"] == 5
+    assert str(blocker) in run.result["msg"] and "not a directory" in run.result["msg"]
+    # DEL with a data directory that does not exist (and cannot be made) is success
+    run = call(OURS, node, "DEL", netconf(blocker / "sub", V4))
+    assert run.returncode == 0, run.stdout
+
+
+def test_check_verifies_prev_result_addresses(tmp_path, node):
+    """Beyond the reference (which only looks for any lease of the owner): every prevResult
+    address inside our ranges must be leased to this very attachment."""
+    conf = netconf(tmp_path, V4)
+    a = call(OURS, node, "ADD", conf, cid="a").result
+    call(OURS, node, "ADD", conf, cid="b")
+    check = dict(conf, cniVersion="1.0.0", prevResult=a)
+    assert call(OURS, node, "CHECK", check, cid="a").returncode == 0
+    # an address outside every range (e.g. another plugin's) is not ours to judge
+    outside = dict(a, ips=a["ips"] + [{"address": "192.168.77.5/24"}])
+    assert call(OURS, node, "CHECK", dict(check, prevResult=outside), cid="a").returncode == 0
+    # the lease of a's address now belongs to b (an operator edited it): CHECK fails
+    (tmp_path / NET / "10.250.3.2").write_bytes(b"b\r\neth0")
+    run = call(OURS, node, "CHECK", check, cid="a")
+    assert run.returncode == 1
+    assert run.result["msg"] == (
+        "host-local: Failed to find address added by container a"
+    )
+    call(OURS, node, "ADD", conf, cid="a", args="IP=10.250.3.9")
+    run = call(OURS, node, "CHECK", check, cid="a")
+    assert run.returncode == 1
+    assert run.result["msg"] == (
+        "host-local: address 10.250.3.2 of container a (eth0) is not leased to it (lease holder: b eth0)"
+    )
+
+
+def test_names_that_would_escape_the_data_dir(tmp_path, node):
+    for name in ("../escape", "a/b", ".."):
+        run = call(OURS, node, "ADD", dict(netconf(tmp_path, V4), name=name))
+        assert run.returncode == 1 and run.result["code"] == 7, run.stdout
+    assert list(tmp_path.iterdir()) == []
