@@ -75,9 +75,10 @@ class PM:
             c["runtimeConfig"] = {"portMappings": mappings}
         return c
 
-    def call(self, command: str, conf: dict[str, Any], ifname: str = "eth0") -> dict[str, Any]:
+    def call(self, command: str, conf: dict[str, Any], ifname: str = "eth0",
+             cid: str = "ctr1") -> dict[str, Any]:
         run = self.cni.run("portmap", command, conf, in_netns=self.node, netns=self.pod.path,
-                           containerid="ctr1", ifname=ifname)
+                           containerid=cid, ifname=ifname)
         out = observe.outcome(run)
         self.steps.append(out)
         return out
@@ -372,6 +373,77 @@ def test_pm94_del(cni: CniDir) -> None:
     assert DN not in after
     for shared in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"):
         assert f":{shared} " in after, after
+
+
+def prev_040(prev: dict[str, Any]) -> dict[str, Any]:
+    """A 1.0.0 prevResult in the 0.4.0 shape (each IP names its version)."""
+    ips = [{**ip, "version": "6" if ":" in ip["address"] else "4"} for ip in prev["ips"]]
+    return {**prev, "cniVersion": "0.4.0", "ips": ips}
+
+
+ANY_HOST_IPS = [
+    {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
+    {"hostPort": 18084, "containerPort": 84, "protocol": "udp", "hostIP": "0.0.0.0"},
+    {"hostPort": 18086, "containerPort": 86, "protocol": "udp", "hostIP": "::"},
+]
+CONDITION_MODULES = {"conditionsV4": ["-m", "conntrack", "--ctstate", "new,established", "-i",
+                                      "eth0"]}
+
+
+@pytest.mark.parametrize(
+    ("variant", "mappings", "extra", "cid"),
+    [
+        ("P86-unspecified-host-ips", ANY_HOST_IPS, {}, "ctr1"),
+        ("P88-conditions-with-modules", MAPPINGS[:2], CONDITION_MODULES, "ctr1"),
+        ("network-name-with-dots", MAPPINGS[:1], {"name": "my.net-1"}, "ctr1"),
+        ("long-container-id", MAPPINGS[:1], {}, "a" * 240),
+        ("version-0.4.0", MAPPINGS[:2], {"cniVersion": "0.4.0"}, "ctr1"),
+    ],
+)
+def test_pm82_94_layout_variants(cni: CniDir, variant: str, mappings: list[dict[str, Any]],
+                                 extra: dict[str, Any], cid: str) -> None:
+    """P82, P86, P88, P94 on more inputs: hostIP 0.0.0.0 / ::, conditions loading match modules,
+    a network name with dots, a 240-character container id (the comment is cut), a 0.4.0
+    config. ADD twice adds nothing twice (once only for the long id: ours then adds the entry
+    rule again, which the reference does not), DEL twice removes the container's chain; every
+    snapshot is compared with the reference's."""
+    times = 1 if len(cid) > 64 else 2
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        pm = PM(cni, sb)
+        prev = prev_040(pm.prev()) if extra.get("cniVersion") == "0.4.0" else pm.prev()
+        add = {**pm.conf(mappings, prev), **extra}
+        for _ in range(times):
+            pm.call("ADD", add, cid=cid)
+        added = pm.fw()
+        delete = {**pm.conf(mappings), **extra}
+        for _ in range(times):
+            pm.call("DEL", delete, cid=cid)
+        return {**pm.obs(), "added": added}
+
+    obs = differential(cni, sc, fold={
+        "I14-portmap-del-no-empty-table": lambda o: {**o, "fw": no_empty_ip6_nat(o["fw"])}})
+    assert [s["rc"] for s in obs["steps"]] == [0] * 2 * times, (variant, obs["steps"])
+    dnat = [ln for ln in lines(obs["added"]["iptables"]) if "-j DNAT --to-destination" in ln]
+    assert len(dnat) == len([m for m in mappings if ":" not in m.get("hostIP", "")]), dnat
+    assert "-j DNAT" not in obs["fw"]["iptables"]
+
+
+def test_pm94_del_keeps_other_containers(cni: CniDir) -> None:
+    """P94: DEL of one container leaves another container's chain and the shared chains."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        pm = PM(cni, sb)
+        for cid in ("c1", "c2"):
+            pm.call("ADD", pm.conf(MAPPINGS[:2], pm.prev()), cid=cid)
+        pm.call("DEL", pm.conf(MAPPINGS[:2]), cid="c1")
+        return pm.obs()
+
+    obs = differential(cni, sc, fold={
+        "I14-portmap-del-no-empty-table": lambda o: {**o, "fw": no_empty_ip6_nat(o["fw"])}})
+    assert [s["rc"] for s in obs["steps"]] == [0, 0, 0]
+    dn = [ln for ln in lines(obs["fw"]["iptables"]) if ln.startswith(":CNI-DN-")]
+    assert len(dn) == 1, dn
 
 
 def test_pm95_check(cni: CniDir) -> None:
