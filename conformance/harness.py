@@ -1,7 +1,7 @@
 """Test harness: throwaway network namespaces, running CNI executables, leak checks.
 
 Plain functions on the standard library (no pytest import), so both `tests/` (through
-the fixtures in conftest.py) and `conformance/` can use them.
+the fixtures in conformance/fixtures.py) and `conformance/` can use them.
 
 House rule, enforced here as far as a harness can: nothing is ever created in the
 machine's root network namespace. Plugins run inside a namespace created by the tests

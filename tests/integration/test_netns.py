@@ -1,4 +1,4 @@
-"""Tests for cni/netns.py and for the test harness itself (conformance/harness.py, conftest.py)."""
+"""Tests for cni/netns.py and for the test harness itself (conformance/harness.py, conformance/fixtures.py)."""
 
 from __future__ import annotations
 
