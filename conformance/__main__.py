@@ -98,7 +98,8 @@ def run_one(path: str, reference: str | None, opts: argparse.Namespace) -> dict:
 
 
 def _end_workers(wdir: str, tally_path: str) -> dict:
-    """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors": text}."""
+    """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors":
+    text}."""
     import shutil
     from collections import Counter
 

@@ -58,7 +58,8 @@ def leak_audit() -> Iterator[None]:
     Compares `harness.root_state()` before and after the module (links, `ip netns
     list`, CNI-* iptables/ip6tables chains and rules, nft tables), plus
     `harness.host_state()` (addresses, routes, rules, files under the default state
-    paths /var/lib/cni, /etc/cni, /run/flannel), with `harness.audit_diff`. Leftover namespaces of this run are deleted after being
+    paths /var/lib/cni, /etc/cni, /run/flannel), with `harness.audit_diff`. Leftover namespaces of
+    this run are deleted after being
     reported; nothing in the root namespace is removed automatically.
     """
     before = {**harness.root_state(), **harness.host_state()}

@@ -29,7 +29,8 @@ NETNS_RUN_DIR = "/run/netns"
 NETNS_PREFIX = "cnitest-"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TIMEOUT = 60.0
-# The warm worker is on by default (plugins/worker/server.py); tests run every call in-process unless a
+# The warm worker is on by default (plugins/worker/server.py); tests run every call in-process
+# unless a
 # session or a test asks for the worker (`conformance --worker`, tests/test_worker.py), so a
 # test's call never starts a worker in the machine's /run/pycni. Every environment a test builds
 # from scratch for our executables starts from this one.
@@ -103,7 +104,8 @@ def _run(
     )
     if check and proc.returncode != 0:
         raise HarnessError(
-            f"{' '.join(argv)} exited {proc.returncode}: {proc.stderr.strip() or proc.stdout.strip()}"
+            f"{' '.join(argv)} exited {proc.returncode}: "
+            f"{proc.stderr.strip() or proc.stdout.strip()}"
         )
     return proc
 
@@ -609,7 +611,8 @@ def host_state() -> dict[str, frozenset[str]]:
 
     Keys: addresses, routes / routes6 (all tables) and rules / rules6 of the root
     namespace as `ip -o` lines (lifetimes dropped), state_files: every path under
-    DEFAULT_STATE_PATHS, and workers: live warm workers in /run/pycni. A category that cannot be read is {"<unavailable>"}.
+    DEFAULT_STATE_PATHS, and workers: live warm workers in /run/pycni. A category that cannot be
+    read is {"<unavailable>"}.
     """
     state: dict[str, frozenset[str]] = {}
     for key, args in (

@@ -69,8 +69,14 @@ print(json.dumps(out))
 def timed_calls(netns_argv: list[str], python: str, calls: list[dict]) -> list[dict]:
     """Run `calls` ({exe, env, stdin}) one after the other inside the namespace that
     `netns_argv` (e.g. ["ip", "netns", "exec", NAME]) enters; each call's rc, ms, cpu, output."""
-    proc = subprocess.run([*netns_argv, python, "-c", TIMER, json.dumps(calls)], capture_output=True,
-                          text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=300, check=False)
+    proc = subprocess.run(
+        [*netns_argv, python, "-c", TIMER, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=300,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"timed calls failed: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout)

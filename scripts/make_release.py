@@ -44,7 +44,13 @@ CONTENTS_DIR = "pycni-lib"
 UNITS_DIR = REPO / "packaging" / "systemd"
 UNITS_ARCDIR = "systemd"
 UNITS = ("pycni-worker.service", "pycni-worker.socket")
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
 
 
 def tarball_name(version: str = __version__, machine: str | None = None) -> str:

@@ -25,7 +25,9 @@ DUMMY_NETNS = "/var/run/netns/cnitest-hostlocal-none"
 NET = "hlnet"
 
 HAVE_REF = os.access(REF, os.X_OK)
-reference = pytest.mark.skipif(not HAVE_REF, reason=harness.missing_reason(str(REF), "containernetworking-plugins"))
+reference = pytest.mark.skipif(
+    not HAVE_REF, reason=harness.missing_reason(str(REF), "containernetworking-plugins")
+)
 
 
 def need_ours() -> None:
@@ -63,8 +65,16 @@ def call(exe: str, node: harness.Netns, command: str, conf: Any, cid: str | None
          ifname: str | None = "eth0", args: str = "", **kw: Any) -> harness.PluginRun:
     """Run one command of `exe` through the protocol inside `node`."""
     return harness.run_plugin(
-        exe, command, conf, containerid=cid, netns=DUMMY_NETNS if command in ("ADD", "CHECK", "DEL") else "",
-        ifname=ifname, args=args, cni_path=os.path.dirname(exe), in_netns=node, **kw,
+        exe,
+        command,
+        conf,
+        containerid=cid,
+        netns=DUMMY_NETNS if command in ("ADD", "CHECK", "DEL") else "",
+        ifname=ifname,
+        args=args,
+        cni_path=os.path.dirname(exe),
+        in_netns=node,
+        **kw,
     )
 
 
@@ -107,7 +117,11 @@ def outcome(run: harness.PluginRun) -> tuple[int, Any]:
             msg = EXHAUSTION_COUNTS.sub("", msg)
         return run.returncode, msg
     res = run.result
-    if isinstance(res, dict) and res.get("dns") == {} and str(res.get("cniVersion", "")).startswith("1."):
+    if (
+        isinstance(res, dict)
+        and res.get("dns") == {}
+        and str(res.get("cniVersion", "")).startswith("1.")
+    ):
         res = {k: v for k, v in res.items() if k != "dns"}
     return 0, res
 

@@ -33,7 +33,9 @@ def fill_nat(node: harness.Netns, n: int) -> None:
     node.exec("iptables-restore", "--noflush", input="\n".join(lines + ["COMMIT"]) + "\n")
 
 
-def _timed(exe: Path, node: harness.Netns, command: str, config: dict, cid: str) -> tuple[float, float]:
+def _timed(
+    exe: Path, node: harness.Netns, command: str, config: dict, cid: str
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child processes) of one call."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -64,7 +66,9 @@ def main() -> None:
         for i in range(-2, iterations):  # two warm-up rounds
             for (label, exe, keys), node in zip(runs, nodes, strict=True):
                 cid = f"bench{i + 2}"
-                add = _timed(exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), cid)
+                add = _timed(
+                    exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), cid
+                )
                 dele = _timed(exe, node, "DEL", t.conf(MAPPINGS, None, **keys), cid)
                 if i >= 0:
                     samples.setdefault((label, "ADD"), []).append(add)
@@ -80,7 +84,9 @@ def main() -> None:
 
     print(f"{iterations} ADD+DEL each, IPv4, tcp+udp mapping, {fill} extra nat rules; ms, median")
     for label, _exe, _keys in runs:
-        print(f"  {label:14s} ADD {fmt(samples[(label, 'ADD')])}   DEL {fmt(samples[(label, 'DEL')])}")
+        print(
+            f"  {label:14s} ADD {fmt(samples[(label, 'ADD')])}   DEL {fmt(samples[(label, 'DEL')])}"
+        )
 
 
 if __name__ == "__main__":

@@ -147,12 +147,16 @@ def _cpu() -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--cycles", type=int, default=20)
     ap.add_argument("--masq", action="store_true", help="ipMasq true (iptables-restore per call)")
     ap.add_argument("--profile", choices=("add", "del"), default=None)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--profile-cpu", action="store_true", help="profile CPU time instead of wall time")
+    ap.add_argument(
+        "--profile-cpu", action="store_true", help="profile CPU time instead of wall time"
+    )
     ap.add_argument("--trace", action="store_true", help="print one ADD's and one DEL's requests")
     ap.add_argument("--bindir", default=str(REPO / "dist" / "bin"),
                     help="CNI_PATH holding host-local (same inode as bridge: delegated in-process)")
@@ -247,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
               f" (dumps {statistics.median(dumps[command]):.0f})")
         tally = ", ".join(f"{k} {v / n:g}" for k, v in sorted(kinds[command].items()))
         print(f"   per call: {tally}")
-        parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in sorted(where[command].items()))
+        parts = ", ".join(
+            f"{k} {statistics.median(v):.2f}" for k, v in sorted(where[command].items())
+        )
         print(f"   cpu inside (ms, medians): {parts}")
     if profiler is not None:
         import pstats

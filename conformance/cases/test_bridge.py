@@ -499,7 +499,9 @@ def test_br55_duplicate_default_route(cni: CniDir) -> None:
         assert names(pod) == ["lo"]
         return
     assert addrs(pod, "eth0") == ["10.250.1.2/24"]
-    assert [r for r in routes(pod) if r.startswith("default")] == ["default via 10.250.1.1 dev eth0"]
+    assert [r for r in routes(pod) if r.startswith("default")] == [
+        "default via 10.250.1.1 dev eth0"
+    ]
     assert [li.get("master") for li in obs["node"]["links"]] == [None, None, BR]
 
 
@@ -641,7 +643,9 @@ def test_br59_mac_precedence(cni: CniDir) -> None:
     obs = differential(cni, sc)
     s = obs["steps"]
     assert s[0]["rc"] == 0, s[0]
-    assert link(obs["pods"][0]["kernel"], "eth0")["address"] == s[0]["result"]["interfaces"][2]["mac"]
+    assert (
+        link(obs["pods"][0]["kernel"], "eth0")["address"] == s[0]["result"]["interfaces"][2]["mac"]
+    )
 
 
 def test_br60_mac_in_cni_args(cni: CniDir) -> None:

@@ -316,7 +316,9 @@ def test_hl24_legacy_version_one_address_per_family(cni: CniDir) -> None:
         return h.obs()
 
     obs = differential(cni, sc, fold=CODE0)
-    assert err(obs["steps"][0]) == "CNI version 0.2.0 does not support more than 1 address per family"
+    assert (
+        err(obs["steps"][0]) == "CNI version 0.2.0 does not support more than 1 address per family"
+    )
     assert obs["steps"][0]["error"]["code"] == config_error_code(cni)
     res = obs["steps"][1]["result"]
     assert res["cniVersion"] == "0.2.0"

@@ -163,7 +163,10 @@ def test_lo104_non_loopback_address(cni: CniDir) -> None:
         return {"add": observe.outcome(run)}
 
     obs = differential(cni, sc)
-    assert obs["add"]["error"]["msg"] == 'loopback interface found with non-loopback address "10.250.9.9"'
+    assert (
+        obs["add"]["error"]["msg"]
+        == 'loopback interface found with non-loopback address "10.250.9.9"'
+    )
 
 
 def test_lo105_check(cni: CniDir) -> None:

@@ -167,15 +167,20 @@ def test_pm82_basic_layout(cni: CniDir) -> None:
     want = [
         "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
         "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j '
+        'CNI-HOSTPORT-MASQ',
         f"-A {DN} -s 10.250.1.0/24 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80",
-        f"-A {DN} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j CNI-HOSTPORT-SETMARK",
-        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{COMMENT}" -m multiport --dports 18080,18082,18083 -j {DN}',
-        f'-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "{COMMENT}" -m multiport --dports 18081 -j {DN}',
+        f"-A {DN} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j "
+        f"CNI-HOSTPORT-SETMARK",
+        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{COMMENT}" -m multiport --dports '
+        f'18080,18082,18083 -j {DN}',
+        f'-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "{COMMENT}" -m multiport --dports 18081 '
+        f'-j {DN}',
         "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
-        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK '
+        '--set-xmark 0x2000/0x2000',
     ]
     missing = [w for w in want if w not in got]
     assert not missing, "missing:\n" + "\n".join(missing) + "\n--- got:\n" + "\n".join(got)
@@ -197,7 +202,9 @@ def test_pm83_mark_bit(cni: CniDir) -> None:
 
     obs = differential(cni, sc, fold={
         "I7-error-codes": without("steps.1.error.code", "steps.2.error.code")})
-    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x20/0x20 -j MASQUERADE" in lines(obs["fw"]["iptables"])
+    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x20/0x20 -j MASQUERADE" in lines(
+        obs["fw"]["iptables"]
+    )
     assert msg(obs["steps"][1]) == "failed to parse config: MasqMarkBit must be between 0 and 31"
     assert msg(obs["steps"][2]) == ("failed to parse config: Cannot specify externalSetMarkChain "
                                     "and markMasqBit")
@@ -240,7 +247,9 @@ def test_pm87_ipv6(cni: CniDir) -> None:
 
     obs = differential(cni, sc)
     v6 = lines(obs["fw"]["ip6tables"])
-    assert f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination [fd00:250:1::3]:80" in v6, v6
+    assert (
+        f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination [fd00:250:1::3]:80" in v6
+    ), v6
     assert f"-A {DN} -s fd00:250:1::/64 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in v6
     assert not [x for x in v6 if "127.0.0.1" in x or "::1/128" in x]
     assert DN not in obs["fw"]["iptables"]
@@ -339,7 +348,9 @@ def test_pm93_readd_appends_missing(cni: CniDir) -> None:
 
     obs = differential(cni, sc)
     chain = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
-    assert chain[-1] == f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80"
+    assert (
+        chain[-1] == f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80"
+    )
     assert len(chain) == len(set(chain))
 
 
@@ -548,7 +559,9 @@ def test_pm100_masq_all(cni: CniDir) -> None:
     obs = differential(cni, sc, ignore=("fw",))
     rules = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
     if dev.old_side(cni, "R7-upstream-only-config"):
-        assert f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
+        assert (
+            f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
+        )
         return
     assert f"-A {DN} -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules or (
         f"-A {DN} -s 0.0.0.0/0 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules), rules

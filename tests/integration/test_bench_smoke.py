@@ -46,8 +46,14 @@ def test_quick_run_prints_every_table(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     text = proc.stdout
-    for title in ("B1 serial pod cycle", "B2 bursts", "B3 host-local at scale", "B4 footprint: peak RSS",
-                  "B4 footprint: import time", "B5 idle node"):
+    for title in (
+        "B1 serial pod cycle",
+        "B2 bursts",
+        "B3 host-local at scale",
+        "B4 footprint: peak RSS",
+        "B4 footprint: import time",
+        "B5 idle node",
+    ):
         assert title in text, f"{title!r} missing:\n{text}"
     for row in ("bridge+host-local ipMasq=false", "bridge+host-local ipMasq=true",
                 "kube-flannel list (+portmap)", "flannel overhead", "ours+w"):

@@ -34,7 +34,9 @@ def data(tmp_path: Path) -> Path:
 # =========================================================================== ADD basics
 
 
-def test_l3_add_result_and_kernel_state(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
+def test_l3_add_result_and_kernel_state(
+    run: bt.Runner, node_ns: Netns, make_pod, data: Path
+) -> None:
     """docs/reference-behaviour.md P44/45: result shape, addresses, routes, sysctls, port flags."""
     pod = make_pod()
     conf = bt.l3_conf(data, isGateway=True, routes=[{"dst": "0.0.0.0/0"}])
@@ -83,7 +85,9 @@ def test_two_pods_ping_each_other_and_gateway_hairpin(run: bt.Runner, node_ns: N
         slave = bt.links(node_ns)[r["interfaces"][1]["name"]]["linkinfo"]["info_slave_data"]
         assert slave["hairpin"] is True
     # both host ends on the one bridge
-    assert {bt.links(node_ns)[r["interfaces"][1]["name"]]["master"] for r in (ra, rb)} == {"testbr0"}
+    assert {bt.links(node_ns)[r["interfaces"][1]["name"]]["master"] for r in (ra, rb)} == {
+        "testbr0"
+    }
 
 
 def test_dual_stack_default_gateway(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
@@ -171,8 +175,12 @@ def test_mac_precedence(run: bt.Runner, make_pod, data: Path) -> None:
     assert run.ok("ADD", conf2, pod2, cid="c2", args="IgnoreUnknown=1;MAC=0a:58:00:00:00:15")[
         "interfaces"][2]["mac"] == "0a:58:00:00:00:16"
     pod3 = make_pod()
-    assert run.ok("ADD", bt.l3_conf(data), pod3, cid="c3", args="IgnoreUnknown=1;MAC=0A-58-00-00-00-15")[
-        "interfaces"][2]["mac"] == "0a:58:00:00:00:15"
+    assert (
+        run.ok(
+            "ADD", bt.l3_conf(data), pod3, cid="c3", args="IgnoreUnknown=1;MAC=0A-58-00-00-00-15"
+        )["interfaces"][2]["mac"]
+        == "0a:58:00:00:00:15"
+    )
 
 
 def test_enabledad_and_port_isolation(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
@@ -206,7 +214,10 @@ def test_config_dns_overrides_ipam(run: bt.Runner, make_pod, data: Path) -> None
     """P62."""
     pod = make_pod()
     conf = bt.l3_conf(data, dns={"nameservers": ["10.0.0.10"], "search": ["svc.local"]})
-    assert run.ok("ADD", conf, pod)["dns"] == {"nameservers": ["10.0.0.10"], "search": ["svc.local"]}
+    assert run.ok("ADD", conf, pod)["dns"] == {
+        "nameservers": ["10.0.0.10"],
+        "search": ["svc.local"],
+    }
     pod2 = make_pod()
     assert "dns" not in run.ok("ADD", bt.l3_conf(data, dns={"nameservers": []}), pod2, cid="c2")
 
@@ -318,7 +329,9 @@ def test_gc_removes_stale_masquerade(run: bt.Runner, node_ns: Netns, make_pod, d
 # =========================================================================== DEL / CHECK
 
 
-def test_del_is_idempotent_and_releases(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
+def test_del_is_idempotent_and_releases(
+    run: bt.Runner, node_ns: Netns, make_pod, data: Path
+) -> None:
     """P75."""
     pod = make_pod()
     conf = bt.l3_conf(data, isGateway=True)
@@ -369,7 +382,10 @@ def test_check_after_add_and_after_damage(run: bt.Runner, make_pod, data: Path) 
         "Table:<nil> Scope:<nil>} not found in routing table"
     )
     pod.ip("addr", "del", "10.250.1.2/24", "dev", "eth0")
-    assert run.fail("CHECK", check, pod)["msg"] == "Failed to match addr 10.250.1.2/24 on interface eth0"
+    assert (
+        run.fail("CHECK", check, pod)["msg"]
+        == "Failed to match addr 10.250.1.2/24 on interface eth0"
+    )
     pod.ip("link", "del", "eth0")
     assert run.fail("CHECK", check, pod)["msg"] == "Interface name eth0 not found"
 
@@ -404,13 +420,18 @@ def _host_state(node_ns: Netns) -> tuple:
     return (sorted(bt.links(node_ns)), bt.nat_rules(node_ns), bt.nat_rules(node_ns, True))
 
 
-def test_bridge_name_taken_by_non_bridge(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
+def test_bridge_name_taken_by_non_bridge(
+    run: bt.Runner, node_ns: Netns, make_pod, data: Path
+) -> None:
     """P49."""
     node_ns.ip("link", "add", "refbrveth", "type", "veth", "peer", "name", "refbrpeer")
     pod = make_pod()
     before = _host_state(node_ns)
     err = run.fail("ADD", bt.l3_conf(data, bridge="refbrveth"), pod)
-    assert err["msg"] == 'failed to create bridge "refbrveth": "refbrveth" already exists but is not a bridge'
+    assert (
+        err["msg"]
+        == 'failed to create bridge "refbrveth": "refbrveth" already exists but is not a bridge'
+    )
     assert _host_state(node_ns) == before
     assert sorted(bt.links(pod)) == ["lo"]
     assert bt.lease_files(data, "testnet") == []
@@ -450,20 +471,34 @@ def test_ifname_already_in_pod(run: bt.Runner, node_ns: Netns, make_pod, data: P
     [
         ({"vlan": 4095}, "invalid VLAN ID 4095 (must be between 0 and 4094)"),
         ({"vlan": -1}, "invalid VLAN ID -1 (must be between 0 and 4094)"),
-        ({"vlanTrunk": [{"minID": 5}]},
-         "minID and maxID should be configured simultaneously, maxID is missing"),
-        ({"vlanTrunk": [{"maxID": 5}]},
-         "minID and maxID should be configured simultaneously, minID is missing"),
-        ({"vlanTrunk": [{"minID": 1000, "maxID": 100}]}, "minID is greater than maxID in trunk parameter"),
+        (
+            {"vlanTrunk": [{"minID": 5}]},
+            "minID and maxID should be configured simultaneously, maxID is missing",
+        ),
+        (
+            {"vlanTrunk": [{"maxID": 5}]},
+            "minID and maxID should be configured simultaneously, minID is missing",
+        ),
+        (
+            {"vlanTrunk": [{"minID": 1000, "maxID": 100}]},
+            "minID is greater than maxID in trunk parameter",
+        ),
         ({"vlanTrunk": [{"id": 0}]}, "incorrect trunk id parameter"),
         ({"vlanTrunk": [{"minID": 0, "maxID": 5}]}, "incorrect trunk minID parameter"),
         ({"vlanTrunk": [{"minID": 1, "maxID": 5000}]}, "incorrect trunk maxID parameter"),
-        ({"hairpinMode": True, "promiscMode": True},
-         "cannot set hairpin mode and promiscuous mode at the same time"),
-        ({"disableContainerInterface": True},
-         "cannot use IPAM when DisableContainerInterface flag is set"),
+        (
+            {"hairpinMode": True, "promiscMode": True},
+            "cannot set hairpin mode and promiscuous mode at the same time",
+        ),
+        (
+            {"disableContainerInterface": True},
+            "cannot use IPAM when DisableContainerInterface flag is set",
+        ),
         ({"ipMasq": True, "ipMasqBackend": "bogus"}, 'unknown ipmasq backend "bogus"'),
-        ({"runtimeConfig": {"mac": "zz"}}, "failed to make veth pair: address zz: invalid MAC address"),
+        (
+            {"runtimeConfig": {"mac": "zz"}},
+            "failed to make veth pair: address zz: invalid MAC address",
+        ),
     ],
 )
 def test_bad_config_creates_nothing(keys: dict, msg: str, run: bt.Runner, node_ns: Netns, make_pod,
@@ -471,7 +506,10 @@ def test_bad_config_creates_nothing(keys: dict, msg: str, run: bt.Runner, node_n
     """P47, P48, P60, P66 (bogus backend), 72, 74."""
     pod = make_pod()
     err = run.fail("ADD", bt.l3_conf(data, **keys), pod)
-    assert err == {"code": 7, "msg": msg, "cniVersion": "1.0.0"} or (err["code"], err["msg"]) == (7, msg)
+    assert err == {"code": 7, "msg": msg, "cniVersion": "1.0.0"} or (err["code"], err["msg"]) == (
+        7,
+        msg,
+    )
     assert sorted(bt.links(node_ns)) == ["lo"]
     assert sorted(bt.links(pod)) == ["lo"]
     assert bt.lease_files(data, "testnet") == []
@@ -494,7 +532,9 @@ def test_invalid_netns(run: bt.Runner, node_ns: Netns, data: Path) -> None:
     assert sorted(bt.links(node_ns)) == ["lo"]
 
 
-def test_bridge_address_conflict_rolls_back(run: bt.Runner, node_ns: Netns, make_pod, data: Path) -> None:
+def test_bridge_address_conflict_rolls_back(
+    run: bt.Runner, node_ns: Netns, make_pod, data: Path
+) -> None:
     """P56 (the reference leaves the pod configured; we remove it) and 57. A port is
     attached (without one ours re-addresses the bridge: test_bridge_readdress.py)."""
     node_ns.ip("link", "add", "testbr0", "type", "bridge")
@@ -530,7 +570,9 @@ def test_ipam_failure_relayed_and_rolled_back(run: bt.Runner, node_ns: Netns, ma
     run.ok("ADD", conf, make_pod(), cid="first")
     pod = make_pod()
     err = run.fail("ADD", conf, pod, cid="second")
-    assert err["msg"].startswith("failed to allocate for range 0: no IP addresses available in range set")
+    assert err["msg"].startswith(
+        "failed to allocate for range 0: no IP addresses available in range set"
+    )
     assert sorted(bt.links(pod)) == ["lo"]
     assert len([n for n in bt.links(node_ns) if bt.is_veth_name(n)]) == 1
 
@@ -540,7 +582,9 @@ def test_missing_ipam_plugin(run: bt.Runner, node_ns: Netns, make_pod, data: Pat
     conf = bt.l3_conf(data)
     conf["ipam"]["type"] = "nosuchipam"
     pod = make_pod()
-    assert run.fail("ADD", conf, pod)["msg"].startswith('failed to find plugin "nosuchipam" in path')
+    assert run.fail("ADD", conf, pod)["msg"].startswith(
+        'failed to find plugin "nosuchipam" in path'
+    )
     assert sorted(bt.links(pod)) == ["lo"]
     good = bt.l3_conf(data)
     run.ok("ADD", good, pod)
@@ -710,4 +754,7 @@ def test_gateway_of_the_other_family_is_a_clean_error(node_ns, make_pod, tmp_pat
     assert "eth0" not in pod.ip("-o", "link").stdout
     leases = tmp_path / "networks" / "gwfam"
     assert not leases.exists() or not [p for p in os.listdir(leases) if ":" in p]
-    assert run_plugin(exe, "DEL", conf, containerid="gw1", netns=pod.path, in_netns=node_ns).returncode == 0
+    assert (
+        run_plugin(exe, "DEL", conf, containerid="gw1", netns=pod.path, in_netns=node_ns).returncode
+        == 0
+    )

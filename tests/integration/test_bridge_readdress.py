@@ -17,7 +17,9 @@ from tests import bridge_testlib as bt
 
 pytestmark = pytest.mark.netns
 
-REFUSAL = 'failed to set bridge addr: "testbr0" already has an IP address different from 10.250.10.1/24'
+REFUSAL = (
+    'failed to set bridge addr: "testbr0" already has an IP address different from 10.250.10.1/24'
+)
 
 
 @pytest.fixture
@@ -97,7 +99,8 @@ def test_two_ipv4_gateways_of_one_add_still_conflict(run: bt.Runner, node_ns: Ne
                       ranges=[[{"subnet": "10.250.58.0/24"}], [{"subnet": "10.250.59.0/24"}]])
     err = run.fail("ADD", conf, make_pod())
     assert err["msg"] == (
-        'failed to set bridge addr: "testbr0" already has an IP address different from 10.250.59.1/24'
+        'failed to set bridge addr: "testbr0" already has an IP address different from '
+        '10.250.59.1/24'
     )
 
 

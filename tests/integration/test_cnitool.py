@@ -41,7 +41,9 @@ class Tool:
         self.log = tmp / "log"
         self.plugins = {n: make_fake(self.bin, n) for n in ("a", "b")}
         self.netd.mkdir()
-        self.conf("net1", "1.1.0", [{"type": "a", "capabilities": {"portMappings": True}}, {"type": "b"}])
+        self.conf(
+            "net1", "1.1.0", [{"type": "a", "capabilities": {"portMappings": True}}, {"type": "b"}]
+        )
 
     def conf(self, name: str, version: str, plugins: list[dict]) -> None:
         obj = {"cniVersion": version, "name": name, "plugins": plugins}
@@ -137,8 +139,14 @@ def test_go_abs_cleaning():
 
 @pytest.mark.parametrize(
     "flag,envvar,expected",
-    [(["-i", "net9"], "envif", "net9"), (["--ifname=net8"], "envif", "net8"), (["-inet7"], None, "net7"),
-     ([], "envif", "envif"), ([], "", "eth0"), ([], None, "eth0")],
+    [
+        (["-i", "net9"], "envif", "net9"),
+        (["--ifname=net8"], "envif", "net8"),
+        (["-inet7"], None, "net7"),
+        ([], "envif", "envif"),
+        ([], "", "eth0"),
+        ([], None, "eth0"),
+    ],
 )
 def test_ifname_precedence(tool, flag, envvar, expected):
     rc, _, err = tool.run("add", *flag, "net1", "/run/netns/p", CNI_IFNAME=envvar)
@@ -165,7 +173,9 @@ def test_default_conf_dir(tool):
 # ------------------------------------------------------------------ C116-C117
 
 
-@pytest.mark.parametrize("value,bad", [("A=1;B", "B"), ("A=", "A="), ("=1", "=1"), ("A=1;", ""), ("A=1=2", "A=1=2")])
+@pytest.mark.parametrize(
+    "value,bad", [("A=1;B", "B"), ("A=", "A="), ("=1", "=1"), ("A=1;", ""), ("A=1=2", "A=1=2")]
+)
 def test_cni_args_strict(tool, value, bad):
     rc, _, err = tool.run("add", "net1", "/run/netns/p", CNI_ARGS=value)
     assert rc == 1
@@ -188,7 +198,9 @@ def test_cap_args_must_be_an_object(tool, value):
 
 def test_cap_args_reach_matching_plugins_only(tool):
     pm = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
-    rc, _, err = tool.run("add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm, "mac": "x"}))
+    rc, _, err = tool.run(
+        "add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm, "mac": "x"})
+    )
     assert rc == 0, err
     a, b = tool.calls("ADD")
     assert a["conf"]["runtimeConfig"] == {"portMappings": pm}
@@ -237,7 +249,10 @@ def test_gc_dels_every_cached_attachment_without_keys(tool):
     )
     gcs = tool.calls("GC")
     assert [c["plugin"] for c in gcs] == ["a", "b"]
-    assert all("cni.dev/valid-attachments" not in c["conf"] and "cni.dev/attachments" not in c["conf"] for c in gcs)
+    assert all(
+        "cni.dev/valid-attachments" not in c["conf"] and "cni.dev/attachments" not in c["conf"]
+        for c in gcs
+    )
     assert tool.cache_files() == [f"net2-{_cid('/run/netns/p1')}-eth0"]
 
 
@@ -257,7 +272,12 @@ def test_status_keeps_going_until_failure(tool):
 
 def test_del_and_check_use_cached_args_when_env_has_none(tool):
     pm = [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
-    assert tool.run("add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm}), CNI_ARGS="X=1")[0] == 0
+    assert (
+        tool.run(
+            "add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm}), CNI_ARGS="X=1"
+        )[0]
+        == 0
+    )
     tool.log.unlink()
     assert tool.run("check", "net1", "/run/netns/p")[0] == 0
     assert tool.run("del", "net1", "/run/netns/p")[0] == 0
@@ -265,15 +285,22 @@ def test_del_and_check_use_cached_args_when_env_has_none(tool):
         assert call["env"]["CNI_ARGS"] == "X=1"
     assert tool.calls("DEL")[1]["conf"]["runtimeConfig"] == {"portMappings": pm}
     # explicit values win over the cache
-    assert tool.run("add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm}))[0] == 0
+    assert (
+        tool.run("add", "net1", "/run/netns/p", CAP_ARGS=json.dumps({"portMappings": pm}))[0] == 0
+    )
     tool.log.unlink()
-    assert tool.run("del", "net1", "/run/netns/p", CAP_ARGS='{"portMappings":[]}', CNI_ARGS="Y=2")[0] == 0
+    assert (
+        tool.run("del", "net1", "/run/netns/p", CAP_ARGS='{"portMappings":[]}', CNI_ARGS="Y=2")[0]
+        == 0
+    )
     assert tool.calls("DEL")[1]["conf"]["runtimeConfig"] == {"portMappings": []}
     assert tool.calls("DEL")[0]["env"]["CNI_ARGS"] == "Y=2"
 
 
 def test_single_plugin_conf_file(tool):
-    (tool.netd / "single.conf").write_text(json.dumps({"cniVersion": "0.4.0", "name": "single", "type": "a"}))
+    (tool.netd / "single.conf").write_text(
+        json.dumps({"cniVersion": "0.4.0", "name": "single", "type": "a"})
+    )
     rc, out, err = tool.run("add", "single", "/run/netns/p")
     assert rc == 0, err
     assert json.loads(out)["cniVersion"] == "0.4.0"
@@ -282,7 +309,9 @@ def test_single_plugin_conf_file(tool):
 # ------------------------------------------------------------------ integration: real plugins
 
 
-def _cnitool_in(node: harness.Netns, command: str, net: str, pod: harness.Netns, env: dict[str, str]):
+def _cnitool_in(
+    node: harness.Netns, command: str, net: str, pod: harness.Netns, env: dict[str, str]
+):
     return node.exec(str(CNITOOL), command, net, pod.path, env=env, check=False, timeout=120)
 
 
@@ -303,7 +332,11 @@ def test_reference_bridge_hostlocal_portmap(node_ns, make_pod, state_dir):
         pytest.skip("dist/bin/cnitool missing: run `make build`")
     for name in ("bridge", "host-local", "portmap"):
         if not (harness.REFERENCE_BIN / name).exists():
-            pytest.skip(harness.missing_reason(f"{harness.REFERENCE_BIN}/{name}", "containernetworking-plugins"))
+            pytest.skip(
+                harness.missing_reason(
+                    f"{harness.REFERENCE_BIN}/{name}", "containernetworking-plugins"
+                )
+            )
     pod = make_pod()
     conf = {
         "cniVersion": "1.0.0",
@@ -355,9 +388,13 @@ def test_reference_bridge_hostlocal_portmap(node_ns, make_pod, state_dir):
     assert not cache_file.exists()
     assert not (state_dir.networks / "refnet" / "10.22.0.2").exists()
     assert "eth0" not in _links(pod)
-    assert _links(node_ns) - links_before == {"cnitest0"}  # the bridge stays, as the reference leaves it
+    assert _links(node_ns) - links_before == {
+        "cnitest0"
+    }  # the bridge stays, as the reference leaves it
     assert "10.22.0.2" not in node_ns.exec("iptables-save", "-t", "nat").stdout
-    leftover = {c for c in _cni_chains(node_ns) - chains_before if not c.startswith("CNI-HOSTPORT-")}
+    leftover = {
+        c for c in _cni_chains(node_ns) - chains_before if not c.startswith("CNI-HOSTPORT-")
+    }
     assert leftover == set()
     again = _cnitool_in(node_ns, "del", "refnet", pod, env)
     assert again.returncode == 0, again.stderr
@@ -398,9 +435,13 @@ def test_kube_flannel_chain(node_ns, make_pod, state_dir, version):
         "name": "cbr0",
         "cniVersion": version,
         "plugins": [
-            {"type": "flannel", "subnetFile": str(state_dir.subnet_env), "dataDir": str(state_dir.flannel),
-             "ipam": {"dataDir": str(state_dir.networks)},
-             "delegate": {"hairpinMode": True, "isDefaultGateway": True}},
+            {
+                "type": "flannel",
+                "subnetFile": str(state_dir.subnet_env),
+                "dataDir": str(state_dir.flannel),
+                "ipam": {"dataDir": str(state_dir.networks)},
+                "delegate": {"hairpinMode": True, "isDefaultGateway": True},
+            },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],
     }
@@ -420,7 +461,10 @@ def test_kube_flannel_chain(node_ns, make_pod, state_dir, version):
     result = json.loads(add.stdout)
     assert result["cniVersion"] == version
     ip = result["ips"][0]["address"].split("/")[0]
-    assert result["ips"][0]["address"].startswith("10.244.1.") and result["ips"][0]["gateway"] == "10.244.1.1"
+    assert (
+        result["ips"][0]["address"].startswith("10.244.1.")
+        and result["ips"][0]["gateway"] == "10.244.1.1"
+    )
     assert f"{ip}/24" in pod.ip("-o", "addr", "show", "eth0").stdout
     assert "mtu 1450" in pod.ip("link", "show", "eth0").stdout
     assert "default via 10.244.1.1" in pod.ip("route").stdout
@@ -448,7 +492,8 @@ def test_kube_flannel_chain(node_ns, make_pod, state_dir, version):
 
 
 def test_version_answers():
-    """cnitool answers --version / version with the suite version, and CNI_COMMAND=VERSION with JSON."""
+    """cnitool answers --version / version with the suite version, and CNI_COMMAND=VERSION with
+    JSON."""
     import io
     import json as _json
 

@@ -120,9 +120,17 @@ def test_demo_runs_every_step_and_leaves_nothing():
     assert out.count(" 0% packet loss") == 4
     assert "message too long, mtu=1450" in out
     assert out.count("200 OK hello from pod-a") == 2  # from the node, and the hairpin
-    for line in ("no veth left on the node", "no host-local leases", "no saved flannel delegate config",
-                 "result cache empty", "no per-pod firewall chain or rule", "hostPort 8080 no longer answers",
-                 "root links: unchanged", "/opt/cni/bin: unchanged", "/etc/cni/net.d: unchanged"):
+    for line in (
+        "no veth left on the node",
+        "no host-local leases",
+        "no saved flannel delegate config",
+        "result cache empty",
+        "no per-pod firewall chain or rule",
+        "hostPort 8080 no longer answers",
+        "root links: unchanged",
+        "/opt/cni/bin: unchanged",
+        "/etc/cni/net.d: unchanged",
+    ):
         assert f"ok   {line}" in out, line
     # step 7: the cold call ran in-process and started a worker, the warm ones were served by it,
     # each with its timings, against PYCNI_WORKER=0; the worker ended
@@ -133,7 +141,9 @@ def test_demo_runs_every_step_and_leaves_nothing():
     assert re.search(r"^  PYCNI_WORKER=0 ADD +\d+ / +\d+ ", out, re.M), out
     assert re.search(r"the cold ADD took \d+\.\d\dx a PYCNI_WORKER=0 ADD", out), out
     assert "ok   worker(s) ended" in out and "ok   pod-c has no eth0" in out
-    assert out.rstrip().endswith("demo passed: every step above was checked; nothing was left behind.")
+    assert out.rstrip().endswith(
+        "demo passed: every step above was checked; nothing was left behind."
+    )
     assert "FAILED" not in out
 
     pid = int(re.search(r"node netns\s+pycni-demo-node-(\d+)", out).group(1))
@@ -227,7 +237,11 @@ def test_a_failing_plugin_fails_the_demo_and_cleans_up(tmp_path):
     proc = _run_demo("--bin", str(_bin_with_failing_flannel(tmp_path / "bin")))
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
-    assert 'FAILED: cnitool add for pod-a exited 1: plugin type="flannel" failed (add): demo test: flannel refuses' in out
+    assert (
+        'FAILED: cnitool add for pod-a exited 1: plugin type="flannel" failed (add): demo test: '
+        'flannel refuses'
+        in out
+    )
     assert "cleaned up: namespaces deleted, servers stopped, temp dir removed." in out
     assert "demo passed" not in out
     pid = int(re.search(r"node netns\s+pycni-demo-node-(\d+)", out).group(1))
@@ -239,19 +253,34 @@ def test_missing_build_is_reported_before_anything_is_made(tmp_path):
     netns_before = harness.list_netns()
     proc = _run_demo("--bin", str(tmp_path))
     assert proc.returncode == 2
-    assert f"cannot run the demo: {tmp_path} lacks cnitool, flannel, bridge, host-local, portmap (run: make build)" in proc.stdout
-    assert [n for n in harness.list_netns() if n.startswith("pycni-demo-") and n not in netns_before] == []
+    assert (
+        f"cannot run the demo: {tmp_path} lacks cnitool, flannel, bridge, host-local, portmap "
+        f"(run: make build)"
+        in proc.stdout
+    )
+    assert [
+        n for n in harness.list_netns() if n.startswith("pycni-demo-") and n not in netns_before
+    ] == []
 
 
 def test_deps_script_is_a_no_op_when_everything_is_present():
     """This machine has every dependency: --check says so and the install mode calls no apt."""
     env = {"PATH": harness.SAFE_PATH}
-    check = subprocess.run(["sh", str(DEPS), "--check"], capture_output=True, text=True, env=env, check=False)
-    assert (check.returncode, check.stdout) == (0, "install-deps: everything the build and the demo need is present\n"), check.stderr
-    py = subprocess.run(["sh", str(DEPS), "--print-python"], capture_output=True, text=True, env=env, check=True)
+    check = subprocess.run(
+        ["sh", str(DEPS), "--check"], capture_output=True, text=True, env=env, check=False
+    )
+    assert (check.returncode, check.stdout) == (
+        0,
+        "install-deps: everything the build and the demo need is present\n",
+    ), check.stderr
+    py = subprocess.run(
+        ["sh", str(DEPS), "--print-python"], capture_output=True, text=True, env=env, check=True
+    )
     name = py.stdout.strip()
     version = subprocess.run([name, "-c", "import sys; print(sys.version_info >= (3, 11))"],
                              capture_output=True, text=True, env=env, check=True)
     assert version.stdout.strip() == "True"
-    bad = subprocess.run(["sh", str(DEPS), "--bogus"], capture_output=True, text=True, env=env, check=False)
+    bad = subprocess.run(
+        ["sh", str(DEPS), "--bogus"], capture_output=True, text=True, env=env, check=False
+    )
     assert bad.returncode == 2 and "unknown argument --bogus" in bad.stderr

@@ -114,7 +114,10 @@ def test_conf_parse_and_winner_fail_without_any_configuration(dn):
     os.unlink(dn.state.netconf / "10-flannel.conflist")
     rc, checks, _ = dn.doctor()
     assert rc == 1
-    assert checks["conf.parse"]["status"] == "fail" and "no network configuration" in checks["conf.parse"]["message"]
+    assert (
+        checks["conf.parse"]["status"] == "fail"
+        and "no network configuration" in checks["conf.parse"]["message"]
+    )
     assert checks["conf.winner"]["status"] == "fail"
 
 
@@ -230,10 +233,20 @@ def test_dead_pod_leftovers_are_found_and_fixed_without_touching_the_live_pod(dn
     dn.kill_pod("pod-a")
     rc, checks, _ = dn.doctor()
     assert rc == 0
-    assert _not_ok(checks) == {"flannel.saved": "warn", "ipam.leases": "warn", "portmap.stale": "warn"}
-    assert "namespace" in checks["flannel.saved"]["message"] and "gone" in checks["flannel.saved"]["message"]
+    assert _not_ok(checks) == {
+        "flannel.saved": "warn",
+        "ipam.leases": "warn",
+        "portmap.stale": "warn",
+    }
+    assert (
+        "namespace" in checks["flannel.saved"]["message"]
+        and "gone" in checks["flannel.saved"]["message"]
+    )
     assert "1 provably dead" in checks["ipam.leases"]["message"]
-    assert "hostPort rules of containers whose namespace is gone: cnitool-" in checks["portmap.stale"]["message"]
+    assert (
+        "hostPort rules of containers whose namespace is gone: cnitool-"
+        in checks["portmap.stale"]["message"]
+    )
     for cid in ("flannel.saved", "ipam.leases", "portmap.stale"):
         assert "cnitool doctor --fix" in checks[cid]["fix"]
     rc, checks, doc = dn.doctor("--fix")
@@ -265,7 +278,10 @@ def test_leases_and_rules_proven_dead_by_the_lease_record_alone(dn, ipmasq):
     _, checks, _ = dn.doctor()
     assert _not_ok(checks) == {"ipam.leases": "warn", "portmap.stale": "warn"}
     assert "namespace gone" in checks["ipam.leases"]["message"]
-    assert ("masquerade rules of containers whose namespace is gone" in checks["portmap.stale"]["message"]) == ipmasq
+    assert (
+        "masquerade rules of containers whose namespace is gone"
+        in checks["portmap.stale"]["message"]
+    ) == ipmasq
     rc, checks, doc = dn.doctor("--fix")
     assert _not_ok(checks) == {}, doc["actions"]
     assert any(a.startswith("freed lease 10.244.1.") for a in doc["actions"])
@@ -295,7 +311,10 @@ def test_leases_of_any_host_local_network_are_counted(dn):
     (dn.state.networks / "mv" / "10.77.0.9").write_bytes(b"someone\r\neth0")
     _, checks, _ = dn.doctor()
     assert 'network "mv"' in checks["ipam.leases"]["message"]
-    assert '"mv" range set 0 (10.77.0.1-10.77.0.254): 1 of 253 used' in checks["ipam.exhaustion"]["message"]
+    assert (
+        '"mv" range set 0 (10.77.0.1-10.77.0.254): 1 of 253 used'
+        in checks["ipam.exhaustion"]["message"]
+    )
 
 
 def test_leases_fail_for_a_host_local_configuration_that_does_not_load(dn):
@@ -411,7 +430,9 @@ def test_nftables_hostport_rules_of_a_gone_pod_and_a_port_mapped_twice(dn):
     dn.add_pod("pod-b", host_port=8080)
     _, checks, _ = dn.doctor()
     c = checks["portmap.stale"]
-    assert c["status"] == "warn" and "hostPort *:8080/tcp is mapped by 2 containers" in c["message"], c
+    assert (
+        c["status"] == "warn" and "hostPort *:8080/tcp is mapped by 2 containers" in c["message"]
+    ), c
     dn.kill_pod("pod-a")
     for d in (dn.state.cache / "results", dn.state.flannel):  # only the lease record is left
         for name in os.listdir(d):

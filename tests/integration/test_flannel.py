@@ -1,5 +1,6 @@
-"""flannel end to end in throwaway node and pod namespaces (docs/flannel-behaviour.md F53-F57 and
-the issue's acceptance list), with real executables through the CNI protocol.
+"""flannel end to end in throwaway node and pod namespaces (docs/flannel-behaviour.md F53-F57:
+ADD and DEL in real namespaces, dual stack, concurrency, a kill mid-ADD, latency), with real
+executables through the CNI protocol.
 
 Every test runs twice: with the REFERENCE bridge, host-local and portmap (/usr/lib/cni) behind
 our flannel, and with OUR executables only (hard links of dist/bin, so delegation runs
@@ -50,7 +51,9 @@ def _needs():
             pytest.skip(f"{exe} not built (run `make build`)")
     for name in ("bridge", "host-local", "portmap"):
         if not os.access(REFERENCE_BIN / name, os.X_OK):
-            pytest.skip(harness.missing_reason(f"{REFERENCE_BIN}/{name}", "containernetworking-plugins"))
+            pytest.skip(
+                harness.missing_reason(f"{REFERENCE_BIN}/{name}", "containernetworking-plugins")
+            )
 
 
 OURS = ("flannel", "bridge", "host-local", "portmap")
@@ -87,7 +90,11 @@ def _link_support_files(directory: Path) -> None:
     that is not an executable name is symlinked.
     """
     for entry in DIST.iterdir():
-        if entry.name not in OURS and entry.name not in ("cnitool", "loopback") and not (directory / entry.name).exists():
+        if (
+            entry.name not in OURS
+            and entry.name not in ("cnitool", "loopback")
+            and not (directory / entry.name).exists()
+        ):
             os.symlink(entry, directory / entry.name)
 
 
@@ -153,7 +160,8 @@ def container_id_of(pod: Netns) -> str:
 
 
 def leases(state_dir, network: str) -> list[str]:
-    """host-local's reservation files for `network` (lock, last_reserved_ip.*, dot-files left out)."""
+    """host-local's reservation files for `network` (lock, last_reserved_ip.*, dot-files left
+    out)."""
     d = state_dir.networks / network
     if not d.exists():
         return []
@@ -164,7 +172,9 @@ def leases(state_dir, network: str) -> list[str]:
 
 def veths(node: Netns) -> list[str]:
     out = ns_ip(node, "-o", "link", "show", "type", "veth").stdout
-    return [line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines() if line.strip()]
+    return [
+        line.split(":", 2)[1].strip().split("@")[0] for line in out.splitlines() if line.strip()
+    ]
 
 
 def pod_ips(pod: Netns, family: str = "-4") -> list[str]:
@@ -186,7 +196,9 @@ def ping(src: Netns, ip: str, v6: bool = False, tries: int = 10) -> bool:
     return False
 
 
-def expected_saved(state_dir, env_ranges: str, routes: str, version="0.3.1", name="cbr0", mtu=1450) -> bytes:
+def expected_saved(
+    state_dir, env_ranges: str, routes: str, version="0.3.1", name="cbr0", mtu=1450
+) -> bytes:
     return (
         f'{{"cniVersion":"{version}","hairpinMode":true,"ipMasq":false,"ipam":{{"dataDir":"{state_dir.networks}",'
         f'"ranges":{env_ranges},"routes":{routes},"type":"host-local"}},"isDefaultGateway":true,'
@@ -199,7 +211,9 @@ def expected_saved(state_dir, env_ranges: str, routes: str, version="0.3.1", nam
 
 def test_two_pods_through_kube_flannel_conflist(node_ns, make_pod, state_dir, ref_bin):
     state_dir.subnet_env.write_text(ACCEPT_ENV)
-    (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
+    (state_dir.netconf / "10-flannel.conflist").write_text(
+        json.dumps(kube_flannel_conflist(state_dir))
+    )
     pods = [make_pod(), make_pod()]
     addrs = []
     for pod in pods:
@@ -230,9 +244,13 @@ def test_two_pods_through_kube_flannel_conflist(node_ns, make_pod, state_dir, re
     assert veths(node_ns) == []
 
 
-def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_pod, state_dir, ref_bin, tmp_path, impl):
+def test_del_retried_after_delegate_failure_releases_everything(
+    node_ns, make_pod, state_dir, ref_bin, tmp_path, impl
+):
     state_dir.subnet_env.write_text(ACCEPT_ENV)
-    (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
+    (state_dir.netconf / "10-flannel.conflist").write_text(
+        json.dumps(kube_flannel_conflist(state_dir))
+    )
     pod = make_pod()
     rc, _, err = cnitool(node_ns, "add", pod, state_dir, ref_bin)
     assert rc == 0, err
@@ -254,7 +272,9 @@ def test_del_retried_after_delegate_failure_releases_everything(node_ns, make_po
 
 def test_dual_stack_pods(node_ns, make_pod, state_dir, ref_bin):  # F54
     state_dir.subnet_env.write_text(DUAL_ENV)
-    (state_dir.netconf / "10-flannel.conflist").write_text(json.dumps(kube_flannel_conflist(state_dir)))
+    (state_dir.netconf / "10-flannel.conflist").write_text(
+        json.dumps(kube_flannel_conflist(state_dir))
+    )
     pods = [make_pod(), make_pod()]
     v4, v6 = [], []
     for pod in pods:
@@ -302,7 +322,15 @@ def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # F5
     state_dir.subnet_env.write_text(README_ENV)
     pod = make_pod()
     conf = flannel_conf(state_dir)
-    r = run_plugin(FLANNEL, "ADD", conf, netns=pod.path, cni_path=str(ref_bin), in_netns=node_ns, containerid="c53")
+    r = run_plugin(
+        FLANNEL,
+        "ADD",
+        conf,
+        netns=pod.path,
+        cni_path=str(ref_bin),
+        in_netns=node_ns,
+        containerid="c53",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert [ip["address"] for ip in r.result["ips"]] == ["10.1.17.2/24"]
     routes = ns_ip(pod, "-4", "route", "show").stdout
@@ -312,14 +340,24 @@ def test_v4_add_del_readme_network(node_ns, make_pod, state_dir, ref_bin):  # F5
     assert "10.1.17.1/24" in bridge
     assert " mtu 1472 " in ns_ip(node_ns, "link", "show", "cni0").stdout
     assert leases(state_dir, "cni-flannel") == ["10.1.17.2"]
-    r = run_plugin(FLANNEL, "DEL", conf, netns=pod.path, cni_path=str(ref_bin), in_netns=node_ns, containerid="c53")
+    r = run_plugin(
+        FLANNEL,
+        "DEL",
+        conf,
+        netns=pod.path,
+        cni_path=str(ref_bin),
+        in_netns=node_ns,
+        containerid="c53",
+    )
     assert r.returncode == 0, r.stdout
     assert leases(state_dir, "cni-flannel") == []
     assert not (state_dir.flannel / "c53").exists()
 
 
 def test_flannel_without_masquerade_means_bridge_masquerades(node_ns, make_pod, state_dir, ref_bin):
-    state_dir.subnet_env.write_text(README_ENV.replace("FLANNEL_IPMASQ=true", "FLANNEL_IPMASQ=false"))
+    state_dir.subnet_env.write_text(
+        README_ENV.replace("FLANNEL_IPMASQ=true", "FLANNEL_IPMASQ=false")
+    )
     pod = make_pod()
     conf = flannel_conf(state_dir)
     kw = dict(netns=pod.path, cni_path=str(ref_bin), in_netns=node_ns, containerid="cmasq")
@@ -347,7 +385,8 @@ def test_check_delegated(node_ns, make_pod, state_dir, ref_bin, impl):
     r = run_plugin(FLANNEL, "CHECK", {**conf, "prevResult": add.result}, **kw)
     if impl == "reference":
         assert (r.returncode, r.result["msg"]) == (
-            1, "Expected Route {Dst:{IP:10.1.0.0 Mask:ffff0000} GW:<nil>} not found in routing table"
+            1,
+            "Expected Route {Dst:{IP:10.1.0.0 Mask:ffff0000} GW:<nil>} not found in routing table",
         )
     else:
         assert r.returncode == 0, r.stdout + r.stderr
@@ -402,7 +441,9 @@ exec {real}
 
 
 @pytest.mark.parametrize("before", [False, True], ids=["after-bridge", "before-bridge"])
-def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl):  # F56
+def test_crash_between_save_and_answer(
+    node_ns, make_pod, state_dir, tmp_path, ref_bin, before, impl
+):  # F56
     state_dir.subnet_env.write_text(ACCEPT_ENV)
     pod = make_pod()
     crash_bin = link_bin(tmp_path / "crash-bin", names=("host-local",), impl=impl)
@@ -411,7 +452,14 @@ def test_crash_between_save_and_answer(node_ns, make_pod, state_dir, tmp_path, r
     (crash_bin / "bridge").chmod(0o755)
     conf = flannel_conf(state_dir)
     kw = dict(netns=pod.path, in_netns=node_ns, containerid="crash1")
-    r = run_plugin(FLANNEL, "ADD", conf, cni_path=str(crash_bin), extra_env={"KILL_BEFORE": "1" if before else "0"}, **kw)
+    r = run_plugin(
+        FLANNEL,
+        "ADD",
+        conf,
+        cni_path=str(crash_bin),
+        extra_env={"KILL_BEFORE": "1" if before else "0"},
+        **kw,
+    )
     assert r.returncode == -9, r
     assert (state_dir.flannel / "crash1").exists()
     assert len(leases(state_dir, "cni-flannel")) == (0 if before else 1)
@@ -473,7 +521,9 @@ def _python_execs(trace: str) -> list[str]:
     by_pid: dict[str, str] = {}
     for line in trace.splitlines():
         m = re.match(r'\s*(\d+)\s+execve\("([^"]+)"', line)
-        if not m or line.rstrip().endswith(("ENOENT (No such file or directory)", "EACCES (Permission denied)")):
+        if not m or line.rstrip().endswith(
+            ("ENOENT (No such file or directory)", "EACCES (Permission denied)")
+        ):
             continue
         pid, path = m.groups()
         name = os.path.basename(path)
@@ -503,15 +553,28 @@ def test_one_interpreter_per_pod_add(node_ns, make_pod, state_dir, tmp_path, var
     pod = make_pod()
     env = plugin_env("ADD", containerid="one1", netns=pod.path, cni_path=str(cni_bin))
     log = tmp_path / "execve.log"
-    proc = node_ns.exec(strace, "-f", "-qq", "-e", "trace=execve", "-o", str(log), str(cni_bin / "flannel"),
-                        input=json.dumps(conf), env=env, check=False)
+    proc = node_ns.exec(
+        strace,
+        "-f",
+        "-qq",
+        "-e",
+        "trace=execve",
+        "-o",
+        str(log),
+        str(cni_bin / "flannel"),
+        input=json.dumps(conf),
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert json.loads(proc.stdout)["ips"][0]["address"].startswith("10.244.1.")
     starts = _python_execs(log.read_text())
     if variant == "ours":
         assert starts == [str(cni_bin / "flannel")], starts
     else:
-        assert sorted(os.path.basename(p) for p in starts) == ["bridge", "flannel", "host-local"], starts
+        assert sorted(os.path.basename(p) for p in starts) == ["bridge", "flannel", "host-local"], (
+            starts
+        )
     env["CNI_COMMAND"] = "DEL"
     assert run_plugin(cni_bin / "flannel", "DEL", conf, netns=pod.path, cni_path=str(cni_bin),
                       in_netns=node_ns, containerid="one1").returncode == 0
@@ -529,7 +592,9 @@ def test_failed_add_leaves_no_saved_configuration_with_our_delegate(node_ns, mak
     conf = flannel_conf(state_dir)
     first, second = make_pod(), make_pod()
     kw = dict(cni_path=str(ref_bin), in_netns=node_ns)
-    assert run_plugin(FLANNEL, "ADD", conf, netns=first.path, containerid="c1", **kw).returncode == 0
+    assert (
+        run_plugin(FLANNEL, "ADD", conf, netns=first.path, containerid="c1", **kw).returncode == 0
+    )
     r = run_plugin(FLANNEL, "ADD", conf, netns=second.path, containerid="c2", **kw)
     assert r.returncode == 1
     assert r.result["msg"].startswith("failed to allocate for range 0: no IP addresses available")
@@ -538,7 +603,9 @@ def test_failed_add_leaves_no_saved_configuration_with_our_delegate(node_ns, mak
     if impl == "ours":
         assert len(veths(node_ns)) == 1 and leases(state_dir, "cni-flannel") == ["10.244.1.2"]
     for cid, pod in (("c2", second), ("c1", first)):
-        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+        assert (
+            run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+        )
 
 
 def test_mtu_change_warns_at_add_and_fails_check_of_old_pods(node_ns, make_pod, state_dir, ref_bin,
@@ -571,4 +638,6 @@ def test_mtu_change_warns_at_add_and_fails_check_of_old_pods(node_ns, make_pod, 
                "recreate it"
         )
     for cid, pod in (("old", old), ("new", new)):
-        assert run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+        assert (
+            run_plugin(FLANNEL, "DEL", conf, netns=pod.path, containerid=cid, **kw).returncode == 0
+        )

@@ -23,7 +23,10 @@ NETNS = "/run/netns/cnitest-flannel-not-a-real-netns"
 V4_ENV = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
 ADD_REPLY = {
     "cniVersion": "1.0.0",
-    "interfaces": [{"name": "cni0", "mac": "0a:58:0a:01:11:01"}, {"name": "eth0", "mac": "0a:58:0a:01:11:02", "sandbox": NETNS}],
+    "interfaces": [
+        {"name": "cni0", "mac": "0a:58:0a:01:11:01"},
+        {"name": "eth0", "mac": "0a:58:0a:01:11:02", "sandbox": NETNS},
+    ],
     "ips": [{"address": "10.1.17.2/24", "gateway": "10.1.17.1", "interface": 1}],
     "routes": [{"dst": "10.1.0.0/16", "gw": "10.1.17.1"}],
     "dns": {},
@@ -70,7 +73,9 @@ class Fake:
         out = []
         for i in range(count):
             env = dict(
-                line.split("=", 1) for line in (self.rec / f"{i}.env").read_text().splitlines() if "=" in line
+                line.split("=", 1)
+                for line in (self.rec / f"{i}.env").read_text().splitlines()
+                if "=" in line
             )
             out.append((env, (self.rec / f"{i}.stdin").read_bytes()))
         return out
@@ -112,7 +117,9 @@ def flannel(command, conf, fake=None, *, cid="ctr1", cni_path=None, **kw):
     if cni_path is None:
         cni_path = str(fake.bin) if fake is not None else "/nonexistent"
     kw.setdefault("netns", NETNS)
-    return run_plugin(FLANNEL, command, conf, containerid=cid, cni_path=cni_path, extra_env=extra, **kw)
+    return run_plugin(
+        FLANNEL, command, conf, containerid=cid, cni_path=cni_path, extra_env=extra, **kw
+    )
 
 
 def expected_delegate(version="1.0.0") -> bytes:
@@ -137,7 +144,11 @@ def test_missing_and_bad_network_name(paths, fake):  # F6
 @pytest.mark.parametrize("cid", ["a/b", ".x", "../../etc"])
 def test_bad_container_id_writes_nothing(paths, fake, cid):  # F7
     r = flannel("ADD", conf_for(paths), fake, cid=cid)
-    assert (r.returncode, r.result["code"], r.result["msg"]) == (1, 4, "invalid characters in containerID")
+    assert (r.returncode, r.result["code"], r.result["msg"]) == (
+        1,
+        4,
+        "invalid characters in containerID",
+    )
     assert not paths["data"].exists()
     assert fake.calls() == []
 
@@ -158,7 +169,9 @@ def test_wrong_type_add_vs_del(paths, fake):  # F4, F5
     # Code 6 (a wrong JSON type) where the reference says 999: README "Where we differ".
     r = flannel("ADD", conf_for(paths, delegate="x"), fake)
     assert r.result["code"] == 6
-    assert r.result["msg"].startswith("failed to load flannel netconf file: failed to load netconf: ")
+    assert r.result["msg"].startswith(
+        "failed to load flannel netconf file: failed to load netconf: "
+    )
     r = flannel("DEL", conf_for(paths, delegate="x"), fake)
     assert r.result["code"] == 6
     assert r.result["msg"].startswith("failed to load netconf: ")
@@ -168,7 +181,15 @@ def test_wrong_type_add_vs_del(paths, fake):  # F4, F5
 def test_version_about_unknown(paths, fake):  # F51
     r = flannel("VERSION", conf_for(paths), fake)
     assert r.returncode == 0
-    assert r.result["supportedVersions"] == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]
+    assert r.result["supportedVersions"] == [
+        "0.1.0",
+        "0.2.0",
+        "0.3.0",
+        "0.3.1",
+        "0.4.0",
+        "1.0.0",
+        "1.1.0",
+    ]
     r = flannel(None, conf_for(paths), fake)
     assert r.returncode == 0 and "CNI Plugin flannel version" in r.stderr
     r = flannel("FOO", conf_for(paths), fake)
@@ -181,7 +202,9 @@ def test_version_about_unknown(paths, fake):  # F51
 def test_add_saves_then_delegates(paths, fake):  # F41
     r = flannel("ADD", conf_for(paths), fake, args="K8S_POD_NAME=p;IgnoreUnknown=1")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert {k: v for k, v in r.result.items() if k != "dns"} == {k: v for k, v in ADD_REPLY.items() if k != "dns"}
+    assert {k: v for k, v in r.result.items() if k != "dns"} == {
+        k: v for k, v in ADD_REPLY.items() if k != "dns"
+    }
     saved = paths["data"] / "ctr1"
     assert stat.S_IMODE(paths["data"].stat().st_mode) == 0o700
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
@@ -195,7 +218,14 @@ def test_add_saves_then_delegates(paths, fake):  # F41
 
 
 def test_add_result_converted_to_config_version(paths, fake):
-    fake.reply("ADD", {**ADD_REPLY, "cniVersion": "0.3.1", "ips": [{"version": "4", "address": "10.1.17.2/24", "interface": 1}]})
+    fake.reply(
+        "ADD",
+        {
+            **ADD_REPLY,
+            "cniVersion": "0.3.1",
+            "ips": [{"version": "4", "address": "10.1.17.2/24", "interface": 1}],
+        },
+    )
     r = flannel("ADD", conf_for(paths, "0.3.1"), fake)
     assert r.returncode == 0, r.stdout
     assert r.result["cniVersion"] == "0.3.1"
@@ -218,7 +248,11 @@ def test_add_delegate_missing(paths, fake, tmp_path):  # F43
     r = flannel("ADD", conf_for(paths), fake, cni_path=f"{empty}:{tmp_path}/none")
     assert r.returncode == 1
     assert r.result["code"] == 999
-    assert r.result["msg"] == f'failed to delegate add: failed to find plugin "bridge" in path [{empty} {tmp_path}/none]'
+    assert (
+        r.result["msg"]
+        == f'failed to delegate add: failed to find plugin "bridge" in path [{empty} '
+           f'{tmp_path}/none]'
+    )
     assert (paths["data"] / "ctr1").exists()
 
 
@@ -227,7 +261,8 @@ def test_add_without_subnet_env_writes_nothing(paths, fake):  # F44, F26 end to 
     r = flannel("ADD", conf_for(paths), fake)
     assert (r.returncode, r.result["code"]) == (1, 999)
     assert r.result["msg"] == (
-        f"failed to load flannel 'subnet.env' file: open {paths['subnet']}: no such file or directory. "
+        f"failed to load flannel 'subnet.env' file: open {paths['subnet']}: no such file or "
+        f"directory. "
         "Check the flannel pod log for this node."
     )
     assert not paths["data"].exists()
@@ -257,7 +292,10 @@ def test_add_default_wait_is_bounded(paths, fake):
 
 def test_add_bad_delegate_map_after_subnet_env(paths, fake):  # flannel-behaviour §3.1 order
     r = flannel("ADD", conf_for(paths, delegate={"name": "x"}), fake)
-    assert r.result["msg"] == "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
+    assert (
+        r.result["msg"]
+        == "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
+    )
     paths["subnet"].unlink()
     r = flannel("ADD", conf_for(paths, delegate={"name": "x"}), fake)
     assert "subnet.env" in r.result["msg"]
@@ -344,7 +382,9 @@ def test_del_uses_add_time_config(paths, fake):  # F49
 
 
 def test_del_reads_reference_written_file(paths, fake):  # Appendix A: upgrade in place
-    go_written = expected_delegate().replace(b'"name":"cni-flannel"', b'"name":"cni-flannel","x":"\\u003c"')
+    go_written = expected_delegate().replace(
+        b'"name":"cni-flannel"', b'"name":"cni-flannel","x":"\\u003c"'
+    )
     paths["data"].mkdir(parents=True)
     (paths["data"] / "ctr1").write_bytes(go_written)
     assert flannel("DEL", conf_for(paths), fake).returncode == 0
@@ -411,7 +451,8 @@ def test_status(paths, fake, tmp_path):  # F52
     r = flannel("STATUS", conf, fake)
     assert (r.returncode, r.result["code"]) == (1, 50)
     assert r.result["msg"] == (
-        f"failed to load flannel 'subnet.env' file: open {paths['subnet']}: no such file or directory. "
+        f"failed to load flannel 'subnet.env' file: open {paths['subnet']}: no such file or "
+        f"directory. "
         "Check the flannel pod log for this node."
     )
     paths["subnet"].write_text("FLANNEL_MTU=1450\n")
@@ -443,10 +484,20 @@ def test_gc_removes_stale_and_forwards(paths, fake):  # F52
     os.utime(old_tmp, (time.time() - 3600, time.time() - 3600))
     valid = [{"containerID": "keep1", "ifname": "eth0"}]
     before = len(fake.calls())
-    r = flannel("GC", conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": valid}), fake, cid=None, ifname=None, netns=None)
+    r = flannel(
+        "GC",
+        conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": valid}),
+        fake,
+        cid=None,
+        ifname=None,
+        netns=None,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     calls = fake.calls()[before:]
-    assert [(e["CNI_COMMAND"], e.get("CNI_CONTAINERID")) for e, _ in calls[:2]] == [("DEL", "stale1"), ("DEL", "stale2")]
+    assert [(e["CNI_COMMAND"], e.get("CNI_CONTAINERID")) for e, _ in calls[:2]] == [
+        ("DEL", "stale1"),
+        ("DEL", "stale2"),
+    ]
     assert all(e["CNI_IFNAME"] == "eth0" and e["CNI_NETNS"] == "" for e, _ in calls[:2])
     assert calls[0][1] == expected_delegate("1.1.0")
     gc_env, gc_stdin = calls[2]
@@ -458,7 +509,13 @@ def test_gc_removes_stale_and_forwards(paths, fake):  # F52
 def test_gc_failure_keeps_file_and_continues(paths, fake):
     _add_containers(paths, fake, "stale1", "stale2")
     fake.reply("DEL", {"cniVersion": "1.1.0", "code": 999, "msg": "busy"}, rc=1)
-    r = flannel("GC", conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": []}), fake, cid=None, ifname=None)
+    r = flannel(
+        "GC",
+        conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": []}),
+        fake,
+        cid=None,
+        ifname=None,
+    )
     assert (r.returncode, r.result["msg"]) == (1, "busy")
     assert sorted(os.listdir(paths["data"])) == ["stale1", "stale2"]
     assert fake.commands()[-3:] == ["DEL", "DEL", "GC"]
@@ -468,7 +525,13 @@ def test_gc_without_subnet_env_uses_saved_template(paths, fake):
     _add_containers(paths, fake, "keep1")
     paths["subnet"].unlink()
     valid = [{"containerID": "keep1", "ifname": "eth0"}]
-    r = flannel("GC", conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": valid}), fake, cid=None, ifname=None)
+    r = flannel(
+        "GC",
+        conf_for(paths, "1.1.0", **{"cni.dev/valid-attachments": valid}),
+        fake,
+        cid=None,
+        ifname=None,
+    )
     assert r.returncode == 0
     env, stdin = fake.calls()[-1]
     assert env["CNI_COMMAND"] == "GC"
@@ -483,7 +546,13 @@ def test_gc_gated(paths, fake):
 def test_gc_legacy_attachments_key_is_forwarded(paths, fake):
     _add_containers(paths, fake, "keep1")
     valid = [{"containerID": "keep1", "ifname": "eth0"}]
-    r = flannel("GC", conf_for(paths, "1.1.0", **{"cni.dev/attachments": valid}), fake, cid=None, ifname=None)
+    r = flannel(
+        "GC",
+        conf_for(paths, "1.1.0", **{"cni.dev/attachments": valid}),
+        fake,
+        cid=None,
+        ifname=None,
+    )
     assert r.returncode == 0, r.stdout
     env, stdin = fake.calls()[-1]
     assert env["CNI_COMMAND"] == "GC"

@@ -37,7 +37,9 @@ from tests.host_local_testlib import (
 
 
 def ok(run: harness.PluginRun) -> harness.PluginRun:
-    assert run.returncode == 0, f"rc={run.returncode} stdout={run.stdout!r} stderr={run.stderr[-300:]!r}"
+    assert run.returncode == 0, (
+        f"rc={run.returncode} stdout={run.stdout!r} stderr={run.stderr[-300:]!r}"
+    )
     return run
 
 
@@ -57,7 +59,9 @@ def inproc(command: str, conf: dict, cid: str = "ctr1") -> tuple[int, dict | Non
     from cni.skel import run
     from ipam.host_local import PLUGIN
 
-    env = harness.plugin_env(command, containerid=cid, netns=DUMMY_NETNS, ifname="eth0", cni_path="/nonexistent")
+    env = harness.plugin_env(
+        command, containerid=cid, netns=DUMMY_NETNS, ifname="eth0", cni_path="/nonexistent"
+    )
     rc, out = run(PLUGIN, env, json.dumps(conf).encode())
     return rc, (json.loads(out) if out.strip() else None)
 
@@ -123,7 +127,8 @@ def test_ours_honours_every_reference_lease_in_a_full_range(tmp_path, node):
     assert full.returncode == 1
     # 9 leases are the reference's (no record), 4 ours for a CNI_NETNS that does not exist.
     assert full.result["msg"] == (
-        "failed to allocate for range 0: no IP addresses available in range set: 10.251.1.1-10.251.1.14"
+        "failed to allocate for range 0: no IP addresses available in range set: "
+        "10.251.1.1-10.251.1.14"
         + exhaustion_hint(13, 0, 13)
     )
 
@@ -205,8 +210,25 @@ def kill_points(argv_env, conf: dict, data_dir: str, node, tmp: Path) -> list[tu
     argv, env = argv_env
     log = tmp / "strace.log"
     subprocess.run(
-        ["ip", "netns", "exec", node.name, STRACE, "-f", "-qq", "-o", str(log), "-e", f"trace={_TRACED}", *argv],
-        input=json.dumps(conf).encode(), env=env, capture_output=True, check=True, timeout=60,
+        [
+            "ip",
+            "netns",
+            "exec",
+            node.name,
+            STRACE,
+            "-f",
+            "-qq",
+            "-o",
+            str(log),
+            "-e",
+            f"trace={_TRACED}",
+            *argv,
+        ],
+        input=json.dumps(conf).encode(),
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=60,
     )
     counts: dict[str, int] = {}
     points = []
@@ -279,12 +301,18 @@ def test_sigkill_at_every_state_change(tmp_path, node, scenario):
         if scenario == "add-after-foreign-change":
             (netdir / "10.253.0.200").write_bytes(b"foreign\r\neth0")
         if scenario == "gc":
-            conf["cni.dev/valid-attachments"] = [{"containerID": c, "ifname": "eth0"} for c in survivors]
+            conf["cni.dev/valid-attachments"] = [
+                {"containerID": c, "ifname": "eth0"} for c in survivors
+            ]
         return conf, netdir
 
-    env = harness.plugin_env(command, containerid=victim if command != "GC" else "",
-                             netns=DUMMY_NETNS if command != "GC" else "",
-                             ifname="eth0" if command != "GC" else "", cni_path=os.path.dirname(OURS))
+    env = harness.plugin_env(
+        command,
+        containerid=victim if command != "GC" else "",
+        netns=DUMMY_NETNS if command != "GC" else "",
+        ifname="eth0" if command != "GC" else "",
+        cni_path=os.path.dirname(OURS),
+    )
     argv_env = ([OURS], env)
     conf, _ = fresh(tmp_path / "probe")
     points = kill_points(argv_env, conf, str(tmp_path / "probe"), node, tmp_path)
@@ -295,8 +323,14 @@ def test_sigkill_at_every_state_change(tmp_path, node, scenario):
         rc = run_killed(argv_env, conf, node, syscall, nth)
         assert rc != 0 or syscall == "write", f"{syscall}#{nth} was not hit"
         extra = ["foreign"] if scenario == "add-after-foreign-change" else []
-        check_after_crash({k: v for k, v in conf.items() if not k.startswith("cni.dev")} | {"cniVersion": "1.0.0"},
-                          node, netdir, victim, survivors + extra)
+        check_after_crash(
+            {k: v for k, v in conf.items() if not k.startswith("cni.dev")}
+            | {"cniVersion": "1.0.0"},
+            node,
+            netdir,
+            victim,
+            survivors + extra,
+        )
         shutil.rmtree(round_dir)
 
 
@@ -360,7 +394,10 @@ def seed_for_gc(tmp_path: Path, node) -> Path:
 
 def test_gc_frees_every_lease_not_in_the_valid_set(tmp_path, node):
     netdir = seed_for_gc(tmp_path, node)
-    valid = [{"containerID": "keep", "ifname": "eth0"}, {"containerID": "legacykeep", "ifname": "eth0"}]
+    valid = [
+        {"containerID": "keep", "ifname": "eth0"},
+        {"containerID": "legacykeep", "ifname": "eth0"},
+    ]
     ok(call(OURS, node, "GC", gc_conf(tmp_path, valid), cid="", ifname=""))
     assert set(leases(netdir)) == {"10.254.0.2", "10.254.0.50"}
     assert (netdir / "notes.txt").exists() and (netdir / "lock").exists()
@@ -399,7 +436,12 @@ def test_gc_cleans_leases_the_reference_leaked(tmp_path, node):
     for i in range(5):
         ok(call(REF, node, "ADD", conf, cid=f"pod{i}"))
     valid = [{"containerID": "pod4", "ifname": "eth0"}]
-    gc = netconf(tmp_path, {"subnet": "10.254.1.0/24"}, version="1.1.0", **{"cni.dev/valid-attachments": valid})
+    gc = netconf(
+        tmp_path,
+        {"subnet": "10.254.1.0/24"},
+        version="1.1.0",
+        **{"cni.dev/valid-attachments": valid},
+    )
     ok(call(OURS, node, "GC", gc, cid="", ifname=""))
     assert owners(tmp_path / NET) == {"10.254.1.6": "pod4\r\neth0"}
     ok(call(REF, node, "CHECK", conf, cid="pod4"))
@@ -421,7 +463,8 @@ def test_status(tmp_path, node):
     run = status(tmp_path, node, ipam)
     assert run.returncode == 1 and run.result["code"] == 50
     assert run.result["msg"] == (
-        "host-local cannot allocate: no IP addresses available in range set 0: 10.254.2.1-10.254.2.2"
+        "host-local cannot allocate: no IP addresses available in range set 0: "
+        "10.254.2.1-10.254.2.2"
     )
     ok(call(OURS, node, "DEL", netconf(tmp_path, ipam), cid="only"))
     ok(status(tmp_path, node, ipam))
@@ -433,7 +476,9 @@ def test_status_unusable_data_dir(tmp_path, node):
     run = status(blocker / "sub", node, {"subnet": "10.254.3.0/24"})
     assert run.returncode == 1 and run.result["code"] == 50
     assert "not a directory" in run.result["msg"]
-    run = call(OURS, node, "STATUS", netconf(tmp_path, {"subnet": "10.254.3.0/24"}), cid="", ifname="")
+    run = call(
+        OURS, node, "STATUS", netconf(tmp_path, {"subnet": "10.254.3.0/24"}), cid="", ifname=""
+    )
     assert run.returncode == 1 and run.result["msg"] == "config version does not allow STATUS"
 
 
@@ -473,7 +518,8 @@ def test_our_1x_output_is_upstream_shaped(tmp_path, node):
     results only)."""
     run = call(OURS, node, "ADD", netconf(tmp_path, V4, "1.0.0"))
     assert run.stdout == (
-        '{\n    "cniVersion": "1.0.0",\n    "ips": [\n        {\n            "address": "10.250.3.2/24",'
+        '{\n    "cniVersion": "1.0.0",\n    "ips": [\n        {\n            "address": '
+        '"10.250.3.2/24",'
         '\n            "gateway": "10.250.3.1"\n        }\n    ]\n}'
     )
 
@@ -527,7 +573,8 @@ def test_check_verifies_prev_result_addresses(tmp_path, node):
     run = call(OURS, node, "CHECK", check, cid="a")
     assert run.returncode == 1
     assert run.result["msg"] == (
-        "host-local: address 10.250.3.2 of container a (eth0) is not leased to it (lease holder: b eth0)"
+        "host-local: address 10.250.3.2 of container a (eth0) is not leased to it (lease holder: b "
+        "eth0)"
     )
 
 

@@ -146,7 +146,10 @@ def test_reference_releases_leases_with_records_and_ours_keeps_its_leases(tmp_pa
     ours = address(add(node, conf, "a", pods[0].path))
     theirs = address(add(node, conf, "b", pods[1].path, exe=REF))
     states = {s.container_id: (s.state, s.reason) for s in lease_states(str(tmp_path), NET)}
-    assert states == {"a": (LIVE, "namespace present"), "b": (UNKNOWN, "no record (reference lease)")}
+    assert states == {
+        "a": (LIVE, "namespace present"),
+        "b": (UNKNOWN, "no record (reference lease)"),
+    }
     # The lease file of ours is byte for byte the reference's; the Go plugin releases it.
     assert leases(tmp_path / NET)[ours] == b"a\r\neth0"
     rel = harness.run_plugin(REF, "DEL", conf, containerid="a", netns=pods[0].path, in_netns=node)

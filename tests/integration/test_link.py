@@ -110,7 +110,9 @@ def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
         with link.iproute() as ipr:
             sent = _capture(ipr)
             for kwargs in ({"index": 1}, {"ifname": "va"}, {"ifname": "a" * 15}):
-                raw_kwargs = {"index": kwargs["index"]} if "index" in kwargs else {"name": kwargs["ifname"]}
+                raw_kwargs = (
+                    {"index": kwargs["index"]} if "index" in kwargs else {"name": kwargs["ifname"]}
+                )
                 try:
                     ipr.link("get", **kwargs)
                 except netlink_error():
@@ -123,7 +125,10 @@ def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
                 # the same bytes apart from the sequence number (bytes 8-11)
                 assert old[:8] + old[12:] == new[:8] + new[12:]
             errors = []
-            for call in (lambda: ipr.link("get", ifname="a" * 16), lambda: ipr.get_link_raw(name="a" * 16)):
+            for call in (
+                lambda: ipr.link("get", ifname="a" * 16),
+                lambda: ipr.get_link_raw(name="a" * 16),
+            ):
                 with pytest.raises(netlink_error()) as info:
                     call()
                 errors.append((info.value.code, str(info.value)))
@@ -141,25 +146,40 @@ def test_raw_set_requests_are_ipr_ones(node_ns):
             sent = _capture(ipr)
             pairs = [
                 (lambda: ipr.link("set", index=va, state="up"), lambda: link.set_up(ipr, va)),
-                (lambda: ipr.link("set", index=va, master=br), lambda: link.set_master(ipr, va, br)),
-                (lambda: ipr.link("set", index=va, master=br, state="up"),
-                 lambda: link.set_master(ipr, va, br, up=True)),
+                (
+                    lambda: ipr.link("set", index=va, master=br),
+                    lambda: link.set_master(ipr, va, br),
+                ),
+                (
+                    lambda: ipr.link("set", index=va, master=br, state="up"),
+                    lambda: link.set_master(ipr, va, br, up=True),
+                ),
             ]
             for name in ("mode", "isolated"):
                 for value in (True, False):
-                    pairs.append((lambda n=name, v=value: ipr.brport("set", index=va, **{n: int(v)}),
-                                  lambda n=name, v=value: link.set_port_flag(ipr, va, n, v)))
+                    pairs.append(
+                        (
+                            lambda n=name, v=value: ipr.brport("set", index=va, **{n: int(v)}),
+                            lambda n=name, v=value: link.set_port_flag(ipr, va, n, v),
+                        )
+                    )
             for old, new in pairs:
                 old()
                 new()
                 a, b = sent[-2], sent[-1]
                 assert a[:8] + a[12:] == b[:8] + b[12:]  # all but the sequence number
-            assert link.port_flags(ipr, va)["mode"] == 0 and link.port_flags(ipr, va)["isolated"] == 0
+            assert (
+                link.port_flags(ipr, va)["mode"] == 0 and link.port_flags(ipr, va)["isolated"] == 0
+            )
             link.set_port_flag(ipr, va, "mode", True)
             assert link.port_flags(ipr, va)["mode"] == 1
             errors = []
-            for call in (lambda: ipr.link("set", index=va, master=99999), lambda: link.set_master(ipr, va, 99999),
-                         lambda: ipr.link("set", index=99999, state="up"), lambda: link.set_up(ipr, 99999)):
+            for call in (
+                lambda: ipr.link("set", index=va, master=99999),
+                lambda: link.set_master(ipr, va, 99999),
+                lambda: ipr.link("set", index=99999, state="up"),
+                lambda: link.set_up(ipr, 99999),
+            ):
                 with pytest.raises(netlink_error()) as info:
                     call()
                 errors.append((info.value.code, str(info.value)))
@@ -174,9 +194,19 @@ def test_raw_address_add_is_ipr_one(node_ns):
         with link.iproute() as ipr:
             va = link.get_link(ipr, "va").index
             sent = _capture(ipr)
-            for text in ("10.22.0.5/16", "10.23.0.5/32", "10.24.0.4/31", "10.25.0.9/24", "fd00::5/64"):
+            for text in (
+                "10.22.0.5/16",
+                "10.23.0.5/32",
+                "10.24.0.4/31",
+                "10.25.0.9/24",
+                "fd00::5/64",
+            ):
                 iface = ipaddress.ip_interface(text)
-                kwargs = {"index": va, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+                kwargs = {
+                    "index": va,
+                    "address": str(iface.ip),
+                    "prefixlen": iface.network.prefixlen,
+                }
                 if link.broadcast_for(iface) is not None:
                     kwargs["broadcast"] = link.broadcast_for(iface)
                 ipr.addr("add", **kwargs)  # what add_address sent before the raw path
@@ -186,7 +216,10 @@ def test_raw_address_add_is_ipr_one(node_ns):
                 assert old[:8] + old[12:] == new[:8] + new[12:], text  # all but the sequence number
                 assert iface in [a.iface for a in link.list_addresses(ipr, va)]
                 errors = []
-                for call in (lambda k=kwargs: ipr.addr("add", **k), lambda i=iface: link.add_address(ipr, va, i)):
+                for call in (
+                    lambda k=kwargs: ipr.addr("add", **k),
+                    lambda i=iface: link.add_address(ipr, va, i),
+                ):
                     with pytest.raises(netlink_error()) as info:
                         call()
                     errors.append((info.value.code, str(info.value)))
@@ -205,9 +238,14 @@ def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
     node_ns.ip("addr", "add", "10.22.0.5/16", "dev", "va")
     node_ns.ip("-6", "addr", "add", "fd00::5/64", "dev", "va", "nodad")
     net, addr = ipaddress.ip_network, ipaddress.ip_address
-    routes = [link.Route(net("0.0.0.0/0"), addr("10.22.0.1")), link.Route(net("10.244.0.0/16"), addr("10.22.0.1")),
-              link.Route(net("10.30.0.0/16")), link.Route(net("::/0"), addr("fd00::1")),
-              link.Route(net("fd01::/64")), link.Route(net("10.31.0.0/16"), addr("10.22.0.1"), priority=7)]
+    routes = [
+        link.Route(net("0.0.0.0/0"), addr("10.22.0.1")),
+        link.Route(net("10.244.0.0/16"), addr("10.22.0.1")),
+        link.Route(net("10.30.0.0/16")),
+        link.Route(net("::/0"), addr("fd00::1")),
+        link.Route(net("fd01::/64")),
+        link.Route(net("10.31.0.0/16"), addr("10.22.0.1"), priority=7),
+    ]
     with in_netns(node_ns.path):
         with link.iproute() as ipr:
             va = link.get_link(ipr, "va").index
@@ -219,8 +257,12 @@ def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
                 node_ns.ip("route", "del", str(route.dst), "dev", "va")
                 link.add_route(ipr, va, route)
                 old, new = sent[-2], sent[-1]
-                assert old[:8] + old[12:] == new[:8] + new[12:], route  # all but the sequence number
-            assert "10.244.0.0/16 via 10.22.0.1 dev va \n" in node_ns.ip("route").stdout  # proto boot
+                assert old[:8] + old[12:] == new[:8] + new[12:], (
+                    route
+                )  # all but the sequence number
+            assert (
+                "10.244.0.0/16 via 10.22.0.1 dev va \n" in node_ns.ip("route").stdout
+            )  # proto boot
             errors = []
             for raw in (False, True):
                 with monkeypatch.context() as m:
@@ -238,8 +280,12 @@ def test_raw_address_dump_matches_pyroute2(node_ns, monkeypatch):
     _made(node_ns)
     node_ns.ip("link", "set", "va", "up")
     node_ns.ip("link", "set", "vb", "up")
-    for args in (("10.22.0.5/16", "dev", "va"), ("10.23.0.5/32", "dev", "va"), ("10.24.0.1/24", "dev", "br0"),
-                 ("10.24.0.2/24", "dev", "br0")):
+    for args in (
+        ("10.22.0.5/16", "dev", "va"),
+        ("10.23.0.5/32", "dev", "va"),
+        ("10.24.0.1/24", "dev", "br0"),
+        ("10.24.0.2/24", "dev", "br0"),
+    ):
         node_ns.ip("addr", "add", *args)
     node_ns.ip("-6", "addr", "add", "fd00::5/64", "dev", "va", "nodad")
     node_ns.ip("-6", "addr", "add", "fd00::6/64", "dev", "va")  # tentative for a while: flags

@@ -1,4 +1,5 @@
-"""Tests for cni/netns.py and for the test harness itself (conformance/harness.py, conformance/fixtures.py)."""
+"""Tests for cni/netns.py and for the test harness itself (conformance/harness.py,
+conformance/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -423,14 +424,20 @@ class TestRunPlugin:
         assert not [n for n in harness.list_netns() if n.startswith("cnitest-run-")]
 
     @pytest.mark.reference
-    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"))
+    @pytest.mark.skipif(
+        not REF_LOOPBACK.exists(),
+        reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"),
+    )
     def test_reference_loopback_version(self) -> None:
         rc, result, out, _ = harness.run_plugin(REF_LOOPBACK, "VERSION", {"cniVersion": "1.0.0"})
         assert rc == 0 and out.endswith("\n")
         assert "1.0.0" in result["supportedVersions"]
 
     @pytest.mark.reference
-    @pytest.mark.skipif(not REF_LOOPBACK.exists(), reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"))
+    @pytest.mark.skipif(
+        not REF_LOOPBACK.exists(),
+        reason=harness.missing_reason(str(REF_LOOPBACK), "containernetworking-plugins"),
+    )
     def test_reference_loopback_add_in_pod(self, node_ns: Netns, make_pod) -> None:
         pod = make_pod()
         conf = {"cniVersion": "1.0.0", "name": "lo-net", "type": "loopback"}
@@ -508,7 +515,9 @@ class TestLeakAudit:
             dead_pid += 1
         dead = f"cnitest-node-{dead_pid}-0000abcd"
         demo_live, demo_dead = f"pycni-demo-node-{os.getppid()}", f"pycni-demo-pod-a-{dead_pid}"
-        problems = harness.audit_diff(_state(), _state(netns={live, dead, "random", demo_live, demo_dead}))
+        problems = harness.audit_diff(
+            _state(), _state(netns={live, dead, "random", demo_live, demo_dead})
+        )
         assert problems == [
             f"root namespace: new netns entry {dead!r}",
             f"root namespace: new netns entry {demo_dead!r}",

@@ -69,8 +69,16 @@ def release(tmp_path_factory) -> dict[str, Path]:
 
     out = tmp_path_factory.mktemp("release")
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_release.py"), "--bin", str(DIST_BIN), "--out", str(out)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_release.py"),
+            "--bin",
+            str(DIST_BIN),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
     )
     tgz = out / make_release.tarball_name()
     extracted = tmp_path_factory.mktemp("opt-cni-bin")
@@ -109,7 +117,9 @@ def hidden(argv: list[str], env: dict[str, str], *, netns: str | None = None) ->
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", *inner]
 
 
-def run_hidden(argv: list[str], env: dict[str, str], *, stdin: bytes = b"", netns: str | None = None):
+def run_hidden(
+    argv: list[str], env: dict[str, str], *, stdin: bytes = b"", netns: str | None = None
+):
     """Run `hidden(...)`; the CompletedProcess (bytes)."""
     return subprocess.run(
         hidden(argv, env, netns=netns), input=stdin, capture_output=True, timeout=120,
@@ -166,7 +176,10 @@ def _imported_modules(tree) -> set[str]:
     def optional(node) -> bool:
         for h in getattr(node, "handlers", ()):
             names = [h.type] if not isinstance(h.type, ast.Tuple) else list(h.type.elts)
-            if any(isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError") for n in names):
+            if any(
+                isinstance(n, ast.Name) and n.id in ("ImportError", "ModuleNotFoundError")
+                for n in names
+            ):
                 return True
         return False
 
@@ -250,7 +263,9 @@ def test_unneeded_runtime_hooks_are_trimmed():
 
 def _frozen_main() -> ModuleType:
     """packaging/frozen_main.py, loaded from its file: `packaging` is also a PyPI module's name."""
-    spec = importlib.util.spec_from_file_location("frozen_main", REPO / "packaging" / "frozen_main.py")
+    spec = importlib.util.spec_from_file_location(
+        "frozen_main", REPO / "packaging" / "frozen_main.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -261,8 +276,12 @@ def test_restore_environment_undoes_the_bootloader():
     """The frozen entry script gives children the caller's LD_LIBRARY_PATH and no _PYI_*."""
     restore_environment = _frozen_main().restore_environment
 
-    env = {"_PYI_ARCHIVE_FILE": "/x", "_PYI_PARENT_PROCESS_LEVEL": "1", "LD_LIBRARY_PATH": "/opt/x/pycni-lib",
-           "PATH": "/bin"}
+    env = {
+        "_PYI_ARCHIVE_FILE": "/x",
+        "_PYI_PARENT_PROCESS_LEVEL": "1",
+        "LD_LIBRARY_PATH": "/opt/x/pycni-lib",
+        "PATH": "/bin",
+    }
     restore_environment(env)
     assert env == {"PATH": "/bin"}
     env = {"LD_LIBRARY_PATH": "/opt/x/pycni-lib:/mine", "LD_LIBRARY_PATH_ORIG": "/mine"}
@@ -281,7 +300,9 @@ def test_plugin_answers_version_and_about_without_python(name, release):
     bindir = release["bin"]
     _assert_outside(bindir)
     exe = str(bindir / name)
-    proc = run_hidden([exe], {"CNI_COMMAND": "VERSION", **harness.IN_PROCESS_ENV}, stdin=b'{"cniVersion":"1.0.0"}')
+    proc = run_hidden(
+        [exe], {"CNI_COMMAND": "VERSION", **harness.IN_PROCESS_ENV}, stdin=b'{"cniVersion":"1.0.0"}'
+    )
     assert proc.returncode == 0, proc.stderr
     reply = json.loads(proc.stdout)
     assert reply["cniVersion"] == "1.0.0"
@@ -308,7 +329,9 @@ def test_hiding_really_hides():
     assert proc.returncode != 0
 
 
-def _cnitool_env(tmp: Path, bindir: Path, plugins: list[dict], name: str = "pkgtest") -> dict[str, str]:
+def _cnitool_env(
+    tmp: Path, bindir: Path, plugins: list[dict], name: str = "pkgtest"
+) -> dict[str, str]:
     netd = tmp / "net.d"
     netd.mkdir(exist_ok=True)
     conf = {"cniVersion": "1.1.0", "name": name, "plugins": plugins}
@@ -367,7 +390,9 @@ def test_tarball_layout_and_checksum(release):
         members = tar.getmembers()
     names = [m.name for m in members]
     assert names[0] == f"./{CONTENTS_DIR}"
-    exes = [m for m in members if m.name.count("/") == 1 and not m.name.startswith(f"./{CONTENTS_DIR}")]
+    exes = [
+        m for m in members if m.name.count("/") == 1 and not m.name.startswith(f"./{CONTENTS_DIR}")
+    ]
     assert sorted(m.name[2:] for m in exes) == sorted(ENTRY_POINTS)
     assert names[-len(exes):] == [m.name for m in exes]
     assert exes[0].isfile() and all(m.islnk() and m.linkname == exes[0].name for m in exes[1:])
@@ -376,7 +401,9 @@ def test_tarball_layout_and_checksum(release):
     digest, fname = sums.read_text().split()
     assert fname == release["tgz"].name
     assert digest == hashlib.sha256(release["tgz"].read_bytes()).hexdigest()
-    subprocess.run(["sha256sum", "-c", sums.name], cwd=release["out"], check=True, capture_output=True)
+    subprocess.run(
+        ["sha256sum", "-c", sums.name], cwd=release["out"], check=True, capture_output=True
+    )
     assert (release["out"] / "10-flannel.conflist").read_bytes() == (
         REPO / "packaging" / "10-flannel.conflist"
     ).read_bytes()
@@ -392,8 +419,16 @@ def test_tarball_is_reproducible(release, tmp_path):
     from scripts import make_release
 
     subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "make_release.py"), "--bin", str(DIST_BIN), "--out", str(tmp_path)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            str(REPO / "scripts" / "make_release.py"),
+            "--bin",
+            str(DIST_BIN),
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
     )
     assert (tmp_path / make_release.tarball_name()).read_bytes() == release["tgz"].read_bytes()
 
@@ -407,7 +442,9 @@ def test_make_install_into_prefix(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     installed = dest / "opt" / "cni" / "bin"
-    assert {(installed / n).stat().st_ino for n in ENTRY_POINTS} == {(installed / "loopback").stat().st_ino}
+    assert {(installed / n).stat().st_ino for n in ENTRY_POINTS} == {
+        (installed / "loopback").stat().st_ino
+    }
     assert (installed / CONTENTS_DIR / "BUILD-INFO").exists()
 
 
@@ -438,7 +475,9 @@ def _execs(trace: str) -> list[str]:
 
 
 @pytest.mark.parametrize("variant", ["link", "copy"])
-def test_frozen_delegate_in_process_only_when_same_inode(variant, release, node_ns, make_pod, tmp_path):
+def test_frozen_delegate_in_process_only_when_same_inode(
+    variant, release, node_ns, make_pod, tmp_path
+):
     """cnitool (frozen) running loopback from CNI_PATH: a hard link of itself (same inode) runs in
     the cnitool process, never exec'd; a copy (another inode) is exec'd. Same result both ways."""
     strace = shutil.which("strace", path=harness.SAFE_PATH)
@@ -482,7 +521,9 @@ def test_frozen_start_runs_the_lean_bootstrap(release, tmp_path):
     assert "zlib.cpython" not in trace and "_struct.cpython" not in trace, trace
     lib = str(release["bin"] / "pycni-lib") + "/"
     entries = {e.name for e in Path(lib).iterdir()}
-    statted = re.findall(r'(?:newfstatat\(AT_FDCWD, |stat\()"' + re.escape(lib) + r'([^"/]+)"', trace)
+    statted = re.findall(
+        r'(?:newfstatat\(AT_FDCWD, |stat\()"' + re.escape(lib) + r'([^"/]+)"', trace
+    )
     assert len(set(statted) & entries) < len(entries) / 2, sorted(set(statted))
 
 

@@ -50,7 +50,9 @@ def container_traces(node, container_id, name="pmnet"):
     chain = dnat_chain_name(name, container_id)
     comment = f'name: \\"{name}\\" id: \\"{container_id}\\"'
     lines = [ln for v6 in (False, True) for ln in t.nat(node, v6) if chain in ln or comment in ln]
-    lines += [ln for fam in ("ip", "ip6") for ln in t.nft_table(node, fam) if f'"{container_id}"' in ln]
+    lines += [
+        ln for fam in ("ip", "ip6") for ln in t.nft_table(node, fam) if f'"{container_id}"' in ln
+    ]
     return lines
 
 
@@ -118,7 +120,11 @@ def _conntrack(node, *args):
 
 def _ct_entries(node, family):
     out = _conntrack(node, "-L", "-f", family).stdout
-    return sorted(ln.split()[0] + ":" + ln.split("dport=")[1].split()[0] for ln in out.splitlines() if "dport=" in ln)
+    return sorted(
+        ln.split()[0] + ":" + ln.split("dport=")[1].split()[0]
+        for ln in out.splitlines()
+        if "dport=" in ln
+    )
 
 
 @pytest.mark.parametrize("via", ["tool", "pyroute2"])
@@ -155,8 +161,10 @@ def test_udp_conntrack_entries_flushed_on_add(net, via):
         ({"hostPort": 0, "containerPort": 80, "protocol": "tcp"}, "Invalid host port number: 0"),
         ({"hostPort": 70000, "containerPort": 80, "protocol": "tcp"}, "Invalid host port number: 70000"),
         ({"hostPort": 80, "containerPort": 65536, "protocol": "tcp"}, "Invalid container port number: 65536"),
-        ({"hostPort": 80, "containerPort": 80, "protocol": "icmp"}, 'Invalid protocol: "icmp" (must be tcp, udp or sctp)'),
-        ({"hostPort": 80, "containerPort": 80, "protocol": ""}, 'Invalid protocol: "" (must be tcp, udp or sctp)'),
+        ({"hostPort": 80, "containerPort": 80, "protocol": "icmp"}, 'Invalid protocol: "icmp" '
+                                                                    '(must be tcp, udp or sctp)'),
+        ({"hostPort": 80, "containerPort": 80, "protocol": ""}, 'Invalid protocol: "" (must be '
+                                                                'tcp, udp or sctp)'),
         ({"hostPort": 80, "containerPort": 80, "protocol": "tcp", "hostIP": "10.0.0.300"}, 'Invalid host IP: "10.0.0.300"'),
     ],
 )  # fmt: skip
@@ -194,7 +202,9 @@ def test_check_iptables(node_ns):
                  "--to-destination", f"{pod.ip4}:81")  # fmt: skip
     bad = t.run(t.OURS, node_ns, "CHECK", conf)
     assert bad.returncode == 1
-    assert bad.result["msg"].startswith(f"could not check ipv4 dnat: rule [[-p tcp --dport {TCP} -s {pod.ip4}/24")
+    assert bad.result["msg"].startswith(
+        f"could not check ipv4 dnat: rule [[-p tcp --dport {TCP} -s {pod.ip4}/24"
+    )
     assert bad.result["msg"].endswith(f"] in chain {chain} not found in table nat")
     # re-ADD re-appends just the missing rule, at the end (docs/reference-behaviour.md P93)
     assert t.run(t.OURS, node_ns, "ADD", conf).returncode == 0
@@ -202,7 +212,11 @@ def test_check_iptables(node_ns):
     assert len(rules) == 6 and rules[-1].endswith(f"--to-destination {pod.ip4}:81")
     assert t.run(t.OURS, node_ns, "CHECK", conf).returncode == 0
     missing = t.run(t.OURS, node_ns, "CHECK", conf, container_id="other")
-    assert missing.result["msg"] == f"could not check ipv4 dnat: chain {dnat_chain_name('pmnet', 'other')} not found in iptables table nat"
+    assert (
+        missing.result["msg"]
+        == f"could not check ipv4 dnat: chain {dnat_chain_name('pmnet', 'other')} not found in "
+           f"iptables table nat"
+    )
     nope = t.run(t.OURS, node_ns, "CHECK", t.conf(MAPPINGS, None, version="1.1.0"))
     assert nope.result["msg"] == "Required prevResult missing"
 
@@ -220,10 +234,21 @@ def test_check_nftables_and_duplicate_appends(node_ns):
     # plain appends, as upstream 3d27709f does (docs/reference-behaviour.md §3.4)
     assert sum(1 for ln in v4 if ln.startswith("tcp dport 8080 dnat")) == 2
     assert sum(1 for ln in v4 if "fib daddr type local" in ln) == 2  # prerouting + output, flushed
-    handle_out = node_ns.exec("nft", "-a", "list", "chain", "ip", "cni_hostport", "masquerading").stdout
+    handle_out = node_ns.exec(
+        "nft", "-a", "list", "chain", "ip", "cni_hostport", "masquerading"
+    ).stdout
     for ln in handle_out.splitlines():
         if '"ctr1"' in ln:
-            node_ns.exec("nft", "delete", "rule", "ip", "cni_hostport", "masquerading", "handle", ln.split()[-1])
+            node_ns.exec(
+                "nft",
+                "delete",
+                "rule",
+                "ip",
+                "cni_hostport",
+                "masquerading",
+                "handle",
+                ln.split()[-1],
+            )
     bad = t.run(t.OURS, node_ns, "CHECK", conf)
     assert bad.result["msg"] == 'missing hostport rules in "masquerading" chain'
     assert t.run(t.OURS, node_ns, "DEL", conf).returncode == 0
@@ -237,9 +262,16 @@ def test_add_without_prev_result_or_mappings(node_ns):
     res = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, None))
     assert (res.returncode, res.result["msg"]) == (1, "must be called as chained plugin")
     pod = t.Pod(harness.Netns("cnitest-pod-none"), 3, "pmv3")
-    res = t.run(t.OURS, node_ns, "ADD", t.conf([], pod.prev_result(version="0.4.0"), version="0.4.0"))
+    res = t.run(
+        t.OURS, node_ns, "ADD", t.conf([], pod.prev_result(version="0.4.0"), version="0.4.0")
+    )
     assert res.returncode == 0
-    assert res.result["ips"][0] == {"version": "4", "interface": 2, "address": f"{pod.ip4}/24", "gateway": t.GW4}
+    assert res.result["ips"][0] == {
+        "version": "4",
+        "interface": 2,
+        "address": f"{pod.ip4}/24",
+        "gateway": t.GW4,
+    }
     # ifname not in the prevResult: no container address, nothing installed
     res = t.run(t.OURS, node_ns, "ADD", t.conf(MAPPINGS, pod.prev_result()), ifname="eth9")
     assert res.returncode == 0
@@ -299,7 +331,9 @@ def test_gc_nftables(node_ns):
 
 
 @pytest.mark.parametrize("backend", ["iptables", "nftables"])
-@pytest.mark.parametrize("mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"])
+@pytest.mark.parametrize(
+    "mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"]
+)
 def test_del_with_malformed_mappings_still_removes_the_rules(node_ns, backend, mappings):
     """DEL finds the rules by container ID: malformed portMappings in the DEL's runtimeConfig
     (the reference refuses the DEL over them) neither fail it nor keep the rules."""
@@ -325,7 +359,9 @@ def test_failed_ipv6_setup_removes_the_ipv4_rules(node_ns):
     assert res.returncode == 1 and res.result["code"] == 999, res
     assert container_traces(node_ns, "cfail") == []
     after = firewall(node_ns)
-    assert [ln for ln in after["iptables"] if "CNI-DN-" in ln] == [ln for ln in before["iptables"] if "CNI-DN-" in ln]
+    assert [ln for ln in after["iptables"] if "CNI-DN-" in ln] == [
+        ln for ln in before["iptables"] if "CNI-DN-" in ln
+    ]
 
 
 # ------------------------------------------------------------------ concurrency
@@ -371,7 +407,9 @@ def test_concurrent_adds_and_dels(node_ns, backend):
 
 def test_status(node_ns):
     conf = {"cniVersion": "1.1.0", "name": "pmnet", "type": "portmap"}
-    res = harness.run_plugin(t.OURS, "STATUS", conf, containerid=None, ifname=None, in_netns=node_ns)
+    res = harness.run_plugin(
+        t.OURS, "STATUS", conf, containerid=None, ifname=None, in_netns=node_ns
+    )
     assert (res.returncode, res.stdout) == (0, "")
     res = harness.run_plugin(t.OURS, "STATUS", {**conf, "backend": "nftables"}, containerid=None,
                              ifname=None, in_netns=node_ns)  # fmt: skip
@@ -386,7 +424,9 @@ def test_masq_all(net, backend):
     """upstream 3d27709f's masqAll: every hostPort connection is masqueraded, no separate localhost
     rule."""
     node, a, b = net
-    conf = t.conf(MAPPINGS, a.prev_result(version="1.1.0"), version="1.1.0", backend=backend, masqAll=True)
+    conf = t.conf(
+        MAPPINGS, a.prev_result(version="1.1.0"), version="1.1.0", backend=backend, masqAll=True
+    )
     assert t.run(t.OURS, node, "ADD", conf).returncode == 0
     assert t.run(t.OURS, node, "CHECK", conf).returncode == 0
     for client in (node, b.ns):
@@ -470,7 +510,9 @@ def test_add_warns_when_another_container_maps_the_host_port(node_ns, backend):
                    container_id="second")
     assert second.returncode == 0, second.stdout
     owner = "container first of network pmnet" if backend == "iptables" else "container first"
-    tail = "; only one of them receives that traffic: remove the other mapping or use another hostPort"
+    tail = (
+        "; only one of them receives that traffic: remove the other mapping or use another hostPort"
+    )
     assert [ln for ln in second.stderr.splitlines() if "already mapped" in ln] == [
         f"portmap: hostPort {TCP}/tcp on every address is already mapped by {owner}{tail}",
         f"portmap: hostPort {UDP}/udp on every address is already mapped by {owner}{tail}",

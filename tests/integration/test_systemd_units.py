@@ -106,7 +106,9 @@ def test_make_install_puts_the_units_under_destdir(tmp_path):
     assert "ExecStart=@/usr/libexec/cni/loopback pycni-worker" in service
     assert "/opt/cni/bin/" not in service
     assert (dest / "usr" / "libexec" / "cni" / "loopback").exists()
-    enable = "systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service"
+    enable = (
+        "systemctl daemon-reload && systemctl enable --now pycni-worker.socket pycni-worker.service"
+    )
     assert enable in proc.stdout
     assert not (dest / "etc" / "systemd" / "system" / "sockets.target.wants").exists()
 
@@ -115,7 +117,9 @@ def test_make_install_without_systemd_says_how(tmp_path):
     """No DESTDIR on a machine systemd does not run: the units are installed, nothing is
     enabled, and the output says how to enable them (and that calls start the worker)."""
     if os.path.isdir("/run/systemd/system"):
-        pytest.skip("systemd runs this machine: `make install` without DESTDIR would enable the unit")
+        pytest.skip(
+            "systemd runs this machine: `make install` without DESTDIR would enable the unit"
+        )
     bindir, units = tmp_path / "bin", tmp_path / "units"
     proc = _make_install(DESTDIR="", PREFIX=str(bindir), SYSTEMD_UNITDIR=str(units))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,4 +1,5 @@
-"""The warm worker (on by default; plugins/worker/server.py, plugins/worker/client.py) with the built executables.
+"""The warm worker (on by default; plugins/worker/server.py, plugins/worker/client.py) with the
+built executables.
 
 Real executables from dist/bin, real namespaces, a worker directory per test (short, 0700, under
 /tmp). Every worker a test caused is ended by pid (read from its lock file) at teardown.
@@ -293,7 +294,8 @@ def test_worker_dying_mid_call_is_an_error_not_a_hang(node_ns, make_pod, state_d
 
 
 def test_refusals_mean_in_process(node_ns, make_pod, state_dir, wdir):
-    """Another environment gets its own worker; another build is refused; an unsafe dir is unused."""
+    """Another environment gets its own worker; another build is refused; an unsafe dir is
+    unused."""
     pod = make_pod()
     start_worker(node_ns, pod, wdir, state_dir)
     conf = bridge_conf(state_dir)
@@ -306,7 +308,9 @@ def test_refusals_mean_in_process(node_ns, make_pod, state_dir, wdir):
     sock_path = sorted(wdir.glob("*.sock"), key=os.path.getmtime)[0]
     s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     s.connect(str(sock_path))
-    req = worker_client.encode_request("bridge", "0:0:0:0", wenv(wdir) | {"PATH": harness.SAFE_PATH})
+    req = worker_client.encode_request(
+        "bridge", "0:0:0:0", wenv(wdir) | {"PATH": harness.SAFE_PATH}
+    )
     s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, (0).to_bytes(4, "little") * 2)])
     assert s.recv(4096) == b"R"  # no reason for a prober: it goes to the worker's log
     s.close()
@@ -367,11 +371,15 @@ def test_worker_is_the_default_and_off_switches(node_ns, make_pod, state_dir, wd
     default = {k: v for k, v in wenv(wdir).items() if k != "PYCNI_WORKER"}
     kw = dict(netns=pod.path, in_netns=node_ns, containerid="d1")
     for command in (None, "NOSUCH"):
-        r = run_plugin(DIST / "bridge", command, conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+        r = run_plugin(
+            DIST / "bridge", command, conf, extra_env={**default, "PYCNI_WORKER": None}, **kw
+        )
         assert r.returncode != 0 or command is None, r.stdout
         assert "pycni worker:" not in r.stderr
     assert not list(wdir.iterdir()), "a call without a CNI command touched the worker directory"
-    r = run_plugin(DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
+    r = run_plugin(
+        DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw
+    )
     assert r.returncode == 0 and "no worker (starting one)" in r.stderr, r.stderr
     wait_for_worker(wdir)
     (pid,) = _worker_pids(wdir)
@@ -379,7 +387,9 @@ def test_worker_is_the_default_and_off_switches(node_ns, make_pod, state_dir, wd
     r = run_plugin(DIST / "bridge", "ADD", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
     assert r.returncode == 0 and served(r), r.stdout + r.stderr
     for off in ("0", "false", "No", "OFF"):
-        v = run_plugin(DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": off}, **kw)
+        v = run_plugin(
+            DIST / "bridge", "VERSION", conf, extra_env={**default, "PYCNI_WORKER": off}, **kw
+        )
         assert v.returncode == 0 and "pycni worker:" not in v.stderr, (off, v.stderr)
     r = run_plugin(DIST / "bridge", "DEL", conf, extra_env={**default, "PYCNI_WORKER": None}, **kw)
     assert r.returncode == 0 and served(r), r.stdout + r.stderr
@@ -402,7 +412,9 @@ def test_no_worker_is_started_past_the_directory_cap(wdir):
             fcntl.flock(fd, fcntl.LOCK_EX)
             held.append(fd)
         r = run_plugin(DIST / "loopback", "VERSION", {"cniVersion": "1.0.0"}, extra_env=wenv(wdir))
-        assert r.returncode == 0 and f"already {MAX_LIVE_WORKERS} in the directory" in r.stderr, r.stderr
+        assert r.returncode == 0 and f"already {MAX_LIVE_WORKERS} in the directory" in r.stderr, (
+            r.stderr
+        )
         time.sleep(0.5)
         assert _worker_pids(wdir) == [] and not list(wdir.glob("*.sock"))
     finally:
@@ -443,7 +455,9 @@ def test_closed_stdin_is_handled_in_process(node_ns, make_pod, state_dir, wdir):
     env = harness.plugin_env("ADD", netns=pod.path, cni_path=str(DIST), extra_env=wenv(wdir))
     outs = []
     for extra in ({}, {"PYCNI_WORKER": "0"}):
-        proc = node_ns.exec("sh", "-c", f"exec {DIST / 'bridge'} <&-", env={**env, **extra}, check=False)
+        proc = node_ns.exec(
+            "sh", "-c", f"exec {DIST / 'bridge'} <&-", env={**env, **extra}, check=False
+        )
         outs.append((proc.returncode, proc.stdout))
     assert outs[0] == outs[1] and outs[0][0] == 1 and '"code": 5' in outs[0][1]
 
@@ -462,8 +476,15 @@ def test_two_workers_share_a_burst(node_ns, make_pod, state_dir, wdir):
     results: dict[int, object] = {}
 
     def call(i: int, command: str) -> None:
-        results[i] = run_plugin(DIST / "bridge", command, conf, netns=pods[i].path, containerid=f"t{i}",
-                                in_netns=node_ns, extra_env=env)
+        results[i] = run_plugin(
+            DIST / "bridge",
+            command,
+            conf,
+            netns=pods[i].path,
+            containerid=f"t{i}",
+            in_netns=node_ns,
+            extra_env=env,
+        )
 
     for command in ("ADD", "DEL"):
         threads = [threading.Thread(target=call, args=(i, command)) for i in range(n)]
@@ -476,7 +497,9 @@ def test_two_workers_share_a_burst(node_ns, make_pod, state_dir, wdir):
         ]
         if command == "ADD":
             assert len({results[i].result["ips"][0]["address"] for i in range(n)}) == n
-            assert all(pod_addr(pods[i]) == [results[i].result["ips"][0]["address"]] for i in range(n))
+            assert all(
+                pod_addr(pods[i]) == [results[i].result["ips"][0]["address"]] for i in range(n)
+            )
             wait_for_workers(wdir, 2)  # the burst found the resident busy and started the second
     assert all(pod_addr(p) == [] for p in pods)
     no_worker_errors(wdir)
@@ -546,7 +569,9 @@ def test_del_after_a_killed_client_waits_for_its_call(del_path, node_ns, make_po
     }
     kw = dict(netns=pod.path, containerid="k1", in_netns=node_ns, extra_env=wenv(wdir), timeout=40)
     results: dict[str, object] = {}
-    add = threading.Thread(target=lambda: results.update(add=run_plugin(DIST / "flannel", "ADD", conf, **kw)))
+    add = threading.Thread(
+        target=lambda: results.update(add=run_plugin(DIST / "flannel", "ADD", conf, **kw))
+    )
     add.start()
     deadline = time.monotonic() + 10
     while not (pids := _client_pids("k1", "ADD")) and time.monotonic() < deadline:
@@ -557,7 +582,9 @@ def test_del_after_a_killed_client_waits_for_its_call(del_path, node_ns, make_po
     add.join(10)
     if del_path == "in-process":
         kw["extra_env"] = wenv(wdir, PYCNI_WORKER="0")
-    dele = threading.Thread(target=lambda: results.update(dele=run_plugin(DIST / "flannel", "DEL", conf, **kw)))
+    dele = threading.Thread(
+        target=lambda: results.update(dele=run_plugin(DIST / "flannel", "DEL", conf, **kw))
+    )
     dele.start()
     dele.join(1.5)
     assert dele.is_alive(), f"DEL did not wait for the killed ADD: {results.get('dele')}"
@@ -575,7 +602,9 @@ def test_del_after_a_killed_client_waits_for_its_call(del_path, node_ns, make_po
     no_worker_errors(wdir)
 
 
-def test_delegate_of_another_build_does_not_wait_for_the_callers_lock(node_ns, make_pod, state_dir, wdir, tmp_path):
+def test_delegate_of_another_build_does_not_wait_for_the_callers_lock(
+    node_ns, make_pod, state_dir, wdir, tmp_path
+):
     """flannel (through its worker, holding the attachment's lock) executes a bridge that is
     another file (a copy, or a new build mid-upgrade), whose own worker serves it: that call
     must not wait for the lock its caller holds (it would wait for ever)."""

@@ -255,7 +255,9 @@ def test_socket_squatter_gets_nothing(squatter, node_ns, make_pod, state_dir, wd
         proc.wait()
 
 
-def test_in_process_delegate_presents_its_callers_lock(node_ns, make_pod, state_dir, wdir, tmp_path):  # noqa: F811
+def test_in_process_delegate_presents_its_callers_lock(
+    node_ns, make_pod, state_dir, wdir, tmp_path  # noqa: F811
+):
     """flannel in-process (holding the attachment lock) executes a bridge that is another file,
     itself in-process: the bridge presents the lock its caller passed down instead of waiting
     for it, and the pod is set up and torn down."""
@@ -350,7 +352,9 @@ def test_executed_delegate_gets_the_held_lock(tmp_path):
     d = tmp_path / "w"
     d.mkdir(mode=0o700)
     script = tmp_path / "delegate"
-    script.write_text('#!/bin/sh\nreadlink "/proc/self/fd/${PYCNI_ATTACHMENT_FD:-none}" || echo none\n')
+    script.write_text(
+        '#!/bin/sh\nreadlink "/proc/self/fd/${PYCNI_ATTACHMENT_FD:-none}" || echo none\n'
+    )
     script.chmod(0o755)
     env = {"PATH": harness.SAFE_PATH, "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "x1",
            "CNI_IFNAME": "eth0", "PYCNI_ATTACHMENT_FD": "77"}

@@ -29,7 +29,9 @@ def test_resident_worker_stays_idle_cheaply_and_leaves_when_replaced(tmp_path, m
     os.symlink(wt.DIST / "pycni-lib", bindir / "pycni-lib")
     shutil.copy2(wt.DIST / "bridge", bindir / "bridge")
     monkeypatch.setattr(wt, "DIST", bindir)  # Served starts, and build_id() names, the copy
-    with wt.Served(PYCNI_WORKER_RESIDENT="1", PYCNI_WORKER_IDLE="1", PYCNI_WORKER_MAX_AGE="1") as served:
+    with wt.Served(
+        PYCNI_WORKER_RESIDENT="1", PYCNI_WORKER_IDLE="1", PYCNI_WORKER_MAX_AGE="1"
+    ) as served:
         served.start()
         assert wt.call(served, b"{}", served.call_env("VERSION"))[-1] == b"X\x00"
         time.sleep(1.5)  # let the call's thread end and the loop settle

@@ -29,7 +29,13 @@ pytestmark = pytest.mark.netns
 SETPRIV = shutil.which("setpriv", path=harness.SAFE_PATH)
 UNSHARE = shutil.which("unshare", path=harness.SAFE_PATH)
 # a uid-0 process with no capability at all, and no way to get one back by executing a file
-CAPLESS = [SETPRIV or "setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-all", "--"]
+CAPLESS = [
+    SETPRIV or "setpriv",
+    "--inh-caps=-all",
+    "--ambient-caps=-all",
+    "--bounding-set=-all",
+    "--",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -124,7 +130,11 @@ def test_pid_reuse_is_never_judged_as_the_new_owner(tmp_path):
     try:
         script = tmp_path / "reuse.py"
         script.write_text(_PID_REUSE)
-        env = {"PATH": harness.SAFE_PATH, "PYCNI_WORKER_LOG": str(wdir / "log"), "PYCNI_WORKER_IDLE": "30"}
+        env = {
+            "PATH": harness.SAFE_PATH,
+            "PYCNI_WORKER_LOG": str(wdir / "log"),
+            "PYCNI_WORKER_IDLE": "30",
+        }
         proc = subprocess.run(
             [UNSHARE, "--pid", "--fork", "--mount-proc", sys.executable, str(script), str(wt.DIST),
              str(wdir), wt.build_id(), json.dumps(env), json.dumps(CAPLESS)],
@@ -148,7 +158,9 @@ def test_capability_less_root_caller_is_refused(node_ns):
     in the worker's log only."""
     with wt.Served() as served:
         served.start()
-        argv = wt.caller_argv(served.sock, served.call_env("VERSION"), stdin='{"cniVersion": "1.0.0"}')
+        argv = wt.caller_argv(
+            served.sock, served.call_env("VERSION"), stdin='{"cniVersion": "1.0.0"}'
+        )
         assert _caller(node_ns, argv, CAPLESS) == ["R"]
         assert "other privileges" in served.logged()
         assert _caller(node_ns, argv)[0] == "A"  # the same call with every capability
@@ -319,11 +331,23 @@ def test_the_delegate_lock_skip_cannot_be_forged(node_ns):
 
             fcntl.flock(fd, fcntl.LOCK_EX)  # a call of this attachment is running
             argv = wt.caller_argv(served.sock, env, "loopback", conf)
-            forged_parent = ["env", "PYCNI_WORKER_SERVE=/nonexistent", "sh", "-c", '"$@"; true', "sh",
-                             "env", "-u", "PYCNI_WORKER_SERVE"]
+            forged_parent = [
+                "env",
+                "PYCNI_WORKER_SERVE=/nonexistent",
+                "sh",
+                "-c",
+                '"$@"; true',
+                "sh",
+                "env",
+                "-u",
+                "PYCNI_WORKER_SERVE",
+            ]
             for prefix, args in (
                 (forged_parent, argv),
-                ((), wt.caller_argv(served.sock, env, "loopback", conf, lock=f"other:{served.log}")),
+                (
+                    (),
+                    wt.caller_argv(served.sock, env, "loopback", conf, lock=f"other:{served.log}"),
+                ),
                 ((), wt.caller_argv(served.sock, env, "loopback", conf, lock=f"other:{stripe}")),
             ):
                 rc, out = _cni(_caller(node_ns, args, prefix))
@@ -331,7 +355,9 @@ def test_the_delegate_lock_skip_cannot_be_forged(node_ns):
         finally:
             os.close(fd)
         # the lock's own holder (a delegate its caller passed it to) does not wait for itself
-        rc, out = _cni(_caller(node_ns, wt.caller_argv(served.sock, env, "loopback", conf, lock=str(stripe))))
+        rc, out = _cni(
+            _caller(node_ns, wt.caller_argv(served.sock, env, "loopback", conf, lock=str(stripe)))
+        )
         assert rc == 0, out
 
 
@@ -370,7 +396,9 @@ def test_a_stderr_that_cannot_be_reopened_still_gets_an_answer():
         served.start()
         wt.call(served, b"{}", served.call_env("VERSION"))
         before = wt.descriptors(served.pid)
-        env = served.call_env("ADD", CNI_CONTAINERID="e1", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent")
+        env = served.call_env(
+            "ADD", CNI_CONTAINERID="e1", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent"
+        )
         r, w = os.pipe()
         os.write(w, b"{not json")
         os.close(w)
@@ -395,7 +423,9 @@ def test_stdin_beyond_the_limit_is_a_cni_error_naming_it():
 
     with wt.Served() as served:
         served.start()
-        env = served.call_env("ADD", CNI_CONTAINERID="big", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent")
+        env = served.call_env(
+            "ADD", CNI_CONTAINERID="big", CNI_IFNAME="eth0", CNI_NETNS="/nonexistent"
+        )
         zero = os.open("/dev/zero", os.O_RDONLY)
         null = os.open(os.devnull, os.O_WRONLY)
         try:

@@ -116,7 +116,11 @@ class Driver:
         # never /proc/self/...: in the worker that is the worker's main thread, not the caller
         env["CNI_NETNS"] = "/nonexistent" if valid else self.rng.choice(
             ["", "/nonexistent", "/proc/thread-self/ns/net"])
-        fields = [b"PYCNI-W1", self.rng.choice([b"bridge", b"loopback", b"host-local"]), self.bid.encode()]
+        fields = [
+            b"PYCNI-W1",
+            self.rng.choice([b"bridge", b"loopback", b"host-local"]),
+            self.bid.encode(),
+        ]
         return fields + [f"{k}={v}".encode() for k, v in env.items()]
 
     def case(self) -> tuple[str, bytes, list[str], dict]:
@@ -142,7 +146,9 @@ class Driver:
             data, fds = b"\0".join(fields), fds[: rng.randrange(2)]
         elif kind == "extra-fds":
             data = b"\0".join(fields)
-            fds = fds + ["pidfd"] + [rng.choice(list(self.kinds)) for _ in range(rng.randrange(1, 6))]
+            fds = (
+                fds + ["pidfd"] + [rng.choice(list(self.kinds)) for _ in range(rng.randrange(1, 6))]
+            )
         elif kind == "odd-fds":
             data = b"\0".join(fields)
             fds = [rng.choice(_STDIN_KINDS), rng.choice(list(self.kinds))]
@@ -172,7 +178,10 @@ class Driver:
             data = b""
         elif kind == "cni-garbage":  # well-formed: a CNI error from the plugin, never a crash
             data = b"\0".join(self.fields(rng.choice(["ADD", "DEL", "CHECK", "BOGUS"])))
-            fds = [rng.choice(["pipe-garbage", "pipe-json", "pipe-empty", "dir", "opath"]), "devnull"]
+            fds = [
+                rng.choice(["pipe-garbage", "pipe-json", "pipe-empty", "dir", "opath"]),
+                "devnull",
+            ]
         elif kind == "big-stdin":
             data = b"\0".join(self.fields("ADD", valid=True))
             fds = ["devzero", "devnull"]
@@ -193,7 +202,13 @@ class Driver:
             s.connect(self.sock)
             if opts.get("close-early"):
                 return self.count("closed before sending")
-            anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, b"".join(f.to_bytes(4, "little") for f in fds))]
+            anc = [
+                (
+                    socket.SOL_SOCKET,
+                    socket.SCM_RIGHTS,
+                    b"".join(f.to_bytes(4, "little") for f in fds),
+                )
+            ]
             try:
                 s.sendmsg([data], anc if fds else [])
             except OSError as e:

@@ -77,12 +77,16 @@ def _check_live(scs, live: dict[str, tuple], results: dict[str, dict]) -> list[s
         for name, content in leases.items():
             owners.setdefault(content.split(b"\r\n")[0].decode(), []).append(name.split("/")[1])
         for cid in sorted(mine):
-            want = sorted(str(ipaddress.ip_interface(ip["address"]).ip) for ip in results[cid]["ips"])
+            want = sorted(
+                str(ipaddress.ip_interface(ip["address"]).ip) for ip in results[cid]["ips"]
+            )
             if sorted(owners.get(cid, [])) != want:
                 problems.append(f"{cid}: leases {sorted(owners.get(cid, []))}, result says {want}")
         extra = sorted(set(owners) - mine)
         if extra:
-            problems.append(f"{sc.conf['name']}: leases held by pods that are not live: {extra[:10]}")
+            problems.append(
+                f"{sc.conf['name']}: leases held by pods that are not live: {extra[:10]}"
+            )
     # every live pod has its addresses
     for cid, (_, pod) in sorted(live.items()):
         want = {str(ipaddress.ip_interface(ip["address"]).ip) for ip in results[cid]["ips"]}
@@ -99,11 +103,15 @@ def _check_live(scs, live: dict[str, tuple], results: dict[str, dict]) -> list[s
             problems.append(f"{bridge}: {len(ports)} veths attached, {n} live pods")
     chains = {(it[1], it[2]) for it in snap["firewall"] if it[2].startswith("chain CNI-")}
     if len(chains) != len(live) * 2:  # one per pod, in ip and ip6 tables
-        problems.append(f"{len(chains)} masquerade chains for {len(live)} live pods (want one per family)")
+        problems.append(
+            f"{len(chains)} masquerade chains for {len(live)} live pods (want one per family)"
+        )
     return problems
 
 
-def test_concurrent_adds_and_dels_two_networks(node_ns: Netns, make_pod, tmp_path: Path, record_property) -> None:
+def test_concurrent_adds_and_dels_two_networks(
+    node_ns: Netns, make_pod, tmp_path: Path, record_property
+) -> None:
     """N concurrent ADDs, then N concurrent mixed DELs/ADDs, then N concurrent DELs."""
     n = budget.count("PYCNI_CONCURRENCY")
     half = n // 2
@@ -120,7 +128,11 @@ def test_concurrent_adds_and_dels_two_networks(node_ns: Netns, make_pod, tmp_pat
     # 1. N ADDs at once
     calls = [(net[cids[i]], "ADD", cids[i], pods[i]) for i in range(n)]
     runs, timings["adds"] = _run_all(calls)
-    failed = [(c[2], r.stdout.strip()[:300]) for c, r in zip(calls, runs, strict=True) if r.returncode != 0]
+    failed = [
+        (c[2], r.stdout.strip()[:300])
+        for c, r in zip(calls, runs, strict=True)
+        if r.returncode != 0
+    ]
     assert not failed, f"{len(failed)} of {n} concurrent ADDs failed: {failed[:5]}"
     for c, r in zip(calls, runs, strict=True):
         results[c[2]] = r.result
@@ -132,7 +144,11 @@ def test_concurrent_adds_and_dels_two_networks(node_ns: Netns, make_pod, tmp_pat
     calls = [(net[cids[i]], "DEL", cids[i], pods[i]) for i in range(half)]
     calls += [(net[cids[i]], "ADD", cids[i], pods[i]) for i in range(n, n + half)]
     runs, timings["mixed"] = _run_all(calls)
-    failed = [(c[1], c[2], r.stdout.strip()[:300]) for c, r in zip(calls, runs, strict=True) if r.returncode != 0]
+    failed = [
+        (c[1], c[2], r.stdout.strip()[:300])
+        for c, r in zip(calls, runs, strict=True)
+        if r.returncode != 0
+    ]
     assert not failed, f"{len(failed)} of {len(calls)} concurrent DELs/ADDs failed: {failed[:5]}"
     for c, r in zip(calls, runs, strict=True):
         if c[1] == "DEL":
@@ -149,14 +165,22 @@ def test_concurrent_adds_and_dels_two_networks(node_ns: Netns, make_pod, tmp_pat
     # 3. every remaining pod DELs at once
     calls = [(s, "DEL", cid, pod) for cid, (s, pod) in sorted(live.items())]
     runs, timings["dels"] = _run_all(calls)
-    failed = [(c[2], r.stdout.strip()[:300]) for c, r in zip(calls, runs, strict=True) if r.returncode != 0]
+    failed = [
+        (c[2], r.stdout.strip()[:300])
+        for c, r in zip(calls, runs, strict=True)
+        if r.returncode != 0
+    ]
     assert not failed, f"{len(failed)} of {len(calls)} concurrent DELs failed: {failed[:5]}"
     att = nsstate.Attachment(ids=set(cids), bridges={"ccbr0", "ccbr1"})
     for r in results.values():
         att.add_result_ips(r)
     left = nsstate.leaks(nsstate.added(baseline, a.snapshot()), att)
     left += [f"lease {k}" for sc in scs for k in sc.leases()]
-    left += [f"pod {cids[i]} still has {sorted(_pod_addresses(p))}" for i, p in enumerate(pods) if _pod_addresses(p)]
+    left += [
+        f"pod {cids[i]} still has {sorted(_pod_addresses(p))}"
+        for i, p in enumerate(pods)
+        if _pod_addresses(p)
+    ]
     figures = {"concurrency": n, "pods": n + half, "calls": n * 3,
                "wall_s": {k: round(v, 1) for k, v in timings.items()}, "leaks": left}
     record_property("concurrency", json.dumps(figures))
@@ -164,6 +188,8 @@ def test_concurrent_adds_and_dels_two_networks(node_ns: Netns, make_pod, tmp_pat
         out = Path(os.environ["PYCNI_FIGURES_DIR"])
         out.mkdir(parents=True, exist_ok=True)
         (out / "concurrency.json").write_text(json.dumps(figures, indent=1))
-    sys.stderr.write(f"\nconcurrency {n}: {n * 3} calls on {n + half} pods, wall {figures['wall_s']}, "
-                     f"{len(left)} leaks\n")
+    sys.stderr.write(
+        f"\nconcurrency {n}: {n * 3} calls on {n + half} pods, wall {figures['wall_s']}, "
+        f"{len(left)} leaks\n"
+    )
     assert not left, "after concurrent DELs:\n" + "\n".join(left[:20])

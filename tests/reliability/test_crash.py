@@ -13,7 +13,8 @@ four; CI: a reduced count, full: 200 with PYCNI_FULL=1):
 
 Each plugin runs twice: as a process per call (PYCNI_WORKER=0) and through a warm worker (the
 default). Through the worker, SIGKILL stops the client, not the call: the worker finishes the
-ADD, and the DEL that follows must wait for it (plugins/worker/server.py's per-attachment lock) and still
+ADD, and the DEL that follows must wait for it (plugins/worker/server.py's per-attachment lock) and
+still
 leave nothing; a traceback in the worker's log is a problem.
 
 Figures: with PYCNI_FIGURES_DIR set, <plugin>-crash.json (<plugin>-worker-crash.json) records
@@ -70,7 +71,9 @@ def mode(request) -> str:
 
 
 @pytest.mark.parametrize("plugin", PLUGINS)
-def test_kill_during_add(plugin: str, mode: str, node_ns: Netns, make_pod, tmp_path: Path, record_property) -> None:
+def test_kill_during_add(
+    plugin: str, mode: str, node_ns: Netns, make_pod, tmp_path: Path, record_property
+) -> None:
     """Random SIGKILLs during ADD: never a torn file; DEL then cleans up; ADD works again."""
     trials = _trials(plugin)
     if trials == 0:
@@ -96,8 +99,15 @@ def test_kill_during_add(plugin: str, mode: str, node_ns: Netns, make_pod, tmp_p
             shutil.rmtree(wdir, ignore_errors=True)
 
 
-def _kill_during_add(plugin: str, mode: str, sc: Scenario, pod: Netns, trials: int, rng: random.Random,
-                     record_property) -> None:
+def _kill_during_add(
+    plugin: str,
+    mode: str,
+    sc: Scenario,
+    pod: Netns,
+    trials: int,
+    rng: random.Random,
+    record_property,
+) -> None:
     typical = time_add(sc, pod)  # also leaves the shared infrastructure (bridge, chains) in place
     baseline = sc.snapshot()
     killed = finished = interrupted_writes = 0
@@ -124,11 +134,15 @@ def _kill_during_add(plugin: str, mode: str, sc: Scenario, pod: Netns, trials: i
             problems.append(f"{where}: children of the killed plugin still ran 10 s later")
         d = sc.run("DEL", cid, pod)
         if d.returncode != 0:
-            problems.append(f"{where}: DEL after the kill failed: {d.stdout.strip()} {d.stderr[-500:]}")
+            problems.append(
+                f"{where}: DEL after the kill failed: {d.stdout.strip()} {d.stderr[-500:]}"
+            )
         problems += [f"{where}: after DEL: {p}" for p in _clean(sc, baseline, pod, {cid}, [])]
         again = sc.run("ADD", cid, pod)
         if again.returncode != 0:
-            problems.append(f"{where}: ADD after DEL failed: {again.stdout.strip()} {again.stderr[-500:]}")
+            problems.append(
+                f"{where}: ADD after DEL failed: {again.stdout.strip()} {again.stderr[-500:]}"
+            )
         elif sc.lease_root is not None:
             mine = [k for k, v in sc.leases().items() if v.split(b"\r\n")[0] == cid.encode()]
             if len(mine) != 2:  # one IPv4 and one IPv6 range
@@ -151,14 +165,20 @@ def _kill_during_add(plugin: str, mode: str, sc: Scenario, pod: Netns, trials: i
         out.mkdir(parents=True, exist_ok=True)
         name = f"{plugin}-crash.json" if mode == "process" else f"{plugin}-worker-crash.json"
         (out / name).write_text(json.dumps(figures, indent=1))
-    sys.stderr.write(f"\ncrash {plugin} ({mode}): {trials} trials, {killed} killed mid-ADD, {finished} finished "
-                     f"first (typical ADD {typical * 1000:.0f} ms), {interrupted_writes} left a temp "
-                     f"file, known bugs: {known or 'none'}, {len(unknown)} other problems\n")
+    sys.stderr.write(
+        f"\ncrash {plugin} ({mode}): {trials} trials, {killed} killed mid-ADD, {finished} finished "
+        f"first (typical ADD {typical * 1000:.0f} ms), {interrupted_writes} left a temp "
+        f"file, known bugs: {known or 'none'}, {len(unknown)} other problems\n"
+    )
     assert not unknown, "\n".join(unknown[:20])
-    assert killed >= max(1, trials // 3), f"only {killed} of {trials} kills landed mid-ADD: the test would be vacuous"
+    assert killed >= max(1, trials // 3), (
+        f"only {killed} of {trials} kills landed mid-ADD: the test would be vacuous"
+    )
 
 
-def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+def test_stale_lease_temp_of_a_killed_process_is_removed(
+    node_ns: Netns, make_pod, tmp_path: Path
+) -> None:
     """The state a host-local killed between writing and linking its lease temp file leaves:
     the next DEL (which holds the same lock) must not leave that temp file behind."""
     import subprocess
@@ -176,7 +196,9 @@ def test_stale_lease_temp_of_a_killed_process_is_removed(node_ns: Netns, make_po
 
 
 
-def test_stale_flannel_temp_of_a_killed_process_is_removed(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+def test_stale_flannel_temp_of_a_killed_process_is_removed(
+    node_ns: Netns, make_pod, tmp_path: Path
+) -> None:
     """The state a flannel killed while saving its configuration leaves (the temporary file of
     the atomic write): the runtime's DEL of that container must not leave it behind."""
     import subprocess

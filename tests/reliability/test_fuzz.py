@@ -60,16 +60,37 @@ def fuzz_world() -> Iterator[tuple[Netns, Netns, Netns]]:
             harness.delete_netns(ns)
 
 
-def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases: int, tmp: Path) -> dict:
+def run_fuzz(
+    world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases: int, tmp: Path
+) -> dict:
     """Run the fuzz runner for `exe` inside the node namespace; its JSON summary."""
     node, pod0, pod1 = world
     root, out = tmp / "root", tmp / "summary.json"
     root.mkdir()
     argv = [
-        "ip", "netns", "exec", node.name, str(PYTHON), "-m", RUNNER, "--exe", exe,
-        "--cases", str(cases), "--exec-cases", str(exec_cases), "--pods", f"{pod0.path},{pod1.path}",
-        "--root", str(root), "--out", str(out), "--outer-pid", str(os.getpid()),
-        "--call-timeout", str(10 if budget.full() else 8),
+        "ip",
+        "netns",
+        "exec",
+        node.name,
+        str(PYTHON),
+        "-m",
+        RUNNER,
+        "--exe",
+        exe,
+        "--cases",
+        str(cases),
+        "--exec-cases",
+        str(exec_cases),
+        "--pods",
+        f"{pod0.path},{pod1.path}",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--outer-pid",
+        str(os.getpid()),
+        "--call-timeout",
+        str(10 if budget.full() else 8),
     ]
     seed = budget.seed()
     if seed is not None:
@@ -82,7 +103,9 @@ def run_fuzz(world: tuple[Netns, Netns, Netns], exe: str, cases: int, exec_cases
     except subprocess.TimeoutExpired:
         progress = Path(str(out) + ".progress")
         last = progress.read_text() if progress.exists() else "(no progress file)"
-        pytest.fail(f"fuzz runner for {exe} did not finish within {limit:.0f}s; last case: {last[:3000]}")
+        pytest.fail(
+            f"fuzz runner for {exe} did not finish within {limit:.0f}s; last case: {last[:3000]}"
+        )
     if proc.returncode != 0 or not out.exists():
         pytest.fail(f"fuzz runner for {exe} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     summary = json.loads(out.read_text())
@@ -130,7 +153,9 @@ def test_fuzz(exe: str, fuzz_world, tmp_path: Path, record_property) -> None:
     assert counts.get("cases exec", 0) >= exec_cases * 0.9
     if exe != "cnitool" and exec_cases >= 2:  # half the exec'd cases take the default path
         assert counts.get("cases exec through the worker", 0) >= exec_cases * 0.9 // 2, counts
-    need = 1 if cases < 500 else int(cases * MIN_ADD_OK_SHARE[exe])  # a share only means much at scale
+    need = (
+        1 if cases < 500 else int(cases * MIN_ADD_OK_SHARE[exe])
+    )  # a share only means much at scale
     assert counts.get("adds ok", 0) >= need, counts
 
 
@@ -210,8 +235,17 @@ def _known(key: str):
 
 
 def _host_local_conf(tmp: Path, **ipam) -> dict:
-    return {"cniVersion": "1.0.0", "name": "fznet", "type": "bridge",
-            "ipam": {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": str(tmp / "nets"), **ipam}}
+    return {
+        "cniVersion": "1.0.0",
+        "name": "fznet",
+        "type": "bridge",
+        "ipam": {
+            "type": "host-local",
+            "subnet": "10.77.0.0/24",
+            "dataDir": str(tmp / "nets"),
+            **ipam,
+        },
+    }
 
 
 def _prlimit_run(exe: str, command: str, conf: dict, node: Netns) -> harness.PluginRun | None:
@@ -237,7 +271,11 @@ def _prlimit_run(exe: str, command: str, conf: dict, node: Netns) -> harness.Plu
 def _clean_error(r: harness.PluginRun | None) -> bool:
     from tests.reliability.contract import check_plugin
 
-    return r is not None and r.returncode == 1 and not check_plugin("ADD", "1.0.0", r.returncode, r.stdout, r.stderr)
+    return (
+        r is not None
+        and r.returncode == 1
+        and not check_plugin("ADD", "1.0.0", r.returncode, r.stdout, r.stderr)
+    )
 
 
 @pytest.mark.parametrize("special", ["/dev/zero", "fifo"])
@@ -265,7 +303,9 @@ def test_flannel_subnetfile_special_file(special: str, node_ns: Netns, tmp_path:
     assert _clean_error(r), r
 
 
-def test_flannel_del_after_delegate_rejected_config(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+def test_flannel_del_after_delegate_rejected_config(
+    node_ns: Netns, make_pod, tmp_path: Path
+) -> None:
     """Found by the fuzzer (fixed in af78a65): an ADD whose delegate rejects its configuration
     left <dataDir>/<containerID>, and every DEL then failed on the same rejection, so the file
     stayed for good. Now neither the failed ADD nor the runtime's DEL leaves it."""
@@ -317,7 +357,9 @@ def test_host_local_deep_data_dir(node_ns: Netns, tmp_path: Path) -> None:
     assert _clean_error(r), r
 
 
-@pytest.mark.parametrize("mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"])
+@pytest.mark.parametrize(
+    "mappings", ["x", [1], [{"hostPort": "a"}]], ids=["string", "number", "bad-port"]
+)
 def test_portmap_del_ignores_malformed_mappings(mappings, node_ns: Netns) -> None:
     """DEL needs no mapping (it removes the container's rules by its ID): a malformed
     runtimeConfig.portMappings must not make it fail, or a list DEL stops there for good."""
@@ -350,8 +392,10 @@ def test_bridge_route_gateway_of_the_other_family(node_ns: Netns, make_pod, tmp_
     assert add.returncode == 1 and not check_error_json(add.stdout), add
     assert "Traceback" not in add.stderr, add.stderr
     assert add.result["code"] == 999 and add.result["msg"] == (
-        "failed to add route '{10.9.0.0 ffff0000} via fd77::1 dev eth0 metric 0 (Scope: universe, Table: 0)': "
-        "gateway, source, and destination ip are not the same IP family"), add.result
+        "failed to add route '{10.9.0.0 ffff0000} via fd77::1 dev eth0 metric 0 (Scope: universe, "
+        "Table: 0)': "
+        "gateway, source, and destination ip are not the same IP family"
+    ), add.result
     assert pod.ip("link", "show", "eth0", check=False).returncode != 0
     assert _leases(tmp_path) == []
     assert dele.returncode == 0, dele
@@ -365,22 +409,32 @@ def test_bridge_interface_name_not_utf8(node_ns: Netns, make_pod, tmp_path: Path
     conf = dict(_host_local_conf(tmp_path), bridge="fzbr0")
     add, dele = _bridge_add_del(conf, node_ns, pod, ifname="\udcff")
     assert add.returncode == 1 and not check_error_json(add.stdout), add
-    assert (add.result["code"], add.result["msg"]) == (4, 'interface name "\\xff" is not valid UTF-8'), add.result
+    assert (add.result["code"], add.result["msg"]) == (
+        4,
+        'interface name "\\xff" is not valid UTF-8',
+    ), add.result
     assert dele.returncode == 0 and "Traceback" not in dele.stderr, dele
     assert _leases(tmp_path) == []
 
 
-def test_bridge_name_with_newline_is_named_on_one_line(node_ns: Netns, make_pod, tmp_path: Path) -> None:
+def test_bridge_name_with_newline_is_named_on_one_line(
+    node_ns: Netns, make_pod, tmp_path: Path
+) -> None:
     """Found by the full-count fuzzer: the bridge name was quoted raw, so a newline in it broke
     the one-line message. Now it is escaped as the reference's %q does."""
     pod = make_pod()
     conf = dict(_host_local_conf(tmp_path), bridge="a\nb")
     add, dele = _bridge_add_del(conf, node_ns, pod)
     assert add.returncode == 1 and not check_error_json(add.stdout), add
-    assert add.result["msg"] == 'failed to create bridge "a\\nb": could not add "a\\nb": invalid argument'
+    assert (
+        add.result["msg"]
+        == 'failed to create bridge "a\\nb": could not add "a\\nb": invalid argument'
+    )
 
 
-def test_bridge_netns_path_with_control_characters_is_named_on_one_line(node_ns: Netns, tmp_path: Path) -> None:
+def test_bridge_netns_path_with_control_characters_is_named_on_one_line(
+    node_ns: Netns, tmp_path: Path
+) -> None:
     """Found by the full-count fuzzer (through flannel): CNI_NETNS was quoted raw in "failed to
     open netns", so a newline in it broke the one-line message; now escaped as Go's %q does."""
     conf = dict(_host_local_conf(tmp_path), bridge="fzbr0")

@@ -1,4 +1,5 @@
-"""The module-scoped leak audit (conformance/fixtures.py leak_audit) covers what docs/reliability.md lists:
+"""The module-scoped leak audit (conformance/fixtures.py leak_audit) covers what
+docs/reliability.md lists:
 namespaces, links, addresses, routes, rules and files a module created in the root namespace /
 filesystem.
 """

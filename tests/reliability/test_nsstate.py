@@ -56,7 +56,9 @@ table inet cni_plugins_masquerade {
 """
 
 
-def _leaks(extra_nft: str = "", extra_items: tuple = (), ids=("c1",), ips=("10.77.0.9",)) -> list[str]:
+def _leaks(
+    extra_nft: str = "", extra_items: tuple = (), ids=("c1",), ips=("10.77.0.9",)
+) -> list[str]:
     items = sorted(nsstate.nft_items(SHARED + extra_nft), key=repr) + list(extra_items)
     att = nsstate.Attachment(ids=set(ids), ips=set(ips), bridges={"fzbr0"})
     return nsstate.leaks(items, att)
@@ -76,7 +78,10 @@ def test_shared_infrastructure_is_not_a_leak() -> None:
     )
     assert _leaks(extra_items=extra) == []
     # a gateway address (and its route) added to a configured bridge that was already there
-    on_existing = (("addr", "fzbr0", "fd77::1/120"), ("route", 10, 254, "fd77::/120", "", "fzbr0", "unicast"))
+    on_existing = (
+        ("addr", "fzbr0", "fd77::1/120"),
+        ("route", 10, 254, "fd77::/120", "", "fzbr0", "unicast"),
+    )
     assert _leaks(extra_items=on_existing) == []
     # ... but not to any other link
     assert _leaks(extra_items=(("addr", "eth9", "fd77::1/120"),)) == ["address fd77::1/120 on eth9"]
@@ -111,8 +116,15 @@ table ip cni_hostport {
 """
     problems = _leaks(nft, extra)
     text = "\n".join(problems)
-    for needle in ("link veth1234", "address 10.77.0.9/24 on eth0", "networks/fznet/10.77.0.9",
-                   ".lease.tmp-99", "flannel/c1", "CNI-0123456789abcdef01234567", "dnat to 10.77.0.9"):
+    for needle in (
+        "link veth1234",
+        "address 10.77.0.9/24 on eth0",
+        "networks/fznet/10.77.0.9",
+        ".lease.tmp-99",
+        "flannel/c1",
+        "CNI-0123456789abcdef01234567",
+        "dnat to 10.77.0.9",
+    ):
         assert needle in text, (needle, problems)
 
 

@@ -37,9 +37,14 @@ from tests.reliability.watch import watch
 pytestmark = [pytest.mark.netns]
 
 # CI runs a subset of the crafted names (one of each shape); PYCNI_FULL=1 runs them all.
-NAME_ESCAPES = (["../pwned", "../../../../pwned", "/tmp/pycni-pwned", "a/../../pwned", "a/b", "..", "."]
-                if budget.full() else ["../pwned", "/tmp/pycni-pwned", ".."])
-IFNAME_ESCAPES = ["../x", "/x", "a/b", "..", ".", "x" * 16] if budget.full() else ["../x", "..", "x" * 16]
+NAME_ESCAPES = (
+    ["../pwned", "../../../../pwned", "/tmp/pycni-pwned", "a/../../pwned", "a/b", "..", "."]
+    if budget.full()
+    else ["../pwned", "/tmp/pycni-pwned", ".."]
+)
+IFNAME_ESCAPES = (
+    ["../x", "/x", "a/b", "..", ".", "x" * 16] if budget.full() else ["../x", "..", "x" * 16]
+)
 DEPTH = 14  # the plugins run in <tmp>/cwd/d1/.../d14, so a relative `../` * 14 lands in <tmp>
 LONG = "x" * 300
 PATH_ESCAPE_FORMS = ["dotdot", "relative-dotdot", "long-component", "long-path", "nul"]
@@ -54,7 +59,8 @@ HL_BUGS: dict[str, str] = {}  # host-local-datadir-escape: fixed (cni.validate.s
 
 
 def _escaped_path(state: Path, form: str) -> str:
-    """A dataDir-like value under `state` crafted in `form`; escaping ones aim at state/../escaped."""
+    """A dataDir-like value under `state` crafted in `form`; escaping ones aim at
+    state/../escaped."""
     return {
         "dotdot": f"{state}/networks/../../escaped",
         "relative-dotdot": "../" * DEPTH + "escaped",
@@ -91,21 +97,39 @@ def _conf(plugin: str, state: Path, **over) -> dict:
                 "subnetFileWait": 0, "delegate": {"bridge": "psbr0"},
                 "ipam": {"dataDir": str(state / "networks")}}
     elif plugin == "portmap":
-        conf = {"cniVersion": "1.0.0", "name": "psnet", "type": "portmap",
-                "capabilities": {"portMappings": True},
-                "runtimeConfig": {"portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]},
-                "prevResult": {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": "POD"}],
-                               "ips": [{"address": "10.82.0.5/24", "interface": 0}]}}
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": "psnet",
+            "type": "portmap",
+            "capabilities": {"portMappings": True},
+            "runtimeConfig": {
+                "portMappings": [{"hostPort": 18080, "containerPort": 80, "protocol": "tcp"}]
+            },
+            "prevResult": {
+                "cniVersion": "1.0.0",
+                "interfaces": [{"name": "eth0", "sandbox": "POD"}],
+                "ips": [{"address": "10.82.0.5/24", "interface": 0}],
+            },
+        }
     else:
         conf = {"cniVersion": "1.0.0", "name": "psnet", "type": "loopback"}
     conf.update(over)
     return conf
 
 
-def _exec(node: Netns, argv: list[str], env: dict[str, str], stdin: bytes, cwd: Path) -> harness.PluginRun:
+def _exec(
+    node: Netns, argv: list[str], env: dict[str, str], stdin: bytes, cwd: Path
+) -> harness.PluginRun:
     """Run argv inside `node` from `cwd` (harness.run_plugin has no cwd)."""
-    proc = subprocess.run(["ip", "netns", "exec", node.name, *argv], input=stdin, capture_output=True,
-                          env=env, cwd=cwd, timeout=60, check=False)
+    proc = subprocess.run(
+        ["ip", "netns", "exec", node.name, *argv],
+        input=stdin,
+        capture_output=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
     out = proc.stdout.decode(errors="replace")
     try:
         parsed = json.loads(out)
@@ -114,13 +138,27 @@ def _exec(node: Netns, argv: list[str], env: dict[str, str], stdin: bytes, cwd: 
     return harness.PluginRun(proc.returncode, parsed, out, proc.stderr.decode(errors="replace"))
 
 
-def _run(world, plugin: str, conf: dict, *, cid: str = "ps-0", ifname: str = "eth0", then_del: bool = False):
+def _run(
+    world,
+    plugin: str,
+    conf: dict,
+    *,
+    cid: str = "ps-0",
+    ifname: str = "eth0",
+    then_del: bool = False,
+):
     """ADD through `plugin` under watch; with `then_del`, the runtime's DEL follows a failure."""
     node, pod, state, escapes, cwd = world
     if plugin == "portmap":
         conf["prevResult"]["interfaces"][0]["sandbox"] = pod.path
-    env = harness.plugin_env("ADD", containerid=cid, netns=pod.path, ifname=ifname, cni_path=str(BIN),
-                             extra_env={"CNI_PY_DEBUG": "1"})
+    env = harness.plugin_env(
+        "ADD",
+        containerid=cid,
+        netns=pod.path,
+        ifname=ifname,
+        cni_path=str(BIN),
+        extra_env={"CNI_PY_DEBUG": "1"},
+    )
     stdin = json.dumps(conf).encode()
 
     def delete(add: harness.PluginRun):
@@ -128,8 +166,14 @@ def _run(world, plugin: str, conf: dict, *, cid: str = "ps-0", ifname: str = "et
             return None
         return _exec(node, [str(BIN / plugin)], {**env, "CNI_COMMAND": "DEL"}, stdin, cwd)
 
-    return watch(node, [pod], {"state": state.parent}, escapes,
-                 lambda: _exec(node, [str(BIN / plugin)], env, stdin, cwd), delete if then_del else None)
+    return watch(
+        node,
+        [pod],
+        {"state": state.parent},
+        escapes,
+        lambda: _exec(node, [str(BIN / plugin)], env, stdin, cwd),
+        delete if then_del else None,
+    )
 
 
 def _assert_rejected(w, *, codes: tuple[int, ...] = (4, 6, 7), owner: bool = True) -> None:
@@ -153,7 +197,8 @@ def _assert_rejected(w, *, codes: tuple[int, ...] = (4, 6, 7), owner: bool = Tru
         w.files = [f for f in w.files if f != "state:state/flannel"]
         assert not w.left_changed, (
             f"rejected, but left things changed even after the runtime's DEL "
-            f"({'exit ' + str(d.returncode) + ' ' + d.stdout.strip()[:200] if d else 'no DEL'}): {w.describe()}"
+            f"({'exit ' + str(d.returncode) + ' ' + d.stdout.strip()[:200] if d else 'no DEL'}): "
+            f"{w.describe()}"
         )
     assert r.result["code"] in codes, f"code {r.result['code']}: {r.result['msg']}"
 
@@ -222,7 +267,8 @@ def test_flannel_data_dir(world, form: str) -> None:
 
 @pytest.mark.parametrize("form", _forms(HL_BUGS))
 def test_flannel_ipam_data_dir(world, form: str) -> None:
-    """flannel's ipam.dataDir (passed to host-local) crafted to escape: refused before any change."""
+    """flannel's ipam.dataDir (passed to host-local) crafted to escape: refused before any
+    change."""
     conf = _conf("flannel", world[2])
     conf["ipam"]["dataDir"] = _escaped_path(world[2], form)
     _assert_rejected(_run(world, "flannel", conf, then_del=True), codes=(5, 7, 999), owner=False)
@@ -241,7 +287,9 @@ def test_flannel_subnet_file(world, form: str) -> None:
         "long-path": f"{state}/" + "/".join(["s" * 200] * 25),
         "nul": f"{state}/subnet.env\x00../outside/subnet.env",
     }[form]
-    _assert_rejected(_run(world, "flannel", _conf("flannel", state, subnetFile=value)), codes=(7, 999))
+    _assert_rejected(
+        _run(world, "flannel", _conf("flannel", state, subnetFile=value)), codes=(7, 999)
+    )
 
 
 # --------------------------------------------------------------------------- cnitool cache
@@ -252,24 +300,49 @@ def _cnitool(world, argv: list[str], cache: str, conflist: dict):
     netd = state / "net.d"
     netd.mkdir(exist_ok=True)
     (netd / "10-ps.conflist").write_text(json.dumps(conflist))
-    env = {"PATH": harness.SAFE_PATH, **harness.IN_PROCESS_ENV, "NETCONFPATH": str(netd), "CNI_PATH": str(BIN),
-           "CNI_CACHE_DIR": cache, "CNI_PY_DEBUG": "1"}
+    env = {
+        "PATH": harness.SAFE_PATH,
+        **harness.IN_PROCESS_ENV,
+        "NETCONFPATH": str(netd),
+        "CNI_PATH": str(BIN),
+        "CNI_CACHE_DIR": cache,
+        "CNI_PY_DEBUG": "1",
+    }
     return watch(node, [pod], {"state": state.parent}, escapes,
                  lambda: _exec(node, [str(BIN / "cnitool"), *argv], env, b"", cwd))
 
 
 def _conflist(state: Path, name: str = "psnet") -> dict:
-    return {"cniVersion": "1.0.0", "name": name, "plugins": [
-        {"type": "bridge", "bridge": "psbr0", "isGateway": True,
-         "ipam": {"type": "host-local", "subnet": "10.82.0.0/24", "dataDir": str(state / "networks")}}]}
+    return {
+        "cniVersion": "1.0.0",
+        "name": name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": "psbr0",
+                "isGateway": True,
+                "ipam": {
+                    "type": "host-local",
+                    "subnet": "10.82.0.0/24",
+                    "dataDir": str(state / "networks"),
+                },
+            }
+        ],
+    }
 
 
-@pytest.mark.parametrize("form", _forms({}, ["dotdot", "relative-dotdot", "long-component", "long-path"]))
+@pytest.mark.parametrize(
+    "form", _forms({}, ["dotdot", "relative-dotdot", "long-component", "long-path"])
+)
 def test_cnitool_cache_dir(world, form: str) -> None:
     """CNI_CACHE_DIR crafted to escape: refused before the plugins run."""
     state = world[2]
-    w = _cnitool(world, ["add", "psnet", world[1].path], _escaped_path(state, form), _conflist(state))
-    assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
+    w = _cnitool(
+        world, ["add", "psnet", world[1].path], _escaped_path(state, form), _conflist(state)
+    )
+    assert w.result.returncode == 1 and not check_cnitool(
+        "add", 1, w.result.stdout, w.result.stderr
+    ), w.result
     assert not w.changed, f"rejected only after changing things: {w.describe()}"
 
 
@@ -277,8 +350,12 @@ def test_cnitool_cache_dir(world, form: str) -> None:
 def test_cnitool_interface_name(world, ifname: str) -> None:
     """cnitool -i with a path in it (it names the cache file): refused before the plugins run."""
     state = world[2]
-    w = _cnitool(world, ["add", "psnet", world[1].path, "-i", ifname], str(state / "cache"), _conflist(state))
-    assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
+    w = _cnitool(
+        world, ["add", "psnet", world[1].path, "-i", ifname], str(state / "cache"), _conflist(state)
+    )
+    assert w.result.returncode == 1 and not check_cnitool(
+        "add", 1, w.result.stdout, w.result.stderr
+    ), w.result
     assert not w.changed, f"rejected only after changing things: {w.describe()}"
 
 
@@ -288,7 +365,9 @@ def test_cnitool_network_name_overlong_for_the_cache(world) -> None:
     state = world[2]
     name = "n" * 240
     w = _cnitool(world, ["add", name, world[1].path], str(state / "cache"), _conflist(state, name))
-    assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
+    assert w.result.returncode == 1 and not check_cnitool(
+        "add", 1, w.result.stdout, w.result.stderr
+    ), w.result
     assert not w.changed, f"rejected only after changing things: {w.describe()}"
 
 
@@ -298,5 +377,7 @@ def test_cnitool_cache_dir_not_a_directory(world) -> None:
     blocker = state / "not-a-dir"
     blocker.write_text("x\n")
     w = _cnitool(world, ["add", "psnet", world[1].path], str(blocker), _conflist(state))
-    assert w.result.returncode == 1 and not check_cnitool("add", 1, w.result.stdout, w.result.stderr), w.result
+    assert w.result.returncode == 1 and not check_cnitool(
+        "add", 1, w.result.stdout, w.result.stderr
+    ), w.result
     assert not w.changed, f"rejected only after changing things: {w.describe()}"

@@ -76,9 +76,20 @@ def test_vlan_range_checked_before_trunk() -> None:
 
 def test_mac_precedence_and_cni_args() -> None:
     assert load({}, "IgnoreUnknown=1;MAC=0a:00:00:00:00:01").mac == "0a:00:00:00:00:01"
-    assert load({"args": {"cni": {"mac": "0a:00:00:00:00:02"}}}, "MAC=0a:00:00:00:00:01").mac == "0a:00:00:00:00:02"
-    assert load({"args": {"cni": {"mac": "0a:00:00:00:00:02"}}, "runtimeConfig": {"mac": "0a:00:00:00:00:03"}},
-                "MAC=0a:00:00:00:00:01").mac == "0a:00:00:00:00:03"
+    assert (
+        load({"args": {"cni": {"mac": "0a:00:00:00:00:02"}}}, "MAC=0a:00:00:00:00:01").mac
+        == "0a:00:00:00:00:02"
+    )
+    assert (
+        load(
+            {
+                "args": {"cni": {"mac": "0a:00:00:00:00:02"}},
+                "runtimeConfig": {"mac": "0a:00:00:00:00:03"},
+            },
+            "MAC=0a:00:00:00:00:01",
+        ).mac
+        == "0a:00:00:00:00:03"
+    )
     with pytest.raises(CNIError, match=r'ARGS: unknown args \["FOO=1"\]'):
         load({}, "FOO=1")
 
@@ -89,7 +100,10 @@ def test_preflight() -> None:
     assert loaded.conf.isGateway
     for extra, msg in [
         ({"ipam": {"type": "x"}, "disableContainerInterface": True}, "cannot use IPAM"),
-        ({"hairpinMode": True, "promiscMode": True}, "cannot set hairpin mode and promiscuous mode"),
+        (
+            {"hairpinMode": True, "promiscMode": True},
+            "cannot set hairpin mode and promiscuous mode",
+        ),
         ({"mtu": 67}, "invalid MTU 67"),
         ({"mtu": 65536}, "invalid MTU 65536"),
         ({"ipMasq": True, "ipMasqBackend": "pf"}, 'unknown ipmasq backend "pf"'),
@@ -135,14 +149,18 @@ def test_reference_hashes() -> None:
     assert ipmasq.iptables_chain("refnet1", "ctr1") == "CNI-e58756d01a2a07fa566152ed"
     assert ipmasq.iptables_chain("test", "1234") == "CNI-2bbe0c48b91a7d1b8a6753a8"
     assert ipmasq.nft_network_hash("unit-test") == "6fd94d501e58f0aa"
-    assert ipmasq.nft_instance_hash("unit-test", "eth0", "one") == "6fd94d501e58f0aa-287fc69eff0574a2"
+    assert (
+        ipmasq.nft_instance_hash("unit-test", "eth0", "one") == "6fd94d501e58f0aa-287fc69eff0574a2"
+    )
     assert ipmasq.iptables_comment("refnet1", "ctr1") == 'name: "refnet1" id: "ctr1"'
 
 
 def test_nft_comment_truncated_and_unquoted() -> None:
     c = ipmasq.nft_comment("n", 'e"th0', "x" * 200)
     assert len(c) == 128 and '"' not in c
-    assert c.startswith(ipmasq.nft_instance_hash("n", 'e"th0', "x" * 200) + ", net: n, if: eth0, id: xx")
+    assert c.startswith(
+        ipmasq.nft_instance_hash("n", 'e"th0', "x" * 200) + ", net: n, if: eth0, id: xx"
+    )
 
 
 def test_iptables_rules_in_save_form() -> None:
@@ -177,7 +195,8 @@ def test_go_texts() -> None:
     from cni.result import IPConfig, Route
 
     assert bridge._route_text(Route(dst="0.0.0.0/0")) == (
-        "{Dst:{IP:0.0.0.0 Mask:00000000} GW:<nil> MTU:0 AdvMSS:0 Priority:0 Table:<nil> Scope:<nil>}"
+        "{Dst:{IP:0.0.0.0 Mask:00000000} GW:<nil> MTU:0 AdvMSS:0 Priority:0 Table:<nil> "
+        "Scope:<nil>}"
     )
     assert bridge._route_text(Route(dst="fd00::/64", gw="fd00::1")).startswith(
         "{Dst:{IP:fd00:: Mask:ffffffffffffffff0000000000000000} GW:fd00::1 "
@@ -191,9 +210,15 @@ def test_calc_gateways() -> None:
     from cni.result import new_result
 
     conf = load({"isDefaultGateway": True, "isGateway": True}).conf
-    res = new_result("1.1.0", ips=[{"address": "10.1.2.3/24"}, {"address": "fd00::5/64", "gateway": "fd00::9"},
-                                   {"address": "10.1.3.3/24"}],
-                      routes=[{"dst": "0.0.0.0/0"}])
+    res = new_result(
+        "1.1.0",
+        ips=[
+            {"address": "10.1.2.3/24"},
+            {"address": "fd00::5/64", "gateway": "fd00::9"},
+            {"address": "10.1.3.3/24"},
+        ],
+        routes=[{"dst": "0.0.0.0/0"}],
+    )
     gws = bridge._calc_gateways(res, conf)
     assert [ip.interface for ip in res.ips] == [2, 2, 2]
     assert [ip.gateway for ip in res.ips] == ["10.1.2.1", "fd00::9", "10.1.3.1"]
@@ -210,7 +235,8 @@ def test_calc_gateways() -> None:
     assert res.ips[0].gateway is None and gws.gws == {4: [], 6: []} and res.routes == []
 
 
-# =========================================================================== port attachment (fake netlink)
+# =========================================================================== port attachment (fake
+# netlink)
 
 
 class FakeIPRoute:

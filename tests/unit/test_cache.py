@@ -38,7 +38,16 @@ CAP_ARGS = (
     '"zz":{"b":2,"a":[1.5,1e-7,1e22]},"html":"<a&b>"}'
 )
 GOLDEN_CASES = [
-    ("rich", RuntimeConf("ctr-1", "", "eth0", [("K8S_POD_NAME", "x"), ("IgnoreUnknown", "1")], json.loads(CAP_ARGS))),
+    (
+        "rich",
+        RuntimeConf(
+            "ctr-1",
+            "",
+            "eth0",
+            [("K8S_POD_NAME", "x"), ("IgnoreUnknown", "1")],
+            json.loads(CAP_ARGS),
+        ),
+    ),
     ("single", RuntimeConf("c2", "", "net1")),
     ("old", RuntimeConf("c3", "", "eth9", [("A", "é")], None)),
 ]
@@ -108,12 +117,24 @@ def test_netns_field_sits_after_network_name():
 def test_add_creates_v1_file_with_modes(fakes):
     cni, _, cache_dir = fakes
     conf = conflist.load(str(DATA / "net.d"), "old")
-    cni.add_network_list(conf, RuntimeConf("cid", "/run/netns/p1", "eth0", [("K", "V")], {"portMappings": []}))
+    cni.add_network_list(
+        conf, RuntimeConf("cid", "/run/netns/p1", "eth0", [("K", "V")], {"portMappings": []})
+    )
     f = cache_dir / "results" / "old-cid-eth0"
     assert stat.S_IMODE(f.stat().st_mode) == 0o600
     assert stat.S_IMODE((cache_dir / "results").stat().st_mode) == 0o700
     obj = json.loads(f.read_bytes())
-    assert list(obj) == ["kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs", "capabilityArgs", "result"]
+    assert list(obj) == [
+        "kind",
+        "containerId",
+        "config",
+        "ifName",
+        "networkName",
+        "netns",
+        "cniArgs",
+        "capabilityArgs",
+        "result",
+    ]
     assert obj["kind"] == "cniCacheV1"
     assert base64.b64decode(obj["config"]) == conf.bytes
     assert obj["netns"] == "/run/netns/p1" and obj["cniArgs"] == [["K", "V"]]
@@ -129,7 +150,9 @@ def test_two_ifnames_two_files(fakes):
     r1 = cni.add_network_list(conf, RuntimeConf("cid", "/n", "eth1")).to_dict()
     assert r0 != r1
     for ifname, res in (("eth0", r0), ("eth1", r1)):
-        assert json.loads((cache_dir / "results" / f"old-cid-{ifname}").read_bytes())["result"] == res
+        assert (
+            json.loads((cache_dir / "results" / f"old-cid-{ifname}").read_bytes())["result"] == res
+        )
 
 
 def test_del_removes_only_after_success(fakes, tmp_path):
@@ -137,7 +160,9 @@ def test_del_removes_only_after_success(fakes, tmp_path):
     conf = conflist.load(str(DATA / "net.d"), "old")
     rt = RuntimeConf("cid", "/n", "eth0")
     cni.add_network_list(conf, rt)
-    (tmp_path / "bin" / "a.DEL").write_text(json.dumps({"stdout": '{"code":11,"msg":"later"}', "exit": 1}))
+    (tmp_path / "bin" / "a.DEL").write_text(
+        json.dumps({"stdout": '{"code":11,"msg":"later"}', "exit": 1})
+    )
     with pytest.raises(CNIError):
         cni.del_network_list(conf, rt)
     assert (cache_dir / "results" / "old-cid-eth0").exists()
@@ -190,10 +215,16 @@ def test_cached_result_is_converted_to_the_list_version(fakes):
     prev = read_log(log)[-1]["conf"]["prevResult"]
     assert prev["cniVersion"] == "0.4.0" and prev["ips"][0]["version"] == "4"
     # a 0.2.0 list cannot take a result without IPs
-    old020 = conflist.list_from_bytes(b'{"name":"old","cniVersion":"0.2.0","plugins":[{"type":"a"}]}')
-    ResultCache(str(cache_dir)).write("old", "cid", "eth0", config=b"{}", result={"cniVersion": "1.0.0"})
+    old020 = conflist.list_from_bytes(
+        b'{"name":"old","cniVersion":"0.2.0","plugins":[{"type":"a"}]}'
+    )
+    ResultCache(str(cache_dir)).write(
+        "old", "cid", "eth0", config=b"{}", result={"cniVersion": "1.0.0"}
+    )
     cache = ResultCache(str(cache_dir))
-    with pytest.raises(CacheError, match='failed to convert cached result to config version "0.2.0"'):
+    with pytest.raises(
+        CacheError, match='failed to convert cached result to config version "0.2.0"'
+    ):
         cache.get_result("old", old020.cni_version, "cid", "eth0")
 
 
@@ -205,7 +236,8 @@ def test_path_requires_all_parts_and_missing_file_is_none(tmp_path):
     with pytest.raises(CacheError) as info:
         cache.path("net", "", "eth0")
     assert str(info.value) == (
-        'cache file path requires network name ("net"), container ID (""), and interface name ("eth0")'
+        'cache file path requires network name ("net"), container ID (""), and interface name '
+        '("eth0")'
     )
     assert cache.get_config("net", "cid", "eth0") is None
     with pytest.raises(CacheError, match="cache file path requires"):
@@ -227,17 +259,34 @@ def test_cached_config_errors(tmp_path):
 
 def test_attachments_filtering(tmp_path):
     cache = ResultCache(str(tmp_path))
-    cache.write("net", "abc", "eth0", config=b"1", result={"cniVersion": "1.0.0"}, netns="/n", cni_args=[("A", "1")])
+    cache.write(
+        "net",
+        "abc",
+        "eth0",
+        config=b"1",
+        result={"cniVersion": "1.0.0"},
+        netns="/n",
+        cni_args=[("A", "1")],
+    )
     cache.write("net", "abc-def", "eth0", config=b"2", result=None)
     cache.write("other", "xabc", "eth1", config=b"3", result=None)
     results = tmp_path / "results"
-    (results / "net-abc-bad").write_bytes(b'{"kind":"cniCacheV2","containerId":"abc","ifName":"x","networkName":"net"}')
-    (results / "net-abc-noif").write_bytes(b'{"kind":"cniCacheV1","containerId":"abc","networkName":"net"}')
+    (results / "net-abc-bad").write_bytes(
+        b'{"kind":"cniCacheV2","containerId":"abc","ifName":"x","networkName":"net"}'
+    )
+    (results / "net-abc-noif").write_bytes(
+        b'{"kind":"cniCacheV1","containerId":"abc","networkName":"net"}'
+    )
     (results / "net-abc-badjson").write_bytes(b"{")
-    (results / "mismatch-abc-eth0").write_bytes(b'{"kind":"cniCacheV1","containerId":"zzz","ifName":"eth0","networkName":"m"}')
+    (results / "mismatch-abc-eth0").write_bytes(
+        b'{"kind":"cniCacheV1","containerId":"zzz","ifName":"eth0","networkName":"m"}'
+    )
     allatt = cache.attachments()
     assert [(a.network, a.container_id, a.ifname) for a in allatt] == [
-        ("m", "zzz", "eth0"), ("net", "abc-def", "eth0"), ("net", "abc", "eth0"), ("other", "xabc", "eth1")
+        ("m", "zzz", "eth0"),
+        ("net", "abc-def", "eth0"),
+        ("net", "abc", "eth0"),
+        ("other", "xabc", "eth1"),
     ]
     only = cache.attachments("abc")
     assert [(a.network, a.container_id, a.ifname, a.config, a.netns, a.cni_args) for a in only] == [
@@ -252,9 +301,19 @@ def test_attachments_filtering(tmp_path):
 @pytest.mark.parametrize(
     "value,text",
     [
-        (1.0, "1"), (1.5, "1.5"), (100.0, "100"), (1e20, "100000000000000000000"), (1e21, "1e+21"),
-        (1e-6, "0.000001"), (1e-7, "1e-7"), (1.5e-10, "1.5e-10"), (-0.0, "-0"), (123456789.125, "123456789.125"),
-        (2**53 + 1, "9007199254740992"), (12345678901234567890, "12345678901234567000"), (7, "7"),
+        (1.0, "1"),
+        (1.5, "1.5"),
+        (100.0, "100"),
+        (1e20, "100000000000000000000"),
+        (1e21, "1e+21"),
+        (1e-6, "0.000001"),
+        (1e-7, "1e-7"),
+        (1.5e-10, "1.5e-10"),
+        (-0.0, "-0"),
+        (123456789.125, "123456789.125"),
+        (2**53 + 1, "9007199254740992"),
+        (12345678901234567890, "12345678901234567000"),
+        (7, "7"),
     ],
 )
 def test_go_numbers(value, text):

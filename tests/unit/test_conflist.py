@@ -54,13 +54,21 @@ def test_plugins_not_a_list():
 def test_plugin_without_type():
     with pytest.raises(ConfError) as info:
         conflist.list_from_bytes(_list(plugins=[{"type": "a"}, {"mtu": 1}]))
-    assert str(info.value) == "failed to parse plugin config 1: error parsing configuration: missing 'type'"
+    assert (
+        str(info.value)
+        == "failed to parse plugin config 1: error parsing configuration: missing 'type'"
+    )
 
 
 def test_plugin_with_badly_typed_known_key():
     # Go decodes the object into types.PluginConf: capabilities must map to booleans.
-    with pytest.raises(ConfError, match="failed to parse plugin config 0: error parsing configuration: .*capabilities"):
-        conflist.list_from_bytes(_list(plugins=[{"type": "a", "capabilities": {"portMappings": "yes"}}]))
+    with pytest.raises(
+        ConfError,
+        match="failed to parse plugin config 0: error parsing configuration: .*capabilities",
+    ):
+        conflist.list_from_bytes(
+            _list(plugins=[{"type": "a", "capabilities": {"portMappings": "yes"}}])
+        )
 
 
 def test_cniversion_must_be_a_string():
@@ -80,7 +88,14 @@ def test_not_json_and_not_an_object():
 
 @pytest.mark.parametrize(
     "value,expected",
-    [(True, True), (False, False), ("TRUE", True), ("true", True), ("false", False), ("False", False)],
+    [
+        (True, True),
+        (False, False),
+        ("TRUE", True),
+        ("true", True),
+        ("false", False),
+        ("False", False),
+    ],
 )
 def test_booleans_accept_strings(value, expected):
     for key, attr in (
@@ -95,7 +110,9 @@ def test_booleans_accept_strings(value, expected):
 def test_boolean_bad_string_and_bad_type():
     with pytest.raises(ConfError) as info:
         conflist.list_from_bytes(_list(disableCheck="yes"))
-    assert str(info.value) == 'error parsing configuration list: invalid value "yes" for disableCheck'
+    assert (
+        str(info.value) == 'error parsing configuration list: invalid value "yes" for disableCheck'
+    )
     with pytest.raises(ConfError, match="invalid type float64 for disableGC"):
         conflist.list_from_bytes(_list(disableGC=1))
 
@@ -273,12 +290,16 @@ def test_list_bytes_are_the_file_bytes(tmp_path):
     f = _write(tmp_path / "x.conflist", raw)
     conf = conflist.load(str(tmp_path), "net1")
     assert conf.bytes == raw
-    assert conf.plugins[0].bytes == gojson.marshal({"type": "t", "a": 1.5}) == b'{"a":1.5,"type":"t"}'
+    assert (
+        conf.plugins[0].bytes == gojson.marshal({"type": "t", "a": 1.5}) == b'{"a":1.5,"type":"t"}'
+    )
     assert f.read_bytes() == raw
 
 
 def test_plugin_keys_matched_case_insensitively():
-    conf = conflist.list_from_bytes(_list(plugins=[{"Type": "bridge", "Capabilities": {"mac": True}}]))
+    conf = conflist.list_from_bytes(
+        _list(plugins=[{"Type": "bridge", "Capabilities": {"mac": True}}])
+    )
     assert conf.plugins[0].type == "bridge"
     assert conf.plugins[0].capabilities == {"mac": True}
 

@@ -18,8 +18,14 @@ from plugins.flannel import config as flannel_config
 from plugins.flannel import delegate as flannel_delegate
 from plugins.flannel.subnet import parse
 
-V4 = parse("FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n", "p")
-V6 = parse("FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n", "p")
+V4 = parse(
+    "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n",
+    "p",
+)
+V6 = parse(
+    "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n",
+    "p",
+)
 DUAL = parse(
     "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_IPV6_NETWORK=fc00::/48\n"
     "FLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n",
@@ -29,7 +35,12 @@ TWO_NETS = parse(
     "FLANNEL_NETWORK=10.1.0.0/16,192.168.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n",
     "p",
 )
-BASE = {"name": "cni-flannel", "type": "flannel", "subnetFile": "/x/subnet.env", "dataDir": "/x/data"}
+BASE = {
+    "name": "cni-flannel",
+    "type": "flannel",
+    "subnetFile": "/x/subnet.env",
+    "dataDir": "/x/data",
+}
 USER_IPAM = {
     "type": "my-ipam",
     "unknown-param": "unknown-value",
@@ -73,7 +84,9 @@ def test_empty_paths_fall_back_with_warning(capsys):  # F3 (improved mode)
 
 
 def test_null_values_keep_defaults():
-    conf = flannel_config.load({"name": "n", "subnetFile": None, "delegate": None, "ipam": None}, for_add=False)
+    conf = flannel_config.load(
+        {"name": "n", "subnetFile": None, "delegate": None, "ipam": None}, for_add=False
+    )
     assert conf.subnet_file() == "/run/flannel/subnet.env" and conf.delegate is None
 
 
@@ -84,8 +97,17 @@ def test_keys_match_case_insensitively_like_go():
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("delegate", "x"), ("ipam", []), ("subnetFile", 5), ("runtimeConfig", 1), ("dns", "x"),
-     ("capabilities", {"a": 1}), ("subnetFileWait", -1), ("subnetFileWait", "3"), ("subnetFileLenient", 1)],
+    [
+        ("delegate", "x"),
+        ("ipam", []),
+        ("subnetFile", 5),
+        ("runtimeConfig", 1),
+        ("dns", "x"),
+        ("capabilities", {"a": 1}),
+        ("subnetFileWait", -1),
+        ("subnetFileWait", "3"),
+        ("subnetFileLenient", 1),
+    ],
 )
 def test_wrong_types_add_and_del_prefixes(key, value):  # F4 and F5
     for for_add, prefix in (
@@ -121,7 +143,10 @@ def test_default_v4_byte_equal():  # F27
 
 
 def test_ipmasq_false_gives_bridge_masquerade():  # F28
-    env = parse("FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n", "p")
+    env = parse(
+        "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=false\n",
+        "p",
+    )
     assert json.loads(gen(env))["ipMasq"] is True
 
 
@@ -147,10 +172,19 @@ def test_isgateway_false_kept():  # F31
     [
         ({"type": 5}, "'delegate' dictionary, if present, must have (string) 'type' field"),
         ({"type": None}, "'delegate' dictionary, if present, must have (string) 'type' field"),
-        ({"type": 5, "name": "x", "ipam": {}}, "'delegate' dictionary, if present, must have (string) 'type' field"),
-        ({"name": "x", "ipam": {}}, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"),
+        (
+            {"type": 5, "name": "x", "ipam": {}},
+            "'delegate' dictionary, if present, must have (string) 'type' field",
+        ),
+        (
+            {"name": "x", "ipam": {}},
+            "'delegate' dictionary must not have 'name' field, it'll be set by flannel",
+        ),
         ({"ipam": {}}, "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"),
-        ({"name": None}, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"),
+        (
+            {"name": None},
+            "'delegate' dictionary must not have 'name' field, it'll be set by flannel",
+        ),
     ],
 )
 def test_delegate_validation_and_precedence(delegate, message):  # F32
@@ -159,15 +193,22 @@ def test_delegate_validation_and_precedence(delegate, message):  # F32
 
 
 def test_cniversion_copy_rules():  # F33
-    assert json.loads(gen(cniVersion="1.0.0", delegate={"cniVersion": "0.3.1"}))["cniVersion"] == "1.0.0"
+    assert (
+        json.loads(gen(cniVersion="1.0.0", delegate={"cniVersion": "0.3.1"}))["cniVersion"]
+        == "1.0.0"
+    )
     assert json.loads(gen(delegate={"cniVersion": "0.3.1"}))["cniVersion"] == "0.3.1"
     assert "cniVersion" not in json.loads(gen())
 
 
 def test_runtimeconfig_replaces_delegates():  # F34
-    out = json.loads(gen(runtimeConfig={"ips": ["10.1.17.9/24"]}, delegate={"runtimeConfig": {"mac": "x"}}))
+    out = json.loads(
+        gen(runtimeConfig={"ips": ["10.1.17.9/24"]}, delegate={"runtimeConfig": {"mac": "x"}})
+    )
     assert out["runtimeConfig"] == {"ips": ["10.1.17.9/24"]}
-    assert json.loads(gen(delegate={"runtimeConfig": {"mac": "x"}}))["runtimeConfig"] == {"mac": "x"}
+    assert json.loads(gen(delegate={"runtimeConfig": {"mac": "x"}}))["runtimeConfig"] == {
+        "mac": "x"
+    }
 
 
 def test_user_ipam_v4():  # F35 (upstream specs 17)
@@ -193,26 +234,46 @@ def test_ipam_type_defaults_and_empty_kept():  # F36 (upstream specs 21-23)
 
 
 def test_user_ranges_overwritten():  # F37
-    out = json.loads(gen(ipam={"ranges": [[{"subnet": "192.168.9.0/24", "gateway": "192.168.9.9"}]]}))
+    out = json.loads(
+        gen(ipam={"ranges": [[{"subnet": "192.168.9.0/24", "gateway": "192.168.9.9"}]]})
+    )
     assert out["ipam"]["ranges"] == [[{"subnet": "10.1.17.0/24"}]]
 
 
 @pytest.mark.parametrize(
     "routes",
-    [[{"dst": "nope"}], "x", [5], [{"dst": "10.0.0.0/8", "gw": "bad"}], [{"dst": "10.0.0.0/8", "mtu": 1.5}], [{}]],
+    [
+        [{"dst": "nope"}],
+        "x",
+        [5],
+        [{"dst": "10.0.0.0/8", "gw": "bad"}],
+        [{"dst": "10.0.0.0/8", "mtu": 1.5}],
+        [{}],
+    ],
 )
 def test_malformed_routes(routes):  # F38
     e = gen_error(ipam={"routes": routes})
     assert e.code == ERR_INVALID_NETWORK_CONFIG  # 999 in the reference: README "Where we differ"
     assert e.msg.startswith(
-        "failed to assemble Delegate IPAM: failed to read IPAM routes: failed to parse ipam.routes: "
+        "failed to assemble Delegate IPAM: failed to read IPAM routes: failed to parse "
+        "ipam.routes: "
     )
     assert "\n" not in e.msg
 
 
 def test_route_fields_in_libcni_order_unknown_dropped_host_bits_kept():
-    routes = [{"scope": 0, "table": 100, "priority": 5, "advmss": 1300, "mtu": 1400, "gw": "10.1.17.20",
-               "dst": "10.96.0.1/12", "bogus": 1}]
+    routes = [
+        {
+            "scope": 0,
+            "table": 100,
+            "priority": 5,
+            "advmss": 1300,
+            "mtu": 1400,
+            "gw": "10.1.17.20",
+            "dst": "10.96.0.1/12",
+            "bogus": 1,
+        }
+    ]
     out = gen(ipam={"routes": routes})
     assert (
         b'"routes":[{"dst":"10.96.0.1/12","gw":"10.1.17.20","mtu":1400,"advmss":1300,"priority":5,'
@@ -227,7 +288,10 @@ def test_dual_stack_ranges_and_routes():  # F39 (upstream spec 4)
 
 
 def test_two_networks_two_routes():  # upstream spec 2
-    assert json.loads(gen(TWO_NETS))["ipam"]["routes"] == [{"dst": "10.1.0.0/16"}, {"dst": "192.168.0.0/16"}]
+    assert json.loads(gen(TWO_NETS))["ipam"]["routes"] == [
+        {"dst": "10.1.0.0/16"},
+        {"dst": "192.168.0.0/16"},
+    ]
 
 
 def test_top_level_keys_not_forwarded():  # F40
@@ -259,7 +323,9 @@ def test_go_marshal_details():
 
 
 def test_build_does_not_mutate_the_config():
-    conf = flannel_config.load({**BASE, "delegate": {"x": {"y": 1}}, "ipam": dict(USER_IPAM)}, for_add=True)
+    conf = flannel_config.load(
+        {**BASE, "delegate": {"x": {"y": 1}}, "ipam": dict(USER_IPAM)}, for_add=True
+    )
     before = conf.model_dump()
     flannel_delegate.build(conf, V4)
     assert conf.model_dump() == before

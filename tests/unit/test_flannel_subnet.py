@@ -67,12 +67,16 @@ def test_network_list_keeps_order():
 
 # F15
 def test_network_list_deduplicates_after_masking():
-    env = parse(V4.replace("10.1.0.0/16", "10.1.0.0/16,10.1.5.0/16,192.168.0.0/16,10.1.0.0/16"), "p")
+    env = parse(
+        V4.replace("10.1.0.0/16", "10.1.0.0/16,10.1.5.0/16,192.168.0.0/16,10.1.0.0/16"), "p"
+    )
     assert env.networks == ["10.1.0.0/16", "192.168.0.0/16"]
 
 
 def test_networks_and_subnets_are_normalised():
-    env = parse(DUAL.replace("10.1.0.0/16", "10.1.2.3/16").replace("fc00::/48", "FC00:0:0::7/48"), "p")
+    env = parse(
+        DUAL.replace("10.1.0.0/16", "10.1.2.3/16").replace("fc00::/48", "FC00:0:0::7/48"), "p"
+    )
     assert env.networks == ["10.1.0.0/16"]
     assert env.ip6_networks == ["fc00::/48"]
 
@@ -149,9 +153,14 @@ def test_bad_mtu(value, message):
 def test_bad_cidrs_use_go_message():
     assert err(V4.replace("10.1.17.1/24", "10.1.17.1")) == "invalid CIDR address: 10.1.17.1"
     assert err(V4.replace("10.1.0.0/16", "")) == "invalid CIDR address: "
-    assert err(V4.replace("10.1.0.0/16", "10.1.0.0/255.255.0.0")) == "invalid CIDR address: 10.1.0.0/255.255.0.0"
+    assert (
+        err(V4.replace("10.1.0.0/16", "10.1.0.0/255.255.0.0"))
+        == "invalid CIDR address: 10.1.0.0/255.255.0.0"
+    )
     assert err(V4.replace("10.1.0.0/16", "10.1.0.0/33")) == "invalid CIDR address: 10.1.0.0/33"
-    assert err(V4.replace("10.1.0.0/16", "fe80::%eth0/64")) == "invalid CIDR address: fe80::%eth0/64"
+    assert (
+        err(V4.replace("10.1.0.0/16", "fe80::%eth0/64")) == "invalid CIDR address: fe80::%eth0/64"
+    )
 
 
 # F23
@@ -181,7 +190,12 @@ def test_trailing_blank_strict_vs_lenient():
 def test_lenient_quotes_and_blanks_around_keys():
     text = ' FLANNEL_NETWORK = "10.1.0.0/16"\nFLANNEL_SUBNET=\'10.1.17.1/24\'\nFLANNEL_MTU="1472"\nFLANNEL_IPMASQ="true"\n'
     env = parse(text, "p", lenient=True)
-    assert (env.networks, env.subnet, env.mtu, env.ipmasq) == (["10.1.0.0/16"], "10.1.17.0/24", 1472, True)
+    assert (env.networks, env.subnet, env.mtu, env.ipmasq) == (
+        ["10.1.0.0/16"],
+        "10.1.17.0/24",
+        1472,
+        True,
+    )
     with pytest.raises(SubnetEnvError):
         parse(text.replace(" FLANNEL_NETWORK = ", "FLANNEL_NETWORK="), "p")
 

@@ -65,7 +65,10 @@ def test_go_validate_words_errors_as_go_and_config_error_as_the_config_loader() 
     with pytest.raises(ValidationError) as v:
         _Conf.model_validate({"mtu": "9"})
     err = decode.config_error(v.value)
-    assert (err.code, err.msg) == (ERR_DECODING_FAILURE, 'invalid mtu "9": Input should be a valid integer')
+    assert (err.code, err.msg) == (
+        ERR_DECODING_FAILURE,
+        'invalid mtu "9": Input should be a valid integer',
+    )
 
 
 def test_importing_it_loads_neither_typing_nor_pydantic() -> None:

@@ -58,7 +58,9 @@ def test_parse_and_print_like_go(text, bits, out):
     assert addr.text(a) == out
 
 
-@pytest.mark.parametrize("bad", ["", "010.1.1.1", "1.2.3", "1.2.3.4.5", "fe80::1%eth0", "abc", "1.2.3.4/24"])
+@pytest.mark.parametrize(
+    "bad", ["", "010.1.1.1", "1.2.3", "1.2.3.4.5", "fe80::1%eth0", "abc", "1.2.3.4/24"]
+)
 def test_parse_rejects_what_go_rejects(bad):
     assert addr.parse(bad) is None
 
@@ -92,9 +94,13 @@ def test_range_defaults_ipv4_and_ipv6():
         (raw("fd00::/127"), "Network fd00::/127 too small to allocate from"),
         (
             raw("10.250.5.1/24"),
-            "Network has host bits set. For a subnet mask of length 24 the network address is 10.250.5.0",
+            "Network has host bits set. For a subnet mask of length 24 the network address is "
+            "10.250.5.0",
         ),
-        (raw("192.0.2.0/24", "192.0.2.50", "192.0.2.40"), "RangeStart 192.0.2.50 not in network 192.0.2.0/24"),
+        (
+            raw("192.0.2.0/24", "192.0.2.50", "192.0.2.40"),
+            "RangeStart 192.0.2.50 not in network 192.0.2.0/24",
+        ),
         (raw("10.250.5.0/24", "10.250.6.1"), "RangeStart 10.250.6.1 not in network 10.250.5.0/24"),
         (raw("192.0.2.0/24", None, "192.0.4.0"), "RangeEnd 192.0.4.0 not in network 192.0.2.0/24"),
         (RawRange(subnet=None), "IP <nil> not v4 nor v6"),
@@ -231,14 +237,24 @@ def test_requested_ip_order_and_prefix_ignored():
         (conf({"ranges": [[{}]]}), "", 7, "invalid range set 0: IP <nil> not v4 nor v6"),
         (conf({"subnet": "10.0.0.0/33"}), "", 6, "invalid CIDR address: 10.0.0.0/33"),
         (conf({"subnet": "10.0.0.0/24", "gateway": "abc"}), "", 6, "invalid IP address: abc"),
-        (conf({"subnet": "10.0.0.0/24"}, args={"cni": {"ips": ["abc"]}}), "", 6, "invalid IP address abc"),
+        (
+            conf({"subnet": "10.0.0.0/24"}, args={"cni": {"ips": ["abc"]}}),
+            "",
+            6,
+            "invalid IP address abc",
+        ),
         (
             conf({"subnet": "10.0.0.0/24"}, runtimeConfig={"ips": [""]}),
             "",
             7,
             "cannot understand ip: IP <nil> not v4 nor v6",
         ),
-        (conf({"subnet": "10.0.0.0/24", "routes": [{"dst": "x"}]}), "", 6, "invalid CIDR address: x"),
+        (
+            conf({"subnet": "10.0.0.0/24", "routes": [{"dst": "x"}]}),
+            "",
+            6,
+            "invalid CIDR address: x",
+        ),
         (
             conf({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.0.0.0/25"}]]}),
             "",
@@ -246,7 +262,10 @@ def test_requested_ip_order_and_prefix_ignored():
             "range set 0 overlaps with 1",
         ),
         (
-            conf({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.1.0.0/24"}]]}, cniVersion="0.2.0"),
+            conf(
+                {"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "10.1.0.0/24"}]]},
+                cniVersion="0.2.0",
+            ),
             "",
             7,
             "CNI version 0.2.0 does not support more than 1 address per family",
@@ -273,14 +292,23 @@ def test_config_errors(c, args, code, msg):
 
 def test_config_accepts_one_v4_and_one_v6_with_020_and_ignores_empty_cni_args_ip():
     s = load(
-        conf({"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "fd00::/64"}]]}, cniVersion="0.2.0"),
+        conf(
+            {"ranges": [[{"subnet": "10.0.0.0/24"}], [{"subnet": "fd00::/64"}]]}, cniVersion="0.2.0"
+        ),
         "IgnoreUnknown=1;K8S_POD_NAME=x;IP=",
     )
     assert [rs.bits for rs in s.range_sets] == [32, 128] and s.requested == []
 
 
 def test_config_keys_are_case_insensitive():
-    s = load({"cniVersion": "1.0.0", "name": "n", "IPAM": {"TYPE": "host-local", "SUBNET": "10.5.0.0/24"}}, "")
+    s = load(
+        {
+            "cniVersion": "1.0.0",
+            "name": "n",
+            "IPAM": {"TYPE": "host-local", "SUBNET": "10.5.0.0/24"},
+        },
+        "",
+    )
     assert str(s.range_sets[0]) == "10.5.0.1-10.5.0.254"
 
 
@@ -334,7 +362,9 @@ def settings(tmp_path, ipam=None, **top):
 
 def add(s, cid, ifname="eth0", requested=None):
     with Store.open(s.data_dir, s.name) as st:
-        choices = plan(st, s.range_sets, requested if requested is not None else s.requested, cid, ifname)
+        choices = plan(
+            st, s.range_sets, requested if requested is not None else s.requested, cid, ifname
+        )
         commit_plan(st, choices, cid, ifname)
     return [c.name for c in choices]
 
@@ -362,7 +392,11 @@ def test_failed_add_writes_nothing(tmp_path):
     before = {n: (netdir / n).read_bytes() for n in os.listdir(netdir) if n != ".pycni-index"}
     with pytest.raises(AllocationError) as e:
         add(s, "c2")
-    assert str(e.value) == "failed to allocate for range 0: no IP addresses available in range set: 10.0.0.1-10.0.0.2"
+    assert (
+        str(e.value)
+        == "failed to allocate for range 0: no IP addresses available in range set: "
+           "10.0.0.1-10.0.0.2"
+    )
     with pytest.raises(AllocationError) as e:
         add(s, "c3", requested=[A("10.9.9.9")])
     assert str(e.value).startswith("failed to allocate for range 0: no IP addresses")
@@ -381,7 +415,9 @@ def test_requested_ip_errors(tmp_path):
     )
     with pytest.raises(AllocationError) as e:
         add(s, "c2", requested=[A("10.0.0.1")])
-    assert str(e.value) == "failed to allocate for range 0: requested ip 10.0.0.1 is subnet's gateway"
+    assert (
+        str(e.value) == "failed to allocate for range 0: requested ip 10.0.0.1 is subnet's gateway"
+    )
     with pytest.raises(AllocationError) as e:
         add(s, "c2", requested=[A("10.0.0.3"), A("10.0.0.4")])
     assert str(e.value) == "failed to allocate all requested IPs: 10.0.0.4"
@@ -451,13 +487,17 @@ def test_lease_temp_files_are_written_before_the_lock(tmp_path) -> None:
     index = tmp_path / "net" / INDEX_DIR
     opened: list[Store] = []
     with Store.open(data, "net"):  # holds the lock, as a concurrent ADD would
-        waiter = threading.Thread(target=lambda: opened.append(Store.open(data, "net", lease=("c2", "eth0", 2))))
+        waiter = threading.Thread(
+            target=lambda: opened.append(Store.open(data, "net", lease=("c2", "eth0", 2)))
+        )
         waiter.start()
         deadline = time.monotonic() + 5
         while len(list(index.glob(".lease.tmp-*"))) < 2 and time.monotonic() < deadline:
             time.sleep(0.01)
         temps = sorted(p.name for p in index.glob(".lease.tmp-*"))
-        assert len(temps) == 2 and all(t.startswith(f".lease.tmp-{os.getpid()}-") for t in temps), temps
+        assert len(temps) == 2 and all(t.startswith(f".lease.tmp-{os.getpid()}-") for t in temps), (
+            temps
+        )
         assert waiter.is_alive() and not opened  # still waiting for the lock
     waiter.join(5)
     with opened[0] as second:

@@ -117,7 +117,9 @@ def test_earlier_boot_is_dead_even_with_the_namespace_present(tmp_path, host, mo
     }
 
 
-def test_no_namespace_recorded_is_unknown_in_this_boot_dead_after_reboot(tmp_path, host, monkeypatch):
+def test_no_namespace_recorded_is_unknown_in_this_boot_dead_after_reboot(
+    tmp_path, host, monkeypatch
+):
     data = tmp_path / "data"
     add(data, "10.0.0.2", "a", tmp_path / "never-existed")
     assert by_ip(lease_states(str(data), NET, host))["10.0.0.2"] == (UNKNOWN, liveness.NO_NETNS)
@@ -148,7 +150,9 @@ def test_records_survive_a_rebuild_but_not_a_replaced_lease_file(tmp_path, host)
         "10.0.0.3": (UNKNOWN, liveness.NO_RECORD),
         "10.0.0.9": (UNKNOWN, liveness.NO_RECORD),
     }
-    bucket_text = "".join(p.read_text() for p in (data / NET / INDEX_DIR).iterdir() if len(p.name) == 2)
+    bucket_text = "".join(
+        p.read_text() for p in (data / NET / INDEX_DIR).iterdir() if len(p.name) == 2
+    )
     assert "L1\t" in bucket_text
 
 

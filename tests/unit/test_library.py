@@ -16,7 +16,9 @@ from cni.errors import CNIError
 from plugins import multicall
 
 
-@pytest.mark.parametrize("v,parsed", [("", (0, 1, 0)), ("1", (1, 0, 0)), ("1.2", (1, 2, 0)), ("1.2.3", (1, 2, 3))])
+@pytest.mark.parametrize(
+    "v,parsed", [("", (0, 1, 0)), ("1", (1, 0, 0)), ("1.2", (1, 2, 0)), ("1.2.3", (1, 2, 3))]
+)
 def test_70_parse_accepts(v, parsed):
     assert version.parse(v) == parsed
 
@@ -38,7 +40,9 @@ def test_version_compare_and_lists():
 # ---- CNI_ARGS
 
 def test_args_pairs_and_unknown():
-    assert cniargs.load_args("IP=10.0.0.5;IgnoreUnknown=1;K8S_POD_NAME=x", {"IP"}) == {"IP": "10.0.0.5"}
+    assert cniargs.load_args("IP=10.0.0.5;IgnoreUnknown=1;K8S_POD_NAME=x", {"IP"}) == {
+        "IP": "10.0.0.5"
+    }
     assert cniargs.load_args("IgnoreUnknown=true;Z=1;IP=1;IP=2", {"IP"}) == {"IP": "2"}  # last wins
     with pytest.raises(CNIError) as e:
         cniargs.load_args("K8S_POD_NAME=x;FOO=bar", {"IP"})
@@ -65,7 +69,10 @@ def test_args_bad_bool():
 
 def test_network_name_rules():
     validate.network_name("cbr0")
-    for bad, msg in [("", "missing network name:"), ("te%%st", "invalid characters found in network name")]:
+    for bad, msg in [
+        ("", "missing network name:"),
+        ("te%%st", "invalid characters found in network name"),
+    ]:
         with pytest.raises(CNIError) as e:
             validate.network_name(bad)
         assert e.value.code == 7 and e.value.msg == msg
@@ -92,12 +99,17 @@ def test_safe_file_component(bad):
 # ---- config models
 
 def test_config_keeps_unknown_keys_and_matches_case_insensitively():
-    m = config.load(config.NetConf, {"name": "n", "Type": "bridge", "IPAM": {"TYPE": "host-local", "x": 1}, "custom": [1]})
+    m = config.load(
+        config.NetConf,
+        {"name": "n", "Type": "bridge", "IPAM": {"TYPE": "host-local", "x": 1}, "custom": [1]},
+    )
     assert m.type == "bridge" and m.ipam.type == "host-local"
     assert m.dump()["custom"] == [1] and m.dump()["ipam"]["x"] == 1
 
 
-@pytest.mark.parametrize("conf,code", [({"name": "n", "ipMasq": "true"}, 6), ({"name": "n", "ipam": []}, 6), ([], 6)])
+@pytest.mark.parametrize(
+    "conf,code", [({"name": "n", "ipMasq": "true"}, 6), ({"name": "n", "ipam": []}, 6), ([], 6)]
+)
 def test_config_wrong_types(conf, code):
     with pytest.raises(CNIError) as e:
         config.load(config.NetConf, conf)
@@ -107,7 +119,9 @@ def test_config_wrong_types(conf, code):
 def test_valid_attachments_forms():
     both = {"cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}]}
     assert config.valid_attachments(both) == {("a", "eth0")}
-    assert config.valid_attachments({"cni.dev/attachments": [{"containerID": "b", "ifname": "e"}]}) == {("b", "e")}
+    assert config.valid_attachments(
+        {"cni.dev/attachments": [{"containerID": "b", "ifname": "e"}]}
+    ) == {("b", "e")}
     assert config.valid_attachments({"cni.dev/valid-attachments": None}) == set()
     assert config.valid_attachments({}) == set()
     with pytest.raises(CNIError):
@@ -141,8 +155,16 @@ def fakedir(tmp_path):
 
 
 def _env(d):
-    return {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "eth0",
-            "CNI_PATH": f"/nonexistent:{d}", "CNI_ARGS": "A=b", "PATH": "/usr/bin:/bin", "PYCNI_WORKER": "0"}
+    return {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": "c1",
+        "CNI_NETNS": "/x",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": f"/nonexistent:{d}",
+        "CNI_ARGS": "A=b",
+        "PATH": "/usr/bin:/bin",
+        "PYCNI_WORKER": "0",
+    }
 
 
 def test_48_find_in_path(fakedir):
@@ -163,7 +185,9 @@ def test_48_find_in_path(fakedir):
 def test_49_delegate_gets_stdin_and_env(fakedir, capfd):
     d, log = fakedir
     env = _env(d)
-    stdin = json.dumps({"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "fake-ipam"}, "k": 1}).encode()
+    stdin = json.dumps(
+        {"cniVersion": "1.0.0", "name": "n", "ipam": {"type": "fake-ipam"}, "k": 1}
+    ).encode()
     result = invoke.delegate_add("fake-ipam", stdin, env)
     assert result.cni_version == "1.0.0"  # missing cniVersion takes the config's
     assert result.to_dict()["ips"][0]["address"] == "10.1.2.3/24"
@@ -194,9 +218,14 @@ def test_51_other_verbs_forward(fakedir, verb):
 
 
 def test_plugin_error_forms():
-    assert invoke.plugin_error(1, b"garbage", b"").msg.startswith("netplugin failed but error parsing its diagnostic message")
+    assert invoke.plugin_error(1, b"garbage", b"").msg.startswith(
+        "netplugin failed but error parsing its diagnostic message"
+    )
     assert invoke.plugin_error(1, b"", b"oops").msg == 'netplugin failed: "oops": exit status 1'
-    assert invoke.plugin_error(1, b"", b"").msg == "netplugin failed with no error message: exit status 1"
+    assert (
+        invoke.plugin_error(1, b"", b"").msg
+        == "netplugin failed with no error message: exit status 1"
+    )
 
 
 # ---- in-process path: our own executable (same inode) is not exec'd, and answers the same

@@ -87,7 +87,18 @@ def test_dnat_chain_v4_equals_reference_test_vectors():
         ["-p", "udp", "--dport", "8082", "-j", "DNAT", "--to-destination", "10.0.0.2:82"],
         ["-p", "tcp", "--dport", "8083", "-d", "192.168.0.2", "-s", "10.0.0.2/24", "-j", sm],
         ["-p", "tcp", "--dport", "8083", "-d", "192.168.0.2", "-s", "127.0.0.1", "-j", sm],
-        ["-p", "tcp", "--dport", "8083", "-d", "192.168.0.2", "-j", "DNAT", "--to-destination", "10.0.0.2:83"],
+        [
+            "-p",
+            "tcp",
+            "--dport",
+            "8083",
+            "-d",
+            "192.168.0.2",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "10.0.0.2:83",
+        ],
         ["-p", "tcp", "--dport", "8084", "-s", "10.0.0.2/24", "-j", sm],
         ["-p", "tcp", "--dport", "8084", "-s", "127.0.0.1", "-j", sm],
         ["-p", "tcp", "--dport", "8084", "-j", "DNAT", "--to-destination", "10.0.0.2:84"],
@@ -109,7 +120,18 @@ def test_dnat_chain_v6_and_no_snat_equal_reference_test_vectors():
         ["-p", "udp", "--dport", "8082", "-s", "2001:db8::2/64", "-j", sm],
         ["-p", "udp", "--dport", "8082", "-j", "DNAT", "--to-destination", "[2001:db8::2]:82"],
         ["-p", "tcp", "--dport", "8085", "-d", "2001:db8:a::1", "-s", "2001:db8::2/64", "-j", sm],
-        ["-p", "tcp", "--dport", "8085", "-d", "2001:db8:a::1", "-j", "DNAT", "--to-destination", "[2001:db8::2]:85"],
+        [
+            "-p",
+            "tcp",
+            "--dport",
+            "8085",
+            "-d",
+            "2001:db8:a::1",
+            "-j",
+            "DNAT",
+            "--to-destination",
+            "[2001:db8::2]:85",
+        ],
         ["-p", "tcp", "--dport", "8086", "-s", "2001:db8::2/64", "-j", sm],
         ["-p", "tcp", "--dport", "8086", "-j", "DNAT", "--to-destination", "[2001:db8::2]:86"],
     ]
@@ -135,7 +157,16 @@ def test_external_set_mark_chain_and_shared_chains():
         ["PREROUTING", "OUTPUT"], [["-m", "addrtype", "--dst-type", "LOCAL"]]
     )
     assert pi.set_mark_chain(5).rules == [
-        ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x20/0x20"]
+        [
+            "-m",
+            "comment",
+            "--comment",
+            "CNI portfwd masquerade mark",
+            "-j",
+            "MARK",
+            "--set-xmark",
+            "0x20/0x20",
+        ]
     ]
     masq = pi.mark_masq_chain(5)
     assert masq.rules == [["-m", "mark", "--mark", "0x20/0x20", "-j", "MASQUERADE"]]
@@ -170,15 +201,20 @@ def test_save_lines_match_notes_observation():
     expected = [
         "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
         "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j '
+        'CNI-HOSTPORT-MASQ',
         f"-A {dn} -s 10.250.1.0/24 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {dn} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {dn} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80",
-        f"-A {dn} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j CNI-HOSTPORT-SETMARK",
-        f"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment {comment} -m multiport --dports 18080,18082,18083 -j {dn}",
-        f"-A CNI-HOSTPORT-DNAT -p udp -m comment --comment {comment} -m multiport --dports 18081 -j {dn}",
+        f"-A {dn} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j "
+        f"CNI-HOSTPORT-SETMARK",
+        f"-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment {comment} -m multiport --dports "
+        f"18080,18082,18083 -j {dn}",
+        f"-A CNI-HOSTPORT-DNAT -p udp -m comment --comment {comment} -m multiport --dports 18081 "
+        f"-j {dn}",
         "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
-        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK '
+        '--set-xmark 0x2000/0x2000',
     ]
     for line in expected:
         assert line in lines
@@ -201,7 +237,11 @@ def test_multiport_chunks_of_15_and_protocol_case_groups():
 def test_comment_truncated_like_reference():
     long_id = "a" * 300
     text = pi.dnat_comment("net", long_id)
-    assert len(text) == 256 and text.endswith("...") and text[:253] == f'dnat name: "net" id: "{long_id}'[:253]
+    assert (
+        len(text) == 256
+        and text.endswith("...")
+        and text[:253] == f'dnat name: "net" id: "{long_id}'[:253]
+    )
     assert pi.dnat_comment("net", "c") == 'dnat name: "net" id: "c"'
 
 
@@ -237,8 +277,19 @@ def test_canonical(args, ipv6, text, exact):
 def test_save_quote_and_split_round_trip():
     for text in ["abc", "a-b_c", "a.b", "", "a b", "a'b", 'a\\b"c', "é", 'dnat name: "n" id: "c"']:
         quoted = save_quote(text)
-        assert split_saved(f"-m comment --comment {quoted} -j X") == ["-m", "comment", "--comment", text, "-j", "X"]
-    assert save_quote("a.b") == '"a.b"' and save_quote("a-b") == "a-b" and save_quote("a'b") == "\"a\\'b\""
+        assert split_saved(f"-m comment --comment {quoted} -j X") == [
+            "-m",
+            "comment",
+            "--comment",
+            text,
+            "-j",
+            "X",
+        ]
+    assert (
+        save_quote("a.b") == '"a.b"'
+        and save_quote("a-b") == "a-b"
+        and save_quote("a'b") == '"a\\\'b"'
+    )
 
 
 def test_ntop_like_glibc():
@@ -317,17 +368,21 @@ def test_nft_rules_equal_reference_dump():
         f"add rule ip cni_hostport hostports tcp dport 8081 dnat to 10.0.0.2:80 {c}",
         f"add rule ip cni_hostport hostports udp dport 8080 dnat to 10.0.0.2:81 {c}",
         f"add rule ip cni_hostport hostports udp dport 8082 dnat to 10.0.0.2:82 {c}",
-        f"add rule ip cni_hostport hostports ip daddr 192.168.0.2 tcp dport 8083 dnat to 10.0.0.2:83 {c}",
+        f"add rule ip cni_hostport hostports ip daddr 192.168.0.2 tcp dport 8083 dnat to "
+        f"10.0.0.2:83 {c}",
         f"add rule ip cni_hostport hostports tcp dport 8084 dnat to 10.0.0.2:84 {c}",
         "add rule ip cni_hostport hostports_all jump hostip_hostports",
         "add rule ip cni_hostport hostports_all jump hostports",
         f"add rule ip cni_hostport masquerading ip saddr 10.0.0.2 ip daddr 10.0.0.2 masquerade {c}",
-        f"add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade {c}",
+        f"add rule ip cni_hostport masquerading ip saddr 127.0.0.1 ip daddr 10.0.0.2 masquerade "
+        f"{c}",
         "add rule ip cni_hostport output a b fib daddr type local jump hostports_all",
         "add rule ip cni_hostport prerouting a b fib daddr type local jump hostports_all",
     ]
     s.snat = False
-    dump6 = [ln for ln in _fake_dump(pn.add_lines(s, cid, net("2001:db8::2/64"))) if marker not in ln]
+    dump6 = [
+        ln for ln in _fake_dump(pn.add_lines(s, cid, net("2001:db8::2/64"))) if marker not in ln
+    ]
     assert dump6 == [
         'add table ip6 cni_hostport { comment "CNI portmap plugin" ; }',
         "add chain ip6 cni_hostport hostip_hostports",
@@ -339,7 +394,8 @@ def test_nft_rules_equal_reference_dump():
         f"add rule ip6 cni_hostport hostports tcp dport 8081 dnat to [2001:db8::2]:80 {c}",
         f"add rule ip6 cni_hostport hostports udp dport 8080 dnat to [2001:db8::2]:81 {c}",
         f"add rule ip6 cni_hostport hostports udp dport 8082 dnat to [2001:db8::2]:82 {c}",
-        f"add rule ip6 cni_hostport hostports ip6 daddr 2001:db8:a::1 tcp dport 8085 dnat to [2001:db8::2]:85 {c}",
+        f"add rule ip6 cni_hostport hostports ip6 daddr 2001:db8:a::1 tcp dport 8085 dnat to "
+        f"[2001:db8::2]:85 {c}",
         f"add rule ip6 cni_hostport hostports tcp dport 8086 dnat to [2001:db8::2]:86 {c}",
         "add rule ip6 cni_hostport hostports_all jump hostip_hostports",
         "add rule ip6 cni_hostport hostports_all jump hostports",
@@ -349,14 +405,27 @@ def test_nft_rules_equal_reference_dump():
 
 
 def test_nft_marker_and_masq_all_and_uppercase_protocol():
-    s = settings(backend="nftables", mappings=[{"hostPort": 1, "containerPort": 2, "protocol": "TCP"}], masqAll=True)
+    s = settings(
+        backend="nftables",
+        mappings=[{"hostPort": 1, "containerPort": 2, "protocol": "TCP"}],
+        masqAll=True,
+    )
     lines = pn.add_lines(s, "c1", net("10.0.0.2/24"))
     marker = pn.attachments_chain("test")
-    assert marker == "attachments_" + "ee26b0dd4af7e749aa1a8ee3c10ae9923f618980772e473f8819a5d4940e0db2"[:16]
-    assert lines[-2:] == [f"add chain ip cni_hostport {marker}", f'add rule ip cni_hostport {marker} return comment "c1"']
+    assert (
+        marker
+        == "attachments_" + "ee26b0dd4af7e749aa1a8ee3c10ae9923f618980772e473f8819a5d4940e0db2"[:16]
+    )
+    assert lines[-2:] == [
+        f"add chain ip cni_hostport {marker}",
+        f'add rule ip cni_hostport {marker} return comment "c1"',
+    ]
     assert 'add rule ip cni_hostport hostports tcp dport 1 dnat to 10.0.0.2:2 comment "c1"' in lines
     masq = [ln for ln in lines if " masquerading " in ln and ln.startswith("add rule")]
-    assert masq == ['add rule ip cni_hostport masquerading ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade comment "c1"']
+    assert masq == [
+        'add rule ip cni_hostport masquerading ip saddr 0.0.0.0/0 ip daddr 10.0.0.2 masquerade '
+        'comment "c1"'
+    ]
     assert pn.expected_counts(s, net("10.0.0.2/24")) == (1, 1)
     assert pn.expected_counts(settings(backend="nftables"), net("10.0.0.2/24")) == (6, 2)
     assert pn.expected_counts(settings(backend="nftables", snat=False), net("fd00::2/64")) == (6, 0)
@@ -366,7 +435,13 @@ def test_nft_gc_scoping():
     mine, other = pn.attachments_chain("mine"), pn.attachments_chain("other")
 
     def rule(chain, cid, handle):
-        return {"family": "ip", "table": "cni_hostport", "chain": chain, "comment": cid, "handle": handle}
+        return {
+            "family": "ip",
+            "table": "cni_hostport",
+            "chain": chain,
+            "comment": cid,
+            "handle": handle,
+        }
 
     rules = [
         rule("hostports", "gone", 1), rule("masquerading", "gone", 2), rule(mine, "gone", 3),
@@ -392,7 +467,13 @@ def _err(**keys):
 
 def test_config_defaults():
     s = settings(backend=None, mappings=[])
-    assert (s.backend, s.snat, s.mark_bit, s.masq_all, s.mappings) == ("iptables", True, 13, False, [])
+    assert (s.backend, s.snat, s.mark_bit, s.masq_all, s.mappings) == (
+        "iptables",
+        True,
+        13,
+        False,
+        [],
+    )
 
 
 @pytest.mark.parametrize(
@@ -403,7 +484,8 @@ def test_config_defaults():
         ({"markMasqBit": 5, "externalSetMarkChain": "X"}, "Cannot specify externalSetMarkChain and markMasqBit"),
         ({"backend": "bogus"}, 'unrecognized backend "bogus"'),
         ({"backend": "iptables", "conditionsV4": ["ip", "saddr", "1.2.3.4"]},
-         "iptables backend was requested but configuration contains nftables-specific options [conditionsV4]"),
+         "iptables backend was requested but configuration contains nftables-specific options "
+         "[conditionsV4]"),
         ({"backend": "nftables", "externalSetMarkChain": "X", "conditionsV4": ["-s", "1.2.3.4"], "conditionsV6": ["!", "-s", "::1"]},
          "nftables backend was requested but configuration contains iptables-specific options "
          "[externalSetMarkChain conditionsV4 conditionsV6]"),
@@ -412,7 +494,8 @@ def test_config_defaults():
         ({"mappings": [{"hostPort": 70000, "containerPort": 1, "protocol": "tcp"}]}, "Invalid host port number: 70000"),
         ({"mappings": [{"hostPort": 1, "containerPort": 65536, "protocol": "tcp"}]}, "Invalid container port number: 65536"),
         ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "icmp"}]}, 'Invalid protocol: "icmp" (must be tcp, udp or sctp)'),
-        ({"mappings": [{"hostPort": 1, "containerPort": 1}]}, 'Invalid protocol: "" (must be tcp, udp or sctp)'),
+        ({"mappings": [{"hostPort": 1, "containerPort": 1}]}, 'Invalid protocol: "" (must be tcp, '
+                                                              'udp or sctp)'),
         ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp", "hostIP": "1.2.3"}]}, 'Invalid host IP: "1.2.3"'),
         ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp", "hostIP": "fe80::1%eth0"}]}, 'Invalid host IP: "fe80::1%eth0"'),
     ],
@@ -423,12 +506,17 @@ def test_config_errors(keys, msg):
 
 def test_iptables_style_conditions_without_backend_default_to_iptables():
     assert settings(backend=None, conditionsV4=["-s", "1.2.3.4"]).backend == "iptables"
-    assert _err(backend=None, conditionsV4=["ip", "saddr", "1.2.3.4"])[1].startswith("iptables backend was requested")
+    assert _err(backend=None, conditionsV4=["ip", "saddr", "1.2.3.4"])[1].startswith(
+        "iptables backend was requested"
+    )
     assert settings(backend="nftables", conditionsV4=[""]).backend == "nftables"
 
 
 def test_del_does_not_judge_mapping_values():
-    s = settings(mappings=[{"hostPort": 70000, "containerPort": 0, "protocol": "icmp", "hostIP": "x"}], strict=False)
+    s = settings(
+        mappings=[{"hostPort": 70000, "containerPort": 0, "protocol": "icmp", "hostIP": "x"}],
+        strict=False,
+    )
     assert len(s.mappings) == 1
 
 
@@ -438,7 +526,12 @@ def test_mapping_host_ip_families():
         {"hostPort": 2, "containerPort": 1, "protocol": "tcp", "hostIP": "::"},
     ])  # fmt: skip
     m1, m2 = s.mappings
-    assert (m1.host_ip, m1.applies_to(4), m1.applies_to(6), m1.destination(4)) == ("10.0.0.1", True, False, "10.0.0.1")
+    assert (m1.host_ip, m1.applies_to(4), m1.applies_to(6), m1.destination(4)) == (
+        "10.0.0.1",
+        True,
+        False,
+        "10.0.0.1",
+    )
     assert (m2.applies_to(6), m2.destination(6), m2.applies_to(4)) == (True, "", False)
 
 
@@ -472,8 +565,12 @@ def test_container_address_selection():
 
 
 def test_conntrack_tool_output_parsing():
-    assert _deleted_count("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.") == 2
-    assert _deleted_count("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.") == 0
+    assert (
+        _deleted_count("conntrack v1.4.7 (conntrack-tools): 2 flow entries have been deleted.") == 2
+    )
+    assert (
+        _deleted_count("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.") == 0
+    )
     assert _deleted_count("something else") is None
 
 
@@ -481,7 +578,10 @@ def test_json_null_leaves_zero_values_like_go():
     s = settings(mappings=[{"hostPort": 80, "containerPort": 81, "protocol": "tcp", "hostIP": None}], masqAll=None,
                  snat=None, markMasqBit=None, conditionsV4=None, backend=None)  # fmt: skip
     assert (s.masq_all, s.snat, s.mark_bit, s.mappings[0].host_ip) == (False, True, 13, "")
-    assert _err(mappings=[{"hostPort": None, "containerPort": 81, "protocol": "tcp"}]) == (7, "Invalid host port number: 0")
+    assert _err(mappings=[{"hostPort": None, "containerPort": 81, "protocol": "tcp"}]) == (
+        7,
+        "Invalid host port number: 0",
+    )
 
 
 def test_del_fast_path_detects_mappings_like_go_decoding():
@@ -492,7 +592,9 @@ def test_del_fast_path_detects_mappings_like_go_decoding():
     assert not _has_raw_mappings({"runtimeConfig": {"portMappings": None}})
     assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
     assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
-    assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
+    assert _has_raw_mappings(
+        {"runtimeConfig": {"portMappings": "bad"}}
+    )  # then refused by the model
 
 
 # --------------------------------------------------------------------------- mappings in place
@@ -517,12 +619,26 @@ def test_mappings_in_place_from_nft_json_and_clashes():
     from plugins.portmap.holders import Mapped, clashes, from_nftables
 
     rule = {  # as `nft -j list table ip cni_hostport` prints it
-        "family": "ip", "table": "cni_hostport", "chain": "hostports", "handle": 2, "comment": "abc",
+        "family": "ip",
+        "table": "cni_hostport",
+        "chain": "hostports",
+        "handle": 2,
+        "comment": "abc",
         "expr": [
-            {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
-                       "right": "10.0.0.5"}},
-            {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}},
-                       "right": 8080}},
+            {
+                "match": {
+                    "op": "==",
+                    "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                    "right": "10.0.0.5",
+                }
+            },
+            {
+                "match": {
+                    "op": "==",
+                    "left": {"payload": {"protocol": "tcp", "field": "dport"}},
+                    "right": 8080,
+                }
+            },
             {"dnat": {"addr": "10.1.0.2", "port": 80}},
         ],
     }

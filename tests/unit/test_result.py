@@ -852,7 +852,10 @@ REF_HOST_LOCAL = "/usr/lib/cni/host-local"
 
 
 @pytest.mark.reference
-@pytest.mark.skipif(not os.access(REF_HOST_LOCAL, os.X_OK), reason=harness.missing_reason(str(REF_HOST_LOCAL), "containernetworking-plugins"))
+@pytest.mark.skipif(
+    not os.access(REF_HOST_LOCAL, os.X_OK),
+    reason=harness.missing_reason(str(REF_HOST_LOCAL), "containernetworking-plugins"),
+)
 @pytest.mark.parametrize("v", ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"])
 def test_reference_host_local_output_reproduced(v: str, tmp_path) -> None:
     conf = {

@@ -24,7 +24,9 @@ class Env:
         self.log = tmp / "calls.log"
         self.cache_dir = tmp / "cache"
         self.plugins = {n: make_fake(self.bin, n) for n in ("a", "b", "c")}
-        self.cni = CNIConfig([str(self.bin)], cache_dir=str(self.cache_dir), environ=fake_environ(self.log))
+        self.cni = CNIConfig(
+            [str(self.bin)], cache_dir=str(self.cache_dir), environ=fake_environ(self.log)
+        )
 
     def calls(self, command: str | None = None) -> list[dict]:
         return [c for c in read_log(self.log) if command is None or c["command"] == command]
@@ -43,19 +45,30 @@ def env(tmp_path) -> Env:
 
 
 def netlist(version: str = "1.1.0", plugins=None, **kw) -> conflist.NetworkConfigList:
-    obj = {"name": "net1", "cniVersion": version, "plugins": plugins or [{"type": "a"}, {"type": "b"}]}
+    obj = {
+        "name": "net1",
+        "cniVersion": version,
+        "plugins": plugins or [{"type": "a"}, {"type": "b"}],
+    }
     obj.update(kw)
     return conflist.list_from_bytes(json.dumps(obj).encode())
 
 
-RT = RuntimeConf(container_id="ctr1", netns="/run/netns/x", ifname="eth0", args=[("K", "V"), ("IgnoreUnknown", "1")])
+RT = RuntimeConf(
+    container_id="ctr1",
+    netns="/run/netns/x",
+    ifname="eth0",
+    args=[("K", "V"), ("IgnoreUnknown", "1")],
+)
 
 
 # ------------------------------------------------------------------ request derivation (83-85)
 
 
 def test_name_and_version_override_plugin_values(env):
-    net = netlist(plugins=[{"type": "a", "name": "own", "cniVersion": "0.1.0", "custom": {"x": [1, 2]}}])
+    net = netlist(
+        plugins=[{"type": "a", "name": "own", "cniVersion": "0.1.0", "custom": {"x": [1, 2]}}]
+    )
     env.cni.add_network_list(net, RT)
     conf = env.calls("ADD")[0]["conf"]
     assert conf["name"] == "net1" and conf["cniVersion"] == "1.1.0"
@@ -87,16 +100,26 @@ def test_runtime_config_is_the_capability_intersection(env):
 
 
 def test_file_runtime_config_kept_unless_a_capability_matches():
-    net = netlist(plugins=[{"type": "a", "capabilities": {"mac": True}, "runtimeConfig": {"static": 1}}])
+    net = netlist(
+        plugins=[{"type": "a", "capabilities": {"mac": True}, "runtimeConfig": {"static": 1}}]
+    )
     plugin = net.plugins[0]
-    no_match = json.loads(build_request(plugin, "net1", "1.1.0", rt=RuntimeConf(capability_args={"x": 1})))
+    no_match = json.loads(
+        build_request(plugin, "net1", "1.1.0", rt=RuntimeConf(capability_args={"x": 1}))
+    )
     assert no_match["runtimeConfig"] == {"static": 1}
-    match = json.loads(build_request(plugin, "net1", "1.1.0", rt=RuntimeConf(capability_args={"mac": "m"})))
+    match = json.loads(
+        build_request(plugin, "net1", "1.1.0", rt=RuntimeConf(capability_args={"mac": "m"}))
+    )
     assert match["runtimeConfig"] == {"mac": "m"}
 
 
 def test_reserved_keys_not_forwarded():
-    net = netlist(plugins=[{"type": "a", "prevResult": {"x": 1}, "cni.dev/valid-attachments": [], "cni.dev/foo": 1}])
+    net = netlist(
+        plugins=[
+            {"type": "a", "prevResult": {"x": 1}, "cni.dev/valid-attachments": [], "cni.dev/foo": 1}
+        ]
+    )
     req = json.loads(build_request(net.plugins[0], "net1", "1.1.0"))
     assert req == {"type": "a", "name": "net1", "cniVersion": "1.1.0"}
 
@@ -162,7 +185,11 @@ def test_add_stops_at_first_failure_keeps_code_and_writes_no_cache(env):
     [
         (RuntimeConf(container_id="", ifname="eth0"), 3, "missing containerID"),
         (RuntimeConf(container_id="bad%id", ifname="eth0"), 4, "invalid characters in containerID"),
-        (RuntimeConf(container_id="ok", ifname="waytoolonginterface"), 4, "interface name is too long"),
+        (
+            RuntimeConf(container_id="ok", ifname="waytoolonginterface"),
+            4,
+            "interface name is too long",
+        ),
         (RuntimeConf(container_id="ok", ifname=""), 4, "interface name is empty"),
     ],
 )
@@ -174,7 +201,9 @@ def test_add_validates_before_running_anything(env, rt, code, text):
 
 
 def test_add_validates_network_name(env):
-    net = conflist.list_from_bytes(b'{"name":"bad name","cniVersion":"1.1.0","plugins":[{"type":"a"}]}')
+    net = conflist.list_from_bytes(
+        b'{"name":"bad name","cniVersion":"1.1.0","plugins":[{"type":"a"}]}'
+    )
     with pytest.raises(CNIError) as info:
         env.cni.add_network_list(net, RT)
     assert info.value.code == 7 and "invalid characters found in network name" in str(info.value)
@@ -184,7 +213,10 @@ def test_add_validates_network_name(env):
 def test_missing_plugin_and_bad_type(env):
     with pytest.raises(CNIError) as info:
         env.cni.add_network_list(netlist(plugins=[{"type": "nope"}]), RT)
-    assert str(info.value) == f'plugin type="nope" failed (add): failed to find plugin "nope" in path [{env.bin}]'
+    assert (
+        str(info.value)
+        == f'plugin type="nope" failed (add): failed to find plugin "nope" in path [{env.bin}]'
+    )
     with pytest.raises(CNIError, match="invalid plugin name: ../a"):
         env.cni.add_network_list(netlist(plugins=[{"type": "../a"}]), RT)
     empty = CNIConfig([], cache_dir=str(env.cache_dir), environ=fake_environ(env.log))
@@ -196,7 +228,9 @@ def test_plugin_failure_texts(env):
     set_behaviour(env.plugins["a"], "ADD", stderr="boom\n", exit=3)
     with pytest.raises(CNIError) as info:
         env.cni.add_network_list(netlist(), RT)
-    assert str(info.value) == 'plugin type="a" failed (add): netplugin failed: "boom\n": exit status 3'
+    assert (
+        str(info.value) == 'plugin type="a" failed (add): netplugin failed: "boom\n": exit status 3'
+    )
     set_behaviour(env.plugins["a"], "ADD", stdout="not json", exit=1)
     with pytest.raises(CNIError) as info:
         env.cni.add_network_list(netlist(), RT)
@@ -342,12 +376,15 @@ def test_validate_network_list(env):
         {"type": "b", "capabilities": {"portMappings": True, "ips": True}},
     ])
     assert sorted(env.cni.validate_network_list(net)) == ["ips", "portMappings"]
-    set_behaviour(env.plugins["a"], "VERSION", stdout='{"cniVersion":"0.4.0","supportedVersions":["0.4.0"]}')
+    set_behaviour(
+        env.plugins["a"], "VERSION", stdout='{"cniVersion":"0.4.0","supportedVersions":["0.4.0"]}'
+    )
     bad = netlist(plugins=[{"type": "a"}, {"type": "missing"}])
     with pytest.raises(CNIError) as info:
         env.cni.validate_network_list(bad)
     assert str(info.value) == (
-        f'[plugin a does not support config version "1.1.0" failed to find plugin "missing" in path [{env.bin}]]'
+        f'[plugin a does not support config version "1.1.0" failed to find plugin "missing" in '
+        f'path [{env.bin}]]'
     )
 
 
@@ -377,7 +414,10 @@ def test_gc_with_all_valid_sends_gc_with_both_keys(env):
     env.cni.gc_network_list(net, [("keep", "eth0"), ("stale", "eth0")])
     calls = env.calls()
     assert [(c["command"], c["plugin"]) for c in calls] == [("GC", "a"), ("GC", "b")]
-    expected = [{"containerID": "keep", "ifname": "eth0"}, {"containerID": "stale", "ifname": "eth0"}]
+    expected = [
+        {"containerID": "keep", "ifname": "eth0"},
+        {"containerID": "stale", "ifname": "eth0"},
+    ]
     for c in calls:
         assert c["conf"]["cni.dev/valid-attachments"] == expected
         assert c["conf"]["cni.dev/attachments"] == expected
@@ -391,13 +431,20 @@ def test_gc_dels_stale_attachment_with_cached_args_then_gc(env):
     _add_two(env, net)
     env.cni.gc_network_list(net, [("keep", "eth0")])
     calls = env.calls()
-    assert [(c["command"], c["plugin"]) for c in calls] == [("DEL", "b"), ("DEL", "a"), ("GC", "a"), ("GC", "b")]
+    assert [(c["command"], c["plugin"]) for c in calls] == [
+        ("DEL", "b"),
+        ("DEL", "a"),
+        ("GC", "a"),
+        ("GC", "b"),
+    ]
     dela = calls[1]
     assert dela["env"]["CNI_CONTAINERID"] == "stale" and dela["env"]["CNI_NETNS"] == "/n2"
     assert dela["env"]["CNI_ARGS"] == "A=1"
     assert dela["conf"]["runtimeConfig"] == {"mac": "x"}
     assert "prevResult" in dela["conf"]
-    assert calls[2]["conf"]["cni.dev/valid-attachments"] == [{"containerID": "keep", "ifname": "eth0"}]
+    assert calls[2]["conf"]["cni.dev/valid-attachments"] == [
+        {"containerID": "keep", "ifname": "eth0"}
+    ]
     assert not env.cache_file(cid="stale").exists()
     assert env.cache_file(cid="keep").exists()
     assert env.cache_file(net="other", cid="stale").exists()  # other networks untouched
@@ -419,7 +466,9 @@ def test_gc_without_args_sends_no_keys(env):
     env.cni.gc_network_list(net, None)
     assert len(env.calls("DEL")) == 4
     for c in env.calls("GC"):
-        assert "cni.dev/valid-attachments" not in c["conf"] and "cni.dev/attachments" not in c["conf"]
+        assert (
+            "cni.dev/valid-attachments" not in c["conf"] and "cni.dev/attachments" not in c["conf"]
+        )
 
 
 def test_gc_below_110_dels_but_sends_no_gc(env):
@@ -437,10 +486,15 @@ def test_gc_keeps_going_and_reports_every_error(env):
     with pytest.raises(MultiError) as info:
         env.cni.gc_network_list(net, [("keep", "eth0")])
     assert str(info.value) == (
-        'failed to delete stale attachment stale eth0: plugin type="b" failed (delete): del-b failed\n'
+        'failed to delete stale attachment stale eth0: plugin type="b" failed (delete): del-b '
+        'failed\n'
         "failed to GC plugin a: gc-a failed"
     )
-    assert [(c["command"], c["plugin"]) for c in env.calls()] == [("DEL", "b"), ("GC", "a"), ("GC", "b")]
+    assert [(c["command"], c["plugin"]) for c in env.calls()] == [
+        ("DEL", "b"),
+        ("GC", "a"),
+        ("GC", "b"),
+    ]
 
 
 def test_status_stops_at_first_failure_and_keeps_code(env):
@@ -461,9 +515,17 @@ def test_status_below_110_runs_nothing(env):
 
 def test_cached_config_view(env):
     net = netlist()
-    rt = RuntimeConf(container_id="c9", netns="/n", ifname="eth1", args=[("X", "y")], capability_args={"mac": "m"})
+    rt = RuntimeConf(
+        container_id="c9",
+        netns="/n",
+        ifname="eth1",
+        args=[("X", "y")],
+        capability_args={"mac": "m"},
+    )
     env.cni.add_network_list(net, rt)
-    config, cached_rt = env.cni.cached_config(net, RuntimeConf(container_id="c9", ifname="eth1", args=[("Q", "1")]))
+    config, cached_rt = env.cni.cached_config(
+        net, RuntimeConf(container_id="c9", ifname="eth1", args=[("Q", "1")])
+    )
     assert config == net.bytes
     assert cached_rt.args == [("X", "y")] and cached_rt.capability_args == {"mac": "m"}
     assert env.cni.cached_config(net, RuntimeConf(container_id="zz", ifname="eth1")) is None

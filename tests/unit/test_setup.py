@@ -73,7 +73,9 @@ def test_a_skip_for_a_missing_package_fails_the_run(
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == 1
     out = result.stdout.str()
-    assert "frobnicate (Debian package frob-tools): 1 skipped: test_inner.py::test_needs_a_tool" in out
+    assert (
+        "frobnicate (Debian package frob-tools): 1 skipped: test_inner.py::test_needs_a_tool" in out
+    )
     assert "1 tests skipped for missing packages (frobnicate (Debian package frob-tools)): " \
            "the run FAILS" in out
     result.assert_outcomes(passed=1, skipped=2)

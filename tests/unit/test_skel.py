@@ -97,7 +97,9 @@ def test_05_gc_needs_only_command_and_path():
     env = {"CNI_COMMAND": "GC", "CNI_PATH": "/x"}
     assert go(r.plugin, env)[0] == 0 and r.calls == ["GC"]
     rc, out = go(r.plugin, {"CNI_COMMAND": "GC"})
-    assert rc == 1 and out["code"] == 4 and out["msg"] == "required env variables [CNI_PATH] missing"
+    assert (
+        rc == 1 and out["code"] == 4 and out["msg"] == "required env variables [CNI_PATH] missing"
+    )
 
 
 def test_06_status_without_attachment_vars():
@@ -185,7 +187,9 @@ def test_21_cni_version_number():
 
 def test_23_no_version_means_010():
     r = Recorder()
-    assert go(r.plugin, env_with(CNI_NETNS_OVERRIDE="1"), {"name": "n"})[0] == 0 and r.calls == ["ADD"]
+    assert go(r.plugin, env_with(CNI_NETNS_OVERRIDE="1"), {"name": "n"})[0] == 0 and r.calls == [
+        "ADD"
+    ]
 
 
 def test_24_no_version_plugin_without_010():
@@ -214,13 +218,19 @@ def test_27_check_plugin_too_old():
 
 
 def test_28_check_unparsable_version_is_code_6():
-    rc, out = go(Recorder().plugin, env_with(CNI_COMMAND="CHECK"), {"name": "n", "cniVersion": "adsfsadf"})
+    rc, out = go(
+        Recorder().plugin, env_with(CNI_COMMAND="CHECK"), {"name": "n", "cniVersion": "adsfsadf"}
+    )
     assert out["code"] == 6
 
 
 @pytest.mark.parametrize("cmd", ["GC", "STATUS"])
 def test_29_gc_status_need_110(cmd):
-    rc, out = go(Recorder().plugin, {"CNI_COMMAND": cmd, "CNI_PATH": "/x"}, {"name": "n", "cniVersion": "1.0.0"})
+    rc, out = go(
+        Recorder().plugin,
+        {"CNI_COMMAND": cmd, "CNI_PATH": "/x"},
+        {"name": "n", "cniVersion": "1.0.0"},
+    )
     assert out["code"] == 1 and out["msg"] == f"config version does not allow {cmd}"
 
 
@@ -255,7 +265,12 @@ def test_34_typed_error_passes_through():
         raise CNIError(1234, "custom", "more")
 
     rc, out = go(Plugin(add=boom), env_with(CNI_NETNS_OVERRIDE="1"))
-    assert rc == 1 and out == {"cniVersion": "1.1.0", "code": 1234, "msg": "custom", "details": "more"}
+    assert rc == 1 and out == {
+        "cniVersion": "1.1.0",
+        "code": 1234,
+        "msg": "custom",
+        "details": "more",
+    }
 
 
 def test_35_untyped_error_is_999():
@@ -295,8 +310,13 @@ def test_07_version_never_blocks_on_open_stdin():
     # stdin is a pipe nobody closes: VERSION must still answer promptly.
     r, w = os.pipe()
     try:
-        proc = subprocess.run([LOOPBACK], env={"CNI_COMMAND": "VERSION", "PYCNI_WORKER": "0"}, stdin=r,
-                              capture_output=True, timeout=20)
+        proc = subprocess.run(
+            [LOOPBACK],
+            env={"CNI_COMMAND": "VERSION", "PYCNI_WORKER": "0"},
+            stdin=r,
+            capture_output=True,
+            timeout=20,
+        )
     finally:
         os.close(r)
         os.close(w)
@@ -351,6 +371,8 @@ def test_lone_surrogate_escape_is_a_decoding_error(escape: str) -> None:
     with pytest.raises(CNIError) as err:
         skel._decode_config(stdin)
     assert err.value.code == 6
-    assert err.value.msg.startswith("error unmarshall network config: invalid Unicode: lone surrogate \\u")
+    assert err.value.msg.startswith(
+        "error unmarshall network config: invalid Unicode: lone surrogate \\u"
+    )
     ok = skel._decode_config(b'{"name":"n","x":"\\ud83d\\ude00"}')
     assert ok["x"] == "\U0001F600"
