@@ -611,9 +611,9 @@ def step_node(sb: Sandbox, ips: dict[str, str]) -> None:
         check(ports.count("hairpin on") == 2, "both veth ports have hairpin mode on (hairpinMode)")
     veths = link_names(sb.ip(sb.node, "-o", "link", "show", "type", "veth"))
     check(len(veths) == 2, f"two veths on the node: {', '.join(veths)}")
-    say(
-        f"  $ {'iptables-save -t nat | grep CNI-' if firewall_backend() == 'iptables' else 'nft list ruleset (cni tables)'}"
-    )
+    shown = ("iptables-save -t nat | grep CNI-" if firewall_backend() == "iptables"
+             else "nft list ruleset (cni tables)")
+    say(f"  $ {shown}")
     rules = cni_firewall(sb, sb.node)
     show("\n".join(rules), "      ")
     dnat = f"{ips['pod-a']}:{CONTAINER_PORT}"

@@ -28,8 +28,8 @@ MAPPINGS = [
 
 def fill_nat(node: harness.Netns, n: int) -> None:
     lines = ["*nat", ":BENCH-FILL - [0:0]", "-A PREROUTING -j BENCH-FILL"]
-    lines += [f"-A BENCH-FILL -d 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32 -p tcp -m tcp --dport 80 -j RETURN"
-              for i in range(n)]  # fmt: skip
+    lines += [f"-A BENCH-FILL -d 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32"
+              " -p tcp -m tcp --dport 80 -j RETURN" for i in range(n)]
     node.exec("iptables-restore", "--noflush", input="\n".join(lines + ["COMMIT"]) + "\n")
 
 
@@ -80,7 +80,9 @@ def main() -> None:
     def fmt(xs: list[tuple[float, float]]) -> str:
         wall = sorted(x[0] for x in xs)
         cpu = statistics.median(x[1] for x in xs)
-        return f"wall {statistics.median(wall) * 1000:6.1f} (p90 {wall[int(len(wall) * 0.9) - 1] * 1000:6.1f}) cpu {cpu * 1000:6.1f}"
+        p90 = wall[int(len(wall) * 0.9) - 1]
+        return (f"wall {statistics.median(wall) * 1000:6.1f} (p90 {p90 * 1000:6.1f}) "
+                f"cpu {cpu * 1000:6.1f}")
 
     print(f"{iterations} ADD+DEL each, IPv4, tcp+udp mapping, {fill} extra nat rules; ms, median")
     for label, _exe, _keys in runs:

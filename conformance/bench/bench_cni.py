@@ -378,7 +378,8 @@ def b1(args, out: dict) -> None:
         "ours+w);"
         " ratio: cycle / ref cycle"
     )
-    head = f"{'row':32} {'variant':17} | {'ADD':>7} {'DEL':>7} {'cycle':>7} {'cpu':>7} | {'ratio':>5} | target"
+    head = (f"{'row':32} {'variant':17} | {'ADD':>7} {'DEL':>7} {'cycle':>7} {'cpu':>7} "
+            f"| {'ratio':>5} | target")
     print(head)
     print("-" * len(head))
     out["B1"] = []
@@ -473,8 +474,9 @@ def b2(args, out: dict) -> None:
             for command in ("ADD", "DEL"):
                 _burst(node, pod_all, command, "warm")
         log(
-            f"B2: warm-up burst done; workers listening: "
-            f"{', '.join(f'{n.impl} {n.workers_listening()}' for n in node_list if n.variant.worker)}"
+            "B2: warm-up burst done; workers listening: "
+            + ", ".join(f"{n.impl} {n.workers_listening()}" for n in node_list
+                        if n.variant.worker)
         )
         for size in sizes:
             t: dict[str, list[list[float]]] = {n.impl: [[], [], [], []] for n in node_list}
@@ -723,7 +725,8 @@ def b4(args, out: dict) -> None:
                                  "median_mib": med(kib) / 1024, "max_mib": mx})
     print("\nB4 footprint: import time per entry point and command (venv interpreter on this tree,"
           " -X importtime, top-level imports after start-up), ms")
-    head = f"{'entry point':10} {'command':7} | {'imports':>7} {'modules':>7} {'wall':>6} | heaviest top-level imports"
+    head = (f"{'entry point':10} {'command':7} | {'imports':>7} {'modules':>7} {'wall':>6} "
+            "| heaviest top-level imports")
     print(head)
     print("-" * len(head))
     with tempfile.TemporaryDirectory(prefix="bench-imp-", dir=args.tmp) as d:
@@ -1080,7 +1083,8 @@ def b5_idle(args, rounds: int, window: float, out: dict) -> None:
         target, served = "", ""
         if v.worker:
             ok_w, ok_c = wall <= 2.0 * ref_wall, cpu <= 3.0 * ref_cpu
-            target = f"<= 2x wall ({'met' if ok_w else 'MISSED'}), <= 3x cpu ({'met' if ok_c else 'MISSED'})"
+            target = (f"<= 2x wall ({'met' if ok_w else 'MISSED'}), "
+                      f"<= 3x cpu ({'met' if ok_c else 'MISSED'})")
             served = f"{sum(t.served)}/{t.calls}"
         print(
             f"{v.impl:8} | {med(t.add):6.1f} {med(t.dele):6.1f} {wall:6.1f} | {cpu:6.1f} | "

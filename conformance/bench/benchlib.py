@@ -451,7 +451,8 @@ def describe_bindir(bindir: str) -> str:
         try:
             with open(info) as f:
                 data = json.load(f)
-            return f"standalone PyInstaller build {data.get('version', '?')} ({data.get('fingerprint', '')[:12]})"
+            fingerprint = data.get("fingerprint", "")[:12]
+            return f"standalone PyInstaller build {data.get('version', '?')} ({fingerprint})"
         except (OSError, ValueError):
             return "standalone PyInstaller build"
     probe = os.path.join(bindir, "bridge")

@@ -45,7 +45,8 @@ data = sys.stdin.buffer.read()
 env = {k: v for k, v in os.environ.items() if k.startswith("CNI_")}
 with open(os.path.join(base, "calls.log"), "a") as f:
     f.write(json.dumps({"env": env, "stdin": data.decode()}) + "\n")
-mode = open(os.path.join(base, "mode")).read().strip() if os.path.exists(os.path.join(base, "mode")) else "ok"
+mode_file = os.path.join(base, "mode")
+mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
 cmd = env.get("CNI_COMMAND")
 if cmd == "ADD" and mode == "fail-add":
     sys.stdout.write(json.dumps({"code": 11, "msg": "x"})); sys.exit(1)
@@ -55,9 +56,12 @@ if cmd != "ADD":
     sys.exit(0)
 ver = json.loads(data).get("cniVersion", "")
 if ver in ("", "0.1.0", "0.2.0"):
-    res = {"cniVersion": ver or "0.1.0", "ip4": {"ip": "10.1.17.2/24", "gateway": "10.1.17.1"}, "dns": {}}
+    res = {"cniVersion": ver or "0.1.0", "ip4": {"ip": "10.1.17.2/24", "gateway": "10.1.17.1"},
+           "dns": {}}
 elif ver.startswith("0."):
-    res = {"cniVersion": ver, "ips": [{"version": "4", "address": "10.1.17.2/24", "gateway": "10.1.17.1"}], "dns": {}}
+    res = {"cniVersion": ver,
+           "ips": [{"version": "4", "address": "10.1.17.2/24", "gateway": "10.1.17.1"}],
+           "dns": {}}
 else:
     res = {"cniVersion": ver, "ips": [{"address": "10.1.17.2/24", "gateway": "10.1.17.1"}]}
 sys.stdout.write(json.dumps(res))

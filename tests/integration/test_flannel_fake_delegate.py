@@ -20,7 +20,10 @@ from conformance.harness import REPO_ROOT, run_plugin
 
 FLANNEL = REPO_ROOT / "dist" / "bin" / "flannel"
 NETNS = "/run/netns/cnitest-flannel-not-a-real-netns"
-V4_ENV = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
+V4_ENV = (
+    "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\n"
+    "FLANNEL_IPMASQ=true\n"
+)
 ADD_REPLY = {
     "cniVersion": "1.0.0",
     "interfaces": [

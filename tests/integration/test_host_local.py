@@ -193,7 +193,8 @@ def test_64_concurrent_adds_half_ours_half_reference(tmp_path, node):
 # ---------------------------------------------------------------------------- crash safety
 
 STRACE = shutil.which("strace")
-_TRACED = "openat,link,linkat,unlink,unlinkat,rename,renameat,renameat2,utimensat,fdatasync,fsync,mkdir,mkdirat,write"
+_TRACED = ("openat,link,linkat,unlink,unlinkat,rename,renameat,renameat2,utimensat,fdatasync,"
+           "fsync,mkdir,mkdirat,write")
 _LINE = re.compile(r"^\d+\s+(\w+)\((.*)$")
 
 

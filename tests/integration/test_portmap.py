@@ -133,8 +133,8 @@ def test_udp_conntrack_entries_flushed_on_add(net, via):
     for proto in ("udp", "tcp"):
         extra = ["--state", "ESTABLISHED"] if proto == "tcp" else []
         for src, dst in (("10.9.9.9", t.NODE_IP4), ("fd00:9::9", t.NODE_IP6)):
-            proc = _conntrack(node, "-I", "-p", proto, "-s", src, "-d", dst,
-                              "--sport", "4000", "--dport", str(UDP), "-t", "120", *extra)  # fmt: skip
+            proc = _conntrack(node, "-I", "-p", proto, "-s", src, "-d", dst, "--sport", "4000",
+                              "--dport", str(UDP), "-t", "120", *extra)  # fmt: skip
             assert proc.returncode == 0, proc.stderr
         _conntrack(node, "-I", "-p", "udp", "-s", "10.9.9.9", "-d", t.NODE_IP4,
                    "--sport", "4000", "--dport", "9999", "-t", "120")  # fmt: skip
@@ -159,13 +159,16 @@ def test_udp_conntrack_entries_flushed_on_add(net, via):
     ("mapping", "msg"),
     [
         ({"hostPort": 0, "containerPort": 80, "protocol": "tcp"}, "Invalid host port number: 0"),
-        ({"hostPort": 70000, "containerPort": 80, "protocol": "tcp"}, "Invalid host port number: 70000"),
-        ({"hostPort": 80, "containerPort": 65536, "protocol": "tcp"}, "Invalid container port number: 65536"),
+        ({"hostPort": 70000, "containerPort": 80, "protocol": "tcp"},
+         "Invalid host port number: 70000"),
+        ({"hostPort": 80, "containerPort": 65536, "protocol": "tcp"},
+         "Invalid container port number: 65536"),
         ({"hostPort": 80, "containerPort": 80, "protocol": "icmp"}, 'Invalid protocol: "icmp" '
                                                                     '(must be tcp, udp or sctp)'),
         ({"hostPort": 80, "containerPort": 80, "protocol": ""}, 'Invalid protocol: "" (must be '
                                                                 'tcp, udp or sctp)'),
-        ({"hostPort": 80, "containerPort": 80, "protocol": "tcp", "hostIP": "10.0.0.300"}, 'Invalid host IP: "10.0.0.300"'),
+        ({"hostPort": 80, "containerPort": 80, "protocol": "tcp", "hostIP": "10.0.0.300"},
+         'Invalid host IP: "10.0.0.300"'),
     ],
 )  # fmt: skip
 def test_bad_mappings_give_cni_error_and_write_nothing(node_ns, backend, mapping, msg):
@@ -198,8 +201,8 @@ def test_check_iptables(node_ns):
     from plugins.portmap.iptables import dnat_chain_name
 
     chain = dnat_chain_name("pmnet", "ctr1")
-    node_ns.exec("iptables", "-t", "nat", "-D", chain, "-p", "udp", "--dport", str(UDP), "-j", "DNAT",
-                 "--to-destination", f"{pod.ip4}:81")  # fmt: skip
+    node_ns.exec("iptables", "-t", "nat", "-D", chain, "-p", "udp", "--dport", str(UDP),
+                 "-j", "DNAT", "--to-destination", f"{pod.ip4}:81")  # fmt: skip
     bad = t.run(t.OURS, node_ns, "CHECK", conf)
     assert bad.returncode == 1
     assert bad.result["msg"].startswith(
@@ -283,14 +286,15 @@ def test_add_without_prev_result_or_mappings(node_ns):
 
 def _add(node, cid, index, name="pmnet", **keys):
     pod = t.Pod(harness.Netns("cnitest-pod-none"), index, f"pmv{index}")
-    res = t.run(t.OURS, node, "ADD", t.conf(MAPPINGS, pod.prev_result(version="1.1.0"), version="1.1.0",
-                                           name=name, **keys), container_id=cid)  # fmt: skip
+    conf = t.conf(MAPPINGS, pod.prev_result(version="1.1.0"), version="1.1.0", name=name, **keys)
+    res = t.run(t.OURS, node, "ADD", conf, container_id=cid)
     assert res.returncode == 0, res.stdout
 
 
 def _gc(node, valid, name="pmnet", **keys):
     conf = {"cniVersion": "1.1.0", "name": name, "type": "portmap", **keys,
-            "cni.dev/valid-attachments": [{"containerID": c, "ifname": "eth0"} for c in valid]}  # fmt: skip
+            "cni.dev/valid-attachments": [{"containerID": c, "ifname": "eth0"}
+                                          for c in valid]}  # fmt: skip
     res = harness.run_plugin(t.OURS, "GC", conf, containerid=None, ifname=None, in_netns=node)
     assert res.returncode == 0, res.stdout
 
@@ -376,8 +380,8 @@ def test_concurrent_adds_and_dels(node_ns, backend):
     def add(i):
         pod = t.Pod(harness.Netns("cnitest-pod-none"), i, f"pmv{i}")
         maps = [{"hostPort": 9000 + i, "containerPort": 80, "protocol": "tcp"}]
-        return t.run(t.OURS, node_ns, "ADD", t.conf(maps, pod.prev_result(v6=False), backend=backend),
-                     container_id=f"c{i}")  # fmt: skip
+        conf = t.conf(maps, pod.prev_result(v6=False), backend=backend)
+        return t.run(t.OURS, node_ns, "ADD", conf, container_id=f"c{i}")
 
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         results = list(pool.map(add, range(1, n + 1)))
@@ -395,8 +399,9 @@ def test_concurrent_adds_and_dels(node_ns, backend):
         assert sum(1 for ln in lines if "fib daddr type local" in ln) == 2
 
     def delete(i):
-        return t.run(t.OURS, node_ns, "DEL", t.conf([{"hostPort": 1, "containerPort": 1, "protocol": "tcp"}],
-                                                    None, backend=backend), container_id=f"c{i}")  # fmt: skip
+        conf = t.conf([{"hostPort": 1, "containerPort": 1, "protocol": "tcp"}], None,
+                      backend=backend)
+        return t.run(t.OURS, node_ns, "DEL", conf, container_id=f"c{i}")
 
     with concurrent.futures.ThreadPoolExecutor(n) as pool:
         results = list(pool.map(delete, range(1, n + 1)))
@@ -414,8 +419,8 @@ def test_status(node_ns):
     res = harness.run_plugin(t.OURS, "STATUS", {**conf, "backend": "nftables"}, containerid=None,
                              ifname=None, in_netns=node_ns)  # fmt: skip
     assert (res.returncode, res.stdout) == (0, "")
-    res = harness.run_plugin(t.OURS, "STATUS", conf, containerid=None, ifname=None, in_netns=node_ns,
-                             extra_env={"PATH": "/nonexistent"})  # fmt: skip
+    res = harness.run_plugin(t.OURS, "STATUS", conf, containerid=None, ifname=None,
+                             in_netns=node_ns, extra_env={"PATH": "/nonexistent"})  # fmt: skip
     assert res.returncode == 1 and res.result["code"] == 50
 
 
@@ -445,15 +450,21 @@ def test_masq_all(net, backend):
 
 ORACLE_RULES = [
     (False, ["-p", "tcp", "--dport", "8080", "-s", "10.0.0.2/24", "-j", "RETURN"]),
-    (False, ["-p", "TCP", "--dport", "8080", "-d", "192.168.0.2", "-s", "127.0.0.1", "-j", "RETURN"]),
-    (False, ["-p", "sctp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "DNAT", "--to-destination", "10.0.0.2:81"]),
-    (True, ["-p", "udp", "--dport", "8085", "-d", "2001:db8:a::1", "-s", "2001:db8::2/64", "-j", "RETURN"]),
-    (True, ["-p", "tcp", "--dport", "1", "-s", "::/0", "-j", "DNAT", "--to-destination", "[2001:db8:0::2]:85"]),
-    (False, ["-m", "comment", "--comment", 'dnat name: "n.1" id: "c\'d"', "-m", "multiport", "-p", "tcp",
-             "--destination-ports", "8080,8081", "-s", "10.0.0.0/16", "-i", "eth+", "-j", "RETURN"]),
-    (True, ["-m", "comment", "--comment", "x", "-m", "multiport", "-p", "udp", "--destination-ports", "1",
-            "!", "-s", "fd00:dead::/32", "-j", "RETURN"]),
-    (False, ["-m", "comment", "--comment", "CNI portfwd masquerade mark", "-j", "MARK", "--set-xmark", "0x20/0x20"]),
+    (False, ["-p", "TCP", "--dport", "8080", "-d", "192.168.0.2", "-s", "127.0.0.1",
+             "-j", "RETURN"]),
+    (False, ["-p", "sctp", "--dport", "1", "-s", "0.0.0.0/0",
+             "-j", "DNAT", "--to-destination", "10.0.0.2:81"]),
+    (True, ["-p", "udp", "--dport", "8085", "-d", "2001:db8:a::1", "-s", "2001:db8::2/64",
+            "-j", "RETURN"]),
+    (True, ["-p", "tcp", "--dport", "1", "-s", "::/0",
+            "-j", "DNAT", "--to-destination", "[2001:db8:0::2]:85"]),
+    (False, ["-m", "comment", "--comment", 'dnat name: "n.1" id: "c\'d"', "-m", "multiport",
+             "-p", "tcp", "--destination-ports", "8080,8081", "-s", "10.0.0.0/16", "-i", "eth+",
+             "-j", "RETURN"]),
+    (True, ["-m", "comment", "--comment", "x", "-m", "multiport", "-p", "udp",
+            "--destination-ports", "1", "!", "-s", "fd00:dead::/32", "-j", "RETURN"]),
+    (False, ["-m", "comment", "--comment", "CNI portfwd masquerade mark",
+             "-j", "MARK", "--set-xmark", "0x20/0x20"]),
     (False, ["-m", "mark", "--mark", "0x2000/0x2000", "-j", "MASQUERADE"]),
     (False, ["-m", "addrtype", "--dst-type", "LOCAL", "-j", "RETURN"]),
 ]  # fmt: skip

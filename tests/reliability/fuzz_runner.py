@@ -52,7 +52,10 @@ ABSENT_NETNS = "/run/netns/pycni-fuzz-absent"
 CALL_TIMEOUT = 30.0
 PATH_KEYS = {"datadir", "subnetfile", "resolvconf"}
 PRE_IP = "10.77.0.7"
-GOOD_SUBNET_ENV = b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+GOOD_SUBNET_ENV = (
+    b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\n"
+    b"FLANNEL_IPMASQ=true\n"
+)
 
 
 class EnoughCases(Exception):
@@ -64,6 +67,11 @@ class CaseTimeout(BaseException):
 
 
 _ARMED = [False]
+
+
+def _short(filename: str) -> str:
+    """`filename` relative to the repository when it is inside it."""
+    return os.path.relpath(filename, _REPO) if filename.startswith(str(_REPO)) else filename
 
 
 def _on_alarm(signum, frame):  # noqa: ARG001
@@ -105,7 +113,7 @@ def _call_inproc(
         import traceback
 
         where = " <- ".join(
-            f"{os.path.relpath(f.filename, _REPO) if f.filename.startswith(str(_REPO)) else f.filename}:{f.name}"
+            f"{_short(f.filename)}:{f.name}"
             for f in reversed(traceback.extract_tb(sys.exc_info()[2])[-4:])
         )
         return -9, "", f"HANG: no answer within {CALL_TIMEOUT:g}s (in-process) in {where}"

@@ -125,7 +125,8 @@ def _kill_during_add(
             # ADDs run faster than measured (warm caches, a quieter machine): follow them, so
             # the delays keep covering the whole ADD instead of landing after it.
             typical = min(typical, run.duration)
-        where = f"trial {i} (kill after {run.delay * 1000:.0f} ms, {'killed' if run.killed else f'exit {run.returncode}'})"
+        how = "killed" if run.killed else f"exit {run.returncode}"
+        where = f"trial {i} (kill after {run.delay * 1000:.0f} ms, {how})"
         problems += [f"{where}: {p}" for p in sc.torn_files()]
         fresh = set(sc.temp_files()) - temps_seen  # temp files this kill left
         interrupted_writes += bool(fresh)

@@ -86,7 +86,10 @@ def test_shared_infrastructure_is_not_a_leak() -> None:
     # ... but not to any other link
     assert _leaks(extra_items=(("addr", "eth9", "fd77::1/120"),)) == ["address fd77::1/120 on eth9"]
     # markMasqBit 31: nft prints the mask of leading ones as a prefix
-    bit31 = "table ip6 nat {\n\tchain CNI-HOSTPORT-MASQ {\n\t\tmeta mark 0x80000000/1 counter packets 0 bytes 0 masquerade\n\t}\n}\n"
+    bit31 = (
+        "table ip6 nat {\n\tchain CNI-HOSTPORT-MASQ {\n"
+        "\t\tmeta mark 0x80000000/1 counter packets 0 bytes 0 masquerade\n\t}\n}\n"
+    )
     assert _leaks(extra_nft=bit31) == []
 
 

@@ -11,8 +11,14 @@ from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, ERR_TRY_AGAIN_LAT
 from plugins.flannel import subnet as fs
 from plugins.flannel.subnet import SubnetEnvError, parse
 
-V4 = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
-V6 = "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
+V4 = (
+    "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\nFLANNEL_MTU=1472\n"
+    "FLANNEL_IPMASQ=true\n"
+)
+V6 = (
+    "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\n"
+    "FLANNEL_IPMASQ=true\n"
+)
 DUAL = (
     "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.17.1/24\n"
     "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00::1/64\n"
@@ -120,7 +126,10 @@ def test_missing_subnets_only():
 
 # F21
 def test_v4_network_with_only_v6_subnet_accepted_with_warning():
-    text = "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\nFLANNEL_IPMASQ=true\n"
+    text = (
+        "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_IPV6_SUBNET=fc00::1/64\nFLANNEL_MTU=1472\n"
+        "FLANNEL_IPMASQ=true\n"
+    )
     env = parse(text, "p")
     assert env.ranges() == [[{"subnet": "fc00::/64"}]]
     assert env.route_dsts() == ["10.1.0.0/16"]
@@ -188,7 +197,10 @@ def test_trailing_blank_strict_vs_lenient():
 
 
 def test_lenient_quotes_and_blanks_around_keys():
-    text = ' FLANNEL_NETWORK = "10.1.0.0/16"\nFLANNEL_SUBNET=\'10.1.17.1/24\'\nFLANNEL_MTU="1472"\nFLANNEL_IPMASQ="true"\n'
+    text = (
+        ' FLANNEL_NETWORK = "10.1.0.0/16"\nFLANNEL_SUBNET=\'10.1.17.1/24\'\nFLANNEL_MTU="1472"\n'
+        'FLANNEL_IPMASQ="true"\n'
+    )
     env = parse(text, "p", lenient=True)
     assert (env.networks, env.subnet, env.mtu, env.ipmasq) == (
         ["10.1.0.0/16"],

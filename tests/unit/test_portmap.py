@@ -259,12 +259,14 @@ def test_check_message_format_is_go_slice_of_slices():
          "-s 10.0.0.0/8 -d 10.1.2.3/32 -p tcp -m tcp --dport 1 -j X", True),
         (["-p", "6", "-m", "multiport", "--destination-ports", "1,2", "-i", "eth+", "!", "-o", "lo",
           "-m", "addrtype", "--dst-type", "local", "-j", "RETURN"], False,
-         "-i eth+ ! -o lo -p tcp -m multiport --dports 1,2 -m addrtype --dst-type LOCAL -j RETURN", True),
+         "-i eth+ ! -o lo -p tcp -m multiport --dports 1,2 -m addrtype --dst-type LOCAL "
+         "-j RETURN", True),
         (["-m", "mark", "--mark", "1", "-j", "MARK", "--set-mark", "5"], False,
          "-m mark --mark 0x1 -j MARK --set-xmark 0x5/0xffffffff", True),
         (["-s", "::ffff:1.2.3.4", "-p", "udp", "!", "--dport", "80:90", "-j", "DNAT",
           "--to-destination", "[2001:db8:0:0:1:0:0:1]:80"], True,
-         "-s ::ffff:1.2.3.4/128 -p udp -m udp ! --dport 80:90 -j DNAT --to-destination [2001:db8::1:0:0:1]:80", True),
+         "-s ::ffff:1.2.3.4/128 -p udp -m udp ! --dport 80:90 -j DNAT "
+         "--to-destination [2001:db8::1:0:0:1]:80", True),
         (["-m", "conntrack", "--ctstate", "new", "-j", "RETURN"], False,
          "-m conntrack --ctstate new -j RETURN", False),
         (["-s", "example.com", "-j", "RETURN"], False, "-s example.com -j RETURN", False),
@@ -307,17 +309,20 @@ def test_owned_chains_only_this_network():
     b = pi.dnat_chain_name("net-b", "c1")
     long_id = "x" * 300
     c = pi.dnat_chain_name("net-a", long_id)
+
+    def entry(name: str, cid: str, chain: str) -> str:
+        conf = settings(name=name, mappings=GO_MAPPINGS[:1])
+        mapped = pi.dnat_chain(conf, cid, net("10.0.0.2/24"))
+        return "-A CNI-HOSTPORT-DNAT " + canonical([*mapped.entry_rules[0], "-j", chain]).text
+
     lines = [
         "*nat",
         f":{a} - [0:0]",
         f":{b} - [0:0]",
         f":{c} - [0:0]",
-        "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-a", mappings=GO_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", a]).text,
-        "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-b", mappings=GO_MAPPINGS[:1]), "c1", net("10.0.0.2/24")).entry_rules[0], "-j", b]).text,
-        "-A CNI-HOSTPORT-DNAT " + canonical(
-            [*pi.dnat_chain(settings(name="net-a", mappings=GO_MAPPINGS[:1]), long_id, net("10.0.0.2/24")).entry_rules[0], "-j", c]).text,
+        entry("net-a", "c1", a),
+        entry("net-b", "c1", b),
+        entry("net-a", long_id, c),
         "-A CNI-HOSTPORT-DNAT -p tcp -m multiport --dports 1 -j CNI-DN-000000000000000000000",
         "COMMIT",
     ]  # fmt: skip
@@ -481,23 +486,33 @@ def test_config_defaults():
     [
         ({"markMasqBit": 32}, "MasqMarkBit must be between 0 and 31"),
         ({"markMasqBit": -1}, "MasqMarkBit must be between 0 and 31"),
-        ({"markMasqBit": 5, "externalSetMarkChain": "X"}, "Cannot specify externalSetMarkChain and markMasqBit"),
+        ({"markMasqBit": 5, "externalSetMarkChain": "X"},
+         "Cannot specify externalSetMarkChain and markMasqBit"),
         ({"backend": "bogus"}, 'unrecognized backend "bogus"'),
         ({"backend": "iptables", "conditionsV4": ["ip", "saddr", "1.2.3.4"]},
          "iptables backend was requested but configuration contains nftables-specific options "
          "[conditionsV4]"),
-        ({"backend": "nftables", "externalSetMarkChain": "X", "conditionsV4": ["-s", "1.2.3.4"], "conditionsV6": ["!", "-s", "::1"]},
+        ({"backend": "nftables", "externalSetMarkChain": "X", "conditionsV4": ["-s", "1.2.3.4"],
+          "conditionsV6": ["!", "-s", "::1"]},
          "nftables backend was requested but configuration contains iptables-specific options "
          "[externalSetMarkChain conditionsV4 conditionsV6]"),
-        ({"mappings": [{"hostPort": 1, "containerPort": 0, "protocol": "tcp"}]}, "Invalid container port number: 0"),
-        ({"mappings": [{"hostPort": 0, "containerPort": 1, "protocol": "tcp"}]}, "Invalid host port number: 0"),
-        ({"mappings": [{"hostPort": 70000, "containerPort": 1, "protocol": "tcp"}]}, "Invalid host port number: 70000"),
-        ({"mappings": [{"hostPort": 1, "containerPort": 65536, "protocol": "tcp"}]}, "Invalid container port number: 65536"),
-        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "icmp"}]}, 'Invalid protocol: "icmp" (must be tcp, udp or sctp)'),
+        ({"mappings": [{"hostPort": 1, "containerPort": 0, "protocol": "tcp"}]},
+         "Invalid container port number: 0"),
+        ({"mappings": [{"hostPort": 0, "containerPort": 1, "protocol": "tcp"}]},
+         "Invalid host port number: 0"),
+        ({"mappings": [{"hostPort": 70000, "containerPort": 1, "protocol": "tcp"}]},
+         "Invalid host port number: 70000"),
+        ({"mappings": [{"hostPort": 1, "containerPort": 65536, "protocol": "tcp"}]},
+         "Invalid container port number: 65536"),
+        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "icmp"}]},
+         'Invalid protocol: "icmp" (must be tcp, udp or sctp)'),
         ({"mappings": [{"hostPort": 1, "containerPort": 1}]}, 'Invalid protocol: "" (must be tcp, '
                                                               'udp or sctp)'),
-        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp", "hostIP": "1.2.3"}]}, 'Invalid host IP: "1.2.3"'),
-        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp", "hostIP": "fe80::1%eth0"}]}, 'Invalid host IP: "fe80::1%eth0"'),
+        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp", "hostIP": "1.2.3"}]},
+         'Invalid host IP: "1.2.3"'),
+        ({"mappings": [{"hostPort": 1, "containerPort": 1, "protocol": "tcp",
+                        "hostIP": "fe80::1%eth0"}]},
+         'Invalid host IP: "fe80::1%eth0"'),
     ],
 )  # fmt: skip
 def test_config_errors(keys, msg):
@@ -550,7 +565,8 @@ def test_wrong_json_types_are_decoding_errors():
 def test_container_address_selection():
     result = parse_result({
         "cniVersion": "1.0.0",
-        "interfaces": [{"name": "br0"}, {"name": "veth1"}, {"name": "eth0", "sandbox": "/n"}, {"name": "eth1", "sandbox": "/n"}],
+        "interfaces": [{"name": "br0"}, {"name": "veth1"}, {"name": "eth0", "sandbox": "/n"},
+                       {"name": "eth1", "sandbox": "/n"}],
         "ips": [
             {"address": "10.0.0.1/24", "interface": 0},
             {"address": "10.0.1.5/24", "interface": 3},
@@ -575,8 +591,9 @@ def test_conntrack_tool_output_parsing():
 
 
 def test_json_null_leaves_zero_values_like_go():
-    s = settings(mappings=[{"hostPort": 80, "containerPort": 81, "protocol": "tcp", "hostIP": None}], masqAll=None,
-                 snat=None, markMasqBit=None, conditionsV4=None, backend=None)  # fmt: skip
+    mapping = {"hostPort": 80, "containerPort": 81, "protocol": "tcp", "hostIP": None}
+    s = settings(mappings=[mapping], masqAll=None, snat=None, markMasqBit=None, conditionsV4=None,
+                 backend=None)
     assert (s.masq_all, s.snat, s.mark_bit, s.mappings[0].host_ip) == (False, True, 13, "")
     assert _err(mappings=[{"hostPort": None, "containerPort": 81, "protocol": "tcp"}]) == (
         7,
