@@ -51,7 +51,8 @@ class Deviation:
         raise ValueError(f"deviation {self.id}: unknown kind {self.kind!r}")
 
     def pick(self, cni: Any, *, new: T, old: T) -> T:
-        """The outcome `cni` must show: `old` on the reference side of this deviation, else `new`."""
+        """The outcome `cni` must show: `old` on the reference side of this deviation, else
+        `new`."""
         if self.old_side(cni):
             USED[self.id] += 1
             return old
