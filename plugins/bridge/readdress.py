@@ -98,16 +98,19 @@ def _behind_ports(bridge: str) -> tuple[dict[str, list[str]], dict[str, list[str
     macs: dict[str, list[str]] = {}
     port_of: dict[str, str] = {}
     for e in dump("bridge", "-j", "fdb", "show", "br", bridge):
-        if e.get("state") == "permanent" or "self" in (e.get("flags") or []):
+        flags = e.get("flags")
+        if e.get("state") == "permanent" or (isinstance(flags, list) and "self" in flags):
             continue
-        if isinstance(e.get("mac"), str) and isinstance(e.get("ifname"), str):
-            port_of[e["mac"]] = e["ifname"]
-            macs.setdefault(e["ifname"], []).append(e["mac"])
+        mac, port = e.get("mac"), e.get("ifname")
+        if isinstance(mac, str) and isinstance(port, str):
+            port_of[mac] = port
+            macs.setdefault(port, []).append(mac)
     ips: dict[str, list[str]] = {}
     for n in dump("ip", "-j", "neigh", "show", "dev", bridge):
-        port = port_of.get(n.get("lladdr"))
-        if port and isinstance(n.get("dst"), str):
-            ips.setdefault(port, []).append(n["dst"])
+        lladdr, dst = n.get("lladdr"), n.get("dst")
+        port = port_of.get(lladdr) if isinstance(lladdr, str) else None
+        if port and isinstance(dst, str):
+            ips.setdefault(port, []).append(dst)
     return macs, ips
 
 
