@@ -54,6 +54,7 @@ _ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("CNI_NETNS_OVERRIDE", (), None),
 )
 
+
 @dataclass(eq=True)
 class CmdArgs:
     """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
@@ -159,9 +160,7 @@ def _decode_config(stdin: bytes) -> dict:
         )
     name = conf.get("name")
     if name is not None and not isinstance(name, str):
-        raise CNIError(
-            ERR_DECODING_FAILURE, _UNMARSHAL + "name is not a string"
-        )
+        raise CNIError(ERR_DECODING_FAILURE, _UNMARSHAL + "name is not a string")
     if not name:
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing network name")
     validate.network_name(name)

@@ -36,7 +36,9 @@ def cmd_add(args: CmdArgs):
 
         dns = parse_resolv_conf(s.resolv_conf)
     netns = netns_identity(args.netns)
-    with Store.open(s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))) as store:
+    with Store.open(
+        s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))
+    ) as store:
         try:
             try:
                 choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
@@ -223,9 +225,7 @@ def cmd_status(args: CmdArgs) -> None:
     if store is None:
         return  # a fresh directory: every range is free
     for idx, rs in enumerate(s.range_sets):
-        found = first_free(
-            rs, store.last_reserved(idx), lambda n: not store.exists(n), store.names
-        )
+        found = first_free(rs, store.last_reserved(idx), lambda n: not store.exists(n), store.names)
         if found is None:
             raise CNIError(
                 ERR_PLUGIN_NOT_AVAILABLE,
@@ -256,4 +256,3 @@ def _data_dir_problem(data_dir: str, network: str) -> str:
 
 
 PLUGIN = plugin_of(globals(), f"CNI host-local plugin {__version__} (pycni)")
-

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness
-
+from conformance import harness
 from conformance.workers import alive, end
 
 DIST = harness.REPO_ROOT / "dist" / "bin"

@@ -60,7 +60,8 @@ def validation_to_cni(
         if kind == "number" and _GO_TYPES[err["type"]] == "int":
             kind = f"number {value!r}"
         field = f"{model}.{path}" if path else model
-        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {_GO_TYPES[err['type']]}"
+        go_type = _GO_TYPES[err["type"]]
+        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {go_type}"
     else:
         where = f"{model}.{path}" if path else model
         text = f"invalid {where}: {err.get('msg', 'invalid value')}"

@@ -111,7 +111,9 @@ def plugin_from_bytes(data: bytes) -> PluginConfig:
     try:
         conf = gojson.loads(data)
     except ValueError as e:
-        raise ConfError(ERR_DECODING_FAILURE, f"error parsing configuration: {one_line(e)}") from None
+        raise ConfError(
+            ERR_DECODING_FAILURE, f"error parsing configuration: {one_line(e)}"
+        ) from None
     try:
         parsed = validate_plugin(conf)
     except CNIError as e:
@@ -183,7 +185,8 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
         raise _list_error(one_line(e), ERR_DECODING_FAILURE) from None
     if not isinstance(raw, dict):
         raise _list_error(
-            f"json: cannot unmarshal {gojson.json_kind(raw)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {gojson.json_kind(raw)} into Go value of type "
+            f"map[string]interface {{}}",
             ERR_DECODING_FAILURE,
         )
     if "name" not in raw:
@@ -226,7 +229,8 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
 
 
 def go_ext(filename: str) -> str:
-    """Go's filepath.Ext: the suffix from the last `.` of the name (the whole name if it starts so)."""
+    """Go's filepath.Ext: the suffix from the last `.` of the name (the whole name if it starts
+    so)."""
     i = filename.rfind(".")
     return filename[i:] if i >= 0 else ""
 
@@ -243,7 +247,9 @@ def conf_files(directory: str, extensions: list[str] | tuple[str, ...]) -> list[
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise ConfError(ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {os_error_text(e)}") from None
+        raise ConfError(
+            ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {os_error_text(e)}"
+        ) from None
     out = []
     for entry in entries:
         try:
@@ -262,9 +268,10 @@ def _read(path: str) -> bytes:
             return f.read()
     except OSError as e:
         raise ConfError(
-            ERR_INVALID_NETWORK_CONFIG, f"error reading {path}: read {path}: {os_error_text(e)}"
+            ERR_INVALID_NETWORK_CONFIG,
+            f"error reading {path}: read {path}: {os_error_text(e)}"
             if isinstance(e, IsADirectoryError)
-            else f"error reading {path}: open {path}: {os_error_text(e)}"
+            else f"error reading {path}: open {path}: {os_error_text(e)}",
         ) from None
 
 

@@ -106,7 +106,7 @@ def check_bridge_addr(node: Node) -> Check:
             found.append(f"{bridge} does not exist yet: the first pod creates it with "
                          f"{', '.join(map(str, gws))}")
             continue
-        from plugins.bridge_readdress import conflicting
+        from plugins.bridge.readdress import conflicting
 
         have = node.addresses(bridge)
         for gw in gws:
@@ -142,7 +142,7 @@ def _readdress(node: Node, bridge: str, gw: IPInterface):
     plugin's own re-addressing, which refuses (changing nothing) once a port is attached."""
 
     def run() -> list[str]:
-        from plugins.bridge_readdress import PortsAttached, fix_bridge_address
+        from plugins.bridge.readdress import PortsAttached, fix_bridge_address
 
         try:
             return fix_bridge_address(bridge, str(gw))

@@ -63,7 +63,9 @@ def _subnet_env(conf, *, wait: float = 0.0, code: int = ERR_INTERNAL):
     )
 
 
-def _find_delegate(plugin_type: str, env: dict[str, str], prefix: str, code: int = ERR_INTERNAL) -> None:
+def _find_delegate(
+    plugin_type: str, env: dict[str, str], prefix: str, code: int = ERR_INTERNAL
+) -> None:
     """Fail early, like the reference's non-CNI errors, when the delegate is not on CNI_PATH."""
     from cni.invoke import find_in_path, split_path
 
@@ -75,7 +77,12 @@ def _find_delegate(plugin_type: str, env: dict[str, str], prefix: str, code: int
 
 # Codes with which a delegate refuses the configuration itself, before it changes anything.
 _CONFIG_REFUSED = frozenset(
-    {ERR_INCOMPATIBLE_CNI_VERSION, ERR_UNSUPPORTED_FIELD, ERR_DECODING_FAILURE, ERR_INVALID_NETWORK_CONFIG}
+    {
+        ERR_INCOMPATIBLE_CNI_VERSION,
+        ERR_UNSUPPORTED_FIELD,
+        ERR_DECODING_FAILURE,
+        ERR_INVALID_NETWORK_CONFIG,
+    }
 )
 
 
@@ -150,7 +157,9 @@ def _regenerate(conf) -> tuple[str, bytes] | None:
         _warn(f"cannot regenerate the delegate configuration: {e.msg}")
         return None
     if not flannel_delegate.usable_type(delegate["type"]):
-        _warn(f"cannot regenerate the delegate configuration: bad delegate type {delegate['type']!r}")
+        _warn(
+            f"cannot regenerate the delegate configuration: bad delegate type {delegate['type']!r}"
+        )
         return None
     return delegate["type"], data
 
@@ -191,9 +200,7 @@ def cmd_del(args: CmdArgs) -> None:
     regenerated = _regenerate(conf)
     if regenerated is None:
         if read_error is not None:
-            raise CNIError(
-                ERR_INTERNAL, f"failed to read {path}: {os_error_text(read_error)}"
-            )
+            raise CNIError(ERR_INTERNAL, f"failed to read {path}: {os_error_text(read_error)}")
         if data is not None:
             flannel_delegate.remove_saved(path)
         return
@@ -334,7 +341,8 @@ def cmd_gc(args: CmdArgs) -> None:
 
 
 def _gc_delegate_conf(conf, template: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The delegate configuration for forwarding GC: generated now, else a saved one of this network."""
+    """The delegate configuration for forwarding GC: generated now, else a saved one of this
+    network."""
     from plugins.flannel import delegate as flannel_delegate
 
     try:
@@ -350,7 +358,8 @@ def _gc_delegate_conf(conf, template: dict[str, Any] | None) -> dict[str, Any] |
 
 
 def _saved_entries(data_dir: str) -> list[tuple[str, str]]:
-    """(containerID, path) of every saved configuration in `data_dir`, sorted; stale temps removed."""
+    """(containerID, path) of every saved configuration in `data_dir`, sorted; stale temps
+    removed."""
     import os
     import time
 
@@ -385,4 +394,3 @@ def _saved_entries(data_dir: str) -> list[tuple[str, str]]:
 
 
 PLUGIN = plugin_of(globals(), f"CNI Plugin flannel version {__version__} (pycni)")
-

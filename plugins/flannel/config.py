@@ -39,9 +39,22 @@ MAX_SUBNET_FILE_WAIT = 600.0
 # misconfiguration (docs/flannel-behaviour.md §7 #10), worth a warning.
 BRIDGE_KEYS = frozenset(
     {
-        "bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend",
-        "hairpinMode", "promiscMode", "vlan", "vlanTrunk", "preserveDefaultVlan", "mtu",
-        "macspoofchk", "enabledad", "disableContainerInterface", "portIsolation",
+        "bridge",
+        "isGateway",
+        "isDefaultGateway",
+        "forceAddress",
+        "ipMasq",
+        "ipMasqBackend",
+        "hairpinMode",
+        "promiscMode",
+        "vlan",
+        "vlanTrunk",
+        "preserveDefaultVlan",
+        "mtu",
+        "macspoofchk",
+        "enabledad",
+        "disableContainerInterface",
+        "portIsolation",
     }
 )
 

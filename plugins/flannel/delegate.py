@@ -25,15 +25,18 @@ def validate_user_delegate(delegate: dict[str, Any] | None) -> None:
         return
     if "type" in delegate and not isinstance(delegate["type"], str):
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary, if present, must have (string) 'type' field"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary, if present, must have (string) 'type' field",
         )
     if "name" in delegate:
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary must not have 'name' field, it'll be set by flannel",
         )
     if "ipam" in delegate:
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel",
         )
 
 
@@ -60,7 +63,9 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
         if item is None:
             item = {}
         if not isinstance(item, dict):
-            raise fail(f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route")
+            raise fail(
+                f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route"
+            )
         try:
             route = go_validate(Route, item, "route")
         except CNIError as e:
@@ -138,7 +143,9 @@ def save(data_dir: str, container_id: str, data: bytes) -> str:
         fileutil.ensure_dir(data_dir, 0o700)
         fileutil.atomic_write(path, data, 0o600)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to save delegate config {path}: {os_error_text(e)}") from None
+        raise CNIError(
+            ERR_INTERNAL, f"failed to save delegate config {path}: {os_error_text(e)}"
+        ) from None
     return path
 
 

@@ -32,8 +32,9 @@ def wrong_mtu(links: Iterable[Any], bridge: str, mtu: int) -> list[Any]:
     if br is None:
         return []
     wrong = [br] if br.mtu != mtu else []
-    wrong += sorted((lk for lk in links if lk.master == br.index and lk.mtu != mtu),
-                    key=lambda lk: lk.name)
+    wrong += sorted(
+        (lk for lk in links if lk.master == br.index and lk.mtu != mtu), key=lambda lk: lk.name
+    )
     return wrong
 
 

@@ -77,7 +77,8 @@ class SubnetEnv:
         return [*self.networks, *self.ip6_networks]
 
     def warnings(self) -> list[str]:
-        """Oddities the reference accepts silently (cross-family values, subnet outside networks)."""
+        """Oddities the reference accepts silently (cross-family values, subnet outside
+        networks)."""
         import ipaddress
 
         out: list[str] = []
@@ -147,7 +148,8 @@ def _unquote(value: str) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """Lines as Go's bufio.Scanner (ScanLines) yields them: split on \\n, one trailing \\r dropped."""
+    """Lines as Go's bufio.Scanner (ScanLines) yields them: split on \\n, one trailing \\r
+    dropped."""
     parts = text.split("\n")
     if parts and parts[-1] == "":
         parts.pop()
@@ -192,7 +194,8 @@ def parse(text: str, path: str, *, lenient: bool = False) -> SubnetEnv:
 
 
 def read(path: str, *, lenient: bool = False) -> SubnetEnv:
-    """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not exist)."""
+    """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not
+    exist)."""
     from cni.fileutil import read_small_file
 
     try:

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections import namedtuple
 
 from plugins.linux.link import get_link
 from plugins.linux.netlink import (
@@ -25,7 +24,10 @@ from plugins.linux.netlink import (
     nla,
 )
 
+TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
+    from typing import Any
+
     from plugins.linux.rtnl import RtnlSocket
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -70,10 +72,10 @@ def del_address(ipr: RtnlSocket, index: int, iface: IPInterface) -> None:
     ipr.addr("del", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
-@dataclass
-class Address:
-    """One address of a link, in kernel order."""
+class Address(namedtuple("Address", "iface flags scope")):
+    """One address of a link, in kernel order: the address with its prefix, IFA flags, scope."""
 
+    __slots__ = ()
     iface: IPInterface
     flags: int
     scope: int

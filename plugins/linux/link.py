@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections import namedtuple
 
 from cni.netns import current_netns_path
 from plugins.linux.netlink import (
@@ -44,7 +43,10 @@ from plugins.linux.netlink import (
     nla,
 )
 
+TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
+    from typing import Any
+
     from plugins.linux.rtnl import RtnlSocket
 
 BRIDGE_VLAN_INFO_PVID = 0x2
@@ -53,10 +55,12 @@ _OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DO
 _BRPORT_U8 = {"mode": 4, "isolated": 33}  # IFLA_BRPORT_MODE (hairpin), IFLA_BRPORT_ISOLATED
 
 
-@dataclass
-class Link:
-    """The attributes of one link this plumbing cares about."""
+class Link(namedtuple("Link", "index name kind mac mtu flags operstate master peer_index")):
+    """The attributes of one link this plumbing cares about: index, name, kind, mac, mtu,
+    flags, operstate, master (an ifindex, 0 for none) and peer_index (IFLA_LINK: for a veth,
+    the peer's ifindex in the peer's netns)."""
 
+    __slots__ = ()
     index: int
     name: str
     kind: str
@@ -65,7 +69,7 @@ class Link:
     flags: int
     operstate: str
     master: int
-    peer_index: int  # IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns)
+    peer_index: int
 
     @property
     def up(self) -> bool:

@@ -19,10 +19,13 @@ import socket
 import struct
 import sys
 import types
-from collections.abc import Iterator
-from types import ModuleType
 
 from cni.errors import errno_text as go_errno_text
+
+TYPE_CHECKING = False  # typing costs ms at start-up; type checkers honour this idiom
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from types import ModuleType
 
 NETLINK_ROUTE = 0
 NETLINK_NETFILTER = 12
@@ -71,7 +74,9 @@ IFADDR = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, 
 # rtmsg: family, dst_len, src_len, tos, table, protocol, scope, type, flags
 RTMSG = struct.Struct("=BBBBBBBBI")
 _ERRNO = struct.Struct("=i")
+_NLA = struct.Struct("=HH")  # nlattr: length, type
 RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
+_ASK_SIZE = 64 * 1024  # one answer to one request: a route, a table, an error
 
 
 # --------------------------------------------------------------------------- encoding
@@ -79,7 +84,7 @@ RECV_SIZE = 256 * 1024  # asyncio's datagram size, which IPRoute receives with
 
 def nla(kind: int, value: bytes) -> bytes:
     """One netlink attribute: header, `value`, padding to 4 bytes (as pyroute2 encodes it)."""
-    return struct.pack("=HH", 4 + len(value), kind) + value + bytes(-len(value) % 4)
+    return _NLA.pack(4 + len(value), kind) + value + bytes(-len(value) % 4)
 
 
 def message(mtype: int, flags: int, seq: int, port: int, body: bytes) -> bytes:
@@ -91,14 +96,30 @@ def attrs(data: bytes, off: int, end: int) -> dict[int, bytes] | None:
     """The netlink attributes in data[off:end] by type, first occurrence of each; None when
     the layout is not the plain one (a caller then lets pyroute2 decode the message)."""
     out: dict[int, bytes] = {}
+    unpack = _NLA.unpack_from
     while off + 4 <= end:
-        length = int.from_bytes(data[off:off + 2], "little")
-        kind = int.from_bytes(data[off + 2:off + 4], "little") & 0x3FFF  # minus NESTED, BYTEORDER
+        length, kind = unpack(data, off)
+        kind &= 0x3FFF  # minus NLA_F_NESTED, NLA_F_NET_BYTEORDER
         if length < 4 or off + length > end:
             return None
-        out.setdefault(kind, data[off + 4:off + length])
+        if kind not in out:
+            out[kind] = data[off + 4:off + length]
         off += (length + 3) & ~3
     return out
+
+
+def attr(data: bytes, off: int, end: int, wanted: int) -> bytes | None:
+    """The first attribute of type `wanted` in data[off:end]; None when there is none before
+    the end or a malformed attribute."""
+    unpack = _NLA.unpack_from
+    while off + 4 <= end:
+        length, kind = unpack(data, off)
+        if length < 4 or off + length > end:
+            return None
+        if kind & 0x3FFF == wanted:
+            return data[off + 4:off + length]
+        off += (length + 3) & ~3
+    return None
 
 
 def attr_text(value: bytes | None) -> str | None:
@@ -171,7 +192,7 @@ def ask(protocol: int, mtype: int, flags: int, body: bytes,
     with open_socket(protocol) as sock:
         sock.settimeout(timeout)
         sock.send(message(mtype, flags, 1, 0, body))
-        for answer in replies(sock, bytearray(RECV_SIZE), 1):
+        for answer in replies(sock, bytearray(_ASK_SIZE), 1):
             out.append(answer)
             if not flags & (NLM_F_ACK | NLM_F_DUMP):
                 break

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections import namedtuple
 
 from plugins.linux.netlink import (
     AF_INET,
@@ -31,27 +30,30 @@ from plugins.linux.netlink import (
     RTN_UNICAST,
     RTPROT_BOOT,
     ask,
+    attr,
     attr_u32,
-    attrs,
     nla,
 )
 
+TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
+    from typing import Any
+
     from plugins.linux.rtnl import RtnlSocket
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@dataclass
-class Route:
+class Route(namedtuple("Route", "dst gw priority table scope", defaults=(None, 0, None, None))):
     """A route to install: `dst` network, optional gateway, metric, table and scope."""
 
+    __slots__ = ()
     dst: IPNetwork
-    gw: IPAddress | None = None
-    priority: int = 0
-    table: int | None = None
-    scope: int | None = None
+    gw: IPAddress | None
+    priority: int
+    table: int | None
+    scope: int | None
 
 
 def add_route(ipr: RtnlSocket, oif: int, route: Route) -> None:
@@ -85,10 +87,10 @@ def add_route(ipr: RtnlSocket, oif: int, route: Route) -> None:
     ipr.create_route(**kwargs)
 
 
-@dataclass
-class RouteEntry:
+class RouteEntry(namedtuple("RouteEntry", "dst gw oif table priority")):
     """A route as read back from the kernel (main table unless asked otherwise)."""
 
+    __slots__ = ()
     dst: IPNetwork
     gw: IPAddress | None
     oif: int
@@ -138,8 +140,7 @@ def output_interface(ip: str) -> str | None:
     for kind, data in ask(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_REQUEST, body, timeout=5):
         if kind != RTM_NEWROUTE:  # NLMSG_ERROR: no route (ENETUNREACH and the like)
             return None
-        found = attrs(data, NLMSG.size + RTMSG.size, len(data))
-        oif = attr_u32(found.get(RTA_OIF)) if found is not None else None
+        oif = attr_u32(attr(data, NLMSG.size + RTMSG.size, len(data), RTA_OIF))
         if not oif:
             return None
         try:

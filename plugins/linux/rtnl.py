@@ -19,10 +19,7 @@ belongs to the network namespace of the thread that created it.
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
 
 from cni.netns import in_netns
 from plugins.linux.netlink import (
@@ -51,6 +48,12 @@ from plugins.linux.netlink import (
     nla,
     replies,
 )
+
+TYPE_CHECKING = False  # typing costs ms at start-up; type checkers honour this idiom
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Iterator
+    from typing import Any
 
 RTM_DELLINK = 17
 RTM_SETLINK = 19
