@@ -9,6 +9,7 @@ import os
 from cni import fileutil
 from cni.errors import CNIError
 from cni.validate import container_id
+from plugins.bridge.readdress import PortsAttached, conflicting, fix_bridge_address
 from plugins.doctor import leftovers
 from plugins.doctor.facts import Network
 from plugins.doctor.node import Node
@@ -106,8 +107,6 @@ def check_bridge_addr(node: Node) -> Check:
             found.append(f"{bridge} does not exist yet: the first pod creates it with "
                          f"{', '.join(map(str, gws))}")
             continue
-        from plugins.bridge.readdress import conflicting
-
         have = node.addresses(bridge)
         for gw in gws:
             same_family = conflicting(have, gw)  # the bridge plugin's own rule
@@ -142,8 +141,6 @@ def _readdress(node: Node, bridge: str, gw: IPInterface):
     plugin's own re-addressing, which refuses (changing nothing) once a port is attached."""
 
     def run() -> list[str]:
-        from plugins.bridge.readdress import PortsAttached, fix_bridge_address
-
         try:
             return fix_bridge_address(bridge, str(gw))
         except PortsAttached as e:
