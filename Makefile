@@ -76,7 +76,7 @@ test:
 
 # The reliability tests at full count (10,000 fuzz cases per executable, 200 crash trials, ...).
 test-full: build
-	PYCNI_FULL=1 $(PY) -m pytest tests/test_fuzz.py tests/test_crash.py tests/test_concurrency.py tests/test_path_safety.py
+	PYCNI_FULL=1 $(PY) -m pytest tests/reliability
 
 # The black-box suite against our executables and the reference, with the containerd scenario.
 conformance: build

@@ -98,7 +98,8 @@ def run_one(path: str, reference: str | None, opts: argparse.Namespace) -> dict:
 
 
 def _end_workers(wdir: str, tally_path: str) -> dict:
-    """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors": text}."""
+    """Stop the workers of `wdir`, remove it; {"served": n, "in-process": {reason: n}, "errors":
+    text}."""
     import shutil
     from collections import Counter
 
@@ -148,8 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             details.append(f"  skipped {n}: {reason}")
         if "worker" in data:
             w = data["worker"]
-            ways = ", ".join(f"{n} {why}" for why, n in sorted(w["in-process"].items(), key=lambda kv: -kv[1]))
-            details.append(f"  through the warm worker: {w['served']} calls served" + (f"; {ways}" if ways else ""))
+            by_count = sorted(w["in-process"].items(), key=lambda kv: -kv[1])
+            ways = ", ".join(f"{n} {why}" for why, n in by_count)
+            details.append(f"  through the warm worker: {w['served']} calls served"
+                           + (f"; {ways}" if ways else ""))
             if w["errors"]:
                 bad = True
                 details.append("  worker errors (PYCNI_WORKER_LOG):\n" + w["errors"])

@@ -15,7 +15,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from conformance import harness_link as hl
+from conformance import harness as hl
 
 PLUGINS = ("loopback", "host-local", "bridge", "portmap", "flannel")
 """Plugin executables the suite knows how to drive (cnitool is a runtime, not a plugin)."""

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from conformance.bindir import CniDir
-from conformance.harness_link import PluginRun
+from conformance.harness import PluginRun
 
 
 def require(cni: CniDir, *names: str) -> None:

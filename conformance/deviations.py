@@ -51,7 +51,8 @@ class Deviation:
         raise ValueError(f"deviation {self.id}: unknown kind {self.kind!r}")
 
     def pick(self, cni: Any, *, new: T, old: T) -> T:
-        """The outcome `cni` must show: `old` on the reference side of this deviation, else `new`."""
+        """The outcome `cni` must show: `old` on the reference side of this deviation, else
+        `new`."""
         if self.old_side(cni):
             USED[self.id] += 1
             return old
@@ -208,7 +209,7 @@ _ALL = [
     Deviation(
         "I8-bridge-mtu-range",
         "improve",
-        "plugins/bridge.py (config errors needing no kernel: code 7, before any change); "
+        "plugins/bridge/config.py (config errors needing no kernel: code 7, before any change); "
         "docs/flannel-behaviour.md §2.2 [improve] MTU range",
         "bridge refuses an `mtu` outside 0 or 68..65535 before touching the node: code 7 "
         "`invalid MTU N (must be 0 or between 68 and 65535)`; the Go bridge relays the kernel's "
@@ -234,7 +235,7 @@ _ALL = [
     Deviation(
         "I11-failed-add-rollback",
         "improve",
-        "plugins/bridge.py (a failed ADD undoes what it created); docs/reference-behaviour.md "
+        "plugins/bridge/add.py (a failed ADD undoes what it created); docs/reference-behaviour.md "
         "P52-P60, P108",
         "a bridge ADD that fails after creating links undoes them: no host veth, no container "
         "interface, no lease, and a bridge this ADD created is removed (a pre-existing one "
@@ -261,7 +262,7 @@ _ALL = [
     Deviation(
         "I16-bridge-readdress",
         "improve",
-        "docs/self-healing.md (bridge heals what is provably safe); plugins/bridge_readdress.py",
+        "docs/self-healing.md (bridge heals what is provably safe); plugins/bridge/readdress.py",
         "a bridge holding an address of another subnet with no port but the ADD's own is "
         "re-addressed (old address and the routes through it removed, stderr says so) and the "
         "ADD succeeds; with ports attached the reference's `failed to set bridge addr: ...` is "
@@ -270,7 +271,7 @@ _ALL = [
     Deviation(
         "I13-masq-del-iface-gone",
         "improve",
-        "plugins/bridge.py (DEL removes masquerade rules whatever the pod state); "
+        "plugins/bridge/delete.py (DEL removes masquerade rules whatever the pod state); "
         "docs/reference-behaviour.md P65",
         "bridge DEL removes the ipMasq chain and jump even when the container interface is "
         "already gone (ours finds them by chain name and comment); the Go bridge reads the "

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from conformance.harness_link import harness
+from conformance import harness
 
 # ------------------------------------------------------------------------- capture
 

@@ -16,9 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conformance import deviations, observe
+from conformance import deviations, harness, observe
 from conformance.bindir import CniDir
-from conformance.harness_link import harness
 
 Scenario = Callable[[CniDir, "Sandbox"], dict[str, Any]]
 
@@ -182,7 +181,9 @@ def _drop(obj: Any, prefixes: tuple[str, ...], path: str = "") -> Any:
     return obj
 
 
-_LEASE_NAME = re.compile(r"(^|/)(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]*|last_reserved_ip\.\d+)$")
+_LEASE_NAME = re.compile(
+    r"(^|/)(\d{1,3}(\.\d{1,3}){3}|[0-9a-f:]*:[0-9a-f:]*|last_reserved_ip\.\d+)$"
+)
 
 
 def canonical(obs: Any, cni: CniDir) -> Any:

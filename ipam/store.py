@@ -7,8 +7,8 @@
   does, so both implementations can work on one directory at the same time.
 
 Lease files are never visible half-written: the content is written to a temporary file,
-fdatasync'ed, and then hard-linked to `<ip>`. link(2) fails if `<ip>` exists, which keeps the
-reference's O_EXCL rule: two allocators can never both win one address.
+fdatasync'ed, and then hard-linked to `<ip>` (ipam/lease_file.py). link(2) fails if `<ip>`
+exists, which keeps the reference's O_EXCL rule: two allocators can never both win one address.
 
 Finding a container's leases goes through the owner index (ipam/index.py) instead of reading
 every file, so ADD, DEL and CHECK cost the same with 10 or 60,000 leases.
@@ -16,54 +16,28 @@ every file, so ADD, DEL and CHECK cost the same with 10 or 60,000 leases.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import sys
 
 from cni import fileutil
-from cni.errors import ERR_INTERNAL, ERR_IO_FAILURE, CNIError, one_line, os_error_text
+from cni.errors import ERR_IO_FAILURE, CNIError, one_line, os_error_text
+from cni.validate import safe_file_component
 from ipam.addr import Addr, parse
-from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of, temp_path
+from ipam.index import INDEX_DIR, Entry, OwnerIndex, owner_of
+from ipam.lease_file import (
+    LAST_RESERVED,
+    LOCK_FILE,
+    LeaseTemps,
+    is_lease_name,
+    lease_content,
+    read_small,
+)
 from ipam.lease_record import Host, LeaseRecord
-
-LOCK_FILE = "lock"
-LAST_RESERVED = "last_reserved_ip."
-_LEASE_TMP = "lease"
-_MAX_LEASE = 64 * 1024
 
 
 def _io_error(what: str, err: OSError) -> CNIError:
     return CNIError(ERR_IO_FAILURE, one_line(f"{what}: {os_error_text(err)}"))
-
-
-def is_lease_name(name: str) -> bool:
-    """True for a name that can be a lease file (not the lock, a last_reserved file or ours)."""
-    return not (name == LOCK_FILE or name.startswith(LAST_RESERVED) or name.startswith("."))
-
-
-def read_small(path: str, limit: int = _MAX_LEASE) -> bytes | None:
-    """The content of the regular file at `path` (at most `limit` bytes), or None when it is
-    missing, not a regular file, or unreadable. Never follows a symlink, never blocks on a FIFO."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        import stat
-
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-
-
-def _sweep_dead_temps(root: str) -> None:
-    """Remove `.<name>.tmp-<pid>` files left in the index directory by a process that was killed
-    (its pid no longer exists). Called under the store lock, so no live writer owns one of ours."""
-    from cni import fileutil
-
-    fileutil.sweep_dead_temps(root)  # ~260 entries at most: the buckets, `state`, temp files
 
 
 class Store:
@@ -81,14 +55,18 @@ class Store:
         self.index = OwnerIndex(netdir)
         self._index_checked = False
         self._changed = False
-        self._spares: list[str] = []  # written, synced lease temp files ready to be linked
-        self._tmp_content: bytes = b""  # ... all with this content
+        self._temps = LeaseTemps(os.path.join(netdir, INDEX_DIR))
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
     def open(
-        cls, data_dir: str, network: str, *, create: bool = True, lease: tuple[str, str, int] | None = None
+        cls,
+        data_dir: str,
+        network: str,
+        *,
+        create: bool = True,
+        lease: tuple[str, str, int] | None = None,
     ) -> Store | None:
         """Create `<data_dir>/<network>` (mode 0755) and its lock file, and take the lock.
 
@@ -98,8 +76,6 @@ class Store:
         each other's fdatasync. Raises CNIError 5 naming the path when the directory or lock
         cannot be made or locked.
         """
-        from cni.validate import safe_file_component
-
         safe_file_component(network, "network name")
         netdir = os.path.join(data_dir, network)
         if not create and not os.path.isdir(netdir):
@@ -115,32 +91,26 @@ class Store:
             raise _io_error(f"cannot open lock file: open {lock_path}", e) from None
         store = cls(netdir, fd)
         if lease is not None:
-            content = _lease_content(lease[0], lease[1])
             try:
-                for _ in range(lease[2]):
-                    store._spares.append(store._write_tmp(content))
+                store._temps.prewrite(lease_content(lease[0], lease[1]), lease[2])
             except OSError as e:
-                store._drop_tmp()
                 os.close(fd)
                 raise _io_error(f"cannot write a lease in {netdir}", e) from None
-            store._tmp_content = content
         try:
-            import fcntl
-
             fcntl.flock(fd, fcntl.LOCK_EX)
         except OSError as e:
-            store._drop_tmp()
+            store._temps.drop()
             os.close(fd)
             raise _io_error(f"cannot lock {lock_path}", e) from None
-        _sweep_dead_temps(os.path.join(netdir, INDEX_DIR))
+        # Under the lock no live writer owns a temp of ours: what is left is a killed one's
+        # (~260 entries at most: the buckets, `state`, temp files).
+        fileutil.sweep_dead_temps(os.path.join(netdir, INDEX_DIR))
         return store
 
     @classmethod
     def peek(cls, data_dir: str, network: str) -> Store | None:
         """An unlocked, read-only view of `<data_dir>/<network>` (None when it does not exist),
         for queries that need no consistency with concurrent writers (STATUS)."""
-        from cni.validate import safe_file_component
-
         safe_file_component(network, "network name")
         netdir = os.path.join(data_dir, network)
         return cls(netdir, None) if os.path.isdir(netdir) else None
@@ -150,7 +120,7 @@ class Store:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self._drop_tmp()
+            self._temps.drop()
             if self._changed:
                 if exc_type is None or issubclass(exc_type, CNIError):
                     try:
@@ -204,7 +174,12 @@ class Store:
                 e = Entry(name, owner[0], owner[1])
                 entries.append(e)
                 kept = old.get(name)
-                if kept is not None and kept[0] == e and kept[1].lease_file and self._file_id(name) == kept[1].lease_file:
+                if (
+                    kept is not None
+                    and kept[0] == e
+                    and kept[1].lease_file
+                    and self._file_id(name) == kept[1].lease_file
+                ):
                     records[name] = kept[1]
         self.index.replace_all(entries, records)
         self._index_checked = True
@@ -307,9 +282,9 @@ class Store:
         except FileNotFoundError:
             return None
         except OSError as e:
-            import sys
-
-            sys.stderr.write(f"Error retrieving last reserved ip: read {path}: {os_error_text(e)}\n")
+            sys.stderr.write(
+                f"Error retrieving last reserved ip: read {path}: {os_error_text(e)}\n"
+            )
             return None
         try:
             return parse(data.decode("ascii"))
@@ -317,40 +292,6 @@ class Store:
             return None
 
     # ------------------------------------------------------------------ changes
-
-    def _write_tmp(self, content: bytes) -> str:
-        """A new temp file in the index directory holding `content`, fdatasync'ed. Its name
-        carries the pid (for the dead-writer sweep) and a random part (a worker's threads share
-        the pid, and temps are written before the lock)."""
-        root = os.path.join(self.dir, INDEX_DIR)
-        fileutil.ensure_dir(root, 0o700)
-        path = f"{temp_path(root, _LEASE_TMP)}-{os.urandom(4).hex()}"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            try:
-                os.write(fd, content)
-                os.fdatasync(fd)
-            finally:
-                os.close(fd)
-        except BaseException:
-            os.unlink(path)
-            raise
-        return path
-
-    def _prepare_tmp(self, content: bytes) -> str:
-        if self._spares and self._tmp_content == content:
-            return self._spares[-1]
-        self._drop_tmp()
-        self._spares.append(self._write_tmp(content))
-        self._tmp_content = content
-        return self._spares[-1]
-
-    def _drop_tmp(self) -> None:
-        while self._spares:
-            try:
-                os.unlink(self._spares.pop())
-            except FileNotFoundError:
-                pass
 
     def reserve(
         self,
@@ -366,21 +307,17 @@ class Store:
         ID and that namespace beside the lease, so its death can later be proven.
         """
         cid = container_id.strip()
-        content = _lease_content(container_id, ifname)
+        content = lease_content(container_id, ifname)
         self._ensure_index()
         try:
-            tmp = self._prepare_tmp(content)
+            tmp = self._temps.prepare(content)
             os.link(tmp, os.path.join(self.dir, name))
         except FileExistsError:
             return False
         except OSError as e:
             raise _io_error(f"cannot create lease {os.path.join(self.dir, name)}", e) from None
         self._changed = True
-        self._spares.pop()  # a fresh inode for every lease: the linked temp name goes
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        self._temps.consume()
         record = None
         if netns is not None:
             # Identified by inode and ctime, taken after the unlink above (which sets ctime):
@@ -440,12 +377,3 @@ class Store:
                 errors.append(f"failed to release {name}: {os_error_text(e)}")
         return errors
 
-
-def _lease_content(container_id: str, ifname: str) -> bytes:
-    """A lease file's content: `<ID trimmed>\r\n<ifname>`."""
-    return f"{container_id.strip()}\r\n{ifname}".encode("utf-8", "surrogateescape")
-
-
-def internal(msg: str) -> CNIError:
-    """A CNIError with code 999 (the reference's code for allocation failures)."""
-    return CNIError(ERR_INTERNAL, one_line(msg))

@@ -14,6 +14,8 @@ from typing import NoReturn
 def main(argv: list[str] | None = None) -> NoReturn:
     """Dispatch on the first argument: `doctor` to plugins.doctor.cli, anything else to cnitool."""
     args = sys.argv[1:] if argv is None else argv
+    # One dispatch point, each tool imported only when run: the doctor reads every plugin's
+    # modules (pydantic, netlink), which a plain `cnitool add` never needs.
     if args and args[0] == "doctor":
         from plugins.doctor.cli import main as doctor_main
 

@@ -35,11 +35,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cni import __version__  # the venv's editable install (make venv) provides cni/, plugins/
+from plugins.multicall import ENTRY_POINTS
 
-from cni import __version__  # noqa: E402
-from plugins.multicall import ENTRY_POINTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CONTENTS_DIR = "pycni-lib"  # must match build.spec
 MULTICALL_NAME = "pycni"  # must match build.spec
@@ -53,7 +52,9 @@ def fingerprint() -> str:
     import PyInstaller
 
     h = hashlib.sha256()
-    h.update(f"{sys.version} {PyInstaller.__version__} {os.environ.get('PYCNI_LAYOUT', '')}".encode())
+    h.update(
+        f"{sys.version} {PyInstaller.__version__} {os.environ.get('PYCNI_LAYOUT', '')}".encode()
+    )
     files = [REPO / f for f in SOURCE_FILES]
     for d in SOURCE_DIRS:
         files += (REPO / d).rglob("*.py")
@@ -140,7 +141,8 @@ def is_plugin(name: str) -> bool:
 
 
 def smoke_test(stage: Path, skip: list[str]) -> None:
-    """With an empty environment (but PYCNI_WORKER=0), every plugin (but `skip`) answers VERSION with JSON and every
+    """With an empty environment (but PYCNI_WORKER=0), every plugin (but `skip`) answers VERSION
+    with JSON and every
     tool answers --help."""
     for name in ENTRY_POINTS:
         if name in skip:
@@ -149,7 +151,9 @@ def smoke_test(stage: Path, skip: list[str]) -> None:
         proc = subprocess.run(
             [str(stage / name)] + ([] if plugin else ["--help"]),
             input=b'{"cniVersion":"1.1.0"}',
-            env={"CNI_COMMAND": "VERSION", "PYCNI_WORKER": "0"} if plugin else {},  # in-process: no worker for a staging dir
+            env={"CNI_COMMAND": "VERSION", "PYCNI_WORKER": "0"}
+            if plugin
+            else {},  # in-process: no worker for a staging dir
             capture_output=True,
             cwd="/",
             timeout=60,

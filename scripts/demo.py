@@ -264,7 +264,9 @@ class Sandbox:
                   self.netconf_dir, self.tmp / "www"):
             d.mkdir(parents=True, exist_ok=True)
         self.subnet_env.write_text(SUBNET_ENV)
-        (self.netconf_dir / "10-flannel.conflist").write_text(json.dumps(self.conflist(), indent=2) + "\n")
+        (self.netconf_dir / "10-flannel.conflist").write_text(
+            json.dumps(self.conflist(), indent=2) + "\n"
+        )
         (self.tmp / "www" / "index.html").write_text("hello from pod-a\n")
         for name in (self.node, *self.pods.values()):
             run([tool("ip"), "netns", "add", name])
@@ -283,14 +285,24 @@ class Sandbox:
         """`ip -n ns args` output."""
         return run([tool("ip"), "-n", ns, *args]).stdout
 
-    def cnitool(self, command: str, pod: str, cap_args: dict | None = None) -> tuple[subprocess.CompletedProcess, float]:
+    def cnitool(
+        self, command: str, pod: str, cap_args: dict | None = None
+    ) -> tuple[subprocess.CompletedProcess, float]:
         """cnitool <command> cbr0 <pod netns>, run inside the node namespace; (process, seconds)."""
         env = self.cnitool_env()
         if cap_args is not None:
             env["CAP_ARGS"] = json.dumps(cap_args)
         start = time.monotonic()
-        proc = self.in_ns(self.node, str(self.bin_dir / "cnitool"), command, NETWORK, self.ns_path(pod),
-                          env=env, must=False, timeout=120)
+        proc = self.in_ns(
+            self.node,
+            str(self.bin_dir / "cnitool"),
+            command,
+            NETWORK,
+            self.ns_path(pod),
+            env=env,
+            must=False,
+            timeout=120,
+        )
         return proc, time.monotonic() - start
 
     def start_server(self, pod: str) -> str:
@@ -298,9 +310,21 @@ class Sandbox:
         www = str(self.tmp / "www")
         busybox = shutil.which("busybox", path=SAFE_PATH)
         if busybox and "httpd" in run([busybox, "--list"], must=False).stdout.split():
-            argv, what = [busybox, "httpd", "-f", "-p", str(CONTAINER_PORT), "-h", www], "busybox httpd"
+            argv, what = (
+                [busybox, "httpd", "-f", "-p", str(CONTAINER_PORT), "-h", www],
+                "busybox httpd",
+            )
         else:
-            argv = [sys.executable, "-m", "http.server", str(CONTAINER_PORT), "--bind", "0.0.0.0", "--directory", www]
+            argv = [
+                sys.executable,
+                "-m",
+                "http.server",
+                str(CONTAINER_PORT),
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                www,
+            ]
             what = "python3 -m http.server"
         proc = subprocess.Popen(
             [tool("ip"), "netns", "exec", self.pods[pod], *argv],
@@ -310,7 +334,9 @@ class Sandbox:
         self.servers.append(proc)
         return what
 
-    def http_get(self, ns: str, host: str, port: int, timeout: float = 3.0) -> subprocess.CompletedProcess:
+    def http_get(
+        self, ns: str, host: str, port: int, timeout: float = 3.0
+    ) -> subprocess.CompletedProcess:
         """GET http://host:port/ from inside `ns`."""
         return self.in_ns(ns, sys.executable, "-c", HTTP_CLIENT, host, str(port), str(timeout),
                           must=False, timeout=timeout + 30)
@@ -330,7 +356,8 @@ class Sandbox:
                 pass
 
     def destroy(self) -> list[str]:
-        """Stop servers, delete our namespaces, remove the temp dir; returns problems (empty = clean)."""
+        """Stop servers, delete our namespaces, remove the temp dir; returns problems (empty =
+        clean)."""
         problems = []
         self.stop_servers()
         if self.tmp is not None:
@@ -374,7 +401,9 @@ def link_names(text: str) -> list[str]:
 
 def firewall_backend() -> str:
     """What portmap will use here: iptables when iptables-save/restore exist, else nftables."""
-    if shutil.which("iptables-save", path=SAFE_PATH) and shutil.which("iptables-restore", path=SAFE_PATH):
+    if shutil.which("iptables-save", path=SAFE_PATH) and shutil.which(
+        "iptables-restore", path=SAFE_PATH
+    ):
         return "iptables"
     return "nftables"
 
@@ -400,7 +429,9 @@ def leases(sb: Sandbox) -> list[str]:
     d = sb.networks_dir / NETWORK
     if not d.exists():
         return []
-    return sorted(n for n in os.listdir(d) if n != "lock" and not n.startswith(("last_reserved_ip", ".")))
+    return sorted(
+        n for n in os.listdir(d) if n != "lock" and not n.startswith(("last_reserved_ip", "."))
+    )
 
 
 def listing(path: Path) -> list[str]:
@@ -474,7 +505,9 @@ def describe_build(bin_dir: Path) -> str:
     info = bin_dir / "pycni-lib" / "BUILD-INFO"
     try:
         data = json.loads(info.read_text())
-        return f"standalone build {data.get('version', '?')} (Python {data.get('python', '?')} inside)"
+        return (
+            f"standalone build {data.get('version', '?')} (Python {data.get('python', '?')} inside)"
+        )
     except (OSError, ValueError):
         return "executables (not a standalone build)"
 
@@ -487,12 +520,18 @@ def step_sandbox(sb: Sandbox) -> None:
     sb.create()
     say(f"  executables   {sb.bin_dir}: {describe_build(sb.bin_dir)}")
     say(f"  temp dir      {sb.tmp}")
-    say(f"  node netns    {sb.node}   (cnitool and the plugins run here: its cni0, routes, firewall)")
+    say(
+        f"  node netns    {sb.node}   (cnitool and the plugins run here: its cni0, routes, "
+        f"firewall)"
+    )
     for pod, name in sb.pods.items():
         say(f"  {pod} netns   {name}")
     say(f"  subnet.env    {sb.subnet_env}   (what flanneld would have written)")
     show(SUBNET_ENV, "      ")
-    say(f"  conflist      {sb.netconf_dir / '10-flannel.conflist'}   (kube-flannel's, state paths in the temp dir)")
+    say(
+        f"  conflist      {sb.netconf_dir / '10-flannel.conflist'}   (kube-flannel's, state paths "
+        f"in the temp dir)"
+    )
     show((sb.netconf_dir / "10-flannel.conflist").read_text(), "      ")
     say("  cnitool environment:")
     for k, v in sb.cnitool_env().items():
@@ -530,11 +569,20 @@ def step_attach(number: int, sb: Sandbox, pod: str, cap_args: dict | None) -> st
     routes = sb.ip(sb.pods[pod], "route", "show")
     say("      $ ip route:")
     show(routes, "          ")
-    check(f"{addr.ip}/{addr.network.prefixlen}" in sb.ip(sb.pods[pod], "-o", "addr", "show", "dev", "eth0"),
-          f"eth0 has {addr}")
+    check(
+        f"{addr.ip}/{addr.network.prefixlen}"
+        in sb.ip(sb.pods[pod], "-o", "addr", "show", "dev", "eth0"),
+        f"eth0 has {addr}",
+    )
     check(f"mtu {MTU} " in link, f"eth0 MTU is {MTU} (FLANNEL_MTU)")
-    check(f"default via {NODE_IP} dev eth0" in routes, f"default route via {NODE_IP} (isDefaultGateway)")
-    check(f"{CLUSTER_NET} via {NODE_IP} dev eth0" in routes, f"cluster network {CLUSTER_NET} via {NODE_IP}")
+    check(
+        f"default via {NODE_IP} dev eth0" in routes,
+        f"default route via {NODE_IP} (isDefaultGateway)",
+    )
+    check(
+        f"{CLUSTER_NET} via {NODE_IP} dev eth0" in routes,
+        f"cluster network {CLUSTER_NET} via {NODE_IP}",
+    )
     return pod_ip
 
 
@@ -548,7 +596,11 @@ def step_node(sb: Sandbox, ips: dict[str, str]) -> None:
     check(f"mtu {MTU} " in cni0 and "bridge" in cni0, f"cni0 is a bridge with MTU {MTU}")
     check(f"{NODE_IP}/24" in sb.ip(sb.node, "-o", "addr", "show", "dev", "cni0"),
           f"cni0 holds the gateway {NODE_IP}/24")
-    ports = run([tool("bridge"), "-n", sb.node, "-d", "link", "show"]).stdout if shutil.which("bridge", path=SAFE_PATH) else ""
+    ports = (
+        run([tool("bridge"), "-n", sb.node, "-d", "link", "show"]).stdout
+        if shutil.which("bridge", path=SAFE_PATH)
+        else ""
+    )
     if ports:
         say("  $ bridge link   (veth ports of cni0)")
         for line in ports.splitlines():
@@ -559,7 +611,9 @@ def step_node(sb: Sandbox, ips: dict[str, str]) -> None:
         check(ports.count("hairpin on") == 2, "both veth ports have hairpin mode on (hairpinMode)")
     veths = link_names(sb.ip(sb.node, "-o", "link", "show", "type", "veth"))
     check(len(veths) == 2, f"two veths on the node: {', '.join(veths)}")
-    say(f"  $ {'iptables-save -t nat | grep CNI-' if firewall_backend() == 'iptables' else 'nft list ruleset (cni tables)'}")
+    shown = ("iptables-save -t nat | grep CNI-" if firewall_backend() == "iptables"
+             else "nft list ruleset (cni tables)")
+    say(f"  $ {shown}")
     rules = cni_firewall(sb, sb.node)
     show("\n".join(rules), "      ")
     dnat = f"{ips['pod-a']}:{CONTAINER_PORT}"
@@ -574,11 +628,18 @@ def step_node(sb: Sandbox, ips: dict[str, str]) -> None:
     cached = listing(sb.cache_dir / "results")
     say(f"      result cache        {sb.cache_dir / 'results'}: {', '.join(cached)}")
     check(leases(sb) == sorted([ips["pod-a"], ips["pod-b"]]), "one lease per pod")
-    check(len(saved) == 2 and len(cached) == 2, "one saved delegate config and one cache entry per pod")
+    check(
+        len(saved) == 2 and len(cached) == 2,
+        "one saved delegate config and one cache entry per pod",
+    )
 
 
-def ping(sb: Sandbox, ns: str, target: str, *extra: str, count: int = 3) -> subprocess.CompletedProcess:
-    return sb.in_ns(ns, tool("ping"), "-4", "-c", str(count), "-i", "0.2", "-W", "2", *extra, target, must=False)
+def ping(
+    sb: Sandbox, ns: str, target: str, *extra: str, count: int = 3
+) -> subprocess.CompletedProcess:
+    return sb.in_ns(
+        ns, tool("ping"), "-4", "-c", str(count), "-i", "0.2", "-W", "2", *extra, target, must=False
+    )
 
 
 def ping_summary(text: str) -> str:
@@ -618,13 +679,20 @@ def step_hostport(sb: Sandbox, ips: dict[str, str]) -> None:
         if proc.returncode == 0 or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    check(proc.returncode == 0, f"the server answers at {ips['pod-a']}:{CONTAINER_PORT}", proc.stderr.strip())
+    check(
+        proc.returncode == 0,
+        f"the server answers at {ips['pod-a']}:{CONTAINER_PORT}",
+        proc.stderr.strip(),
+    )
     say(f"  $ GET http://{NODE_IP}:{HOST_PORT}/   (from the node, to its own address)")
     proc = sb.http_get(sb.node, NODE_IP, HOST_PORT)
     show(proc.stdout or proc.stderr, "      ")
     check(proc.returncode == 0 and "200" in proc.stdout and "hello from pod-a" in proc.stdout,
           f"node:{HOST_PORT} reaches pod-a:{CONTAINER_PORT}", proc.stderr.strip())
-    say(f"  $ GET http://{NODE_IP}:{HOST_PORT}/   (from pod-a itself: out to the node and back, hairpin)")
+    say(
+        f"  $ GET http://{NODE_IP}:{HOST_PORT}/   (from pod-a itself: out to the node and back, "
+        f"hairpin)"
+    )
     proc = sb.http_get(sb.pods["pod-a"], NODE_IP, HOST_PORT)
     show(proc.stdout or proc.stderr, "      ")
     check(proc.returncode == 0 and "hello from pod-a" in proc.stdout,
@@ -638,10 +706,20 @@ TIMED_CYCLES = 3
 
 def _flannel_calls(sb: Sandbox, command: str, cid: str, extra_env: dict[str, str]) -> dict:
     """One flannel call for pod-c, as a runtime makes it: the executable, its env, its stdin."""
-    conf = dict(sb.conflist()["plugins"][0], name=NETWORK, cniVersion=KUBE_FLANNEL_CONFLIST["cniVersion"])
-    env = {"PATH": SAFE_PATH, "CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": sb.ns_path("pod-c"),
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(sb.bin_dir), "PYCNI_WORKER_DIR": str(sb.worker_dir),
-           "PYCNI_WORKER_DEBUG": "1", **extra_env}
+    conf = dict(
+        sb.conflist()["plugins"][0], name=NETWORK, cniVersion=KUBE_FLANNEL_CONFLIST["cniVersion"]
+    )
+    env = {
+        "PATH": SAFE_PATH,
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": sb.ns_path("pod-c"),
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(sb.bin_dir),
+        "PYCNI_WORKER_DIR": str(sb.worker_dir),
+        "PYCNI_WORKER_DEBUG": "1",
+        **extra_env,
+    }
     return {"exe": str(sb.bin_dir / "flannel"), "env": env, "stdin": json.dumps(conf)}
 
 
@@ -652,12 +730,16 @@ def _cycles(sb: Sandbox, tag: str, count: int, extra_env: dict[str, str]) -> lis
         calls += [_flannel_calls(sb, "ADD", f"demo-{tag}-{i}", extra_env),
                   _flannel_calls(sb, "DEL", f"demo-{tag}-{i}", extra_env)]
     try:
-        runs = demo_worker.timed_calls([tool("ip"), "netns", "exec", sb.node], sys.executable, calls)
+        runs = demo_worker.timed_calls(
+            [tool("ip"), "netns", "exec", sb.node], sys.executable, calls
+        )
     except RuntimeError as e:
         raise StepFailed(str(e)) from None
     for call, r in zip(calls, runs, strict=True):
         if r["rc"] != 0:
-            raise StepFailed(f"flannel {call['env']['CNI_COMMAND']} exited {r['rc']}: {r['stdout'].strip()}")
+            raise StepFailed(
+                f"flannel {call['env']['CNI_COMMAND']} exited {r['rc']}: {r['stdout'].strip()}"
+            )
     return runs
 
 
@@ -677,9 +759,15 @@ def _median(values: list[float]) -> float:
 
 def step_default_path(sb: Sandbox) -> None:
     section(7, "the default path: a process per call, served by a warm worker")
-    say("  pod-c attached and deleted by running flannel (-> bridge -> host-local) as a runtime runs it,")
+    say(
+        "  pod-c attached and deleted by running flannel (-> bridge -> host-local) as a runtime "
+        "runs it,"
+    )
     say(f"  inside the node namespace; PYCNI_WORKER_DIR={sb.worker_dir} (empty at first),")
-    say("  PYCNI_WORKER_DEBUG=1 makes each call say which way it went. ms: wall / CPU of the process")
+    say(
+        "  PYCNI_WORKER_DEBUG=1 makes each call say which way it went. ms: wall / CPU of the "
+        "process"
+    )
     os.makedirs(sb.worker_dir, mode=0o700)
     cold = _cycles(sb, "cold", 1, {})
     started = demo_worker.workers_of(sb.worker_dir)
@@ -692,44 +780,77 @@ def step_default_path(sb: Sandbox) -> None:
     warm = _cycles(sb, "warm", TIMED_CYCLES, {})
     served = sum(1 for r in warm if _route(r) == "served")
     for name, runs in (("warm ADD", warm[0::2]), ("warm DEL", warm[1::2])):
-        say(f"  {name}   {_median([r['ms'] for r in runs]):6.0f} / {_median([r['cpu'] for r in runs]):4.0f}"
-            f"   median of {len(runs)}, {_route(runs[-1])}")
-    check(served == len(warm), f"every warm call was served by the worker ({served} of {len(warm)})",
-          "; ".join(_route(r) for r in warm))
+        say(
+            f"  {name}   {_median([r['ms'] for r in runs]):6.0f} / "
+            f"{_median([r['cpu'] for r in runs]):4.0f}"
+            f"   median of {len(runs)}, {_route(runs[-1])}"
+        )
+    check(
+        served == len(warm),
+        f"every warm call was served by the worker ({served} of {len(warm)})",
+        "; ".join(_route(r) for r in warm),
+    )
     off = _cycles(sb, "off", TIMED_CYCLES, {"PYCNI_WORKER": "0"})
     for name, runs in (("PYCNI_WORKER=0 ADD", off[0::2]), ("PYCNI_WORKER=0 DEL", off[1::2])):
-        say(f"  {name} {_median([r['ms'] for r in runs]):6.0f} / {_median([r['cpu'] for r in runs]):4.0f}"
-            f"   median of {len(runs)}, every call in its own interpreter")
+        say(
+            f"  {name} {_median([r['ms'] for r in runs]):6.0f} / "
+            f"{_median([r['cpu'] for r in runs]):4.0f}"
+            f"   median of {len(runs)}, every call in its own interpreter"
+        )
     off_add = _median([r["ms"] for r in off[0::2]])
     warm_add = _median([r["ms"] for r in warm[0::2]])
-    say(f"  the cold ADD took {cold[0]['ms'] / off_add:.2f}x a PYCNI_WORKER=0 ADD (it works in-process and"
-        f" starts {len(started)} worker(s) beside it);")
+    say(
+        f"  the cold ADD took {cold[0]['ms'] / off_add:.2f}x a PYCNI_WORKER=0 ADD (it works "
+        f"in-process and"
+        f" starts {len(started)} worker(s) beside it);"
+    )
     say(f"  a warm ADD took {warm_add / off_add:.2f}x ({warm_add:.0f} ms against {off_add:.0f}).")
     ended = demo_worker.end_workers(sb.worker_dir)
     check(demo_worker.workers_of(sb.worker_dir) == [], f"worker(s) ended: pids {ended}")
-    check("eth0" not in link_names(sb.ip(sb.pods["pod-c"], "-o", "link", "show")), "pod-c has no eth0")
+    check(
+        "eth0" not in link_names(sb.ip(sb.pods["pod-c"], "-o", "link", "show")), "pod-c has no eth0"
+    )
 
 
 def step_delete(sb: Sandbox, ips: dict[str, str]) -> None:
     section(8, "delete")
     for pod in ("pod-b", "pod-a"):
-        say(f"  $ cnitool del {NETWORK} {sb.ns_path(pod)}" + ("   (CAP_ARGS from the result cache)" if pod == "pod-a" else ""))
+        say(
+            f"  $ cnitool del {NETWORK} {sb.ns_path(pod)}"
+            + ("   (CAP_ARGS from the result cache)" if pod == "pod-a" else "")
+        )
         proc, secs = sb.cnitool("del", pod)
         if proc.returncode != 0:
-            raise StepFailed(f"cnitool del for {pod} exited {proc.returncode}: {proc.stderr.strip()}")
+            raise StepFailed(
+                f"cnitool del for {pod} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
         ok(f"{pod} deleted ({secs * 1000:.0f} ms)")
     for pod in ("pod-a", "pod-b"):
-        check("eth0" not in link_names(sb.ip(sb.pods[pod], "-o", "link", "show")), f"{pod} has no eth0")
+        check(
+            "eth0" not in link_names(sb.ip(sb.pods[pod], "-o", "link", "show")),
+            f"{pod} has no eth0",
+        )
     veths = link_names(sb.ip(sb.node, "-o", "link", "show", "type", "veth"))
     check(veths == [], "no veth left on the node", ", ".join(veths))
     check(leases(sb) == [], "no host-local leases", ", ".join(leases(sb)))
-    check(listing(sb.flannel_dir) == [], "no saved flannel delegate config", ", ".join(listing(sb.flannel_dir)))
-    check(listing(sb.cache_dir / "results") == [], "result cache empty", ", ".join(listing(sb.cache_dir / "results")))
+    check(
+        listing(sb.flannel_dir) == [],
+        "no saved flannel delegate config",
+        ", ".join(listing(sb.flannel_dir)),
+    )
+    check(
+        listing(sb.cache_dir / "results") == [],
+        "result cache empty",
+        ", ".join(listing(sb.cache_dir / "results")),
+    )
     rules = cni_firewall(sb, sb.node)
     per_pod = [r for r in rules if "CNI-DN-" in r or ips["pod-a"] in r or ips["pod-b"] in r]
     check(per_pod == [], "no per-pod firewall chain or rule", "; ".join(per_pod))
     proc = sb.http_get(sb.node, NODE_IP, HOST_PORT, timeout=2)
-    check(proc.returncode != 0, f"hostPort {HOST_PORT} no longer answers ({proc.stderr.strip() or proc.stdout.strip()})")
+    check(
+        proc.returncode != 0,
+        f"hostPort {HOST_PORT} no longer answers ({proc.stderr.strip() or proc.stdout.strip()})",
+    )
     shared = [r.split()[0].lstrip(":") if r.startswith(":") else r.strip() for r in rules
               if r.startswith((":", "table"))]
     say("  kept on the node for the next pod, as the reference keeps them: cni0"
@@ -756,8 +877,13 @@ def step_nothing_left(sb: Sandbox, before: dict[str, object]) -> None:
 def step_doctor(sb: Sandbox) -> None:
     """`cnitool doctor` on the node the pods left: every check passes (exit status 0)."""
     section(9, "doctor")
-    say("  $ cnitool doctor   (in the node namespace; NETCONFPATH, CNI_PATH, CNI_CACHE_DIR as above)")
-    proc = sb.in_ns(sb.node, str(sb.bin_dir / "cnitool"), "doctor", env=sb.cnitool_env(), must=False)
+    say(
+        "  $ cnitool doctor   (in the node namespace; NETCONFPATH, CNI_PATH, CNI_CACHE_DIR as "
+        "above)"
+    )
+    proc = sb.in_ns(
+        sb.node, str(sb.bin_dir / "cnitool"), "doctor", env=sb.cnitool_env(), must=False
+    )
     show(proc.stdout or proc.stderr, "      ")
     check(proc.returncode == 0, "cnitool doctor finds nothing failing on the node",
           f"exit status {proc.returncode}")
@@ -770,7 +896,11 @@ def run_demo(sb: Sandbox) -> None:
     """Every step in order; StepFailed on the first one that does not hold."""
     before = root_inventory()
     step_sandbox(sb)
-    cap = {"portMappings": [{"hostPort": HOST_PORT, "containerPort": CONTAINER_PORT, "protocol": "tcp"}]}
+    cap = {
+        "portMappings": [
+            {"hostPort": HOST_PORT, "containerPort": CONTAINER_PORT, "protocol": "tcp"}
+        ]
+    }
     ips = {"pod-a": step_attach(2, sb, "pod-a", cap)}
     ips["pod-b"] = step_attach(3, sb, "pod-b", None)
     step_node(sb, ips)
@@ -783,9 +913,14 @@ def run_demo(sb: Sandbox) -> None:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Live two-pod demonstration of the CNI suite, in a sandbox (root).")
-    p.add_argument("--bin", default=str(REPO / "dist" / "bin"),
-                   help="directory with cnitool, flannel, bridge, host-local, portmap (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        description="Live two-pod demonstration of the CNI suite, in a sandbox (root)."
+    )
+    p.add_argument(
+        "--bin",
+        default=str(REPO / "dist" / "bin"),
+        help="directory with cnitool, flannel, bridge, host-local, portmap (default: %(default)s)",
+    )
     return p.parse_args(argv)
 
 
@@ -793,7 +928,10 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demonstration; the exit status (0 passed, 1 failed, 2 prerequisite, 128+sig)."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
     bin_dir = Path(args.bin).resolve()
-    say("pycni live demo: two pods on a flannel node (flannel -> bridge -> host-local, portmap), via cnitool")
+    say(
+        "pycni live demo: two pods on a flannel node (flannel -> bridge -> host-local, portmap), "
+        "via cnitool"
+    )
     try:
         preflight(bin_dir)
     except MissingPrerequisite as e:

@@ -13,15 +13,28 @@ directory are ever ended.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
+from types import ModuleType
 
-sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # conformance/workers.py: stdlib only
-from conformance.workers import accepting, alive, end  # noqa: E402
+
+def _workers() -> ModuleType:
+    """conformance/workers.py (standard library only), loaded from its file: the demo runs as a
+    script with the system python3, where the repository is not importable."""
+    path = Path(__file__).resolve().parents[1] / "conformance" / "workers.py"
+    spec = importlib.util.spec_from_file_location("conformance_workers", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_w = _workers()
+accepting, alive, end = _w.accepting, _w.alive, _w.end
 
 __all__ = ["accepting", "end_workers", "timed_calls", "workers_of"]
 
@@ -56,8 +69,14 @@ print(json.dumps(out))
 def timed_calls(netns_argv: list[str], python: str, calls: list[dict]) -> list[dict]:
     """Run `calls` ({exe, env, stdin}) one after the other inside the namespace that
     `netns_argv` (e.g. ["ip", "netns", "exec", NAME]) enters; each call's rc, ms, cpu, output."""
-    proc = subprocess.run([*netns_argv, python, "-c", TIMER, json.dumps(calls)], capture_output=True,
-                          text=True, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, timeout=300, check=False)
+    proc = subprocess.run(
+        [*netns_argv, python, "-c", TIMER, json.dumps(calls)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=300,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"timed calls failed: {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout)

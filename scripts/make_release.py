@@ -34,18 +34,23 @@ import sys
 import tarfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from cni import __version__  # the venv's editable install (make venv) provides cni/, plugins/
+from plugins.multicall import ENTRY_POINTS
 
-from cni import __version__  # noqa: E402
-from plugins.multicall import ENTRY_POINTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 CONTENTS_DIR = "pycni-lib"
 # The resident worker's systemd units, carried in the tarball under pycni-lib/systemd/.
 UNITS_DIR = REPO / "packaging" / "systemd"
 UNITS_ARCDIR = "systemd"
 UNITS = ("pycni-worker.service", "pycni-worker.socket")
-GO_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+GO_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+}
 
 
 def tarball_name(version: str = __version__, machine: str | None = None) -> str:

@@ -31,10 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from plugins.multicall import ENTRY_POINTS  # the venv's editable install (make venv)
 
-from plugins.multicall import ENTRY_POINTS  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 # name -> (PYCNI_LAYOUT, PYCNI_TRIM, PYCNI_PYZ)
 VARIANTS = {

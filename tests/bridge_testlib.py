@@ -1,5 +1,5 @@
 """Helpers for the bridge tests: configs, running ours or the reference in a node netns,
-reading kernel state back. Plain functions over tests/harness.py.
+reading kernel state back. Plain functions over conformance/harness.py.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns, PluginRun
+from conformance import harness
+from conformance.harness import Netns, PluginRun
 
 OURS = harness.REPO_ROOT / "dist" / "bin" / "bridge"
 REFERENCE = harness.REFERENCE_BIN / "bridge"
@@ -66,7 +66,9 @@ def l3_conf(
     return conf
 
 
-def l2_conf(*, name: str = "testnet", bridge: str = "testbr0", version: str = "1.0.0", **keys: Any) -> dict:
+def l2_conf(
+    *, name: str = "testnet", bridge: str = "testbr0", version: str = "1.0.0", **keys: Any
+) -> dict:
     """A bridge config without IPAM (pure L2)."""
     conf = {"cniVersion": version, "name": name, "type": "bridge", "bridge": bridge}
     conf.update(keys)
@@ -111,7 +113,9 @@ class Runner:
     def fail(self, command: str, conf: dict, pod: Netns | None = None, **kw: Any) -> dict:
         """Run and assert failure with a CNI error object; that object."""
         r = self(command, conf, pod, **kw)
-        assert r.returncode == 1, f"{command} unexpectedly gave {r.returncode}: {r.stdout} {r.stderr}"
+        assert r.returncode == 1, (
+            f"{command} unexpectedly gave {r.returncode}: {r.stdout} {r.stderr}"
+        )
         assert isinstance(r.result, dict) and "code" in r.result, r.stdout
         assert "Traceback" not in r.stderr, r.stderr
         return r.result
@@ -193,7 +197,11 @@ def lease_files(data_dir: Path, network: str) -> list[str]:
     d = Path(data_dir) / network
     if not d.is_dir():
         return []
-    return sorted(p.name for p in d.iterdir() if p.name != "lock" and not p.name.startswith(("last_reserved", ".")))
+    return sorted(
+        p.name
+        for p in d.iterdir()
+        if p.name != "lock" and not p.name.startswith(("last_reserved", "."))
+    )
 
 
 _VETH_RE = re.compile(r"^veth[0-9a-f]{8}$")
@@ -210,7 +218,9 @@ def vlan_filtering_supported() -> bool:
     if _VLAN_SUPPORT is None:
         ns = harness.create_netns("vlanprobe")
         try:
-            r = ns.ip("link", "add", "probebr", "type", "bridge", "vlan_filtering", "1", check=False)
+            r = ns.ip(
+                "link", "add", "probebr", "type", "bridge", "vlan_filtering", "1", check=False
+            )
             _VLAN_SUPPORT = r.returncode == 0
         finally:
             harness.delete_netns(ns)

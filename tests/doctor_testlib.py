@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import harness
+from conformance import harness
 
 DIST = harness.REPO_ROOT / "dist" / "bin"
 NETWORK = "cbr0"
@@ -90,7 +90,9 @@ class DoctorNode:
         pod = self.make_pod(label.replace("-", "")[:10])
         cap = None
         if host_port is not None:
-            cap = {"portMappings": [{"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}]}
+            cap = {
+                "portMappings": [{"hostPort": host_port, "containerPort": 80, "protocol": "tcp"}]
+            }
         proc = self.cnitool("add", NETWORK, pod.path, cap=cap)
         assert proc.returncode == 0, proc.stderr + proc.stdout
         self.pods[label] = pod

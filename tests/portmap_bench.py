@@ -1,6 +1,6 @@
 """Wall time of one portmap ADD and one DEL, ours against the reference (not a test; run by hand).
 
-    .venv/bin/python tests/portmap_bench.py [iterations] [extra nat rules]
+    .venv/bin/python -m tests.portmap_bench [iterations] [extra nat rules]   # from the repository
 
 Inside a throwaway node namespace (pod network as in the tests), each iteration runs ADD and then
 DEL for a fresh container id with a tcp and a udp mapping and an IPv4 prevResult, through the
@@ -17,10 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parent.parent)]
-
-import harness  # noqa: E402
-import portmap_testlib as t  # noqa: E402
+from conformance import harness
+from tests import portmap_testlib as t
 
 MAPPINGS = [
     {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
@@ -30,12 +28,14 @@ MAPPINGS = [
 
 def fill_nat(node: harness.Netns, n: int) -> None:
     lines = ["*nat", ":BENCH-FILL - [0:0]", "-A PREROUTING -j BENCH-FILL"]
-    lines += [f"-A BENCH-FILL -d 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32 -p tcp -m tcp --dport 80 -j RETURN"
-              for i in range(n)]  # fmt: skip
+    lines += [f"-A BENCH-FILL -d 10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}/32"
+              " -p tcp -m tcp --dport 80 -j RETURN" for i in range(n)]
     node.exec("iptables-restore", "--noflush", input="\n".join(lines + ["COMMIT"]) + "\n")
 
 
-def _timed(exe: Path, node: harness.Netns, command: str, config: dict, cid: str) -> tuple[float, float]:
+def _timed(
+    exe: Path, node: harness.Netns, command: str, config: dict, cid: str
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child processes) of one call."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
@@ -66,7 +66,9 @@ def main() -> None:
         for i in range(-2, iterations):  # two warm-up rounds
             for (label, exe, keys), node in zip(runs, nodes, strict=True):
                 cid = f"bench{i + 2}"
-                add = _timed(exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), cid)
+                add = _timed(
+                    exe, node, "ADD", t.conf(MAPPINGS, pod.prev_result(v6=False), **keys), cid
+                )
                 dele = _timed(exe, node, "DEL", t.conf(MAPPINGS, None, **keys), cid)
                 if i >= 0:
                     samples.setdefault((label, "ADD"), []).append(add)
@@ -78,11 +80,15 @@ def main() -> None:
     def fmt(xs: list[tuple[float, float]]) -> str:
         wall = sorted(x[0] for x in xs)
         cpu = statistics.median(x[1] for x in xs)
-        return f"wall {statistics.median(wall) * 1000:6.1f} (p90 {wall[int(len(wall) * 0.9) - 1] * 1000:6.1f}) cpu {cpu * 1000:6.1f}"
+        p90 = wall[int(len(wall) * 0.9) - 1]
+        return (f"wall {statistics.median(wall) * 1000:6.1f} (p90 {p90 * 1000:6.1f}) "
+                f"cpu {cpu * 1000:6.1f}")
 
     print(f"{iterations} ADD+DEL each, IPv4, tcp+udp mapping, {fill} extra nat rules; ms, median")
     for label, _exe, _keys in runs:
-        print(f"  {label:14s} ADD {fmt(samples[(label, 'ADD')])}   DEL {fmt(samples[(label, 'DEL')])}")
+        print(
+            f"  {label:14s} ADD {fmt(samples[(label, 'ADD')])}   DEL {fmt(samples[(label, 'DEL')])}"
+        )
 
 
 if __name__ == "__main__":

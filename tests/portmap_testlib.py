@@ -3,7 +3,8 @@ running portmap (ours or the reference) there, servers in pods and bounded clien
 
 The pod network is plain iproute2 inside the test's namespaces: a bridge `pmbr0` holding
 10.250.7.1/24 and fd00:7::1/64, `pmeth0` holding the node's own address 192.168.77.1/24
-and fd00:77::1/64 (one end of a veth pair kept in the node), and per pod a veth whose pod end is `eth0` with 10.250.7.<10+i>/24 and
+and fd00:77::1/64 (one end of a veth pair kept in the node), and per pod a veth whose pod end is
+`eth0` with 10.250.7.<10+i>/24 and
 fd00:7::<10+i>/64 and default routes via the bridge. Nothing of this touches the root namespace.
 """
 
@@ -18,8 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import harness
-from harness import Netns, PluginRun
+from conformance import harness
+from conformance.harness import Netns, PluginRun
 
 OURS = harness.REPO_ROOT / "dist" / "bin" / "portmap"
 REFERENCE = harness.REFERENCE_BIN / "portmap"
@@ -141,7 +142,9 @@ def nat(node: Netns, ipv6: bool = False) -> list[str]:
     """`iptables-save -t nat` lines of the node, without comments and counters."""
     tool = "ip6tables-save" if ipv6 else "iptables-save"
     out = node.exec(tool, "-t", "nat").stdout
-    return [harness._COUNTERS_RE.sub("[0:0]", ln) for ln in out.splitlines() if not ln.startswith("#")]
+    return [
+        harness._COUNTERS_RE.sub("[0:0]", ln) for ln in out.splitlines() if not ln.startswith("#")
+    ]
 
 
 def nft_table(node: Netns, family: str) -> list[str]:

@@ -16,8 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import harness
-
+from conformance import harness
 from conformance.workers import alive, end
 
 DIST = harness.REPO_ROOT / "dist" / "bin"
@@ -26,7 +25,7 @@ SOCK = "w-test.sock"
 
 def build_id() -> str:
     """The build id a client of dist/bin sends."""
-    from plugins.worker.client import build_id as of
+    from plugins.worker.protocol import build_id as of
 
     return of(os.stat(DIST / "bridge"))
 
@@ -125,7 +124,7 @@ class Served:
 
 def request(env: dict[str, str], name: str = "bridge", bid: str | None = None) -> bytes:
     """A request datagram as the client builds it."""
-    from plugins.worker.client import encode_request
+    from plugins.worker.protocol import encode_request
 
     return encode_request(name, bid if bid is not None else build_id(), env)
 

@@ -5,14 +5,16 @@
                  [--no-worker] [--json FILE] [--tmp DIR]
 
 Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
-ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (tests/harness.py) with
+ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (conformance/harness.py)
+with
 its state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; pods are
 throwaway namespaces. Ours and the reference alternate round by round (the order flips every
 round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
 measured in the steady state of a node that already has its bridge and firewall chains.
 
 Variants: `ref` (the Go reference), `ours+w` (our executables as shipped: the warm worker,
-plugins/worker/server.py, serves the calls; its workers are started by the warm-up calls, counted in the
+plugins/worker/server.py, serves the calls; its workers are started by the warm-up calls, counted
+in the
 CPU column, and ended at the end of each part) and `ours` (the same executables with
 PYCNI_WORKER=0: one interpreter per call, in-process delegation; what a call costs when no
 worker is up, e.g. the first call after a quiet spell). `--no-worker` leaves `ours+w` out.
@@ -28,14 +30,14 @@ B2  bursts: 32 and 64 concurrent ADDs (bridge + host-local, ipMasq true), each i
     namespace, then their DELs, also concurrent. Wall time from the first start to the last exit.
 B3  host-local at scale: ADD and DEL with 0, 10,000 and 60,000 existing leases (the lease fill,
     config and environment are bench_host_local.py's). "work" is the plugin's own work run in
-    this interpreter (imports already loaded), what the issue's 20 ms budget is about.
+    this interpreter (imports already loaded), what a 20 ms per-call budget is about.
 B4  footprint: peak RSS (wait4's ru_maxrss) of every invocation timed in B1/B2, per plugin and
     command; and import time per entry point and command, measured with `-X importtime` by
     running the same calls through the venv interpreter on this source tree (the standalone
     build cannot report its imports), summing the top-level imports after start-up.
 
-Medians in milliseconds; "ratio" is ours / reference of the medians; "target" is the issue's
-goal, printed as information. A benchmark, not a test: the only failure is a plugin call that
+Medians in milliseconds; "ratio" is ours / reference of the medians; "target" is the goal set
+for the row, printed as information. A benchmark, not a test: the only failure is a plugin call that
 fails (the figures would mean nothing). `--quick` (CI smoke, < 60 s) runs every part with tiny
 counts: its figures are not meant to be quoted.
 """
@@ -57,17 +59,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from conformance import harness
+from conformance.bench import benchlib
+from conformance.bench.benchlib import BenchError, NetList, chain
+from conformance.workers import stop_workers, worker_pids
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-for _p in (str(REPO / "tests"), str(REPO), str(HERE)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
-import benchlib  # noqa: E402
-import harness  # noqa: E402
-from benchlib import BenchError, NetList, chain  # noqa: E402
-
-from conformance.workers import stop_workers, worker_pids  # noqa: E402
 
 PORT_MAPPING = {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}
 FLANNEL_ENV = (
@@ -236,7 +235,9 @@ def nodes(variants: list[Variant], tmp: str) -> Iterator[list[Node]]:
     made: list[Node] = []
     try:
         for v in variants:
-            root = tempfile.mkdtemp(prefix=f"bench-{v.impl.replace('/', '-').replace('+', '-')}-", dir=tmp)
+            root = tempfile.mkdtemp(
+                prefix=f"bench-{v.impl.replace('/', '-').replace('+', '-')}-", dir=tmp
+            )
             try:
                 ns = harness.create_netns("bnode", lo_up=True)
             except BaseException:
@@ -327,7 +328,9 @@ class CycleTimes:
     worker_cpu: float = 0.0  # CPU of the worker over all timed cycles
 
 
-def _cycle(node: Node, pod: harness.Netns, cid: str, rss: bool = False) -> tuple[float, float, float]:
+def _cycle(
+    node: Node, pod: harness.Netns, cid: str, rss: bool = False
+) -> tuple[float, float, float]:
     with in_node(node):
         add = chain(node.netlist, "ADD", node.bindir, cid, pod.path, rss=rss, extra_env=node.env)
         dele = chain(node.netlist, "DEL", node.bindir, cid, pod.path, cached=add.result, rss=rss,
@@ -368,10 +371,15 @@ def b1(args, out: dict) -> None:
          variants_for(args, flannel_equivalent_list, flannel_list,
                       (Variant("ours/bridge-equiv", args.ours, flannel_equivalent_list),))),
     ]
-    print(f"\nB1 serial pod cycle: ADD then DEL of one pod; medians of {args.rounds} alternating rounds, ms."
-          "\n   cpu: user+sys of the cycle's processes (+ the worker's, averaged per cycle, for ours+w);"
-          " ratio: cycle / ref cycle")
-    head = f"{'row':32} {'variant':17} | {'ADD':>7} {'DEL':>7} {'cycle':>7} {'cpu':>7} | {'ratio':>5} | target"
+    print(
+        f"\nB1 serial pod cycle: ADD then DEL of one pod; medians of {args.rounds} alternating "
+        f"rounds, ms."
+        "\n   cpu: user+sys of the cycle's processes (+ the worker's, averaged per cycle, for "
+        "ours+w);"
+        " ratio: cycle / ref cycle"
+    )
+    head = (f"{'row':32} {'variant':17} | {'ADD':>7} {'DEL':>7} {'cycle':>7} {'cpu':>7} "
+            f"| {'ratio':>5} | target")
     print(head)
     print("-" * len(head))
     out["B1"] = []
@@ -394,9 +402,16 @@ def b1(args, out: dict) -> None:
                   f" {med(x.cycle):7.1f} {cpu:7.1f} | {ratio:5.2f} | {target}", flush=True)
             first = False
             key = v.impl.replace("/", "_").replace("+", "_")
-            row.update({f"{key}_add_ms": med(x.add), f"{key}_del_ms": med(x.dele),
-                        f"{key}_cycle_ms": med(x.cycle), f"{key}_cpu_ms": cpu, f"{key}_ratio": ratio,
-                        f"{key}_worker_cpu_ms": worker})
+            row.update(
+                {
+                    f"{key}_add_ms": med(x.add),
+                    f"{key}_del_ms": med(x.dele),
+                    f"{key}_cycle_ms": med(x.cycle),
+                    f"{key}_cpu_ms": cpu,
+                    f"{key}_ratio": ratio,
+                    f"{key}_worker_cpu_ms": worker,
+                }
+            )
         if "ours/bridge-equiv" in t:
             o, b = t["ours"], t["ours/bridge-equiv"]
             over = med(o.cycle) - med(b.cycle)
@@ -410,13 +425,19 @@ def b1(args, out: dict) -> None:
 # --------------------------------------------------------------------------- B2
 
 
-def _burst(node: Node, pod_list: list[harness.Netns], command: str, tag: str) -> tuple[float, float]:
+def _burst(
+    node: Node, pod_list: list[harness.Netns], command: str, tag: str
+) -> tuple[float, float]:
     """(wall ms, CPU ms of the clients and of the worker) for one burst."""
     (plugin,) = node.netlist.plugins
     exe = os.path.join(node.bindir, plugin["type"])
     stdin = node.netlist.plugin_conf(plugin, None)
     jobs = [
-        ([exe], {**benchlib.cni_env(command, f"{tag}-{i}", pod.path, node.bindir), **node.env}, stdin)
+        (
+            [exe],
+            {**benchlib.cni_env(command, f"{tag}-{i}", pod.path, node.bindir), **node.env},
+            stdin,
+        )
         for i, pod in enumerate(pod_list)
     ]
     cpu0 = node.worker_cpu_ms()
@@ -433,8 +454,12 @@ def b2(args, out: dict) -> None:
     sizes = [4] if args.quick else [32, 64]
     rounds = 1 if args.quick else max(1, args.rounds // 4)
     issue = {32: (470.0, 1300.0), 64: (1400.0, 2700.0)}
-    print(f"\nB2 bursts: N concurrent ADDs (bridge + host-local, ipMasq true, one pod namespace each),"
-          f" then N concurrent DELs; medians of {rounds} alternating rounds; wall ms (cpu: all processes)")
+    print(
+        f"\nB2 bursts: N concurrent ADDs (bridge + host-local, ipMasq true, one pod namespace "
+        f"each),"
+        f" then N concurrent DELs; medians of {rounds} alternating rounds; wall ms (cpu: all "
+        f"processes)"
+    )
     head = (f"{'pods':>4} {'variant':8} | {'ADD':>7} {'DEL':>7} | {'ADD cpu':>7} {'DEL cpu':>7} |"
             f" {'ADD ratio':>9} {'DEL ratio':>9} | target")
     print(head)
@@ -448,8 +473,11 @@ def b2(args, out: dict) -> None:
         for node in node_list:
             for command in ("ADD", "DEL"):
                 _burst(node, pod_all, command, "warm")
-        log(f"B2: warm-up burst done; workers listening: "
-            f"{', '.join(f'{n.impl} {n.workers_listening()}' for n in node_list if n.variant.worker)}")
+        log(
+            "B2: warm-up burst done; workers listening: "
+            + ", ".join(f"{n.impl} {n.workers_listening()}" for n in node_list
+                        if n.variant.worker)
+        )
         for size in sizes:
             t: dict[str, list[list[float]]] = {n.impl: [[], [], [], []] for n in node_list}
             for i in range(rounds):
@@ -465,8 +493,12 @@ def b2(args, out: dict) -> None:
                 target = ""
                 if v.impl != "ref":
                     target = f"< 1.0x ({'met' if a < ra and d < rd else 'MISSED'})"
-                print(f"{size:>4} {v.impl:8} | {a:7.0f} {d:7.0f} | {ac:7.0f} {dc:7.0f} | {a / ra:9.2f}"
-                      f" {d / rd:9.2f} | {target}", flush=True)
+                print(
+                    f"{size:>4} {v.impl:8} | {a:7.0f} {d:7.0f} | {ac:7.0f} {dc:7.0f} | "
+                    f"{a / ra:9.2f}"
+                    f" {d / rd:9.2f} | {target}",
+                    flush=True,
+                )
                 key = v.impl.replace("+", "_")
                 row.update({f"{key}_add_ms": a, f"{key}_del_ms": d, f"{key}_add_cpu_ms": ac,
                             f"{key}_del_cpu_ms": dc})
@@ -500,17 +532,21 @@ def _hl_work(env: dict[str, str], stdin: bytes) -> float:
 
 def b3(args, out: dict) -> None:
     """B3 table: the lease fill, config and environment of bench_host_local.py; calls alternate."""
-    import bench_host_local as bhl
+    from conformance.bench import bench_host_local as bhl
 
     sizes = [0, 1000] if args.quick else [0, 10000, 60000]
     rounds = 2 if args.quick else max(5, args.rounds)
     ours = os.path.join(args.ours, "host-local")
     ref = os.path.join(args.ref, "host-local")
     impls = ["ref", "ours"] + (["ours+w"] if args.worker else [])
-    print(f"\nB3 host-local at scale: ADD / DEL with N existing leases in a /16; medians of {rounds}"
-          " alternating rounds, ms (work: the plugin's own work, in this interpreter)")
-    head = (f"{'leases':>6} | {'ref ADD':>7} {'ref DEL':>7} | {'our ADD':>7} {'our DEL':>7} |"
-            f" {'+w ADD':>7} {'+w DEL':>7} | {'work ADD':>8} {'work DEL':>8} | {'1st call':>8} | target")
+    print(
+        f"\nB3 host-local at scale: ADD / DEL with N existing leases in a /16; medians of {rounds}"
+        " alternating rounds, ms (work: the plugin's own work, in this interpreter)"
+    )
+    head = (
+        f"{'leases':>6} | {'ref ADD':>7} {'ref DEL':>7} | {'our ADD':>7} {'our DEL':>7} |"
+        f" {'+w ADD':>7} {'+w DEL':>7} | {'work ADD':>8} {'work DEL':>8} | {'1st call':>8} | target"
+    )
     print(head)
     print("-" * len(head))
     out["B3"] = []
@@ -528,7 +564,9 @@ def b3(args, out: dict) -> None:
             finally:
                 shutil.rmtree(warm, ignore_errors=True)
             for size in sizes:
-                dirs = {impl: _tmpdir(args.tmp, impl.replace("+", "-")) for impl in impls + ["work"]}
+                dirs = {
+                    impl: _tmpdir(args.tmp, impl.replace("+", "-")) for impl in impls + ["work"]
+                }
                 try:
                     confs = {}
                     for impl, d in dirs.items():
@@ -537,16 +575,23 @@ def b3(args, out: dict) -> None:
                     first = _hl_exec(ours, bhl.env_for("DEL", "nobody"), confs["ours"])
                     if "ours+w" in dirs:
                         _b3_warm_workers(bhl, ours, wenv, confs["ours+w"], wdir)
-                    t: dict[str, tuple[list[float], list[float]]] = {i: ([], []) for i in impls + ["work"]}
+                    t: dict[str, tuple[list[float], list[float]]] = {
+                        i: ([], []) for i in impls + ["work"]
+                    }
                     for i in range(rounds):
                         for impl in alternate(impls, i):
                             exe = ref if impl == "ref" else ours
                             extra = wenv if impl == "ours+w" else {}
                             for k, command in enumerate(("ADD", "DEL")):
-                                env = {**bhl.env_for(command, f"{impl.replace('+', '-')}{i}"), **extra}
+                                env = {
+                                    **bhl.env_for(command, f"{impl.replace('+', '-')}{i}"),
+                                    **extra,
+                                }
                                 t[impl][k].append(_hl_exec(exe, env, confs[impl]))
                         for k, command in enumerate(("ADD", "DEL")):
-                            t["work"][k].append(_hl_work(bhl.env_for(command, f"work{i}"), confs["work"]))
+                            t["work"][k].append(
+                                _hl_work(bhl.env_for(command, f"work{i}"), confs["work"])
+                            )
                 finally:
                     for d in dirs.values():
                         shutil.rmtree(d, ignore_errors=True)
@@ -555,11 +600,19 @@ def b3(args, out: dict) -> None:
                     key = impl.replace("+", "_")
                     row[f"{key}_add_ms"], row[f"{key}_del_ms"] = med(t[impl][0]), med(t[impl][1])
                 ok = max(row["work_add_ms"], row["work_del_ms"]) <= 20.0
-                wa_, wd_ = row.get("ours_w_add_ms", float("nan")), row.get("ours_w_del_ms", float("nan"))
-                print(f"{size:>6} | {row['ref_add_ms']:7.1f} {row['ref_del_ms']:7.1f} | {row['ours_add_ms']:7.1f}"
-                      f" {row['ours_del_ms']:7.1f} | {wa_:7.1f} {wd_:7.1f} | {row['work_add_ms']:8.1f}"
-                      f" {row['work_del_ms']:8.1f} | {first:8.1f} | work <= 20 ms ({'met' if ok else 'MISSED'})",
-                      flush=True)
+                wa_, wd_ = (
+                    row.get("ours_w_add_ms", float("nan")),
+                    row.get("ours_w_del_ms", float("nan")),
+                )
+                print(
+                    f"{size:>6} | {row['ref_add_ms']:7.1f} {row['ref_del_ms']:7.1f} | "
+                    f"{row['ours_add_ms']:7.1f}"
+                    f" {row['ours_del_ms']:7.1f} | {wa_:7.1f} {wd_:7.1f} | "
+                    f"{row['work_add_ms']:8.1f}"
+                    f" {row['work_del_ms']:8.1f} | {first:8.1f} | work <= 20 ms "
+                    f"({'met' if ok else 'MISSED'})",
+                    flush=True,
+                )
                 out["B3"].append(row)
     finally:
         stop_workers(wdir)
@@ -577,7 +630,9 @@ def _b3_warm_workers(bhl, exe: str, wenv: dict[str, str], stdin: bytes, wdir: st
             log_file = Path(wenv.get("PYCNI_WORKER_LOG", "/nonexistent"))
             detail = log_file.read_text()[-2000:] if log_file.exists() else "(no worker log)"
             up = sorted(p.name for p in Path(wdir).iterdir())
-            raise BenchError(f"host-local workers: not {want} up after 60 s; {wdir}: {up}; log: {detail}")
+            raise BenchError(
+                f"host-local workers: not {want} up after 60 s; {wdir}: {up}; log: {detail}"
+            )
         _hl_exec(exe, {**bhl.env_for("VERSION", "warm"), **wenv}, stdin)
         time.sleep(0.1)
     for i in range(4 * want):
@@ -654,18 +709,24 @@ def b4(args, out: dict) -> None:
     b4_rss(args)
     print(f"\nB4 footprint: peak RSS per invocation (every call of one cycle of each B1 list, and"
           f" VERSION, through {benchlib.TIME} after a warm-up cycle), MiB")
-    head = f"{'impl':5} {'plugin':10} {'command':7} | {'median':>6} {'max':>6} | {'calls':>5} | target"
+    head = (
+        f"{'impl':5} {'plugin':10} {'command':7} | {'median':>6} {'max':>6} | {'calls':>5} | target"
+    )
     print(head)
     print("-" * len(head))
     for (impl, plugin, command), kib in sorted(RSS.items()):
         mx = max(kib) / 1024
         mark = "" if impl == "ref" else f"<= 60 MiB ({'met' if mx <= 60 else 'MISSED'})"
-        print(f"{impl:5} {plugin:10} {command:7} | {med(kib) / 1024:6.1f} {mx:6.1f} | {len(kib):5} | {mark}")
+        print(
+            f"{impl:5} {plugin:10} {command:7} | {med(kib) / 1024:6.1f} {mx:6.1f} | {len(kib):5} | "
+            f"{mark}"
+        )
         out["B4"]["rss"].append({"impl": impl, "plugin": plugin, "command": command,
                                  "median_mib": med(kib) / 1024, "max_mib": mx})
     print("\nB4 footprint: import time per entry point and command (venv interpreter on this tree,"
           " -X importtime, top-level imports after start-up), ms")
-    head = f"{'entry point':10} {'command':7} | {'imports':>7} {'modules':>7} {'wall':>6} | heaviest top-level imports"
+    head = (f"{'entry point':10} {'command':7} | {'imports':>7} {'modules':>7} {'wall':>6} "
+            "| heaviest top-level imports")
     print(head)
     print("-" * len(head))
     with tempfile.TemporaryDirectory(prefix="bench-imp-", dir=args.tmp) as d:
@@ -685,10 +746,21 @@ def b4(args, out: dict) -> None:
                         raise BenchError(r.describe()[:2000])
                     imp = parse_importtime(r.stderr)
                     heavy = ", ".join(f"{n} {ms:.0f}" for n, ms in imp.top)
-                    print(f"{entry:10} {command:7} | {imp.total_ms:7.1f} {imp.modules:7} {r.ms:6.0f} | {heavy}",
-                          flush=True)
-                    out["B4"]["imports"].append({"entry": entry, "command": command, "import_ms": imp.total_ms,
-                                                 "modules": imp.modules, "wall_ms": r.ms, "top": imp.top})
+                    print(
+                        f"{entry:10} {command:7} | {imp.total_ms:7.1f} {imp.modules:7} {r.ms:6.0f} "
+                        f"| {heavy}",
+                        flush=True,
+                    )
+                    out["B4"]["imports"].append(
+                        {
+                            "entry": entry,
+                            "command": command,
+                            "import_ms": imp.total_ms,
+                            "modules": imp.modules,
+                            "wall_ms": r.ms,
+                            "top": imp.top,
+                        }
+                    )
         finally:
             harness.delete_netns(ns)
     log("B4: done")
@@ -698,9 +770,13 @@ def b4_rss(args) -> None:
     """Fill RSS: VERSION of every entry point, then one measured cycle of each B1 list."""
     ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
     env = {"PATH": benchlib.SAFE_PATH, **benchlib.IN_PROCESS, "CNI_COMMAND": "VERSION"}
-    for impl, bindir, names in (("ref", args.ref, ("bridge", "host-local", "portmap")),
-                                ("ours", args.ours, ("bridge", "host-local", "portmap", "flannel", "loopback"))):
-        _record_rss(impl, [benchlib.run([os.path.join(bindir, n)], env, ver, rss=True) for n in names])
+    for impl, bindir, names in (
+        ("ref", args.ref, ("bridge", "host-local", "portmap")),
+        ("ours", args.ours, ("bridge", "host-local", "portmap", "flannel", "loopback")),
+    ):
+        _record_rss(
+            impl, [benchlib.run([os.path.join(bindir, n)], env, ver, rss=True) for n in names]
+        )
     for make_ref, make_ours in ((lambda s: bridge_list(s, True), lambda s: bridge_list(s, True)),
                                 (flannel_equivalent_list, flannel_list)):
         variants = variants_for(args, make_ref, make_ours)
@@ -722,7 +798,13 @@ def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> 
     env = benchlib.cni_env
     ver = json.dumps({"cniVersion": "1.0.0", "name": "v", "type": "x"}).encode()
     for entry in ("loopback", "bridge", "host-local", "flannel", "portmap"):
-        yield entry, "VERSION", [], ver, {"PATH": benchlib.SAFE_PATH, **benchlib.IN_PROCESS, "CNI_COMMAND": "VERSION"}
+        yield (
+            entry,
+            "VERSION",
+            [],
+            ver,
+            {"PATH": benchlib.SAFE_PATH, **benchlib.IN_PROCESS, "CNI_COMMAND": "VERSION"},
+        )
     yield "cnitool", "help", ["--help"], b"", {"PATH": benchlib.SAFE_PATH}
     lo = json.dumps({"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}).encode()
     for cmd in ("ADD", "DEL"):
@@ -739,8 +821,13 @@ def _import_cases(bindir: str, state: harness.StateDirs, pod: harness.Netns) -> 
     fconf = fl.plugin_conf(fl.plugins[0], None)
     yield "flannel", "ADD", [], fconf, env("ADD", "imp-fl", pod.path, bindir)
     # portmap after flannel's ADD, with a prevResult of the shape flannel returns
-    prev = {"cniVersion": "0.3.1", "interfaces": [{"name": "eth0", "sandbox": pod.path}],
-            "ips": [{"version": "4", "interface": 0, "address": "10.244.1.2/24", "gateway": "10.244.1.1"}]}
+    prev = {
+        "cniVersion": "0.3.1",
+        "interfaces": [{"name": "eth0", "sandbox": pod.path}],
+        "ips": [
+            {"version": "4", "interface": 0, "address": "10.244.1.2/24", "gateway": "10.244.1.1"}
+        ],
+    }
     pm = fl.plugin_conf(fl.plugins[1], prev)
     for cmd in ("ADD", "DEL"):
         yield "portmap", cmd, [], pm, env(cmd, "imp-fl", pod.path, bindir)
@@ -820,9 +907,15 @@ def b5_cold(args, rounds: int, out: dict) -> None:
                         wdir = None
                         if node.impl == "ours cold":
                             wdir = tempfile.mkdtemp(prefix="bw-", dir="/tmp")
-                            env = {"PYCNI_WORKER": "1", "PYCNI_WORKER_DIR": wdir, "PYCNI_WORKER_DEBUG": "1"}
+                            env = {
+                                "PYCNI_WORKER": "1",
+                                "PYCNI_WORKER_DIR": wdir,
+                                "PYCNI_WORKER_DEBUG": "1",
+                            }
                         try:
-                            r, used, started = _b5_call(node, pod, command, f"cold{i}", env, group, result)
+                            r, used, started = _b5_call(
+                                node, pod, command, f"cold{i}", env, group, result
+                            )
                         finally:
                             group.end_all()
                             if wdir:
@@ -839,10 +932,14 @@ def b5_cold(args, rounds: int, out: dict) -> None:
         finally:
             for g in groups.values():
                 g.close()
-    print(f"\n(a) a call that finds no worker up (an empty worker directory, no systemd), medians of"
-          f" {rounds}; cpu: the calling process / every process it started (workers included)")
-    head = (f"{'variant':22} | {'ADD':>6} {'DEL':>6} | {'ADD cpu':>7} {'DEL cpu':>7} | {'ADD all':>7}"
-            f" {'DEL all':>7} | {'workers':>7} | {'wall x':>6} {'cpu x':>6} {'all x':>6} | target")
+    print(
+        f"\n(a) a call that finds no worker up (an empty worker directory, no systemd), medians of"
+        f" {rounds}; cpu: the calling process / every process it started (workers included)"
+    )
+    head = (
+        f"{'variant':22} | {'ADD':>6} {'DEL':>6} | {'ADD cpu':>7} {'DEL cpu':>7} | {'ADD all':>7}"
+        f" {'DEL all':>7} | {'workers':>7} | {'wall x':>6} {'cpu x':>6} {'all x':>6} | target"
+    )
     print(head)
     print("-" * len(head))
     base = times["ours"]
@@ -857,14 +954,28 @@ def b5_cold(args, rounds: int, out: dict) -> None:
         all_ = med(t.add_all) + med(t.del_all)
         most = max(t.workers) if t.workers else 0
         target = ""
-        label = {"ref": "ref", "ours": "ours (PYCNI_WORKER=0)", "ours cold": "ours, default (cold)"}[v.impl]
+        label = {
+            "ref": "ref",
+            "ours": "ours (PYCNI_WORKER=0)",
+            "ours cold": "ours, default (cold)",
+        }[v.impl]
         if v.impl == "ours cold":
             ok_wall, ok_all, ok_n = wall <= 1.15 * base_wall, all_ <= 1.15 * base_all, most <= 1
-            target = (f"<= 1.15x wall ({'met' if ok_wall else 'MISSED'}), <= 1.15x all cpu"
-                      f" ({'met' if ok_all else 'MISSED'}), <= 1 worker ({'met' if ok_n else 'MISSED'})")
-        ratios = "" if v.impl == "ref" else f"{wall / base_wall:6.2f} {cpu / base_cpu:6.2f} {all_ / base_all:6.2f}"
-        print(f"{label:22} | {med(t.add):6.1f} {med(t.dele):6.1f} | {med(t.add_cpu):7.1f} {med(t.del_cpu):7.1f}"
-              f" | {med(t.add_all):7.1f} {med(t.del_all):7.1f} | {most:7} | {ratios:>20} | {target}", flush=True)
+            target = (
+                f"<= 1.15x wall ({'met' if ok_wall else 'MISSED'}), <= 1.15x all cpu"
+                f" ({'met' if ok_all else 'MISSED'}), <= 1 worker ({'met' if ok_n else 'MISSED'})"
+            )
+        ratios = (
+            ""
+            if v.impl == "ref"
+            else f"{wall / base_wall:6.2f} {cpu / base_cpu:6.2f} {all_ / base_all:6.2f}"
+        )
+        print(
+            f"{label:22} | {med(t.add):6.1f} {med(t.dele):6.1f} | {med(t.add_cpu):7.1f} "
+            f"{med(t.del_cpu):7.1f}"
+            f" | {med(t.add_all):7.1f} {med(t.del_all):7.1f} | {most:7} | {ratios:>20} | {target}",
+            flush=True,
+        )
         rows.append({"variant": v.impl, "add_ms": med(t.add), "del_ms": med(t.dele),
                      "add_cpu_ms": med(t.add_cpu), "del_cpu_ms": med(t.del_cpu),
                      "add_all_cpu_ms": med(t.add_all), "del_all_cpu_ms": med(t.del_all),
@@ -875,7 +986,9 @@ def b5_cold(args, rounds: int, out: dict) -> None:
     out["B5"]["cold"] = rows
 
 
-def _wait_for_worker(node: Node, pod: harness.Netns, env: dict[str, str], group: benchlib.CpuGroup) -> None:
+def _wait_for_worker(
+    node: Node, pod: harness.Netns, env: dict[str, str], group: benchlib.CpuGroup
+) -> None:
     """Cycles until a worker process lives in `group` and has served a cycle."""
     deadline = time.monotonic() + 60
     n = 0
@@ -919,7 +1032,9 @@ def b5_idle(args, rounds: int, window: float, out: dict) -> None:
                 for node in alternate(node_list, i):
                     t, group = times[node.impl], groups[node.impl]
                     a, a_all, _ = _b5_call(node, pod, "ADD", f"idle{i}", envs[node.impl], group)
-                    d, d_all, _ = _b5_call(node, pod, "DEL", f"idle{i}", envs[node.impl], group, a.result)
+                    d, d_all, _ = _b5_call(
+                        node, pod, "DEL", f"idle{i}", envs[node.impl], group, a.result
+                    )
                     t.add.append(a.ms)
                     t.dele.append(d.ms)
                     t.add_all.append(a_all)
@@ -936,16 +1051,27 @@ def b5_idle(args, rounds: int, window: float, out: dict) -> None:
             idle_cpu = group.usage_ms() - u0
             still = group.pids()
             rss = [_rss_mib(p) for p in still]
-            resident = {"workers_before": len(pids), "workers_after": len(still), "window_s": window,
-                        "idle_cpu_ms": idle_cpu, "rss_mib": rss}
+            resident = {
+                "workers_before": len(pids),
+                "workers_after": len(still),
+                "window_s": window,
+                "idle_cpu_ms": idle_cpu,
+                "rss_mib": rss,
+            }
         finally:
             for g in groups.values():
                 g.close()
-    print(f"\n(b) a pod ADD+DEL after a pause of {B5_PAUSE_S:g} s, longer than the workers' idle time"
-          f" (PYCNI_WORKER_IDLE={B5_IDLE_S:g}); medians of {rounds}; cpu: every process, the worker's share"
-          " included")
-    head = (f"{'variant':8} | {'ADD':>6} {'DEL':>6} {'cycle':>6} | {'cpu':>6} | {'served':>7} | {'wall x':>6}"
-            f" {'cpu x':>6} | target")
+    print(
+        f"\n(b) a pod ADD+DEL after a pause of {B5_PAUSE_S:g} s, longer than the workers' idle time"
+        f" (PYCNI_WORKER_IDLE={B5_IDLE_S:g}); medians of {rounds}; cpu: every process, the "
+        f"worker's share"
+        " included"
+    )
+    head = (
+        f"{'variant':8} | {'ADD':>6} {'DEL':>6} {'cycle':>6} | {'cpu':>6} | {'served':>7} | "
+        f"{'wall x':>6}"
+        f" {'cpu x':>6} | target"
+    )
     print(head)
     print("-" * len(head))
     ref = times["ref"]
@@ -957,13 +1083,28 @@ def b5_idle(args, rounds: int, window: float, out: dict) -> None:
         target, served = "", ""
         if v.worker:
             ok_w, ok_c = wall <= 2.0 * ref_wall, cpu <= 3.0 * ref_cpu
-            target = f"<= 2x wall ({'met' if ok_w else 'MISSED'}), <= 3x cpu ({'met' if ok_c else 'MISSED'})"
+            target = (f"<= 2x wall ({'met' if ok_w else 'MISSED'}), "
+                      f"<= 3x cpu ({'met' if ok_c else 'MISSED'})")
             served = f"{sum(t.served)}/{t.calls}"
-        print(f"{v.impl:8} | {med(t.add):6.1f} {med(t.dele):6.1f} {wall:6.1f} | {cpu:6.1f} | {served:>7} |"
-              f" {wall / ref_wall:6.2f} {cpu / ref_cpu:6.2f} | {target}", flush=True)
-        rows.append({"variant": v.impl, "add_ms": med(t.add), "del_ms": med(t.dele), "cycle_ms": wall,
-                     "cpu_ms": cpu, "wall_ratio": wall / ref_wall, "cpu_ratio": cpu / ref_cpu,
-                     "served": sum(t.served), "calls": t.calls})
+        print(
+            f"{v.impl:8} | {med(t.add):6.1f} {med(t.dele):6.1f} {wall:6.1f} | {cpu:6.1f} | "
+            f"{served:>7} |"
+            f" {wall / ref_wall:6.2f} {cpu / ref_cpu:6.2f} | {target}",
+            flush=True,
+        )
+        rows.append(
+            {
+                "variant": v.impl,
+                "add_ms": med(t.add),
+                "del_ms": med(t.dele),
+                "cycle_ms": wall,
+                "cpu_ms": cpu,
+                "wall_ratio": wall / ref_wall,
+                "cpu_ratio": cpu / ref_cpu,
+                "served": sum(t.served),
+                "calls": t.calls,
+            }
+        )
     print(f"   workers alive after each pause: {up_after_pause}")
     out["B5"]["idle"] = rows
     out["B5"]["workers_after_pause"] = up_after_pause
@@ -973,13 +1114,20 @@ def b5_idle(args, rounds: int, window: float, out: dict) -> None:
         top = max(resident["rss_mib"]) if resident["rss_mib"] else float("nan")
         ok_cpu = resident["idle_cpu_ms"] < 1.0
         ok_rss = bool(resident["rss_mib"]) and top <= B5_RSS_MIB
-        print(f"workers {resident['workers_before']} -> {resident['workers_after']}, CPU over the window"
-              f" {resident['idle_cpu_ms']:.2f} ms, RSS {', '.join(f'{x:.1f}' for x in resident['rss_mib']) or '-'}"
-              f" MiB | target: 0 CPU idle, i.e. < 1 ms ({'met' if ok_cpu else 'MISSED'}), <= {B5_RSS_MIB:g} MiB"
-              f" ({'met' if ok_rss else 'MISSED'})")
+        print(
+            f"workers {resident['workers_before']} -> {resident['workers_after']}, CPU over the "
+            f"window"
+            f" {resident['idle_cpu_ms']:.2f} ms, RSS "
+            f"{', '.join(f'{x:.1f}' for x in resident['rss_mib']) or '-'}"
+            f" MiB | target: 0 CPU idle, i.e. < 1 ms ({'met' if ok_cpu else 'MISSED'}), <= "
+            f"{B5_RSS_MIB:g} MiB"
+            f" ({'met' if ok_rss else 'MISSED'})"
+        )
     else:
-        print("no worker resident (every worker left after its idle time) | target: a resident worker"
-              " (MISSED)")
+        print(
+            "no worker resident (every worker left after its idle time) | target: a resident worker"
+            " (MISSED)"
+        )
     out["B5"]["resident"] = resident
 
 
@@ -997,8 +1145,11 @@ def _rss_mib(pid: int) -> float:
 def b5(args, out: dict) -> None:
     """B5 "idle node": the cold call, the pod cycle after the idle time, the resident worker."""
     reason = benchlib.CpuGroup.unavailable()
-    print("\nB5 idle node: bridge + host-local, ipMasq false, each variant on its own node, rounds"
-          " alternating; ms. CPU of spawned processes is counted through a cgroup of the benchmark's own")
+    print(
+        "\nB5 idle node: bridge + host-local, ipMasq false, each variant on its own node, rounds"
+        " alternating; ms. CPU of spawned processes is counted through a cgroup of the benchmark's "
+        "own"
+    )
     if reason:
         print(f"   skipped: {reason}")
         return
@@ -1035,8 +1186,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ours", default=str(REPO / "dist" / "bin"))
     ap.add_argument("--ref", default="/usr/lib/cni")
-    ap.add_argument("--rounds", type=int, default=None, help="B1 rounds (B2 uses a quarter, B3 at least 5)")
-    ap.add_argument("--quick", action="store_true", help="tiny counts: a smoke test (< 60 s), not figures")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="B1 rounds (B2 uses a quarter, B3 at least 5)"
+    )
+    ap.add_argument(
+        "--quick", action="store_true", help="tiny counts: a smoke test (< 60 s), not figures"
+    )
     ap.add_argument("--only", default="B1,B2,B3,B4,B5", help="comma-separated parts to run")
     ap.add_argument("--json", help="also write the figures to this file")
     ap.add_argument("--no-worker", dest="worker", action="store_false",
@@ -1049,7 +1204,10 @@ def main(argv: list[str] | None = None) -> int:
     reason = harness.netns_unavailable_reason()
     if reason:
         raise SystemExit(f"bench_cni: {reason}")
-    for d, names in ((args.ours, ("bridge", "host-local", "flannel", "portmap")), (args.ref, ("bridge", "host-local", "portmap"))):
+    for d, names in (
+        (args.ours, ("bridge", "host-local", "flannel", "portmap")),
+        (args.ref, ("bridge", "host-local", "portmap")),
+    ):
         for n in names:
             if not os.access(os.path.join(d, n), os.X_OK):
                 raise SystemExit(f"bench_cni: {os.path.join(d, n)} missing (run `make build`?)")

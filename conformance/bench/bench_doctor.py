@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK = "cbr0"
@@ -55,7 +54,9 @@ def timed(argv: list[str], env: dict[str, str]) -> tuple[float, float, subproces
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     after = os.times()
-    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
     return wall, cpu, proc
 
 
@@ -110,16 +111,34 @@ def main(argv: list[str] | None = None) -> int:
         ip("-n", node, "link", "set", "lo", "up")
         t0 = time.perf_counter()
         fill(tmp / "networks" / NETWORK, args.leases - args.pods)
-        print(f"wrote {args.leases - args.pods} lease files in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"wrote {args.leases - args.pods} lease files in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         t0 = time.perf_counter()
         for i in range(args.pods):
             pod = f"{tag}-p{i}"
             ip("netns", "add", pod)
             made.append(pod)
-            cap = {"portMappings": [{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}]}
+            cap = {
+                "portMappings": [{"hostPort": 20000 + i, "containerPort": 80, "protocol": "tcp"}]
+            }
             proc = subprocess.run(
-                ["ip", "netns", "exec", node, str(bindir / "cnitool"), "add", NETWORK, f"/run/netns/{pod}"],
-                env={**env, "CAP_ARGS": json.dumps(cap)}, capture_output=True, text=True, check=False)
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    node,
+                    str(bindir / "cnitool"),
+                    "add",
+                    NETWORK,
+                    f"/run/netns/{pod}",
+                ],
+                env={**env, "CAP_ARGS": json.dumps(cap)},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 print(f"pod {i}: cnitool add failed: {proc.stderr.strip()}")
                 return 1
@@ -144,8 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  wall median {statistics.median(walls):.3f} s, max {max(walls):.3f} s "
               f"(target < {TARGET_S:.0f} s: {'met' if max(walls) < TARGET_S else 'NOT met'})")
         print(f"  cpu  median {statistics.median(cpus):.3f} s, max {max(cpus):.3f} s")
-        print("  statuses: " + ", ".join(f"{c['id']}={c['status']}" for c in doc["checks"] if c["status"] != "ok")
-              + f"; summary {doc['summary']}")
+        print(
+            "  statuses: "
+            + ", ".join(f"{c['id']}={c['status']}" for c in doc["checks"] if c["status"] != "ok")
+            + f"; summary {doc['summary']}"
+        )
         print("  per check (in-process, one run):")
         for check_id, secs in per_check(f"/run/netns/{node}", env):
             print(f"    {check_id:<20} {secs * 1000:7.1f} ms")

@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 NETWORK = "bench"
@@ -218,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(d, ignore_errors=True)
         print(
             f"{size:>7} {'wall':5} | {median(ref['add'])} {median(ref['del'])} | "
-            f"{median(ours['add'])} {median(ours['del'])} | {median(work['add'])} {median(work['del'])} | "
+            f"{median(ours['add'])} {median(ours['del'])} | {median(work['add'])} "
+            f"{median(work['del'])} | "
             f"{first * 1000:8.1f}"
         )
         print(

@@ -8,12 +8,13 @@ a measurement variant from scripts/measure_layouts.py, the dev launchers). Figur
 
 * floor: the executable started under a name that is no entry point (a symlink): bootloader,
   interpreter and plugins.multicall only; it exits 2 ("unknown entry point").
-* VERSION: `CNI_COMMAND=VERSION loopback` (PYCNI_WORKER=0) with a one-line config on stdin, the least any call
+* VERSION: `CNI_COMMAND=VERSION loopback` (PYCNI_WORKER=0) with a one-line config on stdin, the
+least any call
   costs: bootloader, interpreter, our imports, the reply.
 * VERSION via worker: the same call with a warm worker up (one, in a private worker directory,
   ended afterwards): what the process the runtime starts costs when a worker serves the call.
 * ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod
-  namespace (tests/harness.py makes and removes both): the same plus pyroute2 and the netlink
+  namespace (conformance/harness.py makes and removes both): the same plus pyroute2 and the netlink
   work. Nothing is made in the root namespace.
 
 Timing is a plain loop: posix_spawn, wait4, perf_counter around the pair, stdin from a file;
@@ -36,11 +37,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO))
+from conformance import harness
 
-import harness  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+
 
 SAFE_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 CONF = {"cniVersion": "1.1.0", "name": "bench", "type": "loopback"}
@@ -160,7 +160,9 @@ def baseline_rows(stdin_path: str, args) -> list[dict]:
             rows.append(
                 {
                     "label": label,
-                    "version": measure(argv, {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup),
+                    "version": measure(
+                        argv, {"PATH": SAFE_PATH}, stdin_path, args.runs, args.warmup
+                    ),
                 }
             )
     return rows
@@ -181,7 +183,8 @@ def table(rows: list[dict]) -> str:
     ]
     for r in rows:
         out.append(
-            f"| {r['label']} | {fmt(r.get('floor'))} | {fmt(r.get('version'))} | {fmt(r.get('client'))}"
+            f"| {r['label']} | {fmt(r.get('floor'))} | {fmt(r.get('version'))} | "
+            f"{fmt(r.get('client'))}"
             f" | {fmt(r.get('add'))} |"
         )
     out.append("")

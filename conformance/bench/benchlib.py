@@ -1,6 +1,6 @@
 """Plumbing for bench_cni.py: timed process runs with their peak RSS, and a minimal runtime.
 
-Standard library plus tests/harness.py (namespaces) and cni.netns (entering one). Nothing here
+Standard library plus conformance/harness.py (namespaces) and cni.netns (entering one). Nothing here
 judges a time: callers print figures.
 
 Processes are started with posix_spawn from the calling thread, so they start in whatever
@@ -89,7 +89,9 @@ class _Pending:
     fds: tuple[int, int, int]
 
 
-def _spawn(argv: list[str], env: dict[str, str], stdin: bytes, label: str | None = None) -> _Pending:
+def _spawn(
+    argv: list[str], env: dict[str, str], stdin: bytes, label: str | None = None
+) -> _Pending:
     fd_in = _memfd("stdin", stdin)
     fd_out = _memfd("stdout")
     fd_err = _memfd("stderr")
@@ -113,7 +115,9 @@ def _reap(p: _Pending) -> Run:
         for fd in p.fds:
             os.close(fd)
     cpu = (usage.ru_utime + usage.ru_stime) * 1000
-    return Run(p.argv0, p.command, os.waitstatus_to_exitcode(status), out, err, ms, usage.ru_maxrss, cpu)
+    return Run(
+        p.argv0, p.command, os.waitstatus_to_exitcode(status), out, err, ms, usage.ru_maxrss, cpu
+    )
 
 
 class CpuGroup:
@@ -233,7 +237,11 @@ def _cpu_hierarchy() -> tuple[str, str, str]:
 
 
 def run(
-    argv: list[str], env: dict[str, str], stdin: bytes = b"", rss: bool = False, group: CpuGroup | None = None
+    argv: list[str],
+    env: dict[str, str],
+    stdin: bytes = b"",
+    rss: bool = False,
+    group: CpuGroup | None = None,
 ) -> Run:
     """Run argv to completion; a Run (never raises for a non-zero exit).
 
@@ -273,7 +281,9 @@ def run_burst(jobs: list[tuple[list[str], dict[str, str], bytes]]) -> tuple[floa
     return (time.perf_counter() - t0) * 1000, runs
 
 
-def cni_env(command: str, container_id: str, netns: str, cni_path: str, ifname: str = "eth0") -> dict[str, str]:
+def cni_env(
+    command: str, container_id: str, netns: str, cni_path: str, ifname: str = "eth0"
+) -> dict[str, str]:
     """The protocol environment a runtime gives a plugin (PATH and the CNI_* variables), plus
     PYCNI_WORKER=0 (IN_PROCESS)."""
     return {
@@ -362,7 +372,13 @@ def chain(
     if command == "ADD":
         prev = None
         for plugin in netlist.plugins:
-            r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss, group)
+            r = run(
+                [os.path.join(bindir, plugin["type"])],
+                env,
+                netlist.plugin_conf(plugin, prev),
+                rss,
+                group,
+            )
             runs.append(r)
             if r.rc != 0:
                 raise BenchError(r.describe())
@@ -370,7 +386,13 @@ def chain(
         return ChainRun((time.perf_counter() - t0) * 1000, prev, runs)
     prev = cached if _version_tuple(netlist.cni_version) >= (0, 4, 0) else None
     for plugin in reversed(netlist.plugins):
-        r = run([os.path.join(bindir, plugin["type"])], env, netlist.plugin_conf(plugin, prev), rss, group)
+        r = run(
+            [os.path.join(bindir, plugin["type"])],
+            env,
+            netlist.plugin_conf(plugin, prev),
+            rss,
+            group,
+        )
         runs.append(r)
         if r.rc != 0:
             raise BenchError(r.describe())
@@ -404,7 +426,9 @@ def machine() -> dict[str, str]:
     info["kernel"] = platform.release()
     info["python"] = platform.python_version()
     try:
-        proc = subprocess.run(["iptables", "--version"], capture_output=True, text=True, env={"PATH": SAFE_PATH})
+        proc = subprocess.run(
+            ["iptables", "--version"], capture_output=True, text=True, env={"PATH": SAFE_PATH}
+        )
         info["iptables"] = proc.stdout.strip()
     except OSError:
         pass
@@ -427,7 +451,8 @@ def describe_bindir(bindir: str) -> str:
         try:
             with open(info) as f:
                 data = json.load(f)
-            return f"standalone PyInstaller build {data.get('version', '?')} ({data.get('fingerprint', '')[:12]})"
+            fingerprint = data.get("fingerprint", "")[:12]
+            return f"standalone PyInstaller build {data.get('version', '?')} ({fingerprint})"
         except (OSError, ValueError):
             return "standalone PyInstaller build"
     probe = os.path.join(bindir, "bridge")

@@ -6,7 +6,7 @@ bridge and host-local hot path).
 
 What the warm worker pays per call, without the worker around it: the plugin's own work
 (cni.skel.run of bridge, host-local delegated in-process) with every import already loaded.
-Runs in a throwaway node namespace (tests/harness.py), one throwaway pod namespace per cycle,
+Runs in a throwaway node namespace (conformance/harness.py), one throwaway pod namespace per cycle,
 host-local's dataDir in a temp dir; nothing is created in the root namespace. Needs root.
 
 Per cycle it records the process CPU time (user + system of this process; the kernel's side of
@@ -33,13 +33,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from conformance import harness
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-for _p in (str(REPO / "tests"), str(REPO)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
 
-import harness  # noqa: E402
 
 # RTM_* message types, for the request tally
 _RTM = {16: "NEWLINK", 17: "DELLINK", 18: "GETLINK", 19: "SETLINK", 20: "NEWADDR", 21: "DELADDR",
@@ -149,12 +147,16 @@ def _cpu() -> tuple[float, float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--cycles", type=int, default=20)
     ap.add_argument("--masq", action="store_true", help="ipMasq true (iptables-restore per call)")
     ap.add_argument("--profile", choices=("add", "del"), default=None)
     ap.add_argument("--top", type=int, default=25)
-    ap.add_argument("--profile-cpu", action="store_true", help="profile CPU time instead of wall time")
+    ap.add_argument(
+        "--profile-cpu", action="store_true", help="profile CPU time instead of wall time"
+    )
     ap.add_argument("--trace", action="store_true", help="print one ADD's and one DEL's requests")
     ap.add_argument("--bindir", default=str(REPO / "dist" / "bin"),
                     help="CNI_PATH holding host-local (same inode as bridge: delegated in-process)")
@@ -249,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
               f" (dumps {statistics.median(dumps[command]):.0f})")
         tally = ", ".join(f"{k} {v / n:g}" for k, v in sorted(kinds[command].items()))
         print(f"   per call: {tally}")
-        parts = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in sorted(where[command].items()))
+        parts = ", ".join(
+            f"{k} {statistics.median(v):.2f}" for k, v in sorted(where[command].items())
+        )
         print(f"   cpu inside (ms, medians): {parts}")
     if profiler is not None:
         import pstats

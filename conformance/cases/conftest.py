@@ -3,12 +3,11 @@
 Options: ``--cni-bin DIR`` (the directory under test), ``--reference-bin DIR`` (compare with
 it), ``--conformance-summary FILE`` (JSON counts for the runner), ``--runtime`` (also run the
 real container runtime scenario). The namespace fixtures and the root-namespace leak audit
-are the shared ones from tests/conftest.py, loaded here under another module name.
+are the plugin conformance/fixtures.py, shared with tests/.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 from collections import Counter
@@ -17,23 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conformance import deviations
+from conformance import deviations, harness
 from conformance.bindir import CniDir, same_dir
-from conformance.harness_link import TESTS_DIR, harness
 from conformance.sandbox import Sandbox
 
-_spec = importlib.util.spec_from_file_location("cnitest_shared_conftest", TESTS_DIR / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_shared = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_shared)
-
-# the shared fixtures and hooks, re-exported so pytest registers them for these cases
-node_ns = _shared.node_ns
-make_pod = _shared.make_pod
-state_dir = _shared.state_dir
-leak_audit = _shared.leak_audit
-_report_stale_netns = _shared._report_stale_netns
-pytest_collection_modifyitems = _shared.pytest_collection_modifyitems
+pytest_plugins = ["conformance.fixtures"]  # the namespace fixtures and the leak audit
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -17,7 +17,7 @@ import pytest
 from conformance import deviations as dev
 from conformance import observe
 from conformance.bindir import CniDir
-from conformance.cases.test_host_local import lease_dir
+from conformance.cases.test_host_local import drop_route_extras, lease_dir
 from conformance.checks import require
 from conformance.sandbox import Sandbox, differential, without
 
@@ -185,6 +185,85 @@ def test_br44_l3_add(cni: CniDir) -> None:
     assert ps["/proc/sys/net/ipv6/conf/eth0/accept_dad"] == "0"
     assert ps["/proc/sys/net/ipv4/conf/eth0/arp_notify"] == "1"
     assert obs["leases"]["10.250.1.2"]["data"] == "ctr1\r\neth0"
+
+
+@pytest.mark.parametrize(
+    ("variant", "version", "keys"),
+    [
+        ("l3-no-gateway", "1.0.0", {}),
+        ("promiscuous-bridge", "1.0.0", {"promiscMode": True}),
+        ("force-address-on-a-fresh-bridge", "1.0.0", {"isGateway": True, "forceAddress": True}),
+        ("0.3.1-default-gateway", "0.3.1", {"isDefaultGateway": True}),
+    ],
+)
+def test_br44_75_config_variants(cni: CniDir, variant: str, version: str,
+                                 keys: dict[str, Any]) -> None:
+    """P44, P75 on more configurations: no gateway, promiscMode, forceAddress on a fresh
+    bridge, a 0.3.1 config with isDefaultGateway. ADD, then DEL twice; the result and the
+    kernel state after each are compared with the reference's."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        b = Bridge(cni, sb)
+        pod = b.pod()
+        c = b.conf({"subnet": "10.250.1.0/24"}, version=version, **keys)
+        b.call("ADD", c, pod)
+        added = b.obs(firewall=True)
+        b.call("DEL", c, pod)
+        b.call("DEL", c, pod)
+        return {**b.obs(firewall=True), "added": {k: v for k, v in added.items() if k != "steps"}}
+
+    obs = differential(cni, sc)
+    assert [s["rc"] for s in obs["steps"]] == [0, 0, 0], (variant, obs["steps"])
+    assert addrs(obs["added"]["pods"][0]["kernel"], "eth0") == ["10.250.1.2/24"]
+    assert "eth0" not in names(obs["pods"][0]["kernel"])
+    assert "10.250.1.2" not in obs["leases"]
+
+
+def test_br44_route_priority(cni: CniDir) -> None:
+    """P44 with a route `priority`: kept in the result and installed as the route's metric
+    (upstream 3d27709f); v1.1.1 drops it from both (R12)."""
+    route = {"dst": "10.250.99.0/24", "gw": "10.250.1.6", "priority": 5}
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        b = Bridge(cni, sb)
+        pod = b.pod()
+        b.call("ADD", b.conf({"subnet": "10.250.1.0/24", "routes": [route]}), pod)
+        metrics = [r.get("metric", 0) for r in observe.kernel(pod)["routes"]["v4"]
+                   if r["dst"] == "10.250.99.0/24"]
+        return {"steps": b.steps, "metrics": metrics}
+
+    def old_release(o: dict[str, Any]) -> dict[str, Any]:
+        return {**drop_route_extras(o), "metrics": []}
+
+    obs = differential(cni, sc, fold={"R12-route-extras": old_release})
+    assert obs["steps"][0]["result"]["routes"] == dev.pick(
+        cni, "R12-route-extras", new=[route], old=[{"dst": route["dst"], "gw": route["gw"]}])
+    assert obs["metrics"] == dev.pick(cni, "R12-route-extras", new=[5], old=[0])
+
+
+def test_br63_75_del_by_the_other_implementation(cni: CniDir) -> None:
+    """P63, P75, layout compatibility: the reference's DEL removes the masquerade rules our ADD
+    made (IPv4 and IPv6), and ours removes the reference's. Needs a distinct reference."""
+    if cni.ref is None:
+        pytest.skip("needs a reference directory distinct from the one under test")
+    ipam = {"ranges": [[{"subnet": "10.250.1.0/24"}], [{"subnet": "fd00:1::/64"}]]}
+
+    def cross(adder: CniDir, remover: CniDir, sb: Sandbox) -> tuple[dict[str, str], ...]:
+        b = Bridge(adder, sb)
+        pod = b.pod()
+        c = b.conf(ipam, ipMasq=True)
+        assert b.call("ADD", c, pod)["rc"] == 0, b.steps
+        added = observe.firewall(b.node)
+        run = remover.run("bridge", "DEL", c, in_netns=b.node, netns=pod.path,
+                          containerid="ctr1", ifname="eth0")
+        assert run.returncode == 0, run.stdout
+        return added, observe.firewall(b.node)
+
+    for adder, remover in ((cni, cni.ref), (cni.ref, cni)):
+        with Sandbox() as sb:
+            added, after = cross(adder, remover, sb)
+        assert "CNI-" in added["iptables"] + added["nft"], added
+        assert "CNI-" not in after["iptables"] + after["ip6tables"], after
 
 
 def test_br46_second_add_same_ifname(cni: CniDir) -> None:
@@ -420,7 +499,9 @@ def test_br55_duplicate_default_route(cni: CniDir) -> None:
         assert names(pod) == ["lo"]
         return
     assert addrs(pod, "eth0") == ["10.250.1.2/24"]
-    assert [r for r in routes(pod) if r.startswith("default")] == ["default via 10.250.1.1 dev eth0"]
+    assert [r for r in routes(pod) if r.startswith("default")] == [
+        "default via 10.250.1.1 dev eth0"
+    ]
     assert [li.get("master") for li in obs["node"]["links"]] == [None, None, BR]
 
 
@@ -562,7 +643,9 @@ def test_br59_mac_precedence(cni: CniDir) -> None:
     obs = differential(cni, sc)
     s = obs["steps"]
     assert s[0]["rc"] == 0, s[0]
-    assert link(obs["pods"][0]["kernel"], "eth0")["address"] == s[0]["result"]["interfaces"][2]["mac"]
+    assert (
+        link(obs["pods"][0]["kernel"], "eth0")["address"] == s[0]["result"]["interfaces"][2]["mac"]
+    )
 
 
 def test_br60_mac_in_cni_args(cni: CniDir) -> None:

@@ -38,14 +38,15 @@ SUBNET_DUAL = SUBNET_V4 + "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=f
 ENV_ERR_PREFIX = "failed to load flannel 'subnet.env' file: "
 ENV_ERR_SUFFIX = ". Check the flannel pod log for this node."
 
-FAKE = r'''#!/usr/bin/python3 -I
+FAKE = r"""#!/usr/bin/python3 -I
 import json, os, sys
 base = os.path.dirname(os.path.abspath(__file__))
 data = sys.stdin.buffer.read()
 env = {k: v for k, v in os.environ.items() if k.startswith("CNI_")}
 with open(os.path.join(base, "calls.log"), "a") as f:
     f.write(json.dumps({"env": env, "stdin": data.decode()}) + "\n")
-mode = open(os.path.join(base, "mode")).read().strip() if os.path.exists(os.path.join(base, "mode")) else "ok"
+mode_file = os.path.join(base, "mode")
+mode = open(mode_file).read().strip() if os.path.exists(mode_file) else "ok"
 cmd = env.get("CNI_COMMAND")
 if cmd == "ADD" and mode == "fail-add":
     sys.stdout.write(json.dumps({"code": 11, "msg": "x"})); sys.exit(1)
@@ -55,13 +56,16 @@ if cmd != "ADD":
     sys.exit(0)
 ver = json.loads(data).get("cniVersion", "")
 if ver in ("", "0.1.0", "0.2.0"):
-    res = {"cniVersion": ver or "0.1.0", "ip4": {"ip": "10.1.17.2/24", "gateway": "10.1.17.1"}, "dns": {}}
+    res = {"cniVersion": ver or "0.1.0", "ip4": {"ip": "10.1.17.2/24", "gateway": "10.1.17.1"},
+           "dns": {}}
 elif ver.startswith("0."):
-    res = {"cniVersion": ver, "ips": [{"version": "4", "address": "10.1.17.2/24", "gateway": "10.1.17.1"}], "dns": {}}
+    res = {"cniVersion": ver,
+           "ips": [{"version": "4", "address": "10.1.17.2/24", "gateway": "10.1.17.1"}],
+           "dns": {}}
 else:
     res = {"cniVersion": ver, "ips": [{"address": "10.1.17.2/24", "gateway": "10.1.17.1"}]}
 sys.stdout.write(json.dumps(res))
-'''
+"""
 
 
 @pytest.fixture
@@ -181,8 +185,9 @@ def test_fl04_05_bad_types(cni: CniDir, sb: Sandbox) -> None:
     a = err(fl.call("ADD", fl.conf(delegate="x")))
     d = err(fl.call("DEL", fl.conf(delegate="x")))
     # I7: ours says 6 (a wrong JSON type) where the Go plugins say 999; same message.
-    assert a["code"] == DEVIATIONS["I7-error-codes"].pick(cni, new=6, old=999) and a["msg"].startswith(
-        "failed to load flannel netconf file: failed to load netconf: "), a
+    assert a["code"] == DEVIATIONS["I7-error-codes"].pick(cni, new=6, old=999) and a[
+        "msg"
+    ].startswith("failed to load flannel netconf file: failed to load netconf: "), a
     assert d["msg"].startswith("failed to load netconf: "), d
     assert not fl.scratch().exists()
 
@@ -321,20 +326,40 @@ def test_fl27_default_delegate_bytes(cni: CniDir, sb: Sandbox) -> None:
 @pytest.mark.parametrize(
     "delegate, top, want",
     [
-        ({"type": "fakeplug", "mtu": 1400, "ipMasq": True}, {},
-         {"mtu": 1400, "ipMasq": True, "isGateway": None}),
+        (
+            {"type": "fakeplug", "mtu": 1400, "ipMasq": True},
+            {},
+            {"mtu": 1400, "ipMasq": True, "isGateway": None},
+        ),
         ({"type": "fakeplug", "isGateway": False}, {}, {"isGateway": False}),
-        ({"type": "fakeplug", "cniVersion": "0.3.1"}, {"cniVersion": "1.0.0"},
-         {"cniVersion": "1.0.0"}),
-        ({"type": "fakeplug", "runtimeConfig": {"a": 1}},
-         {"runtimeConfig": {"ips": ["10.1.17.9/24"]}}, {"runtimeConfig": {"ips": ["10.1.17.9/24"]}}),
-        ({"type": "fakeplug"}, {"dns": {"nameservers": ["1.1.1.1"]}, "args": {"cni": {}},
-                                "capabilities": {"portMappings": True},
-                                "prevResult": {"cniVersion": "1.0.0"}},
-         {"dns": None, "args": None, "capabilities": None, "prevResult": None}),
+        (
+            {"type": "fakeplug", "cniVersion": "0.3.1"},
+            {"cniVersion": "1.0.0"},
+            {"cniVersion": "1.0.0"},
+        ),
+        (
+            {"type": "fakeplug", "runtimeConfig": {"a": 1}},
+            {"runtimeConfig": {"ips": ["10.1.17.9/24"]}},
+            {"runtimeConfig": {"ips": ["10.1.17.9/24"]}},
+        ),
+        (
+            {"type": "fakeplug"},
+            {
+                "dns": {"nameservers": ["1.1.1.1"]},
+                "args": {"cni": {}},
+                "capabilities": {"portMappings": True},
+                "prevResult": {"cniVersion": "1.0.0"},
+            },
+            {"dns": None, "args": None, "capabilities": None, "prevResult": None},
+        ),
     ],
-    ids=["user-mtu-masq", "isgateway-false", "cniversion-override", "runtimeconfig-replaced",
-         "not-forwarded"],
+    ids=[
+        "user-mtu-masq",
+        "isgateway-false",
+        "cniversion-override",
+        "runtimeconfig-replaced",
+        "not-forwarded",
+    ],
 )
 def test_fl29_to_40_delegate_fields(cni: CniDir, sb: Sandbox, delegate: dict[str, Any],
                                     top: dict[str, Any], want: dict[str, Any]) -> None:
@@ -433,7 +458,10 @@ def test_fl42_43_delegate_failures(cni: CniDir, sb: Sandbox) -> None:
     e = err(fl.call("ADD", fl.conf(delegate={"type": "nosuchplug"}), cid="c2",
                     cni_path=str(fl.fakebin)))
     assert e["code"] == 999
-    assert e["msg"] == f'failed to delegate add: failed to find plugin "nosuchplug" in path [{fl.fakebin}]'
+    assert (
+        e["msg"]
+        == f'failed to delegate add: failed to find plugin "nosuchplug" in path [{fl.fakebin}]'
+    )
     assert fl.scratch("c2").exists()
 
 
@@ -517,7 +545,11 @@ def _integration(cni: CniDir, sb: Sandbox, subnet: str, version: str = "1.0.0") 
             "ipam": {"dataDir": str(data)}, "delegate": {"bridge": "cni0"}}
     kw = {"in_netns": node, "netns": pod.path, "containerid": "ctr1"}
     add = cni.run("flannel", "ADD", conf, **kw)
-    saved = (sb.tmp / "flannel" / "ctr1").read_text() if (sb.tmp / "flannel" / "ctr1").exists() else None
+    saved = (
+        (sb.tmp / "flannel" / "ctr1").read_text()
+        if (sb.tmp / "flannel" / "ctr1").exists()
+        else None
+    )
     state = {"node": observe.kernel(node), "pod": observe.kernel(pod),
              "leases": lease_dir(cni, data / "cni-flannel")}
     del1 = cni.run("flannel", "DEL", conf, **kw)

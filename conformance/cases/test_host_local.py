@@ -316,7 +316,9 @@ def test_hl24_legacy_version_one_address_per_family(cni: CniDir) -> None:
         return h.obs()
 
     obs = differential(cni, sc, fold=CODE0)
-    assert err(obs["steps"][0]) == "CNI version 0.2.0 does not support more than 1 address per family"
+    assert (
+        err(obs["steps"][0]) == "CNI version 0.2.0 does not support more than 1 address per family"
+    )
     assert obs["steps"][0]["error"]["code"] == config_error_code(cni)
     res = obs["steps"][1]["result"]
     assert res["cniVersion"] == "0.2.0"
@@ -487,6 +489,25 @@ def test_hl36_legacy_lease(cni: CniDir) -> None:
     obs = differential(cni, sc)
     assert obs["steps"] == [{"rc": 0, "stdout": ""}, {"rc": 0, "stdout": ""}]
     assert "10.250.3.9" not in obs["files"]
+
+
+def test_hl36_del_two_range_sets_frees_legacy_lease(cni: CniDir) -> None:
+    """P36: under a config of two range sets, DEL frees the owner's legacy lease (id only) and
+    its id + ifname lease alike."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        h = HL(cni, sb)
+        d = h.data / h.name
+        d.mkdir(parents=True)
+        (d / "10.250.3.20").write_text("r1")
+        (d / "10.250.3.21").write_text("r1\r\neth0")
+        ipam = {"ranges": [[{"subnet": "10.250.3.0/24"}], [{"subnet": "fd00:3::/64"}]]}
+        h.call("DEL", h.conf(ipam), "r1")
+        return h.obs()
+
+    obs = differential(cni, sc)
+    assert obs["steps"] == [{"rc": 0, "stdout": ""}]
+    assert not {"10.250.3.20", "10.250.3.21"} & set(obs["files"])
 
 
 def test_hl37_check(cni: CniDir) -> None:

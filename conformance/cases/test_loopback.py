@@ -86,9 +86,9 @@ def test_lo101_add(cni: CniDir) -> None:
         assert "dns" not in res and sorted_keys_everywhere(text), text
 
 
-@pytest.mark.parametrize("version", ["0.2.0", "0.3.1", "0.4.0"])
+@pytest.mark.parametrize("version", ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0"])
 def test_lo102_old_version_keeps_1x_shape(cni: CniDir, version: str) -> None:
-    """P102: at 0.2.0 / 0.3.1 / 0.4.0 the output keeps the 1.x shape (no `version` fields, no
+    """P102: at 0.1.0 to 0.4.0 the output keeps the 1.x shape (no `version` fields, no
     ip4) labelled with the requested version."""
 
     def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
@@ -103,6 +103,36 @@ def test_lo102_old_version_keeps_1x_shape(cni: CniDir, version: str) -> None:
                           {"interface": 0, "address": "::1/128"}]
     assert "ip4" not in res
 
+
+
+def test_lo102_no_version_is_converted_to_010(cni: CniDir) -> None:
+    """P102, C23: without cniVersion the result really is 0.1.0-shaped (`ip4`, `ip6`)."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        node, pod = sb.netns("node"), sb.netns("pod")
+        c = conf()
+        del c["cniVersion"]
+        run = cni.run("loopback", "ADD", c, in_netns=node, netns=pod.path)
+        return {"add": observe.outcome(run)}
+
+    res = differential(cni, sc)["add"]["result"]
+    assert res["ip4"] == {"ip": "127.0.0.1/8"} and res["ip6"] == {"ip": "::1/128"}
+
+
+def test_lo101_add_at_110(cni: CniDir) -> None:
+    """P101 at spec 1.1.0 (a directory that lists it, R2): the same result, labelled 1.1.0."""
+    if dev.old_side(cni, "R2-version-list"):
+        pytest.skip("this directory does not list 1.1.0 (R2)")
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        node, pod = sb.netns("node"), sb.netns("pod")
+        run = cni.run("loopback", "ADD", conf("1.1.0"), in_netns=node, netns=pod.path)
+        return {"add": observe.outcome(run)}
+
+    res = differential(cni, sc, spec_1_1=True)["add"]["result"]
+    assert res["cniVersion"] == "1.1.0"
+    assert res["ips"] == [{"interface": 0, "address": "127.0.0.1/8"},
+                          {"interface": 0, "address": "::1/128"}]
 
 def test_lo103_prev_result_echoed(cni: CniDir) -> None:
     """P103, C40: with a prevResult the output is the prevResult (0.4.0, dns kept)."""
@@ -133,7 +163,10 @@ def test_lo104_non_loopback_address(cni: CniDir) -> None:
         return {"add": observe.outcome(run)}
 
     obs = differential(cni, sc)
-    assert obs["add"]["error"]["msg"] == 'loopback interface found with non-loopback address "10.250.9.9"'
+    assert (
+        obs["add"]["error"]["msg"]
+        == 'loopback interface found with non-loopback address "10.250.9.9"'
+    )
 
 
 def test_lo105_check(cni: CniDir) -> None:

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from conformance import deviations as dev
-from conformance import observe
+from conformance import harness, observe
 from conformance.bindir import CniDir
 from conformance.checks import require
-from conformance.harness_link import harness
 from conformance.sandbox import Sandbox, differential, without
 
 pytestmark = pytest.mark.usefixtures("_portmap")
@@ -76,9 +75,10 @@ class PM:
             c["runtimeConfig"] = {"portMappings": mappings}
         return c
 
-    def call(self, command: str, conf: dict[str, Any], ifname: str = "eth0") -> dict[str, Any]:
+    def call(self, command: str, conf: dict[str, Any], ifname: str = "eth0",
+             cid: str = "ctr1") -> dict[str, Any]:
         run = self.cni.run("portmap", command, conf, in_netns=self.node, netns=self.pod.path,
-                           containerid="ctr1", ifname=ifname)
+                           containerid=cid, ifname=ifname)
         out = observe.outcome(run)
         self.steps.append(out)
         return out
@@ -167,15 +167,20 @@ def test_pm82_basic_layout(cni: CniDir) -> None:
     want = [
         "-A PREROUTING -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
         "-A OUTPUT -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT",
-        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ',
+        '-A POSTROUTING -m comment --comment "CNI portfwd requiring masquerade" -j '
+        'CNI-HOSTPORT-MASQ',
         f"-A {DN} -s 10.250.1.0/24 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK",
         f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80",
-        f"-A {DN} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j CNI-HOSTPORT-SETMARK",
-        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{COMMENT}" -m multiport --dports 18080,18082,18083 -j {DN}',
-        f'-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "{COMMENT}" -m multiport --dports 18081 -j {DN}',
+        f"-A {DN} -s 10.250.1.0/24 -d 10.250.1.1/32 -p tcp -m tcp --dport 18082 -j "
+        f"CNI-HOSTPORT-SETMARK",
+        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{COMMENT}" -m multiport --dports '
+        f'18080,18082,18083 -j {DN}',
+        f'-A CNI-HOSTPORT-DNAT -p udp -m comment --comment "{COMMENT}" -m multiport --dports 18081 '
+        f'-j {DN}',
         "-A CNI-HOSTPORT-MASQ -m mark --mark 0x2000/0x2000 -j MASQUERADE",
-        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark 0x2000/0x2000',
+        '-A CNI-HOSTPORT-SETMARK -m comment --comment "CNI portfwd masquerade mark" -j MARK '
+        '--set-xmark 0x2000/0x2000',
     ]
     missing = [w for w in want if w not in got]
     assert not missing, "missing:\n" + "\n".join(missing) + "\n--- got:\n" + "\n".join(got)
@@ -197,7 +202,9 @@ def test_pm83_mark_bit(cni: CniDir) -> None:
 
     obs = differential(cni, sc, fold={
         "I7-error-codes": without("steps.1.error.code", "steps.2.error.code")})
-    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x20/0x20 -j MASQUERADE" in lines(obs["fw"]["iptables"])
+    assert "-A CNI-HOSTPORT-MASQ -m mark --mark 0x20/0x20 -j MASQUERADE" in lines(
+        obs["fw"]["iptables"]
+    )
     assert msg(obs["steps"][1]) == "failed to parse config: MasqMarkBit must be between 0 and 31"
     assert msg(obs["steps"][2]) == ("failed to parse config: Cannot specify externalSetMarkChain "
                                     "and markMasqBit")
@@ -240,7 +247,9 @@ def test_pm87_ipv6(cni: CniDir) -> None:
 
     obs = differential(cni, sc)
     v6 = lines(obs["fw"]["ip6tables"])
-    assert f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination [fd00:250:1::3]:80" in v6, v6
+    assert (
+        f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination [fd00:250:1::3]:80" in v6
+    ), v6
     assert f"-A {DN} -s fd00:250:1::/64 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in v6
     assert not [x for x in v6 if "127.0.0.1" in x or "::1/128" in x]
     assert DN not in obs["fw"]["iptables"]
@@ -339,7 +348,9 @@ def test_pm93_readd_appends_missing(cni: CniDir) -> None:
 
     obs = differential(cni, sc)
     chain = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
-    assert chain[-1] == f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80"
+    assert (
+        chain[-1] == f"-A {DN} -p tcp -m tcp --dport 18080 -j DNAT --to-destination 10.250.1.3:80"
+    )
     assert len(chain) == len(set(chain))
 
 
@@ -373,6 +384,77 @@ def test_pm94_del(cni: CniDir) -> None:
     assert DN not in after
     for shared in ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-SETMARK", "CNI-HOSTPORT-MASQ"):
         assert f":{shared} " in after, after
+
+
+def prev_040(prev: dict[str, Any]) -> dict[str, Any]:
+    """A 1.0.0 prevResult in the 0.4.0 shape (each IP names its version)."""
+    ips = [{**ip, "version": "6" if ":" in ip["address"] else "4"} for ip in prev["ips"]]
+    return {**prev, "cniVersion": "0.4.0", "ips": ips}
+
+
+ANY_HOST_IPS = [
+    {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
+    {"hostPort": 18084, "containerPort": 84, "protocol": "udp", "hostIP": "0.0.0.0"},
+    {"hostPort": 18086, "containerPort": 86, "protocol": "udp", "hostIP": "::"},
+]
+CONDITION_MODULES = {"conditionsV4": ["-m", "conntrack", "--ctstate", "new,established", "-i",
+                                      "eth0"]}
+
+
+@pytest.mark.parametrize(
+    ("variant", "mappings", "extra", "cid"),
+    [
+        ("P86-unspecified-host-ips", ANY_HOST_IPS, {}, "ctr1"),
+        ("P88-conditions-with-modules", MAPPINGS[:2], CONDITION_MODULES, "ctr1"),
+        ("network-name-with-dots", MAPPINGS[:1], {"name": "my.net-1"}, "ctr1"),
+        ("long-container-id", MAPPINGS[:1], {}, "a" * 240),
+        ("version-0.4.0", MAPPINGS[:2], {"cniVersion": "0.4.0"}, "ctr1"),
+    ],
+)
+def test_pm82_94_layout_variants(cni: CniDir, variant: str, mappings: list[dict[str, Any]],
+                                 extra: dict[str, Any], cid: str) -> None:
+    """P82, P86, P88, P94 on more inputs: hostIP 0.0.0.0 / ::, conditions loading match modules,
+    a network name with dots, a 240-character container id (the comment is cut), a 0.4.0
+    config. ADD twice adds nothing twice (once only for the long id: ours then adds the entry
+    rule again, which the reference does not), DEL twice removes the container's chain; every
+    snapshot is compared with the reference's."""
+    times = 1 if len(cid) > 64 else 2
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        pm = PM(cni, sb)
+        prev = prev_040(pm.prev()) if extra.get("cniVersion") == "0.4.0" else pm.prev()
+        add = {**pm.conf(mappings, prev), **extra}
+        for _ in range(times):
+            pm.call("ADD", add, cid=cid)
+        added = pm.fw()
+        delete = {**pm.conf(mappings), **extra}
+        for _ in range(times):
+            pm.call("DEL", delete, cid=cid)
+        return {**pm.obs(), "added": added}
+
+    obs = differential(cni, sc, fold={
+        "I14-portmap-del-no-empty-table": lambda o: {**o, "fw": no_empty_ip6_nat(o["fw"])}})
+    assert [s["rc"] for s in obs["steps"]] == [0] * 2 * times, (variant, obs["steps"])
+    dnat = [ln for ln in lines(obs["added"]["iptables"]) if "-j DNAT --to-destination" in ln]
+    assert len(dnat) == len([m for m in mappings if ":" not in m.get("hostIP", "")]), dnat
+    assert "-j DNAT" not in obs["fw"]["iptables"]
+
+
+def test_pm94_del_keeps_other_containers(cni: CniDir) -> None:
+    """P94: DEL of one container leaves another container's chain and the shared chains."""
+
+    def sc(cni: CniDir, sb: Sandbox) -> dict[str, Any]:
+        pm = PM(cni, sb)
+        for cid in ("c1", "c2"):
+            pm.call("ADD", pm.conf(MAPPINGS[:2], pm.prev()), cid=cid)
+        pm.call("DEL", pm.conf(MAPPINGS[:2]), cid="c1")
+        return pm.obs()
+
+    obs = differential(cni, sc, fold={
+        "I14-portmap-del-no-empty-table": lambda o: {**o, "fw": no_empty_ip6_nat(o["fw"])}})
+    assert [s["rc"] for s in obs["steps"]] == [0, 0, 0]
+    dn = [ln for ln in lines(obs["fw"]["iptables"]) if ln.startswith(":CNI-DN-")]
+    assert len(dn) == 1, dn
 
 
 def test_pm95_check(cni: CniDir) -> None:
@@ -477,7 +559,9 @@ def test_pm100_masq_all(cni: CniDir) -> None:
     obs = differential(cni, sc, ignore=("fw",))
     rules = [x for x in lines(obs["fw"]["iptables"]) if x.startswith(f"-A {DN}")]
     if dev.old_side(cni, "R7-upstream-only-config"):
-        assert f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
+        assert (
+            f"-A {DN} -s 127.0.0.1/32 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules
+        )
         return
     assert f"-A {DN} -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules or (
         f"-A {DN} -s 0.0.0.0/0 -p tcp -m tcp --dport 18080 -j CNI-HOSTPORT-SETMARK" in rules), rules

@@ -18,10 +18,9 @@ import subprocess
 import pytest
 
 from conformance import deviations as dev
-from conformance import observe, targets
+from conformance import harness, observe, targets
 from conformance.bindir import ALL_VERSIONS, ALL_VERSIONS_V111, PLUGINS, CniDir
 from conformance.checks import expect_error, expect_ok, go_q_list, require, show
-from conformance.harness_link import harness
 from conformance.sandbox import Sandbox
 
 NETNS_PLACEHOLDER = "/var/run/netns/cnitest-not-there"

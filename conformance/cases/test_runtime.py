@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import runtime
+from conformance import harness, runtime
 from conformance.bindir import CniDir
 from conformance.checks import require
-from conformance.harness_link import harness
 from conformance.sandbox import Sandbox
 
 pytestmark = pytest.mark.runtime

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import NoReturn, TextIO
 
@@ -92,11 +93,10 @@ def run_checks(node: Node) -> list[report.Check]:
             result = check(node)
         except Exception as e:  # noqa: BLE001 - one broken check must not hide the others
             if os.environ.get("CNI_PY_DEBUG", "") not in ("", "0"):
-                import traceback
-
                 traceback.print_exc(file=sys.stderr)
             result = report.Check(
-                check_id, report.FAIL, f"the check could not run: {one_line(f'{type(e).__name__}: {e}')}",
+                check_id, report.FAIL,
+                f"the check could not run: {one_line(f'{type(e).__name__}: {e}')}",
                 "run again with CNI_PY_DEBUG=1 and report the traceback",
             )
         result.id = check_id
@@ -141,7 +141,8 @@ def run(
         if network is not None and not any(
             cf.conf is not None and cf.conf.name == network for cf in node.conf_files
         ):
-            stderr.write(f'cnitool doctor: no network configuration named "{network}" in {node.net_dir}\n')
+            stderr.write(f'cnitool doctor: no network configuration named "{network}" in '
+                         f"{node.net_dir}\n")
             return 2
         checks = run_checks(node)
         actions: list[str] | None = None
@@ -171,8 +172,6 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         rc = run(sys.argv[2:] if argv is None else argv, os.environ, sys.stdout, sys.stderr)
     except Exception as e:  # noqa: BLE001 - one line, not a traceback, unless debugging
         if os.environ.get("CNI_PY_DEBUG", "") not in ("", "0"):
-            import traceback
-
             traceback.print_exc(file=sys.stderr)
         sys.stderr.write(f"cnitool doctor: {one_line(f'{type(e).__name__}: {e}')}\n")
         rc = 1

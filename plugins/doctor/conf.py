@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 from cni.errors import CNIError
+from cni.invoke import exec_plugin, find_in_path
+from cni.libcni.request import decode_version_info
+from plugins.doctor.facts import Network, network_of
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, ok
 
@@ -44,7 +46,9 @@ def check_parse(node: Node) -> Check:
     detail = first.error or ""
     if "(char " not in detail:
         detail += _json_offset(first.path)
-    more = f" (and {len(bad) - 1} more: {', '.join(cf.path for cf in bad[1:])})" if len(bad) > 1 else ""
+    more = ""
+    if len(bad) > 1:
+        more = f" (and {len(bad) - 1} more: {', '.join(cf.path for cf in bad[1:])})"
     return Check(
         "conf.parse", FAIL,
         f"{first.path} does not load: {detail}{more}",
@@ -53,7 +57,7 @@ def check_parse(node: Node) -> Check:
     )
 
 
-def _subnets(net: Any) -> list[str]:
+def _subnets(net: Network) -> list[str]:
     """The pod subnets a network hands out (host-local ranges, else FLANNEL_SUBNET)."""
     if net.ipam is not None:
         return sorted({r.subnet_text() for rs in net.ipam.range_sets for r in rs.ranges})
@@ -67,7 +71,8 @@ def check_winner(node: Node) -> Check:
     bridge configuration sorts before the flannel one, or two share a bridge with other subnets."""
     files = node.conf_files
     if not files:
-        return Check("conf.winner", FAIL, f"no network configuration in {node.net_dir}: a runtime has no network",
+        return Check("conf.winner", FAIL,
+                     f"no network configuration in {node.net_dir}: a runtime has no network",
                      f"install the network's configuration into {node.net_dir}", [node.net_dir])
     first = files[0]
     if first.conf is None:
@@ -80,31 +85,31 @@ def check_winner(node: Node) -> Check:
     winner = f'network "{first.conf.name}" from {os.path.basename(first.path)} ({why})'
     problems: list[str] = []
     objects = [first.path]
-    from plugins.doctor.node import _network
-
-    all_nets = [_network(cf) for cf in files if cf.conf is not None]
+    all_nets = [network_of(cf) for cf in files if cf.conf is not None]
     flannel = [n for n in all_nets if "flannel" in n.types]
     if flannel and "flannel" not in all_nets[0].types:
         f = flannel[0]
         what = all_nets[0].types[0] if all_nets[0].types else "?"
         nets = ", ".join(_subnets(all_nets[0])) or "its own subnet"
         problems.append(
-            f"{os.path.basename(first.path)} ({what}, {nets}) sorts before the flannel configuration "
-            f"{os.path.basename(f.path)}, so pods get addresses from {nets}"
+            f"{os.path.basename(first.path)} ({what}, {nets}) sorts before the flannel "
+            f"configuration {os.path.basename(f.path)}, so pods get addresses from {nets}"
         )
         objects.append(f.path)
         fix = (f"remove {first.path} (left by another runtime), or rename {f.path} to sort first "
                f"(e.g. {os.path.join(node.net_dir, '00-' + os.path.basename(f.path))})")
     else:
         fix = ""
-    by_bridge: dict[str, list[Any]] = {}
+    by_bridge: dict[str, list[Network]] = {}
     for n in all_nets:
         if n.bridge:
             by_bridge.setdefault(n.bridge, []).append(n)
     for bridge, nets in sorted(by_bridge.items()):
         subnets = {tuple(_subnets(n)) for n in nets if _subnets(n)}
         if len(subnets) > 1:
-            listed = "; ".join(f"{os.path.basename(n.path)}: {', '.join(_subnets(n))}" for n in nets)
+            listed = "; ".join(
+                f"{os.path.basename(n.path)}: {', '.join(_subnets(n))}" for n in nets
+            )
             problems.append(f"bridge {bridge} is used with different subnets ({listed})")
             objects += [n.path for n in nets]
             fix = fix or "give each configuration its own bridge name, or remove the unused one"
@@ -119,9 +124,6 @@ def check_winner(node: Node) -> Check:
 
 def _version_info(node: Node, path: str, cni_version: str) -> list[str]:
     """The versions the plugin at `path` answers VERSION with; CNIError when it cannot say."""
-    from cni.invoke import exec_plugin
-    from cni.libcni.request import decode_version_info
-
     env = dict(node.env)
     env.update(CNI_COMMAND="VERSION", CNI_PATH=os.pathsep.join(node.cni_path),
                CNI_CONTAINERID="", CNI_NETNS="", CNI_IFNAME="", CNI_ARGS="")
@@ -129,12 +131,16 @@ def _version_info(node: Node, path: str, cni_version: str) -> list[str]:
     return decode_version_info(exec_plugin(path, env, stdin))
 
 
-def _plugin_types(net: Any) -> list[tuple[str, str]]:
+def _plugin_types(net: Network) -> list[tuple[str, str]]:
     """(type, role) of every executable a network's ADD needs, the delegates included."""
     out = [(t, "plugin") for t in net.types]
     for plugin in net.conf.plugins:
         ipam = plugin.conf.get("ipam")
-        if isinstance(ipam, dict) and isinstance(ipam.get("type"), str) and plugin.type != "flannel":
+        if (
+            isinstance(ipam, dict)
+            and isinstance(ipam.get("type"), str)
+            and plugin.type != "flannel"
+        ):
             out.append((ipam["type"], f"ipam of {plugin.type}"))
     if net.delegate is not None:
         out.append((str(net.delegate.get("type")), "flannel's delegate"))
@@ -143,7 +149,8 @@ def _plugin_types(net: Any) -> list[tuple[str, str]]:
     elif net.flannel is not None:
         delegate = net.flannel.delegate or {}
         out.append((str(delegate.get("type", "bridge")), "flannel's delegate"))
-        out.append((str((net.flannel.ipam or {}).get("type", "host-local")), "ipam of flannel's delegate"))
+        ipam_type = (net.flannel.ipam or {}).get("type", "host-local")
+        out.append((str(ipam_type), "ipam of flannel's delegate"))
     seen: set[str] = set()
     return [(t, r) for t, r in out if not (t in seen or seen.add(t))]
 
@@ -151,10 +158,9 @@ def _plugin_types(net: Any) -> list[tuple[str, str]]:
 def check_plugins(node: Node) -> Check:
     """Every plugin type of every configuration (delegates too) is on CNI_PATH and its VERSION
     supports the configuration's cniVersion."""
-    from cni.invoke import find_in_path
-
     if not node.networks:
-        return ok("conf.plugins", f"no loadable network configuration in {node.net_dir}: nothing to check")
+        return ok("conf.plugins",
+                  f"no loadable network configuration in {node.net_dir}: nothing to check")
     path_text = os.pathsep.join(node.cni_path)
     versions: dict[str, list[str] | str] = {}
     missing: list[str] = []
@@ -191,7 +197,8 @@ def check_plugins(node: Node) -> Check:
             "conf.plugins", FAIL,
             f"not found in CNI_PATH {path_text}: " + "; ".join(missing)
             + " (pods fail at ADD, and at DEL their deletion blocks)",
-            f"install {', '.join(sorted(set(objects)))} into {node.cni_path[0] if node.cni_path else '/opt/cni/bin'}",
+            f"install {', '.join(sorted(set(objects)))} into "
+            f"{node.cni_path[0] if node.cni_path else '/opt/cni/bin'}",
             objects,
         )
     if unsupported:
@@ -199,7 +206,8 @@ def check_plugins(node: Node) -> Check:
                      "install a plugin release that speaks the configuration's cniVersion, "
                      "or lower cniVersion in the configuration", objects)
     return ok("conf.plugins",
-              f"{found} plugin(s) found in {path_text}, each supporting its configuration's cniVersion",
+              f"{found} plugin(s) found in {path_text}, each supporting its configuration's "
+              "cniVersion",
               sorted(versions))
 
 

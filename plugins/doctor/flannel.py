@@ -1,13 +1,22 @@
-"""Checks of flannel networks: flannel.subnet-env, flannel.bridge-addr, flannel.mtu, flannel.saved."""
+"""Checks of flannel networks: flannel.subnet-env, flannel.bridge-addr, flannel.mtu,
+flannel.saved."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
-from typing import Any
 
-from plugins.doctor.node import Network, Node
+from cni import fileutil
+from cni.errors import CNIError
+from cni.validate import container_id
+from plugins.bridge.readdress import PortsAttached, conflicting, fix_bridge_address
+from plugins.doctor import leftovers
+from plugins.doctor.facts import Network
+from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, Repair, ok
+from plugins.flannel.mtu import wrong_mtu
+from plugins.linux.addr import IPInterface
+from plugins.linux.link import Link
 
 NO_FLANNEL = "no flannel network in {dir}: not applicable"
 
@@ -26,15 +35,16 @@ def check_subnet_env(node: Node) -> Check:
     for net in nets:
         if net.flannel_error is not None:
             return Check("flannel.subnet-env", FAIL,
-                         f'the flannel configuration of network "{net.name}" ({net.path}) is invalid: '
-                         f"{net.flannel_error}", f"repair {net.path}", [net.path])
+                         f'the flannel configuration of network "{net.name}" ({net.path}) is '
+                         f"invalid: {net.flannel_error}", f"repair {net.path}", [net.path])
         path = net.flannel.subnet_file()
         if net.subnet_error is not None:
             if "no such file" in net.subnet_error:
                 return Check(
                     "flannel.subnet-env", FAIL,
                     f"{path} does not exist: flanneld is not (yet) running on this node, "
-                    f'or network "{net.name}" ({net.path}) was left behind by an uninstalled flannel',
+                    f'or network "{net.name}" ({net.path}) was left behind by an uninstalled '
+                    "flannel",
                     "start flanneld (kubectl -n kube-flannel get pods -o wide; its log says why it "
                     f"does not start), or remove {net.path} if flannel was uninstalled",
                     [path, net.path],
@@ -54,7 +64,7 @@ def check_subnet_env(node: Node) -> Check:
     return ok("flannel.subnet-env", "; ".join(found), [n.flannel.subnet_file() for n in nets])
 
 
-def _gateways(net: Network) -> list[Any]:
+def _gateways(net: Network) -> list[IPInterface]:
     """The bridge addresses flannel's subnets give (first host of each subnet, its prefix)."""
     out = []
     for sn in (net.subnet_env.subnet, net.subnet_env.ip6_subnet):
@@ -76,7 +86,7 @@ def _usable(check_id: str, node: Node) -> list[Network] | Check:
     return usable
 
 
-def _port_text(node: Node, link: Any) -> str:
+def _port_text(node: Node, link: Link) -> str:
     cid = node.veth_owners.get(link.name)
     if cid is None:
         return link.name
@@ -97,8 +107,6 @@ def check_bridge_addr(node: Node) -> Check:
             found.append(f"{bridge} does not exist yet: the first pod creates it with "
                          f"{', '.join(map(str, gws))}")
             continue
-        from plugins.bridge_readdress import conflicting
-
         have = node.addresses(bridge)
         for gw in gws:
             same_family = conflicting(have, gw)  # the bridge plugin's own rule
@@ -107,7 +115,8 @@ def check_bridge_addr(node: Node) -> Check:
             ports = node.ports(bridge)
             wrong = ", ".join(str(a) for a in same_family)
             msg = (f"{bridge} has {wrong}, not the FLANNEL_SUBNET gateway {gw} of network "
-                   f'"{net.name}": every new pod fails ("already has an IP address different from {gw}")')
+                   f'"{net.name}": every new pod fails ("already has an IP address different '
+                   f'from {gw}")')
             if ports:
                 listed = ", ".join(_port_text(node, p) for p in ports)
                 return Check(
@@ -118,20 +127,20 @@ def check_bridge_addr(node: Node) -> Check:
                 )
             return Check(
                 "flannel.bridge-addr", FAIL, f"{msg}; no pod is attached to {bridge}",
-                f"cnitool doctor --fix (re-addresses {bridge} to {gw}), or ip addr flush dev {bridge}",
-                [bridge], [Repair(f"re-address {bridge} to {gw}", _readdress(node, bridge, gw), phase=90)],
+                f"cnitool doctor --fix (re-addresses {bridge} to {gw}), or ip addr flush dev "
+                f"{bridge}",
+                [bridge],
+                [Repair(f"re-address {bridge} to {gw}", _readdress(node, bridge, gw), phase=90)],
             )
         found.append(f"{bridge} has {', '.join(map(str, gws))}")
     return ok("flannel.bridge-addr", "; ".join(found), [n.bridge for n in usable])
 
 
-def _readdress(node: Node, bridge: str, gw: Any):
+def _readdress(node: Node, bridge: str, gw: IPInterface):
     """A repair: put `gw` on `bridge` in place of the conflicting address, through the bridge
     plugin's own re-addressing, which refuses (changing nothing) once a port is attached."""
 
     def run() -> list[str]:
-        from plugins.bridge_readdress import PortsAttached, fix_bridge_address
-
         try:
             return fix_bridge_address(bridge, str(gw))
         except PortsAttached as e:
@@ -145,8 +154,6 @@ def check_mtu(node: Node) -> Check:
     usable = _usable("flannel.mtu", node)
     if isinstance(usable, Check):
         return usable
-    from plugins.flannel.mtu import wrong_mtu
-
     found, wrong, objects = [], [], []
     for net in usable:
         mtu = net.delegate.get("mtu") if net.delegate else net.subnet_env.mtu
@@ -156,9 +163,11 @@ def check_mtu(node: Node) -> Check:
             continue
         ports = node.ports(bridge)
         # a bridge without ports says nothing: its MTU follows the ports it gets
-        off = [lk for lk in wrong_mtu(node.links.values(), bridge, mtu) if ports or lk.name != bridge]
+        off = [lk for lk in wrong_mtu(node.links.values(), bridge, mtu)
+               if ports or lk.name != bridge]
         for lk in off:
-            wrong.append(f"{_port_text(node, lk) if lk.name != bridge else bridge} has MTU {lk.mtu}")
+            who = _port_text(node, lk) if lk.name != bridge else bridge
+            wrong.append(f"{who} has MTU {lk.mtu}")
             objects.append(lk.name)
         if not off:
             found.append(f"{bridge} and its {len(ports)} port(s) have MTU {mtu} (FLANNEL_MTU)"
@@ -178,10 +187,6 @@ def check_mtu(node: Node) -> Check:
 
 def saved_entries(data_dir: str) -> list[tuple[str, str]]:
     """(container ID, path) of the saved delegate configurations in `data_dir`, read only."""
-    from cni import fileutil
-    from cni.errors import CNIError
-    from cni.validate import container_id
-
     try:
         entries = list(os.scandir(data_dir))
     except OSError:
@@ -202,8 +207,6 @@ def saved_entries(data_dir: str) -> list[tuple[str, str]]:
 
 def check_saved(node: Node) -> Check:
     """Saved delegate configurations (and cached attachments) of pods whose namespace is gone."""
-    from plugins.doctor import leftovers
-
     nets = node.flannel_networks()
     if not nets:
         return _none("flannel.saved", node)
@@ -218,9 +221,9 @@ def check_saved(node: Node) -> Check:
         if not entries:
             found.append(f"{data_dir}: no saved delegate configuration")
         elif not dead:
-            found.append(f"{data_dir}: {len(entries)} saved delegate configuration(s), {live} of live "
-                         f"pods, {len(entries) - live} whose namespace is not known, none of a pod "
-                         "whose namespace is gone")
+            found.append(f"{data_dir}: {len(entries)} saved delegate configuration(s), {live} of "
+                         f"live pods, {len(entries) - live} whose namespace is not known, none of "
+                         "a pod whose namespace is gone")
         for cid, path in dead:
             owner = node.owner(cid)
             stale.append(f"{cid} ({owner.why})")
@@ -242,7 +245,8 @@ def check_saved(node: Node) -> Check:
             "flannel.saved", WARN,
             f"{len(stale)} saved delegate configuration(s) or attachment(s) belong to pods whose "
             f"namespace is gone: {', '.join(stale)}",
-            "cnitool doctor --fix (DELs each: lease, masquerade rules, saved file and cache entry go)",
+            "cnitool doctor --fix (DELs each: lease, masquerade rules, saved file and cache entry "
+            "go)",
             objects, repairs,
         )
     if not found:

@@ -3,26 +3,26 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
+from ipam.addr import parse
+from ipam.liveness import DEAD, LIVE, LeaseState, reclaim
+from plugins.doctor.facts import Network
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, Repair, ok
 
 EXHAUSTION_WARN = 0.90
 
 
-def _reclaim(data_dir: str, network: str, states: list[Any]):
+def _reclaim(data_dir: str, network: str, states: list[LeaseState]):
     def run() -> list[str]:
-        from ipam.liveness import reclaim
-
         freed = reclaim(data_dir, network, states)
-        return [f"freed lease {s.ip} of {s.container_id} in {os.path.join(data_dir, network)} ({s.reason})"
-                for s in freed]
+        where = os.path.join(data_dir, network)
+        return [f"freed lease {s.ip} of {s.container_id} in {where} ({s.reason})" for s in freed]
 
     return run
 
 
-def _capacity(net: Any) -> int | None:
+def _capacity(net: Network) -> int | None:
     if net.ipam is None:
         return None
     return sum(rs.capacity() for rs in net.ipam.range_sets)
@@ -30,14 +30,12 @@ def _capacity(net: Any) -> int | None:
 
 def check_leases(node: Node) -> Check:
     """Per network: leases held, free, and provably dead (with their owners)."""
-    from ipam.liveness import DEAD, LIVE
-
     broken = [n for n in node.networks if n.ipam_error]
     if broken:
         n = broken[0]
         return Check("ipam.leases", FAIL,
-                     f'the host-local configuration of network "{n.name}" ({n.path}) does not load: '
-                     f"{n.ipam_error}", f"repair the ipam section of {n.path}", [n.path])
+                     f'the host-local configuration of network "{n.name}" ({n.path}) does not '
+                     f"load: {n.ipam_error}", f"repair the ipam section of {n.path}", [n.path])
     dirs = node.lease_dirs()
     if not dirs:
         return ok("ipam.leases", "no network allocates with host-local: not applicable")
@@ -49,15 +47,18 @@ def check_leases(node: Node) -> Check:
         cap = _capacity(net)
         free = f", {cap - len(states)} free" if cap is not None else ""
         where = os.path.join(data_dir, name)
-        parts.append(f'network "{name}" ({where}): {len(states)} held{free}, {len(dead)} provably dead, '
-                     f"{live} of live pods, {len(states) - len(dead) - live} without proof either way")
+        unproven = len(states) - len(dead) - live
+        parts.append(f'network "{name}" ({where}): {len(states)} held{free}, {len(dead)} provably '
+                     f"dead, {live} of live pods, {unproven} without proof either way")
         if dead:
             dead_all += [f"{s.ip} ({s.container_id}: {s.reason})" for s in dead]
             objects += [os.path.join(where, s.ip) for s in dead]
             repairs.append(Repair(f"free the provably dead leases of {where}",
                                   _reclaim(data_dir, name, dead), phase=80))
     if dead_all:
-        shown = ", ".join(dead_all[:10]) + (f" and {len(dead_all) - 10} more" if len(dead_all) > 10 else "")
+        shown = ", ".join(dead_all[:10])
+        if len(dead_all) > 10:
+            shown += f" and {len(dead_all) - 10} more"
         return Check("ipam.leases", WARN, "; ".join(parts) + f"; dead: {shown}",
                      "cnitool doctor --fix (frees only the provably dead leases)", objects, repairs)
     return ok("ipam.leases", "; ".join(parts))
@@ -65,16 +66,14 @@ def check_leases(node: Node) -> Check:
 
 def check_exhaustion(node: Node) -> Check:
     """Warn above 90 % of a range set used; fail when a range set is full."""
-    from ipam.addr import parse
-    from ipam.liveness import DEAD
-
     judged = []
     status, fixes, objects = "ok", [], []
     for net, data_dir, name in node.lease_dirs():
         if net.ipam is None:
             continue
         states = node.leases.get((data_dir, name), [])
-        addrs = [(a.bits, a.value, s.state == DEAD) for s in states if (a := parse(s.ip)) is not None]
+        addrs = [(a.bits, a.value, s.state == DEAD)
+                 for s in states if (a := parse(s.ip)) is not None]
         for i, rs in enumerate(net.ipam.range_sets):
             n_used = n_dead = 0
             # start..end of a canonical range lies inside its subnet, and the ranges of a set
@@ -92,12 +91,15 @@ def check_exhaustion(node: Node) -> Check:
                 status = FAIL if share >= 1.0 or status == FAIL else WARN
                 objects.append(os.path.join(data_dir, name))
                 if n_dead:
-                    fixes.append(f"cnitool doctor --fix frees {n_dead} provably dead lease(s) of {name}")
+                    fixes.append(f"cnitool doctor --fix frees {n_dead} provably dead lease(s) of "
+                                 f"{name}")
                 else:
-                    fixes.append(f"give the node a larger pod subnet or fewer pods (maxPods); leases "
-                                 f"without proof of death are in {os.path.join(data_dir, name)}")
+                    fixes.append(f"give the node a larger pod subnet or fewer pods (maxPods); "
+                                 f"leases without proof of death are in "
+                                 f"{os.path.join(data_dir, name)}")
     if not judged:
-        return ok("ipam.exhaustion", "no host-local range set known (see flannel.subnet-env): not checked")
+        return ok("ipam.exhaustion",
+                  "no host-local range set known (see flannel.subnet-env): not checked")
     if status == "ok":
         return ok("ipam.exhaustion", "; ".join(judged))
     word = "full" if status == FAIL else f"above {EXHAUSTION_WARN:.0%} used"

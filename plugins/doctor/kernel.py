@@ -40,7 +40,8 @@ def check_ip_forward(node: Node) -> Check:
     for fam in fams:
         name = "net.ipv4.ip_forward" if fam == 4 else "net.ipv6.conf.all.forwarding"
         value = node.proc("sys/" + _FORWARD[fam])
-        (on if value == "1" else off).append(f"{name}={value if value is not None else 'unreadable'}")
+        shown = value if value is not None else "unreadable"
+        (on if value == "1" else off).append(f"{name}={shown}")
     if off:
         settings = " ".join(s.split("=")[0] + "=1" for s in off)
         return Check(
@@ -92,12 +93,11 @@ def check_br_netfilter(node: Node) -> Check:
             sysctl = node.proc("sys/net/bridge/" + _NF_CALL[fam])
             name = "net.bridge." + _NF_CALL[fam]
             flag = flags.get(fam)
+            knob = f"{bridge} nf_call_{'ip6' if fam == 6 else 'ip'}tables"
             if sysctl == "1" or flag == 1:
-                on.append(f"{name}={sysctl}" + (f", {bridge} nf_call_{'ip6' if fam == 6 else 'ip'}tables={flag}"
-                                                 if flag is not None else ""))
+                on.append(f"{name}={sysctl}" + (f", {knob}={flag}" if flag is not None else ""))
             else:
-                off.append(f"{name}={sysctl} and {bridge} nf_call_{'ip6' if fam == 6 else 'ip'}tables="
-                           f"{flag if flag is not None else 'n/a'}")
+                off.append(f"{name}={sysctl} and {knob}={flag if flag is not None else 'n/a'}")
     if off:
         return Check(
             "kernel.br-netfilter", WARN,

@@ -8,13 +8,20 @@ that came back meanwhile is never touched.
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from cni.errors import CNIError
-from plugins.doctor.node import Network, Node
+from cni.invoke import delegate_del
+from cni.libcni import conflist
+from cni.libcni.cache import Attachment, ResultCache
+from cni.libcni.runtime import CNIConfig, RuntimeConf
+from cni.netns import netns_exists
+from plugins.doctor.facts import Network
+from plugins.doctor.node import Node
+from plugins.flannel import GC_IFNAME
+from plugins.flannel import delegate as flannel_delegate
 
 
-def dead_attachments(node: Node, network: str) -> list[Any]:
+def dead_attachments(node: Node, network: str) -> list[Attachment]:
     """The cached attachments of `network` whose container is gone."""
     return [
         a for a in node.attachments
@@ -24,9 +31,6 @@ def dead_attachments(node: Node, network: str) -> list[Any]:
 
 def still_dead(node: Node, cid: str) -> bool:
     """Re-read the evidence: every cached attachment of `cid` names a namespace that is gone."""
-    from cni.libcni.cache import ResultCache
-    from cni.netns import netns_exists
-
     try:
         atts = ResultCache(node.cache_dir).attachments(cid)
     except OSError:
@@ -36,12 +40,9 @@ def still_dead(node: Node, cid: str) -> bool:
     return node.fresh().owner(cid).state == "dead"
 
 
-def _del_cached(node: Node, att: Any) -> str:
+def _del_cached(node: Node, att: Attachment) -> str:
     """libcni DEL of one cached attachment, with the configuration and arguments ADD used and
     no namespace (it is gone); the plugins release the lease, rules and saved files."""
-    from cni.libcni import conflist
-    from cni.libcni.runtime import CNIConfig, RuntimeConf
-
     try:
         net = conflist.list_from_bytes(att.config)
     except CNIError:
@@ -50,7 +51,8 @@ def _del_cached(node: Node, att: Any) -> str:
                      args=list(att.cni_args or []), capability_args=att.capability_args)
     CNIConfig(node.cni_path, cache_dir=node.cache_dir, environ=_env(node)).del_network_list(net, rt)
     return (f'DEL of network "{att.network}" for {att.container_id} {att.ifname} '
-            f"(namespace {att.netns} is gone): lease, rules, saved configuration and cache entry released")
+            f"(namespace {att.netns} is gone): lease, rules, saved configuration and cache entry "
+            "released")
 
 
 def _env(node: Node) -> dict[str, str]:
@@ -61,10 +63,6 @@ def _env(node: Node) -> dict[str, str]:
 
 def _del_saved(node: Node, net: Network, cid: str) -> str | None:
     """Delegate DEL with a saved flannel configuration, then remove it; None when none is saved."""
-    from cni.invoke import delegate_del
-    from plugins.flannel import GC_IFNAME
-    from plugins.flannel import delegate as flannel_delegate
-
     path = flannel_delegate.saved_path(net.flannel.data_dir(), cid)
     data = flannel_delegate.read_saved(path)
     if data is None:
@@ -82,14 +80,13 @@ def release_dead(node: Node, net: Network, cids: list[str]):
     """A repair: DEL every attachment of `net` of the containers `cids` that are still gone."""
 
     def run() -> list[str]:
-        from cni.libcni.cache import ResultCache
-
         done = []
         for cid in cids:
             if not still_dead(node, cid):
                 continue
             try:
-                atts = [a for a in ResultCache(node.cache_dir).attachments(cid) if a.network == net.name]
+                atts = [a for a in ResultCache(node.cache_dir).attachments(cid)
+                        if a.network == net.name]
                 for att in atts:
                     done.append(_del_cached(node, att))
                 if net.flannel is not None:

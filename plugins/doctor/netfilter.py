@@ -6,18 +6,21 @@ import ipaddress
 import json
 import shutil
 import subprocess
-from typing import Any
 
 from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, ok
+from plugins.linux.iptables import TableState
 from plugins.linux.iptables_rules import split_saved
+from plugins.linux.netfilter import default_backend
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _MAX_DEPTH = 6
 
 
-def pod_networks(node: Node) -> list[Any]:
+def pod_networks(node: Node) -> list[IPNetwork]:
     """The cluster and pod networks of the configurations (FLANNEL_NETWORK, host-local subnets)."""
-    out: list[Any] = []
+    out: list[IPNetwork] = []
     for net in node.networks:
         if net.subnet_env is not None:
             out += [ipaddress.ip_network(n) for n in net.subnet_env.route_dsts()]
@@ -27,7 +30,7 @@ def pod_networks(node: Node) -> list[Any]:
     return list(dict.fromkeys(out))
 
 
-def _covers(text: str, nets: list[Any]) -> bool:
+def _covers(text: str, nets: list[IPNetwork]) -> bool:
     try:
         cidr = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -35,7 +38,9 @@ def _covers(text: str, nets: list[Any]) -> bool:
     return any(n.version == cidr.version and n.subnet_of(cidr) for n in nets)
 
 
-def _accepts(state: Any, chain: str, nets: list[Any], bridges: set[str], depth: int = 0) -> str | None:
+def _accepts(
+    state: TableState, chain: str, nets: list[IPNetwork], bridges: set[str], depth: int = 0
+) -> str | None:
     """The first rule reachable from `chain` that accepts traffic of the pod networks (or of the
     bridges), as text; None when there is none."""
     if depth > _MAX_DEPTH:
@@ -62,13 +67,14 @@ def _accepts(state: Any, chain: str, nets: list[Any], bridges: set[str], depth: 
     return None
 
 
-def _nft_forward_drops(node: Node, nets: list[Any], bridges: set[str]) -> list[str]:
+def _nft_forward_drops(node: Node, nets: list[IPNetwork], bridges: set[str]) -> list[str]:
     """Native nftables base chains on the forward hook with policy drop and no rule accepting
     the pod networks (iptables-nft's own tables are judged through iptables-save)."""
     if shutil.which("nft", path=node.env.get("PATH")) is None:
         return []
     try:
-        proc = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True, check=False)
+        proc = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,
+                              check=False)
         items = json.loads(proc.stdout).get("nftables", []) if proc.returncode == 0 else []
     except (OSError, ValueError):
         return []
@@ -83,8 +89,10 @@ def _nft_forward_drops(node: Node, nets: list[Any], bridges: set[str]) -> list[s
     out = []
     keys = [str(n.network_address) for n in nets] + sorted(bridges)
     for chain in drops:
-        mine = [r for r in rules if r.get("family") == chain["family"] and r.get("table") == chain["table"]]
-        accepted = any('"accept"' in json.dumps(r) and any(k in json.dumps(r) for k in keys) for r in mine)
+        mine = [r for r in rules
+                if r.get("family") == chain["family"] and r.get("table") == chain["table"]]
+        accepted = any('"accept"' in json.dumps(r) and any(k in json.dumps(r) for k in keys)
+                       for r in mine)
         if not accepted:
             out.append(f"nft chain {chain['family']} {chain['table']} {chain['name']}")
     return out
@@ -109,7 +117,8 @@ def check_forward(node: Node) -> Check:
             continue
         rule = _accepts(state, "FORWARD", mine, bridges)
         if rule is None:
-            problems.append(f"{tool} FORWARD policy is DROP and no rule accepts {', '.join(map(str, mine))}")
+            problems.append(f"{tool} FORWARD policy is DROP and no rule accepts "
+                            f"{', '.join(map(str, mine))}")
         else:
             fine.append(f"{tool} FORWARD policy DROP, pod traffic accepted by `{rule}`")
     problems += [f"{c} has policy drop and accepts nothing of {', '.join(map(str, nets))}"
@@ -148,27 +157,30 @@ def _cni_chains(text: str | None) -> set[str]:
 def check_backend(node: Node) -> Check:
     """Which firewall backend the plugins use here; warn when CNI chains exist both in
     iptables-legacy and in nf_tables (one side cannot see the other's rules)."""
-    from plugins.linux.netfilter import default_backend
-
     backend = default_backend()
     version = (_run(node, ["iptables", "-V"]) or "").strip()
-    used = f"the plugins use {backend}" + (f" ({version})" if backend == "iptables" and version else "")
+    used = f"the plugins use {backend}"
+    if backend == "iptables" and version:
+        used += f" ({version})"
     legacy: set[str] = set()
     tables = (node.proc("thread-self/net/ip_tables_names") or "").split()
     for table in ("nat", "filter"):
         if table in tables:  # only tables that exist: reading one never creates it
-            legacy |= {f"legacy {table} {c}" for c in _cni_chains(_run(node, ["iptables-legacy-save", "-t", table]))}
+            saved = _run(node, ["iptables-legacy-save", "-t", table])
+            legacy |= {f"legacy {table} {c}" for c in _cni_chains(saved)}
     nft: set[str] = set()
     for table in ("nat", "filter"):
-        nft |= {f"nf_tables {table} {c}" for c in _cni_chains(_run(node, ["iptables-nft-save", "-t", table]))}
+        saved = _run(node, ["iptables-nft-save", "-t", table])
+        nft |= {f"nf_tables {table} {c}" for c in _cni_chains(saved)}
     native = [t for t in (_run(node, ["nft", "list", "tables"]) or "").splitlines()
               if "cni_" in t]
     nft |= {f"nf_tables {t.strip()}" for t in native}
     if legacy and nft:
         return Check(
             "netfilter.backend", WARN,
-            f"{used}, but CNI chains exist in both iptables-legacy ({', '.join(sorted(legacy))}) and "
-            f"nf_tables ({', '.join(sorted(nft))}): rules on one side are invisible to the other",
+            f"{used}, but CNI chains exist in both iptables-legacy ({', '.join(sorted(legacy))}) "
+            f"and nf_tables ({', '.join(sorted(nft))}): rules on one side are invisible to the "
+            "other",
             "make every tool on the node use one iptables (update-alternatives --set iptables "
             "/usr/sbin/iptables-nft), then remove the legacy chains (iptables-legacy -t nat -F/-X "
             "each CNI- chain) on a drained node",

@@ -10,53 +10,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
 
 from cni.errors import CNIError
+from cni.libcni import conflist
+from cni.libcni.cache import Attachment, ResultCache
+from cni.netns import netns_exists
+from ipam.liveness import DEAD, LIVE, LeaseState, lease_states
+from plugins.doctor.facts import ConfFile, Network, network_of
+from plugins.linux import iptables
+from plugins.linux.addr import IPInterface, list_addresses
+from plugins.linux.link import Link, list_links
+from plugins.linux.rtnl import RtnlSocket, iproute
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 DEFAULT_CNI_PATH = "/opt/cni/bin"
 EXTENSIONS = (".conf", ".conflist", ".json")
-DEFAULT_BRIDGE = "cni0"
 DEFAULT_LEASE_DIR = "/var/lib/cni/networks"
-
-
-@dataclass
-class ConfFile:
-    """One file of NETCONFPATH as a runtime loads it: the list, or the error that stops it."""
-
-    path: str
-    conf: Any = None  # cni.libcni.conflist.NetworkConfigList
-    error: str | None = None
-
-
-@dataclass
-class Network:
-    """A loadable network configuration and what its plugins imply for this node."""
-
-    path: str
-    conf: Any  # cni.libcni.conflist.NetworkConfigList
-    flannel: Any = None  # plugins.flannel.config.FlannelNetConf of its flannel plugin
-    flannel_error: str | None = None
-    subnet_env: Any = None  # plugins.flannel.subnet.SubnetEnv
-    subnet_error: str | None = None
-    delegate: dict[str, Any] | None = None  # what flannel hands its delegate now
-    bridge: str | None = None  # the bridge its pods attach to
-    ipam: Any = None  # ipam.config.Settings when host-local allocates for it
-    ipam_error: str | None = None
-
-    @property
-    def name(self) -> str:
-        """The network name."""
-        return self.conf.name
-
-    @property
-    def types(self) -> list[str]:
-        """The plugin types of the list, in order."""
-        return [p.type for p in self.conf.plugins]
 
 
 @dataclass
@@ -89,7 +62,7 @@ class Node:
         self.only = network
         self.proc_root = proc_root
         self.sys_root = sys_root
-        self._ipr: Any = None
+        self._ipr: RtnlSocket | None = None
         self._fresh: Node | None = None
 
     def fresh(self) -> Node:
@@ -114,8 +87,6 @@ class Node:
     def conf_files(self) -> list[ConfFile]:
         """Every .conf, .conflist and .json file of NETCONFPATH in name order, loaded as libcni
         loads it (a .conflist as a list, any other as a single plugin up-converted)."""
-        from cni.libcni import conflist
-
         try:
             paths = conflist.conf_files(self.net_dir, EXTENSIONS)
         except CNIError as e:
@@ -144,7 +115,7 @@ class Node:
         for cf in self.conf_files:
             if cf.conf is None or (self.only is not None and cf.conf.name != self.only):
                 continue
-            out.append(_network(cf))
+            out.append(network_of(cf))
         return out
 
     def flannel_networks(self) -> list[Network]:
@@ -154,39 +125,34 @@ class Node:
     # ------------------------------------------------------------------ links
 
     @property
-    def ipr(self) -> Any:
+    def ipr(self) -> RtnlSocket:
         """An rtnetlink socket in this namespace (opened once)."""
         if self._ipr is None:
-            from plugins.linux.rtnl import iproute
-
             self._ipr = iproute()
         return self._ipr
 
     @cached_property
-    def links(self) -> dict[str, Any]:
-        """Every link of this namespace by name (plugins.linux.link.Link)."""
-        from plugins.linux.link import list_links
-
+    def links(self) -> dict[str, Link]:
+        """Every link of this namespace by name."""
         return {link.name: link for link in list_links(self.ipr)}
 
-    def link_by_index(self, index: int) -> Any:
+    def link_by_index(self, index: int) -> Link | None:
         """The link with `index`, or None."""
         for link in self.links.values():
             if link.index == index:
                 return link
         return None
 
-    def ports(self, bridge: str) -> list[Any]:
+    def ports(self, bridge: str) -> list[Link]:
         """The links enslaved to `bridge`, by name."""
         br = self.links.get(bridge)
         if br is None:
             return []
-        return sorted((lk for lk in self.links.values() if lk.master == br.index), key=lambda lk: lk.name)
+        ports = (lk for lk in self.links.values() if lk.master == br.index)
+        return sorted(ports, key=lambda lk: lk.name)
 
-    def addresses(self, name: str) -> list[Any]:
+    def addresses(self, name: str) -> list[IPInterface]:
         """The addresses of link `name` (ipaddress interfaces), [] when there is no such link."""
-        from plugins.linux.addr import list_addresses
-
         link = self.links.get(name)
         if link is None:
             return []
@@ -195,10 +161,8 @@ class Node:
     # ------------------------------------------------------------------ attachments
 
     @cached_property
-    def attachments(self) -> list[Any]:
-        """The runtime's cached attachments (cni.libcni.cache.Attachment) in CNI_CACHE_DIR."""
-        from cni.libcni.cache import ResultCache
-
+    def attachments(self) -> list[Attachment]:
+        """The runtime's cached attachments in CNI_CACHE_DIR."""
         try:
             return ResultCache(self.cache_dir).attachments()
         except OSError:
@@ -209,8 +173,6 @@ class Node:
         """Container ID -> Owner, from the cached attachments: an attachment whose recorded
         namespace no longer exists (or is no network namespace) is dead, one whose namespace
         exists is live, one that recorded none is unknown. Live wins over dead."""
-        from cni.netns import netns_exists
-
         out: dict[str, Owner] = {}
         for att in self.attachments:
             if not att.netns:
@@ -223,8 +185,6 @@ class Node:
             if known is None or _rank(state) > _rank(known.state):
                 out[att.container_id] = Owner(att.container_id, state, att.netns, why)
             out[att.container_id].networks.add(att.network)
-        from ipam.liveness import DEAD, LIVE
-
         for states in self.leases.values():
             for ls in states:
                 if ls.state not in (DEAD, LIVE):
@@ -254,10 +214,8 @@ class Node:
         return out
 
     @cached_property
-    def leases(self) -> dict[tuple[str, str], list[Any]]:
-        """(dataDir, network) -> the state of each lease (ipam.liveness.LeaseState), read only."""
-        from ipam.liveness import lease_states
-
+    def leases(self) -> dict[tuple[str, str], list[LeaseState]]:
+        """(dataDir, network) -> the state of each lease, read only."""
         out = {}
         for _, data_dir, name in self.lease_dirs():
             try:
@@ -287,15 +245,14 @@ class Node:
         return out
 
     def _cached_results(self) -> list[tuple[str, str]]:
-        from cni.libcni.cache import ResultCache
-
         cache = ResultCache(self.cache_dir)
         out = []
         for att in self.attachments:
             try:
-                out.append((cache.path(att.network, att.container_id, att.ifname), att.container_id))
+                path = cache.path(att.network, att.container_id, att.ifname)
             except CNIError:
                 continue
+            out.append((path, att.container_id))
         return out
 
     # ------------------------------------------------------------------ kernel
@@ -311,12 +268,12 @@ class Node:
     # ------------------------------------------------------------------ firewall
 
     @cached_property
-    def nat(self) -> dict[bool, Any]:
+    def nat(self) -> dict[bool, iptables.TableState | None]:
         """iptables nat table per family (False: IPv4), None where it cannot be read."""
         return {v6: _table(v6, "nat") for v6 in (False, True)}
 
     @cached_property
-    def filter(self) -> dict[bool, Any]:
+    def filter(self) -> dict[bool, iptables.TableState | None]:
         """iptables filter table per family, None where it cannot be read."""
         return {v6: _table(v6, "filter") for v6 in (False, True)}
 
@@ -325,81 +282,10 @@ def _rank(state: str) -> int:
     return {"unknown": 0, "dead": 1, "live": 2}[state]
 
 
-def _table(ipv6: bool, table: str) -> Any:
-    import shutil
-
-    from plugins.linux import iptables
-
+def _table(ipv6: bool, table: str) -> iptables.TableState | None:
     if shutil.which("ip6tables-save" if ipv6 else "iptables-save") is None:
         return None
     try:
         return iptables.load(ipv6, table)
     except CNIError:
         return None
-
-
-def _network(cf: ConfFile) -> Network:
-    """A Network with its flannel, subnet.env, delegate, bridge and host-local facts."""
-    net = Network(cf.path, cf.conf)
-    for plugin in cf.conf.plugins:
-        if plugin.type == "flannel":
-            _flannel_facts(net, plugin)
-            break
-        if plugin.type == "bridge":
-            request = _request(cf.conf, plugin)
-            bridge = request.get("bridge")
-            net.bridge = bridge if isinstance(bridge, str) and bridge else DEFAULT_BRIDGE
-            _ipam_facts(net, request)
-            break
-        ipam = plugin.conf.get("ipam")
-        if isinstance(ipam, dict) and ipam.get("type") == "host-local":  # macvlan, ipvlan, ...
-            _ipam_facts(net, _request(cf.conf, plugin))
-            break
-    return net
-
-
-def _request(conf: Any, plugin: Any) -> dict[str, Any]:
-    """The plugin's stdin as the runtime builds it (name and cniVersion set)."""
-    from cni.libcni.request import build_request
-
-    return json.loads(build_request(plugin, conf.name, conf.cni_version))
-
-
-def _flannel_facts(net: Network, plugin: Any) -> None:
-    from plugins.flannel import config as flannel_config
-    from plugins.flannel import delegate as flannel_delegate
-    from plugins.flannel import subnet as flannel_subnet
-
-    try:
-        net.flannel = flannel_config.load(_request(net.conf, plugin), for_add=False)
-    except CNIError as e:
-        net.flannel_error = e.msg
-        return
-    try:
-        net.subnet_env = flannel_subnet.read(
-            net.flannel.subnet_file(), lenient=net.flannel.subnetFileLenient
-        )
-    except flannel_subnet.SubnetEnvError as e:
-        net.subnet_error = str(e)
-        return
-    try:
-        net.delegate = flannel_delegate.build(net.flannel, net.subnet_env)
-    except CNIError as e:
-        net.flannel_error = e.msg
-        return
-    if net.delegate.get("type") == "bridge":
-        bridge = net.delegate.get("bridge")
-        net.bridge = bridge if isinstance(bridge, str) and bridge else DEFAULT_BRIDGE
-    _ipam_facts(net, json.loads(flannel_delegate.encode(net.delegate)))
-
-
-def _ipam_facts(net: Network, request: dict[str, Any]) -> None:
-    ipam = request.get("ipam")
-    if not isinstance(ipam, dict) or ipam.get("type") != "host-local":
-        return
-    from ipam.config import load
-
-    try:
-        net.ipam = load(request, "")
-    except CNIError as e:
-        net.ipam_error = e.msg

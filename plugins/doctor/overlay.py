@@ -12,6 +12,8 @@ from typing import Any
 
 from plugins.doctor.node import Node
 from plugins.doctor.report import WARN, Check, ok
+from plugins.linux.netlink import AF_INET
+from plugins.linux.routes import list_routes
 
 VXLAN = "flannel.1"
 VXLAN_OVERHEAD = 50
@@ -33,9 +35,6 @@ def _underlay(node: Node, info: dict[str, Any]) -> tuple[str, int] | None:
     name = info.get("link")
     if isinstance(name, str) and name in node.links:
         return name, node.links[name].mtu
-    from plugins.linux.netlink import AF_INET
-    from plugins.linux.routes import list_routes
-
     for route in list_routes(node.ipr, AF_INET):
         if route.dst.prefixlen == 0 and route.oif:
             link = node.link_by_index(route.oif)
@@ -48,7 +47,8 @@ def check_vxlan(node: Node) -> Check:
     """flannel.1 (if present): MTU at most the underlay's minus 50; RX 0 while TX > 0; one FDB
     entry per peer."""
     if VXLAN not in node.links:
-        return ok("overlay.vxlan", f"no {VXLAN} on this node: not applicable (no flannel vxlan backend here)")
+        return ok("overlay.vxlan",
+                  f"no {VXLAN} on this node: not applicable (no flannel vxlan backend here)")
     shown = _json(node, ["ip", "-d", "-s", "-j", "link", "show", "dev", VXLAN]) or [{}]
     link = shown[0]
     info = (link.get("linkinfo") or {}).get("info_data") or {}
@@ -59,10 +59,12 @@ def check_vxlan(node: Node) -> Check:
     if under is not None:
         facts.append(f"underlay {under[0]} MTU {under[1]}")
         if mtu > under[1] - VXLAN_OVERHEAD:
-            problems.append(f"{VXLAN} MTU {mtu} is above {under[0]}'s {under[1]} minus {VXLAN_OVERHEAD}, "
-                            "so full-size packets are dropped (TLS handshakes hang)")
-            fixes.append(f"restart flanneld so that it sets {VXLAN} to MTU {under[1] - VXLAN_OVERHEAD} "
-                         "(or set the underlay MTU it should use), then re-create the pods")
+            problems.append(f"{VXLAN} MTU {mtu} is above {under[0]}'s {under[1]} minus "
+                            f"{VXLAN_OVERHEAD}, so full-size packets are dropped (TLS handshakes "
+                            "hang)")
+            fixes.append(f"restart flanneld so that it sets {VXLAN} to MTU "
+                         f"{under[1] - VXLAN_OVERHEAD} (or set the underlay MTU it should use), "
+                         "then re-create the pods")
             objects.append(under[0])
     stats = link.get("stats64") or {}
     rx = int((stats.get("rx") or {}).get("packets", 0))
@@ -70,8 +72,8 @@ def check_vxlan(node: Node) -> Check:
     facts.append(f"RX {rx} / TX {tx} packets")
     port = info.get("port", 8472)
     if rx == 0 and tx > 0:
-        problems.append(f"{VXLAN} sent {tx} packets and received none: UDP {port} is probably blocked "
-                        "between the nodes")
+        problems.append(f"{VXLAN} sent {tx} packets and received none: UDP {port} is probably "
+                        "blocked between the nodes")
         fixes.append(f"allow UDP {port} between the nodes (security group, host firewall)")
     neigh = _json(node, ["ip", "-j", "neigh", "show", "dev", VXLAN]) or []
     fdb = _json(node, ["bridge", "-j", "fdb", "show", "dev", VXLAN]) or []

@@ -9,34 +9,33 @@ and removed with them.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
-from typing import Any
 
+from cni.errors import CNIError
+from plugins.doctor.leftovers import still_dead
 from plugins.doctor.node import Node
 from plugins.doctor.report import WARN, Check, Repair, ok
+from plugins.linux import ipmasq, nftables
+from plugins.linux.ipmasq_iptables import iptables_jumps
+from plugins.portmap import iptables as portmap_iptables
+from plugins.portmap import nftables as pn
+from plugins.portmap.config import Settings
+from plugins.portmap.holders import Mapped, from_iptables, from_nftables
+from plugins.portmap.iptables import TOP_LEVEL_DNAT
 
 
-def hostport_mappings(node: Node) -> list[tuple[str, bool, Any]]:
+def hostport_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
     """(backend, ipv6, portmap_holders.Mapped) of every hostPort mapping in place. nftables rules
     name no network: it is taken from the network's attachments chain, "" when none says."""
-    from plugins.portmap.holders import from_iptables
-    from plugins.portmap.iptables import TOP_LEVEL_DNAT
-
-    out: list[tuple[str, bool, Any]] = []
+    out: list[tuple[str, bool, Mapped]] = []
     for v6, state in node.nat.items():
         if state is not None:
             out += [("iptables", v6, m) for m in from_iptables(state.chains, TOP_LEVEL_DNAT)]
     return out + _nft_mappings(node)
 
 
-def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
-    import shutil
-
-    from cni.errors import CNIError
-    from plugins.linux import nftables
-    from plugins.portmap import nftables as pn
-    from plugins.portmap.holders import from_nftables
-
+def _nft_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
     if shutil.which("nft", path=node.env.get("PATH")) is None:
         return []
     by_chain = {pn.attachments_chain(n.name): n.name for n in node.networks}
@@ -49,14 +48,13 @@ def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
         network = {r["comment"]: by_chain[r["chain"]] for r in rules
                    if r.get("chain") in by_chain and isinstance(r.get("comment"), str)}
         for m in from_nftables([r for r in rules if r.get("chain") == pn.HOSTPORTS]):
-            out.append(("nftables", fam == "ip6", replace(m, network=network.get(m.container_id, ""))))
+            named = replace(m, network=network.get(m.container_id, ""))
+            out.append(("nftables", fam == "ip6", named))
     return out
 
 
 def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
     """(network, container ID, ipv6) of every masquerade jump in nat POSTROUTING (ipMasq)."""
-    from plugins.linux.ipmasq_iptables import iptables_jumps
-
     out = []
     for v6, state in node.nat.items():
         if state is not None:
@@ -66,16 +64,11 @@ def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
 
 def _remove_hostports(node: Node, stale: list[tuple[str, str, str]]):
     def run() -> list[str]:
-        from plugins.doctor.leftovers import still_dead
-        from plugins.portmap import iptables as portmap_iptables
-        from plugins.portmap import nftables as portmap_nftables
-        from plugins.portmap.config import Settings
-
         done = []
         for backend, network, cid in stale:
             if not still_dead(node, cid):
                 continue
-            module = portmap_nftables if backend == "nftables" else portmap_iptables
+            module = pn if backend == "nftables" else portmap_iptables
             module.delete(Settings(name=network, backend=backend), cid)
             done.append(f'removed the hostPort rules ({backend}) of {cid} (network "{network}")')
         return done
@@ -85,9 +78,6 @@ def _remove_hostports(node: Node, stale: list[tuple[str, str, str]]):
 
 def _remove_masquerade(node: Node, owners: list[tuple[str, str]]):
     def run() -> list[str]:
-        from plugins.doctor.leftovers import still_dead
-        from plugins.linux import ipmasq
-
         done = []
         for network, cid in owners:
             if not still_dead(node, cid):
@@ -105,7 +95,8 @@ def check_stale(node: Node) -> Check:
     mappings = hostport_mappings(node)
     stale = sorted({(backend, m.network, m.container_id) for backend, _, m in mappings
                     if m.network and node.owner(m.container_id).state == "dead"})
-    masq = sorted({(n, cid) for n, cid, _ in masquerade_owners(node) if node.owner(cid).state == "dead"})
+    masq = sorted({(n, cid) for n, cid, _ in masquerade_owners(node)
+                   if node.owner(cid).state == "dead"})
     by_port: dict[tuple[bool, str, str, int], set[str]] = {}
     for _, v6, m in mappings:
         by_port.setdefault((v6, m.protocol, m.host_ip, m.host_port), set()).add(m.container_id)
@@ -125,8 +116,9 @@ def check_stale(node: Node) -> Check:
                               _remove_masquerade(node, masq), phase=30))
     for (v6, proto, host_ip, port), owners in sorted(twice.items()):
         who = ", ".join(sorted(owners))
-        problems.append(f"{'IPv6 ' if v6 else ''}hostPort {host_ip or '*'}:{port}/{proto} is mapped "
-                        f"by {len(owners)} containers ({who}); only the first rule ever matches")
+        problems.append(f"{'IPv6 ' if v6 else ''}hostPort {host_ip or '*'}:{port}/{proto} is "
+                        f"mapped by {len(owners)} containers ({who}); only the first rule ever "
+                        "matches")
         objects.append(f"{proto}/{port}")
     if problems:
         fix = []
@@ -138,8 +130,8 @@ def check_stale(node: Node) -> Check:
     if not mappings:
         return ok("portmap.stale", "no hostPort mapping on this node")
     owners = len({m.container_id for _, _, m in mappings})
-    return ok("portmap.stale", f"{len(mappings)} hostPort mapping(s) of {owners} container(s), none "
-                               "of a container whose namespace is gone, none mapped twice")
+    return ok("portmap.stale", f"{len(mappings)} hostPort mapping(s) of {owners} container(s), "
+                               "none of a container whose namespace is gone, none mapped twice")
 
 
 CHECKS = [check_stale]

@@ -3,7 +3,7 @@
 An attachment is (CNI_CONTAINERID, CNI_IFNAME). Its lock is an flock on one of STRIPES files
 `a-<nnn>.att` in the worker directory (a collision only serialises two pods), taken by whoever
 runs the call: a worker thread (plugins/worker/server.py) or the process itself when the call
-runs in-process (plugins/multicall.py). A runtime that killed a client on timeout must find
+runs in-process (plugins/inprocess.py). A runtime that killed a client on timeout must find
 that call finished before its DEL runs, as it would after killing a process that did the work.
 
 Waits are bounded: a call waits at most `timeout` seconds (MAX_WAIT by default: as long as a
@@ -23,12 +23,17 @@ it can be forged by naming a number.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 from _thread import _local  # threading.local itself, without importing threading on every call
+from collections.abc import Callable, Mapping
+
+from plugins.worker import directory
 
 # FD_VAR: the variable naming, in an executed delegate, the descriptor of its caller's lock
-from plugins.worker.client import ATTACHMENT_FD_VAR as FD_VAR
+from plugins.worker.protocol import ATTACHMENT_FD_VAR as FD_VAR
+from plugins.worker.protocol import fnv1a64, presented_lock
 
 STRIPES = 1024
 LOCKED_COMMANDS = ("ADD", "CHECK", "DEL")
@@ -38,7 +43,7 @@ MAX_WAIT = 120.0
 _current = _local()
 
 
-def max_wait(env) -> float:
+def max_wait(env: Mapping[str, str]) -> float:
     """How long a call described by `env` waits for its attachment's lock: PYCNI_WORKER_LOCK_WAIT
     seconds when that is a positive number, else MAX_WAIT (the worker reads the same variable
     from its own environment)."""
@@ -49,17 +54,15 @@ def max_wait(env) -> float:
     return value if 0 < value < float("inf") else MAX_WAIT
 
 
-def needs_lock(env) -> bool:
+def needs_lock(env: Mapping[str, str]) -> bool:
     """True for the calls that take the attachment lock: ADD, CHECK and DEL with a container ID."""
     return env.get("CNI_COMMAND") in LOCKED_COMMANDS and bool(env.get("CNI_CONTAINERID"))
 
 
-def stripe_name(env) -> str:
+def stripe_name(env: Mapping[str, str]) -> str:
     """The lock file (in the worker directory) of the attachment named by `env`."""
-    from plugins.worker.client import _fnv1a64
-
     key = f"{env.get('CNI_CONTAINERID', '')}\0{env.get('CNI_IFNAME', '')}"
-    return f"a-{_fnv1a64(key.encode('utf-8', 'surrogateescape')) % STRIPES:03x}.att"
+    return f"a-{fnv1a64(key.encode('utf-8', 'surrogateescape')) % STRIPES:03x}.att"
 
 
 class Held:
@@ -83,8 +86,6 @@ class Held:
             return
         try:
             if not self.inherited:
-                import fcntl
-
                 fcntl.flock(fd, fcntl.LOCK_UN)  # delegates that outlive the call keep no hold
         finally:
             os.close(fd)
@@ -97,7 +98,11 @@ class Held:
 
 
 def acquire(
-    dirfd: int, env, timeout: float = MAX_WAIT, inherited: int | None = None, cancelled=None
+    dirfd: int,
+    env: Mapping[str, str],
+    timeout: float = MAX_WAIT,
+    inherited: int | None = None,
+    cancelled: Callable[[], bool] | None = None,
 ) -> Held | None:
     """The attachment lock of the call `env` describes, in the worker directory `dirfd`.
 
@@ -105,12 +110,10 @@ def acquire(
     presented `inherited` descriptor when that is the same stripe file and its open file
     description holds or can take the lock without waiting); None when it could not be had
     within `timeout` seconds, when `cancelled()` turned true while waiting (a worker's caller
-    that died), or the lock file is unusable (not a regular root-owned file). Never closes `inherited` (the caller owns it); never raises OSError."""
+    that died), or the lock file is unusable (not a regular root-owned file). Never closes
+    `inherited` (the caller owns it); never raises OSError."""
     if not needs_lock(env):
         return Held(None)
-
-    from plugins.worker import directory
-
     try:
         fd = directory.open_in(dirfd, stripe_name(env), os.O_RDWR | os.O_CREAT)
     except OSError:
@@ -136,8 +139,6 @@ def acquire(
 def _same_lock(inherited: int, st: os.stat_result) -> bool:
     """True when `inherited` is an open file description of the stripe file `st` and holds
     (or takes, nobody holding it) the lock without waiting."""
-    import fcntl
-
     try:
         ist = os.fstat(inherited)
         if (ist.st_dev, ist.st_ino) != (st.st_dev, st.st_ino):
@@ -148,11 +149,9 @@ def _same_lock(inherited: int, st: os.stat_result) -> bool:
     return True
 
 
-def _wait_lock(fd: int, timeout: float, cancelled=None) -> bool:
+def _wait_lock(fd: int, timeout: float, cancelled: Callable[[], bool] | None = None) -> bool:
     """flock(LOCK_EX) on `fd` within `timeout` seconds (polled: a thread cannot be interrupted
     out of a blocking flock); False at once when `cancelled()` says the wait is moot."""
-    import fcntl
-
     deadline = time.monotonic() + max(0.0, timeout)
     pause = 0.001
     while True:
@@ -168,11 +167,9 @@ def _wait_lock(fd: int, timeout: float, cancelled=None) -> bool:
         pause = min(pause * 2, 0.05)
 
 
-def presented(env) -> int | None:
+def presented(env: Mapping[str, str]) -> int | None:
     """The descriptor PYCNI_ATTACHMENT_FD names in `env` when it is open here (checked by
     `acquire`, not trusted)."""
-    from plugins.worker.client import presented_lock
-
     return presented_lock(env)
 
 

@@ -14,14 +14,15 @@ it before the decision, so joining them later joins the caller's, whatever happe
 
 from __future__ import annotations
 
+import errno
 import os
+import select
 import socket
 import struct
 
 # the client's own: SO_PEERPIDFD (Linux >= 6.5; Python 3.11 has no constant) and reading a
 # file relative to a /proc/<pid> descriptor
-from plugins.worker.client import SO_PEERPIDFD
-from plugins.worker.client import _read_at as read_at
+from plugins.worker.protocol import SO_PEERPIDFD, read_at
 
 SO_PEERSEC = 31
 # Privilege-related lines of /proc/<pid>/status that must equal the worker's: a caller with
@@ -83,8 +84,6 @@ def fd_pid(fd: int) -> int | None:
 
 def alive(pidfd: int) -> bool:
     """True while the process of `pidfd` has not exited (a pidfd polls readable once it has)."""
-    import select
-
     poller = select.poll()
     poller.register(pidfd, select.POLLIN)
     try:
@@ -132,8 +131,6 @@ def _peer_pidfd(conn: socket.socket) -> int | None:
     try:
         return conn.getsockopt(socket.SOL_SOCKET, SO_PEERPIDFD)
     except OSError as e:
-        import errno
-
         if e.errno in (errno.ENOPROTOOPT, errno.EINVAL, errno.EOPNOTSUPP):
             return None
         raise Refused(f"SO_PEERPIDFD: {e.strerror}") from None

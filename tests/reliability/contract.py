@@ -127,7 +127,11 @@ def check_cnitool(command: str, rc: int, stdout: str, stderr: str) -> list[str]:
                 if not isinstance(obj, dict) or "cniVersion" not in obj:
                     problems.append(f"add printed no result object: {stdout[:200]!r}")
     elif rc == 1:
-        lines = [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(("flannel:", "Usage:", "Run 'cnitool"))]
+        lines = [
+            ln
+            for ln in stderr.splitlines()
+            if ln.strip() and not ln.startswith(("flannel:", "Usage:", "Run 'cnitool"))
+        ]
         if not lines:
             problems.append("exit 1 without a message on stderr")
         elif _unexpected(lines[-1]):

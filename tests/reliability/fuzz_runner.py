@@ -1,10 +1,11 @@
 """Fuzz one executable with generated cases, from inside a throwaway node namespace.
 
-    ip netns exec <node> .venv/bin/python tests/reliability/fuzz_runner.py \\
+    ip netns exec <node> env PYTHONPATH=. .venv/bin/python -m tests.reliability.fuzz_runner \\
         --exe bridge --cases 10000 --exec-cases 200 --pods /run/netns/p0,/run/netns/p1 \\
         --root /tmp/x --out /tmp/summary.json --outer-pid <pytest pid> [--seed N]
 
-Refuses to run unless its network and mount namespaces differ from --outer-pid's, then mounts a private
+Refuses to run unless its network and mount namespaces differ from --outer-pid's, then mounts a
+private
 tmpfs over /var/lib (defaults such as /var/lib/cni/networks land there), caps its memory, and
 runs `--cases` hypothesis-generated cases. Most run in this interpreter through
 `cni.skel.run(plugin, env, stdin)` (for cnitool `cni.libcni.cnitool.run(argv, env, ...)`), the code
@@ -41,21 +42,20 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-_TESTS = Path(__file__).resolve().parent.parent
-_REPO = _TESTS.parent
-for _p in (str(_REPO), str(_TESTS)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+from tests.reliability import contract, nsstate, sandbox
+from tests.reliability.strategies import Case, case_strategy
 
-from reliability import contract, nsstate, sandbox  # noqa: E402
-from reliability.strategies import Case, case_strategy  # noqa: E402
+_REPO = Path(__file__).resolve().parents[2]
 
 BIN = _REPO / "dist" / "bin"
 ABSENT_NETNS = "/run/netns/pycni-fuzz-absent"
 CALL_TIMEOUT = 30.0
 PATH_KEYS = {"datadir", "subnetfile", "resolvconf"}
 PRE_IP = "10.77.0.7"
-GOOD_SUBNET_ENV = b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"
+GOOD_SUBNET_ENV = (
+    b"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.9.1/24\nFLANNEL_MTU=1450\n"
+    b"FLANNEL_IPMASQ=true\n"
+)
 
 
 class EnoughCases(Exception):
@@ -69,6 +69,11 @@ class CaseTimeout(BaseException):
 _ARMED = [False]
 
 
+def _short(filename: str) -> str:
+    """`filename` relative to the repository when it is inside it."""
+    return os.path.relpath(filename, _REPO) if filename.startswith(str(_REPO)) else filename
+
+
 def _on_alarm(signum, frame):  # noqa: ARG001
     # The timer repeats every 2 s once it has fired: code that swallows one CaseTimeout (an
     # asyncio callback inside pyroute2 logs and drops BaseException) gets the next one.
@@ -79,7 +84,9 @@ def _on_alarm(signum, frame):  # noqa: ARG001
 # --------------------------------------------------------------------------- calls
 
 
-def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -> tuple[int, str, str]:
+def _call_inproc(
+    exe: str, env: dict[str, str], stdin: bytes, argv: list[str]
+) -> tuple[int, str, str]:
     from cni import skel
     from plugins import multicall
 
@@ -106,7 +113,7 @@ def _call_inproc(exe: str, env: dict[str, str], stdin: bytes, argv: list[str]) -
         import traceback
 
         where = " <- ".join(
-            f"{os.path.relpath(f.filename, _REPO) if f.filename.startswith(str(_REPO)) else f.filename}:{f.name}"
+            f"{_short(f.filename)}:{f.name}"
             for f in reversed(traceback.extract_tb(sys.exc_info()[2])[-4:])
         )
         return -9, "", f"HANG: no answer within {CALL_TIMEOUT:g}s (in-process) in {where}"
@@ -136,7 +143,9 @@ def _call_exec(exe: str, env: dict[str, str], stdin: bytes, argv: list[str], cwd
             timeout=CALL_TIMEOUT * 2, cwd=cwd, check=False,
         )
     except subprocess.TimeoutExpired:
-        hint = "".join(f"; reads a FIFO via {k}" for k in _fifo_keys(stdin, os.path.join(cwd, "fifo")))
+        hint = "".join(
+            f"; reads a FIFO via {k}" for k in _fifo_keys(stdin, os.path.join(cwd, "fifo"))
+        )
         return -9, "", f"HANG: no answer within {CALL_TIMEOUT * 2:g}s (exec){hint}"
     return (proc.returncode, proc.stdout.decode("utf-8", "surrogateescape"),
             proc.stderr.decode("utf-8", "surrogateescape"))
@@ -198,8 +207,11 @@ class Runner:
 
     def _subst(self, text: str, case_dir: Path) -> str:
         return (
-            text.replace("{CASE}", str(case_dir)).replace("{POD0}", self.pods[0])
-            .replace("{POD1}", self.pods[1]).replace("{BIN}", str(BIN)).replace("{FIFO}", str(case_dir / "fifo"))
+            text.replace("{CASE}", str(case_dir))
+            .replace("{POD0}", self.pods[0])
+            .replace("{POD1}", self.pods[1])
+            .replace("{BIN}", str(BIN))
+            .replace("{FIFO}", str(case_dir / "fifo"))
         )
 
     def _contain_json(self, obj: Any, case_dir: Path) -> tuple[Any, bool]:
@@ -212,8 +224,13 @@ class Runner:
                     nv = sandbox.contain_path(v, str(case_dir), str(self.root))
                     changed |= nv != v
                     out[k] = nv
-                elif isinstance(k, str) and k.lower() == "subnetfilewait" and isinstance(v, (int, float)) \
-                        and not isinstance(v, bool) and 1 < v <= 600:
+                elif (
+                    isinstance(k, str)
+                    and k.lower() == "subnetfilewait"
+                    and isinstance(v, (int, float))
+                    and not isinstance(v, bool)
+                    and 1 < v <= 600
+                ):
                     out[k], changed = 1, True
                 else:
                     out[k], c = self._contain_json(v, case_dir)
@@ -248,7 +265,11 @@ class Runner:
     def _cni_path(self, value: str, case_dir: Path) -> str:
         parts = []
         for p in self._subst(value, case_dir).split(":"):
-            ok = p == "" or p == str(BIN) or os.path.normpath(os.path.join(case_dir, p)).startswith(str(self.root) + "/")
+            ok = (
+                p == ""
+                or p == str(BIN)
+                or os.path.normpath(os.path.join(case_dir, p)).startswith(str(self.root) + "/")
+            )
             parts.append(p if ok else str(self.root / "nobin"))
         return ":".join(parts)
 
@@ -263,7 +284,9 @@ class Runner:
             elif k == "CNI_PATH":
                 env[k] = self._cni_path(v, case_dir)
             elif k in ("NETCONFPATH", "CNI_CACHE_DIR"):
-                env[k] = sandbox.contain_path(self._subst(v, case_dir), str(case_dir), str(self.root))
+                env[k] = sandbox.contain_path(
+                    self._subst(v, case_dir), str(case_dir), str(self.root)
+                )
             else:
                 env[k] = self._subst(v, case_dir)
         argv = list(case.argv)
@@ -283,16 +306,31 @@ class Runner:
         hl = {"type": "host-local", "subnet": "10.77.0.0/24", "dataDir": f"{case_dir}/networks"}
         if self.exe == "flannel":
             (case_dir / "pre-subnet.env").write_bytes(GOOD_SUBNET_ENV)
-            return {"cniVersion": "1.0.0", "name": "fznet", "type": "flannel",
-                    "subnetFile": f"{case_dir}/pre-subnet.env", "dataDir": f"{case_dir}/flannel",
-                    "subnetFileWait": 0, "delegate": {"bridge": "fzbr0"}, "ipam": {"dataDir": f"{case_dir}/networks"}}
+            return {
+                "cniVersion": "1.0.0",
+                "name": "fznet",
+                "type": "flannel",
+                "subnetFile": f"{case_dir}/pre-subnet.env",
+                "dataDir": f"{case_dir}/flannel",
+                "subnetFileWait": 0,
+                "delegate": {"bridge": "fzbr0"},
+                "ipam": {"dataDir": f"{case_dir}/networks"},
+            }
         if self.exe == "portmap":
-            return {"cniVersion": "1.0.0", "name": "fznet", "type": "portmap",
-                    "capabilities": {"portMappings": True},
-                    "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
-                    "prevResult": {"cniVersion": "1.0.0",
-                                   "interfaces": [{"name": "eth0", "sandbox": self.pods[1]}],
-                                   "ips": [{"address": f"{PRE_IP}/24", "interface": 0}]}}
+            return {
+                "cniVersion": "1.0.0",
+                "name": "fznet",
+                "type": "portmap",
+                "capabilities": {"portMappings": True},
+                "runtimeConfig": {
+                    "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+                },
+                "prevResult": {
+                    "cniVersion": "1.0.0",
+                    "interfaces": [{"name": "eth0", "sandbox": self.pods[1]}],
+                    "ips": [{"address": f"{PRE_IP}/24", "interface": 0}],
+                },
+            }
         return {"cniVersion": "1.0.0", "name": "fznet", "type": "bridge", "bridge": "fzbr0",
                 "isGateway": True, "ipMasq": True, "ipam": hl}
 
@@ -300,7 +338,9 @@ class Runner:
         return {"CNI_COMMAND": command, "CNI_CONTAINERID": "fz-pre", "CNI_NETNS": self.pods[1],
                 "CNI_IFNAME": "eth0", "CNI_PATH": str(BIN), "CNI_ARGS": "", "CNI_PY_DEBUG": "1"}
 
-    def _setup_pre(self, case: Case, case_dir: Path, att: nsstate.Attachment) -> dict[str, Any] | None:
+    def _setup_pre(
+        self, case: Case, case_dir: Path, att: nsstate.Attachment
+    ) -> dict[str, Any] | None:
         if case.pre == "link":
             self.ipr.link("add", ifname="fzbr0", kind="veth", peer="fzbr0p")
             return None
@@ -324,7 +364,11 @@ class Runner:
             return []
         rc, out, err = _call_inproc(self.exe, self._pre_env("DEL"), json.dumps(conf).encode(), [])
         self.counts["plugin calls"] += 1
-        return [] if rc == 0 else [f"DEL of the pre-state attachment failed after the case: {out[:300]}"]
+        return (
+            []
+            if rc == 0
+            else [f"DEL of the pre-state attachment failed after the case: {out[:300]}"]
+        )
 
     # ---- one case
 
@@ -338,7 +382,9 @@ class Runner:
     def _call(self, env: dict[str, str], stdin: bytes, argv: list[str], exec_mode: bool, cwd: Path):
         self.counts["plugin calls"] += 1
         if exec_mode:
-            return _call_exec(self.exe, env, stdin, argv, str(cwd), self.worker_dir if self.via_worker else None)
+            return _call_exec(
+                self.exe, env, stdin, argv, str(cwd), self.worker_dir if self.via_worker else None
+            )
         return _call_inproc(self.exe, env, stdin, argv)
 
     def _check(self, command: str, conf_version: str, rc: int, out: str, err: str) -> list[str]:
@@ -359,14 +405,18 @@ class Runner:
         """
         if self.n >= self.limit:
             raise EnoughCases()
-        key = hashlib.sha1(json.dumps(case.describe(), sort_keys=True, default=repr).encode()).digest()
+        key = hashlib.sha1(
+            json.dumps(case.describe(), sort_keys=True, default=repr).encode()
+        ).digest()
         if key in self.seen:
             self.counts["repeats skipped"] += 1
             return
         self.seen.add(key)
         self.n += 1
         if self.progress is not None:
-            self.progress.write_text(json.dumps({"n": self.n, "case": case.describe()}, default=repr))
+            self.progress.write_text(
+                json.dumps({"n": self.n, "case": case.describe()}, default=repr)
+            )
         exec_mode = self.exec_every > 0 and self.n % self.exec_every == 0
         self.counts["cases exec" if exec_mode else "cases in-process"] += 1
         if exec_mode:
@@ -392,7 +442,9 @@ class Runner:
                 self.counts["duplicate ADDs run without their pre-state"] += 1
             pre = self._setup_pre(case, case_dir, att)
             before = self._snapshot()
-            command = (argv[0] if argv else "") if self.exe == "cnitool" else env.get("CNI_COMMAND", "")
+            command = (
+                (argv[0] if argv else "") if self.exe == "cnitool" else env.get("CNI_COMMAND", "")
+            )
             conf = _json_or_none(stdin)
             conf_version = _conf_version(conf)
             _collect(att, conf, env, argv)
@@ -420,7 +472,11 @@ class Runner:
             if is_add and rc != 0 and self.exe != "cnitool":
                 mid = nsstate.added(before, self._snapshot())
                 cid = env.get("CNI_CONTAINERID", "")
-                mid = [it for it in mid if not (it[0] == "file" and cid and os.path.basename(it[2]) == cid)]
+                mid = [
+                    it
+                    for it in mid
+                    if not (it[0] == "file" and cid and os.path.basename(it[2]) == cid)
+                ]
                 problems += [f"failed ADD left: {p}" for p in nsstate.leaks(mid, att, kernel=False)]
             if is_add:
                 self.counts["adds ok" if rc == 0 else "adds failed"] += 1
@@ -432,8 +488,11 @@ class Runner:
                 drc, dout, derr = self._call(del_env, stdin, del_argv, exec_mode, case_dir)
                 outcome.append(_outcome("DEL" if self.exe != "cnitool" else "del", drc, dout))
                 if drc != 0:
-                    said = (_json_or_none(dout.encode()) or {}).get("msg") if self.exe != "cnitool" \
+                    said = (
+                        (_json_or_none(dout.encode()) or {}).get("msg")
+                        if self.exe != "cnitool"
                         else (derr.strip().splitlines() or [""])[-1]
+                    )
                     outcome.append(f"DEL said: {str(said)[:300]}")
                 code = (_json_or_none(dout.encode()) or {}).get("code") if drc == 1 else None
                 if drc != 0 and code not in (6, 7):
@@ -442,14 +501,22 @@ class Runner:
                     # cnitool names the container after the netns path; its error has no code.
                     retained = env.get("CNI_CONTAINERID", "") if self.exe != "cnitool" else \
                         _cnitool_container_id(argv, env)
-                problems += self._check("DEL" if self.exe != "cnitool" else "del", conf_version, drc, dout, derr)
+                problems += self._check(
+                    "DEL" if self.exe != "cnitool" else "del", conf_version, drc, dout, derr
+                )
                 if rc == 0 and drc != 0:
-                    problems.append(f"DEL after a successful ADD failed: {dout[:300]} {derr[-300:]}")
+                    problems.append(
+                        f"DEL after a successful ADD failed: {dout[:300]} {derr[-300:]}"
+                    )
             problems += self._teardown_pre(case, pre)
             after = self._snapshot()
             new_items = nsstate.added(before, after)
             if retained:
-                new_items = [it for it in new_items if not (it[0] == "file" and os.path.basename(it[2]) == retained)]
+                new_items = [
+                    it
+                    for it in new_items
+                    if not (it[0] == "file" and os.path.basename(it[2]) == retained)
+                ]
             left = nsstate.leaks(new_items, att)
             problems += [f"left behind: {p}" for p in left]
         except CaseTimeout:
@@ -479,7 +546,9 @@ class Runner:
                     child.unlink(missing_ok=True)
         for child in self.root.iterdir():
             if child.name != "w" and child.name != "summary.json":
-                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+                shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(
+                    missing_ok=True
+                )
         if not verify:
             return
         now = nsstate.snapshot_here(ipr=self.ipr)
@@ -489,7 +558,10 @@ class Runner:
             drift = nsstate.added(self.pristine, now)
             self.counts["reset drift"] += 1
             if drift:
-                self._finding(Case(exe=self.exe, env={}, stdin=b""), [f"reset could not restore the node: {drift[:5]}"])
+                self._finding(
+                    Case(exe=self.exe, env={}, stdin=b""),
+                    [f"reset could not restore the node: {drift[:5]}"],
+                )
 
 
 def _json_or_none(data: bytes) -> Any:
@@ -548,7 +620,19 @@ def _cnitool_container_id(argv: list[str], env: dict[str, str]) -> str:
 
 
 def _outcome(command: str, rc: int, out: str) -> str:
-    if command not in ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION", "add", "del", "check", "status", "gc"):
+    if command not in (
+        "ADD",
+        "DEL",
+        "CHECK",
+        "STATUS",
+        "GC",
+        "VERSION",
+        "add",
+        "del",
+        "check",
+        "status",
+        "gc",
+    ):
         command = "(other command)"
     if rc == 0:
         return f"{command} ok"
@@ -592,7 +676,9 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(a.root)
     (root / "w").mkdir(parents=True, exist_ok=True)
-    runner = Runner(a.exe, a.pods.split(","), root, a.cases // a.exec_cases if a.exec_cases else 0, a.cases)
+    runner = Runner(
+        a.exe, a.pods.split(","), root, a.cases // a.exec_cases if a.exec_cases else 0, a.cases
+    )
     runner.progress = Path(a.out + ".progress")
     seed = a.seed if a.seed is not None else random.randrange(2**32)
 
@@ -606,7 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.exe != "cnitool" and a.exec_cases:  # cnitool runs its plugins in its own process
         import tempfile
 
-        runner.worker_dir = tempfile.mkdtemp(prefix="fzw-", dir="/tmp")  # short: a socket path's limit
+        runner.worker_dir = tempfile.mkdtemp(
+            prefix="fzw-", dir="/tmp"
+        )  # short: a socket path's limit
     started = time.monotonic()
     try:
         loop()  # ends by EnoughCases, or on its own when hypothesis has nothing new
@@ -619,14 +707,24 @@ def main(argv: list[str] | None = None) -> int:
             stop_workers(runner.worker_dir)
             log = Path(runner.worker_dir, "log")
             if log.exists() and log.read_text().strip():
-                runner.findings.append({"problems": ["worker traceback: " + log.read_text()[-3000:]],
-                                        "case": {"exe": a.exe, "worker log": True}, "outcome": "",
-                                        "n": runner.n})
+                runner.findings.append(
+                    {
+                        "problems": ["worker traceback: " + log.read_text()[-3000:]],
+                        "case": {"exe": a.exe, "worker log": True},
+                        "outcome": "",
+                        "n": runner.n,
+                    }
+                )
             shutil.rmtree(runner.worker_dir, ignore_errors=True)
     summary = {
-        "exe": a.exe, "seed": seed, "cases": runner.n, "elapsed_s": round(time.monotonic() - started, 1),
-        "counts": dict(runner.counts), "outcomes": dict(sorted(runner.outcomes.items())),
-        "messages": runner.messages, "findings": runner.findings,
+        "exe": a.exe,
+        "seed": seed,
+        "cases": runner.n,
+        "elapsed_s": round(time.monotonic() - started, 1),
+        "counts": dict(runner.counts),
+        "outcomes": dict(sorted(runner.outcomes.items())),
+        "messages": runner.messages,
+        "findings": runner.findings,
     }
     Path(a.out).write_text(json.dumps(summary, indent=1, default=repr))
     return 0

@@ -33,10 +33,17 @@ class KnownBug:
 
     def explains(self, exe: str, finding: dict) -> bool:
         """True when `finding` (of a run of `exe`) is an instance of this bug."""
-        if exe not in self.exes or not finding.get("problems") or self.evidence is None or self.lines is None:
+        if (
+            exe not in self.exes
+            or not finding.get("problems")
+            or self.evidence is None
+            or self.lines is None
+        ):
             return False
         text = json.dumps(finding, default=repr)
-        return bool(self.evidence.search(text)) and all(self.lines.search(p) for p in finding["problems"])
+        return bool(self.evidence.search(text)) and all(
+            self.lines.search(p) for p in finding["problems"]
+        )
 
 
 KNOWN: tuple[KnownBug, ...] = (

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns
-
-from reliability import nsstate
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import nsstate
 
 BIN = harness.REPO_ROOT / "dist" / "bin"
 SUBNET_ENV = (
@@ -65,7 +64,9 @@ class Scenario:
             cni_path=str(BIN), extra_env={"CNI_PY_DEBUG": "1", **self.extra_env},
         )
 
-    def run(self, command: str, cid: str, pod: Netns | None, timeout: float = 120) -> harness.PluginRun:
+    def run(
+        self, command: str, cid: str, pod: Netns | None, timeout: float = 120
+    ) -> harness.PluginRun:
         """One call of the executable through the protocol inside the node namespace."""
         return harness.run_plugin(
             self.exe, command, self.conf_for(pod), containerid=cid,
@@ -124,12 +125,16 @@ class Scenario:
                 except ValueError:
                     ok = False
                 if not ok:
-                    problems.append(f"saved configuration {f.name} is torn: {f.read_bytes()[:80]!r}")
+                    problems.append(
+                        f"saved configuration {f.name} is torn: {f.read_bytes()[:80]!r}"
+                    )
         return problems
 
     def temp_files(self) -> list[str]:
         """Leftover temporary files of interrupted atomic writes, anywhere under the state dir."""
-        return sorted(str(p.relative_to(self.state)) for p in self.state.rglob("*") if ".tmp-" in p.name)
+        return sorted(
+            str(p.relative_to(self.state)) for p in self.state.rglob("*") if ".tmp-" in p.name
+        )
 
 
 def _is_ip(text: str) -> bool:
@@ -169,17 +174,33 @@ def make_scenario(plugin: str, node: Netns, state: Path, *, network: str = "reln
         return Scenario(plugin, node, state, conf, lease_root=leases, saved_dir=state / "flannel",
                         bridges={bridge})
     if plugin == "portmap":
-        conf = {"cniVersion": "1.0.0", "name": network, "type": "portmap",
-                "capabilities": {"portMappings": True}, "snat": True,
-                "runtimeConfig": {"portMappings": [
+        conf = {
+            "cniVersion": "1.0.0",
+            "name": network,
+            "type": "portmap",
+            "capabilities": {"portMappings": True},
+            "snat": True,
+            "runtimeConfig": {
+                "portMappings": [
                     {"hostPort": 18080, "containerPort": 80, "protocol": "tcp"},
                     {"hostPort": 18053, "containerPort": 53, "protocol": "udp"},
-                    {"hostPort": 18443, "containerPort": 443, "protocol": "tcp", "hostIP": "127.0.0.1"},
-                ]},
-                "prevResult": {"cniVersion": "1.0.0",
-                               "interfaces": [{"name": "eth0", "sandbox": ""}],
-                               "ips": [{"address": "10.80.0.5/24", "interface": 0},
-                                       {"address": "fd80::5/120", "interface": 0}]}}
+                    {
+                        "hostPort": 18443,
+                        "containerPort": 443,
+                        "protocol": "tcp",
+                        "hostIP": "127.0.0.1",
+                    },
+                ]
+            },
+            "prevResult": {
+                "cniVersion": "1.0.0",
+                "interfaces": [{"name": "eth0", "sandbox": ""}],
+                "ips": [
+                    {"address": "10.80.0.5/24", "interface": 0},
+                    {"address": "fd80::5/120", "interface": 0},
+                ],
+            },
+        }
         if backend:
             conf["backend"] = backend
         return Scenario(plugin, node, state, conf)
@@ -210,8 +231,14 @@ def add_and_kill(sc: Scenario, cid: str, pod: Netns | None, delay: float) -> Kil
     """Start ADD, SIGKILL the plugin process (only it, as a runtime's timeout does) after
     `delay` seconds, then wait for whatever it had started (iptables-restore, nft) to finish."""
     argv = ["ip", "netns", "exec", sc.node.name, str(sc.exe)]
-    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=sc.env("ADD", cid, pod), start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=sc.env("ADD", cid, pod),
+        start_new_session=True,
+    )
     data = json.dumps(sc.conf_for(pod)).encode()
     deadline = time.monotonic() + delay
     try:
@@ -232,8 +259,14 @@ def add_and_kill(sc: Scenario, cid: str, pod: Netns | None, delay: float) -> Kil
             pass
     out, err = proc.communicate(timeout=60)
     orphans = _wait_group(proc.pid, 10.0)
-    return KilledRun(delay, proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"),
-                     orphans, duration)
+    return KilledRun(
+        delay,
+        proc.returncode,
+        out.decode(errors="replace"),
+        err.decode(errors="replace"),
+        orphans,
+        duration,
+    )
 
 
 def _wait_group(pgid: int, budget: float) -> bool:

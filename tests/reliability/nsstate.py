@@ -91,7 +91,9 @@ def net_items(ipr, *, routes: bool = True) -> dict[str, set[Item]]:
             dst = msg.get_attr("RTA_DST")
             dst = f"{dst}/{msg['dst_len']}" if dst else ("default" if msg["dst_len"] == 0 else "?")
             gw = msg.get_attr("RTA_GATEWAY") or ""
-            route_items.add(("route", family, table, dst, gw, dev, _RT_TYPES.get(msg["type"], str(msg["type"]))))
+            route_items.add(
+                ("route", family, table, dst, gw, dev, _RT_TYPES.get(msg["type"], str(msg["type"])))
+            )
     rules: set[Item] = set()
     for family in (2, 10):
         for msg in ipr.get_rules(family=family):
@@ -350,7 +352,10 @@ def leaks(new: list[Item], att: Attachment, *, kernel: bool = True) -> list[str]
         kind = it[0]
         if kind == "link":
             if it[1] not in links_ok:
-                problems.append(f"link {it[1]} ({it[2] or 'no kind'}, master={it[3] or '-'}, peer={it[4] or '-'})")
+                problems.append(
+                    f"link {it[1]} ({it[2] or 'no kind'}, master={it[3] or '-'}, "
+                    f"peer={it[4] or '-'})"
+                )
         elif kind == "addr":
             # A gateway address added to a bridge that was already there stays with the bridge,
             # as the reference leaves it (as long as kernel objects may stay at all).
@@ -358,7 +363,9 @@ def leaks(new: list[Item], att: Attachment, *, kernel: bool = True) -> list[str]
                 problems.append(f"address {it[2]} on {it[1]}")
         elif kind == "route":
             if it[5] not in links_ok and not (kernel and it[5] in att.bridges):
-                problems.append(f"route {it[3]} via {it[4] or '-'} dev {it[5] or '-'} table {it[2]} ({it[6]})")
+                problems.append(
+                    f"route {it[3]} via {it[4] or '-'} dev {it[5] or '-'} table {it[2]} ({it[6]})"
+                )
         elif kind == "rule":
             problems.append(f"ip rule {it[2]}")
         elif kind == "nft":

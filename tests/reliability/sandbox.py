@@ -44,7 +44,9 @@ def check_isolated(outer_pid: int) -> None:
                     continue  # pid 1 may be out of reach (no CAP_SYS_PTRACE); the outer pid is not
                 raise
             if ns_id(f"/proc/self/ns/{kind}") == theirs:
-                raise IsolationError(f"refusing to run: this process shares pid {pid}'s {kind} namespace")
+                raise IsolationError(
+                    f"refusing to run: this process shares pid {pid}'s {kind} namespace"
+                )
 
 
 def private_default_state(outer_pid: int) -> str:

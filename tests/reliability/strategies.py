@@ -67,7 +67,8 @@ _odd_names = st.sampled_from(
 # Decisions with a wanted probability: hypothesis draws small integers with a strong bias
 # towards boundary values (0, 1, the maximum), so `integers(0, n) == 0` fires far more often
 # than 1/(n+1). A 16-bit draw scrambled by a fixed bijection spreads those favourite values over
-# the range, and three of them are combined; the choice stays a pure function of hypothesis's data (its replay checks need that).
+# the range, and three of them are combined; the choice stays a pure function of hypothesis's data
+# (its replay checks need that).
 _BITS = st.tuples(st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF)).map(
     lambda t: _scramble(t[0]) ^ _scramble(t[1] ^ 0x1234) ^ _scramble(t[2] ^ 0xBEEF)
 )
@@ -81,7 +82,9 @@ def _uniform(x: int) -> float:
     return x / 0x10000
 
 
-def _weighted(common: st.SearchStrategy, rare: st.SearchStrategy, p_rare: int = 4) -> st.SearchStrategy:
+def _weighted(
+    common: st.SearchStrategy, rare: st.SearchStrategy, p_rare: int = 4
+) -> st.SearchStrategy:
     """`common` most of the time, `rare` with probability about 1/`p_rare`."""
     return _BITS.flatmap(lambda x: rare if _uniform(x) < 1 / p_rare else common)
 
@@ -119,8 +122,19 @@ cni_args = _weighted(
     st.sampled_from(["", "IgnoreUnknown=1", "IgnoreUnknown=1;K8S_POD_NAME=p;K8S_POD_NAMESPACE=n"]),
     st.one_of(
         st.sampled_from(
-            ["IP=10.77.0.9", "IP=10.77.0.9/24", "IP=bad", "IP=fd77::9", "IgnoreUnknown=true;IP=10.77.0.300",
-             "a=b=c", ";;", "=", "K8S_POD_NAME=p", "MAC=02:00:00:00:00:01", "IgnoreUnknown=1;MAC=zz"]
+            [
+                "IP=10.77.0.9",
+                "IP=10.77.0.9/24",
+                "IP=bad",
+                "IP=fd77::9",
+                "IgnoreUnknown=true;IP=10.77.0.300",
+                "a=b=c",
+                ";;",
+                "=",
+                "K8S_POD_NAME=p",
+                "MAC=02:00:00:00:00:01",
+                "IgnoreUnknown=1;MAC=zz",
+            ]
         ),
         _env_text,
     ),
@@ -128,7 +142,9 @@ cni_args = _weighted(
 )
 cni_paths = _weighted(
     st.just("{BIN}"),
-    st.sampled_from(["", "{CASE}/nobin", "/run/pycni-fuzz-absent", "{BIN}:{CASE}", ":", "{CASE}:{BIN}"]),
+    st.sampled_from(
+        ["", "{CASE}/nobin", "/run/pycni-fuzz-absent", "{BIN}:{CASE}", ":", "{CASE}:{BIN}"]
+    ),
     p_rare=16,
 )
 commands = _weighted(
@@ -173,13 +189,28 @@ versions = _weighted(
     st.one_of(st.sampled_from(["", "1.0", "1", "2.0.0", "0.5.0", "1.0.0.0", "x"]), json_leaf),
     p_rare=14,
 )
-net_names = _weighted(st.sampled_from(["fznet", "fznet2"]), st.one_of(_odd_names, st.text(max_size=30)), p_rare=16)
+net_names = _weighted(
+    st.sampled_from(["fznet", "fznet2"]), st.one_of(_odd_names, st.text(max_size=30)), p_rare=16
+)
 bools = _weighted(st.booleans(), json_leaf, p_rare=24)
 
-subnets4 = st.sampled_from(["10.77.0.0/24", "10.77.0.0/30", "10.77.1.0/28", "10.77.0.0/16", "192.168.77.0/24"])
+subnets4 = st.sampled_from(
+    ["10.77.0.0/24", "10.77.0.0/30", "10.77.1.0/28", "10.77.0.0/16", "192.168.77.0/24"]
+)
 subnets6 = st.sampled_from(["fd77::/120", "fd77::/64", "fd77:1::/126"])
 addresses = st.one_of(
-    st.sampled_from(["10.77.0.1", "10.77.0.9", "10.77.0.255", "10.77.1.1", "fd77::1", "fd77::9", "0.0.0.0", "::"]),
+    st.sampled_from(
+        [
+            "10.77.0.1",
+            "10.77.0.9",
+            "10.77.0.255",
+            "10.77.1.1",
+            "fd77::1",
+            "fd77::9",
+            "0.0.0.0",
+            "::",
+        ]
+    ),
     st.ip_addresses().map(str),
     st.text(max_size=12),
 )
@@ -222,7 +253,9 @@ def range_objs(draw, six: bool | None = None) -> dict[str, Any]:
 def range_sets(draw) -> list[list[dict[str, Any]]]:
     """`ranges`: usually one IPv4 set, sometimes a dual-stack pair, rarely anything."""
     if _maybe(draw, 8):
-        return draw(st.lists(st.lists(range_objs(), min_size=1, max_size=2), min_size=1, max_size=3))
+        return draw(
+            st.lists(st.lists(range_objs(), min_size=1, max_size=2), min_size=1, max_size=3)
+        )
     sets = [[draw(range_objs(six=False))]]
     if _maybe(draw, 3):
         sets.append([draw(range_objs(six=True))])
@@ -253,7 +286,9 @@ def host_local_ipam(draw) -> dict[str, Any]:
         ipam["routes"] = draw(
             st.lists(
                 st.one_of(
-                    st.fixed_dictionaries({"dst": st.sampled_from(["0.0.0.0/0", "::/0", "10.0.0.0/8", "bad"])}),
+                    st.fixed_dictionaries(
+                        {"dst": st.sampled_from(["0.0.0.0/0", "::/0", "10.0.0.0/8", "bad"])}
+                    ),
                     st.fixed_dictionaries({"dst": st.just("10.9.0.0/16"), "gw": addresses}),
                 ),
                 max_size=3,
@@ -279,7 +314,9 @@ def runtime_config(draw) -> dict[str, Any]:
     if _maybe(draw, 6):
         rc["ipRanges"] = [[draw(range_objs())]]
     if _maybe(draw, 6):
-        rc["mac"] = draw(st.sampled_from(["02:00:00:00:00:09", "zz", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"]))
+        rc["mac"] = draw(
+            st.sampled_from(["02:00:00:00:00:09", "zz", "ff:ff:ff:ff:ff:ff", "00:00:00:00:00:00"])
+        )
     return rc
 
 
@@ -289,7 +326,11 @@ def result_objs(draw, version: Any) -> dict[str, Any]:
     four = "10.77.0.9/24"
     six = "fd77::9/120"
     ips = [
-        {"address": four, "gateway": "10.77.0.1", "interface": draw(st.sampled_from([2, 0, 7, None]))}
+        {
+            "address": four,
+            "gateway": "10.77.0.1",
+            "interface": draw(st.sampled_from([2, 0, 7, None])),
+        }
     ]
     if _maybe(draw, 3):
         ips.append({"address": six, "gateway": "fd77::1", "interface": 2})
@@ -310,7 +351,11 @@ def result_objs(draw, version: Any) -> dict[str, Any]:
 
 
 def _common(draw, type_name: str) -> dict[str, Any]:
-    conf: dict[str, Any] = {"cniVersion": draw(versions), "name": draw(net_names), "type": type_name}
+    conf: dict[str, Any] = {
+        "cniVersion": draw(versions),
+        "name": draw(net_names),
+        "type": type_name,
+    }
     if _maybe(draw, 5):
         extra = draw(runtime_config())
         if extra:
@@ -325,7 +370,9 @@ def _common(draw, type_name: str) -> dict[str, Any]:
 def bridge_confs(draw, *, with_ipam: bool = True) -> dict[str, Any]:
     """A bridge configuration with host-local IPAM (or none: L2)."""
     conf = _common(draw, "bridge")
-    conf["bridge"] = draw(_weighted(st.sampled_from(BRIDGES[:2]), st.one_of(_odd_names, st.just("lo")), p_rare=10))
+    conf["bridge"] = draw(
+        _weighted(st.sampled_from(BRIDGES[:2]), st.one_of(_odd_names, st.just("lo")), p_rare=10)
+    )
     for key, p in (
         ("isGateway", 2), ("isDefaultGateway", 3), ("forceAddress", 4), ("ipMasq", 2),
         ("hairpinMode", 4), ("promiscMode", 4), ("macspoofchk", 4), ("enabledad", 4),
@@ -334,9 +381,13 @@ def bridge_confs(draw, *, with_ipam: bool = True) -> dict[str, Any]:
         if _maybe(draw, p):
             conf[key] = draw(bools)
     if _maybe(draw, 5):
-        conf["ipMasqBackend"] = draw(_weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10))
+        conf["ipMasqBackend"] = draw(
+            _weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10)
+        )
     if _maybe(draw, 5):
-        conf["mtu"] = draw(_weighted(_choice([0, 1400, 9000]), st.sampled_from([67, 70000, -1]), p_rare=8))
+        conf["mtu"] = draw(
+            _weighted(_choice([0, 1400, 9000]), st.sampled_from([67, 70000, -1]), p_rare=8)
+        )
     # This kernel may lack bridge VLAN filtering: every VLAN setting then ends in its refusal.
     if _maybe(draw, 20):
         conf["vlan"] = draw(st.sampled_from([0, 1, 100, 4094, 4095, -1]))
@@ -345,7 +396,9 @@ def bridge_confs(draw, *, with_ipam: bool = True) -> dict[str, Any]:
             st.lists(
                 st.one_of(
                     st.fixed_dictionaries({"id": st.integers(-1, 4096)}),
-                    st.fixed_dictionaries({"minID": st.integers(0, 50), "maxID": st.integers(0, 50)}),
+                    st.fixed_dictionaries(
+                        {"minID": st.integers(0, 50), "maxID": st.integers(0, 50)}
+                    ),
                 ),
                 max_size=2,
             )
@@ -398,13 +451,23 @@ def port_mappings(draw) -> list[Any]:
     """runtimeConfig.portMappings entries."""
     one = st.fixed_dictionaries(
         {
-            "hostPort": _weighted(_choice([8080, 8081, 1, 65535]), st.integers(-5, 70000), p_rare=10),
+            "hostPort": _weighted(
+                _choice([8080, 8081, 1, 65535]), st.integers(-5, 70000), p_rare=10
+            ),
             "containerPort": _weighted(_choice([80, 53]), st.integers(-5, 70000), p_rare=10),
-            "protocol": _weighted(_choice(["tcp", "udp", "sctp", "TCP"]),
-                                  st.sampled_from(["icmp", "", "tcp\n-A INPUT -j DROP"]), p_rare=10),
+            "protocol": _weighted(
+                _choice(["tcp", "udp", "sctp", "TCP"]),
+                st.sampled_from(["icmp", "", "tcp\n-A INPUT -j DROP"]),
+                p_rare=10,
+            ),
         },
-        optional={"hostIP": _weighted(_choice(["", "0.0.0.0", "::", "127.0.0.1", "10.77.0.1", "fd77::1"]),
-                                      st.sampled_from(["bad", "1.2.3.4\n"]), p_rare=8)},
+        optional={
+            "hostIP": _weighted(
+                _choice(["", "0.0.0.0", "::", "127.0.0.1", "10.77.0.1", "fd77::1"]),
+                st.sampled_from(["bad", "1.2.3.4\n"]),
+                p_rare=8,
+            )
+        },
     )
     return draw(st.lists(_weighted(one, json_leaf, p_rare=16), min_size=1, max_size=3))
 
@@ -420,11 +483,17 @@ def portmap_confs(draw) -> dict[str, Any]:
     if _maybe(draw, 3):
         conf["snat"] = draw(bools)
     if _maybe(draw, 3):
-        conf["backend"] = draw(_weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10))
+        conf["backend"] = draw(
+            _weighted(_choice(["iptables", "nftables"]), st.sampled_from(["", "pf"]), p_rare=10)
+        )
     if _maybe(draw, 8):
         conf["markMasqBit"] = draw(st.sampled_from([13, 0, 31, 32, -1]))
     if _maybe(draw, 10):
-        conf["externalSetMarkChain"] = draw(st.sampled_from(["KUBE-MARK-MASQ", "", "CNI-HOSTPORT-SETMARK", "x y", "X\n-A INPUT -j DROP"]))
+        conf["externalSetMarkChain"] = draw(
+            st.sampled_from(
+                ["KUBE-MARK-MASQ", "", "CNI-HOSTPORT-SETMARK", "x y", "X\n-A INPUT -j DROP"]
+            )
+        )
     if _maybe(draw, 8):
         conf["conditionsV4"] = draw(_conditions)
     if _maybe(draw, 10):
@@ -451,7 +520,12 @@ subnet_env_lines = st.lists(
     ),
     max_size=8,
 )
-_GOOD_ENV = ["FLANNEL_NETWORK=10.244.0.0/16", "FLANNEL_SUBNET=10.244.3.1/24", "FLANNEL_MTU=1450", "FLANNEL_IPMASQ=true"]
+_GOOD_ENV = [
+    "FLANNEL_NETWORK=10.244.0.0/16",
+    "FLANNEL_SUBNET=10.244.3.1/24",
+    "FLANNEL_MTU=1450",
+    "FLANNEL_IPMASQ=true",
+]
 
 
 @st.composite
@@ -471,17 +545,43 @@ def flannel_confs(draw) -> dict[str, Any]:
     """A flannel configuration whose delegate is our bridge with host-local."""
     conf = _common(draw, "flannel")
     conf["subnetFile"] = draw(
-        _weighted(st.just("{CASE}/subnet.env"),
-                  _weighted(st.sampled_from(["{CASE}/absent.env", "{CASE}", "{CASE}/../x/../subnet.env", "/dev/null", "{CASE}/nul\x00"]),
-                            st.sampled_from(["/dev/zero", "{FIFO}"]), p_rare=6),
-                  p_rare=12)
+        _weighted(
+            st.just("{CASE}/subnet.env"),
+            _weighted(
+                st.sampled_from(
+                    [
+                        "{CASE}/absent.env",
+                        "{CASE}",
+                        "{CASE}/../x/../subnet.env",
+                        "/dev/null",
+                        "{CASE}/nul\x00",
+                    ]
+                ),
+                st.sampled_from(["/dev/zero", "{FIFO}"]),
+                p_rare=6,
+            ),
+            p_rare=12,
+        )
     )
     conf["dataDir"] = draw(
-        _weighted(st.just("{CASE}/flannel"),
-                  st.sampled_from(["{CASE}/../escaped-flannel", "{CASE}/plain-file", "rel-flannel", "{CASE}/" + "f" * 300, "{CASE}/f\x00", "/dev/null"]),
-                  p_rare=12)
+        _weighted(
+            st.just("{CASE}/flannel"),
+            st.sampled_from(
+                [
+                    "{CASE}/../escaped-flannel",
+                    "{CASE}/plain-file",
+                    "rel-flannel",
+                    "{CASE}/" + "f" * 300,
+                    "{CASE}/f\x00",
+                    "/dev/null",
+                ]
+            ),
+            p_rare=12,
+        )
     )
-    conf["subnetFileWait"] = draw(_weighted(st.just(0), st.sampled_from([0.05, -1, 601, "1", None]), p_rare=12))
+    conf["subnetFileWait"] = draw(
+        _weighted(st.just(0), st.sampled_from([0.05, -1, 601, "1", None]), p_rare=12)
+    )
     if _maybe(draw, 4):
         conf["subnetFileLenient"] = draw(bools)
     delegate: dict[str, Any] = {}
@@ -491,7 +591,19 @@ def flannel_confs(draw) -> dict[str, Any]:
         if _maybe(draw, 5):
             delegate[key] = draw(bools)
     if _maybe(draw, 8):
-        delegate["type"] = draw(st.sampled_from(["bridge", "host-local", "loopback", "portmap", "absent", "flannel", "../bin/bridge"]))
+        delegate["type"] = draw(
+            st.sampled_from(
+                [
+                    "bridge",
+                    "host-local",
+                    "loopback",
+                    "portmap",
+                    "absent",
+                    "flannel",
+                    "../bin/bridge",
+                ]
+            )
+        )
     if _maybe(draw, 8):
         delegate["mtu"] = draw(st.sampled_from([1400, 67, 70000]))
     if delegate or _maybe(draw):
@@ -501,7 +613,9 @@ def flannel_confs(draw) -> dict[str, Any]:
         ipam["routes"] = [{"dst": draw(st.sampled_from(["10.9.0.0/16", "bad", "fd99::/64"]))}]
     conf["ipam"] = ipam
     if _maybe(draw, 8):
-        conf["runtimeConfig"] = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+        conf["runtimeConfig"] = {
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]
+        }
     if _maybe(draw, 10):
         conf["cni.dev/valid-attachments"] = [{"containerID": "fz-pre", "ifname": "eth0"}]
     if _maybe(draw, 10):
@@ -559,7 +673,10 @@ def cases(draw, exe: str) -> Case:
     """A whole case for plugin executable `exe` (not cnitool)."""
     env = draw(envs())
     stdin = draw(stdins(exe))
-    files: dict[str, bytes] = {"plain-file": b"not a namespace\n", "resolv.conf": b"nameserver 10.77.0.53\nsearch fz.local\n"}
+    files: dict[str, bytes] = {
+        "plain-file": b"not a namespace\n",
+        "resolv.conf": b"nameserver 10.77.0.53\nsearch fz.local\n",
+    }
     if exe == "flannel":
         files["subnet.env"] = draw(subnet_envs())
     pre = ["none"] * 5 + ["attachment", "attachment", "link", "files"]
@@ -581,9 +698,13 @@ def conflists(draw) -> dict[str, Any]:
     plugins: list[Any] = []
     first = draw(st.sampled_from(["bridge", "flannel", "loopback", "host-local-alone"]))
     if first == "bridge":
-        plugins.append({k: v for k, v in draw(bridge_confs()).items() if k not in ("cniVersion", "name")})
+        plugins.append(
+            {k: v for k, v in draw(bridge_confs()).items() if k not in ("cniVersion", "name")}
+        )
     elif first == "flannel":
-        plugins.append({k: v for k, v in draw(flannel_confs()).items() if k not in ("cniVersion", "name")})
+        plugins.append(
+            {k: v for k, v in draw(flannel_confs()).items() if k not in ("cniVersion", "name")}
+        )
     elif first == "loopback":
         plugins.append({"type": "loopback"})
     else:
@@ -612,13 +733,38 @@ def cnitool_cases(draw) -> Case:
     netns = draw(_weighted(st.sampled_from(["{POD0}", "{POD1}"]), netns_values, p_rare=6))
     argv = [cmd, name, netns]
     if _maybe(draw, 4):
-        argv += draw(st.sampled_from([["-i", "net1"], ["--ifname=eth1"], ["-i"], ["-i", "x" * 20], ["--bogus"], ["extra"]]))
+        argv += draw(
+            st.sampled_from(
+                [
+                    ["-i", "net1"],
+                    ["--ifname=eth1"],
+                    ["-i"],
+                    ["-i", "x" * 20],
+                    ["--bogus"],
+                    ["extra"],
+                ]
+            )
+        )
     if _maybe(draw, 12):
         argv = draw(st.lists(_env_text, max_size=4))
     env: dict[str, str | None] = {
-        "NETCONFPATH": draw(_weighted(st.just("{CASE}/net.d"), st.sampled_from(["", "{CASE}/absent", "{CASE}/plain-file", "{FIFO}"]), p_rare=10)),
+        "NETCONFPATH": draw(
+            _weighted(
+                st.just("{CASE}/net.d"),
+                st.sampled_from(["", "{CASE}/absent", "{CASE}/plain-file", "{FIFO}"]),
+                p_rare=10,
+            )
+        ),
         "CNI_PATH": draw(cni_paths),
-        "CNI_CACHE_DIR": draw(_weighted(st.just("{CASE}/cache"), st.sampled_from(["", "{CASE}/plain-file", "{CASE}/../escaped-cache", "{CASE}/" + "c" * 300]), p_rare=10)),
+        "CNI_CACHE_DIR": draw(
+            _weighted(
+                st.just("{CASE}/cache"),
+                st.sampled_from(
+                    ["", "{CASE}/plain-file", "{CASE}/../escaped-cache", "{CASE}/" + "c" * 300]
+                ),
+                p_rare=10,
+            )
+        ),
     }
     if _maybe(draw, 4):
         env["CAP_ARGS"] = draw(st.one_of(
@@ -642,7 +788,11 @@ def cnitool_cases(draw) -> Case:
         "resolv.conf": b"nameserver 10.77.0.53\n",
     }
     if _maybe(draw, 6):
-        files["net.d/20-other.conf"] = draw(st.sampled_from([b"{", b'{"name":"fznet","type":"loopback","cniVersion":"1.0.0"}', b"\xff"]))
+        files["net.d/20-other.conf"] = draw(
+            st.sampled_from(
+                [b"{", b'{"name":"fznet","type":"loopback","cniVersion":"1.0.0"}', b"\xff"]
+            )
+        )
     pre = "files" if _maybe(draw, 7) else "none"
     if pre == "files":
         files.update(draw(_STRAY_FILES))

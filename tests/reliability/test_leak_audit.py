@@ -1,11 +1,14 @@
-"""The module-scoped leak audit (conftest.leak_audit) covers what docs/reliability.md lists:
+"""The module-scoped leak audit (conformance/fixtures.py leak_audit) covers what
+docs/reliability.md lists:
 namespaces, links, addresses, routes, rules and files a module created in the root namespace /
 filesystem.
 """
 
 from __future__ import annotations
 
-import harness
+import inspect
+
+from conformance import fixtures, harness
 
 
 def _state(**extra: frozenset[str]) -> dict[str, frozenset[str]]:
@@ -51,11 +54,7 @@ def test_host_state_reads_the_new_categories() -> None:
     assert any("lo" in a for a in first["addresses"]), first["addresses"]
     assert any("lookup main" in r for r in first["rules"]), first["rules"]
     assert harness.audit_diff(first, second) == []
-    import inspect
-
-    import conftest
-
-    assert "host_state()" in inspect.getsource(conftest.leak_audit)
+    assert "host_state()" in inspect.getsource(fixtures.leak_audit)
 
 
 def test_state_files_lists_everything_under_the_given_paths(tmp_path) -> None:

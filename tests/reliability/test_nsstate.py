@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reliability import nsstate
+from tests.reliability import nsstate
 
 # What the plugins (ours and the reference) keep after ADD+DEL: seen in a node namespace after
 # bridge (iptables and nftables masquerading, spoof check) and portmap (both backends, snat,
@@ -56,7 +56,9 @@ table inet cni_plugins_masquerade {
 """
 
 
-def _leaks(extra_nft: str = "", extra_items: tuple = (), ids=("c1",), ips=("10.77.0.9",)) -> list[str]:
+def _leaks(
+    extra_nft: str = "", extra_items: tuple = (), ids=("c1",), ips=("10.77.0.9",)
+) -> list[str]:
     items = sorted(nsstate.nft_items(SHARED + extra_nft), key=repr) + list(extra_items)
     att = nsstate.Attachment(ids=set(ids), ips=set(ips), bridges={"fzbr0"})
     return nsstate.leaks(items, att)
@@ -76,12 +78,18 @@ def test_shared_infrastructure_is_not_a_leak() -> None:
     )
     assert _leaks(extra_items=extra) == []
     # a gateway address (and its route) added to a configured bridge that was already there
-    on_existing = (("addr", "fzbr0", "fd77::1/120"), ("route", 10, 254, "fd77::/120", "", "fzbr0", "unicast"))
+    on_existing = (
+        ("addr", "fzbr0", "fd77::1/120"),
+        ("route", 10, 254, "fd77::/120", "", "fzbr0", "unicast"),
+    )
     assert _leaks(extra_items=on_existing) == []
     # ... but not to any other link
     assert _leaks(extra_items=(("addr", "eth9", "fd77::1/120"),)) == ["address fd77::1/120 on eth9"]
     # markMasqBit 31: nft prints the mask of leading ones as a prefix
-    bit31 = "table ip6 nat {\n\tchain CNI-HOSTPORT-MASQ {\n\t\tmeta mark 0x80000000/1 counter packets 0 bytes 0 masquerade\n\t}\n}\n"
+    bit31 = (
+        "table ip6 nat {\n\tchain CNI-HOSTPORT-MASQ {\n"
+        "\t\tmeta mark 0x80000000/1 counter packets 0 bytes 0 masquerade\n\t}\n}\n"
+    )
     assert _leaks(extra_nft=bit31) == []
 
 
@@ -111,8 +119,15 @@ table ip cni_hostport {
 """
     problems = _leaks(nft, extra)
     text = "\n".join(problems)
-    for needle in ("link veth1234", "address 10.77.0.9/24 on eth0", "networks/fznet/10.77.0.9",
-                   ".lease.tmp-99", "flannel/c1", "CNI-0123456789abcdef01234567", "dnat to 10.77.0.9"):
+    for needle in (
+        "link veth1234",
+        "address 10.77.0.9/24 on eth0",
+        "networks/fznet/10.77.0.9",
+        ".lease.tmp-99",
+        "flannel/c1",
+        "CNI-0123456789abcdef01234567",
+        "dnat to 10.77.0.9",
+    ):
         assert needle in text, (needle, problems)
 
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import harness
-from harness import Netns
-
-from reliability import nsstate
+from conformance import harness
+from conformance.harness import Netns
+from tests.reliability import nsstate
 
 _MARK_NET = "127.1."  # marker addresses 127.1.x.y/32 on lo, one per marker
 _MARK_TABLE = "pycni_watch_marker"
@@ -55,7 +54,8 @@ class Watched:
     def describe(self) -> str:
         """The changes, readably."""
         return "; ".join(
-            [f"kernel: {e[:200]}" for e in self.events[:6]] + [f"left: {p}" for p in self.persisting[:6]]
+            [f"kernel: {e[:200]}" for e in self.events[:6]]
+            + [f"left: {p}" for p in self.persisting[:6]]
             + [f"file: {f[:200]}" for f in self.files[:6]]
             + [f"escaped to: {e}" for e in self.escaped]
         )
@@ -112,8 +112,12 @@ def watch(node: Netns, pods: list[Netns], roots: dict[str, Path], escapes: list[
     Events are the call's own; `then(result)` (a runtime's DEL after a failed ADD, say) runs
     after them, before the end state (`files`, `persisting`, `escaped`) is read.
     """
-    mons = [_Monitor(["ip", "-o", "-n", ns.name, "monitor", "link", "address", "route", "rule", "neigh"])
-            for ns in (node, *pods)]
+    mons = [
+        _Monitor(
+            ["ip", "-o", "-n", ns.name, "monitor", "link", "address", "route", "rule", "neigh"]
+        )
+        for ns in (node, *pods)
+    ]
     mons.append(_Monitor(["ip", "netns", "exec", node.name, "nft", "monitor"]))
     try:
         before = nsstate.file_items({k: str(v) for k, v in roots.items()})
@@ -147,8 +151,9 @@ def watch(node: Netns, pods: list[Netns], roots: dict[str, Path], escapes: list[
             events.append(ln.strip())
     files = sorted({f"{it[1]}:{it[2]}" for it in (before ^ after)})
     persisting = [repr(it) for it in nsstate.added(kernel_before, kernel_after)]
-    return Watched(result, events, files, [str(e) for e in escapes if os.path.lexists(e)], persisting,
-                   followup)
+    return Watched(
+        result, events, files, [str(e) for e in escapes if os.path.lexists(e)], persisting, followup
+    )
 
 
 def _kernel(node: Netns, pods: list[Netns]) -> nsstate.Snapshot:
