@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from plugins.linux.rtnl import RtnlSocket
 
-    IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def broadcast_for(iface: IPInterface) -> str | None:

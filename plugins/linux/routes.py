@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 
     from plugins.linux.rtnl import RtnlSocket
 
-    IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Route(namedtuple("Route", "dst gw priority table scope", defaults=(None, 0, None, None))):
