@@ -88,7 +88,7 @@ class Settings:
     cni_version: str
     range_sets: list[RangeSet]
     requested: list[Addr] = field(default_factory=list)
-    routes: list[Any] = field(default_factory=list)  # cni.result.Route
+    routes: list[Route] = field(default_factory=list)
     data_dir: str = DEFAULT_DATA_DIR
     resolv_conf: str = ""
 
