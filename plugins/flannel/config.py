@@ -28,7 +28,9 @@ from pydantic import (
 )
 
 from cni.config import DNSConfig, NullsKeepDefaults
+from cni.config import load as load_model
 from cni.errors import CNIError
+from cni.validate import path_problem
 from plugins.flannel.subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -85,8 +87,6 @@ class Settings(NullsKeepDefaults):
     @field_validator("subnetFile", "dataDir")
     @classmethod
     def _safe_path(cls, value: str) -> str:
-        from cni.validate import path_problem
-
         problem = path_problem(value)
         if problem is not None:
             raise ValueError(f"unsafe path: {problem}")
@@ -122,8 +122,6 @@ def load(config: dict, *, for_add: bool) -> Settings:
     ADD says `failed to load flannel netconf file: failed to load netconf: ...`, the other
     commands `failed to load netconf: ...`, as the reference does.
     """
-    from cni.config import load as load_model
-
     try:
         conf = load_model(Settings, config)
     except CNIError as e:

@@ -10,11 +10,16 @@ atomically (`cni.fileutil`); files written by the reference are plain JSON and r
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
+from cni import fileutil
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
+from cni.gocompat.decode import go_validate
 from cni.gocompat.json import Struct, json_kind, marshal
+from cni.result.models import Route
+from cni.validate import safe_file_component
 from plugins.flannel.config import Settings
 from plugins.flannel.subnet import SubnetEnv
 
@@ -55,9 +60,6 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.gocompat.decode import go_validate
-    from cni.result.models import Route
-
     out: list[Struct] = []
     for item in raw:
         if item is None:
@@ -126,8 +128,6 @@ def encode(delegate: dict[str, Any]) -> bytes:
 
 def saved_path(data_dir: str, container_id: str) -> str:
     """`<dataDir>/<containerID>`, the reference's file name (the ID is path-safe: skel-checked)."""
-    from cni.validate import safe_file_component
-
     return os.path.join(data_dir, safe_file_component(container_id, "containerID"))
 
 
@@ -136,8 +136,6 @@ def save(data_dir: str, container_id: str, data: bytes) -> str:
 
     CNIError 999 naming the path when the directory or file cannot be written.
     """
-    from cni import fileutil
-
     path = saved_path(data_dir, container_id)
     try:
         fileutil.ensure_dir(data_dir, 0o700)
@@ -160,8 +158,6 @@ def read_saved(path: str) -> bytes | None:
 
 def parse_saved(data: bytes) -> dict[str, Any] | None:
     """A saved configuration decoded, or None when it is not a usable one (empty, torn, no type)."""
-    import json
-
     try:
         conf = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -185,8 +181,6 @@ def usable_type(plugin_type: object) -> bool:
 
 def remove_saved(path: str) -> None:
     """Remove a saved configuration (absent is fine); CNIError 999 when it cannot be removed."""
-    from cni import fileutil
-
     try:
         fileutil.remove(path)
     except OSError as e:

@@ -8,14 +8,14 @@ dropped (TLS handshakes hang). These reads let flannel ADD warn and CHECK fail.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from plugins.linux import link, netlink, rtnl
+from plugins.linux.link import Link
 
 
 def mismatches(bridge: str, mtu: int) -> list[str]:
     """`<name> (MTU <n>)` for the bridge named `bridge` and each of its ports whose MTU is not
     `mtu`, in the current network namespace ([] when the bridge does not exist)."""
-    from plugins.linux import link, rtnl
-
     host = rtnl.iproute()
     try:
         links = link.list_links(host)
@@ -24,7 +24,7 @@ def mismatches(bridge: str, mtu: int) -> list[str]:
     return [f"{lk.name} (MTU {lk.mtu})" for lk in wrong_mtu(links, bridge, mtu)]
 
 
-def wrong_mtu(links: Iterable[Any], bridge: str, mtu: int) -> list[Any]:
+def wrong_mtu(links: Iterable[Link], bridge: str, mtu: int) -> list[Link]:
     """Among `links` (plugins.linux.link.Link), the bridge named `bridge` when its MTU is not
     `mtu`, then each of its ports whose MTU is not `mtu`, by name ([] without such a bridge)."""
     links = list(links)
@@ -40,8 +40,6 @@ def wrong_mtu(links: Iterable[Any], bridge: str, mtu: int) -> list[Any]:
 
 def interface_mtu(netns: str, ifname: str) -> int | None:
     """The MTU of `ifname` in the namespace at `netns`, or None when it cannot be read."""
-    from plugins.linux import link, netlink, rtnl
-
     try:
         ns = rtnl.iproute_in(netns)
     except Exception:  # noqa: BLE001 - a missing namespace is for the delegate's CHECK to report

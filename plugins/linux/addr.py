@@ -10,19 +10,9 @@ import ipaddress
 import time
 from collections import namedtuple
 
+from plugins.linux import netlink
 from plugins.linux.link import get_link
-from plugins.linux.netlink import (
-    AF_INET,
-    AF_INET6,
-    IFA_ADDRESS,
-    IFA_BROADCAST,
-    IFA_F_DADFAILED,
-    IFA_F_TENTATIVE,
-    IFA_FLAGS,
-    IFA_LOCAL,
-    attrs,
-    nla,
-)
+from plugins.linux.netlink import attrs, nla
 
 TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
@@ -30,7 +20,7 @@ if TYPE_CHECKING:
 
     from plugins.linux.rtnl import RtnlSocket
 
-IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def broadcast_for(iface: IPInterface) -> str | None:
@@ -47,13 +37,14 @@ def add_address(ipr: RtnlSocket, index: int, iface: IPInterface) -> None:
     """
     if hasattr(ipr, "add_addr_raw"):  # RtnlSocket: IPRoute's bytes without its processors
         packed = iface.ip.packed
-        attrs = nla(IFA_ADDRESS, packed)  # IPRoute's order: address, broadcast, local (IPv4)
+        # IPRoute's order: address, broadcast, local (IPv4)
+        attrs = nla(netlink.IFA_ADDRESS, packed)
         brd = broadcast_for(iface)
         if brd is not None:
-            attrs += nla(IFA_BROADCAST, ipaddress.ip_address(brd).packed)
+            attrs += nla(netlink.IFA_BROADCAST, ipaddress.ip_address(brd).packed)
         if iface.version == 4:
-            attrs += nla(IFA_LOCAL, packed)
-        family = AF_INET if iface.version == 4 else AF_INET6
+            attrs += nla(netlink.IFA_LOCAL, packed)
+        family = netlink.AF_INET if iface.version == 4 else netlink.AF_INET6
         ipr.add_addr_raw(family, iface.network.prefixlen, index, attrs)
         return
     kwargs: dict[str, Any] = {
@@ -122,11 +113,12 @@ def _address_from_raw(data: bytes) -> Address | bool | None:
     if len(data) < 24 or int.from_bytes(data[0:4], "little") != len(data):
         return None
     family, prefixlen, flags8, scope = data[16], data[17], data[18], data[19]
-    size = {AF_INET: 4, AF_INET6: 16}.get(family)
+    size = {netlink.AF_INET: 4, netlink.AF_INET6: 16}.get(family)
     found = attrs(data, 24, len(data))
     if size is None or found is None:
         return None
-    local, address, flags = found.get(IFA_LOCAL), found.get(IFA_ADDRESS), found.get(IFA_FLAGS)
+    local, address = found.get(netlink.IFA_LOCAL), found.get(netlink.IFA_ADDRESS)
+    flags = found.get(netlink.IFA_FLAGS)
     if (any(v is not None and len(v) != size for v in (local, address))
             or (flags is not None and len(flags) != 4)):
         return None
@@ -147,10 +139,10 @@ def settle_addresses(ipr: RtnlSocket, index: int, ifname: str, timeout: float = 
     delay = 0.005
     while True:
         tentative = False
-        for addr in list_addresses(ipr, index, AF_INET6):
-            if addr.flags & IFA_F_DADFAILED:
+        for addr in list_addresses(ipr, index, netlink.AF_INET6):
+            if addr.flags & netlink.IFA_F_DADFAILED:
                 raise RuntimeError(f"link {ifname} has address {addr.iface.ip} in DADFAILED state")
-            if addr.flags & IFA_F_TENTATIVE:
+            if addr.flags & netlink.IFA_F_TENTATIVE:
                 tentative = True
         if not tentative:
             return

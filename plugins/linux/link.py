@@ -20,28 +20,8 @@ import time
 from collections import namedtuple
 
 from cni.netns import current_netns_path
-from plugins.linux.netlink import (
-    EEXIST,
-    ENODEV,
-    ENOENT,
-    IFF_PROMISC,
-    IFF_UP,
-    IFLA_ADDRESS,
-    IFLA_IFNAME,
-    IFLA_INFO_KIND,
-    IFLA_INFO_SLAVE_DATA,
-    IFLA_LINK,
-    IFLA_LINKINFO,
-    IFLA_MASTER,
-    IFLA_MTU,
-    IFLA_OPERSTATE,
-    attr_text,
-    attr_u32,
-    attrs,
-    errno_of,
-    netlink_error,
-    nla,
-)
+from plugins.linux import netlink
+from plugins.linux.netlink import attr_text, attr_u32, attrs, errno_of, netlink_error, nla
 
 TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
@@ -74,12 +54,12 @@ class Link(namedtuple("Link", "index name kind mac mtu flags operstate master pe
     @property
     def up(self) -> bool:
         """IFF_UP is set."""
-        return bool(self.flags & IFF_UP)
+        return bool(self.flags & netlink.IFF_UP)
 
     @property
     def promisc(self) -> bool:
         """IFF_PROMISC is set."""
-        return bool(self.flags & IFF_PROMISC)
+        return bool(self.flags & netlink.IFF_PROMISC)
 
 
 def _link_from_msg(msg: Any) -> Link:
@@ -110,13 +90,13 @@ def _link_from_raw(data: bytes) -> Link | None:
     if found is None:
         return None
     kind: str | None = ""
-    if IFLA_LINKINFO in found:
-        info = attrs(found[IFLA_LINKINFO], 0, len(found[IFLA_LINKINFO]))
-        kind = attr_text(info.get(IFLA_INFO_KIND)) if info is not None else None
-    mac = found.get(IFLA_ADDRESS)
-    state = found.get(IFLA_OPERSTATE)
-    name, mtu = attr_text(found.get(IFLA_IFNAME)), attr_u32(found.get(IFLA_MTU))
-    master, peer = attr_u32(found.get(IFLA_MASTER)), attr_u32(found.get(IFLA_LINK))
+    if netlink.IFLA_LINKINFO in found:
+        info = attrs(found[netlink.IFLA_LINKINFO], 0, len(found[netlink.IFLA_LINKINFO]))
+        kind = attr_text(info.get(netlink.IFLA_INFO_KIND)) if info is not None else None
+    mac = found.get(netlink.IFLA_ADDRESS)
+    state = found.get(netlink.IFLA_OPERSTATE)
+    name, mtu = attr_text(found.get(netlink.IFLA_IFNAME)), attr_u32(found.get(netlink.IFLA_MTU))
+    master, peer = attr_u32(found.get(netlink.IFLA_MASTER)), attr_u32(found.get(netlink.IFLA_LINK))
     if (kind is None or name is None or mtu is None or master is None or peer is None
             or (mac is not None and len(mac) != 6)
             or (state is not None and (len(state) != 1 or state[0] > 6))):
@@ -151,7 +131,7 @@ def get_link(ipr: RtnlSocket, name: str | None = None, index: int | None = None)
         else:
             msgs = ipr.link("get", ifname=name)
     except netlink_error() as e:
-        if errno_of(e) in (ENODEV, ENOENT):
+        if errno_of(e) in (netlink.ENODEV, netlink.ENOENT):
             return None
         raise
     for msg in msgs:
@@ -167,19 +147,19 @@ def list_links(ipr: RtnlSocket) -> list[Link]:
 def set_up(ipr: RtnlSocket, index: int) -> None:
     """Set the link administratively up."""
     if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
-        ipr.set_link_raw(index, IFF_UP, IFF_UP)
+        ipr.set_link_raw(index, netlink.IFF_UP, netlink.IFF_UP)
     else:
         ipr.link("set", index=index, state="up")
 
 
 def set_down(ipr: RtnlSocket, index: int) -> None:
     """Set the link administratively down."""
-    ipr.set_link_raw(index, 0, IFF_UP)
+    ipr.set_link_raw(index, 0, netlink.IFF_UP)
 
 
 def set_promisc(ipr: RtnlSocket, index: int) -> None:
     """Switch promiscuous mode on."""
-    ipr.link("set", index=index, flags=IFF_PROMISC, change=IFF_PROMISC)
+    ipr.link("set", index=index, flags=netlink.IFF_PROMISC, change=netlink.IFF_PROMISC)
 
 
 def set_mac(ipr: RtnlSocket, index: int, mac: str) -> None:
@@ -194,8 +174,9 @@ def set_master(ipr: RtnlSocket, index: int, master: int, up: bool = False) -> No
     enslaved but down, as after two separate requests where the second failed.
     """
     if hasattr(ipr, "set_link_raw"):  # RtnlSocket: the same request without pyroute2's processors
-        flags = IFF_UP if up else 0
-        ipr.set_link_raw(index, flags, flags, nla(IFLA_MASTER, master.to_bytes(4, "little")))
+        flags = netlink.IFF_UP if up else 0
+        master_attr = nla(netlink.IFLA_MASTER, master.to_bytes(4, "little"))
+        ipr.set_link_raw(index, flags, flags, master_attr)
     elif up:
         ipr.link("set", index=index, master=master, state="up")
     else:
@@ -229,7 +210,7 @@ def delete_link_named(ipr: RtnlSocket, name: str) -> bool:
     try:
         ipr.link("del", ifname=name)
     except netlink_error() as e:
-        if errno_of(e) in (ENODEV, ENOENT):
+        if errno_of(e) in (netlink.ENODEV, netlink.ENOENT):
             return False
         raise
     return True
@@ -249,7 +230,7 @@ def create_bridge(ipr: RtnlSocket, name: str, mtu: int = 0, vlan_filtering: bool
     try:
         ipr.link("add", **kwargs)
     except netlink_error() as e:
-        if errno_of(e) == EEXIST:
+        if errno_of(e) == netlink.EEXIST:
             return False
         raise
     return True
@@ -289,9 +270,9 @@ def set_port_flag(ipr: RtnlSocket, index: int, name: str, value: bool | int) -> 
     kind = _BRPORT_U8.get(name)
     if kind is not None and hasattr(ipr, "set_link_raw") and 0 <= int(value) <= 0xFF:
         # RtnlSocket: the bytes IPRoute's brport("set") sends, without its request processors
-        data = nla(IFLA_INFO_KIND, b"bridge_slave\0")
-        data += nla(IFLA_INFO_SLAVE_DATA, nla(kind, bytes([int(value)])))
-        ipr.set_link_raw(index, attrs=nla(IFLA_LINKINFO, data))
+        data = nla(netlink.IFLA_INFO_KIND, b"bridge_slave\0")
+        data += nla(netlink.IFLA_INFO_SLAVE_DATA, nla(kind, bytes([int(value)])))
+        ipr.set_link_raw(index, attrs=nla(netlink.IFLA_LINKINFO, data))
     else:
         ipr.brport("set", index=index, **{name: int(value)})
 

@@ -13,27 +13,8 @@ import ipaddress
 import socket
 from collections import namedtuple
 
-from plugins.linux.netlink import (
-    AF_INET,
-    AF_INET6,
-    NETLINK_ROUTE,
-    NLM_F_REQUEST,
-    NLMSG,
-    RT_TABLE_MAIN,
-    RTA_DST,
-    RTA_GATEWAY,
-    RTA_OIF,
-    RTM_F_CLONED,
-    RTM_GETROUTE,
-    RTM_NEWROUTE,
-    RTMSG,
-    RTN_UNICAST,
-    RTPROT_BOOT,
-    ask,
-    attr,
-    attr_u32,
-    nla,
-)
+from plugins.linux import netlink
+from plugins.linux.netlink import ask, attr, attr_u32, nla
 
 TYPE_CHECKING = False  # typing and dataclasses cost ms at start-up; type checkers honour this
 if TYPE_CHECKING:
@@ -41,8 +22,8 @@ if TYPE_CHECKING:
 
     from plugins.linux.rtnl import RtnlSocket
 
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+    IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class Route(namedtuple("Route", "dst gw priority table scope", defaults=(None, 0, None, None))):
@@ -63,14 +44,16 @@ def add_route(ipr: RtnlSocket, oif: int, route: Route) -> None:
     """
     plain = not route.priority and route.table is None and route.scope is None
     same_family = route.gw is None or route.gw.version == route.dst.version
-    family = AF_INET6 if route.dst.version == 6 else AF_INET
+    family = netlink.AF_INET6 if route.dst.version == 6 else netlink.AF_INET
     if hasattr(ipr, "add_route_raw") and plain and same_family:
         # RtnlSocket: the bytes IPRoute builds for this route (destination when not a default
         # route, output link, gateway), without its request processors
-        data = nla(RTA_DST, route.dst.network_address.packed) if route.dst.prefixlen else b""
-        data += nla(RTA_OIF, oif.to_bytes(4, "little"))
+        data = b""
+        if route.dst.prefixlen:
+            data += nla(netlink.RTA_DST, route.dst.network_address.packed)
+        data += nla(netlink.RTA_OIF, oif.to_bytes(4, "little"))
         if route.gw is not None:
-            data += nla(RTA_GATEWAY, route.gw.packed)
+            data += nla(netlink.RTA_GATEWAY, route.gw.packed)
         ipr.add_route_raw(family, route.dst.prefixlen, data)
         return
     kwargs: dict[str, Any] = {
@@ -78,8 +61,8 @@ def add_route(ipr: RtnlSocket, oif: int, route: Route) -> None:
         "dst": str(route.dst.network_address),
         "dst_len": route.dst.prefixlen,
         "oif": oif,
-        "proto": RTPROT_BOOT,  # Go's netlink default; pyroute2 would say "static"
-        "type": RTN_UNICAST,
+        "proto": netlink.RTPROT_BOOT,  # Go's netlink default; pyroute2 would say "static"
+        "type": netlink.RTN_UNICAST,
     }
     optional = {"gateway": str(route.gw) if route.gw is not None else None,
                 "priority": route.priority or None, "table": route.table, "scope": route.scope}
@@ -99,17 +82,17 @@ class RouteEntry(namedtuple("RouteEntry", "dst gw oif table priority")):
 
 
 def list_routes(ipr: RtnlSocket, family: int,
-                table: int | None = RT_TABLE_MAIN) -> list[RouteEntry]:
+                table: int | None = netlink.RT_TABLE_MAIN) -> list[RouteEntry]:
     """Routes of one family, cloned entries skipped; only table `table` unless it is None."""
     out = []
     for msg in ipr.get_routes(family=family):
-        if msg["flags"] & RTM_F_CLONED:
+        if msg["flags"] & netlink.RTM_F_CLONED:
             continue
         rt_table = msg.get_attr("RTA_TABLE") or msg["table"]
         if table is not None and rt_table != table:
             continue
         dst = msg.get_attr("RTA_DST")
-        zero = "::" if family == AF_INET6 else "0.0.0.0"
+        zero = "::" if family == netlink.AF_INET6 else "0.0.0.0"
         net = ipaddress.ip_network(f"{dst or zero}/{msg['dst_len']}", strict=False)
         gw = msg.get_attr("RTA_GATEWAY")
         oif = msg.get_attr("RTA_OIF") or 0
@@ -134,13 +117,16 @@ def output_interface(ip: str) -> str | None:
     netlink socket can be had.
     """
     addr = ipaddress.ip_address(ip)
-    family = AF_INET6 if addr.version == 6 else AF_INET
+    family = netlink.AF_INET6 if addr.version == 6 else netlink.AF_INET
     dst = addr.packed
-    body = RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, 0) + nla(RTA_DST, dst)
-    for kind, data in ask(NETLINK_ROUTE, RTM_GETROUTE, NLM_F_REQUEST, body, timeout=5):
-        if kind != RTM_NEWROUTE:  # NLMSG_ERROR: no route (ENETUNREACH and the like)
+    body = netlink.RTMSG.pack(family, len(dst) * 8, 0, 0, 0, 0, 0, 0, 0) + nla(netlink.RTA_DST, dst)
+    answers = ask(netlink.NETLINK_ROUTE, netlink.RTM_GETROUTE, netlink.NLM_F_REQUEST, body,
+                  timeout=5)
+    for kind, data in answers:
+        if kind != netlink.RTM_NEWROUTE:  # NLMSG_ERROR: no route (ENETUNREACH and the like)
             return None
-        oif = attr_u32(attr(data, NLMSG.size + RTMSG.size, len(data), RTA_OIF))
+        start = netlink.NLMSG.size + netlink.RTMSG.size
+        oif = attr_u32(attr(data, start, len(data), netlink.RTA_OIF))
         if not oif:
             return None
         try:

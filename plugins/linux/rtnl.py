@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 from cni.netns import in_netns
 from plugins.linux.netlink import (
+    AF_BRIDGE,
     IFADDR,
     IFINFO,
     IFLA_IFNAME,
@@ -35,11 +36,16 @@ from plugins.linux.netlink import (
     RECV_SIZE,
     REQ_ACK,
     RT_TABLE_MAIN,
+    RTM_DELADDR,
+    RTM_DELLINK,
+    RTM_DELROUTE,
     RTM_GETADDR,
     RTM_GETLINK,
+    RTM_GETROUTE,
     RTM_NEWADDR,
     RTM_NEWLINK,
     RTM_NEWROUTE,
+    RTM_SETLINK,
     RTMSG,
     RTN_UNICAST,
     RTPROT_BOOT,
@@ -55,12 +61,27 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-RTM_DELLINK = 17
-RTM_SETLINK = 19
-RTM_DELADDR = 21
-RTM_DELROUTE = 25
-RTM_GETROUTE = 26
-AF_BRIDGE = 7
+
+def _commands(new: int, delete: int, get: int, news: dict[str, str],
+              gets: dict[str, str]) -> dict[str, tuple[int, str]]:
+    """An IPRoute command map: command -> (message type, pyroute2's name of its flag set)."""
+    out = {command: (new, flags) for command, flags in news.items()}
+    out.update({command: (delete, "req") for command in ("del", "remove", "delete")})
+    out.update({command: (get, flags) for command, flags in gets.items()})
+    return out
+
+
+_LINK_COMMANDS = _commands(RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK,
+                           {"set": "req", "add": "create"}, {"dump": "dump", "get": "get"})
+_BRPORT_COMMANDS = {"dump": (RTM_GETLINK, "dump"), "show": (RTM_GETLINK, "dump")}
+_ADDR_COMMANDS = _commands(RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR,
+                           {"add": "create", "replace": "replace"}, {"dump": "dump"})
+_ROUTE_COMMANDS = _commands(
+    RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE,
+    {"add": "create", "set": "replace", "replace": "replace", "change": "change",
+     "append": "append"},
+    {"get": "get", "show": "dump", "dump": "dump"},
+)
 _SEQ_FIRST = 256  # IPRoute's sequence numbers start at 0xFF too
 _PR: SimpleNamespace | None = None
 
@@ -228,25 +249,22 @@ class RtnlSocket:
 
     # ------------------------------------------------------------------ IPRoute's API
 
+    def _api(self, kind: str, msg: Any, command: Any, command_map: dict, kwarg: dict,
+             dump: bool, parameters: dict | None = None) -> list:
+        """One request of IPRoute's `<kind>(command, **kwarg)`: its dump filter and request
+        processors, then the request and its answers."""
+        extra = (parameters,) if parameters is not None else ()
+        dump_filter, kwarg = self._pr.dump_filter(kind, command, kwarg, *extra)
+        arguments = self._pr.args(kind, command, kwarg, *extra)
+        return self._request(msg(), command, command_map, dump_filter, arguments, dump)
+
     def link(self, command: Any, **kwarg: Any) -> list:
         """IPRoute.link: 'get', 'set', 'add', 'del', 'dump' (a list, also for dumps)."""
-        command_map = {
-            "set": (RTM_NEWLINK, "req"),
-            "add": (RTM_NEWLINK, "create"),
-            "del": (RTM_DELLINK, "req"),
-            "remove": (RTM_DELLINK, "req"),
-            "delete": (RTM_DELLINK, "req"),
-            "dump": (RTM_GETLINK, "dump"),
-            "get": (RTM_GETLINK, "get"),
-        }
         if isinstance(kwarg.get("match"), str):
             kwarg["match"] = {"ifname": kwarg["match"]}
-        if "command_map" in kwarg:
-            command_map = kwarg.pop("command_map")
-        dump_filter, kwarg = self._pr.dump_filter("link", command, kwarg)
-        arguments = self._pr.args("link", command, kwarg)
-        return self._request(self._pr.ifinfmsg(), command, command_map, dump_filter, arguments,
-                             command == "dump")
+        command_map = kwarg.pop("command_map", _LINK_COMMANDS)
+        return self._api("link", self._pr.ifinfmsg, command, command_map, kwarg,
+                         command == "dump")
 
     def brport(self, command: str, **kwarg: Any) -> list:
         """IPRoute.brport: 'set' (bridge-port attributes) and 'show'/'dump'."""
@@ -254,13 +272,9 @@ class RtnlSocket:
             linkkwarg = {"index": kwarg.pop("index", 0), "kind": "bridge_slave"}
             linkkwarg.update(kwarg)
             return self.link("set", **linkkwarg)
-        command_map = {"dump": (RTM_GETLINK, "dump"), "show": (RTM_GETLINK, "dump")}
-        if command not in command_map:
+        if command not in _BRPORT_COMMANDS:
             raise TypeError("command not supported")
-        dump_filter, kwarg = self._pr.dump_filter("brport", command, kwarg)
-        arguments = self._pr.args("brport", command, kwarg)
-        return self._request(self._pr.ifinfmsg(), command, command_map, dump_filter, arguments,
-                             True)
+        return self._api("brport", self._pr.ifinfmsg, command, _BRPORT_COMMANDS, kwarg, True)
 
     def vlan_filter(self, command: str, **kwarg: Any) -> list:
         """IPRoute.vlan_filter: 'add' / 'del' a bridge-VLAN entry of a port."""
@@ -272,18 +286,8 @@ class RtnlSocket:
 
     def addr(self, command: str, **kwarg: Any) -> list:
         """IPRoute.addr: 'add', 'del', 'replace', 'dump'."""
-        command_map = {
-            "add": (RTM_NEWADDR, "create"),
-            "del": (RTM_DELADDR, "req"),
-            "remove": (RTM_DELADDR, "req"),
-            "delete": (RTM_DELADDR, "req"),
-            "replace": (RTM_NEWADDR, "replace"),
-            "dump": (RTM_GETADDR, "dump"),
-        }
-        dump_filter, kwarg = self._pr.dump_filter("addr", command, kwarg)
-        arguments = self._pr.args("addr", command, kwarg)
-        return self._request(self._pr.ifaddrmsg(), command, command_map, dump_filter, arguments,
-                             command == "dump")
+        return self._api("addr", self._pr.ifaddrmsg, command, _ADDR_COMMANDS, kwarg,
+                         command == "dump")
 
     def route(self, command: Any, **kwarg: Any) -> list:
         """IPRoute.route: 'add', 'set', 'replace', 'change', 'append', 'del', 'dump', or an
@@ -291,24 +295,8 @@ class RtnlSocket:
         if command in ("add", "set", "replace", "change", "append"):
             kwarg["proto"] = kwarg.get("proto", "static") or "static"
             kwarg["type"] = kwarg.get("type", "unicast") or "unicast"
-        command_map = {
-            "add": (RTM_NEWROUTE, "create"),
-            "set": (RTM_NEWROUTE, "replace"),
-            "replace": (RTM_NEWROUTE, "replace"),
-            "change": (RTM_NEWROUTE, "change"),
-            "append": (RTM_NEWROUTE, "append"),
-            "del": (RTM_DELROUTE, "req"),
-            "remove": (RTM_DELROUTE, "req"),
-            "delete": (RTM_DELROUTE, "req"),
-            "get": (RTM_GETROUTE, "get"),
-            "show": (RTM_GETROUTE, "dump"),
-            "dump": (RTM_GETROUTE, "dump"),
-        }
-        parameters = {"strict_check": False}
-        dump_filter, kwarg = self._pr.dump_filter("route", command, kwarg, parameters)
-        arguments = self._pr.args("route", command, kwarg, parameters)
-        return self._request(self._pr.rtmsg(), command, command_map, dump_filter, arguments,
-                             command in ("dump", "show"))
+        return self._api("route", self._pr.rtmsg, command, _ROUTE_COMMANDS, kwarg,
+                         command in ("dump", "show"), {"strict_check": False})
 
     def get_links(self, **kwarg: Any) -> list:
         """IPRoute.get_links() for all links (a list)."""

@@ -28,11 +28,11 @@ Rules made without a marker (by the reference plugin, say) are never touched by 
 from __future__ import annotations
 
 import ipaddress
-import shutil
 
 from cni.errors import ERR_INTERNAL, CNIError
 from plugins.linux import nftables
 from plugins.linux.naming import sha512_hex
+from plugins.linux.netfilter import nft_installed
 from plugins.portmap.backend import Net
 from plugins.portmap.config import Settings
 from plugins.portmap.holders import Mapped, from_nftables
@@ -143,7 +143,7 @@ def available() -> bool:
 
 def _nft_missing() -> bool:
     """True when there is no nft binary: nothing can have been set up with it."""
-    return shutil.which("nft") is None
+    return not nft_installed()
 
 
 def add(

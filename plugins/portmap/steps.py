@@ -6,7 +6,6 @@ thin main in plugins/portmap/__init__.py imports this module on the first verb t
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import sys
 from typing import TYPE_CHECKING
 
@@ -14,6 +13,7 @@ from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError
 from cni.gocompat.decode import field
 from cni.skel import CmdArgs
 from plugins.linux.conntrack import delete_udp_dst_port
+from plugins.linux.netfilter import default_backend
 from plugins.linux.routes import output_interface
 from plugins.linux.sysctl import enable_route_localnet
 from plugins.portmap import backend
@@ -24,13 +24,6 @@ from plugins.portmap.holders import Mapped, clashes
 
 if TYPE_CHECKING:
     from cni.result import Result, Result100
-
-
-def detect_backend() -> str:
-    """The reference's default: iptables, unless only nftables is available."""
-    if shutil.which("iptables-restore") and shutil.which("iptables-save"):
-        return "iptables"
-    return "nftables" if shutil.which("nft") else "iptables"
 
 
 def _parse(
@@ -44,7 +37,7 @@ def _parse(
     """plugins.portmap.config.load of args.config (or `config` when given)."""
     conf = args.config if config is None else config
     return portmap_config.load(
-        conf, detect_backend, strict=strict, prefix=prefix, prev_result=prev_result
+        conf, default_backend, strict=strict, prefix=prefix, prev_result=prev_result
     )
 
 
