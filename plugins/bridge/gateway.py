@@ -197,7 +197,7 @@ def _readdress(host: RtnlSocket, br: Link, gw: IPInterface, own_port: int,
     say so on stderr (True); False when the conflict is with another gateway of this ADD
     (`own_gws`); else fail with `refusal` (the reference's text) and the attached ports."""
     # Imported here, on a conflict only: readdress brings `subprocess` (its port diagnosis),
-    # ≈5 ms of start-up that an ADD without a conflict does not pay (measured).
+    # ≈4.5 ms of start-up that an ADD without a conflict does not pay (measured).
     from plugins.bridge import readdress
 
     try:

@@ -153,7 +153,8 @@ def test_reference_hashes() -> None:
     assert ipmasq_iptables.iptables_chain("test", "1234") == "CNI-2bbe0c48b91a7d1b8a6753a8"
     assert ipmasq_nftables.nft_network_hash("unit-test") == "6fd94d501e58f0aa"
     assert (
-        ipmasq_nftables.nft_instance_hash("unit-test", "eth0", "one") == "6fd94d501e58f0aa-287fc69eff0574a2"
+        ipmasq_nftables.nft_instance_hash("unit-test", "eth0", "one")
+        == "6fd94d501e58f0aa-287fc69eff0574a2"
     )
     assert ipmasq_iptables.iptables_comment("refnet1", "ctr1") == 'name: "refnet1" id: "ctr1"'
 
@@ -206,6 +207,19 @@ def test_go_texts() -> None:
     )
     assert fmt.ipconfig_plus(IPConfig(address="10.0.0.2/24", gateway="10.0.0.1", interface=2)) == (
         "{Interface:2 Address:{IP:10.0.0.2 Mask:ffffff00} Gateway:10.0.0.1}"
+    )
+    assert fmt.netlink_route("0.0.0.0/0", True, None, "eth0", 0, None, None) == (
+        "{0.0.0.0 00000000000000000000ffff00000000} via <nil> dev eth0 metric 0 "
+        "(Scope: universe, Table: 0)"
+    )
+    assert fmt.netlink_route("10.9.0.0/16", False, "10.9.0.1", "eth0", 5, 253, 100) == (
+        "{10.9.0.0 ffff0000} via 10.9.0.1 dev eth0 metric 5 (Scope: link, Table: 100)"
+    )
+    assert fmt.netlink_route("10.9.0.0/16", False, None, "e", 0, 7, None).endswith(
+        "(Scope: 7, Table: 0)"
+    )
+    assert (fmt.boolean(True), fmt.boolean(False), fmt.nil_or(None), fmt.nil_or(3)) == (
+        "true", "false", "<nil>", "3"
     )
 
 
