@@ -6,14 +6,17 @@ from cni.errors import ERR_INVALID_ENVIRONMENT_VARIABLES, CNIError, one_line
 
 
 def parse_pairs(cni_args: str) -> list[tuple[str, str]]:
-    """Split CNI_ARGS into (key, value) pairs; each piece must split on `=` into exactly two parts."""
+    """Split CNI_ARGS into (key, value) pairs; each piece must split on `=` into exactly two
+    parts."""
     if not cni_args:
         return []
     pairs = []
     for piece in cni_args.split(";"):
         kv = piece.split("=")
         if len(kv) != 2:
-            raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f'ARGS: invalid pair "{one_line(piece)}"')
+            raise CNIError(
+                ERR_INVALID_ENVIRONMENT_VARIABLES, f'ARGS: invalid pair "{one_line(piece)}"'
+            )
         pairs.append((kv[0], kv[1]))
     return pairs
 
@@ -27,7 +30,10 @@ def parse_bool(value: str, pair: str) -> bool:
         return False
     raise CNIError(
         ERR_INVALID_ENVIRONMENT_VARIABLES,
-        one_line(f'ARGS: error parsing value of pair "{pair}": boolean unmarshal error: invalid input {value}'),
+        one_line(
+            f'ARGS: error parsing value of pair "{pair}": boolean unmarshal error: invalid input '
+            f'{value}'
+        ),
     )
 
 
@@ -48,5 +54,7 @@ def load_args(cni_args: str, known: set[str] | frozenset[str]) -> dict[str, str]
             unknown.append(f"{k}={v}")
     if unknown and not ignore_unknown:
         listed = " ".join(f'"{u}"' for u in unknown)
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, one_line(f"ARGS: unknown args [{listed}]"))
+        raise CNIError(
+            ERR_INVALID_ENVIRONMENT_VARIABLES, one_line(f"ARGS: unknown args [{listed}]")
+        )
     return out

@@ -37,6 +37,18 @@ class CNIModel(BaseModel):
         return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
 
 
+class NullsKeepDefaults(CNIModel):
+    """A model decoded wholly as Go does: besides CNIModel's key matching, a JSON null on a field
+    that has a default leaves the default (a plain CNIModel refuses it as a wrong JSON type)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_keeps_default(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        return decode.nulls_keep_defaults(cls, data)
+
+
 class IPAMConfig(CNIModel):
     """The `ipam` object: a `type` plus IPAM-specific keys."""
 
@@ -78,7 +90,10 @@ def load(model: type[M], data: Any) -> M:
     The message names the first offending key and its value, on one line.
     """
     if not isinstance(data, dict):
-        raise CNIError(ERR_DECODING_FAILURE, f"network config must be a JSON object, not {one_line(_short(data))}")
+        raise CNIError(
+            ERR_DECODING_FAILURE,
+            f"network config must be a JSON object, not {one_line(_short(data))}",
+        )
     try:
         return model.model_validate(data)
     except ValidationError as e:
@@ -96,14 +111,20 @@ def valid_attachments(conf: dict) -> set[tuple[str, str]]:
     out: set[tuple[str, str]] = set()
     if not isinstance(raw, list):
         if raw is not None:
-            raise CNIError(ERR_DECODING_FAILURE, f"invalid cni.dev/valid-attachments {one_line(_short(raw))}: not a list")
+            raise CNIError(
+                ERR_DECODING_FAILURE,
+                f"invalid cni.dev/valid-attachments {one_line(_short(raw))}: not a list",
+            )
         return out
     for item in raw:
-        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) or not isinstance(
-            item.get("ifname"), str
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("containerID"), str)
+            or not isinstance(item.get("ifname"), str)
         ):
             raise CNIError(
-                ERR_DECODING_FAILURE, f"invalid attachment {one_line(_short(item))}: need containerID and ifname strings"
+                ERR_DECODING_FAILURE,
+                f"invalid attachment {one_line(_short(item))}: need containerID and ifname strings",
             )
         out.add((item["containerID"], item["ifname"]))
     return out

@@ -8,7 +8,9 @@ ID or network name (those start with a letter or digit).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
 TMP_MARK = ".tmp-"
 
@@ -23,8 +25,6 @@ def ensure_dir(path: str, mode: int = 0o700) -> None:
     Raises OSError when it cannot (ENAMETOOLONG past PATH_MAX), or when `path` exists and is not
     a directory.
     """
-    import errno
-
     if len(os.fsencode(path)) >= PATH_MAX:
         raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
     pending: list[str] = []
@@ -167,9 +167,6 @@ def read_small_file(path: str, limit: int = SMALL_FILE_LIMIT) -> bytes:
     socket) or a file over `limit` is refused with OSError (EISDIR, EINVAL, EFBIG) instead of
     being read without end.
     """
-    import errno
-    import stat
-
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)

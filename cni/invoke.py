@@ -7,10 +7,16 @@ paths take the same env and stdin and produce the same (status, stdout), so call
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import stat
+import sys
+import time
 from collections.abc import Callable, Mapping
 
 from cni.errors import ERR_INTERNAL, ERR_UNKNOWN, CNIError
+from cni.version import config_version
 
 _ETXTBSY_RETRIES = 6
 
@@ -28,8 +34,6 @@ def find_in_path(name: str, paths: list[str]) -> str:
         raise CNIError(ERR_INTERNAL, f"invalid plugin name: {name}")
     if not paths:
         raise CNIError(ERR_INTERNAL, "no paths provided")
-    import stat
-
     for d in paths:
         candidate = os.path.join(d, name)
         try:
@@ -59,8 +63,7 @@ def set_exec_extras(provider: ExecExtras | None) -> None:
 
 
 def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, bytes]:
-    import subprocess
-    import time
+    import subprocess  # lazy: ~5 ms that only a call executing a delegate pays
 
     child_env = dict(env)
     pass_fds: tuple[int, ...] = ()
@@ -74,13 +77,15 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, 
     for attempt in range(_ETXTBSY_RETRIES):
         try:
             proc = subprocess.run(
-                [path], input=stdin, env=child_env, capture_output=True, check=False,
+                [path],
+                input=stdin,
+                env=child_env,
+                capture_output=True,
+                check=False,
                 pass_fds=pass_fds,
             )
             return proc.returncode, proc.stdout, proc.stderr
         except OSError as e:
-            import errno
-
             if e.errno == errno.ETXTBSY and attempt < _ETXTBSY_RETRIES - 1:
                 time.sleep(1)
                 continue
@@ -91,8 +96,6 @@ def _exec(path: str, env: Mapping[str, str], stdin: bytes) -> tuple[int, bytes, 
 def plugin_error(rc: int, stdout: bytes, stderr: bytes) -> CNIError:
     """Turn a failed plugin's output into a CNIError as the reference runtime does
     (docs/spec-rules.md §2.4)."""
-    import json
-
     exit_text = f"exit status {rc}" if rc >= 0 else f"signal: {-rc}"
     if stdout.strip():
         try:
@@ -100,7 +103,8 @@ def plugin_error(rc: int, stdout: bytes, stderr: bytes) -> CNIError:
         except (ValueError, UnicodeDecodeError) as e:
             return CNIError(
                 ERR_UNKNOWN,
-                f'netplugin failed but error parsing its diagnostic message "{stdout.decode(errors="replace")}": {e}',
+                f'netplugin failed but error parsing its diagnostic message '
+                f'"{stdout.decode(errors="replace")}": {e}',
             )
     if stderr.strip():
         return CNIError(
@@ -137,8 +141,6 @@ def exec_plugin(path: str, env: Mapping[str, str], stdin: bytes) -> bytes:
         return out_b
     rc, out_b, err_b = _exec(path, env, stdin)
     if err_b:
-        import sys
-
         sys.stderr.write(err_b.decode(errors="replace"))
     if rc != 0:
         raise plugin_error(rc, out_b, err_b)
@@ -159,8 +161,6 @@ def delegate_add(plugin_type: str, stdin: bytes, env: Mapping[str, str]):
     When the ADD fails, the delegate's DEL runs (best effort) before the ADD's error is raised,
     so a failed delegation leaves no lease behind.
     """
-    import json
-
     try:
         out = _delegate(plugin_type, "ADD", stdin, env)
     except CNIError:
@@ -169,8 +169,7 @@ def delegate_add(plugin_type: str, stdin: bytes, env: Mapping[str, str]):
         except CNIError:
             pass
         raise
-    from cni.result import parse_result
-    from cni.version import config_version
+    from cni.result import parse_result  # lazy: pydantic (~120 ms), for delegation only
 
     try:
         conf = json.loads(stdin)

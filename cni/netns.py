@@ -32,6 +32,7 @@ code 999 (`ERR_INTERNAL`), so `NetnsError` carries code 999 and the reference's 
 from __future__ import annotations
 
 import _thread
+import fcntl
 import os
 
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETNS, CNIError, os_error_text
@@ -87,7 +88,7 @@ def _get_libc() -> CDLL:
     """libc through ctypes, loaded on first use only."""
     global _libc
     if _libc is None:
-        import ctypes
+        import ctypes  # lazy, as every ctypes use here: ~3 ms most calls never pay
 
         _libc = ctypes.CDLL(None, use_errno=True)
     return _libc
@@ -99,7 +100,7 @@ def _setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
     if native is not None:  # Python >= 3.12
         native(fd, nstype)
         return
-    import ctypes
+    import ctypes  # lazy (see _get_libc)
 
     libc = _get_libc()
     if libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)) != 0:
@@ -109,7 +110,7 @@ def _setns(fd: int, nstype: int = CLONE_NEWNET) -> None:
 
 def _statfs_type(path: str) -> int:
     """f_type of statfs(2) on path (following symlinks); raises OSError."""
-    import ctypes
+    import ctypes  # lazy (see _get_libc)
 
     libc = _get_libc()
     buf = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
@@ -147,7 +148,7 @@ def _open_netns(path: str) -> int:
         cls = NetnsNotFoundError if isinstance(err, FileNotFoundError) else NetnsError
         raise cls(path, msg) from None
     if magic not in (NSFS_MAGIC, PROCFS_MAGIC):
-        from cni.gocompat.json import quote
+        from cni.gocompat.json import quote  # error path only, as above
 
         raise NotANetnsError(path, f"unknown FS magic on {quote(path)}: {magic:x}")
     try:
@@ -278,8 +279,6 @@ def netns_exists(path: str) -> bool:
     except (OSError, ValueError):
         return False
     try:
-        import fcntl
-
         return fcntl.ioctl(fd, _NS_GET_NSTYPE) == CLONE_NEWNET
     except OSError:
         return False

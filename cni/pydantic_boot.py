@@ -14,6 +14,7 @@ Every module of ours that defines pydantic models imports it before pydantic bui
 from __future__ import annotations
 
 import sys
+import types
 
 _LOADER = "pydantic.plugin._loader"
 
@@ -27,8 +28,6 @@ def install() -> None:
     """Register the stand-in loader unless pydantic's own is already imported."""
     if _LOADER in sys.modules:
         return
-    import types
-
     module = types.ModuleType(_LOADER, "pycni stand-in: pydantic plugins disabled")
     module.get_plugins = _no_plugins  # type: ignore[attr-defined]
     module._plugins = {}  # type: ignore[attr-defined]

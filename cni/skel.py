@@ -8,8 +8,13 @@ this interpreter is indistinguishable from one that is executed (docs/spec-rules
 from __future__ import annotations
 
 import json
+import os
+import select
 import sys
+import time
+from dataclasses import dataclass, field
 
+from cni import validate
 from cni import version as _version
 from cni.errors import (
     ERR_DECODING_FAILURE,
@@ -19,16 +24,21 @@ from cni.errors import (
     ERR_INVALID_NETWORK_CONFIG,
     ERR_IO_FAILURE,
     CNIError,
+    one_line,
 )
+from cni.netns import same_as_current
 
-# typing (~2 ms) and dataclasses (~5 ms, it imports inspect) are left out of the start-up path
-# of every call: the classes below are written out, type checkers honour this idiom.
+# typing (~2 ms) stays off the start-up path of an in-process call: type checkers honour
+# this idiom.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
-    from typing import Any, NoReturn
+    from typing import NoReturn
 
-    Callback = Callable[["CmdArgs"], Any]
+    from cni.result import Result
+
+    Reply = Result | dict | bytes | str | None  # what a callback returns (ADD's result)
+    Callback = Callable[["CmdArgs"], Reply]
     StdinSource = bytes | Callable[[], bytes]
 
 COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC", "VERSION")
@@ -44,64 +54,21 @@ _ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
     ("CNI_NETNS_OVERRIDE", (), None),
 )
 
-_UNSET: dict = {}  # marks "not given" for the dict fields, which then get a fresh dict
 
-
-class _Record:
-    """Field-wise repr and equality, as a dataclass has (instances stay unhashable)."""
-
-    _FIELDS: tuple[str, ...] = ()
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._FIELDS)
-        return f"{type(self).__qualname__}({inner})"
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self._FIELDS)
-
-
-class CmdArgs(_Record):
+@dataclass(eq=True)
+class CmdArgs:
     """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
 
-    _FIELDS = (
-        "command",
-        "container_id",
-        "netns",
-        "ifname",
-        "args",
-        "path",
-        "netns_override",
-        "stdin",
-        "config",
-        "env",
-    )
-
-    def __init__(
-        self,
-        command: str,
-        container_id: str,
-        netns: str,
-        ifname: str,
-        args: str,
-        path: str,
-        netns_override: bool,
-        stdin: bytes,
-        config: dict = _UNSET,
-        env: dict[str, str] = _UNSET,
-    ) -> None:
-        self.command = command
-        self.container_id = container_id
-        self.netns = netns
-        self.ifname = ifname
-        self.args = args
-        self.path = path
-        self.netns_override = netns_override
-        self.stdin = stdin
-        self.config = {} if config is _UNSET else config
-        self.env = {} if env is _UNSET else env
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: str
+    path: str
+    netns_override: bool
+    stdin: bytes
+    config: dict = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def cni_version(self) -> str:
@@ -110,35 +77,40 @@ class CmdArgs(_Record):
         return v if isinstance(v, str) else ""
 
 
-class Plugin(_Record):
+@dataclass(eq=True)
+class Plugin:
     """A plugin's callbacks and identity. A callback left as None succeeds with no output."""
 
-    _FIELDS = ("add", "delete", "check", "status", "gc", "versions", "about")
+    add: Callback | None = None
+    delete: Callback | None = None
+    check: Callback | None = None
+    status: Callback | None = None
+    gc: Callback | None = None
+    versions: tuple[str, ...] = _version.ALL
+    about: str = ""
 
-    def __init__(
-        self,
-        add: Callback | None = None,
-        delete: Callback | None = None,
-        check: Callback | None = None,
-        status: Callback | None = None,
-        gc: Callback | None = None,
-        versions: tuple[str, ...] = _version.ALL,
-        about: str = "",
-    ) -> None:
-        self.add = add
-        self.delete = delete
-        self.check = check
-        self.status = status
-        self.gc = gc
-        self.versions = versions
-        self.about = about
+
+# The callback each verb runs: the module function of that name (the Go skel's CNIFuncs fields).
+VERB_FUNCTIONS = (
+    ("add", "cmd_add"),
+    ("delete", "cmd_del"),
+    ("check", "cmd_check"),
+    ("status", "cmd_status"),
+    ("gc", "cmd_gc"),
+)
+
+
+def plugin_of(namespace: Mapping[str, object], about: str) -> Plugin:
+    """The Plugin of a plugin module: each verb's callback is the function named in
+    VERB_FUNCTIONS found in `namespace` (the module's `globals()`), None where there is none;
+    `about` is the line a bare call prints. Every plugin module builds its `PLUGIN` this way."""
+    callbacks = {verb: namespace.get(name) for verb, name in VERB_FUNCTIONS}
+    return Plugin(**callbacks, about=about)  # type: ignore[arg-type]
 
 
 def _validator(name: str | None) -> Callable[[str], None] | None:
     if name is None:
         return None
-    from cni import validate
-
     return getattr(validate, name)
 
 
@@ -162,38 +134,35 @@ def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
     return values, missing
 
 
+_UNMARSHAL = "error unmarshall network config: "
+
+
 def _decode_config(stdin: bytes) -> dict:
     """Decode stdin and check `name` as the skel does before dispatch (codes 6 and 7)."""
     try:
         text = stdin.decode("utf-8")
         conf = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: too deep
-        from cni.errors import one_line
-
-        raise CNIError(ERR_DECODING_FAILURE, f"error unmarshall network config: {one_line(e)}") from None
+        raise CNIError(ERR_DECODING_FAILURE, _UNMARSHAL + one_line(e)) from None
     if "\\u" in text:  # an escape may decode to half a surrogate pair: text no tool can encode
         lone = _lone_surrogate(conf)
         if lone is not None:
             raise CNIError(
                 ERR_DECODING_FAILURE,
-                f"error unmarshall network config: invalid Unicode: lone surrogate \\u{ord(lone):04x}",
+                f"{_UNMARSHAL}invalid Unicode: lone surrogate \\u{ord(lone):04x}",
             )
     if conf is None:
         conf = {}
     if not isinstance(conf, dict):
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"error unmarshall network config: cannot unmarshal {type(conf).__name__} into an object",
+            f"{_UNMARSHAL}cannot unmarshal {type(conf).__name__} into an object",
         )
     name = conf.get("name")
     if name is not None and not isinstance(name, str):
-        raise CNIError(
-            ERR_DECODING_FAILURE, "error unmarshall network config: name is not a string"
-        )
+        raise CNIError(ERR_DECODING_FAILURE, _UNMARSHAL + "name is not a string")
     if not name:
         raise CNIError(ERR_INVALID_NETWORK_CONFIG, "missing network name")
-    from cni import validate
-
     validate.network_name(name)
     return conf
 
@@ -219,20 +188,20 @@ def _netns_check(args: CmdArgs) -> None:
     """Refuse CNI_NETNS naming the plugin's own namespace (code 8), unless overridden."""
     if args.netns_override or not args.netns:
         return
-    from cni.netns import same_as_current
-
     if same_as_current(args.netns):
         raise CNIError(
             ERR_INVALID_NETNS, "plugin's netns and netns from CNI_NETNS should not be the same"
         )
 
 
-def _format_result(result: Any, conf_version: str) -> str:
+def _format_result(result: Reply, conf_version: str) -> str:
     if result is None:
         return ""
     if isinstance(result, (bytes, str)):
         return result.decode() if isinstance(result, bytes) else result
     if isinstance(result, dict):
+        # Lazy: cni.result loads pydantic (~120 ms), which VERSION and a callback without a
+        # result never need.
         from cni.result import parse_result
 
         result = parse_result(result, conf_version)
@@ -246,7 +215,8 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
     if missing:
         if cmd == "" and plugin.about:
             sys.stderr.write(plugin.about + "\n")
-            sys.stderr.write("CNI protocol versions supported: " + ", ".join(plugin.versions) + "\n")
+            supported = ", ".join(plugin.versions)
+            sys.stderr.write(f"CNI protocol versions supported: {supported}\n")
             return ""
         raise CNIError(
             ERR_INVALID_ENVIRONMENT_VARIABLES,
@@ -278,8 +248,6 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
         "GC": plugin.gc,
     }
     if cmd not in callbacks:
-        from cni.errors import one_line
-
         raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {one_line(cmd)}")
     conf_version = _version.config_version(conf)
     _version.check_command(cmd, conf_version, plugin.versions)
@@ -324,11 +292,9 @@ def run(plugin: Plugin, env: Mapping[str, str], stdin: StdinSource) -> tuple[int
     except KeyboardInterrupt:
         raise
     except Exception as e:  # noqa: BLE001 - the protocol wants JSON, never a traceback
-        from cni.errors import one_line
-
         err = CNIError(ERR_INTERNAL, one_line(f"{type(e).__name__}: {e}"))
         if _debug(env):
-            import traceback
+            import traceback  # lazy: ~1.2 ms on every in-process call, for a debug switch
 
             traceback.print_exc(file=sys.stderr)
         return 1, err.to_json(_error_version(box[0] if box else b""))
@@ -351,10 +317,6 @@ def read_stdin() -> bytes:
 def read_stdin_briefly(timeout: float = 0.2) -> bytes:
     """What stdin holds within `timeout` seconds, or b"": VERSION must answer even when its
     stdin is closed, unreadable or never closed by the caller."""
-    import os
-    import select
-    import time
-
     try:
         fd = sys.stdin.fileno() if sys.stdin is not None else -1
     except (OSError, ValueError):
@@ -378,8 +340,6 @@ def read_stdin_briefly(timeout: float = 0.2) -> bytes:
 
 def main(plugin: Plugin) -> NoReturn:
     """Process entry point: run with os.environ and stdin, print stdout, exit 0 or 1."""
-    import os
-
     env = os.environ
 
     def source() -> bytes:

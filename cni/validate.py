@@ -9,17 +9,21 @@ from cni.errors import (
     ERR_INVALID_NETWORK_CONFIG,
     ERR_UNKNOWN_CONTAINER,
     CNIError,
+    one_line,
 )
 
 _NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*\Z")
 
 
 def container_id(cid: str) -> None:
-    """Accept a container ID matching ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$; CNIError 3 when empty, 4 otherwise."""
+    """Accept a container ID matching ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$; CNIError 3 when empty, 4
+    otherwise."""
     if cid == "":
         raise CNIError(ERR_UNKNOWN_CONTAINER, "missing containerID")
     if not isinstance(cid, str) or not _NAME_RE.match(cid):
-        raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID", str(cid))
+        raise CNIError(
+            ERR_INVALID_ENVIRONMENT_VARIABLES, "invalid characters in containerID", str(cid)
+        )
 
 
 def network_name(name: str) -> None:
@@ -33,7 +37,8 @@ def network_name(name: str) -> None:
 
 
 def interface_name(ifname: str) -> None:
-    """Accept a Linux interface name: 1-15 bytes, not . or .., no / : or whitespace; CNIError 4 otherwise."""
+    """Accept a Linux interface name: 1-15 bytes, not . or .., no / : or whitespace; CNIError 4
+    otherwise."""
     if ifname == "":
         raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, "interface name is empty")
     if len(ifname.encode("utf-8", "surrogateescape")) > 15:
@@ -58,7 +63,7 @@ def utf8_name(value: str, what: str, code: int = ERR_INVALID_ENVIRONMENT_VARIABL
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        from cni.gocompat.json import quote
+        from cni.gocompat.json import quote  # error path only: ~3 ms on every call otherwise
 
         raise CNIError(code, f"{what} {quote(value)} is not valid UTF-8") from None
     return value
@@ -77,8 +82,6 @@ def safe_file_component(value: str, what: str, code: int = ERR_INVALID_NETWORK_C
         or "\x00" in value
         or len(value.encode("utf-8", "surrogateescape")) > 255
     ):
-        from cni.errors import one_line
-
         raise CNIError(code, f"invalid {what} {one_line(repr(value))}: not a safe file name")
     return value
 
@@ -104,10 +107,9 @@ def path_problem(path: str) -> str | None:
 
 
 def safe_path(path: str, what: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> str:
-    """Return `path` when `path_problem` finds nothing; else CNIError `code` naming it, on one line."""
+    """Return `path` when `path_problem` finds nothing; else CNIError `code` naming it, on one
+    line."""
     problem = path_problem(path)
     if problem is not None:
-        from cni.errors import one_line
-
         raise CNIError(code, f"invalid {what} {one_line(repr(path))}: {problem}")
     return path

@@ -31,11 +31,15 @@ def parse(version: str) -> tuple[int, int, int]:
         version = "0.1.0"
     parts = version.split(".")
     if len(parts) >= 4:
-        raise CNIError(ERR_DECODING_FAILURE, one_line(f'invalid version "{version}": too many parts'))
+        raise CNIError(
+            ERR_DECODING_FAILURE, one_line(f'invalid version "{version}": too many parts')
+        )
     nums = []
     for p in parts:
         if not p.isascii() or not p.isdigit():
-            raise CNIError(ERR_DECODING_FAILURE, one_line(f'failed to convert version "{version}" to integer'))
+            raise CNIError(
+                ERR_DECODING_FAILURE, one_line(f'failed to convert version "{version}" to integer')
+            )
         nums.append(int(p))
     while len(nums) < 3:
         nums.append(0)
@@ -90,13 +94,9 @@ def check_command(command: str, version: str, supported: tuple[str, ...] | list[
     minimum = SINCE.get(command)
     if minimum is not None:
         if not greater_than_or_equal(effective, minimum):
-            raise CNIError(
-                ERR_INCOMPATIBLE_CNI_VERSION, f"config version does not allow {command}"
-            )
+            raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION, f"config version does not allow {command}")
         if not any(greater_than_or_equal(v, effective) for v in supported):
-            raise CNIError(
-                ERR_INCOMPATIBLE_CNI_VERSION, f"plugin version does not allow {command}"
-            )
+            raise CNIError(ERR_INCOMPATIBLE_CNI_VERSION, f"plugin version does not allow {command}")
     if effective not in supported:
         raise incompatible(effective, supported)
 
@@ -107,4 +107,7 @@ def version_reply(stdin_conf: dict | None, supported: tuple[str, ...] | list[str
     if isinstance(stdin_conf, dict) and isinstance(stdin_conf.get("cniVersion"), str):
         if stdin_conf["cniVersion"]:
             v = stdin_conf["cniVersion"]
-    return json.dumps({"cniVersion": v, "supportedVersions": list(supported)}, separators=(",", ":")) + "\n"
+    return (
+        json.dumps({"cniVersion": v, "supportedVersions": list(supported)}, separators=(",", ":"))
+        + "\n"
+    )

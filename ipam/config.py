@@ -192,7 +192,9 @@ def load(conf: dict, cni_args: str) -> Settings:
     canonical: list[Addr] = []
     for a in requested:
         if not isinstance(a, Addr):
-            raise CNIError(ERR_INVALID_NETWORK_CONFIG, "cannot understand ip: IP <nil> not v4 nor v6")
+            raise CNIError(
+                ERR_INVALID_NETWORK_CONFIG, "cannot understand ip: IP <nil> not v4 nor v6"
+            )
         if a not in canonical:
             canonical.append(a)
 
@@ -209,7 +211,9 @@ def load(conf: dict, cni_args: str) -> Settings:
         try:
             rs = canonicalize_set(raw)
         except RangeError as e:
-            raise CNIError(ERR_INVALID_NETWORK_CONFIG, one_line(f"invalid range set {i}: {e}")) from None
+            raise CNIError(
+                ERR_INVALID_NETWORK_CONFIG, one_line(f"invalid range set {i}: {e}")
+            ) from None
         sets.append(rs)
         if rs.bits == 32:
             v4 += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 from cni import __version__
 from cni.errors import ERR_INTERNAL, ERR_PLUGIN_NOT_AVAILABLE, CNIError, one_line
 from cni.gocompat.decode import field
-from cni.skel import CmdArgs, Plugin
+from cni.skel import CmdArgs, plugin_of
 from cni.version import CURRENT
 
 
@@ -36,7 +36,9 @@ def cmd_add(args: CmdArgs):
 
         dns = parse_resolv_conf(s.resolv_conf)
     netns = netns_identity(args.netns)
-    with Store.open(s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))) as store:
+    with Store.open(
+        s.data_dir, s.name, lease=(args.container_id, args.ifname, len(s.range_sets))
+    ) as store:
         try:
             try:
                 choices = plan(store, s.range_sets, s.requested, args.container_id, args.ifname)
@@ -223,9 +225,7 @@ def cmd_status(args: CmdArgs) -> None:
     if store is None:
         return  # a fresh directory: every range is free
     for idx, rs in enumerate(s.range_sets):
-        found = first_free(
-            rs, store.last_reserved(idx), lambda n: not store.exists(n), store.names
-        )
+        found = first_free(rs, store.last_reserved(idx), lambda n: not store.exists(n), store.names)
         if found is None:
             raise CNIError(
                 ERR_PLUGIN_NOT_AVAILABLE,
@@ -255,12 +255,4 @@ def _data_dir_problem(data_dir: str, network: str) -> str:
     return ""
 
 
-PLUGIN = Plugin(
-    add=cmd_add,
-    delete=cmd_del,
-    check=cmd_check,
-    status=cmd_status,
-    gc=cmd_gc,
-    about=f"CNI host-local plugin {__version__} (pycni)",
-)
-
+PLUGIN = plugin_of(globals(), f"CNI host-local plugin {__version__} (pycni)")

@@ -55,14 +55,14 @@ class Host(NamedTuple):
     def resolve(self, path: str) -> str:
         """`path` with a leading `/proc/` moved under this host's proc root."""
         if self.proc_root != PROC_ROOT and (path == PROC_ROOT or path.startswith(PROC_ROOT + "/")):
-            return self.proc_root + path[len(PROC_ROOT):]
+            return self.proc_root + path[len(PROC_ROOT) :]
         return path
 
 
 class LeaseRecord(NamedTuple):
     """The note kept beside one lease: `boot` ID at ADD, the lease file's identity `lease_file`
-    (`<inode>.<ctime ns>`, "" when unknown), the CNI_NETNS path `netns` ("" when none could be examined) and the (`ns_dev`, `ns_ino`)
-    it named at ADD."""
+    (`<inode>.<ctime ns>`, "" when unknown), the CNI_NETNS path `netns` ("" when none could be
+    examined) and the (`ns_dev`, `ns_ino`) it named at ADD."""
 
     boot: str
     lease_file: str

@@ -62,7 +62,8 @@ class _Undo:
 def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     """Step 1: create or reuse the bridge, promisc, accept_ra off, up."""
     from cni.gocompat.json import quote as q  # Go's %q: a name with a newline stays one line
-    from plugins.linux import link
+    from plugins.linux import link, netlink
+    from plugins.linux.sysctl import disable_accept_ra
 
     name = conf.bridge
     prefix = f"failed to create bridge {q(name)}: "
@@ -75,15 +76,15 @@ def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     created = False
     try:
         br = link.get_link(host, name)
-    except link.netlink_error():
+    except netlink.netlink_error():
         br = None
     if br is None:
         try:
             created = link.create_bridge(host, name, conf.mtu, conf.vlan_filtering)
-        except link.netlink_error() as e:
-            text = link.errno_text(e)
+        except netlink.netlink_error() as e:
+            text = netlink.errno_text(e)
             hint = ""
-            if link.errno_of(e) == link.EOPNOTSUPP and conf.vlan_filtering:
+            if netlink.errno_of(e) == netlink.EOPNOTSUPP and conf.vlan_filtering:
                 hint = " (this kernel has no bridge VLAN filtering, needed by vlan/vlanTrunk)"
             raise _err(f'{prefix}could not add {q(name)}: {text}{hint}') from None
         br = link.get_link(host, name)
@@ -96,14 +97,14 @@ def _ensure_bridge(host: Any, conf: BridgeNetConf, undo: _Undo) -> Link:
     try:
         if conf.promiscMode and not br.promisc:
             link.set_promisc(host, br.index)
-    except link.netlink_error() as e:
-        raise _err(f'{prefix}could not set promiscuous mode on {q(name)}: {link.errno_text(e)}') from None
-    link.disable_accept_ra(name)
+    except netlink.netlink_error() as e:
+        raise _err(f'{prefix}could not set promiscuous mode on {q(name)}: {netlink.errno_text(e)}') from None
+    disable_accept_ra(name)
     try:
         if not br.up:
             link.set_up(host, br.index)
-    except link.netlink_error() as e:
-        raise _err(prefix + link.errno_text(e)) from None
+    except netlink.netlink_error() as e:
+        raise _err(prefix + netlink.errno_text(e)) from None
     return br
 
 
@@ -121,16 +122,16 @@ def _make_veth(pod: Any, host: Any, ifname: str, conf: BridgeNetConf, mac: str, 
     Returns the host end's name. Retries a random name taken in the host netns (max 10).
     """
     from cni.gocompat.json import quote as go_quote
-    from plugins.linux import link
+    from plugins.linux import link, netlink
 
     for _ in range(10):
         peer = link.random_veth_name()
         try:
             link.create_veth(pod, ifname, peer, host_fd, conf.mtu, mac)
             return peer
-        except link.netlink_error() as e:
-            if link.errno_of(e) != link.EEXIST:
-                raise _err(f"failed to make veth pair: {link.errno_text(e)}") from None
+        except netlink.netlink_error() as e:
+            if netlink.errno_of(e) != netlink.EEXIST:
+                raise _err(f"failed to make veth pair: {netlink.errno_text(e)}") from None
             if link.get_link(pod, ifname) is None and link.get_link(host, peer) is not None:
                 continue
             raise _err(
@@ -154,50 +155,50 @@ def _attach_port(host: Any, br: Link, veth: Link | _HostEnd, hairpin: bool, isol
                  vlan: int, vlans: list[int], preserve_default: bool, up: bool = False) -> None:
     """Step 4-5: enslave the host end (and set it up, with `up`), hairpin and isolated flags,
     VLAN entries."""
-    from plugins.linux import link
+    from plugins.linux import link, netlink
 
     name = veth.name
-    nlerr = link.netlink_error()
+    nlerr = netlink.netlink_error()
     try:
         link.set_master(host, veth.index, br.index, up=up)
     except nlerr as e:
         if not up:
-            raise _err(f'failed to connect "{name}" to bridge {br.name}: {link.errno_text(e)}') from None
+            raise _err(f'failed to connect "{name}" to bridge {br.name}: {netlink.errno_text(e)}') from None
         # One request did both: redo them one by one for the reference's message.
         try:
             link.set_up(host, veth.index)
         except nlerr as e2:
-            raise _err(f'failed to set "{name}" up: {link.errno_text(e2)}') from None
+            raise _err(f'failed to set "{name}" up: {netlink.errno_text(e2)}') from None
         try:
             link.set_master(host, veth.index, br.index)
         except nlerr as e2:
-            raise _err(f'failed to connect "{name}" to bridge {br.name}: {link.errno_text(e2)}') from None
+            raise _err(f'failed to connect "{name}" to bridge {br.name}: {netlink.errno_text(e2)}') from None
     try:
         link.set_port_flag(host, veth.index, "mode", hairpin)
     except nlerr as e:
-        raise _err(f"failed to setup hairpin mode for {name}: {link.errno_text(e)}") from None
+        raise _err(f"failed to setup hairpin mode for {name}: {netlink.errno_text(e)}") from None
     try:
         link.set_port_flag(host, veth.index, "isolated", isolated)
     except nlerr as e:
-        raise _err(f"failed to set isolated on for {name}: {link.errno_text(e)}") from None
+        raise _err(f"failed to set isolated on for {name}: {netlink.errno_text(e)}") from None
     if (vlan != 0 or vlans) and not preserve_default:
         try:
             link.del_port_vlans(host, veth.index)
         except nlerr as e:
-            raise _err(f'failed to remove default vlan on interface "{name}": {link.errno_text(e)}') from None
+            raise _err(f'failed to remove default vlan on interface "{name}": {netlink.errno_text(e)}') from None
     try:
         if vlan != 0:
             link.add_port_vlan(host, veth.index, vlan, pvid=True, untagged=True)
         for vid in vlans:
             link.add_port_vlan(host, veth.index, vid, pvid=False, untagged=False)
     except nlerr as e:
-        raise _err(f'failed to setup vlan tag on interface "{name}": {link.errno_text(e)}') from None
+        raise _err(f'failed to setup vlan tag on interface "{name}": {netlink.errno_text(e)}') from None
     if vlan == 0 and vlans:
         try:
             link.add_port_vlan(host, veth.index, 1, pvid=True, untagged=True)
         except nlerr as e:
             raise _err(
-                f'failed to setup default native vlan tag on interface "{name}": {link.errno_text(e)}'
+                f'failed to setup default native vlan tag on interface "{name}": {netlink.errno_text(e)}'
             ) from None
 
 
@@ -206,6 +207,7 @@ def _setup_veth(host: Any, pod: Any, br: Link, ifname: str, conf: BridgeNetConf,
     """Steps 3-5: (host end, container end). The container end stays down; the host end's MAC
     is not known yet (cmd_add reads it once the port is up)."""
     from plugins.linux import link
+    from plugins.linux.sysctl import disable_accept_ra
 
     host_fd = link.current_netns_fd()
     try:
@@ -227,7 +229,7 @@ def _setup_veth(host: Any, pod: Any, br: Link, ifname: str, conf: BridgeNetConf,
             raise _err(f'failed to lookup "{peer}": Link not found')
         veth = found
     # accept_ra before the link goes up (the reference writes it just after; same end state)
-    link.disable_accept_ra(peer)
+    disable_accept_ra(peer)
     _attach_port(host, br, veth, conf.hairpinMode, conf.portIsolation, conf.vlan, loaded.vlans,
                  conf.preserveDefaultVlan, up=True)
     return veth, cont
@@ -302,9 +304,11 @@ def _configure_iface(pod: Any, ifname: str, index: int, result: Any, gws: _Gatew
     """Step 8e (ipam.ConfigureIface): addresses, link up, DAD settle, routes."""
     import ipaddress
 
-    from plugins.linux import link
+    from plugins.linux import link, netlink
+    from plugins.linux.addr import add_address, settle_addresses
+    from plugins.linux.routes import Route, add_route
 
-    nlerr = link.netlink_error()
+    nlerr = netlink.netlink_error()
     v4gw = v6gw = None
     for ipc in result.ips:
         if ipc.interface is None:
@@ -314,9 +318,9 @@ def _configure_iface(pod: Any, ifname: str, index: int, result: Any, gws: _Gatew
             raise _err(f'failed to add IP addr {_ipc_text(ipc)} to "{ifname}": invalid interface index')
         iface = ipaddress.ip_interface(ipc.address)
         try:
-            link.add_address(pod, index, iface)
+            add_address(pod, index, iface)
         except nlerr as e:
-            raise _err(f'failed to add IP addr {_ipc_text(ipc)} to "{ifname}": {link.errno_text(e)}') from None
+            raise _err(f'failed to add IP addr {_ipc_text(ipc)} to "{ifname}": {netlink.errno_text(e)}') from None
         if ipc.gateway is not None:
             gw = ipaddress.ip_address(ipc.gateway)
             if gw.version == 4 and v4gw is None:
@@ -326,24 +330,24 @@ def _configure_iface(pod: Any, ifname: str, index: int, result: Any, gws: _Gatew
     try:
         link.set_up(pod, index)
     except nlerr as e:
-        raise _err(f'failed to set "{ifname}" UP: {link.errno_text(e)}') from None
+        raise _err(f'failed to set "{ifname}" UP: {netlink.errno_text(e)}') from None
     if v6gw is not None:
         try:
-            link.settle_addresses(pod, index, ifname)
+            settle_addresses(pod, index, ifname)
         except RuntimeError as e:
             raise _err(f'failed to settle addresses for "{ifname}": {e}') from None
     for pos, r in enumerate(result.routes):
         dst = ipaddress.ip_interface(r.dst).network
         gw = ipaddress.ip_address(r.gw) if r.gw else (v4gw if dst.version == 4 else v6gw)
-        route = link.Route(dst=dst, gw=gw, priority=r.priority, table=r.table, scope=r.scope)
+        route = Route(dst=dst, gw=gw, priority=r.priority, table=r.table, scope=r.scope)
         if gw is not None and gw.version != dst.version:
             problem = "gateway, source, and destination ip are not the same IP family"  # Go netlink's
         else:
             try:
-                link.add_route(pod, index, route)
+                add_route(pod, index, route)
                 continue
             except nlerr as e:
-                problem = link.errno_text(e)
+                problem = netlink.errno_text(e)
         scope = _SCOPES.get(r.scope or 0, str(r.scope))
         raise _err(
             f"failed to add route '{_go_ipnet_value(r.dst, pos in gws.synthesized)} via "
@@ -371,11 +375,12 @@ class _AddrConflict(RuntimeError):
 def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
     """ensureAddr: put `gw` (address/prefix) on `target`, resolving conflicts per forceAddress,
     then pin the target's MAC to the value it had when looked up (`target.mac`)."""
-    from plugins.linux import link
+    from plugins.linux import link, netlink
+    from plugins.linux.addr import add_address, del_address, list_addresses
 
-    family = link.AF_INET if gw.version == 4 else link.AF_INET6
-    nlerr = link.netlink_error()
-    for addr in link.list_addresses(host, target.index, family):
+    family = netlink.AF_INET if gw.version == 4 else netlink.AF_INET6
+    nlerr = netlink.netlink_error()
+    for addr in list_addresses(host, target.index, family):
         if addr.iface == gw:
             return
         a = addr.iface
@@ -384,17 +389,17 @@ def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
             if not force:
                 raise _AddrConflict(f'"{target.name}" already has an IP address different from {gw}')
             try:
-                link.del_address(host, target.index, a)
+                del_address(host, target.index, a)
             except nlerr as e:
                 raise RuntimeError(
-                    f'could not remove IP address from "{target.name}": {link.errno_text(e)}'
+                    f'could not remove IP address from "{target.name}": {netlink.errno_text(e)}'
                 ) from None
     try:
-        link.add_address(host, target.index, gw)
+        add_address(host, target.index, gw)
     except nlerr as e:
-        if link.errno_of(e) != link.EEXIST:
+        if netlink.errno_of(e) != netlink.EEXIST:
             raise RuntimeError(
-                f'could not add IP address {gw} to "{target.name}": {link.errno_text(e)}'
+                f'could not add IP address {gw} to "{target.name}": {netlink.errno_text(e)}'
             ) from None
     mac = target.mac
     if mac == _ZERO_MAC:
@@ -407,13 +412,14 @@ def _ensure_addr(host: Any, target: Link, gw: Any, force: bool) -> None:
     try:
         link.set_mac(host, target.index, mac)
     except nlerr as e:
-        raise RuntimeError(f"could not set bridge's mac: {link.errno_text(e)}") from None
+        raise RuntimeError(f"could not set bridge's mac: {netlink.errno_text(e)}") from None
 
 
 def _ensure_vlan_interface(host: Any, br: Link, vlan: int, preserve_default: bool) -> Link:
     """The VLAN gateway interface `<bridge>.<vlan>`: a veth pair in the host netns whose other
     end is a bridge port in that VLAN (created on first need)."""
-    from plugins.linux import link
+    from plugins.linux import link, netlink
+    from plugins.linux.sysctl import disable_accept_ra
 
     name = f"{br.name}.{vlan}"
     existing = link.get_link(host, name)
@@ -428,9 +434,9 @@ def _ensure_vlan_interface(host: Any, br: Link, vlan: int, preserve_default: boo
                 link.create_veth(host, name, candidate, host_fd, br.mtu)
                 peer = candidate
                 break
-            except link.netlink_error() as e:
-                if link.errno_of(e) != link.EEXIST or link.get_link(host, name) is not None:
-                    raise _err(f'faild to create vlan gateway "{name}": {link.errno_text(e)}') from None
+            except netlink.netlink_error() as e:
+                if netlink.errno_of(e) != netlink.EEXIST or link.get_link(host, name) is not None:
+                    raise _err(f'faild to create vlan gateway "{name}": {netlink.errno_text(e)}') from None
         if peer is None:
             raise _err(f'faild to create vlan gateway "{name}": failed to find a unique veth name')
     finally:
@@ -442,7 +448,7 @@ def _ensure_vlan_interface(host: Any, br: Link, vlan: int, preserve_default: boo
     if veth is None or gw_link is None:
         raise _err(f'failed to lookup "{name}": Link not found')
     link.set_up(host, veth.index)
-    link.disable_accept_ra(peer)
+    disable_accept_ra(peer)
     _attach_port(host, br, veth, False, False, vlan, [], preserve_default)
     link.set_up(host, gw_link.index)
     return gw_link
@@ -455,7 +461,7 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
     A bridge holding another subnet's address is re-addressed when no port but this ADD's
     (`own_port`) is attached (plugins/bridge_readdress.py); otherwise the error names the ports."""
     from cni.result import Interface
-    from plugins.linux import link
+    from plugins.linux.sysctl import enable_ip_forward
 
     vlan_iface = None
     for fam in (4, 6):
@@ -485,7 +491,7 @@ def _set_gateways(host: Any, br: Link, conf: BridgeNetConf, result: Any, gws: _G
                 raise _err(wrap + str(e)) from None
         if gws.gws[fam]:
             try:
-                link.enable_ip_forward(fam)
+                enable_ip_forward(fam)
             except OSError as e:
                 raise _err(f"failed to enable forwarding: {e}") from None
 
@@ -518,10 +524,10 @@ def _ifname_utf8(ifname: str) -> None:
 
 
 def _open_pod(netns: str) -> Any:
-    from plugins.linux import link
+    from plugins.linux import rtnl
 
     try:
-        return link.iproute_in(netns)
+        return rtnl.iproute_in(netns)
     except CNIError as e:
         from cni.gocompat.json import quote
 
@@ -544,14 +550,15 @@ def cmd_add(args: CmdArgs) -> Any:
     from cni.netns import in_netns
     from cni.result import DNS, Interface, new_result
     from plugins import bridge_config
-    from plugins.linux import link
+    from plugins.linux import link, netlink, rtnl
+    from plugins.linux.sysctl import configure_announcements, prepare_ipv6
 
     loaded = bridge_config.load(args.config, args.args)
     bridge_config.preflight(loaded)
     conf = loaded.conf
     _ifname_utf8(args.ifname)
     undo = _Undo()
-    host = link.iproute()
+    host = rtnl.iproute()
     pod = None
     try:
         br = _ensure_bridge(host, conf, undo)
@@ -581,10 +588,10 @@ def cmd_add(args: CmdArgs) -> Any:
             gws = _calc_gateways(result, conf)
             has_v6 = any(ipaddress.ip_interface(i.address).version == 6 for i in result.ips)
             with in_netns(args.netns):
-                link.configure_announcements(args.ifname, conf.enabledad)
+                configure_announcements(args.ifname, conf.enabledad)
                 if has_v6:
                     try:
-                        link.prepare_ipv6(args.ifname)
+                        prepare_ipv6(args.ifname)
                     except RuntimeError as e:
                         raise _err(str(e)) from None
             _configure_iface(pod, args.ifname, cont.index, result, gws)
@@ -599,8 +606,8 @@ def cmd_add(args: CmdArgs) -> Any:
         elif not conf.disableContainerInterface:
             try:
                 link.set_up(pod, cont.index)
-            except link.netlink_error() as e:
-                raise _err(f'failed to set "{args.ifname}" up: {link.errno_text(e)}') from None
+            except netlink.netlink_error() as e:
+                raise _err(f'failed to set "{args.ifname}" up: {netlink.errno_text(e)}') from None
         if not conf.disableContainerInterface:
             fresh = link.wait_oper_up(host, veth.index)
             if fresh is None or fresh.operstate != "UP":
@@ -648,23 +655,24 @@ def _delete_pod_link(netns: str, ifname: str, want_addrs: bool = True) -> list |
     """Delete CNI_IFNAME in the pod netns; its global unicast addresses (an empty list unless
     `want_addrs`), or None when the link was not there. Raises NetnsNotFoundError when the
     netns is gone, other CNIErrors as is."""
-    from plugins.linux import link
+    from plugins.linux import link, netlink, rtnl
+    from plugins.linux.addr import list_addresses
 
-    pod = link.iproute_in(netns)
+    pod = rtnl.iproute_in(netns)
     try:
         if not want_addrs:  # one request: delete by name
             try:
                 return [] if link.delete_link_named(pod, ifname) else None
-            except link.netlink_error() as e:
-                raise _err(f'failed to delete "{ifname}": {link.errno_text(e)}') from None
+            except netlink.netlink_error() as e:
+                raise _err(f'failed to delete "{ifname}": {netlink.errno_text(e)}') from None
         lk = link.get_link(pod, ifname)
         if lk is None:
             return None
-        addrs = [a.iface for a in link.list_addresses(pod, lk.index) if _global_unicast(a.iface)]
+        addrs = [a.iface for a in list_addresses(pod, lk.index) if _global_unicast(a.iface)]
         try:
             link.delete_link(pod, lk.index)
-        except link.netlink_error() as e:
-            raise _err(f'failed to delete "{ifname}": {link.errno_text(e)}') from None
+        except netlink.netlink_error() as e:
+            raise _err(f'failed to delete "{ifname}": {netlink.errno_text(e)}') from None
         return addrs
     finally:
         pod.close()
@@ -799,13 +807,15 @@ def _check_addresses_routes(pod: Any, ifname: str, result: Any) -> None:
     pod netns."""
     import ipaddress
 
-    from plugins.linux import link
+    from plugins.linux import link, netlink
+    from plugins.linux.addr import list_addresses
+    from plugins.linux.routes import list_routes
 
     lk = link.get_link(pod, ifname)
     if lk is None:
         raise _err(f"Cannot find container link {ifname}")
-    have = [a.iface for a in link.list_addresses(pod, lk.index)]
-    routes = {4: link.list_routes(pod, link.AF_INET), 6: link.list_routes(pod, link.AF_INET6)}
+    have = [a.iface for a in list_addresses(pod, lk.index)]
+    routes = {4: list_routes(pod, netlink.AF_INET), 6: list_routes(pod, netlink.AF_INET6)}
     for ipc in result.ips:
         iface = ipaddress.ip_interface(ipc.address)
         if not any(a.ip == iface.ip and a.network.prefixlen == iface.network.prefixlen for a in have):
@@ -829,7 +839,7 @@ def cmd_check(args: CmdArgs) -> None:
     from cni import invoke
     from cni.result import new_result_from_result, parse_prev_result
     from plugins import bridge_config
-    from plugins.linux import link
+    from plugins.linux import rtnl
 
     conf = bridge_config.load(args.config, args.args).conf
     _ifname_utf8(args.ifname)
@@ -841,7 +851,7 @@ def cmd_check(args: CmdArgs) -> None:
         if prev is None:
             raise _err("Required prevResult missing")
         result = new_result_from_result(prev)
-        host = link.iproute()
+        host = rtnl.iproute()
         _check_interfaces(host, pod, result, conf, args)
         _check_addresses_routes(pod, args.ifname, result)
     finally:

@@ -130,10 +130,12 @@ def readdress(
     nothing conflicted), or None (nothing changed) when a conflicting address is in `keep`
     (e.g. another gateway of the same ADD). Raises PortsAttached (nothing changed) when pods
     are attached, and RuntimeError naming the address when the kernel refuses a change."""
-    from plugins.linux import link
+    from plugins.linux import netlink
+    from plugins.linux.addr import add_address, del_address, list_addresses
+    from plugins.linux.routes import list_routes
 
-    family = link.AF_INET if gw.version == 4 else link.AF_INET6
-    old = conflicting([a.iface for a in link.list_addresses(host, bridge.index, family)], gw)
+    family = netlink.AF_INET if gw.version == 4 else netlink.AF_INET6
+    old = conflicting([a.iface for a in list_addresses(host, bridge.index, family)], gw)
     if not old:
         return []
     if any(a in keep for a in old):
@@ -145,7 +147,7 @@ def readdress(
     # with it and are not worth a word; the others that vanish depended on it.
     before = [
         r
-        for r in link.list_routes(host, family, None)
+        for r in list_routes(host, family, None)
         if r.oif == bridge.index
         and r.table != _RT_TABLE_LOCAL
         and not (r.gw is None and any(r.dst == a.network for a in old))
@@ -153,27 +155,27 @@ def readdress(
     done = []
     for a in old:
         try:
-            link.del_address(host, bridge.index, a)
-        except link.netlink_error() as e:
+            del_address(host, bridge.index, a)
+        except netlink.netlink_error() as e:
             raise RuntimeError(
-                f'could not remove IP address {a} from "{bridge.name}": {link.errno_text(e)}'
+                f'could not remove IP address {a} from "{bridge.name}": {netlink.errno_text(e)}'
             ) from None
         done.append(f'removed {a} from "{bridge.name}" (no port attached)')
-    for r in [r for r in link.list_routes(host, family, None) if r.oif == bridge.index]:
+    for r in [r for r in list_routes(host, family, None) if r.oif == bridge.index]:
         if r.gw is not None and any(r.gw in a.network for a in old):
             _del_route(host, family, r)
-    after = {_route_text(r) for r in link.list_routes(host, family, None) if r.oif == bridge.index}
+    after = {_route_text(r) for r in list_routes(host, family, None) if r.oif == bridge.index}
     done.extend(
         f"removed route {_route_text(r)} that depended on it"
         for r in before
         if _route_text(r) not in after
     )
     try:
-        link.add_address(host, bridge.index, gw)
-    except link.netlink_error() as e:
-        if link.errno_of(e) != link.EEXIST:
+        add_address(host, bridge.index, gw)
+    except netlink.netlink_error() as e:
+        if netlink.errno_of(e) != netlink.EEXIST:
             raise RuntimeError(
-                f'could not add IP address {gw} to "{bridge.name}": {link.errno_text(e)}'
+                f'could not add IP address {gw} to "{bridge.name}": {netlink.errno_text(e)}'
             ) from None
     done.append(f'added {gw} to "{bridge.name}"')
     return done
@@ -187,7 +189,7 @@ def _route_text(r: Any) -> str:
 
 def _del_route(host: Any, family: int, r: Any) -> None:
     """Remove one route (best effort: one the kernel already dropped is fine)."""
-    from plugins.linux import link
+    from plugins.linux import netlink
 
     kwargs: dict[str, Any] = {
         "family": family,
@@ -201,7 +203,7 @@ def _del_route(host: Any, family: int, r: Any) -> None:
         kwargs["priority"] = r.priority
     try:
         host.route("del", **kwargs)
-    except link.netlink_error():
+    except netlink.netlink_error():
         pass
 
 
@@ -211,10 +213,10 @@ def fix_bridge_address(bridge: str, gateway: str) -> list[str]:
     when no port is attached (see `readdress`). Returns the actions taken ([] when the address
     is already right or the bridge does not exist). Raises PortsAttached when pods are attached,
     ValueError for a bad `gateway`, RuntimeError when the kernel refuses a change."""
-    from plugins.linux import link
+    from plugins.linux import link, rtnl
 
     gw = ipaddress.ip_interface(gateway)
-    host = link.iproute()
+    host = rtnl.iproute()
     try:
         br = link.get_link(host, bridge)
         if br is None or br.kind != "bridge":

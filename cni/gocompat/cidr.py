@@ -39,9 +39,7 @@ def _ip_text(ip: Any) -> str:
 
 def _not_a_string(value: object, what: str, info: Any) -> ValueError:
     if info is not None and info.context and info.context.get(GO_JSON):
-        return ValueError(
-            f"json: cannot unmarshal {json_kind(value)} into Go value of type string"
-        )
+        return ValueError(f"json: cannot unmarshal {json_kind(value)} into Go value of type string")
     return ValueError(f"invalid {what}: {one_line(repr(value))} is not a string")
 
 

@@ -2,7 +2,8 @@
 
 * ``key_table`` + ``match_keys`` (a model's fields) and ``field`` (one key): object keys match
   case-insensitively, the last duplicate wins;
-* ``without_nulls``: a JSON null leaves a field at its default;
+* ``nulls_keep_defaults`` (``without_nulls``, ``defaulted_keys``): a JSON null leaves a field
+  at its default;
 * ``go_validate`` / ``validation_to_cni``: decode with Go's rules (``GO_JSON`` context) and turn
   pydantic's first complaint into a one-line CNIError (code 6) in the reference's wording;
 * ``config_error``: the same for a configuration model (code 6 for a wrong JSON type, else 7).
@@ -59,7 +60,8 @@ def validation_to_cni(
         if kind == "number" and _GO_TYPES[err["type"]] == "int":
             kind = f"number {value!r}"
         field = f"{model}.{path}" if path else model
-        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {_GO_TYPES[err['type']]}"
+        go_type = _GO_TYPES[err["type"]]
+        text = f"json: cannot unmarshal {kind} into Go struct field {field} of type {go_type}"
     else:
         where = f"{model}.{path}" if path else model
         text = f"invalid {where}: {err.get('msg', 'invalid value')}"
@@ -134,14 +136,26 @@ def without_nulls(data: dict, keys: Container[str] | None = None) -> dict:
     }
 
 
+_DEFAULTED: dict[type, frozenset[str]] = {}
+
+
 def defaulted_keys(model: type[BaseModel]) -> frozenset[str]:
     """The lower-cased JSON keys of `model`'s fields whose default is not None: a null there
     keeps the default (a null on a field defaulting to None is the same as leaving it out)."""
-    return frozenset(
-        (info.alias or name).lower()
-        for name, info in model.model_fields.items()
-        if info.default is not None
-    )
+    keys = _DEFAULTED.get(model)
+    if keys is None:
+        keys = _DEFAULTED[model] = frozenset(
+            (info.alias or name).lower()
+            for name, info in model.model_fields.items()
+            if info.default is not None
+        )
+    return keys
+
+
+def nulls_keep_defaults(model: type[BaseModel], data: dict) -> dict:
+    """`data` (keys as given, any case) without the nulls on `model`'s fields that have a
+    default: Go's decoder leaves such a field at its default; other keys are untouched."""
+    return without_nulls(data, defaulted_keys(model))
 
 
 def short_text(value: Any) -> str:

@@ -56,7 +56,7 @@ def format_float(f: float) -> str:
         return "-0" if math.copysign(1.0, f) < 0 else "0"
     a = abs(f)
     if 1e-6 <= a < 1e21:
-        from decimal import Decimal
+        from decimal import Decimal  # lazy: ~2 ms, for the rare float in a message
 
         return format(Decimal(repr(f)).normalize(), "f")
     text = repr(f)  # Python uses exponent form for these magnitudes, with the same digits
@@ -98,8 +98,10 @@ def _encode(obj: Any, out: list[str]) -> None:
     elif isinstance(obj, dict):
         out.append("{")
         first = True
-        keys = obj if isinstance(obj, Struct) else sorted(
-            obj, key=lambda k: str(k).encode("utf-8", "surrogatepass")
+        keys = (
+            obj
+            if isinstance(obj, Struct)
+            else sorted(obj, key=lambda k: str(k).encode("utf-8", "surrogatepass"))
         )
         for key in keys:
             if not first:
@@ -137,7 +139,13 @@ def marshal_str(obj: Any) -> str:
     return "".join(out)
 
 
-_HTML_SAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_HTML_SAFE = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def marshal_indent(obj: Any) -> str:
@@ -166,19 +174,20 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data, parse_constant=_reject_constant)
 
 
+# The JSON type word of a decoded value -> the Go type name `%T` prints for it.
+_GO_TYPE_NAMES = {
+    "null": "<nil>",
+    "bool": "bool",
+    "number": "float64",
+    "string": "string",
+    "array": "[]interface {}",
+    "object": "map[string]interface {}",
+}
+
+
 def kind(value: Any) -> str:
     """The Go type name `%T` prints for a decoded JSON value (for libcni's error texts)."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, (int, float)):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "[]interface {}"
-    return "map[string]interface {}"
+    return _GO_TYPE_NAMES[json_kind(value)]
 
 
 def json_kind(value: Any) -> str:
@@ -213,7 +222,8 @@ _QUOTE_ESCAPES = {
 
 
 def quote(text: str) -> str:
-    """Go's `%q` (strconv.Quote) of a string, as it appears in the reference's messages and comments.
+    """Go's `%q` (strconv.Quote) of a string, as it appears in the reference's messages and
+    comments.
 
     Printable runes stay as they are (non-ASCII included); the short escapes Go knows are used;
     other control characters below 0x80 print as \\xNN, other non-printable runes as \\uNNNN or

@@ -70,8 +70,7 @@ def _expect(value: Any, kind: type, key: str) -> Any:
         return None
     if not isinstance(value, kind):
         raise ValueError(
-            f"json: cannot unmarshal {gojson.kind(value)} into Go struct field "
-            f"cachedInfo.{key}"
+            f"json: cannot unmarshal {gojson.kind(value)} into Go struct field cachedInfo.{key}"
         )
     return value
 
@@ -80,8 +79,15 @@ def _expect(value: Any, kind: type, key: str) -> Any:
 _CACHED_INFO_KEYS = {
     k.lower(): k
     for k in (
-        "kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs",
-        "capabilityArgs", "result",
+        "kind",
+        "containerId",
+        "config",
+        "ifName",
+        "networkName",
+        "netns",
+        "cniArgs",
+        "capabilityArgs",
+        "result",
     )
 }
 
@@ -94,7 +100,9 @@ def decode(data: bytes) -> CachedInfo:
     """
     obj = gojson.loads(data)
     if not isinstance(obj, dict):
-        raise ValueError(f"json: cannot unmarshal {gojson.kind(obj)} into Go value of type libcni.cachedInfo")
+        raise ValueError(
+            f"json: cannot unmarshal {gojson.kind(obj)} into Go value of type libcni.cachedInfo"
+        )
     vals = match_keys(obj, _CACHED_INFO_KEYS, keep_unknown=False)
     config_text = _expect(vals.get("config"), str, "config")
     try:
@@ -247,7 +255,9 @@ class ResultCache:
         except OSError:
             return None  # libcni: the cached result may simply not exist
 
-    def read_result(self, network: str, container_id: str, ifname: str) -> dict[str, Any] | bytes | None:
+    def read_result(
+        self, network: str, container_id: str, ifname: str
+    ) -> dict[str, Any] | bytes | None:
         """The cached result: a dict from a cniCacheV1 file, the whole file's bytes from a
         legacy cache (or any file that is not cniCacheV1), None when there is no file.
 
@@ -281,9 +291,7 @@ class ResultCache:
                 f"failed to convert cached result to config version {gojson.quote(version)}: {e}",
             ) from None
 
-    def get_config(
-        self, network: str, container_id: str, ifname: str
-    ) -> CachedInfo | None:
+    def get_config(self, network: str, container_id: str, ifname: str) -> CachedInfo | None:
         """The decoded cniCacheV1 file (config bytes, cached args), or None when there is none.
 
         Raises CacheError `failed to unmarshal cached network "<n>" config: ...` or
@@ -356,19 +364,22 @@ def decode_result(raw: Mapping[str, Any] | bytes):
     A missing or empty cniVersion means 0.1.0 (libcni create.CreateFromBytes). Raises
     CNIError for bad JSON, a non-string version, or a result that does not parse.
     """
-    from cni.result import parse_result
+    from cni.result import parse_result  # lazy: pydantic (~120 ms), for reading a result only
 
     if isinstance(raw, (bytes, bytearray)):
         try:
             obj = gojson.loads(bytes(raw))
         except ValueError as e:
-            raise CacheError(ERR_DECODING_FAILURE, f"decoding version from network config: {e}") from None
+            raise CacheError(
+                ERR_DECODING_FAILURE, f"decoding version from network config: {e}"
+            ) from None
     else:
         obj = dict(raw)
     if not isinstance(obj, dict):
         raise CacheError(
             ERR_DECODING_FAILURE,
-            f"decoding version from network config: json: cannot unmarshal {gojson.kind(obj)} into Go value",
+            f"decoding version from network config: json: cannot unmarshal {gojson.kind(obj)} "
+            f"into Go value",
         )
     version = obj.get("cniVersion")
     if version is None:

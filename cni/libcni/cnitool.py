@@ -19,18 +19,29 @@ hex, as the Go cnitool derives it, so both tools address the same cached attachm
 
 from __future__ import annotations
 
+import hashlib
 import os
+import posixpath
 import sys
 from collections.abc import Mapping, Sequence
 from typing import NoReturn, TextIO
 
-from cni.errors import ERR_INVALID_ENVIRONMENT_VARIABLES, CNIError
+from cni import __version__
+from cni.errors import (
+    ERR_DECODING_FAILURE,
+    ERR_INVALID_ENVIRONMENT_VARIABLES,
+    CNIError,
+    one_line,
+)
+from cni.gocompat import json as gojson
+from cni.version import ALL, version_reply
 
 DEFAULT_NET_DIR = "/etc/cni/net.d"
 COMMANDS = ("add", "check", "del", "gc", "status")
 
 USAGE = """CNI Tool is a simple program that executes a CNI configuration.
-It will add, check, remove, gc, or get status of an interface in an already-created network namespace.
+It will add, check, remove, gc, or get status of an interface in an already-created \
+network namespace.
 
 Usage:
   cnitool <command> <network-name> <netns> [flags]
@@ -62,18 +73,15 @@ def parse_cni_args(text: str) -> list[tuple[str, str]]:
     for pair in text.split(";"):
         kv = pair.split("=")
         if len(kv) != 2 or not kv[0] or not kv[1]:
-            from cni.gocompat import json as gojson
-
-            raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"invalid CNI_ARGS pair {gojson.quote(pair)}")
+            raise CNIError(
+                ERR_INVALID_ENVIRONMENT_VARIABLES, f"invalid CNI_ARGS pair {gojson.quote(pair)}"
+            )
         pairs.append((kv[0], kv[1]))
     return pairs
 
 
 def parse_cap_args(text: str) -> dict | None:
     """CAP_ARGS: a JSON object (or null); anything else is an error."""
-    from cni.errors import ERR_DECODING_FAILURE
-    from cni.gocompat import json as gojson
-
     try:
         value = gojson.loads(text)
     except ValueError as e:
@@ -81,7 +89,8 @@ def parse_cap_args(text: str) -> dict | None:
     if value is not None and not isinstance(value, dict):
         raise CNIError(
             ERR_DECODING_FAILURE,
-            f"json: cannot unmarshal {gojson.json_kind(value)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {gojson.json_kind(value)} into Go value of type "
+            f"map[string]interface {{}}",
         )
     return value
 
@@ -100,8 +109,6 @@ def _go_getwd(env: Mapping[str, str]) -> str:
 
 def go_abs(path: str, env: Mapping[str, str]) -> str:
     """Go's filepath.Abs: joined to the working directory if relative, then lexically cleaned."""
-    import posixpath
-
     if not path.startswith("/"):
         path = posixpath.join(_go_getwd(env), path)
     clean = posixpath.normpath(path)
@@ -112,16 +119,14 @@ def go_abs(path: str, env: Mapping[str, str]) -> str:
 
 def container_id_for(netns_abs: str) -> str:
     """`cnitool-` + hex of the first 10 bytes of SHA-512(netns path) (the Go cnitool's ID)."""
-    import hashlib
-
-    return "cnitool-" + hashlib.sha512(netns_abs.encode("utf-8", "surrogateescape")).digest()[:10].hex()
+    return (
+        "cnitool-"
+        + hashlib.sha512(netns_abs.encode("utf-8", "surrogateescape")).digest()[:10].hex()
+    )
 
 
 def about() -> str:
     """The version text `cnitool --version` prints, like the plugins' about text."""
-    from cni import __version__
-    from cni.version import ALL
-
     return f"cnitool {__version__} (pycni)\nCNI protocol versions supported: {', '.join(ALL)}\n"
 
 
@@ -150,11 +155,15 @@ def parse_argv(argv: Sequence[str]) -> tuple[str | None, list[str], str, bool]:
             command = "version"
         elif arg in ("-i", "--ifname"):
             if i >= len(argv):
-                raise UsageError(f"flag needs an argument: {arg!r}" if arg == "--ifname" else "flag needs an argument: 'i' in -i")
+                raise UsageError(
+                    f"flag needs an argument: {arg!r}"
+                    if arg == "--ifname"
+                    else "flag needs an argument: 'i' in -i"
+                )
             ifname = argv[i]
             i += 1
         elif arg.startswith("--ifname="):
-            ifname = arg[len("--ifname="):]
+            ifname = arg[len("--ifname=") :]
         elif arg.startswith("-i") and not arg.startswith("--"):
             ifname = arg[2:].removeprefix("=")
         elif arg.startswith("--"):
@@ -170,10 +179,9 @@ def run(
     stdout: TextIO,
     stderr: TextIO,
 ) -> int:
-    """Run one cnitool invocation; returns the exit status (0 ok, 1 error). Never raises CNIError."""
+    """Run one cnitool invocation; returns the exit status (0 ok, 1 error). Never raises
+    CNIError."""
     if not argv and env.get("CNI_COMMAND") == "VERSION":
-        from cni.version import ALL, version_reply
-
         stdout.write(version_reply(None, ALL))  # answers VERSION like every plugin of the suite
         return 0
     try:
@@ -188,7 +196,9 @@ def run(
         stdout.write(USAGE)
         return 0
     if command not in COMMANDS:
-        stderr.write(f'unknown command "{command}" for "cnitool"\nRun \'cnitool --help\' for usage.\n')
+        stderr.write(
+            f'unknown command "{command}" for "cnitool"\nRun \'cnitool --help\' for usage.\n'
+        )
         return 1
     if len(args) < 2:
         stderr.write(f"requires at least 2 arg(s), only received {len(args)}\n")
@@ -208,6 +218,8 @@ def run(
 
 
 def _execute(command: str, net_name: str, netns: str, ifname_flag: str, env: Mapping[str, str]):
+    # Lazy: the runtime costs ~20 ms to import, which `cnitool VERSION` and usage errors
+    # never need.
     from cni.libcni import conflist
     from cni.libcni.runtime import CNIConfig, RuntimeConf
 
@@ -274,11 +286,9 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
         rc = run(sys.argv[1:] if argv is None else argv, env, sys.stdout, sys.stderr)
     except Exception as e:  # noqa: BLE001 - one line, not a traceback, unless debugging
         if env.get("CNI_PY_DEBUG", "") not in ("", "0"):
-            import traceback
+            import traceback  # lazy: for a debug switch
 
             traceback.print_exc(file=sys.stderr)
-        from cni.errors import one_line
-
         sys.stderr.write(one_line(f"{type(e).__name__}: {e}") + "\n")
         rc = 1
     sys.stdout.flush()

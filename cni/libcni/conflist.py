@@ -16,10 +16,12 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cni import version
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INVALID_NETWORK_CONFIG,
     CNIError,
+    one_line,
     os_error_text,
 )
 from cni.gocompat import json as gojson
@@ -103,12 +105,15 @@ def _list_error(msg: str, code: int = ERR_INVALID_NETWORK_CONFIG) -> ConfError:
 
 def plugin_from_bytes(data: bytes) -> PluginConfig:
     """Parse one plugin object (libcni NetworkPluginConfFromBytes); it must have a `type`."""
+    # Lazy: the model loads pydantic (~120 ms), which code holding loaded lists never needs.
     from cni.libcni.conflist_model import validate_plugin
 
     try:
         conf = gojson.loads(data)
     except ValueError as e:
-        raise ConfError(ERR_DECODING_FAILURE, f"error parsing configuration: {_one(e)}") from None
+        raise ConfError(
+            ERR_DECODING_FAILURE, f"error parsing configuration: {one_line(e)}"
+        ) from None
     try:
         parsed = validate_plugin(conf)
     except CNIError as e:
@@ -116,12 +121,6 @@ def plugin_from_bytes(data: bytes) -> PluginConfig:
     if not parsed.type:
         raise ConfError(ERR_INVALID_NETWORK_CONFIG, "error parsing configuration: missing 'type'")
     return PluginConfig(conf=conf, bytes=data, parsed=parsed)
-
-
-def _one(e: Exception) -> str:
-    from cni.errors import one_line
-
-    return one_line(e)
 
 
 def _read_bool(raw: dict, key: str) -> bool:
@@ -138,14 +137,19 @@ def _read_bool(raw: dict, key: str) -> bool:
     raise _list_error(f"invalid value {gojson.quote(low)} for {key}")
 
 
+def _parse_version(text: str, what: str) -> tuple[int, int, int]:
+    try:
+        return version.parse(text)
+    except CNIError as e:
+        raise _list_error(f"invalid {what}: {e.msg}") from None
+
+
 def select_version(cni_version: str, cni_versions: Any) -> str:
     """The list's version: the highest of `cniVersion` and `cniVersions` not above 1.1.0.
 
     Without `cniVersions`, `cniVersion` is used as it is (docs/spec-rules.md §5.3). Raises
     ConfError for a non-list `cniVersions`, a non-string entry, or an unparsable version.
     """
-    from cni import version
-
     if not isinstance(cni_versions, list):
         raise _list_error(
             f"invalid type for cniVersions: {gojson.kind(cni_versions)}", ERR_DECODING_FAILURE
@@ -157,17 +161,11 @@ def select_version(cni_version: str, cni_versions: Any) -> str:
             raise _list_error(
                 f"invalid type for cniVersions index {i}: {gojson.kind(v)}", ERR_DECODING_FAILURE
             )
-        try:
-            parsed = version.parse(v)
-        except CNIError as e:
-            raise _list_error(f"invalid cniVersions entry {v} at index {i}: {e.msg}") from None
+        parsed = _parse_version(v, f"cniVersions entry {v} at index {i}")
         if parsed <= current:
             kept.append((parsed, v))
     if cni_version:
-        try:
-            parsed = version.parse(cni_version)
-        except CNIError as e:
-            raise _list_error(f"invalid cniVersion {cni_version}: {e.msg}") from None
+        parsed = _parse_version(cni_version, f"cniVersion {cni_version}")
         if parsed <= current:
             kept.append((parsed, cni_version))
     if not kept:
@@ -184,10 +182,11 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
     try:
         raw = gojson.loads(data)
     except ValueError as e:
-        raise _list_error(_one(e), ERR_DECODING_FAILURE) from None
+        raise _list_error(one_line(e), ERR_DECODING_FAILURE) from None
     if not isinstance(raw, dict):
         raise _list_error(
-            f"json: cannot unmarshal {gojson.json_kind(raw)} into Go value of type map[string]interface {{}}",
+            f"json: cannot unmarshal {gojson.json_kind(raw)} into Go value of type "
+            f"map[string]interface {{}}",
             ERR_DECODING_FAILURE,
         )
     if "name" not in raw:
@@ -230,7 +229,8 @@ def list_from_bytes(data: bytes) -> NetworkConfigList:
 
 
 def go_ext(filename: str) -> str:
-    """Go's filepath.Ext: the suffix from the last `.` of the name (the whole name if it starts so)."""
+    """Go's filepath.Ext: the suffix from the last `.` of the name (the whole name if it starts
+    so)."""
     i = filename.rfind(".")
     return filename[i:] if i >= 0 else ""
 
@@ -247,7 +247,9 @@ def conf_files(directory: str, extensions: list[str] | tuple[str, ...]) -> list[
     except FileNotFoundError:
         return []
     except OSError as e:
-        raise ConfError(ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {os_error_text(e)}") from None
+        raise ConfError(
+            ERR_INVALID_NETWORK_CONFIG, f"open {directory}: {os_error_text(e)}"
+        ) from None
     out = []
     for entry in entries:
         try:
@@ -266,9 +268,10 @@ def _read(path: str) -> bytes:
             return f.read()
     except OSError as e:
         raise ConfError(
-            ERR_INVALID_NETWORK_CONFIG, f"error reading {path}: read {path}: {os_error_text(e)}"
+            ERR_INVALID_NETWORK_CONFIG,
+            f"error reading {path}: read {path}: {os_error_text(e)}"
             if isinstance(e, IsADirectoryError)
-            else f"error reading {path}: open {path}: {os_error_text(e)}"
+            else f"error reading {path}: open {path}: {os_error_text(e)}",
         ) from None
 
 

@@ -38,7 +38,9 @@ def _reserved(key: str) -> bool:
     return key.lower() == "capabilities" or key == "prevResult" or key.startswith("cni.dev/")
 
 
-def runtime_config(plugin: PluginConfig, capability_args: Mapping[str, Any] | None) -> dict[str, Any]:
+def runtime_config(
+    plugin: PluginConfig, capability_args: Mapping[str, Any] | None
+) -> dict[str, Any]:
     """The capabilities the plugin declares true and the runtime supplied, with their values."""
     if not capability_args:
         return {}
@@ -87,7 +89,7 @@ def parse_add_output(stdout: bytes, conf_version: str):
     version (0.1.0 when that is empty too); `null` counts as `{}`; empty or non-JSON stdout
     is an error.
     """
-    from cni.result import parse_result
+    from cni.result import parse_result  # lazy: pydantic (~120 ms), for an ADD's result only
 
     return parse_result(stdout, conf_version)
 
@@ -109,12 +111,15 @@ def decode_version_info(stdout: bytes) -> list[str]:
         not isinstance(supported, list) or not all(isinstance(v, str) for v in supported)
     ):
         raise CNIError(
-            ERR_DECODING_FAILURE, "decoding version info: supportedVersions is not a list of strings"
+            ERR_DECODING_FAILURE,
+            "decoding version info: supportedVersions is not a list of strings",
         )
     if not cni_version:
         raise CNIError(ERR_DECODING_FAILURE, "decoding version info: missing field cniVersion")
     if not supported:
         if cni_version == "0.2.0":
             return ["0.1.0", "0.2.0"]
-        raise CNIError(ERR_DECODING_FAILURE, "decoding version info: missing field supportedVersions")
+        raise CNIError(
+            ERR_DECODING_FAILURE, "decoding version info: missing field supportedVersions"
+        )
     return list(supported)

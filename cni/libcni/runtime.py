@@ -21,19 +21,19 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from cni import version
+from cni import validate, version
 from cni.errors import (
     ERR_INCOMPATIBLE_CNI_VERSION,
     ERR_INVALID_ENVIRONMENT_VARIABLES,
     CNIError,
 )
 from cni.gocompat import json as gojson
+from cni.invoke import exec_plugin, find_in_path
 from cni.libcni.cache import ResultCache
 from cni.libcni.request import RuntimeConf, build_request, decode_version_info, parse_add_output
 
 if TYPE_CHECKING:
     from cni.libcni.conflist import NetworkConfigList, PluginConfig
-
 
 
 class MultiError(CNIError):
@@ -85,13 +85,9 @@ class CNIConfig:
         return env
 
     def _find(self, plugin_type: str) -> str:
-        from cni.invoke import find_in_path
-
         return find_in_path(plugin_type, self.path)
 
     def _exec(self, plugin_path: str, command: str, stdin: bytes, rt: RuntimeConf) -> bytes:
-        from cni.invoke import exec_plugin
-
         return exec_plugin(plugin_path, self._env(command, rt), stdin)
 
     # ---------------------------------------------------------------- ADD
@@ -106,8 +102,6 @@ class CNIConfig:
         """
         plugin_path = self._find(plugin.type)
         if command == "ADD":
-            from cni import validate
-
             validate.container_id(rt.container_id)
             validate.network_name(net.name)
             validate.interface_name(rt.ifname)
@@ -133,15 +127,15 @@ class CNIConfig:
         """
         # The cache file must be writable once the pod is configured: a path the kernel would
         # refuse (a `..`, a name over 255 bytes, PATH_MAX) is refused before any plugin runs ...
-        from cni.validate import safe_path
-
         if rt.container_id and rt.ifname and net.name:
             cache_path = self.cache.path(net.name, rt.container_id, rt.ifname)
-            safe_path(cache_path, "result cache path", ERR_INVALID_ENVIRONMENT_VARIABLES)
+            validate.safe_path(cache_path, "result cache path", ERR_INVALID_ENVIRONMENT_VARIABLES)
             try:  # ... and so is a cache directory that is a file or read-only
                 self.cache.check_writable()
             except CNIError as e:
-                raise _wrap(e, f"failed to set network {gojson.quote(net.name)} cached result: ") from None
+                raise _wrap(
+                    e, f"failed to set network {gojson.quote(net.name)} cached result: "
+                ) from None
         result = None
         for plugin in net.plugins:
             try:
@@ -160,7 +154,9 @@ class CNIConfig:
                 capability_args=rt.capability_args,
             )
         except CNIError as e:
-            raise _wrap(e, f"failed to set network {gojson.quote(net.name)} cached result: ") from None
+            raise _wrap(
+                e, f"failed to set network {gojson.quote(net.name)} cached result: "
+            ) from None
         return result
 
     # ---------------------------------------------------------------- CHECK / DEL
@@ -178,14 +174,17 @@ class CNIConfig:
         if not _version_at_least(net.cni_version, version.SINCE["CHECK"]):
             raise CNIError(
                 ERR_INCOMPATIBLE_CNI_VERSION,
-                f"configuration version {gojson.quote(net.cni_version)} does not support the CHECK command",
+                f"configuration version {gojson.quote(net.cni_version)} does not support the "
+                f"CHECK command",
             )
         if net.disable_check:
             return
         try:
             cached = self.cached_result(net, rt)
         except CNIError as e:
-            raise _wrap(e, f"failed to get network {gojson.quote(net.name)} cached result: ") from None
+            raise _wrap(
+                e, f"failed to get network {gojson.quote(net.name)} cached result: "
+            ) from None
         for plugin in net.plugins:
             self._run_one(net, plugin, "CHECK", cached, rt)
 
@@ -212,7 +211,9 @@ class CNIConfig:
 
     # ---------------------------------------------------------------- STATUS / GC
 
-    def _run_bare(self, net: NetworkConfigList, plugin: PluginConfig, command: str, stdin: bytes) -> None:
+    def _run_bare(
+        self, net: NetworkConfigList, plugin: PluginConfig, command: str, stdin: bytes
+    ) -> None:
         self._exec(self._find(plugin.type), command, stdin, RuntimeConf())
 
     def status_network_list(self, net: NetworkConfigList) -> None:
@@ -282,7 +283,9 @@ class CNIConfig:
 
     # ---------------------------------------------------------------- cache views
 
-    def cached_config(self, net: NetworkConfigList, rt: RuntimeConf) -> tuple[bytes, RuntimeConf] | None:
+    def cached_config(
+        self, net: NetworkConfigList, rt: RuntimeConf
+    ) -> tuple[bytes, RuntimeConf] | None:
         """The cached config bytes and `rt` with the cached CNI args and capability args, or None.
 
         (libcni GetNetworkListCachedConfig: args are replaced only when cached, capability
@@ -301,7 +304,8 @@ class CNIConfig:
         return info.config, new_rt
 
     def cached_attachments(self, container_id: str = ""):
-        """The cached attachments, optionally of one container (cni.libcni.cache.Attachment list)."""
+        """The cached attachments, optionally of one container (cni.libcni.cache.Attachment
+        list)."""
         return self.cache.attachments(container_id)
 
     # ---------------------------------------------------------------- VERSION
@@ -315,8 +319,6 @@ class CNIConfig:
         rt = RuntimeConf(netns="dummy", ifname="dummy")
         env = self._env("VERSION", rt)
         env["CNI_PATH"] = "dummy"
-        from cni.invoke import exec_plugin
-
         stdin = b'{"cniVersion":"' + version.CURRENT.encode() + b'"}'
         try:
             out = exec_plugin(plugin_path, env, stdin)

@@ -36,7 +36,7 @@ from cni.result.models import (
     IPConfig040,
     Route,
 )
-from cni.version import CURRENT
+from cni.version import CURRENT, config_version
 
 __all__ = [
     "DNS",
@@ -163,8 +163,6 @@ def parse_prev_result(conf: dict) -> Result | None:
     passes in the 0.x legacy family, as 0.1.0). The result is not converted. Content errors are
     code 6, prefixed ``could not parse prevResult: ``.
     """
-    from cni.version import config_version
-
     if not isinstance(conf, dict):
         conf = _load(conf, "")
         if not isinstance(conf, dict):
@@ -204,7 +202,8 @@ def new_result(version: str = CURRENT, **fields: Any) -> Result:
 
 def new_result_from_result(result: Result) -> Result100:
     """`result` converted to the current 1.1.0 shape (Go's NewResultFromResult), for plugins
-    that upgrade a delegate's or prevResult before adding to it. Conversion errors as ``convert``."""
+    that upgrade a delegate's or prevResult before adding to it. Conversion errors as
+    ``convert``."""
     out = result.convert(CURRENT)
     assert isinstance(out, Result100)
     return out

@@ -19,15 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from cni.errors import ERR_INCOMPATIBLE_CNI_VERSION, ERR_INTERNAL, CNIError, one_line
-from cni.result.models import (
-    DNS,
-    Interface,
-    Interface040,
-    IPConfig,
-    IPConfig020,
-    IPConfig040,
-    Route,
-)
+from cni.result import models
 from cni.version import ALL
 
 if TYPE_CHECKING:
@@ -80,22 +72,22 @@ def _relabel(result: Result, version: str) -> Result:
     return out
 
 
-def _routes(routes: list[Route]) -> list[Route]:
+def _routes(routes: list[models.Route]) -> list[models.Route]:
     return [r.model_copy(deep=True) for r in routes]
 
 
-def _dns(dns: DNS) -> DNS:
+def _dns(dns: models.DNS) -> models.DNS:
     return dns.model_copy(deep=True)
 
 
 def _040_from_020(src: Result020, to: str, family: type[Result040]) -> Result040:
-    ips: list[IPConfig040] = []
-    routes: list[Route] = []
+    ips: list[models.IPConfig040] = []
+    routes: list[models.Route] = []
     for fam, ipc in (("4", src.ip4), ("6", src.ip6)):
         if ipc is None:
             continue
         ips.append(
-            IPConfig040.model_construct(
+            models.IPConfig040.model_construct(
                 version=fam, interface=None, address=ipc.ip, gateway=ipc.gateway
             )
         )
@@ -109,13 +101,15 @@ def _100_from_040(src: Result040, to: str, family: type[Result100]) -> Result100
     return family.model_construct(
         cni_version=to,
         interfaces=[
-            Interface.model_construct(
+            models.Interface.model_construct(
                 name=i.name, mac=i.mac, mtu=0, sandbox=i.sandbox, socketPath="", pciID=""
             )
             for i in src.interfaces
         ],
         ips=[
-            IPConfig.model_construct(address=ip.address, gateway=ip.gateway, interface=ip.interface)
+            models.IPConfig.model_construct(
+                address=ip.address, gateway=ip.gateway, interface=ip.interface
+            )
             for ip in src.ips
         ],
         routes=_routes(src.routes),
@@ -127,11 +121,11 @@ def _040_from_100(src: Result100, to: str, family: type[Result040]) -> Result040
     return family.model_construct(
         cni_version=to,
         interfaces=[
-            Interface040.model_construct(name=i.name, mac=i.mac, sandbox=i.sandbox)
+            models.Interface040.model_construct(name=i.name, mac=i.mac, sandbox=i.sandbox)
             for i in src.interfaces
         ],
         ips=[
-            IPConfig040.model_construct(
+            models.IPConfig040.model_construct(
                 version="4" if ip.is_ipv4 else "6",
                 interface=ip.interface,
                 address=ip.address,
@@ -145,20 +139,20 @@ def _040_from_100(src: Result100, to: str, family: type[Result040]) -> Result040
 
 
 def _020_from_040(src: Result040, to: str, family: type[Result020]) -> Result020:
-    ip4: IPConfig020 | None = None
-    ip6: IPConfig020 | None = None
+    ip4: models.IPConfig020 | None = None
+    ip6: models.IPConfig020 | None = None
     for ip in src.ips:
         if ip.version == "4" and ip4 is None:
-            ip4 = IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
+            ip4 = models.IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
         elif ip.version == "6" and ip6 is None:
-            ip6 = IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
+            ip6 = models.IPConfig020.model_construct(ip=ip.address, gateway=ip.gateway, routes=[])
         if ip4 is not None and ip6 is not None:
             break
     for r in src.routes:
         holder = ip4 if r.is_ipv4 else ip6
         if holder is not None:
             holder.routes.append(
-                Route.model_construct(
+                models.Route.model_construct(
                     dst=r.dst, gw=r.gw, mtu=0, advmss=0, priority=0, table=None, scope=None
                 )
             )

@@ -16,6 +16,7 @@ from cni.gocompat.json import marshal_indent
 from cni.result.convert import convert
 from cni.result.models import (
     DNS,
+    Emit,
     Interface,
     Interface040,
     IPConfig,
@@ -72,24 +73,21 @@ class Result100(Result):
     IMPLEMENTED: ClassVar[str] = CURRENT
     VERSIONS_TEXT: ClassVar[str] = f"[1.0.0 {CURRENT}]"
 
+    _EMIT: ClassVar[Emit] = (
+        ("cni_version", "set"),
+        ("interfaces", "set"),
+        ("ips", "set"),
+        ("routes", "set"),
+        ("dns", "set"),
+    )
+
     def to_dict(self) -> dict:
         """The 1.x object. Empty lists and an empty ``dns`` are left out.
 
         The reference marshals 1.x results through a generic map, so every object's keys come
         out sorted; this dict is sorted the same way.
         """
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict() for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict() for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        if not self.dns.is_empty():
-            out["dns"] = self.dns.to_dict()
-        return _sorted(out)
+        return _sorted(super().to_dict())
 
 
 class Result040(Result):
@@ -105,19 +103,8 @@ class Result040(Result):
     IMPLEMENTED: ClassVar[str] = "0.4.0"
     VERSIONS_TEXT: ClassVar[str] = "[0.3.0 0.3.1 0.4.0]"
 
-    def to_dict(self) -> dict:
-        """Struct order; empty lists left out; ``dns`` always present (``{}`` when empty)."""
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.interfaces:
-            out["interfaces"] = [i.to_dict() for i in self.interfaces]
-        if self.ips:
-            out["ips"] = [ip.to_dict() for ip in self.ips]
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        out["dns"] = self.dns.to_dict()
-        return out
+    # Struct order; empty lists left out; ``dns`` always present (``{}`` when empty).
+    _EMIT: ClassVar[Emit] = (*Result100._EMIT[:-1], ("dns", "always"))
 
 
 class Result020(Result):
@@ -133,17 +120,13 @@ class Result020(Result):
     IMPLEMENTED: ClassVar[str] = "0.2.0"
     VERSIONS_TEXT: ClassVar[str] = "[ 0.1.0 0.2.0]"
 
-    def to_dict(self) -> dict:
-        """``cniVersion``, ``ip4``/``ip6`` when present, ``dns`` always (``{}`` when empty)."""
-        out: dict[str, Any] = {}
-        if self.cni_version:
-            out["cniVersion"] = self.cni_version
-        if self.ip4 is not None:
-            out["ip4"] = self.ip4.to_dict()
-        if self.ip6 is not None:
-            out["ip6"] = self.ip6.to_dict()
-        out["dns"] = self.dns.to_dict()
-        return out
+    # ``cniVersion``, ``ip4``/``ip6`` when present, ``dns`` always (``{}`` when empty).
+    _EMIT: ClassVar[Emit] = (
+        ("cni_version", "set"),
+        ("ip4", "given"),
+        ("ip6", "given"),
+        ("dns", "always"),
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,7 @@ Cidr = Annotated[str, BeforeValidator(canonical_cidr)]
 OptIP = Annotated[StrictStr | None, BeforeValidator(canonical_ip)]
 Int = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
 StrList = Annotated[list[StrictStr], BeforeValidator(_nulls_to_empty)]
+Emit = tuple[tuple[str, str], ...]
 
 
 def _required_cidr() -> Any:
@@ -61,12 +62,15 @@ def _required_cidr() -> Any:
 
 
 class ResultModel(BaseModel):
-    """Shared behaviour: Go-style decoding of dicts, positional construction, CNIError on bad input."""
+    """Shared behaviour: Go-style decoding of dicts, positional construction, CNIError on bad
+    input, and ``to_dict`` by the class's ``_EMIT`` rules."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True, validate_assignment=True)
 
     # Field name -> JSON key, for the few fields whose Python name differs.
     _JSON_KEYS: ClassVar[dict[str, str]] = {}
+    # What to_dict writes: (field, rule) in the reference's key order.
+    _EMIT: ClassVar[Emit] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         """Fields by position (declaration order) or by name; bad values raise CNIError code 6."""
@@ -104,25 +108,35 @@ class ResultModel(BaseModel):
             return data
         if info.context and info.context.get(GO_JSON):
             table = decode.key_table(cls, cls._JSON_KEYS)
-            return decode.without_nulls(decode.match_keys(data, table, keep_unknown=False))
+            data = decode.match_keys(data, table, keep_unknown=False)
         for name, key in cls._JSON_KEYS.items():
             if key in data and name not in data:  # e.g. a JSON dict given to model_validate
                 data = {(name if k == key else k): v for k, v in data.items()}
-        if any(v is None for v in data.values()):
-            fields = cls.model_fields
-            data = {
-                k: (
-                    fields[k].get_default(call_default_factory=True)
-                    if v is None and k in fields
-                    else v
-                )
-                for k, v in data.items()
-            }
-        return data
+        return decode.nulls_keep_defaults(cls, data)
 
     def to_dict(self) -> dict:
-        """The reference JSON object for this value."""
-        raise NotImplementedError
+        """The reference JSON object for this value: the fields of ``_EMIT`` in that order, each
+        under its rule ("always"; "set": left out when empty, zero or None; "given": left out
+        only when None), nested models and lists of them as their own objects."""
+        out: dict[str, Any] = {}
+        for name, rule in self._EMIT:
+            value = getattr(self, name)
+            if rule == "always" or (value is not None if rule == "given" else _is_set(value)):
+                out[self._JSON_KEYS.get(name, name)] = _plain(value)
+        return out
+
+
+def _is_set(value: object) -> bool:
+    # A nested model (DNS) counts as set when its own object has a key.
+    return bool(value.to_dict()) if isinstance(value, ResultModel) else bool(value)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, ResultModel):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class DNS(ResultModel):
@@ -137,18 +151,13 @@ class DNS(ResultModel):
         """True when all four keys are empty."""
         return not (self.nameservers or self.domain or self.search or self.options)
 
-    def to_dict(self) -> dict:
-        """``nameservers``, ``domain``, ``search``, ``options``, each only when non-empty."""
-        out: dict[str, Any] = {}
-        if self.nameservers:
-            out["nameservers"] = list(self.nameservers)
-        if self.domain:
-            out["domain"] = self.domain
-        if self.search:
-            out["search"] = list(self.search)
-        if self.options:
-            out["options"] = list(self.options)
-        return out
+    # Each key only when non-empty.
+    _EMIT: ClassVar[Emit] = (
+        ("nameservers", "set"),
+        ("domain", "set"),
+        ("search", "set"),
+        ("options", "set"),
+    )
 
 
 class Route(ResultModel):
@@ -167,22 +176,16 @@ class Route(ResultModel):
         """True for an IPv4 destination (Go's To4 rule)."""
         return is_ipv4_text(self.dst)
 
-    def to_dict(self) -> dict:
-        """``dst`` always; ``gw`` when set; mtu/advmss/priority when non-zero; table/scope when not None."""
-        out: dict[str, Any] = {"dst": self.dst}
-        if self.gw:
-            out["gw"] = self.gw
-        if self.mtu:
-            out["mtu"] = self.mtu
-        if self.advmss:
-            out["advmss"] = self.advmss
-        if self.priority:
-            out["priority"] = self.priority
-        if self.table is not None:
-            out["table"] = self.table
-        if self.scope is not None:
-            out["scope"] = self.scope
-        return out
+    # dst always; gw when set; mtu/advmss/priority when non-zero; table/scope when not None.
+    _EMIT: ClassVar[Emit] = (
+        ("dst", "always"),
+        ("gw", "set"),
+        ("mtu", "set"),
+        ("advmss", "set"),
+        ("priority", "set"),
+        ("table", "given"),
+        ("scope", "given"),
+    )
 
 
 class Interface(ResultModel):
@@ -195,20 +198,15 @@ class Interface(ResultModel):
     socketPath: StrictStr = ""  # noqa: N815 - JSON key
     pciID: StrictStr = ""  # noqa: N815 - JSON key
 
-    def to_dict(self) -> dict:
-        """``name`` always, the others only when non-empty / non-zero."""
-        out: dict[str, Any] = {"name": self.name}
-        if self.mac:
-            out["mac"] = self.mac
-        if self.mtu:
-            out["mtu"] = self.mtu
-        if self.sandbox:
-            out["sandbox"] = self.sandbox
-        if self.socketPath:
-            out["socketPath"] = self.socketPath
-        if self.pciID:
-            out["pciID"] = self.pciID
-        return out
+    # name always, the others only when non-empty / non-zero.
+    _EMIT: ClassVar[Emit] = (
+        ("name", "always"),
+        ("mac", "set"),
+        ("mtu", "set"),
+        ("sandbox", "set"),
+        ("socketPath", "set"),
+        ("pciID", "set"),
+    )
 
 
 class IPConfig(ResultModel):
@@ -223,15 +221,8 @@ class IPConfig(ResultModel):
         """True for an IPv4 address (Go's To4 rule: IPv4-mapped IPv6 counts as IPv4)."""
         return is_ipv4_text(self.address)
 
-    def to_dict(self) -> dict:
-        """``interface`` when set (0 included), ``address``, ``gateway`` when set."""
-        out: dict[str, Any] = {}
-        if self.interface is not None:
-            out["interface"] = self.interface
-        out["address"] = self.address
-        if self.gateway:
-            out["gateway"] = self.gateway
-        return out
+    # interface when set (0 included), address, gateway when set.
+    _EMIT: ClassVar[Emit] = (("interface", "given"), ("address", "always"), ("gateway", "set"))
 
 
 class Interface040(ResultModel):
@@ -241,18 +232,13 @@ class Interface040(ResultModel):
     mac: StrictStr = ""
     sandbox: StrictStr = ""
 
-    def to_dict(self) -> dict:
-        """``name`` always, ``mac`` and ``sandbox`` when non-empty."""
-        out: dict[str, Any] = {"name": self.name}
-        if self.mac:
-            out["mac"] = self.mac
-        if self.sandbox:
-            out["sandbox"] = self.sandbox
-        return out
+    # name always, mac and sandbox when non-empty.
+    _EMIT: ClassVar[Emit] = (("name", "always"), ("mac", "set"), ("sandbox", "set"))
 
 
 class IPConfig040(ResultModel):
-    """A 0.3.x/0.4.0 IP: ``version`` "4"/"6" (kept as given), ``interface``, ``address``, ``gateway``."""
+    """A 0.3.x/0.4.0 IP: ``version`` "4"/"6" (kept as given), ``interface``, ``address``,
+    ``gateway``."""
 
     version: StrictStr = ""
     interface: Int | None = None
@@ -264,15 +250,13 @@ class IPConfig040(ResultModel):
         """True for an IPv4 address (by the address, not the ``version`` string)."""
         return is_ipv4_text(self.address)
 
-    def to_dict(self) -> dict:
-        """``version`` always (even ""), ``interface`` when set, ``address``, ``gateway`` when set."""
-        out: dict[str, Any] = {"version": self.version}
-        if self.interface is not None:
-            out["interface"] = self.interface
-        out["address"] = self.address
-        if self.gateway:
-            out["gateway"] = self.gateway
-        return out
+    # version always (even ""), interface when set, address, gateway when set.
+    _EMIT: ClassVar[Emit] = (
+        ("version", "always"),
+        ("interface", "given"),
+        ("address", "always"),
+        ("gateway", "set"),
+    )
 
 
 class IPConfig020(ResultModel):
@@ -282,11 +266,5 @@ class IPConfig020(ResultModel):
     gateway: OptIP = None
     routes: list[Route] = Field(default_factory=list)
 
-    def to_dict(self) -> dict:
-        """``ip``, ``gateway`` when set, ``routes`` when non-empty."""
-        out: dict[str, Any] = {"ip": self.ip}
-        if self.gateway:
-            out["gateway"] = self.gateway
-        if self.routes:
-            out["routes"] = [r.to_dict() for r in self.routes]
-        return out
+    # ip, gateway when set, routes when non-empty.
+    _EMIT: ClassVar[Emit] = (("ip", "always"), ("gateway", "set"), ("routes", "set"))

@@ -148,9 +148,9 @@ def _cni_chains(text: str | None) -> set[str]:
 def check_backend(node: Node) -> Check:
     """Which firewall backend the plugins use here; warn when CNI chains exist both in
     iptables-legacy and in nf_tables (one side cannot see the other's rules)."""
-    from plugins.linux import ipmasq
+    from plugins.linux.netfilter import default_backend
 
-    backend = ipmasq.choose_backend(None)
+    backend = default_backend()
     version = (_run(node, ["iptables", "-V"]) or "").strip()
     used = f"the plugins use {backend}" + (f" ({version})" if backend == "iptables" and version else "")
     legacy: set[str] = set()

@@ -157,7 +157,7 @@ class Node:
     def ipr(self) -> Any:
         """An rtnetlink socket in this namespace (opened once)."""
         if self._ipr is None:
-            from plugins.linux.link import iproute
+            from plugins.linux.rtnl import iproute
 
             self._ipr = iproute()
         return self._ipr
@@ -185,7 +185,7 @@ class Node:
 
     def addresses(self, name: str) -> list[Any]:
         """The addresses of link `name` (ipaddress interfaces), [] when there is no such link."""
-        from plugins.linux.link import list_addresses
+        from plugins.linux.addr import list_addresses
 
         link = self.links.get(name)
         if link is None:

@@ -33,7 +33,8 @@ def _underlay(node: Node, info: dict[str, Any]) -> tuple[str, int] | None:
     name = info.get("link")
     if isinstance(name, str) and name in node.links:
         return name, node.links[name].mtu
-    from plugins.linux.link import AF_INET, list_routes
+    from plugins.linux.netlink import AF_INET
+    from plugins.linux.routes import list_routes
 
     for route in list_routes(node.ipr, AF_INET):
         if route.dst.prefixlen == 0 and route.oif:

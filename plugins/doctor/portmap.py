@@ -55,7 +55,7 @@ def _nft_mappings(node: Node) -> list[tuple[str, bool, Any]]:
 
 def masquerade_owners(node: Node) -> list[tuple[str, str, bool]]:
     """(network, container ID, ipv6) of every masquerade jump in nat POSTROUTING (ipMasq)."""
-    from plugins.linux.ipmasq import iptables_jumps
+    from plugins.linux.ipmasq_iptables import iptables_jumps
 
     out = []
     for v6, state in node.nat.items():

@@ -25,12 +25,12 @@ from pydantic import (
     StrictInt,
     StrictStr,
     field_validator,
-    model_validator,
 )
 
-from cni.config import CNIModel, DNSConfig
+from cni.config import DNSConfig, NullsKeepDefaults
+from cni.config import load as load_model
 from cni.errors import CNIError
-from cni.gocompat import decode
+from cni.validate import path_problem
 from plugins.flannel.subnet import DEFAULT_SUBNET_FILE
 
 DEFAULT_DATA_DIR = "/var/lib/cni/flannel"
@@ -41,15 +41,29 @@ MAX_SUBNET_FILE_WAIT = 600.0
 # misconfiguration (docs/flannel-behaviour.md §7 #10), worth a warning.
 BRIDGE_KEYS = frozenset(
     {
-        "bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend",
-        "hairpinMode", "promiscMode", "vlan", "vlanTrunk", "preserveDefaultVlan", "mtu",
-        "macspoofchk", "enabledad", "disableContainerInterface", "portIsolation",
+        "bridge",
+        "isGateway",
+        "isDefaultGateway",
+        "forceAddress",
+        "ipMasq",
+        "ipMasqBackend",
+        "hairpinMode",
+        "promiscMode",
+        "vlan",
+        "vlanTrunk",
+        "preserveDefaultVlan",
+        "mtu",
+        "macspoofchk",
+        "enabledad",
+        "disableContainerInterface",
+        "portIsolation",
     }
 )
 
 
-class FlannelNetConf(CNIModel):
-    """The flannel plugin configuration (one element of a conflist, or a .conf)."""
+class Settings(NullsKeepDefaults):
+    """The validated flannel configuration (one element of a conflist, or a .conf), as `load`
+    returns it: flannel resolves nothing beyond the model, so the model is its Settings."""
 
     cniVersion: StrictStr = ""
     name: StrictStr = ""
@@ -73,20 +87,10 @@ class FlannelNetConf(CNIModel):
     @field_validator("subnetFile", "dataDir")
     @classmethod
     def _safe_path(cls, value: str) -> str:
-        from cni.validate import path_problem
-
         problem = path_problem(value)
         if problem is not None:
             raise ValueError(f"unsafe path: {problem}")
         return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _null_means_default(cls, data: Any) -> Any:
-        # Go's decoder leaves a field at its default when the JSON value is null.
-        if isinstance(data, dict):
-            return decode.without_nulls(data)
-        return data
 
     def subnet_file(self) -> str:
         """The subnet.env path: `subnetFile`, or the default when it is empty."""
@@ -105,23 +109,21 @@ class FlannelNetConf(CNIModel):
     def misplaced_keys(self) -> list[str]:
         """Top-level keys that only work inside `delegate` (they are ignored where they are)."""
         extra = self.model_extra or {}
-        return sorted(k for k in extra if k in BRIDGE_KEYS)
+        return sorted(k for k, v in extra.items() if k in BRIDGE_KEYS and v is not None)
 
 
 def _warn(text: str) -> None:
     sys.stderr.write(f"flannel: warning: {text}\n")
 
 
-def load(config: dict, *, for_add: bool) -> FlannelNetConf:
+def load(config: dict, *, for_add: bool) -> Settings:
     """Validate the decoded config; CNIError 6 (wrong JSON type) or 7 with the reference's wording.
 
     ADD says `failed to load flannel netconf file: failed to load netconf: ...`, the other
     commands `failed to load netconf: ...`, as the reference does.
     """
-    from cni.config import load as load_model
-
     try:
-        conf = load_model(FlannelNetConf, config)
+        conf = load_model(Settings, config)
     except CNIError as e:
         msg = f"failed to load netconf: {e.msg}"
         if for_add:

@@ -10,12 +10,17 @@ atomically (`cni.fileutil`); files written by the reference are plain JSON and r
 from __future__ import annotations
 
 import copy
+import json
 import os
 from typing import Any
 
+from cni import fileutil
 from cni.errors import ERR_INTERNAL, ERR_INVALID_NETWORK_CONFIG, CNIError, one_line, os_error_text
+from cni.gocompat.decode import go_validate
 from cni.gocompat.json import Struct, json_kind, marshal
-from plugins.flannel.config import FlannelNetConf
+from cni.result.models import Route
+from cni.validate import safe_file_component
+from plugins.flannel.config import Settings
 from plugins.flannel.subnet import SubnetEnv
 
 
@@ -25,15 +30,18 @@ def validate_user_delegate(delegate: dict[str, Any] | None) -> None:
         return
     if "type" in delegate and not isinstance(delegate["type"], str):
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary, if present, must have (string) 'type' field"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary, if present, must have (string) 'type' field",
         )
     if "name" in delegate:
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'name' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary must not have 'name' field, it'll be set by flannel",
         )
     if "ipam" in delegate:
         raise CNIError(
-            ERR_INVALID_NETWORK_CONFIG, "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel"
+            ERR_INVALID_NETWORK_CONFIG,
+            "'delegate' dictionary must not have 'ipam' field, it'll be set by flannel",
         )
 
 
@@ -52,15 +60,14 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
 
     if not isinstance(raw, list):
         raise fail(f"json: cannot unmarshal {json_kind(raw)} into Go value of type []types.Route")
-    from cni.gocompat.decode import go_validate
-    from cni.result.models import Route
-
     out: list[Struct] = []
     for item in raw:
         if item is None:
             item = {}
         if not isinstance(item, dict):
-            raise fail(f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route")
+            raise fail(
+                f"json: cannot unmarshal {json_kind(item)} into Go value of type types.route"
+            )
         try:
             route = go_validate(Route, item, "route")
         except CNIError as e:
@@ -71,7 +78,7 @@ def _user_routes(ipam: dict[str, Any]) -> list[Struct]:
     return out
 
 
-def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
+def build(conf: Settings, env: SubnetEnv) -> dict[str, Any]:
     """The delegate configuration for `conf` and `env`, as the reference generates it
     (docs/flannel-behaviour.md §3.2).
 
@@ -98,7 +105,7 @@ def build(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
     return delegate
 
 
-def _ipam(conf: FlannelNetConf, env: SubnetEnv) -> dict[str, Any]:
+def _ipam(conf: Settings, env: SubnetEnv) -> dict[str, Any]:
     ipam: dict[str, Any] = copy.deepcopy(conf.ipam) if conf.ipam else {}
     ipam.setdefault("type", "host-local")
     ipam["ranges"] = env.ranges()
@@ -121,8 +128,6 @@ def encode(delegate: dict[str, Any]) -> bytes:
 
 def saved_path(data_dir: str, container_id: str) -> str:
     """`<dataDir>/<containerID>`, the reference's file name (the ID is path-safe: skel-checked)."""
-    from cni.validate import safe_file_component
-
     return os.path.join(data_dir, safe_file_component(container_id, "containerID"))
 
 
@@ -131,14 +136,14 @@ def save(data_dir: str, container_id: str, data: bytes) -> str:
 
     CNIError 999 naming the path when the directory or file cannot be written.
     """
-    from cni import fileutil
-
     path = saved_path(data_dir, container_id)
     try:
         fileutil.ensure_dir(data_dir, 0o700)
         fileutil.atomic_write(path, data, 0o600)
     except OSError as e:
-        raise CNIError(ERR_INTERNAL, f"failed to save delegate config {path}: {os_error_text(e)}") from None
+        raise CNIError(
+            ERR_INTERNAL, f"failed to save delegate config {path}: {os_error_text(e)}"
+        ) from None
     return path
 
 
@@ -153,8 +158,6 @@ def read_saved(path: str) -> bytes | None:
 
 def parse_saved(data: bytes) -> dict[str, Any] | None:
     """A saved configuration decoded, or None when it is not a usable one (empty, torn, no type)."""
-    import json
-
     try:
         conf = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -178,8 +181,6 @@ def usable_type(plugin_type: object) -> bool:
 
 def remove_saved(path: str) -> None:
     """Remove a saved configuration (absent is fine); CNIError 999 when it cannot be removed."""
-    from cni import fileutil
-
     try:
         fileutil.remove(path)
     except OSError as e:

@@ -13,10 +13,14 @@ it into the CNI error the plugin prints.
 
 from __future__ import annotations
 
+import ipaddress
 import sys
+import time
 from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, ERR_TRY_AGAIN_LATER, CNIError, one_line, os_error_text
+from cni.fileutil import read_small_file
+from cni.gocompat.cidr import canonical_cidr
 from cni.gocompat.json import quote
 
 DEFAULT_SUBNET_FILE = "/run/flannel/subnet.env"
@@ -77,9 +81,8 @@ class SubnetEnv:
         return [*self.networks, *self.ip6_networks]
 
     def warnings(self) -> list[str]:
-        """Oddities the reference accepts silently (cross-family values, subnet outside networks)."""
-        import ipaddress
-
+        """Oddities the reference accepts silently (cross-family values, subnet outside
+        networks)."""
         out: list[str] = []
         for key, values, want in (
             ("FLANNEL_NETWORK", self.networks, 4),
@@ -108,10 +111,6 @@ class SubnetEnv:
 
 def _network(text: str) -> str:
     """`text` parsed like Go's net.ParseCIDR, returned as the network (host bits cleared)."""
-    import ipaddress
-
-    from cni.gocompat.cidr import canonical_cidr
-
     try:
         canon = canonical_cidr(text)
     except ValueError as e:
@@ -147,7 +146,8 @@ def _unquote(value: str) -> str:
 
 
 def _lines(text: str) -> list[str]:
-    """Lines as Go's bufio.Scanner (ScanLines) yields them: split on \\n, one trailing \\r dropped."""
+    """Lines as Go's bufio.Scanner (ScanLines) yields them: split on \\n, one trailing \\r
+    dropped."""
     parts = text.split("\n")
     if parts and parts[-1] == "":
         parts.pop()
@@ -192,9 +192,8 @@ def parse(text: str, path: str, *, lenient: bool = False) -> SubnetEnv:
 
 
 def read(path: str, *, lenient: bool = False) -> SubnetEnv:
-    """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not exist)."""
-    from cni.fileutil import read_small_file
-
+    """Read and parse the file at `path`; SubnetEnvError (missing_file=True when it does not
+    exist)."""
     try:
         raw = read_small_file(path)
     except FileNotFoundError as e:
@@ -223,8 +222,6 @@ def load(
     not written it yet) when `wait` > 0, else `code`; any other problem is `code`. The message is
     the reference's. Warnings about odd but accepted content go to stderr.
     """
-    import time
-
     deadline = time.monotonic() + max(0.0, wait)
     delay = 0.02
     while True:

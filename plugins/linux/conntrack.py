@@ -1,8 +1,8 @@
 """Conntrack entry removal: flush UDP entries by original destination port.
 
 Uses the `conntrack` tool (conntrack-tools) when it is on PATH: measured at ~4 ms a call, against
-~100 ms for pyroute2's conntrack support, almost all of it pyroute2's package import. pyroute2 is
-the fallback when the tool is missing. Both act in the calling thread's network namespace.
+~100 ms for pyroute2's conntrack support, almost all of it pyroute2's import. pyroute2 is the
+fallback when the tool is missing. Both act in the calling thread's network namespace.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+
+from plugins.linux.netlink import bare_pyroute2
 
 IPPROTO_UDP = 17
 
@@ -53,6 +55,9 @@ def _deleted_count(text: str) -> int | None:
 
 
 def _with_pyroute2(port: int, ipv6: bool) -> int:
+    """The fallback without the tool: pyroute2's conntrack support (imported here, on this
+    rare path only; loaded without pyroute2's package-wide import, netlink.bare_pyroute2)."""
+    bare_pyroute2()
     from pyroute2.conntrack import Conntrack
     from pyroute2.netlink.nfnetlink.nfctsocket import NFCTAttrTuple
 

@@ -50,7 +50,8 @@ def save(ipv6: bool, table: str) -> str:
 
 @dataclass
 class TableState:
-    """A parsed iptables-save table: chains and their rules in order (`-A` lines, minus `-A CHAIN `)."""
+    """A parsed iptables-save table: chains and their rules in order (`-A` lines, minus
+    `-A CHAIN `)."""
 
     chains: dict[str, list[str]] = field(default_factory=dict)
     policies: dict[str, str] = field(default_factory=dict)  # built-in chain -> ACCEPT/DROP
@@ -175,9 +176,8 @@ class Batch:
         except OSError as e:
             raise CNIError(ERR_INTERNAL, f"failed to run {exe}: {e.strerror}") from None
         if proc.returncode != 0:
-            raise CNIError(
-                ERR_INTERNAL, f"{exe} failed: {one_line(proc.stderr.strip() or proc.stdout.strip())}"
-            )
+            text = one_line(proc.stderr.strip() or proc.stdout.strip())
+            raise CNIError(ERR_INTERNAL, f"{exe} failed: {text}")
         self._new_chains.clear()
         self._lines.clear()
 

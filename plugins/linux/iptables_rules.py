@@ -27,12 +27,14 @@ from collections import namedtuple
 
 from plugins.linux.iptables import save_quote
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # typing costs ms at start-up; type checkers honour this idiom
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 Canonical = namedtuple("Canonical", "text exact")
-Canonical.__doc__ = "A rule's predicted iptables-save text (without `-A CHAIN`), and whether it is certain."
+Canonical.__doc__ = (
+    "A rule's predicted iptables-save text (without `-A CHAIN`), and whether it is certain."
+)
 
 
 _HEADER = {
@@ -182,7 +184,8 @@ def canonical(args: Sequence[str], ipv6: bool = False) -> Canonical:
                 matches[-1][1].append(f"{neg}--mark {text}")
                 exact &= ok
                 i += 2
-            elif tok in _PORT_OPTS and i + 1 < n and (name in _PORT_MATCHES or proto in _PORT_MATCHES):
+            elif (tok in _PORT_OPTS and i + 1 < n
+                  and (name in _PORT_MATCHES or proto in _PORT_MATCHES)):
                 if name not in _PORT_MATCHES:  # implicit `-m <proto>`, loaded where first used
                     matches.append((proto, []))
                 matches[-1][1].append(f"{neg}{_PORT_OPTS[tok]} {value}")
@@ -224,8 +227,9 @@ def _target(flag: str, rest: Sequence[str]) -> tuple[str, bool]:
     return " ".join([f"{short} {name}", *opts]), False
 
 
-def split_saved(line: str) -> list[str]:
-    """Split an iptables-save rule line into its words, undoing the save quoting."""
+def _scan(line: str) -> tuple[list[str], bool]:
+    """The words of an iptables-save line with the save quoting undone, and whether every
+    double quote was closed."""
     words: list[str] = []
     cur: list[str] = []
     in_word = quoted = False
@@ -253,4 +257,16 @@ def split_saved(line: str) -> list[str]:
         i += 1
     if in_word:
         words.append("".join(cur))
-    return words
+    return words, not quoted
+
+
+def split_saved(line: str) -> list[str]:
+    """Split an iptables-save rule line into its words, undoing the save quoting."""
+    return _scan(line)[0]
+
+
+def save_unquote(text: str) -> str | None:
+    """The one string iptables-save printed as `text` (bare, or double-quoted with backslash
+    escapes: the inverse of `iptables.save_quote`); None when `text` is not one such word."""
+    words, closed = _scan(text)
+    return words[0] if closed and len(words) == 1 and text == text.strip() else None

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 
 from cni.errors import ERR_INTERNAL, CNIError, one_line
+from plugins.linux.nfprobe import table_absent
 
 
 def available() -> bool:
@@ -21,7 +22,8 @@ def available() -> bool:
 
 
 def apply(script: str, what: str = "nftables") -> None:
-    """Apply `script` (nft syntax) as one atomic transaction; CNIError 999 naming `what` on failure."""
+    """Apply `script` (nft syntax) as one atomic transaction; CNIError 999 naming `what` on
+    failure."""
     try:
         proc = subprocess.run(
             ["nft", "-f", "-"], input=script, capture_output=True, text=True, check=False
@@ -33,26 +35,28 @@ def apply(script: str, what: str = "nftables") -> None:
 
 
 def list_table(family: str, table: str) -> list[dict] | None:
-    """The `nftables` JSON items of one table (`nft -j list table`), or None when it does not exist."""
-    from plugins.linux.nfprobe import table_absent
-
+    """The `nftables` JSON items of one table (`nft -j list table`), or None when it does not
+    exist."""
     if table_absent(family, table):  # the kernel says so: no `nft` process for nothing
         return None
     try:
         proc = subprocess.run(
-            ["nft", "-j", "list", "table", family, table], capture_output=True, text=True, check=False
+            ["nft", "-j", "list", "table", family, table],
+            capture_output=True, text=True, check=False,
         )
     except OSError as e:
         raise CNIError(ERR_INTERNAL, f"failed to run nft: {e.strerror}") from None
     if proc.returncode != 0:
         if "No such file or directory" in proc.stderr or "does not exist" in proc.stderr:
             return None
-        raise CNIError(ERR_INTERNAL, f"nft list table {family} {table}: {one_line(proc.stderr.strip())}")
+        raise CNIError(ERR_INTERNAL,
+                       f"nft list table {family} {table}: {one_line(proc.stderr.strip())}")
     return json.loads(proc.stdout).get("nftables", [])
 
 
 def rules(items: list[dict] | None, chain: str | None = None) -> list[dict]:
-    """The rule objects of a listed table, optionally only those of `chain` (each has handle, comment)."""
+    """The rule objects of a listed table, optionally only those of `chain` (each has handle,
+    comment)."""
     out = []
     for item in items or ():
         rule = item.get("rule")

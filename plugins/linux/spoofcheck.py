@@ -40,12 +40,14 @@ def setup(host_iface: str, container_mac: str, ref: str) -> None:
     c = _comment(ref)
     lines = [
         f"add table {TABLE}",
-        f"add chain {TABLE} {BASE_CHAIN} {{ type filter hook prerouting priority -300 ; policy accept ; }}",
+        f"add chain {TABLE} {BASE_CHAIN} "
+        "{ type filter hook prerouting priority -300 ; policy accept ; }",
         f"add chain {TABLE} {iface}",
         f"add chain {TABLE} {mac}",
         f"flush chain {TABLE} {iface}",
         f"flush chain {TABLE} {mac}",
-        f"add rule {TABLE} {BASE_CHAIN} iifname {nftables.quote(host_iface)} jump {iface} comment {c}",
+        f"add rule {TABLE} {BASE_CHAIN} iifname {nftables.quote(host_iface)} "
+        f"jump {iface} comment {c}",
         f"add rule {TABLE} {iface} jump {mac} comment {c}",
         f"add rule {TABLE} {mac} ether saddr {container_mac} return comment {c}",
         f"add rule {TABLE} {mac} drop comment {c}",

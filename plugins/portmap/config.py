@@ -17,8 +17,10 @@ import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from cni.config import CNIModel, NetConf
-from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError
+from cni.config import CNIModel, NetConf, valid_attachments
+from cni.config import load as load_model
+from cni.errors import ERR_INVALID_NETWORK_CONFIG, CNIError, one_line
+from cni.result import Result, Result100, new_result_from_result, parse_prev_result
 
 IPTABLES = "iptables"
 NFTABLES = "nftables"
@@ -104,8 +106,6 @@ class Settings:
 
 
 def _invalid(msg: str) -> CNIError:
-    from cni.errors import one_line
-
     return CNIError(ERR_INVALID_NETWORK_CONFIG, one_line(msg))  # a value may hold a newline
 
 
@@ -166,7 +166,9 @@ def _mapping(pm: PortMapping) -> Mapping:
     return Mapping(host_port, container_port, protocol, host, version, unspecified)
 
 
-def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: bool = True) -> Settings:
+def resolve(
+    conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: bool = True
+) -> Settings:
     """Defaults and checks in the reference's order; CNIError 7 with the reference's messages.
 
     `detect_backend` is called only when no backend is configured. With strict=False (DEL) the
@@ -184,7 +186,9 @@ def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: 
     if strict:
         mappings = [_mapping(pm) for pm in raw]
     else:  # DEL only needs to know whether there are mappings: never refuse it over their values
-        mappings = [Mapping(pm.hostPort or 0, pm.containerPort or 0, pm.protocol or "") for pm in raw]
+        mappings = [
+            Mapping(pm.hostPort or 0, pm.containerPort or 0, pm.protocol or "") for pm in raw
+        ]
     return Settings(
         name=conf.name,
         backend=backend,
@@ -196,3 +200,39 @@ def resolve(conf: PortMapNetConf, detect_backend: Callable[[], str], *, strict: 
         masq_all=bool(conf.masqAll),
         mappings=mappings,
     )
+
+
+def load(
+    config: dict,
+    detect_backend: Callable[[], str],
+    *,
+    strict: bool,
+    prefix: str,
+    prev_result: bool = False,
+) -> tuple[Settings, Result | None, Result100 | None]:
+    """(Settings, prevResult as given or None, its 1.x form or None) of a decoded config,
+    checked in the reference's order: JSON shape, prevResult (when `prev_result`), then the
+    portmap keys. Errors are prefixed with `prefix` as the reference prefixes them."""
+    prev = current = None
+    try:
+        conf = load_model(PortMapNetConf, config)
+        if prev_result:
+            prev, current = _prev_result(config)
+        return resolve(conf, detect_backend, strict=strict), prev, current
+    except CNIError as e:
+        raise CNIError(e.code, prefix + e.msg, e.details) from None
+
+
+def _prev_result(config: dict) -> tuple[Result | None, Result100 | None]:
+    prev = parse_prev_result(config)
+    if prev is None:
+        return None, None
+    try:
+        return prev, new_result_from_result(prev)
+    except CNIError as e:
+        raise CNIError(e.code, f"could not convert result to current version: {e.msg}") from None
+
+
+def valid_container_ids(config: dict) -> set[str]:
+    """The container ids among the config's valid attachments (GC keeps their mappings)."""
+    return {cid for cid, _ifname in valid_attachments(config)}

@@ -30,7 +30,8 @@ class Mapped:
 
     def owner(self) -> str:
         """`container <id>` and, when known, `of network <name>`."""
-        return f"container {self.container_id}" + (f" of network {self.network}" if self.network else "")
+        network = f" of network {self.network}" if self.network else ""
+        return f"container {self.container_id}{network}"
 
 
 def _host(addr: str) -> str:
@@ -110,5 +111,7 @@ def clashes(
         )
         if holders:
             where = host or "every address"
-            out.append(f"hostPort {port}/{proto} on {where} is already mapped by {', '.join(holders)}")
+            out.append(
+                f"hostPort {port}/{proto} on {where} is already mapped by {', '.join(holders)}"
+            )
     return out

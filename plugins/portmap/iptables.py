@@ -4,7 +4,8 @@
 Layout (table nat, the same in ip6tables):
 
     PREROUTING, OUTPUT : -m addrtype --dst-type LOCAL -j CNI-HOSTPORT-DNAT
-    POSTROUTING (first): -m comment --comment "CNI portfwd requiring masquerade" -j CNI-HOSTPORT-MASQ
+    POSTROUTING (first): -m comment --comment "CNI portfwd requiring masquerade"
+                         -j CNI-HOSTPORT-MASQ
     CNI-HOSTPORT-SETMARK: -m comment --comment "CNI portfwd masquerade mark" -j MARK --set-xmark M/M
     CNI-HOSTPORT-MASQ  : -m mark --mark M/M -j MASQUERADE
     CNI-HOSTPORT-DNAT  : per container, protocol and 15 ports:
@@ -33,9 +34,12 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, CNIError
+from plugins.linux import iptables as ipt
 from plugins.linux.iptables_rules import canonical, split_saved
 from plugins.linux.naming import chain_name
+from plugins.portmap.backend import Net
 from plugins.portmap.config import Settings
+from plugins.portmap.holders import Mapped, from_iptables
 
 TOP_LEVEL_DNAT = "CNI-HOSTPORT-DNAT"
 SET_MARK = "CNI-HOSTPORT-SETMARK"
@@ -44,9 +48,6 @@ OLD_TOP_LEVEL_SNAT = "CNI-HOSTPORT-SNAT"
 TABLE = "nat"
 MULTIPORT_MAX = 15
 COMMENT_MAX = 255
-
-Net = ipaddress.IPv4Interface | ipaddress.IPv6Interface
-
 
 # --------------------------------------------------------------------------- generation (pure)
 
@@ -191,10 +192,9 @@ def go_rules(rules: list[list[str]]) -> str:
 # --------------------------------------------------------------------------- applying
 
 
-def _iptables():
-    from plugins.linux import iptables
-
-    return iptables
+def available() -> bool:
+    """Whether iptables can be used (STATUS)."""
+    return ipt.available(False)
 
 
 def _has(batch, chain: str, args: list[str], existed: bool) -> bool:
@@ -204,7 +204,7 @@ def _has(batch, chain: str, args: list[str], existed: bool) -> bool:
         return True
     if exact or not existed:
         return False
-    return _iptables().rule_exists(batch.ipv6, batch.table, chain, args)
+    return ipt.rule_exists(batch.ipv6, batch.table, chain, args)
 
 
 def _setup(batch, chain: Chain) -> None:
@@ -225,7 +225,9 @@ def _setup(batch, chain: Chain) -> None:
                 batch.append(entry, text)
 
 
-def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list]) -> None:
+def add(
+    settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list[Mapped]]
+) -> None:
     """Set up the mappings of every container address: one save and one restore per family.
     `seen[version]` receives the mappings that were in place before (portmap_holders.Mapped)."""
     for net in nets:
@@ -234,7 +236,6 @@ def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, 
 
 
 def _add_family(settings: Settings, container_id: str, net: Net, seen: list) -> None:
-    ipt = _iptables()
     ipv6 = net.version == 6
     chains = plan(settings, container_id, net)
     try:
@@ -242,8 +243,6 @@ def _add_family(settings: Settings, container_id: str, net: Net, seen: list) -> 
 
         def build(batch) -> None:
             state_read.append(True)
-            from plugins.portmap.holders import from_iptables
-
             seen[:] = from_iptables(batch.state.chains, TOP_LEVEL_DNAT)
             for ch in chains:
                 _setup(batch, ch)
@@ -271,7 +270,6 @@ def _each_family(what: str, build_for) -> None:
     Fails like the reference: `neither iptables nor ip6tables is usable, ...` when both are
     unusable, `could not <what> ipv4 dnat: ...` when a usable family fails.
     """
-    ipt = _iptables()
     unusable: dict[bool, str] = {}
     for ipv6 in (False, True):
         started = []
@@ -311,7 +309,6 @@ def delete(settings: Settings, container_id: str) -> None:
 def check(settings: Settings, container_id: str, net: Net) -> None:
     """Verify the container's chain, rules and entry rules for this address's family (upstream
     3d27709f)."""
-    ipt = _iptables()
     ipv6 = net.version == 6
     family = "ipv6" if ipv6 else "ipv4"
     chain = dnat_chain(settings, container_id, net)
@@ -337,12 +334,15 @@ def check(settings: Settings, container_id: str, net: Net) -> None:
         raise fail(f"chain {chain.name} not found in iptables table {TABLE}")
     for args in reversed(chain.rules):
         if not present(chain.name, args):
-            raise fail(f"rule {go_rules(chain.rules)} in chain {chain.name} not found in table {TABLE}")
+            raise fail(
+                f"rule {go_rules(chain.rules)} in chain {chain.name} not found in table {TABLE}"
+            )
     for entry in chain.entry_chains:
         for args in reversed(chain.entry_args()):
             if not present(entry, args):
                 raise fail(
-                    f"rule {go_rules(chain.entry_rules)} in chain {entry} not found in table {TABLE}"
+                    f"rule {go_rules(chain.entry_rules)} in chain {entry} "
+                    f"not found in table {TABLE}"
                 )
 
 

@@ -30,8 +30,12 @@ from __future__ import annotations
 import ipaddress
 
 from cni.errors import ERR_INTERNAL, CNIError
+from plugins.linux import nftables
 from plugins.linux.naming import sha512_hex
+from plugins.linux.netfilter import nft_installed
+from plugins.portmap.backend import Net
 from plugins.portmap.config import Settings
+from plugins.portmap.holders import Mapped, from_nftables
 
 TABLE = "cni_hostport"
 TABLE_COMMENT = "CNI portmap plugin"
@@ -41,8 +45,6 @@ HOSTPORTS_ALL = "hostports_all"
 MASQUERADING = "masquerading"
 RULE_CHAINS = (HOSTPORTS, HOSTIP_HOSTPORTS, MASQUERADING)
 ATTACHMENTS_PREFIX = "attachments_"
-
-Net = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 def family(version: int) -> str:
@@ -56,9 +58,7 @@ def attachments_chain(name: str) -> str:
 
 
 def _quote(text: str) -> str:
-    from plugins.linux.nftables import quote
-
-    return quote(text)
+    return nftables.quote(text)
 
 
 def _join_host_port(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> str:
@@ -105,7 +105,8 @@ def add_lines(settings: Settings, container_id: str, net: Net) -> list[str]:
     if settings.snat:
         source = ("::/0" if version == 6 else "0.0.0.0/0") if settings.masq_all else str(net.ip)
         lines.append(
-            f"add rule {t} {MASQUERADING} {fam} saddr {source} {fam} daddr {net.ip} masquerade {comment}"
+            f"add rule {t} {MASQUERADING} {fam} saddr {source} {fam} daddr {net.ip} "
+            f"masquerade {comment}"
         )
         if version == 4 and not settings.masq_all:
             lines.append(
@@ -132,23 +133,24 @@ def expected_counts(settings: Settings, net: Net) -> tuple[int, int]:
 
 def _list(fam: str) -> list[dict]:
     """The rules of this family's table ([] when the table does not exist)."""
-    from plugins.linux import nftables
-
     return nftables.rules(nftables.list_table(fam, TABLE))
+
+
+def available() -> bool:
+    """Whether nftables can be used (STATUS)."""
+    return nftables.available()
 
 
 def _nft_missing() -> bool:
     """True when there is no nft binary: nothing can have been set up with it."""
-    import shutil
-
-    return shutil.which("nft") is None
+    return not nft_installed()
 
 
-def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list]) -> None:
+def add(
+    settings: Settings, container_id: str, nets: list[Net], seen: dict[int, list[Mapped]]
+) -> None:
     """Set up the mappings for every container address in one nft transaction (both
     families). `seen[version]` receives the mappings that were in place before."""
-    from plugins.linux import nftables
-
     for version in {net.version for net in nets}:
         seen[version] = mapped(version)
     lines: list[str] = []
@@ -157,11 +159,9 @@ def add(settings: Settings, container_id: str, nets: list[Net], seen: dict[int, 
     nftables.apply("\n".join(lines) + "\n", "unable to set up nftables rules for port mappings")
 
 
-def mapped(version: int) -> list:
+def mapped(version: int) -> list[Mapped]:
     """The mappings in place in the `hostports` chain of this address version
     (portmap_holders.Mapped); [] when nft is missing or the table cannot be listed."""
-    from plugins.portmap.holders import from_nftables
-
     if _nft_missing():
         return []
     try:
@@ -177,8 +177,6 @@ def _delete_line(rule: dict) -> str:
 
 def delete(settings: Settings, container_id: str) -> None:
     """Remove every rule commented with the container id, in both families (idempotent)."""
-    from plugins.linux import nftables
-
     if _nft_missing():  # the reference skips a family whose nftables cannot be opened
         return
     marker = attachments_chain(settings.name)
@@ -187,7 +185,9 @@ def delete(settings: Settings, container_id: str) -> None:
         try:
             rules = _list(fam)
         except CNIError as e:
-            raise CNIError(ERR_INTERNAL, f"could not list rules in table {TABLE}: {e.msg}") from None
+            raise CNIError(
+                ERR_INTERNAL, f"could not list rules in table {TABLE}: {e.msg}"
+            ) from None
         for rule in rules:
             if rule.get("comment") == container_id and rule.get("chain") in (*RULE_CHAINS, marker):
                 lines.append(_delete_line(rule))
@@ -202,12 +202,16 @@ def check(settings: Settings, container_id: str, net: Net) -> None:
     for chain, want in ((HOSTPORTS, want_hostports), (MASQUERADING, want_masq)):
         if want <= 0:
             continue
-        found = sum(1 for r in rules if r.get("chain") == chain and r.get("comment") == container_id)
+        found = sum(
+            1 for r in rules if r.get("chain") == chain and r.get("comment") == container_id
+        )
         if found < want:
             raise CNIError(ERR_INTERNAL, f'missing hostport rules in "{chain}" chain')
 
 
-def gc_lines(rules: list[dict], name: str, valid_container_ids: set[str]) -> tuple[list[str], list[str]]:
+def gc_lines(
+    rules: list[dict], name: str, valid_container_ids: set[str]
+) -> tuple[list[str], list[str]]:
     """(nft delete commands, stale container ids) for one family's rules (see module docstring)."""
     marker = attachments_chain(name)
     ours: set[str] = set()
@@ -230,8 +234,6 @@ def gc_lines(rules: list[dict], name: str, valid_container_ids: set[str]) -> tup
 
 def gc(settings: Settings, valid_container_ids: set[str]) -> list[str]:
     """Remove what this network recorded for containers no longer valid; return `fam:id`s."""
-    from plugins.linux import nftables
-
     if _nft_missing():
         return []
     lines: list[str] = []

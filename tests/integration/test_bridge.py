@@ -693,12 +693,14 @@ def test_link_plumbing_move_rename_routes(node_ns: Netns, make_pod) -> None:
     import os
 
     from cni.netns import in_netns
-    from plugins.linux import link
+    from plugins.linux import link, netlink, rtnl
+    from plugins.linux.addr import add_address
+    from plugins.linux.routes import Route, add_route, list_routes
 
     pod = make_pod()
     node_ns.ip("link", "add", "mv0", "type", "veth", "peer", "name", "mv1")
-    host = link.iproute_in(node_ns.path)
-    p = link.iproute_in(pod.path)
+    host = rtnl.iproute_in(node_ns.path)
+    p = rtnl.iproute_in(pod.path)
     try:
         with in_netns(pod.path):
             pod_fd = link.current_netns_fd()
@@ -711,21 +713,21 @@ def test_link_plumbing_move_rename_routes(node_ns: Netns, make_pod) -> None:
         assert moved is not None and moved.kind == "veth"
         link.rename(p, moved.index, "net2")
         assert link.get_link(p, "net2").index == moved.index
-        link.add_address(p, moved.index, ipaddress.ip_interface("10.9.0.2/24"))
-        link.add_address(p, moved.index, ipaddress.ip_interface("fd09::2/64"))
+        add_address(p, moved.index, ipaddress.ip_interface("10.9.0.2/24"))
+        add_address(p, moved.index, ipaddress.ip_interface("fd09::2/64"))
         link.set_up(p, moved.index)
         link.set_up(host, link.get_link(host, "mv1").index)
         assert bt.addrs(pod, "net2") == ["10.9.0.2/24", "fd09::2/64"]
         assert "brd 10.9.0.255" in pod.ip("addr", "show", "net2").stdout
-        v4 = link.Route(ipaddress.ip_network("10.77.0.0/16"), ipaddress.ip_address("10.9.0.1"))
-        link.add_route(p, moved.index, v4)
-        with pytest.raises(link.netlink_error()) as e:
-            link.add_route(p, moved.index, v4)
-        assert link.errno_text(e.value) == "file exists"
+        v4 = Route(ipaddress.ip_network("10.77.0.0/16"), ipaddress.ip_address("10.9.0.1"))
+        add_route(p, moved.index, v4)
+        with pytest.raises(netlink.netlink_error()) as e:
+            add_route(p, moved.index, v4)
+        assert netlink.errno_text(e.value) == "file exists"
         for gw in ("fd09::1", "fd09::3"):
-            link.add_route(p, moved.index, link.Route(ipaddress.ip_network("fd77::/64"),
+            add_route(p, moved.index, Route(ipaddress.ip_network("fd77::/64"),
                                                       ipaddress.ip_address(gw)))
-        six = [r for r in link.list_routes(p, link.AF_INET6) if str(r.dst) == "fd77::/64"]
+        six = [r for r in list_routes(p, netlink.AF_INET6) if str(r.dst) == "fd77::/64"]
         assert sorted(str(r.gw) for r in six) == ["fd09::1", "fd09::3"]
         assert "10.77.0.0/16 via 10.9.0.1 dev net2" in bt.routes(pod)  # proto boot: not printed
     finally:

@@ -11,8 +11,16 @@ from __future__ import annotations
 import pytest
 
 from cni.netns import in_netns
-from plugins.linux import link
+from plugins.linux import link, netlink, rtnl
+from plugins.linux.addr import (
+    _address_from_raw,
+    add_address,
+    broadcast_for,
+    del_address,
+    list_addresses,
+)
 from plugins.linux.netlink import netlink_error
+from plugins.linux.routes import Route, add_route
 
 pytestmark = pytest.mark.netns
 
@@ -28,7 +36,7 @@ def _slow(ipr, name=None, index=None):
     try:
         msgs = ipr.link("get", index=index) if index is not None else ipr.link("get", ifname=name)
     except netlink_error() as e:
-        if link.errno_of(e) in (link.ENODEV, link.ENOENT):
+        if netlink.errno_of(e) in (netlink.ENODEV, netlink.ENOENT):
             return None
         raise
     return link._link_from_msg(msgs[0]) if msgs else None
@@ -62,7 +70,7 @@ def test_raw_get_link_matches_pyroute2(node_ns):
     made = _made(node_ns)
     assert {"va", "br0", "d0"} <= set(made)
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             links = link.list_links(ipr)
             assert {lk.name for lk in links} >= {"lo", "va", "vb", "br0", "d0", "v\u00e9"}
             for lk in links:
@@ -92,7 +100,7 @@ def _with_name(raw: bytes, name: bytes) -> bytes:
 def test_raw_path_falls_back_to_pyroute2_for_unusual_links(node_ns, monkeypatch):
     _made(node_ns)
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             raw = ipr.get_link_raw(name="va")
             assert link._link_from_raw(_with_name(raw, b"va")) == link.get_link(ipr, "va")
             odd = _with_name(raw, b"v\xff")  # not UTF-8: pyroute2 keeps the bytes
@@ -107,7 +115,7 @@ def test_raw_path_falls_back_to_pyroute2_for_unusual_links(node_ns, monkeypatch)
 def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
     _made(node_ns)
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             sent = _capture(ipr)
             for kwargs in ({"index": 1}, {"ifname": "va"}, {"ifname": "a" * 15}):
                 raw_kwargs = (
@@ -140,7 +148,7 @@ def test_raw_request_bytes_and_errors_are_ipr_ones(node_ns):
 def test_raw_set_requests_are_ipr_ones(node_ns):
     _made(node_ns)
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             va, br = link.get_link(ipr, "va").index, link.get_link(ipr, "br0").index
             node_ns.ip("link", "set", "va", "nomaster")
             sent = _capture(ipr)
@@ -191,7 +199,7 @@ def test_raw_address_add_is_ipr_one(node_ns):
 
     _made(node_ns)
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             va = link.get_link(ipr, "va").index
             sent = _capture(ipr)
             for text in (
@@ -207,23 +215,23 @@ def test_raw_address_add_is_ipr_one(node_ns):
                     "address": str(iface.ip),
                     "prefixlen": iface.network.prefixlen,
                 }
-                if link.broadcast_for(iface) is not None:
-                    kwargs["broadcast"] = link.broadcast_for(iface)
+                if broadcast_for(iface) is not None:
+                    kwargs["broadcast"] = broadcast_for(iface)
                 ipr.addr("add", **kwargs)  # what add_address sent before the raw path
-                link.del_address(ipr, va, iface)
-                link.add_address(ipr, va, iface)
+                del_address(ipr, va, iface)
+                add_address(ipr, va, iface)
                 old, new = sent[-3], sent[-1]
                 assert old[:8] + old[12:] == new[:8] + new[12:], text  # all but the sequence number
-                assert iface in [a.iface for a in link.list_addresses(ipr, va)]
+                assert iface in [a.iface for a in list_addresses(ipr, va)]
                 errors = []
                 for call in (
                     lambda k=kwargs: ipr.addr("add", **k),
-                    lambda i=iface: link.add_address(ipr, va, i),
+                    lambda i=iface: add_address(ipr, va, i),
                 ):
                     with pytest.raises(netlink_error()) as info:
                         call()
                     errors.append((info.value.code, str(info.value)))
-                assert errors[0] == errors[1] and errors[0][0] == link.EEXIST
+                assert errors[0] == errors[1] and errors[0][0] == netlink.EEXIST
 
 
 def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
@@ -239,23 +247,23 @@ def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
     node_ns.ip("-6", "addr", "add", "fd00::5/64", "dev", "va", "nodad")
     net, addr = ipaddress.ip_network, ipaddress.ip_address
     routes = [
-        link.Route(net("0.0.0.0/0"), addr("10.22.0.1")),
-        link.Route(net("10.244.0.0/16"), addr("10.22.0.1")),
-        link.Route(net("10.30.0.0/16")),
-        link.Route(net("::/0"), addr("fd00::1")),
-        link.Route(net("fd01::/64")),
-        link.Route(net("10.31.0.0/16"), addr("10.22.0.1"), priority=7),
+        Route(net("0.0.0.0/0"), addr("10.22.0.1")),
+        Route(net("10.244.0.0/16"), addr("10.22.0.1")),
+        Route(net("10.30.0.0/16")),
+        Route(net("::/0"), addr("fd00::1")),
+        Route(net("fd01::/64")),
+        Route(net("10.31.0.0/16"), addr("10.22.0.1"), priority=7),
     ]
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             va = link.get_link(ipr, "va").index
             sent = _capture(ipr)
             for route in routes:
                 with monkeypatch.context() as m:  # the pyroute2 path, as before the raw one
                     m.delattr(RtnlSocket, "add_route_raw")
-                    link.add_route(ipr, va, route)
+                    add_route(ipr, va, route)
                 node_ns.ip("route", "del", str(route.dst), "dev", "va")
-                link.add_route(ipr, va, route)
+                add_route(ipr, va, route)
                 old, new = sent[-2], sent[-1]
                 assert old[:8] + old[12:] == new[:8] + new[12:], (
                     route
@@ -269,9 +277,9 @@ def test_raw_route_add_is_ipr_one(node_ns, monkeypatch):
                     if not raw:
                         m.delattr(RtnlSocket, "add_route_raw")
                     with pytest.raises(netlink_error()) as info:
-                        link.add_route(ipr, va, routes[1])  # the same IPv4 route again
+                        add_route(ipr, va, routes[1])  # the same IPv4 route again
                 errors.append((info.value.code, str(info.value)))
-            assert errors[0] == errors[1] and errors[0][0] == link.EEXIST
+            assert errors[0] == errors[1] and errors[0][0] == netlink.EEXIST
 
 
 def test_raw_address_dump_matches_pyroute2(node_ns, monkeypatch):
@@ -290,19 +298,19 @@ def test_raw_address_dump_matches_pyroute2(node_ns, monkeypatch):
     node_ns.ip("-6", "addr", "add", "fd00::5/64", "dev", "va", "nodad")
     node_ns.ip("-6", "addr", "add", "fd00::6/64", "dev", "va")  # tentative for a while: flags
     with in_netns(node_ns.path):
-        with link.iproute() as ipr:
+        with rtnl.iproute() as ipr:
             sent = _capture(ipr)
             seen = 0
             for lk in link.list_links(ipr):
-                for family in (None, link.AF_INET, link.AF_INET6):
+                for family in (None, netlink.AF_INET, netlink.AF_INET6):
                     with monkeypatch.context() as m:  # the pyroute2 path, as before the raw one
                         m.delattr(RtnlSocket, "dump_addr_raw")
-                        old = link.list_addresses(ipr, lk.index, family)
-                    new = link.list_addresses(ipr, lk.index, family)
+                        old = list_addresses(ipr, lk.index, family)
+                    new = list_addresses(ipr, lk.index, family)
                     assert new == old, (lk.name, family)
                     a, b = sent[-2], sent[-1]
                     assert a[:8] + a[12:] == b[:8] + b[12:]  # the same dump request
                     seen += len(new)
             assert seen >= 2 * 8  # every address above (and lo's), each in two family views
             raw = ipr.dump_addr_raw()[0]
-            assert link._address_from_raw(raw[:20]) is None  # truncated: left to pyroute2
+            assert _address_from_raw(raw[:20]) is None  # truncated: left to pyroute2

@@ -186,9 +186,9 @@ class Runner:
         self.exec_n = 0
         self.varlib = sandbox.DEFAULT_STATE_ROOT
         self.allowed_ns = {sandbox.ns_id("/proc/self/ns/net"), *(sandbox.ns_id(p) for p in pods)}
-        from plugins.linux.netlink import iproute
+        from plugins.linux.netlink import import_iproute
 
-        self.ipr = iproute()  # long-lived sockets: opening one costs ~15 ms
+        self.ipr = import_iproute().IPRoute()  # long-lived sockets: opening one costs ~15 ms
         self.pod_iprs = [nsstate.open_netns(p) for p in pods]
         self.pristine = nsstate.snapshot_here(ipr=self.ipr)
         self.counts: Counter[str] = Counter()

@@ -42,9 +42,9 @@ _RT_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multica
 
 
 def _iproute():
-    from plugins.linux.netlink import iproute
+    from plugins.linux.netlink import import_iproute
 
-    return iproute()
+    return import_iproute().IPRoute()  # pyroute2's full IPRoute: get_rules too
 
 
 def net_items(ipr, *, routes: bool = True) -> dict[str, set[Item]]:
@@ -204,7 +204,7 @@ def snapshot_here(
 
 def open_netns(path: str):
     """A netlink socket bound to the namespace at `path`, for snapshot_netns / reset_pod."""
-    from plugins.linux.link import iproute_in
+    from plugins.linux.rtnl import iproute_in
 
     return iproute_in(path)
 

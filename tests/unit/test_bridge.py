@@ -13,7 +13,8 @@ import pytest
 
 from cni.errors import CNIError
 from plugins import bridge, bridge_config
-from plugins.linux import ipmasq, link
+from plugins.linux import ipmasq_iptables, ipmasq_nftables, link
+from plugins.linux.iptables_rules import save_unquote
 
 BASE = {"cniVersion": "1.0.0", "name": "net", "type": "bridge"}
 
@@ -146,20 +147,21 @@ def test_parse_mac(text: str, mac: str | None) -> None:
 
 def test_reference_hashes() -> None:
     """docs/reference-behaviour.md §0.7 examples."""
-    assert ipmasq.iptables_chain("refnet1", "ctr1") == "CNI-e58756d01a2a07fa566152ed"
-    assert ipmasq.iptables_chain("test", "1234") == "CNI-2bbe0c48b91a7d1b8a6753a8"
-    assert ipmasq.nft_network_hash("unit-test") == "6fd94d501e58f0aa"
+    assert ipmasq_iptables.iptables_chain("refnet1", "ctr1") == "CNI-e58756d01a2a07fa566152ed"
+    assert ipmasq_iptables.iptables_chain("test", "1234") == "CNI-2bbe0c48b91a7d1b8a6753a8"
+    assert ipmasq_nftables.nft_network_hash("unit-test") == "6fd94d501e58f0aa"
     assert (
-        ipmasq.nft_instance_hash("unit-test", "eth0", "one") == "6fd94d501e58f0aa-287fc69eff0574a2"
+        ipmasq_nftables.nft_instance_hash("unit-test", "eth0", "one")
+        == "6fd94d501e58f0aa-287fc69eff0574a2"
     )
-    assert ipmasq.iptables_comment("refnet1", "ctr1") == 'name: "refnet1" id: "ctr1"'
+    assert ipmasq_iptables.iptables_comment("refnet1", "ctr1") == 'name: "refnet1" id: "ctr1"'
 
 
 def test_nft_comment_truncated_and_unquoted() -> None:
-    c = ipmasq.nft_comment("n", 'e"th0', "x" * 200)
+    c = ipmasq_nftables.nft_comment("n", 'e"th0', "x" * 200)
     assert len(c) == 128 and '"' not in c
     assert c.startswith(
-        ipmasq.nft_instance_hash("n", 'e"th0', "x" * 200) + ", net: n, if: eth0, id: xx"
+        ipmasq_nftables.nft_instance_hash("n", 'e"th0', "x" * 200) + ", net: n, if: eth0, id: xx"
     )
 
 
@@ -167,13 +169,13 @@ def test_iptables_rules_in_save_form() -> None:
     chain = "CNI-e58756d01a2a07fa566152ed"
     comment = 'name: "refnet1" id: "ctr1"'
     quoted = '-m comment --comment "name: \\"refnet1\\" id: \\"ctr1\\""'
-    v4 = ipmasq._ipt_rules(ipaddress.ip_interface("10.250.1.2/24"), chain, comment)
+    v4 = ipmasq_iptables._ipt_rules(ipaddress.ip_interface("10.250.1.2/24"), chain, comment)
     assert v4 == (
         f"-d 10.250.1.0/24 {quoted} -j ACCEPT",
         f"! -d 224.0.0.0/4 {quoted} -j MASQUERADE",
         f"-s 10.250.1.2/32 {quoted} -j {chain}",
     )
-    v6 = ipmasq._ipt_rules(ipaddress.ip_interface("fd00:1::2/64"), chain, comment)
+    v6 = ipmasq_iptables._ipt_rules(ipaddress.ip_interface("fd00:1::2/64"), chain, comment)
     assert v6[0].startswith("-d fd00:1::/64 ") and v6[1].startswith("! -d ff00::/8 ")
     assert v6[2].startswith("-s fd00:1::2/128 ")
 
@@ -181,11 +183,11 @@ def test_iptables_rules_in_save_form() -> None:
 def test_gc_rule_parsing() -> None:
     rule = ('-s 10.250.1.2/32 -m comment --comment "name: \\"refnet1\\" id: \\"ctr1\\"" '
             "-j CNI-e58756d01a2a07fa566152ed")
-    m = ipmasq._IPT_JUMP.match(rule)
+    m = ipmasq_iptables._IPT_JUMP.match(rule)
     assert m and m.group("chain") == "CNI-e58756d01a2a07fa566152ed"
-    assert ipmasq._unquote_save(m.group("c")) == 'name: "refnet1" id: "ctr1"'
-    assert ipmasq._unquote_save("bare") == "bare"
-    assert ipmasq._unquote_save('"unterminated') is None
+    assert save_unquote(m.group("c")) == 'name: "refnet1" id: "ctr1"'
+    assert save_unquote("bare") == "bare"
+    assert save_unquote('"unterminated') is None
 
 
 def test_go_texts() -> None:

@@ -4,7 +4,11 @@
   leaving out those under ``if TYPE_CHECKING:`` (they never run);
 * no module of cni/ over 400 lines;
 * the newest spec version is written in one place, cni/version.py; product code elsewhere
-  names it through ``cni.version.CURRENT`` (tests may spell out the values they expect).
+  names it through ``cni.version.CURRENT`` (tests may spell out the values they expect);
+* one way to do each of these, in the modules ``ONE_PLACE`` lists (the one table to edit when a
+  concern moves): the atomic file write (``os.replace``/``os.rename``), the netlink stack
+  (``AF_NETLINK`` sockets, pyroute2 imports) and Go-style decoding (pydantic validation and the
+  mapping of its errors to CNI errors).
 """
 
 from __future__ import annotations
@@ -16,6 +20,21 @@ REPO = Path(__file__).resolve().parents[2]
 PRODUCT = ("cni", "plugins", "ipam")
 MAX_LINES = 400
 NEWEST = "1.1.0"
+
+# concern -> the only product modules (paths from the repository root) allowed to do it.
+ONE_PLACE: dict[str, frozenset[str]] = {
+    "atomic write": frozenset({"cni/fileutil.py"}),
+    "netlink": frozenset(
+        {"plugins/linux/netlink.py", "plugins/linux/rtnl.py", "plugins/linux/conntrack.py"}
+    ),
+    "go decoding": frozenset({"cni/gocompat/decode.py", "cni/config.py", "cni/result/models.py"}),
+}
+# What each concern's code looks like: names read as attributes or imported from a module.
+_ATOMIC = {("os", "replace"), ("os", "rename"), ("os", "renames")}
+_NETLINK_NAMES = {"AF_NETLINK"}
+# Validating with pydantic and mapping its errors: everyone else goes through cni.config.load
+# or cni.gocompat.decode.go_validate (whose key and null helpers anyone may call).
+_DECODING_NAMES = {"model_validate", "model_validate_json", "ValidationError", "TypeAdapter"}
 
 
 def _module_name(path: Path) -> str:
@@ -149,3 +168,73 @@ def test_the_newest_spec_version_is_defined_once() -> None:
                     found.append(f"{rel}:{node.lineno}")
     assert assigned == [("cni/version.py", ["CURRENT"])]
     assert found == []
+
+
+def _concerns(tree: ast.AST) -> dict[str, list[int]]:
+    """concern -> the lines of `tree` that do it (every import and name use, whether it runs at
+    start-up, inside a function or only under TYPE_CHECKING)."""
+    found: dict[str, list[int]] = {name: [] for name in ONE_PLACE}
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Attribute):
+            base = node.value.id if isinstance(node.value, ast.Name) else ""
+            if (base, node.attr) in _ATOMIC:
+                found["atomic write"].append(line)
+            if node.attr in _NETLINK_NAMES:
+                found["netlink"].append(line)
+            if node.attr in _DECODING_NAMES:
+                found["go decoding"].append(line)
+        elif isinstance(node, ast.Name):
+            if node.id in _NETLINK_NAMES:
+                found["netlink"].append(line)
+            if node.id in _DECODING_NAMES:
+                found["go decoding"].append(line)
+        elif isinstance(node, ast.Import):
+            if any(a.name.split(".")[0] == "pyroute2" for a in node.names):
+                found["netlink"].append(line)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names = {a.name for a in node.names}
+            if node.module.split(".")[0] == "pyroute2" or names & _NETLINK_NAMES:
+                found["netlink"].append(line)
+            if node.module == "os" and names & {attr for _, attr in _ATOMIC}:
+                found["atomic write"].append(line)
+            if names & _DECODING_NAMES:
+                found["go decoding"].append(line)
+    return found
+
+
+def _outside_their_place() -> dict[str, list[str]]:
+    """concern -> `path:line` of every product line doing it outside its ONE_PLACE modules."""
+    out: dict[str, list[str]] = {name: [] for name in ONE_PLACE}
+    for package in PRODUCT:
+        for path in sorted((REPO / package).rglob("*.py")):
+            rel = path.relative_to(REPO).as_posix()
+            for concern, lines in _concerns(ast.parse(path.read_text(), rel)).items():
+                if rel not in ONE_PLACE[concern]:
+                    out[concern] += [f"{rel}:{n}" for n in sorted(set(lines))]
+    return out
+
+
+def test_the_one_place_checker_sees_each_concern() -> None:
+    """The checker itself: each way of doing a concern is seen."""
+    tree = ast.parse(
+        "import os, socket\nfrom os import replace\nfrom pyroute2 import IPRoute\n"
+        "import pyroute2.netlink\nfrom pydantic import ValidationError\n"
+        "def f(m, d):\n    os.rename('a', 'b')\n    socket.socket(socket.AF_NETLINK)\n"
+        "    return m.model_validate(d)\n"
+    )
+    assert _concerns(tree) == {
+        "atomic write": [2, 7],
+        "netlink": [3, 4, 8],
+        "go decoding": [5, 9],
+    }
+    for places in ONE_PLACE.values():
+        assert all((REPO / p).is_file() for p in places), places
+
+
+def test_each_concern_is_done_in_one_place() -> None:
+    """One atomic write (cni/fileutil.py), one netlink stack (plugins/linux's netlink modules),
+    one Go-decoding helper (cni/gocompat/decode.py, with the two model bases that call it):
+    nothing else in cni/, plugins/ or ipam/ renames files into place, opens netlink sockets,
+    imports pyroute2, or validates with pydantic and maps its errors by itself."""
+    assert _outside_their_place() == {name: [] for name in ONE_PLACE}

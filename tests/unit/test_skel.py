@@ -376,3 +376,20 @@ def test_lone_surrogate_escape_is_a_decoding_error(escape: str) -> None:
     )
     ok = skel._decode_config(b'{"name":"n","x":"\\ud83d\\ude00"}')
     assert ok["x"] == "\U0001F600"
+
+
+def test_plugin_of_takes_the_verbs_by_name() -> None:
+    """plugin_of maps cmd_add/cmd_del/cmd_check/cmd_status/cmd_gc to the callbacks; a verb the
+    module lacks is None (it then succeeds with no output), the rest of the namespace is ignored."""
+    from cni.skel import plugin_of
+
+    def cmd_add(args):
+        return None
+
+    def cmd_del(args):
+        return None
+
+    plugin = plugin_of({"cmd_add": cmd_add, "cmd_del": cmd_del, "other": print}, "about me")
+    assert plugin == Plugin(add=cmd_add, delete=cmd_del, about="about me")
+    rc, out = go(plugin, env_with(CNI_COMMAND="CHECK"))
+    assert (rc, out) == (0, None)
