@@ -7,6 +7,7 @@ IPv4-mapped IPv6, which Go's `To4()` turns into IPv4) and 128 for IPv6.
 
 from __future__ import annotations
 
+import ipaddress
 from _socket import AF_INET, inet_pton  # C module, loaded with the interpreter
 from typing import NamedTuple
 
@@ -46,8 +47,6 @@ def parse(s: str) -> Addr | None:
             return Addr(32, int.from_bytes(inet_pton(AF_INET, s), "big"))
         except OSError:
             return None
-    import ipaddress
-
     try:
         ip = ipaddress.ip_address(s)
     except ValueError:

@@ -12,7 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from cni.args import load_args
 from cni.config import CNIModel
+from cni.config import load as load_model
 from cni.errors import (
     ERR_DECODING_FAILURE,
     ERR_INVALID_ENVIRONMENT_VARIABLES,
@@ -20,6 +22,10 @@ from cni.errors import (
     CNIError,
     one_line,
 )
+from cni.gocompat.decode import go_validate
+from cni.result import Route
+from cni.validate import safe_path
+from cni.version import greater_than_or_equal
 from ipam.addr import Addr, parse, parse_cidr
 from ipam.range import RangeError, RangeSet, RawRange, canonicalize_set
 
@@ -82,7 +88,7 @@ class Settings:
     cni_version: str
     range_sets: list[RangeSet]
     requested: list[Addr] = field(default_factory=list)
-    routes: list[Any] = field(default_factory=list)  # cni.result.Route
+    routes: list[Route] = field(default_factory=list)
     data_dir: str = DEFAULT_DATA_DIR
     resolv_conf: str = ""
 
@@ -142,21 +148,14 @@ def _requested(value: str | None) -> Addr | object:
 def _routes(items: list[dict[str, Any] | None] | None) -> list[Any]:
     if not items:
         return []
-    from cni.gocompat.decode import go_validate
-    from cni.result import Route
-
     return [go_validate(Route, item or {}, "Route") for item in items]
 
 
 def _model(conf: dict) -> HostLocalNet:
-    from cni.config import load as load_model
-
     return load_model(HostLocalNet, conf)
 
 
 def _text_path(value: str, what: str) -> str:
-    from cni.validate import safe_path
-
     return safe_path(value, what)
 
 
@@ -244,8 +243,6 @@ def load(conf: dict, cni_args: str) -> Settings:
 
 def _env_ip(cni_args: str) -> list[Addr]:
     """`IP=<ip>[/<prefix>]` from CNI_ARGS (unknown keys refused unless IgnoreUnknown)."""
-    from cni.args import load_args
-
     value = load_args(cni_args, frozenset({"IP"})).get("IP", "")
     if not value:
         return []
@@ -260,8 +257,6 @@ def _env_ip(cni_args: str) -> list[Addr]:
 
 
 def _at_least_030(version: str) -> bool:
-    from cni.version import greater_than_or_equal
-
     try:
         return greater_than_or_equal(version, "0.3.0")
     except CNIError:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from cni.errors import ERR_INTERNAL, CNIError, one_line, os_error_text
+from cni.fileutil import read_small_file
 
 _MAX_LINE = 64 * 1024  # bufio.Scanner's default token limit
 
@@ -16,8 +17,6 @@ def parse_resolv_conf(path: str) -> dict[str, list[str] | str]:
     (last wins), `search` and `options` add all their arguments. Raises CNIError 999 with the
     reference's text (`open <path>: no such file or directory`) when the file cannot be read.
     """
-    from cni.fileutil import read_small_file
-
     try:
         data = read_small_file(path)
     except IsADirectoryError:

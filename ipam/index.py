@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import zlib
 from collections.abc import Iterable
 from typing import NamedTuple
 
@@ -77,8 +78,6 @@ def owner_of(content: bytes) -> tuple[str, str | None] | None:
 
 def bucket_key(cid: str) -> str:
     """The bucket file name for container ID `cid`: two hex digits."""
-    import zlib
-
     return f"{zlib.crc32(cid.encode('utf-8', 'surrogateescape')) & 0xFF:02x}"
 
 

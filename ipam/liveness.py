@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from ipam.addr import parse
 from ipam.index import Entry
 from ipam.lease_record import Host, LeaseRecord
+from ipam.store import Store
 
 LIVE = "live"
 DEAD = "dead"
@@ -109,8 +110,6 @@ def lease_states(data_dir: str, network: str, host: Host | None = None) -> list[
     """The state of every lease of `network` under `data_dir` ([] when the network has no
     directory). Read-only and lock-free: nothing on disk changes, a concurrent ADD or DEL may
     not be seen; `reclaim` checks again under the lock before freeing anything."""
-    from ipam.store import Store
-
     store = Store.peek(data_dir, network)
     return [] if store is None else states_in(store, host)
 
@@ -143,8 +142,6 @@ def reclaim(
     lock, checking each again right before freeing it (see `reclaim_in`). A lease without a
     record, live, or unknown is never freed. Returns the freed leases; [] when the network has
     no directory. Raises CNIError 5 when the lock cannot be taken."""
-    from ipam.store import Store
-
     store = Store.open(data_dir, network, create=False)
     if store is None:
         return []

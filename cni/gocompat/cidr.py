@@ -16,8 +16,10 @@ from cni.gocompat.decode import GO_JSON
 from cni.gocompat.ip import ipv6_text
 from cni.gocompat.json import json_kind
 
+IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-def _parse_ip(text: str) -> Any:
+
+def _parse_ip(text: str) -> IP | None:
     """An ipaddress object for `text`, or None when Go's parser would reject it (zones too)."""
     if not text.isascii() or "%" in text:
         return None
@@ -27,7 +29,7 @@ def _parse_ip(text: str) -> Any:
         return None
 
 
-def _ip_text(ip: Any) -> str:
+def _ip_text(ip: IP) -> str:
     """Go's net.IP.String(): dotted IPv4 (also for IPv4-mapped IPv6), else RFC 5952 IPv6."""
     if ip.version == 4:
         return str(ip)

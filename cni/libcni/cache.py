@@ -16,12 +16,15 @@ import base64
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cni import fileutil
 from cni.errors import ERR_DECODING_FAILURE, ERR_INTERNAL, ERR_IO_FAILURE, CNIError
 from cni.gocompat import json as gojson
 from cni.gocompat.decode import match_keys
+
+if TYPE_CHECKING:
+    from cni.result import Result
 
 DEFAULT_CACHE_DIR = "/var/lib/cni"
 KIND_V1 = "cniCacheV1"
@@ -358,7 +361,7 @@ class ResultCache:
         return out
 
 
-def decode_result(raw: Mapping[str, Any] | bytes):
+def decode_result(raw: Mapping[str, Any] | bytes) -> Result:
     """A result JSON (object or bytes) as a cni.result Result of its own `cniVersion`.
 
     A missing or empty cniVersion means 0.1.0 (libcni create.CreateFromBytes). Raises

@@ -48,7 +48,7 @@ def _steps() -> ModuleType:
     return steps
 
 
-def has_raw_mappings(conf: dict) -> bool:
+def _has_raw_mappings(conf: dict) -> bool:
     """Does the raw config carry a non-empty runtimeConfig.portMappings? (keys matched as Go
     does)"""
     mappings = field(field(conf, "runtimeconfig"), "portmappings")
@@ -69,7 +69,7 @@ def cmd_del(args: CmdArgs) -> None:
     the container ID, and a DEL refused over a malformed `portMappings` would stop a list's DEL
     for good (the reference refuses it).
     """
-    if has_raw_mappings(args.config):
+    if _has_raw_mappings(args.config):
         _steps().delete(args)
 
 

@@ -602,14 +602,14 @@ def test_json_null_leaves_zero_values_like_go():
 
 
 def test_del_fast_path_detects_mappings_like_go_decoding():
-    from plugins.portmap import has_raw_mappings
+    from plugins.portmap import _has_raw_mappings
 
-    assert not has_raw_mappings({"name": "n"})
-    assert not has_raw_mappings({"runtimeConfig": {"portMappings": []}})
-    assert not has_raw_mappings({"runtimeConfig": {"portMappings": None}})
-    assert not has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
-    assert has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
-    assert has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
+    assert not _has_raw_mappings({"name": "n"})
+    assert not _has_raw_mappings({"runtimeConfig": {"portMappings": []}})
+    assert not _has_raw_mappings({"runtimeConfig": {"portMappings": None}})
+    assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
+    assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
+    assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})  # then refused by the model
 
 
 # --------------------------------------------------------------------------- mappings in place
