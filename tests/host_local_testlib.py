@@ -1,13 +1,12 @@
-"""Shared helpers for the host-local protocol tests (no tests here).
+"""Helpers for the host-local integration tests (tests/integration/test_host_local*.py).
 
-Both implementations are executed through the CNI protocol (conformance/harness.run_plugin) inside
+Ours and the reference are executed through the CNI protocol (conformance/harness.run_plugin) inside
 a throwaway node namespace; host-local never enters CNI_NETNS, so a path that does not exist
 is passed. Data directories are temp dirs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,8 @@ from typing import Any
 import pytest
 
 from conformance import harness
-from conformance.deviations import EXHAUSTION_COUNTS, exhaustion_counts
+from conformance.deviations import exhaustion_counts
+from ipam.addr import parse
 
 REPO = Path(__file__).resolve().parents[1]
 OURS = str(REPO / "dist" / "bin" / "host-local")
@@ -93,37 +93,12 @@ def files(netdir: Path | str) -> dict[str, bytes]:
 
 def leases(netdir: Path | str) -> dict[str, bytes]:
     """Only the lease files (names that are IP addresses)."""
-    from ipam.addr import parse
-
     return {k: v for k, v in files(netdir).items() if parse(k) is not None}
 
 
 def exhaustion_hint(held: int, dead: int, unknown: int, network: str = NET) -> str:
     """What our host-local adds after the reference's exhaustion message."""
     return exhaustion_counts(held, dead, unknown, network)
-
-
-def outcome(run: harness.PluginRun) -> tuple[int, Any]:
-    """What to compare between implementations: exit status and the result or error message.
-
-    Result JSON is compared as data (key order ignored) without an empty `dns` (v1.1.1 prints
-    `"dns": {}` for 1.x, upstream 3d27709f leaves it out); errors by message (codes differ on
-    purpose: we use the well-known codes where the reference says 999), without the lease counts our
-    host-local adds to an exhaustion message (asserted by the tests that provoke one).
-    """
-    if run.returncode != 0:
-        msg = run.result.get("msg") if isinstance(run.result, dict) else run.stdout
-        if isinstance(msg, str):
-            msg = EXHAUSTION_COUNTS.sub("", msg)
-        return run.returncode, msg
-    res = run.result
-    if (
-        isinstance(res, dict)
-        and res.get("dns") == {}
-        and str(res.get("cniVersion", "")).startswith("1.")
-    ):
-        res = {k: v for k, v in res.items() if k != "dns"}
-    return 0, res
 
 
 def write_leases(netdir: Path | str, leases_: dict[str, str], last: str | None = None) -> None:
@@ -135,7 +110,3 @@ def write_leases(netdir: Path | str, leases_: dict[str, str], last: str | None =
     if last is not None:
         (d / "last_reserved_ip.0").write_text(last)
 
-
-def dump(run: harness.PluginRun) -> str:
-    """A run, for assertion messages."""
-    return json.dumps({"rc": run.returncode, "stdout": run.stdout, "stderr": run.stderr[-500:]})

@@ -609,9 +609,8 @@ def test_del_fast_path_detects_mappings_like_go_decoding():
     assert not _has_raw_mappings({"runtimeConfig": {"portMappings": None}})
     assert not _has_raw_mappings({"runtimeConfig": None, "snat": "not a bool"})
     assert _has_raw_mappings({"RuntimeConfig": {"PORTMAPPINGS": [{}]}})
-    assert _has_raw_mappings(
-        {"runtimeConfig": {"portMappings": "bad"}}
-    )  # then refused by the model
+    # then refused by the model
+    assert _has_raw_mappings({"runtimeConfig": {"portMappings": "bad"}})
 
 
 # --------------------------------------------------------------------------- mappings in place
