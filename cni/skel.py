@@ -55,7 +55,7 @@ _ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
 )
 
 
-@dataclass(eq=True)
+@dataclass
 class CmdArgs:
     """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
 
@@ -77,7 +77,7 @@ class CmdArgs:
         return v if isinstance(v, str) else ""
 
 
-@dataclass(eq=True)
+@dataclass
 class Plugin:
     """A plugin's callbacks and identity. A callback left as None succeeds with no output."""
 

@@ -64,7 +64,7 @@ def cmd_status(args: CmdArgs) -> None:
 
 def cmd_gc(args: CmdArgs) -> None:
     """Release the saved configurations of containers that are gone, then forward GC."""
-    _steps().gc(args)
+    _steps().gc(args, GC_IFNAME)
 
 
 PLUGIN = plugin_of(globals(), f"CNI Plugin flannel version {__version__} (pycni)")

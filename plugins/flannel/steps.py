@@ -34,7 +34,6 @@ from cni.invoke import (
 )
 from cni.skel import CmdArgs
 from cni.validate import container_id
-from plugins.flannel import GC_IFNAME
 from plugins.flannel import config as flannel_config
 from plugins.flannel import delegate as flannel_delegate
 from plugins.flannel import mtu as flannel_mtu
@@ -263,8 +262,9 @@ def status(args: CmdArgs) -> None:
     delegate_status(delegate["type"], flannel_delegate.encode(delegate), args.env)
 
 
-def gc(args: CmdArgs) -> None:
-    """DEL every saved attachment of this network that is not valid, then forward GC.
+def gc(args: CmdArgs, gc_ifname: str) -> None:
+    """DEL (as `gc_ifname`) every saved attachment of this network that is not valid, then
+    forward GC.
 
     Every stale attachment is tried even when one fails; the first error is raised at the end.
     """
@@ -289,7 +289,7 @@ def gc(args: CmdArgs) -> None:
             template = saved
             continue
         env = dict(args.env)
-        env.update(CNI_CONTAINERID=name, CNI_IFNAME=GC_IFNAME, CNI_NETNS="", CNI_ARGS="")
+        env.update(CNI_CONTAINERID=name, CNI_IFNAME=gc_ifname, CNI_NETNS="", CNI_ARGS="")
         try:
             delegate_del(saved["type"], data, env)
             flannel_delegate.remove_saved(path)

@@ -1,7 +1,8 @@
 """The shape of the cni/ library, checked statically on its source (nothing is imported).
 
-* no import cycle among cni/ modules, counting imports inside functions (they run too) and
-  leaving out those under ``if TYPE_CHECKING:`` (they never run);
+* no import cycle among cni/ modules, nor across cni/, ipam/ and plugins/, counting imports
+  inside functions (they run too) and leaving out those under ``if TYPE_CHECKING:`` (they never
+  run); dependencies point one way: cni <- ipam <- plugins;
 * no module of cni/, plugins/ or ipam/ over 400 lines;
 * the newest spec version is written in one place, cni/version.py; product code elsewhere
   names it through ``cni.version.CURRENT`` (tests may spell out the values they expect);
@@ -75,9 +76,9 @@ def _imported(tree: ast.AST) -> list[tuple[str, list[str], int]]:
     return out
 
 
-def _import_graph(package: str) -> dict[str, set[str]]:
-    """Module -> the modules of `package` it imports (a `from pkg import mod` names mod)."""
-    modules = _modules(package)
+def _import_graph(*packages: str) -> dict[str, set[str]]:
+    """Module -> the modules of `packages` it imports (a `from pkg import mod` names mod)."""
+    modules = {name: path for package in packages for name, path in _modules(package).items()}
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, path in modules.items():
         for module, names, _ in _imported(ast.parse(path.read_text(), str(path))):
@@ -138,6 +139,21 @@ def test_no_import_cycle_in_cni() -> None:
     """No cni/ module reaches itself through imports, top-level or inside functions."""
     graph = _import_graph("cni")
     assert "cni.result.families" in graph["cni.result"]  # the graph sees the package's imports
+    assert _cycles(graph) == []
+
+
+def test_dependencies_point_one_way() -> None:
+    """cni <- ipam <- plugins: cni/ imports nothing of ipam/ or plugins/, ipam/ nothing of
+    plugins/ (counting imports inside functions), and no import cycle spans the three."""
+    graph = _import_graph(*PRODUCT)
+    upward = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        for target in targets
+        if (name.startswith("cni") and target.split(".")[0] in ("ipam", "plugins"))
+        or (name.startswith("ipam") and target.startswith("plugins"))
+    )
+    assert upward == []
     assert _cycles(graph) == []
 
 
