@@ -7,10 +7,10 @@ so that a served call never pays for fcntl, and by a worker process first of all
 
 from __future__ import annotations
 
+import _thread  # not threading: the cold client imports this module, and needs no thread
 import fcntl
 import os
 import stat
-import threading
 import time
 
 from plugins.worker import directory
@@ -117,7 +117,7 @@ def spawned_worker_setup(serve_path: str) -> None:
         os.setpriority(os.PRIO_PROCESS, 0, SPAWN_NICE)
     except OSError:
         return
-    threading.Thread(target=_renice_when_listening, args=(serve_path,), daemon=True).start()
+    _thread.start_new_thread(_renice_when_listening, (serve_path,))  # dies with the process
 
 
 def _renice_when_listening(serve_path: str, timeout: float = 60.0) -> None:
