@@ -12,7 +12,6 @@ import os
 import select
 import sys
 import time
-from dataclasses import dataclass, field
 
 from cni import validate
 from cni import version as _version
@@ -55,20 +54,44 @@ _ENV_SPEC: tuple[tuple[str, tuple[str, ...], str | None], ...] = (
 )
 
 
-@dataclass
 class CmdArgs:
-    """Everything one invocation was given: the protocol variables, stdin and the decoded config."""
+    """Everything one invocation was given: the protocol variables, stdin and the decoded config.
 
-    command: str
-    container_id: str
-    netns: str
-    ifname: str
-    args: str
-    path: str
-    netns_override: bool
-    stdin: bytes
-    config: dict = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
+    A plain slotted class, not a dataclass: `dataclasses` pulls in `inspect` (~9 ms of CPU on an
+    in-process VERSION, measured on the frozen build), and VERSION must stay cheap."""
+
+    __slots__ = (
+        "command", "container_id", "netns", "ifname", "args", "path", "netns_override",
+        "stdin", "config", "env",
+    )
+
+    def __init__(
+        self,
+        command: str,
+        container_id: str,
+        netns: str,
+        ifname: str,
+        args: str,
+        path: str,
+        netns_override: bool,
+        stdin: bytes,
+        config: dict | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.command = command
+        self.container_id = container_id
+        self.netns = netns
+        self.ifname = ifname
+        self.args = args
+        self.path = path
+        self.netns_override = netns_override
+        self.stdin = stdin
+        self.config: dict = {} if config is None else config
+        self.env: dict[str, str] = {} if env is None else env
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
+        return f"CmdArgs({fields})"
 
     @property
     def cni_version(self) -> str:
@@ -77,17 +100,30 @@ class CmdArgs:
         return v if isinstance(v, str) else ""
 
 
-@dataclass
 class Plugin:
-    """A plugin's callbacks and identity. A callback left as None succeeds with no output."""
+    """A plugin's callbacks and identity. A callback left as None succeeds with no output.
 
-    add: Callback | None = None
-    delete: Callback | None = None
-    check: Callback | None = None
-    status: Callback | None = None
-    gc: Callback | None = None
-    versions: tuple[str, ...] = _version.ALL
-    about: str = ""
+    Slotted like CmdArgs, for the same start-up reason."""
+
+    __slots__ = ("add", "delete", "check", "status", "gc", "versions", "about")
+
+    def __init__(
+        self,
+        add: Callback | None = None,
+        delete: Callback | None = None,
+        check: Callback | None = None,
+        status: Callback | None = None,
+        gc: Callback | None = None,
+        versions: tuple[str, ...] = _version.ALL,
+        about: str = "",
+    ) -> None:
+        self.add = add
+        self.delete = delete
+        self.check = check
+        self.status = status
+        self.gc = gc
+        self.versions = versions
+        self.about = about
 
 
 # The callback each verb runs: the module function of that name (the Go skel's CNIFuncs fields).

@@ -14,7 +14,8 @@ import sys
 
 
 def install() -> None:
-    """Forget the (empty) archive the bootloader announced; give frozen stdlib modules a __file__."""
+    """Forget the (empty) archive the bootloader announced; give frozen stdlib modules a
+    __file__."""
     import _imp
 
     if hasattr(sys, "_pyinstaller_pyz"):

@@ -390,6 +390,9 @@ def test_plugin_of_takes_the_verbs_by_name() -> None:
         return None
 
     plugin = plugin_of({"cmd_add": cmd_add, "cmd_del": cmd_del, "other": print}, "about me")
-    assert plugin == Plugin(add=cmd_add, delete=cmd_del, about="about me")
+    expected = Plugin(add=cmd_add, delete=cmd_del, about="about me")
+    assert [getattr(plugin, k) for k in Plugin.__slots__] == [
+        getattr(expected, k) for k in Plugin.__slots__
+    ]
     rc, out = go(plugin, env_with(CNI_COMMAND="CHECK"))
     assert (rc, out) == (0, None)
