@@ -8,7 +8,8 @@ these plugins use (verified against iptables-save 1.8.9, nf_tables backend):
 * the IP header matches come first, in the order `-s -d -i -o -p -f`, each optionally negated;
   addresses are printed as `network/prefix` (host bits masked, `/32` or `/128` added), and a
   `/0` address is not printed at all;
-* then the matches in the order given: `-m comment --comment <quoted>`, `-m multiport
+* then the matches in the order given: `-m comment --comment <quoted>` (cut to its first 255
+  bytes, as iptables cuts a longer comment without a word), `-m multiport
   --dports|--sports|--ports`, `-m addrtype --src-type|--dst-type` (upper case), `-m mark
   --mark 0x..[/0x..]`, and the implicit protocol match of `--dport`/`--sport` (`-m tcp`, `-m
   udp`, `-m sctp`) at the point of its first option;
@@ -57,6 +58,7 @@ _MULTIPORT_OPTS = {
     "--ports": "--ports",
 }  # fmt: skip
 _ALL_ONES = 0xFFFFFFFF
+COMMENT_MAX_BYTES = 255  # xt_comment keeps 256 bytes, the terminating NUL included
 
 
 def ntop(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -96,6 +98,19 @@ def _hex_mark(value: str, default_mask: int | None) -> tuple[str, bool]:
     if m is None or m == _ALL_ONES and default_mask is None:
         return f"{v:#x}", True
     return f"{v:#x}/{m:#x}", True
+
+
+def stored_comment(text: str) -> tuple[str, bool]:
+    """The comment iptables stores for `text`: its first 255 bytes (a longer one is cut
+    silently, by `iptables` and `iptables -C` alike), and whether that is certain (not when
+    the cut splits a multi-byte character)."""
+    data = text.encode()
+    if len(data) <= COMMENT_MAX_BYTES:
+        return text, True
+    try:
+        return data[:COMMENT_MAX_BYTES].decode(), True
+    except UnicodeDecodeError:
+        return text, False
 
 
 def _ports(value: str) -> bool:
@@ -170,7 +185,9 @@ def canonical(args: Sequence[str], ipv6: bool = False) -> Canonical:
             name = matches[-1][0] if matches else ""
             value = args[i + 1] if i + 1 < n else ""
             if name == "comment" and tok == "--comment" and i + 1 < n:
-                matches[-1][1].append(f"{neg}--comment {save_quote(value)}")
+                stored, ok = stored_comment(value)
+                matches[-1][1].append(f"{neg}--comment {save_quote(stored)}")
+                exact &= ok
                 i += 2
             elif name == "multiport" and tok in _MULTIPORT_OPTS and i + 1 < n:
                 matches[-1][1].append(f"{neg}{_MULTIPORT_OPTS[tok]} {value}")
