@@ -437,6 +437,8 @@ def test_pm82_94_layout_variants(cni: CniDir, variant: str, mappings: list[dict[
     assert [s["rc"] for s in obs["steps"]] == [0] * 2 * times, (variant, obs["steps"])
     dnat = [ln for ln in lines(obs["added"]["iptables"]) if "-j DNAT --to-destination" in ln]
     assert len(dnat) == len([m for m in mappings if ":" not in m.get("hostIP", "")]), dnat
+    rules = [ln for ln in lines(obs["added"]["iptables"]) if ln.startswith("-A ")]
+    assert len(rules) == len(set(rules)), rules  # the second ADD added no rule again
     assert "-j DNAT" not in obs["fw"]["iptables"]
 
 
