@@ -26,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 from collections import namedtuple
 
-from plugins.linux.iptables import save_quote
+from plugins.linux.iptables import save_quote, stored_comment
 
 TYPE_CHECKING = False  # typing costs ms at start-up; type checkers honour this idiom
 if TYPE_CHECKING:
@@ -58,7 +58,6 @@ _MULTIPORT_OPTS = {
     "--ports": "--ports",
 }  # fmt: skip
 _ALL_ONES = 0xFFFFFFFF
-COMMENT_MAX_BYTES = 255  # xt_comment keeps 256 bytes, the terminating NUL included
 
 
 def ntop(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
@@ -98,19 +97,6 @@ def _hex_mark(value: str, default_mask: int | None) -> tuple[str, bool]:
     if m is None or m == _ALL_ONES and default_mask is None:
         return f"{v:#x}", True
     return f"{v:#x}/{m:#x}", True
-
-
-def stored_comment(text: str) -> tuple[str, bool]:
-    """The comment iptables stores for `text`: its first 255 bytes (a longer one is cut
-    silently, by `iptables` and `iptables -C` alike), and whether that is certain (not when
-    the cut splits a multi-byte character)."""
-    data = text.encode()
-    if len(data) <= COMMENT_MAX_BYTES:
-        return text, True
-    try:
-        return data[:COMMENT_MAX_BYTES].decode(), True
-    except UnicodeDecodeError:
-        return text, False
 
 
 def _ports(value: str) -> bool:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from cni.errors import ERR_INTERNAL, CNIError
 from plugins.linux import iptables as ipt
-from plugins.linux.iptables_rules import COMMENT_MAX_BYTES, canonical, split_saved
+from plugins.linux.iptables_rules import canonical, split_saved
 from plugins.linux.naming import chain_name
 from plugins.portmap.backend import Net
 from plugins.portmap.config import Settings
@@ -360,7 +360,7 @@ def owned_chains(state, name: str) -> set[str]:
                 comment = words[i + 1]
                 # a very long network name leaves only a cut prefix in the stored comment
                 if comment.startswith(prefix) or (
-                    len(comment.encode()) >= COMMENT_MAX_BYTES
+                    len(comment.encode()) >= ipt.COMMENT_MAX_BYTES
                     and prefix.startswith(comment[:-2])
                 ):
                     found.add(words[-1])
