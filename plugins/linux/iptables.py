@@ -215,9 +215,25 @@ def save_quote(text: str) -> str:
     return _save_quote(text)
 
 
+COMMENT_MAX_BYTES = 255  # xt_comment keeps 256 bytes, the terminating NUL included
+
+
+def stored_comment(text: str) -> tuple[str, bool]:
+    """The comment iptables stores for `text`: its first 255 bytes (a longer one is cut
+    silently, by `iptables` and `iptables -C` alike), and whether that is certain (not when
+    the cut splits a multi-byte character)."""
+    data = text.encode()
+    if len(data) <= COMMENT_MAX_BYTES:
+        return text, True
+    try:
+        return data[:COMMENT_MAX_BYTES].decode(), True
+    except UnicodeDecodeError:
+        return text, False
+
+
 def comment_arg(text: str) -> str:
-    """A `-m comment --comment ...` argument as iptables-save prints it."""
-    return "-m comment --comment " + _save_quote(text)
+    """A `-m comment --comment ...` argument as iptables-save prints it (cut as stored)."""
+    return "-m comment --comment " + _save_quote(stored_comment(text)[0])
 
 
 _SAVE_BARE = frozenset("_-0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")

@@ -8,7 +8,8 @@ these plugins use (verified against iptables-save 1.8.9, nf_tables backend):
 * the IP header matches come first, in the order `-s -d -i -o -p -f`, each optionally negated;
   addresses are printed as `network/prefix` (host bits masked, `/32` or `/128` added), and a
   `/0` address is not printed at all;
-* then the matches in the order given: `-m comment --comment <quoted>`, `-m multiport
+* then the matches in the order given: `-m comment --comment <quoted>` (cut to its first 255
+  bytes, as iptables cuts a longer comment without a word), `-m multiport
   --dports|--sports|--ports`, `-m addrtype --src-type|--dst-type` (upper case), `-m mark
   --mark 0x..[/0x..]`, and the implicit protocol match of `--dport`/`--sport` (`-m tcp`, `-m
   udp`, `-m sctp`) at the point of its first option;
@@ -25,7 +26,7 @@ from __future__ import annotations
 import ipaddress
 from collections import namedtuple
 
-from plugins.linux.iptables import save_quote
+from plugins.linux.iptables import save_quote, stored_comment
 
 TYPE_CHECKING = False  # typing costs ms at start-up; type checkers honour this idiom
 if TYPE_CHECKING:
@@ -170,7 +171,9 @@ def canonical(args: Sequence[str], ipv6: bool = False) -> Canonical:
             name = matches[-1][0] if matches else ""
             value = args[i + 1] if i + 1 < n else ""
             if name == "comment" and tok == "--comment" and i + 1 < n:
-                matches[-1][1].append(f"{neg}--comment {save_quote(value)}")
+                stored, ok = stored_comment(value)
+                matches[-1][1].append(f"{neg}--comment {save_quote(stored)}")
+                exact &= ok
                 i += 2
             elif name == "multiport" and tok in _MULTIPORT_OPTS and i + 1 < n:
                 matches[-1][1].append(f"{neg}{_MULTIPORT_OPTS[tok]} {value}")

@@ -116,7 +116,8 @@ def old_snat_chain_name(name: str, container_id: str) -> str:
 
 
 def dnat_comment(name: str, container_id: str) -> str:
-    """The entry rules' comment, cut to iptables' 255 characters as the reference cuts it."""
+    """The entry rules' comment as the reference passes it: over 255 characters it becomes the
+    first 253 and `...` (256 in all; iptables then keeps 255 of them, see `canonical`)."""
     text = f'dnat name: "{name}" id: "{container_id}"'
     return text if len(text) <= COMMENT_MAX else text[:253] + "..."
 
@@ -357,8 +358,10 @@ def owned_chains(state, name: str) -> set[str]:
         for i, word in enumerate(words[:-1]):
             if word == "--comment":
                 comment = words[i + 1]
+                # a very long network name leaves only a cut prefix in the stored comment
                 if comment.startswith(prefix) or (
-                    comment.endswith("...") and prefix.startswith(comment[:-3])
+                    len(comment.encode()) >= ipt.COMMENT_MAX_BYTES
+                    and prefix.startswith(comment[:-2])
                 ):
                     found.add(words[-1])
                 break

@@ -247,6 +247,22 @@ def test_old_versions(run: bt.Runner, make_pod, data: Path) -> None:
 # =========================================================================== masquerade
 
 
+def test_ipmasq_long_container_id_cut_comment_and_del(run: bt.Runner, node_ns: Netns,
+                                                        make_pod, data: Path) -> None:
+    """A 240-character id makes the comment longer than the 255 bytes iptables keeps: the rules
+    carry the cut comment (the form our text comparisons now predict), and DEL removes them."""
+    cid = "d" * 240
+    conf = bt.l3_conf(data, name="refnet1", ipMasq=True, isGateway=True,
+                      ipMasqBackend="iptables")
+    pod = make_pod()
+    run.ok("ADD", conf, pod, cid=cid)
+    stored = 'name: \\"refnet1\\" id: \\"' + "d" * (255 - len('name: "refnet1" id: "'))
+    rules = [r for r in bt.nat_rules(node_ns) if r.startswith("-A ")]
+    assert len(rules) == 3 and all(f'--comment "{stored}" ' in r for r in rules), rules
+    run.ok("DEL", conf, pod, cid=cid)
+    assert bt.nat_rules(node_ns) == []
+
+
 @pytest.mark.parametrize("backend", ["iptables", "nftables", None])
 def test_ipmasq_rules_follow_add_and_del(backend, run: bt.Runner, node_ns: Netns, make_pod,
                                          data: Path) -> None:

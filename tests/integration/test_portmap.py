@@ -543,3 +543,43 @@ def test_add_warns_when_another_container_maps_the_host_port(node_ns, backend):
         res = t.run(t.OURS, node_ns, "DEL", t.conf(mappings, pod.prev_result(), **keys),
                     container_id=cid)
         assert res.returncode == 0, res.stdout
+
+
+# ------------------------------------------------------------------ long container ids
+
+
+def test_long_container_id_iptables_repeated_add_is_idempotent(node_ns):
+    """A 240-character id: the reference's cut comment is stored cut once more by iptables
+    (255 bytes); a second ADD must find its entry rule and add nothing, CHECK must find it and
+    DEL must remove everything."""
+    t.setup_node(node_ns)
+    pod = t.Pod(harness.Netns("cnitest-pod-none"), 3, "pmv3")
+    cid = "b" * 240
+    conf = t.conf(MAPPINGS, pod.prev_result(v6=False), backend="iptables")
+    assert t.run(t.OURS, node_ns, "ADD", conf, container_id=cid).returncode == 0
+    once = t.nat(node_ns)
+    assert t.run(t.OURS, node_ns, "ADD", conf, container_id=cid).returncode == 0
+    assert t.nat(node_ns) == once
+    stored = 'id: \\"' + "b" * 229 + '.."'  # 253 characters and "..." passed, 255 kept
+    entry = [ln for ln in once if ln.startswith("-A CNI-HOSTPORT-DNAT ") and stored in ln]
+    assert len(entry) == 2, once  # tcp and udp
+    assert t.run(t.OURS, node_ns, "CHECK", conf, container_id=cid).returncode == 0
+    assert t.run(t.OURS, node_ns, "DEL", conf, container_id=cid).returncode == 0
+    assert not [ln for ln in t.nat(node_ns) if "CNI-DN-" in ln]
+
+
+def test_long_container_id_nftables_is_refused_cleanly(node_ns):
+    """nft keeps at most 128 bytes of comment and refuses a longer one; the container id is
+    the rules' comment (as upstream 3d27709f writes it), so ADD of a longer id fails as one
+    transaction: a CNI error, nothing written; DEL of it succeeds."""
+    t.setup_node(node_ns)
+    pod = t.Pod(harness.Netns("cnitest-pod-none"), 3, "pmv3")
+    cid = "b" * 240
+    conf = t.conf(MAPPINGS, pod.prev_result(v6=False), backend="nftables")
+    before = firewall(node_ns)
+    res = t.run(t.OURS, node_ns, "ADD", conf, container_id=cid)
+    assert (res.returncode, res.result["code"]) == (1, 999)
+    assert res.result["msg"].startswith("unable to set up nftables rules for port mappings: ")
+    assert "comment too long" in res.result["msg"] and "Traceback" not in res.stderr
+    assert firewall(node_ns) == before
+    assert t.run(t.OURS, node_ns, "DEL", conf, container_id=cid).returncode == 0

@@ -182,6 +182,15 @@ def test_iptables_rules_in_save_form() -> None:
     assert v6[2].startswith("-s fd00:1::2/128 ")
 
 
+def test_iptables_rules_carry_the_comment_iptables_stores() -> None:
+    """Over 255 bytes iptables keeps only the first 255; the rules we compare and delete by
+    text must carry exactly those, or a repeated ADD duplicates them and DEL misses them."""
+    comment = ipmasq_iptables.iptables_comment("n", "x" * 300)
+    rules = ipmasq_iptables._ipt_rules(ipaddress.ip_interface("10.0.0.2/24"), "CNI-x", comment)
+    stored = 'name: \\"n\\" id: \\"' + "x" * (255 - len('name: "n" id: "'))
+    assert all(f'--comment "{stored}" -j ' in r for r in rules), rules
+
+
 def test_gc_rule_parsing() -> None:
     rule = ('-s 10.250.1.2/32 -m comment --comment "name: \\"refnet1\\" id: \\"ctr1\\"" '
             "-j CNI-e58756d01a2a07fa566152ed")

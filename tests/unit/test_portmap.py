@@ -14,7 +14,7 @@ import pytest
 from cni.errors import CNIError
 from cni.result import parse_result
 from plugins.linux.conntrack import _deleted_count
-from plugins.linux.iptables import parse_save, save_quote
+from plugins.linux.iptables import Batch, parse_save, save_quote
 from plugins.linux.iptables_rules import canonical, ntop, split_saved
 from plugins.portmap import iptables as pi
 from plugins.portmap import nftables as pn
@@ -243,6 +243,40 @@ def test_comment_truncated_like_reference():
         and text[:253] == f'dnat name: "net" id: "{long_id}'[:253]
     )
     assert pi.dnat_comment("net", "c") == 'dnat name: "net" id: "c"'
+
+
+def test_repeated_add_with_long_container_id_adds_nothing_again():
+    """iptables keeps only the first 255 bytes of the 256-character comment the reference
+    passes; the existence check must compare against that stored form, or every ADD of such a
+    container appends its CNI-HOSTPORT-DNAT entry rule once more."""
+    cid = "a" * 240
+    conf = settings(name="pmnet", mappings=GO_MAPPINGS[:1])
+    chain = pi.dnat_chain(conf, cid, net("10.0.0.2/24"))
+    # the reference's 253 characters and "...", of which iptables stores 255
+    stored = 'dnat name: \\"pmnet\\" id: \\"' + "a" * 229 + ".."
+    port = GO_MAPPINGS[0]["hostPort"]
+    saved = parse_save("\n".join([
+        "*nat",
+        ":CNI-HOSTPORT-DNAT - [0:0]",
+        f":{chain.name} - [0:0]",
+        f'-A CNI-HOSTPORT-DNAT -p tcp -m comment --comment "{stored}" -m multiport '
+        f"--dports {port} -j {chain.name}",
+        *(f"-A {chain.name} {canonical(r).text}" for r in chain.rules),
+        "COMMIT",
+    ]))  # fmt: skip
+    batch = Batch(False, "nat", saved)
+    pi._setup(batch, chain)
+    assert batch.empty(), batch.script()
+
+
+def test_canonical_comment_is_the_stored_255_bytes():
+    assert canonical(["-m", "comment", "--comment", "x" * 300, "-j", "X"]) == (
+        "-m comment --comment " + "x" * 255 + " -j X",
+        True,
+    )
+    # a cut inside a multi-byte character cannot be predicted: ask iptables instead
+    assert canonical(["-m", "comment", "--comment", "x" * 254 + "é", "-j", "X"]).exact is False
+    assert canonical(["-m", "comment", "--comment", "x" * 253 + "é", "-j", "X"]).exact is True
 
 
 def test_check_message_format_is_go_slice_of_slices():
