@@ -55,12 +55,11 @@ def _report_stale_netns() -> None:
 def leak_audit() -> Iterator[None]:
     """Fail the module if the root namespace gained anything while it ran.
 
-    Compares `harness.root_state()` before and after the module (links, `ip netns
-    list`, CNI-* iptables/ip6tables chains and rules, nft tables), plus
-    `harness.host_state()` (addresses, routes, rules, files under the default state
-    paths /var/lib/cni, /etc/cni, /run/flannel), with `harness.audit_diff`. Leftover namespaces of
-    this run are deleted after being
-    reported; nothing in the root namespace is removed automatically.
+    Compares `harness.root_state()` before and after the module (links, `ip netns list`, CNI-*
+    iptables/ip6tables chains and rules, nft tables), plus `harness.host_state()` (addresses,
+    routes, rules, files under the default state paths /var/lib/cni, /etc/cni, /run/flannel), with
+    `harness.audit_diff`. Leftover namespaces of this run are deleted after being reported; nothing
+    in the root namespace is removed automatically.
     """
     before = {**harness.root_state(), **harness.host_state()}
     yield

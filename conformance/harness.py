@@ -30,10 +30,9 @@ NETNS_PREFIX = "cnitest-"
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_TIMEOUT = 60.0
 # The warm worker is on by default (plugins/worker/server.py); tests run every call in-process
-# unless a
-# session or a test asks for the worker (`conformance --worker`, tests/test_worker.py), so a
-# test's call never starts a worker in the machine's /run/pycni. Every environment a test builds
-# from scratch for our executables starts from this one.
+# unless a session or a test asks for the worker (`conformance --worker`,
+# tests/integration/test_worker.py), so a test's call never starts a worker in the machine's
+# /run/pycni. Every environment a test builds from scratch for our executables starts from this one.
 IN_PROCESS_ENV = {"PYCNI_WORKER": "0"}
 WORKER_DEFAULT_DIR = "/run/pycni"
 

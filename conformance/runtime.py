@@ -1,18 +1,16 @@
 """A real container runtime attaching a container through a CNI bin directory: containerd.
 
-`ctr run --cni` (containerd 1.6) runs the CNI plugins itself, in its own process, with the
-fixed paths /etc/cni/net.d (configs), /opt/cni/bin (plugins) and /var/lib/cni (libcni's
-result cache), and the runc shim puts its socket under /run/containerd/s. So the whole session -
-the containerd daemon, `ctr` and therefore the plugins -
-runs inside a node namespace made by the test (`ip netns exec`, which also gives a private
-mount namespace), where /etc, /opt, /var/lib and /run are overlaid with temp upper layers and the
-bin
-directory under test is bind-mounted on /opt/cni/bin. Nothing is written to the host's /etc,
-/opt, /var/lib or /run: containerd's root, state, socket, the runc root and the IO fifos are
-all in the temp dir. `ip netns exec` hides the host's cgroup mounts (it remounts /sys), so
-the session mounts the same cgroup hierarchies again for runc. The runtime creates the container's
-network namespace (runc), the
-plugins configure it from the node namespace, and the node namespace is deleted afterwards.
+`ctr run --cni` (containerd 1.6) runs the CNI plugins itself, in its own process, with the fixed
+paths /etc/cni/net.d (configs), /opt/cni/bin (plugins) and /var/lib/cni (libcni's result cache), and
+the runc shim puts its socket under /run/containerd/s. So the whole session - the containerd daemon,
+`ctr` and therefore the plugins - runs inside a node namespace made by the test (`ip netns exec`,
+which also gives a private mount namespace), where /etc, /opt, /var/lib and /run are overlaid with
+temp upper layers and the bin directory under test is bind-mounted on /opt/cni/bin. Nothing is
+written to the host's /etc, /opt, /var/lib or /run: containerd's root, state, socket, the runc root
+and the IO fifos are all in the temp dir. `ip netns exec` hides the host's cgroup mounts (it
+remounts /sys), so the session mounts the same cgroup hierarchies again for runc. The runtime
+creates the container's network namespace (runc), the plugins configure it from the node namespace,
+and the node namespace is deleted afterwards.
 
 The image is built here from busybox-static as an OCI layout tarball and imported with
 `ctr images import`; no registry is contacted.

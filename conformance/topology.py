@@ -7,13 +7,12 @@ flanneld.
 
 What flanneld would do on each node, per backend:
 
-* ``vxlan``: `flannel.1` (VNI 1, UDP 8472, local = the node's underlay address, no learning,
-  MTU 1450) holding `<subnet network>/32`. Unlike flanneld, the device copies the inner
-  don't-fragment bit to the outer header (`df inherit`): with the kernel default the outer
-  packet would be fragmented silently and a DF ping could not show that the pod MTU fits; for the
-other node a permanent neighbour entry
-  (its flannel.1 address -> its flannel.1 MAC), a permanent fdb entry (that MAC -> its
-  underlay address) and a route to its subnet via its flannel.1 address, onlink.
+* ``vxlan``: `flannel.1` (VNI 1, UDP 8472, local = the node's underlay address, no learning, MTU
+  1450) holding `<subnet network>/32`. Unlike flanneld, the device copies the inner don't-fragment
+  bit to the outer header (`df inherit`): with the kernel default the outer packet would be
+  fragmented silently and a DF ping could not show that the pod MTU fits; for the other node a
+  permanent neighbour entry (its flannel.1 address -> its flannel.1 MAC), a permanent fdb entry
+  (that MAC -> its underlay address) and a route to its subnet via its flannel.1 address, onlink.
 * ``host-gw``: a route to the other node's subnet via its underlay address.
 
 Everything lives in namespaces of a `Sandbox`; nothing touches the root namespace.

@@ -2,10 +2,10 @@
 running portmap (ours or the reference) there, servers in pods and bounded clients.
 
 The pod network is plain iproute2 inside the test's namespaces: a bridge `pmbr0` holding
-10.250.7.1/24 and fd00:7::1/64, `pmeth0` holding the node's own address 192.168.77.1/24
-and fd00:77::1/64 (one end of a veth pair kept in the node), and per pod a veth whose pod end is
-`eth0` with 10.250.7.<10+i>/24 and
-fd00:7::<10+i>/64 and default routes via the bridge. Nothing of this touches the root namespace.
+10.250.7.1/24 and fd00:7::1/64, `pmeth0` holding the node's own address 192.168.77.1/24 and
+fd00:77::1/64 (one end of a veth pair kept in the node), and per pod a veth whose pod end is `eth0`
+with 10.250.7.<10+i>/24 and fd00:7::<10+i>/64 and default routes via the bridge. Nothing of this
+touches the root namespace.
 """
 
 from __future__ import annotations

@@ -4,20 +4,18 @@
     bench_cni.py [--ours DIR] [--ref DIR] [--rounds N] [--quick] [--only B1,B2,B3,B4,B5]
                  [--no-worker] [--json FILE] [--tmp DIR]
 
-Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind),
-ref = /usr/lib/cni. Every plugin runs inside a throwaway node namespace (conformance/harness.py)
-with
-its state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; pods are
-throwaway namespaces. Ours and the reference alternate round by round (the order flips every
-round), each in its own node namespace, and after one untimed warm-up cycle each, so both are
-measured in the steady state of a node that already has its bridge and firewall chains.
+Defaults: ours = dist/bin (whatever `make build` put there; the header says which kind), ref =
+/usr/lib/cni. Every plugin runs inside a throwaway node namespace (conformance/harness.py) with its
+state (host-local dataDir, flannel dataDir and subnet.env) in a temp dir; pods are throwaway
+namespaces. Ours and the reference alternate round by round (the order flips every round), each in
+its own node namespace, and after one untimed warm-up cycle each, so both are measured in the steady
+state of a node that already has its bridge and firewall chains.
 
 Variants: `ref` (the Go reference), `ours+w` (our executables as shipped: the warm worker,
-plugins/worker/server.py, serves the calls; its workers are started by the warm-up calls, counted
-in the
-CPU column, and ended at the end of each part) and `ours` (the same executables with
-PYCNI_WORKER=0: one interpreter per call, in-process delegation; what a call costs when no
-worker is up, e.g. the first call after a quiet spell). `--no-worker` leaves `ours+w` out.
+plugins/worker/server.py, serves the calls; its workers are started by the warm-up calls, counted in
+the CPU column, and ended at the end of each part) and `ours` (the same executables with
+PYCNI_WORKER=0: one interpreter per call, in-process delegation; what a call costs when no worker is
+up, e.g. the first call after a quiet spell). `--no-worker` leaves `ours+w` out.
 
 B1  serial pod cycle: ADD then DEL of one pod, as a runtime does it (a network list run plugin
     by plugin, prevResult chained, DEL in reverse order). Rows: bridge + host-local with

@@ -9,8 +9,7 @@ a measurement variant from scripts/measure_layouts.py, the dev launchers). Figur
 * floor: the executable started under a name that is no entry point (a symlink): bootloader,
   interpreter and plugins.multicall only; it exits 2 ("unknown entry point").
 * VERSION: `CNI_COMMAND=VERSION loopback` (PYCNI_WORKER=0) with a one-line config on stdin, the
-least any call
-  costs: bootloader, interpreter, our imports, the reply.
+  least any call costs: bootloader, interpreter, our imports, the reply.
 * VERSION via worker: the same call with a warm worker up (one, in a private worker directory,
   ended afterwards): what the process the runtime starts costs when a worker serves the call.
 * ADD: `CNI_COMMAND=ADD loopback` run in a throwaway node namespace against a throwaway pod

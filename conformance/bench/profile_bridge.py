@@ -9,10 +9,10 @@ What the warm worker pays per call, without the worker around it: the plugin's o
 Runs in a throwaway node namespace (conformance/harness.py), one throwaway pod namespace per cycle,
 host-local's dataDir in a temp dir; nothing is created in the root namespace. Needs root.
 
-Per cycle it records the process CPU time (user + system of this process; the kernel's side of
-the netlink work is in the system part), the CPU of child processes
-(iptables-restore with --masq) and the netlink requests sent (counted at pyroute2's socket
-send, split into dumps and the rest, by message type), and the CPU spent inside pyroute2's
+Per cycle it records the process CPU time (user + system of this process; the kernel's side of the
+netlink work is in the system part), the CPU of child processes (iptables-restore with --masq) and
+the netlink requests sent (counted at pyroute2's socket send, split into dumps and the rest, by
+message type), and the CPU spent inside pyroute2's
 IPRoute calls or plugins/linux/rtnl.py's requests ("netlink"), in opening and closing those
 sockets, and in the IPAM delegate. Prints medians. `--profile add` wraps
 the timed ADDs in cProfile and prints the top functions by own time and by cumulative time

@@ -11,7 +11,7 @@ from plugins.doctor.node import Node
 from plugins.doctor.report import FAIL, WARN, Check, ok
 from plugins.linux.iptables import TableState
 from plugins.linux.iptables_rules import split_saved
-from plugins.linux.netfilter import default_backend
+from plugins.linux.netfilter import default_backend, nft_installed
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -70,7 +70,7 @@ def _accepts(
 def _nft_forward_drops(node: Node, nets: list[IPNetwork], bridges: set[str]) -> list[str]:
     """Native nftables base chains on the forward hook with policy drop and no rule accepting
     the pod networks (iptables-nft's own tables are judged through iptables-save)."""
-    if shutil.which("nft", path=node.env.get("PATH")) is None:
+    if not nft_installed(node.env.get("PATH")):
         return []
     try:
         proc = subprocess.run(["nft", "-j", "list", "ruleset"], capture_output=True, text=True,

@@ -9,7 +9,6 @@ and removed with them.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 
 from cni.errors import CNIError
@@ -18,6 +17,7 @@ from plugins.doctor.node import Node
 from plugins.doctor.report import WARN, Check, Repair, ok
 from plugins.linux import ipmasq, nftables
 from plugins.linux.ipmasq_iptables import iptables_jumps
+from plugins.linux.netfilter import nft_installed
 from plugins.portmap import iptables as portmap_iptables
 from plugins.portmap import nftables as pn
 from plugins.portmap.config import Settings
@@ -36,7 +36,7 @@ def hostport_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
 
 
 def _nft_mappings(node: Node) -> list[tuple[str, bool, Mapped]]:
-    if shutil.which("nft", path=node.env.get("PATH")) is None:
+    if not nft_installed(node.env.get("PATH")):
         return []
     by_chain = {pn.attachments_chain(n.name): n.name for n in node.networks}
     out = []

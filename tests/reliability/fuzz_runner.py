@@ -5,9 +5,8 @@
         --root /tmp/x --out /tmp/summary.json --outer-pid <pytest pid> [--seed N]
 
 Refuses to run unless its network and mount namespaces differ from --outer-pid's, then mounts a
-private
-tmpfs over /var/lib (defaults such as /var/lib/cni/networks land there), caps its memory, and
-runs `--cases` hypothesis-generated cases. Most run in this interpreter through
+private tmpfs over /var/lib (defaults such as /var/lib/cni/networks land there), caps its memory,
+and runs `--cases` hypothesis-generated cases. Most run in this interpreter through
 `cni.skel.run(plugin, env, stdin)` (for cnitool `cni.libcni.cnitool.run(argv, env, ...)`), the code
 path the executables take; every (cases / exec-cases)-th runs the real dist/bin executable, and
 every second of those (plugins only) goes through a warm worker (the default way a call runs:

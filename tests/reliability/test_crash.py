@@ -12,9 +12,8 @@ four; CI: a reduced count, full: 200 with PYCNI_FULL=1):
 4. a new ADD succeeds with exactly one lease per range, and its DEL leaves nothing either.
 
 Each plugin runs twice: as a process per call (PYCNI_WORKER=0) and through a warm worker (the
-default). Through the worker, SIGKILL stops the client, not the call: the worker finishes the
-ADD, and the DEL that follows must wait for it (plugins/worker/server.py's per-attachment lock) and
-still
+default). Through the worker, SIGKILL stops the client, not the call: the worker finishes the ADD,
+and the DEL that follows must wait for it (plugins/worker/server.py's per-attachment lock) and still
 leave nothing; a traceback in the worker's log is a problem.
 
 Figures: with PYCNI_FIGURES_DIR set, <plugin>-crash.json (<plugin>-worker-crash.json) records
