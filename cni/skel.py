@@ -144,10 +144,24 @@ def plugin_of(namespace: Mapping[str, object], about: str) -> Plugin:
     return Plugin(**callbacks, about=about)  # type: ignore[arg-type]
 
 
-def _validator(name: str | None) -> Callable[[str], None] | None:
-    if name is None:
-        return None
-    return getattr(validate, name)
+def deferred(module: str, function: str, *extra: object) -> Callback:
+    """A verb callback that imports `module` on its first call and returns
+    `module.function(args, *extra)`: a thin main names its verbs without loading their steps
+    (pydantic alone costs ~120 ms), which VERSION and the about line never need."""
+
+    def verb(args: CmdArgs) -> Reply:
+        return getattr(__import__(module, fromlist=[function]), function)(args, *extra)
+
+    verb.__qualname__ = verb.__name__ = f"{module}.{function}"
+    return verb
+
+
+def deferred_plugin(module: str, about: str, **own: Callback) -> Plugin:
+    """The Plugin of a thin main whose verbs are the functions of `module` named like Plugin's
+    verb fields (add, delete, check, status, gc), each imported on its first call (`deferred`);
+    `own` gives a verb the main's own callback instead."""
+    callbacks = {verb: own.get(verb) or deferred(module, verb) for verb, _ in VERB_FUNCTIONS}
+    return Plugin(**callbacks, about=about)  # type: ignore[arg-type]
 
 
 def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -164,9 +178,8 @@ def _parse_env(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
         if val == "":
             missing.append(var)
             continue
-        check = _validator(validator)
-        if check is not None:
-            check(val)
+        if validator is not None:
+            getattr(validate, validator)(val)
     return values, missing
 
 
@@ -276,13 +289,8 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
         config=conf,
         env=dict(env),
     )
-    callbacks = {
-        "ADD": plugin.add,
-        "DEL": plugin.delete,
-        "CHECK": plugin.check,
-        "STATUS": plugin.status,
-        "GC": plugin.gc,
-    }
+    callbacks = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check,
+                 "STATUS": plugin.status, "GC": plugin.gc}
     if cmd not in callbacks:
         raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {one_line(cmd)}")
     conf_version = _version.config_version(conf)
@@ -329,15 +337,11 @@ def run(plugin: Plugin, env: Mapping[str, str], stdin: StdinSource) -> tuple[int
         raise
     except Exception as e:  # noqa: BLE001 - the protocol wants JSON, never a traceback
         err = CNIError(ERR_INTERNAL, one_line(f"{type(e).__name__}: {e}"))
-        if _debug(env):
+        if env.get("CNI_PY_DEBUG", "") not in ("", "0"):
             import traceback  # lazy: ~1.2 ms on every in-process call, for a debug switch
 
             traceback.print_exc(file=sys.stderr)
         return 1, err.to_json(_error_version(box[0] if box else b""))
-
-
-def _debug(env: Mapping[str, str]) -> bool:
-    return env.get("CNI_PY_DEBUG", "") not in ("", "0")
 
 
 def read_stdin() -> bytes:

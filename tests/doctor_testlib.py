@@ -19,6 +19,15 @@ from typing import Any
 from conformance import harness
 
 DIST = harness.REPO_ROOT / "dist" / "bin"
+# Every check's id in report order: a stable interface (the JSON report's keys).
+ALL_IDS = [
+    "conf.parse", "conf.winner", "conf.plugins",
+    "flannel.subnet-env", "flannel.bridge-addr", "flannel.mtu", "flannel.saved",
+    "ipam.leases", "ipam.exhaustion",
+    "kernel.ip-forward", "kernel.br-netfilter",
+    "netfilter.forward", "netfilter.backend",
+    "portmap.stale", "overlay.vxlan",
+]  # fmt: skip
 NETWORK = "cbr0"
 SUBNET_ENV = (
     "FLANNEL_NETWORK=10.244.0.0/16\n"

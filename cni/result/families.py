@@ -24,6 +24,7 @@ from cni.result.models import (
     IPConfig040,
     ResultModel,
     Route,
+    emit,
 )
 from cni.version import CURRENT
 
@@ -73,13 +74,7 @@ class Result100(Result):
     IMPLEMENTED: ClassVar[str] = CURRENT
     VERSIONS_TEXT: ClassVar[str] = f"[1.0.0 {CURRENT}]"
 
-    _EMIT: ClassVar[Emit] = (
-        ("cni_version", "set"),
-        ("interfaces", "set"),
-        ("ips", "set"),
-        ("routes", "set"),
-        ("dns", "set"),
-    )
+    _EMIT: ClassVar[Emit] = emit("cni_version interfaces ips routes dns")
 
     def to_dict(self) -> dict:
         """The 1.x object. Empty lists and an empty ``dns`` are left out.
@@ -104,7 +99,7 @@ class Result040(Result):
     VERSIONS_TEXT: ClassVar[str] = "[0.3.0 0.3.1 0.4.0]"
 
     # Struct order; empty lists left out; ``dns`` always present (``{}`` when empty).
-    _EMIT: ClassVar[Emit] = (*Result100._EMIT[:-1], ("dns", "always"))
+    _EMIT: ClassVar[Emit] = emit("cni_version interfaces ips routes dns!")
 
 
 class Result020(Result):
@@ -121,12 +116,7 @@ class Result020(Result):
     VERSIONS_TEXT: ClassVar[str] = "[ 0.1.0 0.2.0]"
 
     # ``cniVersion``, ``ip4``/``ip6`` when present, ``dns`` always (``{}`` when empty).
-    _EMIT: ClassVar[Emit] = (
-        ("cni_version", "set"),
-        ("ip4", "given"),
-        ("ip6", "given"),
-        ("dns", "always"),
-    )
+    _EMIT: ClassVar[Emit] = emit("cni_version ip4? ip6? dns!")
 
 
 # --------------------------------------------------------------------------------------------

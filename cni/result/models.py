@@ -52,6 +52,14 @@ StrList = Annotated[list[StrictStr], BeforeValidator(_nulls_to_empty)]
 Emit = tuple[tuple[str, str], ...]
 
 
+def emit(spec: str) -> Emit:
+    """``to_dict``'s rules from a one-line declaration: the fields in the reference's key order,
+    each a bare name (rule "set": left out when empty, zero or None), ``name!`` ("always") or
+    ``name?`` ("given": left out only when None)."""
+    marks = {"!": "always", "?": "given"}
+    return tuple((name.rstrip("!?"), marks.get(name[-1], "set")) for name in spec.split())
+
+
 def _required_cidr() -> Any:
     # A missing or null address decodes as "" and fails like Go's ParseCIDR("").
     return Field(default="", validate_default=True)
@@ -69,7 +77,7 @@ class ResultModel(BaseModel):
 
     # Field name -> JSON key, for the few fields whose Python name differs.
     _JSON_KEYS: ClassVar[dict[str, str]] = {}
-    # What to_dict writes: (field, rule) in the reference's key order.
+    # What to_dict writes: (field, rule) in the reference's key order, declared with emit().
     _EMIT: ClassVar[Emit] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -139,6 +147,17 @@ def _plain(value: object) -> object:
     return value
 
 
+class _Addressed(ResultModel):
+    """A model with an address field, named by ``_ADDRESS``, that decides its family."""
+
+    _ADDRESS: ClassVar[str]
+
+    @property
+    def is_ipv4(self) -> bool:
+        """True for an IPv4 address (Go's To4 rule: IPv4-mapped IPv6 counts as IPv4)."""
+        return is_ipv4_text(getattr(self, self._ADDRESS))
+
+
 class DNS(ResultModel):
     """DNS settings; every key is optional and left out when empty."""
 
@@ -152,15 +171,10 @@ class DNS(ResultModel):
         return not (self.nameservers or self.domain or self.search or self.options)
 
     # Each key only when non-empty.
-    _EMIT: ClassVar[Emit] = (
-        ("nameservers", "set"),
-        ("domain", "set"),
-        ("search", "set"),
-        ("options", "set"),
-    )
+    _EMIT: ClassVar[Emit] = emit("nameservers domain search options")
 
 
-class Route(ResultModel):
+class Route(_Addressed):
     """A route (shared by every family; 0.2.0 output keeps only dst/gw after conversion)."""
 
     dst: Cidr = _required_cidr()
@@ -171,21 +185,10 @@ class Route(ResultModel):
     table: Int | None = None
     scope: Int | None = None
 
-    @property
-    def is_ipv4(self) -> bool:
-        """True for an IPv4 destination (Go's To4 rule)."""
-        return is_ipv4_text(self.dst)
+    _ADDRESS: ClassVar[str] = "dst"
 
     # dst always; gw when set; mtu/advmss/priority when non-zero; table/scope when not None.
-    _EMIT: ClassVar[Emit] = (
-        ("dst", "always"),
-        ("gw", "set"),
-        ("mtu", "set"),
-        ("advmss", "set"),
-        ("priority", "set"),
-        ("table", "given"),
-        ("scope", "given"),
-    )
+    _EMIT: ClassVar[Emit] = emit("dst! gw mtu advmss priority table? scope?")
 
 
 class Interface(ResultModel):
@@ -199,30 +202,20 @@ class Interface(ResultModel):
     pciID: StrictStr = ""  # noqa: N815 - JSON key
 
     # name always, the others only when non-empty / non-zero.
-    _EMIT: ClassVar[Emit] = (
-        ("name", "always"),
-        ("mac", "set"),
-        ("mtu", "set"),
-        ("sandbox", "set"),
-        ("socketPath", "set"),
-        ("pciID", "set"),
-    )
+    _EMIT: ClassVar[Emit] = emit("name! mac mtu sandbox socketPath pciID")
 
 
-class IPConfig(ResultModel):
+class IPConfig(_Addressed):
     """A 1.x IP: ``address`` "ip/prefix", optional ``gateway``, optional ``interface`` index."""
 
     address: Cidr = _required_cidr()
     gateway: OptIP = None
     interface: Int | None = None
 
-    @property
-    def is_ipv4(self) -> bool:
-        """True for an IPv4 address (Go's To4 rule: IPv4-mapped IPv6 counts as IPv4)."""
-        return is_ipv4_text(self.address)
+    _ADDRESS: ClassVar[str] = "address"
 
     # interface when set (0 included), address, gateway when set.
-    _EMIT: ClassVar[Emit] = (("interface", "given"), ("address", "always"), ("gateway", "set"))
+    _EMIT: ClassVar[Emit] = emit("interface? address! gateway")
 
 
 class Interface040(ResultModel):
@@ -233,10 +226,10 @@ class Interface040(ResultModel):
     sandbox: StrictStr = ""
 
     # name always, mac and sandbox when non-empty.
-    _EMIT: ClassVar[Emit] = (("name", "always"), ("mac", "set"), ("sandbox", "set"))
+    _EMIT: ClassVar[Emit] = emit("name! mac sandbox")
 
 
-class IPConfig040(ResultModel):
+class IPConfig040(_Addressed):
     """A 0.3.x/0.4.0 IP: ``version`` "4"/"6" (kept as given), ``interface``, ``address``,
     ``gateway``."""
 
@@ -245,18 +238,10 @@ class IPConfig040(ResultModel):
     address: Cidr = _required_cidr()
     gateway: OptIP = None
 
-    @property
-    def is_ipv4(self) -> bool:
-        """True for an IPv4 address (by the address, not the ``version`` string)."""
-        return is_ipv4_text(self.address)
+    _ADDRESS: ClassVar[str] = "address"  # the family is the address's, not ``version``'s
 
     # version always (even ""), interface when set, address, gateway when set.
-    _EMIT: ClassVar[Emit] = (
-        ("version", "always"),
-        ("interface", "given"),
-        ("address", "always"),
-        ("gateway", "set"),
-    )
+    _EMIT: ClassVar[Emit] = emit("version! interface? address! gateway")
 
 
 class IPConfig020(ResultModel):
@@ -267,4 +252,4 @@ class IPConfig020(ResultModel):
     routes: list[Route] = Field(default_factory=list)
 
     # ip, gateway when set, routes when non-empty.
-    _EMIT: ClassVar[Emit] = (("ip", "always"), ("gateway", "set"), ("routes", "set"))
+    _EMIT: ClassVar[Emit] = emit("ip! gateway routes")

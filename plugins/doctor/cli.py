@@ -33,23 +33,20 @@ Environment: NETCONFPATH (default /etc/cni/net.d), CNI_PATH (default /opt/cni/bi
 CNI_CACHE_DIR (default /var/lib/cni). Exit status: 0 nothing fails, 1 a check fails, 2 usage.
 """
 
+# The groups of checks, in report order; each group's CHECKS run in their listed order.
+GROUPS = (conf, flannel, ipam, kernel, netfilter, portmap, overlay)
+
+
+def check_id(check: Callable[[Node], report.Check]) -> str:
+    """A check's stable id: `<group>.<name>` for the function `check_<name>` of a group module,
+    underscores written as hyphens (`kernel.check_ip_forward` is "kernel.ip-forward")."""
+    group = check.__module__.rsplit(".", 1)[-1]
+    return f"{group}.{check.__name__.removeprefix('check_').replace('_', '-')}"
+
+
 # (stable id, check) in report order
 CHECKS: list[tuple[str, Callable[[Node], report.Check]]] = [
-    ("conf.parse", conf.check_parse),
-    ("conf.winner", conf.check_winner),
-    ("conf.plugins", conf.check_plugins),
-    ("flannel.subnet-env", flannel.check_subnet_env),
-    ("flannel.bridge-addr", flannel.check_bridge_addr),
-    ("flannel.mtu", flannel.check_mtu),
-    ("flannel.saved", flannel.check_saved),
-    ("ipam.leases", ipam.check_leases),
-    ("ipam.exhaustion", ipam.check_exhaustion),
-    ("kernel.ip-forward", kernel.check_ip_forward),
-    ("kernel.br-netfilter", kernel.check_br_netfilter),
-    ("netfilter.forward", netfilter.check_forward),
-    ("netfilter.backend", netfilter.check_backend),
-    ("portmap.stale", portmap.check_stale),
-    ("overlay.vxlan", overlay.check_vxlan),
+    (check_id(check), check) for group in GROUPS for check in group.CHECKS
 ]
 
 

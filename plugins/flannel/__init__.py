@@ -20,51 +20,16 @@ other executable on CNI_PATH is executed. The verbs' work is in plugins/flannel/
 from __future__ import annotations
 
 from cni import __version__
-from cni.skel import CmdArgs, plugin_of
-
-TYPE_CHECKING = False  # typing costs ~2 ms to import; type checkers honour this idiom
-if TYPE_CHECKING:
-    from types import ModuleType
-
-    from cni.result import Result
+from cni.skel import deferred, deferred_plugin
 
 # The ifname used to DEL a stale attachment during GC: saved files are keyed by container ID
 # only (the reference's layout), and Kubernetes pods always attach the cluster network as eth0.
 GC_IFNAME = "eth0"
 
-
-def _steps() -> ModuleType:
-    """plugins.flannel.steps, imported on first use."""
-    # The one lazy import of this thin main: the steps load pydantic (~120 ms) and the
-    # delegation machinery, which VERSION never needs.
-    from plugins.flannel import steps
-
-    return steps
-
-
-def cmd_add(args: CmdArgs) -> Result:
-    """Generate and save the delegate configuration, delegate ADD, return the delegate's result."""
-    return _steps().add(args)
-
-
-def cmd_del(args: CmdArgs) -> None:
-    """Delegate DEL with the saved (or regenerated) configuration, then remove the saved one."""
-    _steps().delete(args)
-
-
-def cmd_check(args: CmdArgs) -> None:
-    """Delegate CHECK with the saved configuration and the prevResult."""
-    _steps().check(args)
-
-
-def cmd_status(args: CmdArgs) -> None:
-    """Code 50 while subnet.env or the delegate is unusable; else the delegate's STATUS."""
-    _steps().status(args)
-
-
-def cmd_gc(args: CmdArgs) -> None:
-    """Release the saved configurations of containers that are gone, then forward GC."""
-    _steps().gc(args, GC_IFNAME)
-
-
-PLUGIN = plugin_of(globals(), f"CNI Plugin flannel version {__version__} (pycni)")
+# The verbs are plugins.flannel.steps' functions of the same names, imported on a verb's first
+# call: the steps load pydantic (~120 ms) and the delegation machinery, which VERSION never needs.
+PLUGIN = deferred_plugin(
+    "plugins.flannel.steps",
+    f"CNI Plugin flannel version {__version__} (pycni)",
+    gc=deferred("plugins.flannel.steps", "gc", GC_IFNAME),
+)

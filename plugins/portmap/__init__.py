@@ -30,22 +30,17 @@ from __future__ import annotations
 
 from cni import __version__
 from cni.gocompat.decode import field
-from cni.skel import CmdArgs, plugin_of
+from cni.skel import deferred, deferred_plugin
 
 TYPE_CHECKING = False  # typing costs ~2 ms to import; type checkers honour this idiom
 if TYPE_CHECKING:
-    from types import ModuleType
+    from cni.skel import CmdArgs
 
-    from cni.result import Result
-
-
-def _steps() -> ModuleType:
-    """plugins.portmap.steps, imported on first use."""
-    # The one lazy import of this thin main: the steps load pydantic (~120 ms) and the firewall
-    # tooling, which a DEL without mappings (most pods' DEL) never needs.
-    from plugins.portmap import steps
-
-    return steps
+# The verbs are plugins.portmap.steps' functions of the same names (DEL only once the config
+# carries mappings), imported on a verb's first call: they load pydantic (~120 ms) and the
+# firewall tooling, which a DEL without mappings (most pods' DEL) never needs.
+_STEPS = "plugins.portmap.steps"
+_delete = deferred(_STEPS, "delete")
 
 
 def _has_raw_mappings(conf: dict) -> bool:
@@ -53,11 +48,6 @@ def _has_raw_mappings(conf: dict) -> bool:
     does)"""
     mappings = field(field(conf, "runtimeconfig"), "portmappings")
     return not (mappings is None or mappings == [])
-
-
-def cmd_add(args: CmdArgs) -> Result | None:
-    """Install the mappings for the prevResult's container addresses; return the prevResult."""
-    return _steps().add(args)
 
 
 def cmd_del(args: CmdArgs) -> None:
@@ -70,22 +60,7 @@ def cmd_del(args: CmdArgs) -> None:
     for good (the reference refuses it).
     """
     if _has_raw_mappings(args.config):
-        _steps().delete(args)
+        _delete(args)
 
 
-def cmd_check(args: CmdArgs) -> None:
-    """Verify the mappings of each container address (reference CHECK of upstream 3d27709f)."""
-    _steps().check(args)
-
-
-def cmd_gc(args: CmdArgs) -> None:
-    """Remove this network's mappings of containers that are not valid attachments."""
-    _steps().gc(args)
-
-
-def cmd_status(args: CmdArgs) -> None:
-    """Fail with code 50 when the configured (or detected) firewall backend cannot be used."""
-    _steps().status(args)
-
-
-PLUGIN = plugin_of(globals(), f"CNI portmap plugin {__version__} (pycni)")
+PLUGIN = deferred_plugin(_STEPS, f"CNI portmap plugin {__version__} (pycni)", delete=cmd_del)

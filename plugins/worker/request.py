@@ -13,28 +13,27 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 from plugins.worker.limits import MAX_FDS, MAX_REQUEST, QUEUE_SECONDS
 from plugins.worker.protocol import decode_request
 
 
-class Request:
-    """One received request: its connection, fields and descriptors (owned until `close`)."""
+def _queue_deadline() -> float:
+    return time.monotonic() + QUEUE_SECONDS
 
-    def __init__(
-        self,
-        conn: socket.socket,
-        name: str,
-        build_id: str,
-        env: dict[str, str],
-        fds: list[int],
-    ) -> None:
-        self.conn = conn
-        self.name = name
-        self.build_id = build_id
-        self.env = env
-        self.fds = fds
-        self.deadline = time.monotonic() + QUEUE_SECONDS
+
+@dataclass(eq=False)
+class Request:
+    """One received request: its connection, fields and descriptors (owned until `close`), and
+    the moment it has waited too long in the queue."""
+
+    conn: socket.socket
+    name: str
+    build_id: str
+    env: dict[str, str]
+    fds: list[int]
+    deadline: float = field(init=False, default_factory=_queue_deadline)
 
     @property
     def pidfd(self) -> int | None:

@@ -17,18 +17,18 @@ import time
 import pytest
 
 from conformance import harness
-from tests.doctor_testlib import DIST, NETWORK, SUBNET_ENV, DoctorNode, fake_proc, tree_digest
+from tests.doctor_testlib import (
+    ALL_IDS,
+    DIST,
+    NETWORK,
+    SUBNET_ENV,
+    DoctorNode,
+    fake_proc,
+    tree_digest,
+)
 
 pytestmark = pytest.mark.netns
 
-ALL_IDS = [
-    "conf.parse", "conf.winner", "conf.plugins",
-    "flannel.subnet-env", "flannel.bridge-addr", "flannel.mtu", "flannel.saved",
-    "ipam.leases", "ipam.exhaustion",
-    "kernel.ip-forward", "kernel.br-netfilter",
-    "netfilter.forward", "netfilter.backend",
-    "portmap.stale", "overlay.vxlan",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -396,3 +396,32 @@ def test_plugin_of_takes_the_verbs_by_name() -> None:
     ]
     rc, out = go(plugin, env_with(CNI_COMMAND="CHECK"))
     assert (rc, out) == (0, None)
+
+
+def test_deferred_plugin_imports_the_steps_on_first_call() -> None:
+    """Each thin main's verbs resolve to its steps module's functions of the verb's name, and
+    building the Plugin imports no steps module (VERSION must not pay for them)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import ipam.host_local, plugins.flannel, plugins.portmap\n"
+        "assert not [m for m in sys.modules if m.endswith('.steps')], sorted(sys.modules)\n"
+        "from ipam import steps as a\n"
+        "from plugins.flannel import steps as b\n"
+        "from plugins.portmap import steps as c\n"
+        "for verb in ('add', 'delete', 'check', 'status', 'gc'):\n"
+        "    for mod in (a, b, c):\n"
+        "        assert callable(getattr(mod, verb)), (mod, verb)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_deferred_passes_args_and_extras() -> None:
+    """A deferred verb calls module.function(args, *extra) and returns its value."""
+    from cni.skel import deferred
+
+    verb = deferred("os.path", "join", "b")
+    assert verb("a") == "a/b"  # type: ignore[arg-type]
