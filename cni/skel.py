@@ -66,28 +66,20 @@ class CmdArgs:
     )
 
     def __init__(
-        self,
-        command: str,
-        container_id: str,
-        netns: str,
-        ifname: str,
-        args: str,
-        path: str,
-        netns_override: bool,
-        stdin: bytes,
-        config: dict | None = None,
-        env: dict[str, str] | None = None,
+        self, variables: Mapping[str, str], stdin: bytes, config: dict, env: dict[str, str]
     ) -> None:
-        self.command = command
-        self.container_id = container_id
-        self.netns = netns
-        self.ifname = ifname
-        self.args = args
-        self.path = path
-        self.netns_override = netns_override
+        """`variables`: the protocol variables as read from the environment (every CNI_* name
+        of the skeleton's table present, "" when unset)."""
+        self.command = variables["CNI_COMMAND"]
+        self.container_id = variables["CNI_CONTAINERID"]
+        self.netns = variables["CNI_NETNS"]
+        self.ifname = variables["CNI_IFNAME"]
+        self.args = variables["CNI_ARGS"]
+        self.path = variables["CNI_PATH"]
+        self.netns_override = variables["CNI_NETNS_OVERRIDE"].lower() in ("1", "true")
         self.stdin = stdin
-        self.config: dict = {} if config is None else config
-        self.env: dict[str, str] = {} if env is None else env
+        self.config = config
+        self.env = env
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.__slots__)
@@ -105,7 +97,7 @@ class Plugin:
 
     Slotted like CmdArgs, for the same start-up reason."""
 
-    __slots__ = ("add", "delete", "check", "status", "gc", "versions", "about")
+    __slots__ = ("callbacks", "versions", "about")
 
     def __init__(
         self,
@@ -117,13 +109,23 @@ class Plugin:
         versions: tuple[str, ...] = _version.ALL,
         about: str = "",
     ) -> None:
-        self.add = add
-        self.delete = delete
-        self.check = check
-        self.status = status
-        self.gc = gc
+        # by CNI_COMMAND: the five verbs the skeleton dispatches (VERSION it answers itself)
+        self.callbacks: dict[str, Callback | None] = {
+            "ADD": add, "DEL": delete, "CHECK": check, "STATUS": status, "GC": gc,
+        }
         self.versions = versions
         self.about = about
+
+    def replacing(
+        self, commands: tuple[str, ...], make: Callable[[Callback | None], Callback | None]
+    ) -> Plugin:
+        """A copy of this plugin whose callback for each of `commands` is `make(old callback)`;
+        the other callbacks, the versions and the about line are the same."""
+        copy = Plugin(versions=self.versions, about=self.about)
+        copy.callbacks = {
+            cmd: make(cb) if cmd in commands else cb for cmd, cb in self.callbacks.items()
+        }
+        return copy
 
 
 # The callback each verb runs: the module function of that name (the Go skel's CNIFuncs fields).
@@ -276,21 +278,8 @@ def _dispatch(plugin: Plugin, env: Mapping[str, str], source: StdinSource, box: 
     if cmd == "VERSION":
         return _version.version_reply(_try_json(stdin), plugin.versions)
     conf = _decode_config(stdin)
-    override = values["CNI_NETNS_OVERRIDE"].lower() in ("1", "true")
-    args = CmdArgs(
-        command=cmd,
-        container_id=values["CNI_CONTAINERID"],
-        netns=values["CNI_NETNS"],
-        ifname=values["CNI_IFNAME"],
-        args=values["CNI_ARGS"],
-        path=values["CNI_PATH"],
-        netns_override=override,
-        stdin=stdin,
-        config=conf,
-        env=dict(env),
-    )
-    callbacks = {"ADD": plugin.add, "DEL": plugin.delete, "CHECK": plugin.check,
-                 "STATUS": plugin.status, "GC": plugin.gc}
+    args = CmdArgs(values, stdin, conf, dict(env))
+    callbacks = plugin.callbacks
     if cmd not in callbacks:
         raise CNIError(ERR_INVALID_ENVIRONMENT_VARIABLES, f"unknown CNI_COMMAND: {one_line(cmd)}")
     conf_version = _version.config_version(conf)

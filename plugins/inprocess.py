@@ -50,10 +50,7 @@ def locked(plugin: skel.Plugin) -> skel.Plugin:
 
         return run
 
-    return skel.Plugin(
-        add=wrap(plugin.add), delete=wrap(plugin.delete), check=wrap(plugin.check),
-        status=plugin.status, gc=plugin.gc, versions=plugin.versions, about=plugin.about,
-    )
+    return plugin.replacing(("ADD", "DEL", "CHECK"), wrap)
 
 
 def hold_attachment(env: Mapping[str, str]) -> attachment.Held | None:

@@ -126,8 +126,7 @@ def call(
                 f"{env.get('CNI_IFNAME', '')} is still running; try again later",
             )
 
-        plugin = skel.Plugin(add=busy, delete=busy, check=busy, status=plugin.status,
-                             gc=plugin.gc, versions=plugin.versions, about=plugin.about)
+        plugin = plugin.replacing(("ADD", "DEL", "CHECK"), lambda _callback: busy)
     try:
         become(caller, own_mnt)
     except OSError as e:
